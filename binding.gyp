@@ -1,0 +1,29 @@
+{
+  "variables": {
+    "pw_libs": "libmnl libnftnl libipset libnetfilter_conntrack"
+  },
+  "targets": [
+    {
+      "target_name": "portwall",
+      "sources": [
+        "native/binding/addon.cc",
+        "native/binding/async.cc",
+        "native/core/netns.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "native"
+      ],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NODE_ADDON_API_DISABLE_DEPRECATED",
+        "NAPI_CPP_EXCEPTIONS"
+      ],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
+      "cflags": ["<!@(pkg-config --cflags <(pw_libs))"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"],
+      "libraries": ["<!@(pkg-config --libs <(pw_libs))"]
+    }
+  ]
+}

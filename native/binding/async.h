@@ -1,0 +1,67 @@
+// Promise-returning work off the JS thread (the "baton" pattern).
+//
+// The entry point validates and copies JS arguments into a plain C++ struct (the baton), then queues a
+// PromiseWorker. Execute() runs on a libuv pool thread, touches only the baton and may throw
+// portwall::Error; OnOK/OnError run on the JS thread and are the only places that build JS values.
+#pragma once
+
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+
+#include "core/error.h"
+
+namespace portwall {
+
+// A JS Error with `kind`, `errno`, `opIndex` properties, from a core error.
+Napi::Error to_js_error(Napi::Env env, const Error& e);
+
+template <typename Baton>
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<void(Baton&)>;
+  using Result = std::function<Napi::Value(Napi::Env, Baton&)>;
+
+  // Queues the work and returns its promise.
+  static Napi::Promise Run(Napi::Env env, std::unique_ptr<Baton> baton, Work work, Result result) {
+    auto* w = new PromiseWorker(env, std::move(baton), std::move(work), std::move(result));
+    auto promise = w->deferred_.Promise();
+    w->Queue();
+    return promise;
+  }
+
+ protected:
+  void Execute() override {
+    try {
+      work_(*baton_);
+    } catch (const Error& e) {
+      error_ = std::make_unique<Error>(e);
+      SetError(e.what());
+    } catch (const std::exception& e) {
+      error_ = std::make_unique<Error>(ErrorKind::kSystem, 0, e.what());
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(result_(Env(), *baton_)); }
+  void OnError(const Napi::Error&) override { deferred_.Reject(to_js_error(Env(), *error_).Value()); }
+
+ private:
+  PromiseWorker(Napi::Env env, std::unique_ptr<Baton> baton, Work work, Result result)
+      : Napi::AsyncWorker(env, "portwall"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        baton_(std::move(baton)),
+        work_(std::move(work)),
+        result_(std::move(result)) {}
+
+  Napi::Promise::Deferred deferred_;
+  std::unique_ptr<Baton> baton_;
+  Work work_;
+  Result result_;
+  std::unique_ptr<Error> error_;
+};
+
+// The netns argument: undefined/null → "" (current namespace), else a string.
+std::string netns_arg(const Napi::Value& v);
+
+}  // namespace portwall

@@ -1,0 +1,53 @@
+/**
+ * One error class for everything portwall throws, with a stable `code` (see {@link ERROR_CODES}).
+ * Kernel errors keep their errno; batch errors name the operation index and the object.
+ */
+
+/** Every code portwall can throw, with what it means. Tests check each is documented in README. */
+export const ERROR_CODES = {
+  ERR_INVALID_OBJECT: 'an object added to a transaction is malformed; `field` names the bad field',
+  ERR_INVALID_VALUE: 'a value does not parse as its datatype (address, port, MAC, interface name, …)',
+  ERR_UNKNOWN_SET: 'elements refer to a set the transaction cannot resolve (add it first or pass it as known)',
+  ERR_TRANSACTION_STATE: 'a transaction was used after commit or after an earlier operation failed',
+  ERR_KERNEL: 'the kernel refused an operation of a batch; nothing of the batch was applied',
+  ERR_NETNS: 'the network namespace could not be opened or entered',
+  ERR_SYSTEM: 'a system call failed (socket, sendmsg, recvmsg)',
+  ERR_WIRE: 'the native side could not decode a buffer from the TypeScript side (a portwall bug)',
+  ERR_RENDER: 'an expression sequence has no nft syntax that portwall can print',
+  ERR_NATIVE_MISSING: 'the native addon could not be loaded (build it with `npm run build:native`)',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorDetails {
+  /** The object (or its path in a state document) that caused the error. */
+  object?: unknown;
+  /** The field of that object, e.g. `ports[3].device`. */
+  field?: string;
+  /** Index of the failing operation in its transaction. */
+  opIndex?: number;
+  /** Kernel errno (positive) and its symbolic name, when the kernel said no. */
+  errno?: number;
+  errnoName?: string;
+  cause?: unknown;
+}
+
+export class PortwallError extends Error {
+  readonly code: ErrorCode;
+  readonly object?: unknown;
+  readonly field?: string;
+  readonly opIndex?: number;
+  readonly errno?: number;
+  readonly errnoName?: string;
+
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'PortwallError';
+    this.code = code;
+    this.object = details.object;
+    this.field = details.field;
+    this.opIndex = details.opIndex;
+    this.errno = details.errno;
+    this.errnoName = details.errnoName;
+  }
+}

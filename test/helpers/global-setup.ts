@@ -1,0 +1,13 @@
+// One prefix per test run for every namespace the tests create; at the end, nothing of it may remain.
+import { randomBytes } from 'node:crypto';
+
+export function setup(): void {
+  process.env.PORTWALL_TEST_RUN = `pw${randomBytes(2).toString('hex')}`;
+}
+
+export async function teardown(): Promise<void> {
+  const { leftoverNamespaces, run } = await import('./netns.js');
+  const left = leftoverNamespaces();
+  for (const n of left) run('ip', ['netns', 'del', n]);
+  if (left.length) throw new Error(`tests left network namespaces behind: ${left.join(', ')}`);
+}

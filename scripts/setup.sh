@@ -37,7 +37,7 @@ if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp -newer "$addon" -print -
   npx --no-install node-gyp rebuild --loglevel=error >/dev/null
 fi
 
-if [ ! -f dist/.built ] || [ -n "$(find src bench tsconfig.json package.json -newer dist/.built -print -quit)" ]; then
+if [ ! -f dist/.built ] || [ -n "$(find src bench demo test/helpers tsconfig.json package.json -newer dist/.built -print -quit)" ]; then
   log "compiling TypeScript"
   npx --no-install tsc -p tsconfig.json
   touch dist/.built

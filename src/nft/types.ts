@@ -36,6 +36,7 @@ export type DataTypeName =
   | 'icmpv6_type'
   | 'icmpv6_code'
   | 'ether_type'
+  | 'arp_op'
   | 'nf_proto'
   | 'integer'
   | 'verdict';
@@ -91,6 +92,8 @@ export type Expr =
   | { type: 'bitwise'; sreg: Register; dreg: Register; len: number; mask: Uint8Array; xor: Uint8Array }
   | { type: 'range'; sreg: Register; op: 'eq' | 'neq'; from: Uint8Array; to: Uint8Array }
   | { type: 'lookup'; sreg: Register; dreg?: Register; set: string; invert?: boolean }
+  /** Byte-order swap of `len` bytes in units of `size` (2, 4, 8); nft emits it for host-order keys of interval sets. */
+  | { type: 'byteorder'; sreg: Register; dreg: Register; op: 'hton' | 'ntoh'; len: number; size: number }
   | { type: 'immediate'; dreg: Register; data: Uint8Array }
   | { type: 'immediate'; dreg: 0; verdict: Verdict }
   | { type: 'counter'; packets?: bigint; bytes?: bigint }
@@ -117,7 +120,12 @@ export type Expr =
   | { type: 'notrack' }
   | { type: 'reject'; rejectType: number; code: number }
   | { type: 'masq'; flags?: number; regProtoMin?: Register; regProtoMax?: Register }
-  | { type: 'redir'; flags?: number; regProtoMin?: Register; regProtoMax?: Register };
+  | { type: 'redir'; flags?: number; regProtoMin?: Register; regProtoMax?: Register }
+  /**
+   * Dump only: an expression portwall has no type for (e.g. written by another tool), kept by its kernel name
+   * and raw netlink attributes so a diff still sees it. It cannot be added to a transaction.
+   */
+  | { type: 'other'; name: string; data: Uint8Array };
 
 export interface Table {
   kind: 'table';

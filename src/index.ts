@@ -1,0 +1,15 @@
+/**
+ * portwall's public API: typed nftables objects, transactions committed as one atomic netlink batch,
+ * listings decoded back into the same objects, and a fake for tests without root.
+ */
+export type * from './nft/types.js';
+export * from './nft/match.js';
+export { Nft, openNft } from './nft/client.js';
+export type { Listing, NftOptions } from './nft/client.js';
+export { Transaction } from './nft/transaction.js';
+export type { TransactionOptions, TransactionSink } from './nft/transaction.js';
+export { FakeNft } from './nft/fake.js';
+export type { FakeNftOptions } from './nft/fake.js';
+export { PortwallError, ERROR_CODES } from './errors.js';
+export type { ErrorCode, ErrorDetails } from './errors.js';
+export type { CommitResult } from './native.js';

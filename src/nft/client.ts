@@ -1,0 +1,120 @@
+/**
+ * The nftables client of one network namespace: transactions, listings and the set registry.
+ *
+ * Element keys are encoded with their set's datatypes, so a transaction that adds elements to a set it does
+ * not define itself needs that set's definition. The client remembers every set it has seen — in the last
+ * list() and in its committed transactions — and transactions resolve such sets through it.
+ */
+import { binding as loadBinding } from '../native.js';
+import type { NativeBinding } from '../native.js';
+import { FAMILIES } from './constants.js';
+import { fromNative } from './native-errors.js';
+import { Transaction } from './transaction.js';
+import { decodeRecords, setPath } from './wire.js';
+import type { Family, NftObject, NftSet, Operation } from './types.js';
+
+/** Options of {@link Nft}. */
+export interface NftOptions {
+  /** Network namespace: a name under /run/netns, a path, or null/undefined for the caller's namespace. */
+  netns?: string | null;
+  /** The binding to use (tests inject a fake, see `./fake.ts`); defaults to the native addon. */
+  binding?: NativeBinding;
+}
+
+/** What list() returns: the ruleset generation the dump belongs to and the decoded objects. */
+export interface Listing {
+  genid: number;
+  objects: NftObject[];
+}
+
+/** nftables in one network namespace. */
+export class Nft {
+  /** The namespace this client talks to (null: the caller's). */
+  readonly netns: string | null;
+  readonly #binding: NativeBinding | undefined;
+  readonly #sets = new Map<string, NftSet>();
+
+  constructor(options: NftOptions = {}) {
+    this.netns = options.netns ?? null;
+    this.#binding = options.binding;
+  }
+
+  // Resolved per call, so constructing a client never loads the addon and setBinding() applies at once.
+  get #native(): NativeBinding {
+    return this.#binding ?? loadBinding();
+  }
+
+  /** A new, empty transaction bound to this client. */
+  transaction(): Transaction {
+    return new Transaction({
+      resolveSet: (family, table, name) => this.knownSet(family, table, name),
+      sink: {
+        netns: this.netns,
+        send: (batch) => this.#native.nftCommit(this.netns, batch),
+        committed: (ops) => this.#learn(ops),
+      },
+    });
+  }
+
+  /**
+   * Lists the ruleset, or one family, or one table. The sets it returns replace what the client knew about
+   * that scope.
+   */
+  async list(filter: { family?: Family; table?: string } = {}): Promise<Listing> {
+    const family = filter.family === undefined ? 0 : FAMILIES.code(filter.family);
+    let result;
+    try {
+      result = await this.#native.nftList(this.netns, family, filter.table ?? null);
+    } catch (err) {
+      throw fromNative(err, this.netns);
+    }
+    const objects = decodeRecords(result.records);
+    for (const [path, set] of this.#sets) {
+      const inScope =
+        (filter.family === undefined || set.family === filter.family) &&
+        (filter.table === undefined || set.table === filter.table);
+      if (inScope) this.#sets.delete(path);
+    }
+    for (const o of objects) if (o.kind === 'set') this.#sets.set(setPath(o.family, o.table, o.name), o);
+    return { genid: result.genid, objects };
+  }
+
+  /** The current ruleset generation id. */
+  async genid(): Promise<number> {
+    try {
+      return await this.#native.nftGenid(this.netns);
+    } catch (err) {
+      throw fromNative(err, this.netns);
+    }
+  }
+
+  /** The definition of a set, as last listed or committed through this client. */
+  knownSet(family: Family, table: string, name: string): NftSet | undefined {
+    return this.#sets.get(setPath(family, table, name));
+  }
+
+  /** Teaches the client set definitions it has not listed (e.g. sets another process manages). */
+  rememberSets(sets: readonly NftSet[]): void {
+    for (const s of sets) this.#sets.set(setPath(s.family, s.table, s.name), s);
+  }
+
+  // Keeps the registry in step with a committed transaction.
+  #learn(ops: readonly Operation[]): void {
+    for (const { verb, object: o } of ops) {
+      const removed = verb === 'delete' || verb === 'destroy';
+      if (o.kind === 'set') {
+        const path = setPath(o.family, o.table, o.name);
+        if (removed) this.#sets.delete(path);
+        else if (verb === 'add' || verb === 'create') this.#sets.set(path, o);
+      } else if (o.kind === 'table' && removed) {
+        const prefix = setPath(o.family, o.name, '');
+        for (const path of this.#sets.keys()) if (path.startsWith(prefix)) this.#sets.delete(path);
+      }
+    }
+  }
+}
+
+/** Opens an nftables client for a namespace (see {@link NftOptions}). */
+export function openNft(options: NftOptions = {}): Nft {
+  return new Nft(options);
+}

@@ -1,0 +1,88 @@
+/**
+ * Native rejections → PortwallError. The addon rejects with an Error carrying `kind` ('netlink' | 'system' |
+ * 'wire'), `errno`, `errnoName` and `opIndex` (see src/native.ts); this gives each a stable code and, for a
+ * refused batch, names the operation and the object that caused it.
+ */
+import { getSystemErrorMap } from 'node:util';
+
+import { PortwallError } from '../errors.js';
+import { describeObject } from './validate.js';
+import type { Operation } from './types.js';
+
+interface NativeError extends Error {
+  kind?: 'netlink' | 'system' | 'wire';
+  errno?: number;
+  errnoName?: string;
+  opIndex?: number;
+}
+
+// glibc's strerror() texts for what the kernel answers nf_tables batches with (libuv's wording differs).
+const STRERROR: Readonly<Record<string, string>> = {
+  EPERM: 'Operation not permitted',
+  ENOENT: 'No such file or directory',
+  E2BIG: 'Argument list too long',
+  EBADF: 'Bad file descriptor',
+  ENOMEM: 'Cannot allocate memory',
+  EBUSY: 'Device or resource busy',
+  EEXIST: 'File exists',
+  EINVAL: 'Invalid argument',
+  ENFILE: 'Too many open files in system',
+  ENOSPC: 'No space left on device',
+  EMLINK: 'Too many links',
+  ERANGE: 'Numerical result out of range',
+  ELOOP: 'Too many levels of symbolic links',
+  ENOTEMPTY: 'Directory not empty',
+  EOVERFLOW: 'Value too large for defined data type',
+  EMSGSIZE: 'Message too long',
+  EOPNOTSUPP: 'Operation not supported',
+  EAFNOSUPPORT: 'Address family not supported by protocol',
+  ENOBUFS: 'No buffer space available',
+  ETIMEDOUT: 'Connection timed out',
+};
+
+// Where libuv's name differs from glibc's strerrorname_np(), which the addon uses (95 is both on Linux).
+const GLIBC_NAMES: Readonly<Record<number, string>> = { 95: 'EOPNOTSUPP' };
+
+/** The symbolic name of a positive errno (ENOENT), as glibc spells it, when known. */
+export function errnoName(errno: number): string | undefined {
+  return GLIBC_NAMES[errno] ?? getSystemErrorMap().get(-errno)?.[0];
+}
+
+/** A strerror()-like text for an errno. */
+export function strerror(errno: number, name = errnoName(errno)): string {
+  const text = (name && STRERROR[name]) ?? getSystemErrorMap().get(-errno)?.[1];
+  return text ? text[0]!.toUpperCase() + text.slice(1) : `errno ${errno}`;
+}
+
+/**
+ * Maps a native rejection. `ops` are the operations of the batch (for netlink errors), `netns` the namespace
+ * the call targeted. PortwallErrors pass through unchanged.
+ */
+export function fromNative(err: unknown, netns: string | null, ops: readonly Operation[] = []): PortwallError {
+  if (err instanceof PortwallError) return err;
+  const e = (err instanceof Error ? err : new Error(String(err))) as NativeError;
+  const errno = typeof e.errno === 'number' && e.errno > 0 ? e.errno : undefined;
+  const name = e.errnoName ?? (errno === undefined ? undefined : errnoName(errno));
+  const details = { errno, errnoName: name, cause: err };
+  switch (e.kind) {
+    case 'netlink': {
+      const opIndex = typeof e.opIndex === 'number' ? e.opIndex : -1;
+      const op = ops[opIndex];
+      const what = op ? `${op.verb} ${describeObject(op.object)} (operation ${opIndex})` : 'batch';
+      const reason = errno === undefined ? e.message : strerror(errno, name);
+      // The addon's message may carry the kernel's extended ACK; keep it when it says more than strerror.
+      const extra = e.message && !e.message.includes(reason) ? ` (${e.message})` : '';
+      return new PortwallError('ERR_KERNEL', `${what}: ${reason}${extra}`, { ...details, opIndex, object: op?.object });
+    }
+    case 'wire':
+      return new PortwallError('ERR_WIRE', `the addon refused the wire buffer: ${e.message}`, details);
+    default: {
+      const missingNetns = netns !== null && (name === 'ENOENT' || name === 'EBADF');
+      const onNetns = /network namespace/i.test(e.message) || missingNetns;
+      if (e.kind === 'system' && onNetns) {
+        return new PortwallError('ERR_NETNS', `network namespace ${netns ?? '(current)'}: ${e.message}`, details);
+      }
+      return new PortwallError('ERR_SYSTEM', e.message, details);
+    }
+  }
+}

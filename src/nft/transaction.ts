@@ -1,0 +1,182 @@
+/**
+ * A transaction: a list of operations committed as one netlink batch, all or nothing.
+ *
+ * Like knftables' Transaction it is a value: each call validates its object at once and records the
+ * canonical operation; the first invalid call is kept as the transaction's error, later calls are ignored,
+ * and commit() rejects with that error without touching the kernel.
+ */
+import { PortwallError } from '../errors.js';
+import type { CommitResult } from '../native.js';
+import { fromNative } from './native-errors.js';
+import { renderOperations } from './render.js';
+import { validateOperation } from './validate.js';
+import { encodeOperations, setPath } from './wire.js';
+import type { SetResolver } from './wire.js';
+import type { Chain, Elements, NftObject, NftSet, Operation, Rule, Table, Verb } from './types.js';
+
+/** What a transaction commits through (an Nft client provides it). */
+export interface TransactionSink {
+  /** Namespace the batch goes to, for error mapping. */
+  readonly netns: string | null;
+  /** Sends an encoded batch; rejects with the addon's error. */
+  send(batch: Buffer): Promise<CommitResult>;
+  /** Called after a successful commit, to learn the sets it created or removed. */
+  committed(ops: readonly Operation[]): void;
+}
+
+/** Options of a standalone {@link Transaction} (a client's `transaction()` fills both). */
+export interface TransactionOptions {
+  /** Definitions of sets the transaction does not add itself (elements need their key types). */
+  resolveSet?: SetResolver;
+  /** Where commit() sends the batch; without it the transaction can be built, printed and encoded only. */
+  sink?: TransactionSink;
+}
+
+type ObjectOf<V extends Verb> = V extends 'insert' | 'replace' ? Rule : NftObject;
+
+/** An ordered, validated batch of nftables operations. */
+export class Transaction {
+  readonly #ops: Operation[] = [];
+  // Sets added (or, as null, removed) earlier in this transaction, and tables it deletes.
+  readonly #sets = new Map<string, NftSet | null>();
+  readonly #droppedTables = new Set<string>();
+  readonly #resolveSet: SetResolver;
+  readonly #sink: TransactionSink | undefined;
+  #error: PortwallError | undefined;
+  #committed = false;
+
+  constructor(options: TransactionOptions = {}) {
+    this.#resolveSet = options.resolveSet ?? (() => undefined);
+    this.#sink = options.sink;
+  }
+
+  /** Adds an object; existing objects are left as they are (rules are appended, or placed after `position`). */
+  add(object: NftObject): this {
+    return this.#push('add', object);
+  }
+
+  /** Creates an object; the commit fails with EEXIST if it exists. */
+  create(object: Table | Chain | NftSet | Elements): this {
+    return this.#push('create', object);
+  }
+
+  /** Inserts a rule at the start of its chain, or before the rule whose handle is `position`. */
+  insert(rule: Rule): this {
+    return this.#push('insert', rule);
+  }
+
+  /** Replaces the rule with `rule.handle`. */
+  replace(rule: Rule): this {
+    return this.#push('replace', rule);
+  }
+
+  /** Deletes an object (rules by handle); the commit fails with ENOENT if it does not exist. */
+  delete(object: NftObject): this {
+    return this.#push('delete', object);
+  }
+
+  /** Removes a table's or a chain's rules, or a set's elements. */
+  flush(object: Table | Chain | NftSet): this {
+    return this.#push('flush', object);
+  }
+
+  /** Deletes an object if it exists (kernel ≥ 6.3). */
+  destroy(object: NftObject): this {
+    return this.#push('destroy', object);
+  }
+
+  /** The canonical operations recorded so far (up to the first error). */
+  get operations(): readonly Operation[] {
+    return this.#ops;
+  }
+
+  /** Number of operations. */
+  get size(): number {
+    return this.#ops.length;
+  }
+
+  /** The first validation error, if any call failed. */
+  get error(): PortwallError | undefined {
+    return this.#error;
+  }
+
+  /** The wire batch of the operations (throws the first error, if any). */
+  encode(): Buffer {
+    if (this.#error) throw this.#error;
+    return encodeOperations(this.#ops, (f, t, n) => this.#knownSet(f, t, n));
+  }
+
+  /** The operations in `nft -f` syntax, for logs and golden tests. */
+  toString(): string {
+    const known: NftSet[] = [];
+    for (const op of this.#ops) {
+      if (op.object.kind !== 'elements') continue;
+      const set = this.#knownSet(op.object.family, op.object.table, op.object.set);
+      if (set && !known.includes(set)) known.push(set);
+    }
+    return renderOperations([...this.#ops], known);
+  }
+
+  /**
+   * Commits the batch. Resolves with the new generation id; rejects with the first validation error,
+   * ERR_KERNEL (naming the operation and object the kernel refused; nothing was applied), ERR_NETNS,
+   * ERR_SYSTEM or ERR_WIRE. A transaction commits at most once.
+   */
+  async commit(): Promise<CommitResult> {
+    if (this.#committed) throw new PortwallError('ERR_TRANSACTION_STATE', 'the transaction was already committed');
+    this.#committed = true;
+    if (this.#error) throw this.#error;
+    const sink = this.#sink;
+    if (!sink) throw new PortwallError('ERR_TRANSACTION_STATE', 'the transaction has no client to commit through');
+    const batch = this.encode();
+    let result: CommitResult;
+    try {
+      result = await sink.send(batch);
+    } catch (err) {
+      throw fromNative(err, sink.netns, this.#ops);
+    }
+    sink.committed(this.#ops);
+    return result;
+  }
+
+  #push<V extends Verb>(verb: V, object: ObjectOf<V>): this {
+    if (this.#committed) {
+      throw new PortwallError('ERR_TRANSACTION_STATE', `${verb} after commit: start a new transaction`);
+    }
+    if (this.#error) return this;
+    try {
+      const op = validateOperation(verb, object, this.#ops.length, (f, t, n) => this.#knownSet(f, t, n));
+      this.#track(op);
+      this.#ops.push(op);
+    } catch (err) {
+      // Anything validation trips over (even a TypeError on a malformed object) is this call's error.
+      const kind = String((object as { kind?: unknown } | null)?.kind);
+      const details = { object, opIndex: this.#ops.length, cause: err };
+      this.#error =
+        err instanceof PortwallError ? err : new PortwallError('ERR_INVALID_OBJECT', `${verb} ${kind}: ${err}`, details);
+    }
+    return this;
+  }
+
+  // Sets added or removed earlier in this transaction shadow what the client knows.
+  #track(op: Operation): void {
+    const o = op.object;
+    if (o.kind === 'set') {
+      const removed = op.verb === 'delete' || op.verb === 'destroy';
+      const path = setPath(o.family, o.table, o.name);
+      if (removed || op.verb === 'add' || op.verb === 'create') this.#sets.set(path, removed ? null : o);
+    } else if (o.kind === 'table' && (op.verb === 'delete' || op.verb === 'destroy')) {
+      const prefix = setPath(o.family, o.name, '');
+      for (const key of this.#sets.keys()) if (key.startsWith(prefix)) this.#sets.set(key, null);
+      this.#droppedTables.add(prefix);
+    }
+  }
+
+  #knownSet(family: NftSet['family'], table: string, name: string): NftSet | undefined {
+    const path = setPath(family, table, name);
+    const local = this.#sets.get(path);
+    if (local !== undefined) return local ?? undefined;
+    if (this.#droppedTables.has(setPath(family, table, ''))) return undefined;
+    return this.#resolveSet(family, table, name);
+  }
+}

@@ -1,0 +1,318 @@
+/**
+ * Typed objects ⇄ wire records (docs/wire.md): the batch that the addon turns into netlink messages, and the
+ * dump it turns netlink messages back into.
+ *
+ * Encoding adds what the kernel needs but the typed objects leave implicit: set key/data types and lengths,
+ * NFT_SET_MAP / NFT_SET_CONCAT flags, batch set ids, nft-compatible userdata, and the two-element form of
+ * rbtree intervals. Decoding removes it again, so an object and its dumped twin compare equal.
+ */
+import { PortwallError } from '../errors.js';
+import {
+  CHAIN_POLICIES,
+  FAMILIES,
+  HOOKS,
+  NFT_SET_ANONYMOUS,
+  NFT_SET_ELEM_INTERVAL_END,
+  SET_FLAGS,
+  UDATA,
+  VERDICTS,
+} from './constants.js';
+import {
+  dataTypeOf,
+  decodeKey,
+  decodeValue,
+  encodeKey,
+  encodeValue,
+  keyTypeNames,
+  mapDataType,
+  setKeyType,
+} from './datatypes.js';
+import { increment, mergeIntervals } from './intervals.js';
+import { buildUserdata, commentTlv, commentUserdata, setUserdata, u32Tlv, userdataComment } from './userdata.js';
+import { verdictOf } from './wire-exprs.js';
+import { VERB_CODES, readRecords, writeRecords } from './wire-records.js';
+import type { RawElement, RawRecord, RawSet } from './wire-records.js';
+import type { Element, Family, NftObject, NftSet, Operation, SetFlag, Verb } from './types.js';
+
+/** Finds the definition of a set that the batch itself does not define (from a listing or earlier commits). */
+export type SetResolver = (family: Family, table: string, name: string) => NftSet | undefined;
+
+/** The key under which sets are tracked: family, table and name. */
+export function setPath(family: Family, table: string, name: string): string {
+  return `${family}/${table}/${name}`;
+}
+
+/** Whether elements of this set are stored as two rbtree elements per interval. */
+function isRbtreeInterval(set: NftSet): boolean {
+  return (set.flags?.includes('interval') ?? false) && set.key.length === 1;
+}
+
+/** Verbs that need only an object's identity (names, handle; element keys) — nothing else is sent. */
+export const IDENTITY_ONLY: ReadonlySet<Verb> = new Set<Verb>(['delete', 'flush', 'destroy']);
+
+/**
+ * Encodes a transaction's operations into one wire batch, one record per operation (so a kernel error's
+ * record index is the operation index). Elements of sets not created in the batch are resolved through
+ * `resolveSet`; an unresolvable set is ERR_UNKNOWN_SET.
+ */
+export function encodeOperations(ops: readonly Operation[], resolveSet: SetResolver = () => undefined): Buffer {
+  const batchSets = new Map<string, { set: NftSet; id: number }>();
+  const find: FindSet = (family, table, name) => {
+    const inBatch = batchSets.get(setPath(family, table, name));
+    const set = inBatch?.set ?? resolveSet(family, table, name);
+    return set && { set, id: inBatch?.id ?? 0 };
+  };
+  const records = ops.map((op, opIndex) => {
+    const o = op.object;
+    if (o.kind === 'set' && (op.verb === 'add' || op.verb === 'create')) {
+      batchSets.set(setPath(o.family, o.table, o.name), { set: o, id: batchSets.size + 1 });
+    }
+    return toRecord(op, opIndex, find);
+  });
+  const batchId = (family: number, table: string, name: string): number =>
+    batchSets.get(setPath(FAMILIES.name(family), table, name))?.id ?? 0;
+  return writeRecords(records, batchId);
+}
+
+type FindSet = (family: Family, table: string, name: string) => { set: NftSet; id: number } | undefined;
+
+// Records of one kind are built with the same literal shape (absent fields undefined), which keeps a
+// 50k-rule encode monomorphic. Identity-only verbs send names and handles alone.
+function toRecord(op: Operation, opIndex: number, find: FindSet): RawRecord {
+  const o = op.object;
+  const verb = VERB_CODES[op.verb];
+  const family = FAMILIES.code(o.family);
+  const full = !IDENTITY_ONLY.has(op.verb);
+  switch (o.kind) {
+    case 'table':
+      return { verb, family, kind: 'table', name: o.name, handle: o.handle, flags: full ? o.flags : undefined };
+    case 'chain':
+      return {
+        verb,
+        family,
+        kind: 'chain',
+        table: o.table,
+        name: o.name,
+        handle: o.handle,
+        hook: full && o.hook !== undefined ? HOOKS[o.family].code(o.hook) : undefined,
+        priority: full ? o.priority : undefined,
+        policy: full && o.policy !== undefined ? CHAIN_POLICIES.code(o.policy) : undefined,
+        type: full ? o.type : undefined,
+        device: full ? o.device : undefined,
+        userdata: full ? commentUserdata(UDATA.CHAIN_COMMENT, o.comment) : undefined,
+      };
+    case 'rule':
+      return {
+        verb,
+        family,
+        kind: 'rule',
+        table: o.table,
+        chain: o.chain,
+        handle: o.handle,
+        position: full ? o.position : undefined,
+        userdata: full ? commentUserdata(UDATA.RULE_COMMENT, o.comment) : undefined,
+        exprs: full ? o.exprs : undefined,
+      };
+    case 'set': {
+      const id = { verb, family, kind: 'set' as const, table: o.table, name: o.name, handle: o.handle };
+      return full ? { ...id, ...setAttributes(o), id: find(o.family, o.table, o.name)?.id } : id;
+    }
+    case 'elements': {
+      const found = find(o.family, o.table, o.set);
+      if (!found) {
+        throw new PortwallError('ERR_UNKNOWN_SET', `elements ${o.family}/${o.table}/${o.set}: unknown set`, {
+          object: o,
+          field: 'set',
+          opIndex,
+        });
+      }
+      const elements = o.elements.flatMap((el) => elementRecords(found.set, el, !full));
+      return { verb, family, kind: 'elements', table: o.table, set: o.set, setId: found.id || undefined, elements };
+    }
+  }
+}
+
+function setAttributes(s: NftSet): Omit<RawSet, 'kind' | 'table' | 'name' | 'handle' | 'id'> {
+  const key = setKeyType(s.key);
+  let flags = 0;
+  for (const f of s.flags ?? []) flags |= SET_FLAGS.code(f);
+  if (s.key.length > 1) flags |= SET_FLAGS.code('concat');
+  if (s.data !== undefined) flags |= SET_FLAGS.code('map');
+  // nft sends data length 0 for verdict maps (the kernel sizes verdicts itself), and so do we.
+  const data = s.data === undefined ? undefined : mapDataType(s.data);
+  return {
+    flags,
+    keyType: key.keyType,
+    keyLen: key.keyLen,
+    dataType: data?.dataType,
+    dataLen: data?.dataLen,
+    fieldLens: s.key.length > 1 ? key.fieldLens : undefined,
+    size: s.size,
+    userdata: setUserdata(s),
+    counter: s.counter ? true : undefined,
+    timeout: s.timeout === undefined ? undefined : BigInt(s.timeout),
+  };
+}
+
+// One typed element → one kernel element, or two for an rbtree interval (start, end = last + 1).
+function elementRecords(set: NftSet, el: Element, identityOnly: boolean): RawElement[] {
+  const interval = set.flags?.includes('interval') ?? false;
+  const { key, keyEnd } = encodeKey(set.key, el.key, interval);
+  const rbtree = isRbtreeInterval(set);
+  const start: RawElement = { key };
+  if (interval && !rbtree) start.keyEnd = keyEnd ?? key;
+  const end = rbtree ? increment(keyEnd ?? key) : undefined;
+  if (!identityOnly) {
+    if (el.verdict) {
+      start.verdict = { code: VERDICTS.code(el.verdict.code), chain: 'chain' in el.verdict ? el.verdict.chain : '' };
+    } else if (el.data !== undefined && set.data !== undefined) {
+      start.data = encodeValue(set.data, el.data);
+    }
+    const tlvs = [];
+    if (el.comment !== undefined) tlvs.push(commentTlv(UDATA.SET_ELEM_COMMENT, el.comment));
+    if (rbtree && !end) tlvs.push(u32Tlv(UDATA.SET_ELEM_FLAGS, UDATA.SET_ELEM_F_INTERVAL_OPEN));
+    if (tlvs.length > 0) start.userdata = buildUserdata(tlvs);
+    if (el.timeout !== undefined) start.timeout = BigInt(el.timeout);
+  }
+  return end ? [start, { key: end, flags: NFT_SET_ELEM_INTERVAL_END }] : [start];
+}
+
+/**
+ * Decodes a dump stream (verb 0 records) into objects. Elements are decoded with the set definitions seen
+ * earlier in the same stream (the addon emits each table's sets before their elements). Anonymous sets
+ * (nft's `{ … }` literals) and their elements are skipped: portwall never creates them.
+ */
+export function decodeRecords(buf: Buffer): NftObject[] {
+  return decodeOperations(buf).map((op) => op.object);
+}
+
+/**
+ * Decodes any stream (a batch or a dump) into operations; dump records get the verb 'add'. Elements of sets
+ * the stream does not define are resolved through `resolveSet`.
+ */
+export function decodeOperations(buf: Buffer, resolveSet: SetResolver = () => undefined): Operation[] {
+  const sets = new Map<string, NftSet>();
+  const anonymous = new Set<string>();
+  const out: Operation[] = [];
+  for (const rec of readRecords(buf)) {
+    const verb = verbName(rec.verb);
+    const family = FAMILIES.name(rec.family);
+    if (rec.kind === 'set' && (rec.flags ?? 0) & NFT_SET_ANONYMOUS) {
+      anonymous.add(setPath(family, rec.table ?? '', rec.name ?? ''));
+      continue;
+    }
+    if (rec.kind === 'elements' && anonymous.has(setPath(family, rec.table ?? '', rec.set ?? ''))) continue;
+    if (rec.kind === 'elements' && rec.verb === VERB_CODES.dump && rec.elements.length === 0) continue; // an empty set
+    const findSet = (table: string, name: string) => sets.get(setPath(family, table, name)) ?? resolveSet(family, table, name);
+    const object = toObject(rec, family, findSet);
+    // Identity-only set records (delete, flush) define nothing to decode elements with.
+    if (object.kind === 'set' && object.key.length > 0) sets.set(setPath(family, object.table, object.name), object);
+    out.push({ verb, object });
+  }
+  return out;
+}
+
+const VERB_NAMES = new Map<number, string>(Object.entries(VERB_CODES).map(([n, c]) => [c, n]));
+
+function verbName(code: number): Verb {
+  const name = VERB_NAMES.get(code);
+  if (name === undefined) throw new PortwallError('ERR_WIRE', `unknown verb ${code} in a wire stream`);
+  return name === 'dump' ? 'add' : (name as Verb);
+}
+
+type FindSetByName = (table: string, name: string) => NftSet | undefined;
+
+function toObject(rec: RawRecord, family: Family, findSet: FindSetByName): NftObject {
+  switch (rec.kind) {
+    case 'table': {
+      const table = { kind: 'table' as const, family, name: rec.name ?? '' };
+      return withOptional(table, { handle: rec.handle, flags: rec.flags || undefined });
+    }
+    case 'chain':
+      return withOptional(
+        { kind: 'chain', family, table: rec.table ?? '', name: rec.name ?? '' },
+        {
+          handle: rec.handle,
+          hook: rec.hook === undefined ? undefined : HOOKS[family].name(rec.hook),
+          priority: rec.priority,
+          type: rec.type as 'filter' | 'nat' | 'route' | undefined,
+          policy: rec.policy === undefined ? undefined : CHAIN_POLICIES.name(rec.policy),
+          device: rec.device,
+          comment: userdataComment(rec.userdata, UDATA.CHAIN_COMMENT),
+        },
+      );
+    case 'rule':
+      return withOptional(
+        { kind: 'rule', family, table: rec.table ?? '', chain: rec.chain ?? '', exprs: rec.exprs ?? [] },
+        {
+          handle: rec.handle,
+          // In a dump the kernel reports the previous rule's handle as position: the listing order says that.
+          position: rec.verb === VERB_CODES.dump ? undefined : rec.position || undefined,
+          comment: userdataComment(rec.userdata, UDATA.RULE_COMMENT),
+        },
+      );
+    case 'set':
+      return setObject(rec, family);
+    case 'elements': {
+      const table = rec.table ?? '';
+      const name = rec.set ?? '';
+      const set = findSet(table, name);
+      if (!set) {
+        throw new PortwallError('ERR_UNKNOWN_SET', `elements ${family}/${table}/${name}: no set defined before them`);
+      }
+      return { kind: 'elements', family, table, set: name, elements: elementObjects(set, rec.elements) };
+    }
+  }
+}
+
+// Identity-only records (delete/flush of a set) carry no key type: they decode to a set with an empty key.
+function setObject(rec: RawSet, family: Family): NftSet {
+  const flags = SET_FLAGS.names.filter(
+    (f) => f !== 'map' && f !== 'concat' && ((rec.flags ?? 0) & SET_FLAGS.code(f)) !== 0,
+  );
+  return withOptional(
+    {
+      kind: 'set',
+      family,
+      table: rec.table ?? '',
+      name: rec.name ?? '',
+      key: rec.keyType === undefined ? [] : keyTypeNames(rec.keyType, rec.keyLen ?? 0),
+    },
+    {
+      handle: rec.handle,
+      data: rec.dataType === undefined ? undefined : dataTypeOf(rec.dataType),
+      flags: flags.length > 0 ? (flags as SetFlag[]) : undefined,
+      counter: rec.counter || undefined,
+      comment: userdataComment(rec.userdata, UDATA.SET_COMMENT),
+      size: rec.size || undefined,
+      timeout: rec.timeout === undefined || rec.timeout === 0n ? undefined : Number(rec.timeout),
+    },
+  );
+}
+
+function elementObjects(set: NftSet, raw: RawElement[]): Element[] {
+  if (!isRbtreeInterval(set)) {
+    const interval = set.flags?.includes('interval') ?? false;
+    return raw.map((r) => elementObject(set, r, interval ? r.keyEnd ?? r.key : undefined));
+  }
+  return mergeIntervals(raw).map(({ start, last }) => elementObject(set, start, last));
+}
+
+function elementObject(set: NftSet, r: RawElement, keyEnd: Uint8Array | undefined): Element {
+  if (!r.key) throw new PortwallError('ERR_WIRE', `element of ${set.name} without a key`);
+  const el: Element = { key: decodeKey(set.key, r.key, keyEnd) };
+  if (r.verdict) el.verdict = verdictOf(r.verdict.code, r.verdict.chain);
+  else if (r.data && set.data !== undefined && set.data !== 'verdict') el.data = decodeValue(set.data, r.data);
+  const comment = userdataComment(r.userdata, UDATA.SET_ELEM_COMMENT);
+  if (comment !== undefined) el.comment = comment;
+  if (r.counter) el.counter = { packets: r.counter.packets, bytes: r.counter.bytes };
+  if (r.timeout !== undefined && r.timeout !== 0n) el.timeout = Number(r.timeout);
+  return el;
+}
+
+// Copies the defined optional fields onto `base`, so decoded objects carry no `undefined`-valued keys.
+function withOptional<T extends object>(base: T, optional: Partial<Record<string, unknown>>): T {
+  const o = base as Record<string, unknown>;
+  for (const k in optional) if (optional[k] !== undefined) o[k] = optional[k];
+  return base;
+}

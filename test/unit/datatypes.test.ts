@@ -1,0 +1,234 @@
+import { describe, expect, test } from 'vitest';
+
+import {
+  DATATYPES, canonicalValue, dataTypeOf, decodeKey, decodeValue, encodeKey, encodeValue, keyTypeNames, mapDataType,
+  nftValueText, setKeyType,
+} from '../../src/nft/datatypes.js';
+import { PortwallError } from '../../src/errors.js';
+import type { DataTypeName, Value } from '../../src/nft/types.js';
+
+const hex = (b: Uint8Array | undefined): string | undefined => (b ? Buffer.from(b).toString('hex') : undefined);
+const bytes = (h: string): Uint8Array => Uint8Array.from(Buffer.from(h, 'hex'));
+
+function invalid(fn: () => unknown, code = 'ERR_INVALID_VALUE'): PortwallError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(PortwallError);
+    expect((e as PortwallError).code).toBe(code);
+    return e as PortwallError;
+  }
+  throw new Error('expected a PortwallError');
+}
+
+describe('datatype table', () => {
+  test('ids are nft enum datatypes (include/datatype.h)', () => {
+    const ids = Object.fromEntries(Object.values(DATATYPES).map((t) => [t.name, t.id]));
+    expect(ids).toEqual({
+      verdict: 1, nf_proto: 2, integer: 4, ipv4_addr: 7, ipv6_addr: 8, ether_addr: 9, ether_type: 10, arp_op: 11,
+      inet_proto: 12, inet_service: 13, icmp_type: 14, mark: 19, ct_state: 26, icmpv6_type: 29, icmp_code: 32,
+      icmpv6_code: 33, ifname: 41,
+    });
+  });
+
+  test('byte orders: big for addresses and ports, host for marks and conntrack state', () => {
+    expect(DATATYPES.ipv4_addr.order).toBe('big');
+    expect(DATATYPES.inet_service.order).toBe('big');
+    expect(DATATYPES.ether_type.order).toBe('big');
+    expect(DATATYPES.mark.order).toBe('host');
+    expect(DATATYPES.ct_state.order).toBe('host');
+  });
+
+  test('dataTypeOf maps numbers back, including NFT_DATA_VERDICT', () => {
+    expect(dataTypeOf(13)).toBe('inet_service');
+    expect(dataTypeOf(0xffffff00)).toBe('verdict');
+    invalid(() => dataTypeOf(5), 'ERR_WIRE');
+  });
+});
+
+describe('set key types', () => {
+  test('a single type is its id and size', () => {
+    expect(setKeyType(['ipv4_addr'])).toEqual({ keyType: 7, keyLen: 4, fieldLens: [4] });
+    expect(setKeyType(['inet_service'])).toEqual({ keyType: 13, keyLen: 2, fieldLens: [2] });
+  });
+
+  test('concatenations shift ids by TYPE_BITS and pad fields to 4 bytes (values sent by nft 1.0.6)', () => {
+    expect(setKeyType(['ifname', 'inet_proto', 'inet_service', 'ipv4_addr'])).toEqual({ keyType: 10797895, keyLen: 28, fieldLens: [16, 1, 2, 4] });
+    expect(setKeyType(['ifname', 'inet_proto'])).toEqual({ keyType: 2636, keyLen: 20, fieldLens: [16, 1] });
+    expect(setKeyType(['ifname', 'inet_proto', 'icmp_type', 'icmp_code', 'ipv6_addr']).keyType).toBe(691070984);
+  });
+
+  test('keyTypeNames is the inverse and checks the length', () => {
+    const types: DataTypeName[] = ['ifname', 'inet_proto', 'inet_service', 'ipv6_addr'];
+    const { keyType, keyLen } = setKeyType(types);
+    expect(keyTypeNames(keyType, keyLen)).toEqual(types);
+    expect(keyTypeNames(19, 4)).toEqual(['mark']);
+    invalid(() => keyTypeNames(keyType, keyLen + 4), 'ERR_WIRE');
+  });
+
+  test('keys of 0, 6 fields or with verdicts are refused', () => {
+    invalid(() => setKeyType([]), 'ERR_INVALID_OBJECT');
+    invalid(() => setKeyType(['mark', 'mark', 'mark', 'mark', 'mark', 'mark']), 'ERR_INVALID_OBJECT');
+    invalid(() => setKeyType(['verdict']), 'ERR_INVALID_OBJECT');
+  });
+
+  test('map data of verdict maps is NFT_DATA_VERDICT', () => {
+    expect(mapDataType('verdict')).toEqual({ dataType: 0xffffff00, dataLen: 0 });
+    expect(mapDataType('mark')).toEqual({ dataType: 19, dataLen: 4 });
+  });
+});
+
+describe('canonicalValue', () => {
+  const cases: [DataTypeName, Value, Value][] = [
+    ['ipv4_addr', '192.0.2.1', '192.0.2.1'],
+    ['ipv4_addr', '192.0.2.5/24', '192.0.2.0/24'],
+    ['ipv4_addr', '192.0.2.1/32', '192.0.2.1'],
+    ['ipv4_addr', '0.0.0.0/0', '0.0.0.0/0'],
+    ['ipv4_addr', '192.0.2.0-192.0.2.255', '192.0.2.0/24'],
+    ['ipv4_addr', '192.0.2.1-192.0.2.9', '192.0.2.1-192.0.2.9'],
+    ['ipv4_addr', '192.0.2.7-192.0.2.7', '192.0.2.7'],
+    ['ipv6_addr', '2001:DB8:0:0:0:0:0:1', '2001:db8::1'],
+    ['ipv6_addr', '2001:db8:0:1:0:0:0:1', '2001:db8:0:1::1'],
+    ['ipv6_addr', '1:0:0:2:0:0:0:3', '1:0:0:2::3'],
+    ['ipv6_addr', '2001:db8::1:0:0:1', '2001:db8::1:0:0:1'],
+    ['ipv6_addr', '2001:db8:1:1:1:1:0:1', '2001:db8:1:1:1:1:0:1'],
+    ['ipv6_addr', '::', '::'],
+    ['ipv6_addr', '::ffff:192.0.2.1', '::ffff:c000:201'],
+    ['ipv6_addr', '2001:db8::5/32', '2001:db8::/32'],
+    ['ipv6_addr', 'fe80::1-fe80::9', 'fe80::1-fe80::9'],
+    ['ether_addr', 'FA:16:3E:00:00:01', 'fa:16:3e:00:00:01'],
+    ['ifname', 'tap6e3f2eda-32', 'tap6e3f2eda-32'],
+    ['ifname', 'tap*', 'tap*'],
+    ['inet_service', 80, 80],
+    ['inet_service', '443', 443],
+    ['inet_service', '1000-2000', '1000-2000'],
+    ['inet_service', '22-22', 22],
+    ['inet_proto', 'tcp', 6],
+    ['inet_proto', 'icmpv6', 58],
+    ['inet_proto', 'ipv6-icmp', 58],
+    ['inet_proto', 132, 132],
+    ['icmp_type', 'echo-request', 8],
+    ['icmp_type', 'echo-reply-echo-request', '0-8'],
+    ['icmpv6_type', 'nd-neighbor-solicit', 135],
+    ['icmp_code', 'port-unreachable', 3],
+    ['ct_state', 'established,related', 6],
+    ['ct_state', 'invalid', 1],
+    ['mark', '0x10', 16],
+    ['mark', '0x10-0x20', '16-32'],
+    ['ether_type', 'ip6', 0x86dd],
+    ['ether_type', 'vlan', 0x8100],
+    ['nf_proto', 'ipv4', 2],
+    ['arp_op', 'reply', 2],
+    ['integer', 4294967295, 4294967295],
+    ['verdict', 'jump sg-web', 'jump sg-web'],
+  ];
+  test.each(cases)('%s %j → %j', (type, input, out) => {
+    expect(canonicalValue(type, input)).toEqual(out);
+  });
+
+  const bad: [DataTypeName, Value][] = [
+    ['ipv4_addr', '192.0.2'], ['ipv4_addr', '256.0.0.1'], ['ipv4_addr', '010.0.0.1'], ['ipv4_addr', '192.0.2.0/33'],
+    ['ipv4_addr', '192.0.2.9-192.0.2.1'], ['ipv4_addr', 3221225985], ['ipv4_addr', '192.0.2.0/024'],
+    ['ipv6_addr', '2001:db8:::1'], ['ipv6_addr', '1:2:3:4:5:6:7:8:9'], ['ipv6_addr', 'fe80::1%eth0'], ['ipv6_addr', '::/129'],
+    ['ether_addr', 'fa-16-3e-00-00-01'], ['ether_addr', 'fa:16:3e:00:00'],
+    ['ifname', ''], ['ifname', 'tap6e3f2eda-3230-45e8'], ['ifname', 'a/b'], ['ifname', 'a b'], ['ifname', 'eth:0'],
+    ['ifname', '..'], ['ifname', '*'], ['ifname', 'ta*p'], ['ifname', 'a"b'], ['ifname', 7],
+    ['inet_service', 65536], ['inet_service', -1], ['inet_service', 1.5], ['inet_service', 'http'], ['inet_service', '2000-1000'],
+    ['inet_proto', 256], ['inet_proto', 'nope'], ['mark', 2 ** 32], ['ct_state', 'established|related'],
+    ['verdict', 'maybe'], ['verdict', 1],
+  ];
+  test.each(bad)('%s %j is refused', (type, input) => {
+    const e = invalid(() => canonicalValue(type, input, 'ports[0].device'));
+    expect(e.message.startsWith(`${type}: `)).toBe(true);
+    expect(e.field).toBe('ports[0].device');
+  });
+
+  test('the message names the type and the value', () => {
+    expect(invalid(() => canonicalValue('inet_service', 'http')).message).toMatch(/^inet_service: "http" is not /);
+  });
+});
+
+describe('values as bytes', () => {
+  test('host-order types are little endian, the rest big endian', () => {
+    expect(hex(encodeValue('mark', 0x10))).toBe('10000000');
+    expect(hex(encodeValue('ct_state', 'established'))).toBe('02000000');
+    expect(hex(encodeValue('inet_service', 80))).toBe('0050');
+    expect(hex(encodeValue('ipv4_addr', '192.0.2.1'))).toBe('c0000201');
+    expect(hex(encodeValue('ipv6_addr', '2001:db8::1'))).toBe('20010db8000000000000000000000001');
+    expect(hex(encodeValue('ether_addr', 'fa:16:3e:00:00:01'))).toBe('fa163e000001');
+    expect(hex(encodeValue('ifname', 'tap0'))).toBe('74617030000000000000000000000000');
+    expect(hex(encodeValue('inet_proto', 'udp'))).toBe('11');
+  });
+
+  test('decodeValue is the inverse, canonical', () => {
+    expect(decodeValue('mark', bytes('10000000'))).toBe(16);
+    expect(decodeValue('ifname', bytes('74617030000000000000000000000000'))).toBe('tap0');
+    expect(decodeValue('ipv6_addr', bytes('20010db8000000000000000000000001'))).toBe('2001:db8::1');
+    expect(decodeValue('integer', bytes('0500'))).toBe(5);
+    invalid(() => decodeValue('ipv4_addr', bytes('c00002')), 'ERR_WIRE');
+  });
+
+  test('a range is no single value', () => {
+    invalid(() => encodeValue('inet_service', '1-2'));
+    invalid(() => encodeValue('verdict', 'accept'));
+  });
+});
+
+describe('element keys', () => {
+  // Bytes nft 1.0.6 sends for the same elements (see the kernel test, which checks these against nft).
+  test('concatenated interval keys: start and inclusive end, fields padded, big endian', () => {
+    const types: DataTypeName[] = ['ifname', 'inet_proto', 'inet_service', 'ipv4_addr'];
+    const k = encodeKey(types, ['tap*', 'tcp', 80, '192.0.2.0/24'], true);
+    expect(hex(k.key)).toBe('746170000000000000000000000000000600000000500000c0000200');
+    expect(hex(k.keyEnd)).toBe('746170ffffffffffffffffffffffffff0600000000500000c00002ff');
+    expect(decodeKey(types, k.key, k.keyEnd)).toEqual(['tap*', 6, 80, '192.0.2.0/24']);
+  });
+
+  test('single values of interval sets have keyEnd = key; marks turn big endian there', () => {
+    const k = encodeKey(['mark', 'ipv4_addr'], [16, '192.0.2.1'], true);
+    expect(hex(k.key)).toBe('00000010c0000201');
+    expect(hex(k.keyEnd)).toBe(hex(k.key));
+    expect(decodeKey(['mark', 'ipv4_addr'], k.key, k.keyEnd)).toEqual([16, '192.0.2.1']);
+    expect(hex(encodeKey(['mark'], ['32-48'], true).keyEnd)).toBe('00000030');
+  });
+
+  test('hash sets keep host order and have no keyEnd', () => {
+    const k = encodeKey(['mark', 'ipv4_addr'], [16, '192.0.2.1'], false);
+    expect(hex(k.key)).toBe('10000000c0000201');
+    expect(k.keyEnd).toBeUndefined();
+    expect(decodeKey(['mark', 'ipv4_addr'], k.key)).toEqual([16, '192.0.2.1']);
+    expect(hex(encodeKey(['inet_service'], [22], false).key)).toBe('0016');
+  });
+
+  test('ranges and prefixes need an interval set', () => {
+    invalid(() => encodeKey(['ipv4_addr'], ['192.0.2.0/24'], false));
+    invalid(() => encodeKey(['ipv4_addr', 'inet_service'], ['192.0.2.1'], true));
+  });
+
+  test('decodeKey: a range that is a prefix prints as one, other ranges as a-b', () => {
+    const types: DataTypeName[] = ['ipv4_addr'];
+    expect(decodeKey(types, bytes('c0000200'), bytes('c00002ff'))).toEqual(['192.0.2.0/24']);
+    expect(decodeKey(types, bytes('c0000201'), bytes('c0000209'))).toEqual(['192.0.2.1-192.0.2.9']);
+    expect(decodeKey(['inet_service'], bytes('0000'), bytes('03ff'))).toEqual(['0-1023']);
+    invalid(() => decodeKey(types, bytes('c00002'), undefined), 'ERR_WIRE');
+  });
+});
+
+describe('nft spelling of values', () => {
+  test('names where nft has them, quoted interfaces, hex marks', () => {
+    expect(nftValueText('inet_proto', 6)).toBe('tcp');
+    expect(nftValueText('inet_proto', 58)).toBe('ipv6-icmp');
+    expect(nftValueText('inet_proto', 200)).toBe('200');
+    expect(nftValueText('ifname', 'tap*')).toBe('"tap*"');
+    expect(nftValueText('mark', 16)).toBe('0x10');
+    expect(nftValueText('ct_state', 6)).toBe('established,related');
+    expect(nftValueText('icmpv6_type', 135)).toBe('nd-neighbor-solicit');
+    expect(nftValueText('ether_type', 0x8100)).toBe('8021q');
+    expect(nftValueText('inet_service', '1000-2000')).toBe('1000-2000');
+  });
+
+  test('in set elements a multi-flag state is a number (the comma would split the list)', () => {
+    expect(nftValueText('ct_state', 6, true)).toBe('0x6');
+    expect(nftValueText('ct_state', 2, true)).toBe('established');
+  });
+});

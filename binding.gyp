@@ -8,7 +8,14 @@
       "sources": [
         "native/binding/addon.cc",
         "native/binding/async.cc",
-        "native/core/netns.cc"
+        "native/core/netns.cc",
+        "native/core/wire.cc",
+        "native/core/nft_expr.cc",
+        "native/core/nft_encode.cc",
+        "native/core/nft_socket.cc",
+        "native/core/nft_commit.cc",
+        "native/core/nft_dump.cc",
+        "native/binding/nft_binding.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

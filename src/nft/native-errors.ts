@@ -68,7 +68,7 @@ export function fromNative(err: unknown, netns: string | null, ops: readonly Ope
     case 'netlink': {
       const opIndex = typeof e.opIndex === 'number' ? e.opIndex : -1;
       const op = ops[opIndex];
-      const what = op ? `${op.verb} ${describeObject(op.object)} (operation ${opIndex})` : 'batch';
+      const what = op ? `${op.verb} ${describeObject(op.object)} (operation ${opIndex + 1} of ${ops.length})` : 'batch';
       const reason = errno === undefined ? e.message : strerror(errno, name);
       // The addon's message may carry the kernel's extended ACK; keep it when it says more than strerror.
       const extra = e.message && !e.message.includes(reason) ? ` (${e.message})` : '';

@@ -133,7 +133,8 @@ export function validateExpr(fail: Fail, e: Expr, name: (field: string, v: unkno
     case 'byteorder':
       if (!BYTEORDER_OPS.has(e.op)) fail('op', `must be 'hton' or 'ntoh'`);
       if (e.size !== 2 && e.size !== 4 && e.size !== 8) fail('size', 'must be 2, 4 or 8');
-      if (!isU(e.len, 8) || e.len === 0 || e.len % e.size !== 0) fail('len', `must be a multiple of size ${e.size}`);
+      // nft itself converts a 1-byte host-order field with size 2 (`hton(reg, 2, 1)`), so len need not be a multiple.
+      if (!isU(e.len, 8) || e.len === 0) fail('len', 'must be 1–255');
       checkRegister(fail, 'sreg', e.sreg, e.len);
       return checkRegister(fail, 'dreg', e.dreg, e.len);
     case 'other':

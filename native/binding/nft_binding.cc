@@ -1,0 +1,135 @@
+#include "binding/nft_binding.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "binding/async.h"
+#include "core/nft_commit.h"
+#include "core/nft_dump.h"
+#include "core/nft_encode.h"
+
+namespace portwall {
+
+namespace {
+
+// Copied on the JS thread: the caller may reuse its Buffer as soon as the call returns.
+std::vector<uint8_t> buffer_arg(const Napi::Value& v, const char* name) {
+  if (!v.IsBuffer()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a Buffer");
+  auto buf = v.As<Napi::Buffer<uint8_t>>();
+  return std::vector<uint8_t>(buf.Data(), buf.Data() + buf.Length());
+}
+
+uint8_t family_arg(const Napi::Value& v) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), "family must be a number (an NFPROTO value, 0 = all)");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 255) || d != static_cast<double>(static_cast<int>(d))) {
+    throw Napi::TypeError::New(v.Env(), "family must be an integer from 0 to 255");
+  }
+  return static_cast<uint8_t>(d);
+}
+
+std::string table_arg(const Napi::Value& v) {
+  if (v.IsUndefined() || v.IsNull()) return "";
+  if (!v.IsString()) throw Napi::TypeError::New(v.Env(), "table must be a string, null or undefined");
+  std::string s = v.As<Napi::String>().Utf8Value();
+  if (s.empty()) throw Napi::TypeError::New(v.Env(), "table must not be empty (use null for all tables)");
+  return s;
+}
+
+Napi::Value commit_value(Napi::Env env, const nft::CommitResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("genid", Napi::Number::New(env, r.genid));
+  o.Set("messages", Napi::Number::New(env, r.messages));
+  return o;
+}
+
+struct CommitBaton {
+  std::string netns;
+  std::vector<uint8_t> input;  // wire batch (nftCommit, nftEncode) or netlink bytes (nftSendEncoded)
+  nft::CommitResult result{};
+  ByteBuffer encoded;            // nftEncode's result
+};
+
+Napi::Value NftCommit(const Napi::CallbackInfo& info) {
+  auto b = std::make_unique<CommitBaton>();
+  b->netns = netns_arg(info[0]);
+  b->input = buffer_arg(info[1], "batch");
+  return PromiseWorker<CommitBaton>::Run(
+      info.Env(), std::move(b),
+      [](CommitBaton& b) {
+        nft::EncodedBatch enc = nft::encode(b.input.data(), b.input.size());
+        std::vector<uint8_t>().swap(b.input);  // the wire copy is no longer needed while the kernel works
+        b.result = nft::send_batch(b.netns, enc.bytes.data(), enc.bytes.size(), &enc.record_of_message);
+      },
+      [](Napi::Env env, CommitBaton& b) { return commit_value(env, b.result); });
+}
+
+Napi::Value NftEncode(const Napi::CallbackInfo& info) {
+  auto b = std::make_unique<CommitBaton>();
+  b->input = buffer_arg(info[0], "batch");
+  return PromiseWorker<CommitBaton>::Run(
+      info.Env(), std::move(b),
+      [](CommitBaton& b) { b.encoded = std::move(nft::encode(b.input.data(), b.input.size()).bytes); },
+      [](Napi::Env env, CommitBaton& b) -> Napi::Value {
+        return Napi::Buffer<uint8_t>::Copy(env, b.encoded.data(), b.encoded.size());
+      });
+}
+
+Napi::Value NftSendEncoded(const Napi::CallbackInfo& info) {
+  auto b = std::make_unique<CommitBaton>();
+  b->netns = netns_arg(info[0]);
+  b->input = buffer_arg(info[1], "netlink");
+  return PromiseWorker<CommitBaton>::Run(
+      info.Env(), std::move(b),
+      [](CommitBaton& b) { b.result = nft::send_batch(b.netns, b.input.data(), b.input.size(), nullptr); },
+      [](Napi::Env env, CommitBaton& b) { return commit_value(env, b.result); });
+}
+
+struct ListBaton {
+  std::string netns;
+  uint8_t family = 0;
+  std::string table;
+  nft::ListResult result{};
+};
+
+Napi::Value NftList(const Napi::CallbackInfo& info) {
+  auto b = std::make_unique<ListBaton>();
+  b->netns = netns_arg(info[0]);
+  b->family = family_arg(info[1]);
+  b->table = table_arg(info[2]);
+  return PromiseWorker<ListBaton>::Run(
+      info.Env(), std::move(b), [](ListBaton& b) { b.result = nft::list(b.netns, b.family, b.table); },
+      [](Napi::Env env, ListBaton& b) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("genid", Napi::Number::New(env, b.result.genid));
+        o.Set("records", Napi::Buffer<uint8_t>::Copy(env, b.result.records.data(), b.result.records.size()));
+        return o;
+      });
+}
+
+struct GenidBaton {
+  std::string netns;
+  uint32_t genid = 0;
+};
+
+Napi::Value NftGenid(const Napi::CallbackInfo& info) {
+  auto b = std::make_unique<GenidBaton>();
+  b->netns = netns_arg(info[0]);
+  return PromiseWorker<GenidBaton>::Run(
+      info.Env(), std::move(b), [](GenidBaton& b) { b.genid = nft::genid(b.netns); },
+      [](Napi::Env env, GenidBaton& b) -> Napi::Value { return Napi::Number::New(env, b.genid); });
+}
+
+}  // namespace
+
+void RegisterNft(Napi::Env env, Napi::Object exports) {
+  exports.Set("nftCommit", Napi::Function::New(env, NftCommit, "nftCommit"));
+  exports.Set("nftEncode", Napi::Function::New(env, NftEncode, "nftEncode"));
+  exports.Set("nftSendEncoded", Napi::Function::New(env, NftSendEncoded, "nftSendEncoded"));
+  exports.Set("nftList", Napi::Function::New(env, NftList, "nftList"));
+  exports.Set("nftGenid", Napi::Function::New(env, NftGenid, "nftGenid"));
+}
+
+}  // namespace portwall

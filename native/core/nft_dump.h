@@ -1,0 +1,24 @@
+// List: the kernel's nftables objects → a wire record stream (docs/wire.md, verb 0).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace portwall::nft {
+
+struct ListResult {
+  uint32_t genid;                // the generation the records belong to
+  std::vector<uint8_t> records;  // magic, count, records
+};
+
+// Tables of `family` (0 = all) named `table` ("" = all), each followed by its chains, its sets (each followed
+// by one elements record) and its rules, all in kernel order. The several dumps this takes are one
+// consistent snapshot: they are repeated while the generation id moves or the kernel flags a dump as
+// interrupted (NLM_F_DUMP_INTR).
+ListResult list(const std::string& netns, uint8_t family, const std::string& table);
+
+// The ruleset generation id.
+uint32_t genid(const std::string& netns);
+
+}  // namespace portwall::nft

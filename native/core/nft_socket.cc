@@ -1,0 +1,201 @@
+#include "core/nft_socket.h"
+
+#include <libnftnl/common.h>
+#include <libnftnl/gen.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/netlink_util.h"
+#include "core/netns.h"
+
+namespace portwall::nft {
+
+namespace {
+
+// Dump replies are at most ~32 KiB per datagram, acknowledgements are small (NETLINK_CAP_ACK).
+constexpr size_t kRxSlotSize = 64u << 10;
+constexpr unsigned kRxSlots = 16;
+// The kernel answers every request synchronously, inside our sendmsg/recvmsg: a reply that takes this long
+// is never coming, and a pool thread must not hang forever waiting for it.
+constexpr int kReplyTimeoutSec = 5;
+
+void enable(int fd, int opt) {
+  int one = 1;
+  // Older kernels lack these; we then get plain errors without the kernel's explanation.
+  setsockopt(fd, SOL_NETLINK, opt, &one, sizeof one);
+}
+
+// Grows a socket buffer to hold `bytes`; never shrinks it below the system default.
+void grow_buffer(int fd, int force_opt, int opt, size_t bytes, const char* what) {
+  int cur = 0;
+  socklen_t len = sizeof cur;
+  // The kernel reports (and accounts) twice the value set, to cover its bookkeeping overhead.
+  if (getsockopt(fd, SOL_SOCKET, opt, &cur, &len) == 0 && static_cast<size_t>(cur) / 2 >= bytes) return;
+  int v = static_cast<int>(std::min<size_t>(bytes, INT_MAX / 2));
+  // The FORCE variants ignore net.core.[rw]mem_max but need CAP_NET_ADMIN; without it take what we may.
+  if (setsockopt(fd, SOL_SOCKET, force_opt, &v, sizeof v) == 0) return;
+  if (setsockopt(fd, SOL_SOCKET, opt, &v, sizeof v) < 0) throw_errno(std::string("setsockopt ") + what);
+}
+
+}  // namespace
+
+NftSocket::NftSocket(const std::string& netns) : seq_(0x40000000u), rx_(new uint8_t[kRxSlots * kRxSlotSize]) {
+  {
+    NetnsScope scope(netns);
+    nl_.reset(mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC));
+    if (!nl_) throw_errno("open netfilter netlink socket");
+  }
+  if (mnl_socket_bind(nl_.get(), 0, MNL_SOCKET_AUTOPID) < 0) throw_errno("bind netfilter netlink socket");
+  fd_ = mnl_socket_get_fd(nl_.get());
+  portid_ = mnl_socket_get_portid(nl_.get());
+  enable(fd_, NETLINK_EXT_ACK);
+  enable(fd_, NETLINK_CAP_ACK);  // errors then carry the refused message's header only, not all of it
+  timeval tv{kReplyTimeoutSec, 0};
+  if (setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) throw_errno("setsockopt SO_RCVTIMEO");
+}
+
+void NftSocket::size_buffers(size_t sndbuf, size_t rcvbuf) {
+  grow_buffer(fd_, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf, "SO_SNDBUF");
+  grow_buffer(fd_, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf, "SO_RCVBUF");
+}
+
+void NftSocket::send(const void* data, size_t len) {
+  for (;;) {
+    ssize_t n = mnl_socket_sendto(nl_.get(), data, len);
+    if (n >= 0 && static_cast<size_t>(n) == len) return;
+    if (n < 0 && errno == EINTR) continue;
+    if (n >= 0) throw Error(ErrorKind::kSystem, EIO, "netlink sendmsg sent " + std::to_string(n) + " of " +
+                                                       std::to_string(len) + " bytes");
+    throw_errno("netlink sendmsg of " + std::to_string(len) + " bytes");
+  }
+}
+
+bool NftSocket::receive(bool wait, const std::function<void(const nlmsghdr*)>& on_message) {
+  mmsghdr msgs[kRxSlots] = {};
+  iovec iov[kRxSlots];
+  sockaddr_nl from[kRxSlots] = {};
+  for (unsigned i = 0; i < kRxSlots; ++i) {
+    iov[i] = iovec{rx_.get() + i * kRxSlotSize, kRxSlotSize};
+    msgs[i].msg_hdr.msg_name = &from[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  int n;
+  while ((n = recvmmsg(fd_, msgs, kRxSlots, wait ? MSG_WAITFORONE : MSG_DONTWAIT, nullptr)) < 0) {
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (!wait) return false;
+      throw Error(ErrorKind::kSystem, ETIMEDOUT,
+                  "netlink: no reply from the kernel within " + std::to_string(kReplyTimeoutSec) + " s");
+    }
+    if (errno == ENOBUFS) {
+      throw Error(ErrorKind::kSystem, ENOBUFS,
+                  "netlink receive buffer overrun: the kernel dropped replies, so the outcome is unknown");
+    }
+    throw_errno("netlink recvmmsg");
+  }
+  for (int i = 0; i < n; ++i) {
+    if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+      throw Error(ErrorKind::kSystem, EMSGSIZE, "netlink reply larger than " + std::to_string(kRxSlotSize) + " bytes");
+    }
+    if (from[i].nl_pid != 0) continue;  // only the kernel talks to us; ignore anything else
+    const auto* nlh = static_cast<const nlmsghdr*>(iov[i].iov_base);
+    int len = static_cast<int>(msgs[i].msg_len);
+    for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) on_message(nlh);
+  }
+  return true;
+}
+
+Ack parse_ack(const nlmsghdr* nlh) {
+  Ack ack;
+  if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(nlmsgerr)) {
+    ack.err = EBADMSG;
+    ack.message = "truncated netlink error message";
+    return ack;
+  }
+  const auto* e = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+  ack.err = -e->error;
+  if (!(nlh->nlmsg_flags & NLM_F_ACK_TLVS)) return ack;
+  // The TLVs follow the echoed request: just its header when capped, all of it otherwise.
+  size_t offset = (nlh->nlmsg_flags & NLM_F_CAPPED) ? sizeof(nlmsgerr) : sizeof(int) + e->msg.nlmsg_len;
+  if (offset > nlh->nlmsg_len - NLMSG_HDRLEN) return ack;
+  nl::for_each_attr(nlh, offset, [&](const nlattr* a) {
+    switch (mnl_attr_get_type(a)) {
+      case NLMSGERR_ATTR_MSG: ack.message = nl::attr_str(a); break;
+      case NLMSGERR_ATTR_OFFS:
+        if (mnl_attr_get_payload_len(a) >= sizeof(uint32_t)) ack.offset = mnl_attr_get_u32(a);
+        break;
+      default: break;
+    }
+  });
+  return ack;
+}
+
+bool NftSocket::dump(const nlmsghdr* request, const std::function<void(const nlmsghdr*)>& on_message) {
+  send(request, request->nlmsg_len);
+  const uint32_t seq = request->nlmsg_seq;
+  bool interrupted = false, done = false;
+  while (!done) {
+    receive(true, [&](const nlmsghdr* nlh) {
+      if (done || nlh->nlmsg_seq != seq || nlh->nlmsg_pid != portid_) return;  // stale reply of an earlier request
+      // The kernel keeps sending after flagging an interrupted dump; read to the end before restarting.
+      if (nlh->nlmsg_flags & NLM_F_DUMP_INTR) interrupted = true;
+      if (nlh->nlmsg_type == NLMSG_DONE) {
+        int status = 0;
+        if (mnl_nlmsg_get_payload_len(nlh) >= sizeof(int)) std::memcpy(&status, mnl_nlmsg_get_payload(nlh), sizeof status);
+        if (status < 0) {
+          throw Error(ErrorKind::kNetlink, -status, std::string("nftables dump failed: ") + std::strerror(-status));
+        }
+        done = true;
+      } else if (nlh->nlmsg_type == NLMSG_ERROR) {
+        Ack ack = parse_ack(nlh);
+        if (ack.err == 0) return;
+        std::string text = std::string("nftables dump refused: ") + std::strerror(ack.err);
+        if (!ack.message.empty()) text += ": " + ack.message;
+        throw Error(ErrorKind::kNetlink, ack.err, text);
+      } else if (nlh->nlmsg_type >= NLMSG_MIN_TYPE) {
+        on_message(nlh);
+      }
+    });
+  }
+  return !interrupted;
+}
+
+uint32_t NftSocket::genid() {
+  char buf[256];
+  const uint32_t seq = next_seq();
+  nlmsghdr* req = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETGEN, AF_UNSPEC, 0, seq);
+  send(req, req->nlmsg_len);
+  bool found = false;
+  uint32_t id = 0;
+  while (!found) {
+    receive(true, [&](const nlmsghdr* nlh) {
+      if (found || nlh->nlmsg_seq != seq) return;
+      if (nlh->nlmsg_type == NLMSG_ERROR) {
+        Ack ack = parse_ack(nlh);
+        if (ack.err == 0) return;
+        throw Error(ErrorKind::kNetlink, ack.err, std::string("reading the ruleset generation: ") + std::strerror(ack.err));
+      }
+      if (nlh->nlmsg_type == ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN)) {
+        GenPtr gen = make_gen();
+        if (nftnl_gen_nlmsg_parse(nlh, gen.get()) < 0) {
+          throw Error(ErrorKind::kNetlink, EBADMSG, "cannot parse the ruleset generation reply");
+        }
+        id = nftnl_gen_get_u32(gen.get(), NFTNL_GEN_ID);
+        found = true;
+      }
+    });
+  }
+  return id;
+}
+
+}  // namespace portwall::nft

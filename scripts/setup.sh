@@ -22,7 +22,8 @@ fi
 
 # Build against the headers of the node that runs us; nothing is downloaded.
 nodedir=$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")
-if [ -f "$nodedir/include/node/node_api.h" ]; then export npm_config_nodedir="$nodedir"; fi
+gyp_args=(rebuild --loglevel=error)
+if [ -f "$nodedir/include/node/node_api.h" ]; then gyp_args+=(--nodedir="$nodedir"); fi
 
 stamp=node_modules/.portwall-lock
 if ! cmp -s package-lock.json "$stamp" 2>/dev/null; then
@@ -34,7 +35,7 @@ fi
 addon=build/Release/portwall.node
 if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp -newer "$addon" -print -quit)" ]; then
   log "building the native addon"
-  npx --no-install node-gyp rebuild --loglevel=error >/dev/null
+  npx --no-install node-gyp "${gyp_args[@]}" >/dev/null
 fi
 
 if [ ! -f dist/.built ] || [ -n "$(find src bench demo test/helpers tsconfig.json package.json -newer dist/.built -print -quit)" ]; then

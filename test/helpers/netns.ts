@@ -16,9 +16,15 @@ export function runPrefix(): string {
 export const isRoot = process.getuid?.() === 0;
 
 /** Runs a command, returns stdout; throws with stderr on failure. */
-export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): string {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { input?: string; timeoutMs?: number; cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): string {
   return execFileSync(cmd, args, {
     input: opts.input,
+    cwd: opts.cwd,
+    env: opts.env,
     timeout: opts.timeoutMs ?? 30_000,
     encoding: 'utf8',
     maxBuffer: 256 * 1024 * 1024,

@@ -8,7 +8,13 @@
       "sources": [
         "native/binding/addon.cc",
         "native/binding/async.cc",
-        "native/core/netns.cc"
+        "native/binding/conntrack_binding.cc",
+        "native/binding/ipset_binding.cc",
+        "native/core/conntrack.cc",
+        "native/core/conntrack_events.cc",
+        "native/core/ipset.cc",
+        "native/core/netns.cc",
+        "native/core/nl_socket.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

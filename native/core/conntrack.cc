@@ -239,6 +239,63 @@ Common common_of(const std::vector<Filter>& filters) {
   return c;
 }
 
+// Calls f on each attribute in [begin, end): libmnl's iteration macros do not compile as C++.
+template <typename F>
+void each_attr(const void* begin, const void* end, F f) {
+  auto* a = static_cast<const nlattr*>(begin);
+  while (mnl_attr_ok(a, static_cast<int>(static_cast<const char*>(end) - reinterpret_cast<const char*>(a)))) {
+    f(a);
+    a = mnl_attr_next(a);
+  }
+}
+
+template <typename F>
+void each_nested(const nlattr* nest, F f) {
+  auto* begin = static_cast<const char*>(mnl_attr_get_payload(nest));
+  each_attr(begin, begin + mnl_attr_get_payload_len(nest), f);
+}
+
+// The fields filters look at (family, zone, mark, original tuple), read straight from the attributes: cheap
+// enough to run on every dumped entry, so that only matches pay for a full libnetfilter_conntrack parse.
+void peek_tuple(const nlattr* tuple, Entry& e) {
+  each_nested(tuple, [&](const nlattr* a) {
+    if (mnl_attr_get_type(a) == CTA_TUPLE_IP) {
+      each_nested(a, [&](const nlattr* b) {
+        uint16_t len = mnl_attr_get_payload_len(b);
+        switch (mnl_attr_get_type(b)) {
+          case CTA_IP_V4_SRC: if (len >= 4) std::memcpy(e.orig_src, mnl_attr_get_payload(b), 4); break;
+          case CTA_IP_V4_DST: if (len >= 4) std::memcpy(e.orig_dst, mnl_attr_get_payload(b), 4); break;
+          case CTA_IP_V6_SRC: if (len >= 16) std::memcpy(e.orig_src, mnl_attr_get_payload(b), 16); break;
+          case CTA_IP_V6_DST: if (len >= 16) std::memcpy(e.orig_dst, mnl_attr_get_payload(b), 16); break;
+        }
+      });
+    } else if (mnl_attr_get_type(a) == CTA_TUPLE_PROTO) {
+      each_nested(a, [&](const nlattr* b) {
+        uint16_t len = mnl_attr_get_payload_len(b);
+        switch (mnl_attr_get_type(b)) {
+          case CTA_PROTO_NUM: if (len >= 1) e.proto = mnl_attr_get_u8(b); break;
+          case CTA_PROTO_SRC_PORT: if (len >= 2) e.orig_sport = ntohs(mnl_attr_get_u16(b)); break;
+          case CTA_PROTO_DST_PORT: if (len >= 2) e.orig_dport = ntohs(mnl_attr_get_u16(b)); break;
+        }
+      });
+    }
+  });
+}
+
+Entry peek(const nlmsghdr* nlh) {
+  Entry e;
+  e.family = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh))->nfgen_family == AF_INET ? 4 : 6;
+  each_attr(mnl_nlmsg_get_payload_offset(nlh, sizeof(nfgenmsg)), mnl_nlmsg_get_payload_tail(nlh), [&](const nlattr* a) {
+    uint16_t len = mnl_attr_get_payload_len(a);
+    switch (mnl_attr_get_type(a)) {
+      case CTA_TUPLE_ORIG: peek_tuple(a, e); break;
+      case CTA_ZONE: if (len >= 2) e.zone = ntohs(mnl_attr_get_u16(a)); break;
+      case CTA_MARK: if (len >= 4) e.mark = ntohl(mnl_attr_get_u32(a)); break;
+    }
+  });
+  return e;
+}
+
 struct DumpState {
   const std::vector<Filter>* filters;
   std::vector<Entry>* out;
@@ -246,19 +303,16 @@ struct DumpState {
 
 int on_dump_message(const nlmsghdr* nlh, void* data) {
   auto* st = static_cast<DumpState*>(data);
+  if (!st->filters->empty()) {
+    const Entry light = peek(nlh);
+    bool wanted = false;
+    for (const Filter& f : *st->filters) wanted = wanted || f.matches(light);
+    if (!wanted) return MNL_CB_OK;
+  }
   Entry e;
   if (!parse_message(nlh, e)) return MNL_CB_OK;
   e.event = 0;
-  if (st->filters->empty()) {
-    st->out->push_back(e);
-    return MNL_CB_OK;
-  }
-  for (const Filter& f : *st->filters) {
-    if (f.matches(e)) {
-      st->out->push_back(e);
-      break;
-    }
-  }
+  st->out->push_back(e);
   return MNL_CB_OK;
 }
 

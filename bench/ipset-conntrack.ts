@@ -69,6 +69,19 @@ async function benchConntrack(ns: string): Promise<void> {
     nsRun(ns, 'conntrack', ['-D', '-w', '10', '-p', 'udp', '-s', '192.0.2.0/24'], { timeoutMs: 120_000 }));
   ratio('ct: 1k of 100k, zone+proto+src prefix', theirs / ours);
 
+  // A remote-group member left: its flows (one source host) go, in the zone holding all 100k entries.
+  const hostVictims = victims.map((v) => ({ ...v, src: '192.0.2.7' }));
+  const refillHost = async () => {
+    await ct.create(hostVictims);
+  };
+  const byHost = { zone: 10, protocol: 'udp' as const, src: '192.0.2.7' };
+  const oursHost = await measure('ct: 1k of 100k, zone+proto+src host', 'portwall delete', 11, refillHost, async () => {
+    if ((await ct.delete(byHost)) !== 1000) throw new Error('portwall deleted the wrong number of entries');
+  });
+  const theirsHost = await measure('ct: 1k of 100k, zone+proto+src host', 'conntrack -D -w -p -s', 3, refillHost, () =>
+    nsRun(ns, 'conntrack', ['-D', '-w', '10', '-p', 'udp', '-s', '192.0.2.7'], { timeoutMs: 120_000 }));
+  ratio('ct: 1k of 100k, zone+proto+src host', theirsHost / oursHost);
+
   const refillZone = async () => {
     await ct.create(zoneVictims);
   };

@@ -20,8 +20,12 @@
 namespace portwall::conntrack {
 namespace {
 
-// CTA_FILTER flag bits, as nf_conntrack_netlink.c numbers them (not exported in the uapi headers).
+// CTA_FILTER flag bits, as nf_internals.h numbers them (not exported in the uapi headers).
+constexpr uint32_t kFilterIpSrc = 1u << 0;
+constexpr uint32_t kFilterIpDst = 1u << 1;
 constexpr uint32_t kFilterProtoNum = 1u << 3;
+constexpr uint32_t kFilterSrcPort = 1u << 4;
+constexpr uint32_t kFilterDstPort = 1u << 5;
 
 // Requests are packed into chunks this large: one sendmsg each, the kernel handles them back to back.
 constexpr size_t kChunkBytes = 256 * 1024;
@@ -219,8 +223,11 @@ std::vector<int> pipeline(NlSocket& sock, size_t count, uint8_t msg, uint16_t fl
 // What every filter of the list asks for, so that the kernel may filter by it.
 struct Common {
   bool zone = false, family = false, proto = false, mark = false;
+  bool src_host = false, dst_host = false, sport = false, dport = false;  // exact values the kernel can match
   Filter f;
 };
+
+bool is_host(const Filter& f, uint8_t len) { return len == (f.family == 4 ? 32 : 128); }
 
 Common common_of(const std::vector<Filter>& filters) {
   Common c;
@@ -230,11 +237,16 @@ Common common_of(const std::vector<Filter>& filters) {
   c.family = c.f.has(Filter::kFamily);
   c.proto = c.f.has(Filter::kProto);
   c.mark = c.f.has(Filter::kMark);
+  c.src_host = c.dst_host = c.sport = c.dport = true;
   for (const Filter& f : filters) {
     c.zone = c.zone && f.has(Filter::kZone) && f.zone == c.f.zone;
     c.family = c.family && f.has(Filter::kFamily) && f.family == c.f.family;
     c.proto = c.proto && f.has(Filter::kProto) && f.proto == c.f.proto;
     c.mark = c.mark && f.has(Filter::kMark) && f.mark == c.f.mark && f.mark_mask == c.f.mark_mask;
+    c.src_host = c.src_host && f.has(Filter::kSrc) && is_host(f, f.src_len) && !std::memcmp(f.src, c.f.src, 16);
+    c.dst_host = c.dst_host && f.has(Filter::kDst) && is_host(f, f.dst_len) && !std::memcmp(f.dst, c.f.dst, 16);
+    c.sport = c.sport && f.has(Filter::kSport) && f.sport_min == f.sport_max && f.sport_min == c.f.sport_min;
+    c.dport = c.dport && f.has(Filter::kDport) && f.dport_min == f.dport_max && f.dport_min == c.f.dport_min;
   }
   return c;
 }
@@ -327,15 +339,38 @@ void dump_into(NlSocket& sock, const std::vector<Filter>& filters, bool kernel_p
     mnl_attr_put_u32(nlh, CTA_MARK, htonl(c.f.mark));
     mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(c.f.mark_mask));
   }
-  if (c.proto && c.family && kernel_proto) {  // the kernel parses a filter tuple only for one family
+  // The kernel matches a filter tuple exactly (no prefixes, no ranges) and parses it only for one family;
+  // whatever it cannot express is matched here afterwards.
+  uint32_t flags = 0;
+  if (c.family && kernel_proto) {
+    // IPv4 only: ctnetlink_filter_match_tuple() inverts its IPv6 address comparison (true up to 6.18 at
+    // least), so an IPv6 address filter would drop exactly the entries asked for.
+    if (c.src_host && c.f.family == 4) flags |= kFilterIpSrc;
+    if (c.dst_host && c.f.family == 4) flags |= kFilterIpDst;
+    if (c.proto) flags |= kFilterProtoNum;
+    if (c.proto && c.sport && has_ports(c.f.proto)) flags |= kFilterSrcPort;
+    if (c.proto && c.dport && has_ports(c.f.proto)) flags |= kFilterDstPort;
+  }
+  if (flags) {
     nlattr* filter = mnl_attr_nest_start(nlh, CTA_FILTER);
-    mnl_attr_put_u32(nlh, CTA_FILTER_ORIG_FLAGS, kFilterProtoNum);
+    mnl_attr_put_u32(nlh, CTA_FILTER_ORIG_FLAGS, flags);
     mnl_attr_put_u32(nlh, CTA_FILTER_REPLY_FLAGS, 0);
     mnl_attr_nest_end(nlh, filter);
     nlattr* tuple = mnl_attr_nest_start(nlh, CTA_TUPLE_ORIG);
-    nlattr* proto = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
-    mnl_attr_put_u8(nlh, CTA_PROTO_NUM, c.f.proto);
-    mnl_attr_nest_end(nlh, proto);
+    if (flags & (kFilterIpSrc | kFilterIpDst)) {
+      const bool v4 = c.f.family == 4;
+      nlattr* ip = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
+      if (flags & kFilterIpSrc) mnl_attr_put(nlh, v4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, v4 ? 4 : 16, c.f.src);
+      if (flags & kFilterIpDst) mnl_attr_put(nlh, v4 ? CTA_IP_V4_DST : CTA_IP_V6_DST, v4 ? 4 : 16, c.f.dst);
+      mnl_attr_nest_end(nlh, ip);
+    }
+    if (flags & kFilterProtoNum) {
+      nlattr* proto = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
+      mnl_attr_put_u8(nlh, CTA_PROTO_NUM, c.f.proto);
+      if (flags & kFilterSrcPort) mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons(c.f.sport_min));
+      if (flags & kFilterDstPort) mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons(c.f.dport_min));
+      mnl_attr_nest_end(nlh, proto);
+    }
     mnl_attr_nest_end(nlh, tuple);
   }
   sock.send(nlh, nlh->nlmsg_len);

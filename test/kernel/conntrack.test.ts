@@ -121,6 +121,12 @@ describe.skipIf(!!skipReason)('conntrack synthetic entries in a namespace', () =
     expect(await ct.count({ zone: 3, mark: 0x1, markMask: 0xff })).toBe(2);
     expect(await ct.count({ zone: 3, mark: 0x200, markMask: 0xf00 })).toBe(1);
     expect(await ct.count([{ zone: 3, protocol: 'icmpv6' }, { zone: 3, src: '192.0.2.0/24' }])).toBe(2);
+    // exact hosts and ports are filtered by the kernel (CTA_FILTER); the results must not change
+    expect(await ct.count({ zone: 3, protocol: 'tcp', src: '2001:db8::1', dst: '2001:db8::2', dport: 443 })).toBe(1);
+    expect(await ct.count({ zone: 3, protocol: 'udp', src: '192.0.2.1', dst: '192.0.2.2', sport: 5000, dport: 8000 })).toBe(1);
+    expect(await ct.count({ zone: 3, protocol: 'udp', src: '192.0.2.1', sport: 5001 })).toBe(0);
+    expect(await ct.count({ zone: 3, src: '2001:db8::2' })).toBe(0);
+    expect(await ct.count({ zone: 3, dst: '2001:db8::2' })).toBe(3);
     const [icmp] = await ct.list({ zone: 3, protocol: 'icmpv6' });
     expect(icmp).toMatchObject({ family: 'ipv6', icmp: { type: 128, code: 0, id: 7 }, orig: { src: '2001:db8::1' } });
     await ct.flushZone(3);

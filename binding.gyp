@@ -15,7 +15,13 @@
         "native/core/nft_socket.cc",
         "native/core/nft_commit.cc",
         "native/core/nft_dump.cc",
-        "native/binding/nft_binding.cc"
+        "native/core/nl_socket.cc",
+        "native/core/ipset.cc",
+        "native/core/conntrack.cc",
+        "native/core/conntrack_events.cc",
+        "native/binding/nft_binding.cc",
+        "native/binding/ipset_binding.cc",
+        "native/binding/conntrack_binding.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

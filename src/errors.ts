@@ -14,6 +14,9 @@ export const ERROR_CODES = {
   ERR_SYSTEM: 'a system call failed (socket, sendmsg, recvmsg)',
   ERR_WIRE: 'the native side could not decode a buffer from the TypeScript side (a portwall bug)',
   ERR_RENDER: 'an expression sequence has no nft syntax that portwall can print',
+  ERR_SET_NOT_FOUND: 'the named ipset does not exist in the target network namespace',
+  ERR_SET_EXISTS: 'an ipset of that name already exists in the target network namespace',
+  ERR_FAMILY_MISMATCH: 'an address is of another family (IPv4/IPv6) than the set, filter or entry it belongs to',
   ERR_NATIVE_MISSING: 'the native addon could not be loaded (build it with `npm run build:native`)',
 } as const;
 

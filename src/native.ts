@@ -24,7 +24,26 @@ export interface ListResult {
   records: Buffer;
 }
 
-export interface NativeBinding {
+/** ipset creation options as the binding takes them (family 4 or 6). */
+export interface NativeIpsetCreate {
+  name: string;
+  type: string;
+  family: 4 | 6;
+  hashsize?: number;
+  maxelem?: number;
+  timeout?: number;
+  counters?: boolean;
+  comment?: boolean;
+}
+
+/** An open conntrack event subscription. */
+export interface NativeSubscription {
+  /** Stops the reader thread; no callback runs afterwards. Idempotent. */
+  close(): void;
+}
+
+/** The nftables part of the binding (what an {@link Nft} client needs; `FakeNft` implements it). */
+export interface NftBinding {
   nftCommit(netns: string | null, batch: Buffer): Promise<CommitResult>;
   /** The netlink bytes of a batch (BEGIN … END), for replay by nftSendEncoded. */
   nftEncode(batch: Buffer): Promise<Buffer>;
@@ -34,6 +53,41 @@ export interface NativeBinding {
   nftList(netns: string | null, family: number, table: string | null): Promise<ListResult>;
   nftGenid(netns: string | null): Promise<number>;
 }
+
+/** The ipset part of the binding. */
+export interface IpsetBinding {
+  // ipset (docs/wire.md, "ipset members"); set errors carry errnoName ENOENT / EEXIST / EAFNOSUPPORT / EINVAL.
+  ipsetCreate(netns: string | null, options: NativeIpsetCreate): Promise<void>;
+  ipsetDestroy(netns: string | null, name: string): Promise<void>;
+  ipsetFlush(netns: string | null, name: string): Promise<void>;
+  ipsetRename(netns: string | null, from: string, to: string): Promise<void>;
+  ipsetSwap(netns: string | null, a: string, b: string): Promise<void>;
+  ipsetAdd(netns: string | null, name: string, members: Buffer): Promise<void>;
+  ipsetDel(netns: string | null, name: string, members: Buffer): Promise<void>;
+  /** One byte per member: 1 if the set contains it. */
+  ipsetTest(netns: string | null, name: string, members: Buffer): Promise<Buffer>;
+  /** `ipset list` plain text of one set (null = all); headersOnly leaves out the members. */
+  ipsetList(netns: string | null, name: string | null, headersOnly: boolean): Promise<string>;
+}
+
+/** The conntrack part of the binding. */
+export interface ConntrackBinding {
+  // conntrack (docs/wire.md, "Conntrack records"): filters and entries are Buffers of fixed-size records.
+  conntrackDump(netns: string | null, filters: Buffer | null): Promise<Buffer>;
+  conntrackDelete(netns: string | null, filters: Buffer): Promise<number>;
+  conntrackCreate(netns: string | null, entries: Buffer): Promise<number>;
+  /** family 0 = both. */
+  conntrackFlushZone(netns: string | null, zone: number, family: number): Promise<void>;
+  /** groups: 1 = new, 4 = destroy. The callback gets batches of entry records and a count of overruns. */
+  conntrackSubscribe(
+    netns: string | null,
+    groups: number,
+    callback: (error: Error | null, entries: Buffer, lost: number) => void,
+  ): Promise<NativeSubscription>;
+}
+
+/** Everything the addon exports. */
+export type NativeBinding = NftBinding & IpsetBinding & ConntrackBinding;
 
 let injected: NativeBinding | undefined;
 let loaded: NativeBinding | undefined;

@@ -1,10 +1,14 @@
 // Registers the binding's functions; each operation lives in its own file.
 #include <napi.h>
 
+#include "binding/conntrack_binding.h"
+#include "binding/ipset_binding.h"
 #include "binding/nft_binding.h"
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   portwall::RegisterNft(env, exports);
+  portwall::RegisterIpset(env, exports);
+  portwall::RegisterConntrack(env, exports);
   return exports;
 }
 

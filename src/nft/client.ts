@@ -6,7 +6,7 @@
  * list() and in its committed transactions — and transactions resolve such sets through it.
  */
 import { binding as loadBinding } from '../native.js';
-import type { NativeBinding } from '../native.js';
+import type { NftBinding } from '../native.js';
 import { FAMILIES } from './constants.js';
 import { fromNative } from './native-errors.js';
 import { Transaction } from './transaction.js';
@@ -18,7 +18,7 @@ export interface NftOptions {
   /** Network namespace: a name under /run/netns, a path, or null/undefined for the caller's namespace. */
   netns?: string | null;
   /** The binding to use (tests inject a fake, see `./fake.ts`); defaults to the native addon. */
-  binding?: NativeBinding;
+  binding?: NftBinding;
 }
 
 /** What list() returns: the ruleset generation the dump belongs to and the decoded objects. */
@@ -31,7 +31,7 @@ export interface Listing {
 export class Nft {
   /** The namespace this client talks to (null: the caller's). */
   readonly netns: string | null;
-  readonly #binding: NativeBinding | undefined;
+  readonly #binding: NftBinding | undefined;
   readonly #sets = new Map<string, NftSet>();
 
   constructor(options: NftOptions = {}) {
@@ -40,7 +40,7 @@ export class Nft {
   }
 
   // Resolved per call, so constructing a client never loads the addon and setBinding() applies at once.
-  get #native(): NativeBinding {
+  get #native(): NftBinding {
     return this.#binding ?? loadBinding();
   }
 

@@ -7,7 +7,7 @@
  * their default policy, verdict-map data length 16 — so the client's decoding is exercised as well.
  * It never replaces the kernel tests.
  */
-import type { CommitResult, ListResult, NativeBinding } from '../native.js';
+import type { CommitResult, ListResult, NftBinding } from '../native.js';
 import { NFT_SET_ELEM_INTERVAL_END, SET_FLAGS } from './constants.js';
 import { KernelRefusal, applyRecord, emptyRuleset } from './fake-ruleset.js';
 import type { Ruleset } from './fake-ruleset.js';
@@ -27,8 +27,8 @@ function nativeError(kind: NativeLikeError['kind'], errno: number, message: stri
   return Object.assign(new Error(message), { kind, errno, errnoName: errnoName(errno), opIndex });
 }
 
-/** In-memory nftables implementing {@link NativeBinding}. */
-export class FakeNft implements NativeBinding {
+/** In-memory nftables implementing {@link NftBinding}. */
+export class FakeNft implements NftBinding {
   readonly #namespaces: ReadonlySet<string> | undefined;
   readonly #rulesets = new Map<string, Ruleset>();
   /** Number of batches committed (all namespaces), for tests that check nothing was sent. */

@@ -2,7 +2,7 @@
 import { describe, expect, test } from 'vitest';
 
 import { PortwallError } from '../../src/errors.js';
-import type { NativeBinding } from '../../src/native.js';
+import type { NftBinding } from '../../src/native.js';
 import { Nft } from '../../src/nft/client.js';
 import { FakeNft } from '../../src/nft/fake.js';
 import { Transaction } from '../../src/nft/transaction.js';
@@ -13,7 +13,7 @@ const input: Chain = { kind: 'chain', family: 'inet', table: 'pw', name: 'ingres
 const accept: Rule = { kind: 'rule', family: 'inet', table: 'pw', chain: 'ingress', exprs: [{ type: 'immediate', dreg: 0, verdict: { code: 'accept' } }] };
 
 /** A binding whose calls all reject with `err` (shaped like the addon's errors). */
-function failing(err: Record<string, unknown>): NativeBinding {
+function failing(err: Record<string, unknown>): NftBinding {
   const reject = async () => {
     throw Object.assign(new Error(String(err.message ?? '')), err);
   };
@@ -79,7 +79,7 @@ describe('kernel errors', () => {
     expect(err).toBeInstanceOf(PortwallError);
     expect(err).toMatchObject({ code: 'ERR_KERNEL', errno: 2, errnoName: 'ENOENT', opIndex: 2 });
     expect(err.object).toBe(tx.operations[2]!.object);
-    expect(err.message).toMatch(/^add rule inet\/pw\/missing \(operation 2\): No such file or directory/);
+    expect(err.message).toMatch(/^add rule inet\/pw\/missing \(operation 3 of \d+\): No such file or directory/);
     expect((await nft.list()).objects).toEqual([]);
   });
 

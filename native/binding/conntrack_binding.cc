@@ -1,0 +1,245 @@
+#include "binding/conntrack_binding.h"
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <thread>
+
+#include "binding/async.h"
+#include "core/conntrack.h"
+#include "core/conntrack_events.h"
+
+namespace portwall {
+namespace {
+
+using conntrack::Entry;
+using conntrack::Filter;
+
+constexpr size_t kEntryBytes = 96;
+constexpr size_t kFilterBytes = 64;
+
+uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
+uint32_t get32(const uint8_t* p) { return p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24; }
+void put16(uint8_t* p, uint16_t v) { p[0] = v & 0xff; p[1] = v >> 8; }
+void put32(uint8_t* p, uint32_t v) { for (int i = 0; i < 4; ++i) p[i] = (v >> (8 * i)) & 0xff; }
+
+void encode_entry(const Entry& e, uint8_t* p) {
+  p[0] = e.family;
+  p[1] = e.proto;
+  put16(p + 2, e.zone);
+  put32(p + 4, e.mark);
+  put32(p + 8, e.status);
+  put32(p + 12, e.timeout);
+  put32(p + 16, e.id);
+  p[20] = e.tcp_state;
+  p[21] = e.event;
+  p[22] = p[23] = 0;
+  std::memcpy(p + 24, e.orig_src, 16);
+  std::memcpy(p + 40, e.orig_dst, 16);
+  put16(p + 56, e.orig_sport);
+  put16(p + 58, e.orig_dport);
+  std::memcpy(p + 60, e.reply_src, 16);
+  std::memcpy(p + 76, e.reply_dst, 16);
+  put16(p + 92, e.reply_sport);
+  put16(p + 94, e.reply_dport);
+}
+
+Entry decode_entry(const uint8_t* p) {
+  Entry e;
+  e.family = p[0];
+  e.proto = p[1];
+  e.zone = get16(p + 2);
+  e.mark = get32(p + 4);
+  e.status = get32(p + 8);
+  e.timeout = get32(p + 12);
+  e.id = get32(p + 16);
+  e.tcp_state = p[20];
+  e.event = p[21];
+  std::memcpy(e.orig_src, p + 24, 16);
+  std::memcpy(e.orig_dst, p + 40, 16);
+  e.orig_sport = get16(p + 56);
+  e.orig_dport = get16(p + 58);
+  std::memcpy(e.reply_src, p + 60, 16);
+  std::memcpy(e.reply_dst, p + 76, 16);
+  e.reply_sport = get16(p + 92);
+  e.reply_dport = get16(p + 94);
+  return e;
+}
+
+Filter decode_filter(const uint8_t* p) {
+  Filter f;
+  f.fields = get32(p);
+  f.zone = get16(p + 4);
+  f.family = p[6];
+  f.proto = p[7];
+  f.mark = get32(p + 8);
+  f.mark_mask = get32(p + 12);
+  f.src_len = p[16];
+  f.dst_len = p[17];
+  std::memcpy(f.src, p + 20, 16);
+  std::memcpy(f.dst, p + 36, 16);
+  f.sport_min = get16(p + 52);
+  f.sport_max = get16(p + 54);
+  f.dport_min = get16(p + 56);
+  f.dport_max = get16(p + 58);
+  return f;
+}
+
+// A Buffer argument holding whole records of `size` bytes; anything else is an encoder bug.
+template <typename T>
+std::vector<T> records(const Napi::Value& v, size_t size, T (*decode)(const uint8_t*), const char* what) {
+  if (v.IsUndefined() || v.IsNull()) return {};
+  if (!v.IsBuffer()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Buffer");
+  auto buf = v.As<Napi::Buffer<uint8_t>>();
+  if (buf.Length() % size != 0)
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " is not a whole number of records");
+  std::vector<T> out;
+  out.reserve(buf.Length() / size);
+  for (size_t at = 0; at < buf.Length(); at += size) out.push_back(decode(buf.Data() + at));
+  return out;
+}
+
+Napi::Buffer<uint8_t> entries_buffer(Napi::Env env, const std::vector<Entry>& entries) {
+  auto buf = Napi::Buffer<uint8_t>::New(env, entries.size() * kEntryBytes);
+  for (size_t i = 0; i < entries.size(); ++i) encode_entry(entries[i], buf.Data() + i * kEntryBytes);
+  return buf;
+}
+
+struct FilterBaton {
+  std::string netns;
+  std::vector<Filter> filters;
+  std::vector<Entry> entries;
+  uint32_t count = 0;
+};
+
+Napi::Value Dump(const Napi::CallbackInfo& info) {
+  auto b = std::make_unique<FilterBaton>();
+  b->netns = netns_arg(info[0]);
+  b->filters = records<Filter>(info[1], kFilterBytes, decode_filter, "filters");
+  return PromiseWorker<FilterBaton>::Run(
+      info.Env(), std::move(b), [](FilterBaton& b) { b.entries = conntrack::dump(b.netns, b.filters); },
+      [](Napi::Env env, FilterBaton& b) -> Napi::Value { return entries_buffer(env, b.entries); });
+}
+
+Napi::Value Delete(const Napi::CallbackInfo& info) {
+  auto b = std::make_unique<FilterBaton>();
+  b->netns = netns_arg(info[0]);
+  b->filters = records<Filter>(info[1], kFilterBytes, decode_filter, "filters");
+  return PromiseWorker<FilterBaton>::Run(
+      info.Env(), std::move(b), [](FilterBaton& b) { b.count = conntrack::remove(b.netns, b.filters); },
+      [](Napi::Env env, FilterBaton& b) -> Napi::Value { return Napi::Number::New(env, b.count); });
+}
+
+Napi::Value Create(const Napi::CallbackInfo& info) {
+  auto b = std::make_unique<FilterBaton>();
+  b->netns = netns_arg(info[0]);
+  b->entries = records<Entry>(info[1], kEntryBytes, decode_entry, "entries");
+  return PromiseWorker<FilterBaton>::Run(
+      info.Env(), std::move(b), [](FilterBaton& b) { b.count = conntrack::create(b.netns, b.entries); },
+      [](Napi::Env env, FilterBaton& b) -> Napi::Value { return Napi::Number::New(env, b.count); });
+}
+
+Napi::Value FlushZone(const Napi::CallbackInfo& info) {
+  auto b = std::make_unique<FilterBaton>();
+  b->netns = netns_arg(info[0]);
+  Filter f;
+  f.zone = static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value());
+  f.family = static_cast<uint8_t>(info[2].As<Napi::Number>().Uint32Value());
+  b->filters.push_back(f);
+  return PromiseWorker<FilterBaton>::Run(
+      info.Env(), std::move(b),
+      [](FilterBaton& b) { conntrack::flush_zone(b.netns, b.filters[0].zone, b.filters[0].family); },
+      [](Napi::Env env, FilterBaton&) -> Napi::Value { return env.Undefined(); });
+}
+
+// One batch of events on its way to the JS thread.
+struct EventBatch {
+  std::vector<Entry> entries;
+  uint32_t lost = 0;
+  std::string error;
+};
+
+// A reader thread delivering event batches through a thread-safe function until closed.
+class Subscription {
+ public:
+  Subscription(std::unique_ptr<conntrack::EventReader> reader, Napi::ThreadSafeFunction tsfn)
+      : reader_(std::move(reader)), tsfn_(std::move(tsfn)) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~Subscription() { Close(); }
+
+  void Close() {
+    if (closed_.exchange(true)) return;
+    reader_->stop();
+    thread_.join();
+    tsfn_.Release();
+  }
+
+ private:
+  void Loop() {
+    for (bool more = true; more;) {
+      auto batch = std::make_unique<EventBatch>();
+      try {
+        more = reader_->wait(batch->entries, batch->lost);
+      } catch (const Error& e) {
+        batch->error = e.what();
+        more = false;
+      }
+      if (batch->entries.empty() && batch->lost == 0 && batch->error.empty()) continue;
+      if (tsfn_.BlockingCall(batch.get(), Deliver) == napi_ok) batch.release();
+    }
+  }
+
+  static void Deliver(Napi::Env env, Napi::Function callback, EventBatch* raw) {
+    std::unique_ptr<EventBatch> batch(raw);
+    if (!env || !callback) return;
+    Napi::Value err = batch->error.empty() ? env.Null() : Napi::Error::New(env, batch->error).Value();
+    callback.Call({err, entries_buffer(env, batch->entries), Napi::Number::New(env, batch->lost)});
+  }
+
+  std::unique_ptr<conntrack::EventReader> reader_;
+  Napi::ThreadSafeFunction tsfn_;
+  std::thread thread_;
+  std::atomic<bool> closed_{false};
+};
+
+struct SubscribeBaton {
+  std::string netns;
+  unsigned groups = 0;
+  Napi::FunctionReference callback;
+  std::unique_ptr<conntrack::EventReader> reader;
+};
+
+Napi::Value Subscribe(const Napi::CallbackInfo& info) {
+  auto b = std::make_unique<SubscribeBaton>();
+  b->netns = netns_arg(info[0]);
+  b->groups = info[1].As<Napi::Number>().Uint32Value();
+  if (!info[2].IsFunction()) throw Napi::TypeError::New(info.Env(), "callback must be a function");
+  b->callback = Napi::Persistent(info[2].As<Napi::Function>());
+  return PromiseWorker<SubscribeBaton>::Run(
+      info.Env(), std::move(b),
+      [](SubscribeBaton& b) { b.reader = std::make_unique<conntrack::EventReader>(b.netns, b.groups); },
+      [](Napi::Env env, SubscribeBaton& b) -> Napi::Value {
+        auto tsfn = Napi::ThreadSafeFunction::New(env, b.callback.Value(), "portwall.conntrackEvents", 0, 1);
+        auto sub = std::make_shared<Subscription>(std::move(b.reader), std::move(tsfn));
+        env.AddCleanupHook([sub] { sub->Close(); });
+        Napi::Object handle = Napi::Object::New(env);
+        handle.Set("close", Napi::Function::New(env, [sub](const Napi::CallbackInfo& info) {
+                     sub->Close();
+                     return info.Env().Undefined();
+                   }));
+        return handle;
+      });
+}
+
+}  // namespace
+
+void RegisterConntrack(Napi::Env env, Napi::Object exports) {
+  exports.Set("conntrackDump", Napi::Function::New(env, Dump));
+  exports.Set("conntrackDelete", Napi::Function::New(env, Delete));
+  exports.Set("conntrackCreate", Napi::Function::New(env, Create));
+  exports.Set("conntrackFlushZone", Napi::Function::New(env, FlushZone));
+  exports.Set("conntrackSubscribe", Napi::Function::New(env, Subscribe));
+}
+
+}  // namespace portwall

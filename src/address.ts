@@ -1,0 +1,100 @@
+/**
+ * IP addresses and prefixes as the kernel wants them: 16 bytes in network order (IPv4 in the first 4), a
+ * family and a prefix length. Parsing rides on node:net's validators; host bits are cleared, so that two
+ * spellings of one prefix (`192.0.2.1/24`, `192.0.2.0/24`) are one prefix.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+
+import { PortwallError } from './errors.js';
+
+/** Address family as portwall names it. */
+export type IpFamily = 'ipv4' | 'ipv6';
+
+export interface Prefix {
+  family: IpFamily;
+  /** 16 bytes, network order; IPv4 uses the first 4. */
+  bytes: Uint8Array;
+  /** Prefix length (32/128 for a host). */
+  length: number;
+}
+
+/** The wire number of a family (4 or 6). */
+export function familyNumber(family: IpFamily): 4 | 6 {
+  return family === 'ipv4' ? 4 : 6;
+}
+
+/** Parses `addr` or `addr/len`; `field` names the input in the error. */
+export function parsePrefix(text: string, field: string): Prefix {
+  if (typeof text !== 'string') throw invalid(field, text, 'must be an IP address or prefix string');
+  const slash = text.indexOf('/');
+  const addr = slash < 0 ? text : text.slice(0, slash);
+  const family: IpFamily | undefined = isIPv4(addr) ? 'ipv4' : isIPv6(addr) ? 'ipv6' : undefined;
+  if (!family) throw invalid(field, text, 'is not an IP address or prefix');
+  const max = family === 'ipv4' ? 32 : 128;
+  let length = max;
+  if (slash >= 0) {
+    const lenText = text.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > max) throw invalid(field, text, `has a bad prefix length`);
+    length = Number(lenText);
+  }
+  const bytes = family === 'ipv4' ? ipv4Bytes(addr) : ipv6Bytes(addr);
+  return { family, bytes: maskBytes(bytes, length), length };
+}
+
+/** Formats 16 address bytes of `family` as text (IPv6 compressed as `ip` prints it). */
+export function formatAddress(family: IpFamily, bytes: Uint8Array): string {
+  if (family === 'ipv4') return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
+  // RFC 5952: compress the longest run (≥ 2) of zero groups.
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best < 0) return hex.join(':');
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+}
+
+function ipv4Bytes(addr: string): Uint8Array {
+  const out = new Uint8Array(16);
+  addr.split('.').forEach((part, i) => { out[i] = Number(part); });
+  return out;
+}
+
+function ipv6Bytes(addr: string): Uint8Array {
+  let text = addr.split('%')[0]!;
+  const lastColon = text.lastIndexOf(':');
+  if (text.includes('.', lastColon)) {  // embedded IPv4 (::ffff:192.0.2.1): rewrite as two hex groups
+    const v4 = ipv4Bytes(text.slice(lastColon + 1));
+    const hi = ((v4[0]! << 8) | v4[1]!).toString(16), lo = ((v4[2]! << 8) | v4[3]!).toString(16);
+    text = `${text.slice(0, lastColon + 1)}${hi}:${lo}`;
+  }
+  const parse = (s: string) => (s === '' ? [] : s.split(':').map((g) => parseInt(g, 16)));
+  const [head, rest] = text.split('::') as [string, string | undefined];
+  const left = parse(head);
+  const right = rest === undefined ? [] : parse(rest);
+  const groups = [...left, ...Array<number>(8 - left.length - right.length).fill(0), ...right];
+  const out = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    out[2 * i] = g >> 8;
+    out[2 * i + 1] = g & 0xff;
+  });
+  return out;
+}
+
+function maskBytes(bytes: Uint8Array, length: number): Uint8Array {
+  for (let i = 0; i < 16; i++) {
+    const keep = Math.max(0, Math.min(8, length - 8 * i));
+    bytes[i] = bytes[i]! & (0xff << (8 - keep)) & 0xff;
+  }
+  return bytes;
+}
+
+function invalid(field: string, value: unknown, why: string): PortwallError {
+  return new PortwallError('ERR_INVALID_VALUE', `${field} ${JSON.stringify(value)} ${why}`, { field, object: value });
+}

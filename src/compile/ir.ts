@@ -1,0 +1,75 @@
+/**
+ * The compiled policy: what each port may send and receive, resolved from the model (groups unioned,
+ * remote groups resolved to member sets, anti-spoof pairs expanded, defaults applied). Every output is
+ * rendered from this one form: the nftables layout (`./layout.ts`), Neutron-style iptables-restore input
+ * (`../render/iptables.ts`), and the evaluator used for conntrack cleanup and `explain`.
+ */
+import type { IpFamily, Network, PortwallConfig, Prefix } from '../model/types.js';
+
+/** Where a rule's remote side may be. */
+export type Remote =
+  | { kind: 'any' }
+  | { kind: 'prefix'; prefix: Prefix }
+  /** Members of a remote group, per family: the fixed IPs and address pairs (never /0) of its ports. */
+  | { kind: 'group'; groupId: string };
+
+/** One security-group rule as it applies to a port. */
+export interface CompiledRule {
+  ruleId: string;
+  groupId: string;
+  direction: 'ingress' | 'egress';
+  family: IpFamily;
+  /** IP protocol number; undefined = any. */
+  protocol?: number;
+  /** Destination port range for port-carrying protocols; undefined = all ports. */
+  ports?: { min: number; max: number };
+  /** ICMP/ICMPv6 type and optional code; undefined = any ICMP message. */
+  icmp?: { type: number; code?: number };
+  remote: Remote;
+}
+
+/** An allowed (source MAC, source prefix) combination for anti-spoofing. */
+export interface SpoofPair {
+  mac: string;
+  prefix: Prefix;
+  family: IpFamily;
+}
+
+export interface PortPolicy {
+  portId: string;
+  device: string;
+  networkId: string;
+  zone: number;
+  mode: 'bridged' | 'routed';
+  bridge?: string;
+  mac: string;
+  fixedIps: Prefix[];
+  /** false when port_security_enabled is false or the port is a system port: no filtering at all. */
+  filtered: boolean;
+  /** false when the port's groups are stateless (no conntrack for its traffic). */
+  stateful: boolean;
+  /** Bridged ports: the tag written into the skb mark bits under `config.markMask` (1-based, unique). */
+  tag?: number;
+  /** Fixed IPs with the port MAC, address pairs, the IPv6 link-local of each MAC, 0.0.0.0/32 for DHCP discover. */
+  spoof: SpoofPair[];
+  /** DHCP servers and IPv6 routers of the port's network. */
+  dhcpServers: Prefix[];
+  routers: Prefix[];
+  /** The union of the port's groups' rules. Empty for a filtered port with no group: only DHCP/ND pass. */
+  rules: CompiledRule[];
+}
+
+/** The member addresses of a remote group, per family (what its member set holds). */
+export interface GroupMembers {
+  groupId: string;
+  family: IpFamily;
+  prefixes: Prefix[];
+}
+
+export interface PolicyIR {
+  config: PortwallConfig;
+  networks: Network[];
+  ports: PortPolicy[];
+  /** Only groups that some rule uses as a remote group. */
+  members: GroupMembers[];
+}

@@ -1,0 +1,79 @@
+/**
+ * The state file (SPEC §1): one JSON document in the Neutron API's own shapes and field names, plus
+ * portwall's extensions (networks: zone, mode, bridge, dhcp_servers, routers; ports: device, kind; groups:
+ * stateful). This TypeBox schema is the single source of the TypeScript types below and of the JSON Schema
+ * shipped as `schema/state.schema.json`.
+ *
+ * Unknown fields are allowed (Neutron payloads carry many — tenant_id, revision_number, …) and ignored;
+ * every field portwall reads is checked here or, where JSON Schema cannot say it (a prefix, a duplicate id,
+ * a reference), by `./validate.ts`.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+const Id = Type.String({ minLength: 1, maxLength: 255, description: 'Neutron-style identifier (any non-empty string)' });
+const Nullable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
+
+export const NetworkSchema = Type.Object({
+  id: Id,
+  zone: Type.Integer({ minimum: 1, maximum: 65535, description: 'conntrack zone of the network (unique per network)' }),
+  mode: Type.Union([Type.Literal('bridged'), Type.Literal('routed')], { description: 'how ports attach' }),
+  bridge: Type.Optional(Type.String({ description: 'bridge device of a bridged network' })),
+  dhcp_servers: Type.Optional(Type.Array(Type.String(), { description: 'DHCP/DHCPv6 server addresses allowed to answer ports' })),
+  routers: Type.Optional(Type.Array(Type.String(), { description: 'IPv6 routers allowed to send router advertisements' })),
+});
+
+export const RuleSchema = Type.Object({
+  id: Id,
+  direction: Type.Union([Type.Literal('ingress'), Type.Literal('egress')]),
+  ethertype: Type.Union([Type.Literal('IPv4'), Type.Literal('IPv6')]),
+  protocol: Nullable(Type.Union([Type.String(), Type.Integer()])),
+  port_range_min: Nullable(Type.Integer()),
+  port_range_max: Nullable(Type.Integer()),
+  remote_ip_prefix: Nullable(Type.String()),
+  remote_group_id: Nullable(Type.String()),
+  description: Nullable(Type.String()),
+});
+
+export const SecurityGroupSchema = Type.Object({
+  id: Id,
+  name: Nullable(Type.String()),
+  stateful: Type.Optional(Type.Boolean({ default: true })),
+  security_group_rules: Type.Optional(Type.Array(RuleSchema)),
+});
+
+export const FixedIpSchema = Type.Object({
+  ip_address: Type.String(),
+  subnet_id: Nullable(Type.String()),
+});
+
+export const AddressPairSchema = Type.Object({
+  ip_address: Type.String({ description: 'an address or prefix' }),
+  mac_address: Nullable(Type.String({ description: "defaults to the port's MAC" })),
+});
+
+export const PortSchema = Type.Object({
+  id: Id,
+  network_id: Type.String(),
+  device: Type.String({ description: 'tap/veth device name (1–15 bytes)' }),
+  mac_address: Type.String(),
+  fixed_ips: Type.Optional(Type.Array(FixedIpSchema)),
+  security_groups: Type.Optional(Type.Array(Type.String())),
+  port_security_enabled: Type.Optional(Type.Boolean({ default: true })),
+  allowed_address_pairs: Type.Optional(Type.Array(AddressPairSchema)),
+  kind: Type.Optional(Type.Union([Type.Literal('user'), Type.Literal('system')], { default: 'user' })),
+});
+
+export const StateSchema = Type.Object(
+  {
+    networks: Type.Array(NetworkSchema),
+    security_groups: Type.Optional(Type.Array(SecurityGroupSchema)),
+    ports: Type.Optional(Type.Array(PortSchema)),
+  },
+  { $id: 'https://portwall.invalid/state.schema.json', title: 'portwall desired state' },
+);
+
+export type NetworkInput = Static<typeof NetworkSchema>;
+export type RuleInput = Static<typeof RuleSchema>;
+export type SecurityGroupInput = Static<typeof SecurityGroupSchema>;
+export type PortInput = Static<typeof PortSchema>;
+export type StateInput = Static<typeof StateSchema>;

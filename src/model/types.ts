@@ -1,0 +1,93 @@
+/**
+ * The validated, normalised model the compiler consumes (produced by `./validate.ts` from a state file).
+ * Everything is canonical: prefixes have no host bits and always carry a length (`192.0.2.14/32`), MACs are
+ * lowercase, protocols are numbers, defaults are filled in — so two spellings of one rule are one rule.
+ */
+
+export type IpFamily = 4 | 6;
+
+/** A canonical prefix, e.g. `198.51.100.0/24`, `2001:db8::1/128`, `0.0.0.0/0`. */
+export type Prefix = string;
+
+export interface Network {
+  id: string;
+  zone: number;
+  mode: 'bridged' | 'routed';
+  /** Bridged networks: the bridge device. */
+  bridge?: string;
+  /** Canonical host prefixes (/32, /128). */
+  dhcpServers: Prefix[];
+  routers: Prefix[];
+}
+
+export interface SgRule {
+  id: string;
+  /** The group the rule belongs to. */
+  groupId: string;
+  direction: 'ingress' | 'egress';
+  family: IpFamily;
+  /** IP protocol number; undefined = any protocol. ICMPv6 is 58, ICMP 1. */
+  protocol?: number;
+  /** tcp/udp/sctp/udplite/dccp: inclusive destination port range; undefined = all ports. */
+  ports?: { min: number; max: number };
+  /** icmp/icmpv6: type and (optional) code; undefined type = any ICMP. */
+  icmp?: { type: number; code?: number };
+  /** Exactly one of remotePrefix / remoteGroupId, or neither (= any). remotePrefix is canonical. */
+  remotePrefix?: Prefix;
+  remoteGroupId?: string;
+}
+
+export interface SecurityGroup {
+  id: string;
+  stateful: boolean;
+  rules: SgRule[];
+}
+
+export interface AddressPair {
+  /** Canonical prefix (a host address becomes /32 or /128). */
+  prefix: Prefix;
+  family: IpFamily;
+  /** Lowercase MAC; the port's MAC when the pair had none. */
+  mac: string;
+}
+
+export interface Port {
+  id: string;
+  networkId: string;
+  device: string;
+  mac: string;
+  /** Canonical host prefixes of the fixed IPs, in file order. */
+  fixedIps: Prefix[];
+  groupIds: string[];
+  portSecurity: boolean;
+  kind: 'user' | 'system';
+  addressPairs: AddressPair[];
+  /** Index in the state file's `ports` array (for error messages and stable ordering). */
+  index: number;
+}
+
+/** A validated desired state. Maps keep file order. */
+export interface Model {
+  networks: Map<string, Network>;
+  groups: Map<string, SecurityGroup>;
+  ports: Map<string, Port>;
+}
+
+/** Agent/library configuration that is not part of the state file. */
+export interface PortwallConfig {
+  /** nftables table names (families inet and bridge). */
+  tables: { inet: string; bridge: string };
+  /** Bridged mode: skb mark bits portwall uses to tag bridge ports (low 16 bits by default). */
+  markMask: number;
+  /** Network zones must lie in this range, so they never collide with another agent's. */
+  zoneRange: { min: number; max: number };
+  /** Also publish remote-group memberships as ipsets (for iptables consumers). */
+  publishIpsets: boolean;
+}
+
+export const DEFAULT_CONFIG: PortwallConfig = {
+  tables: { inet: 'portwall', bridge: 'portwall' },
+  markMask: 0xffff,
+  zoneRange: { min: 1, max: 65535 },
+  publishIpsets: false,
+};

@@ -227,6 +227,11 @@ function parseAddress(kind: 'ipv4' | 'ipv6' | 'mac', v: string, bits: number): I
 export function parseInterval(type: DataTypeName, value: Value, opts: { bits?: number; field?: string } = {}): Interval {
   const t = DATATYPES[type];
   const bits = opts.bits ?? t.size * 8;
+  // A host repeats the same few values (devices, protocols, prefixes) across thousands of elements, and a
+  // value is parsed once when validated and again when encoded: remember recent parses.
+  const cacheKey = `${type}|${bits}|${typeof value}|${value}`;
+  const hit = parsed.get(cacheKey);
+  if (hit) return hit;
   let iv: Interval | undefined;
   if (t.kind === 'integer' || t.kind === 'bitmask') iv = parseIntegerish(type, value, bits);
   else if (typeof value === 'string') {
@@ -235,8 +240,13 @@ export function parseInterval(type: DataTypeName, value: Value, opts: { bits?: n
   }
   if (iv === undefined || t.kind === 'verdict') throw invalid(type, value, opts.field);
   if (iv.lo > iv.hi) throw invalid(type, value, opts.field, 'a range with its start at or below its end');
+  if (parsed.size >= PARSE_CACHE_MAX) parsed.clear();
+  parsed.set(cacheKey, Object.freeze(iv));
   return iv;
 }
+
+const PARSE_CACHE_MAX = 65_536;
+const parsed = new Map<string, Interval>();
 
 /** The canonical value of an interval (see the module comment for the normal forms). */
 export function formatInterval(type: DataTypeName, iv: Interval, bits = DATATYPES[type].size * 8): Value {
@@ -278,8 +288,20 @@ export function canonicalValue(type: DataTypeName, value: Value, field?: string)
 /** A big-endian integer as `len` bytes in the given byte order. */
 export function toBytes(n: bigint, len: number, order: ByteOrder): Uint8Array {
   const out = new Uint8Array(len);
-  for (let i = len - 1, v = n; i >= 0; i--, v >>= 8n) out[i] = Number(v & 0xffn);
-  return order === 'host' ? out.reverse() : out;
+  writeBytes(out, 0, n, len, order);
+  return out;
+}
+
+// Writes `n` as `len` bytes at `off`; values that fit a double are split without BigInt arithmetic.
+function writeBytes(out: Uint8Array, off: number, n: bigint, len: number, order: ByteOrder): void {
+  if (len <= 6) {
+    let v = Number(n);
+    for (let i = len - 1; i >= 0; i--, v = Math.floor(v / 256)) out[off + (order === 'host' ? len - 1 - i : i)] = v % 256;
+    return;
+  }
+  const be = Buffer.from(n.toString(16).padStart(len * 2, '0'), 'hex');
+  if (order === 'host') be.reverse();
+  out.set(be, off);
 }
 
 /** Bytes in the given byte order as an integer. */
@@ -326,25 +348,21 @@ export function encodeKey(
     throw new PortwallError('ERR_INVALID_VALUE', message, { field: 'key' });
   }
   const concat = types.length > 1;
-  const lo: Uint8Array[] = [];
-  const hi: Uint8Array[] = [];
+  const keyLen = concat ? types.reduce((a, type) => a + padded(DATATYPES[type].size), 0) : DATATYPES[types[0]!].size;
+  const key = new Uint8Array(keyLen);
+  const keyEnd = interval ? new Uint8Array(keyLen) : undefined;
+  let off = 0;
   types.forEach((type, i) => {
     const t = DATATYPES[type];
     const field = `key[${i}]`;
     if (t.kind === 'verdict') throw invalid(type, values[i]!, field, 'a key type');
     const iv = interval ? parseInterval(type, values[i]!, { field }) : { lo: single(type, values[i]!, field), hi: 0n };
-    const width = concat ? padded(t.size) : t.size;
     const order = interval ? 'big' : t.order;
-    const put = (n: bigint): Uint8Array => {
-      const b = new Uint8Array(width);
-      b.set(toBytes(n, t.size, order));
-      return b;
-    };
-    lo.push(put(iv.lo));
-    if (interval) hi.push(put(iv.hi));
+    writeBytes(key, off, iv.lo, t.size, order);
+    if (keyEnd) writeBytes(keyEnd, off, iv.hi, t.size, order);
+    off += concat ? padded(t.size) : t.size;
   });
-  const join = (parts: Uint8Array[]): Uint8Array => Uint8Array.from(parts.flatMap((p) => [...p]));
-  return interval ? { key: join(lo), keyEnd: join(hi) } : { key: join(lo) };
+  return keyEnd ? { key, keyEnd } : { key };
 }
 
 /**

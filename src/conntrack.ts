@@ -14,7 +14,7 @@
 import { IpFamily, Prefix, familyNumber, formatAddress, parsePrefix } from './address.js';
 import { PortwallError } from './errors.js';
 import { NativeSubscription, binding } from './native.js';
-import { fromNative } from './native-error.js';
+import { fromNativeItems } from './native-errors.js';
 
 export type ProtocolName = 'tcp' | 'udp' | 'icmp' | 'icmpv6' | 'sctp' | 'udplite' | 'dccp';
 /** A protocol by name or IANA number. */
@@ -173,7 +173,7 @@ export class ConntrackClient {
     const native: NativeSubscription = await call(() =>
       binding().conntrackSubscribe(this.netns, groups, (error, entries, lost) => {
         if (error) {
-          options.onError?.(fromNative(error));
+          options.onError?.(fromNativeItems(error, null));
           return;
         }
         listener(decodeEntries(entries) as ConntrackEvent[], lost);
@@ -404,6 +404,6 @@ async function call<T>(op: () => Promise<T>, itemField?: string): Promise<T> {
   try {
     return await op();
   } catch (cause) {
-    throw fromNative(cause, {}, itemField);
+    throw fromNativeItems(cause, null, { itemField });
   }
 }

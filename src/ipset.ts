@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { IpFamily, Prefix, familyNumber, parsePrefix } from './address.js';
 import { PortwallError } from './errors.js';
 import { binding } from './native.js';
-import { fromNative } from './native-error.js';
+import { fromNativeItems } from './native-errors.js';
 
 /** Set types portwall creates. */
 export type IpsetType = 'hash:ip' | 'hash:net' | 'hash:net,iface';
@@ -266,6 +266,6 @@ async function call<T>(op: () => Promise<T>, itemField?: string): Promise<T> {
   try {
     return await op();
   } catch (cause) {
-    throw fromNative(cause, IPSET_ERRNO_CODES, itemField, 'name');
+    throw fromNativeItems(cause, null, { codes: IPSET_ERRNO_CODES, itemField, field: 'name' });
   }
 }

@@ -5,9 +5,9 @@
  */
 import { getSystemErrorMap } from 'node:util';
 
-import { PortwallError } from '../errors.js';
-import { describeObject } from './validate.js';
-import type { Operation } from './types.js';
+import { PortwallError, type ErrorCode, type ErrorDetails } from './errors.js';
+import { describeObject } from './nft/validate.js';
+import type { Operation } from './nft/types.js';
 
 interface NativeError extends Error {
   kind?: 'netlink' | 'system' | 'wire';
@@ -60,29 +60,57 @@ export function strerror(errno: number, name = errnoName(errno)): string {
  */
 export function fromNative(err: unknown, netns: string | null, ops: readonly Operation[] = []): PortwallError {
   if (err instanceof PortwallError) return err;
-  const e = (err instanceof Error ? err : new Error(String(err))) as NativeError;
+  const e = asNative(err);
+  if (e.kind !== 'netlink') return systemOrWire(e, err, netns);
+  const { errno, name } = errnoOf(e);
+  const opIndex = typeof e.opIndex === 'number' ? e.opIndex : -1;
+  const op = ops[opIndex];
+  const what = op ? `${op.verb} ${describeObject(op.object)} (operation ${opIndex + 1} of ${ops.length})` : 'batch';
+  const reason = errno === undefined ? e.message : strerror(errno, name);
+  // The addon's message may carry the kernel's extended ACK; keep it when it says more than strerror.
+  const extra = e.message && !e.message.includes(reason) ? ` (${e.message})` : '';
+  return new PortwallError('ERR_KERNEL', `${what}: ${reason}${extra}`, {
+    errno, errnoName: name, cause: err, opIndex, object: op?.object,
+  });
+}
+
+/**
+ * Maps a native rejection of a call on a list of items (ipset members, conntrack entries): `opIndex` names
+ * the item (`members[3]`), `codes` gives errnos a domain meaning (ENOENT → ERR_SET_NOT_FOUND), and `field`
+ * is named when no item is to blame.
+ */
+export function fromNativeItems(
+  err: unknown,
+  netns: string | null,
+  opts: { codes?: Partial<Record<string, ErrorCode>>; itemField?: string; field?: string } = {},
+): PortwallError {
+  if (err instanceof PortwallError) return err;
+  const e = asNative(err);
+  const opIndex = typeof e.opIndex === 'number' && e.opIndex >= 0 ? e.opIndex : undefined;
+  const field = opts.itemField && opIndex !== undefined ? `${opts.itemField}[${opIndex}]` : opts.field;
+  if (e.kind !== 'netlink') return systemOrWire(e, err, netns, { opIndex, field });
+  const { errno, name } = errnoOf(e);
+  const code = (name && opts.codes?.[name]) || 'ERR_KERNEL';
+  return new PortwallError(code, e.message, { errno, errnoName: name, cause: err, opIndex, field });
+}
+
+function asNative(err: unknown): NativeError {
+  return (err instanceof Error ? err : new Error(String(err))) as NativeError;
+}
+
+function errnoOf(e: NativeError): { errno?: number; name?: string } {
   const errno = typeof e.errno === 'number' && e.errno > 0 ? e.errno : undefined;
-  const name = e.errnoName ?? (errno === undefined ? undefined : errnoName(errno));
-  const details = { errno, errnoName: name, cause: err };
-  switch (e.kind) {
-    case 'netlink': {
-      const opIndex = typeof e.opIndex === 'number' ? e.opIndex : -1;
-      const op = ops[opIndex];
-      const what = op ? `${op.verb} ${describeObject(op.object)} (operation ${opIndex + 1} of ${ops.length})` : 'batch';
-      const reason = errno === undefined ? e.message : strerror(errno, name);
-      // The addon's message may carry the kernel's extended ACK; keep it when it says more than strerror.
-      const extra = e.message && !e.message.includes(reason) ? ` (${e.message})` : '';
-      return new PortwallError('ERR_KERNEL', `${what}: ${reason}${extra}`, { ...details, opIndex, object: op?.object });
-    }
-    case 'wire':
-      return new PortwallError('ERR_WIRE', `the addon refused the wire buffer: ${e.message}`, details);
-    default: {
-      const missingNetns = netns !== null && (name === 'ENOENT' || name === 'EBADF');
-      const onNetns = /network namespace/i.test(e.message) || missingNetns;
-      if (e.kind === 'system' && onNetns) {
-        return new PortwallError('ERR_NETNS', `network namespace ${netns ?? '(current)'}: ${e.message}`, details);
-      }
-      return new PortwallError('ERR_SYSTEM', e.message, details);
-    }
+  return { errno, name: e.errnoName ?? (errno === undefined ? undefined : errnoName(errno)) };
+}
+
+// Failures before or around the kernel's answer: the namespace, a syscall, or a malformed buffer.
+function systemOrWire(e: NativeError, cause: unknown, netns: string | null, extra: ErrorDetails = {}): PortwallError {
+  const { errno, name } = errnoOf(e);
+  const details = { ...extra, errno, errnoName: name, cause };
+  if (e.kind === 'wire') return new PortwallError('ERR_WIRE', `the addon refused the wire buffer: ${e.message}`, details);
+  const missingNetns = netns !== null && (name === 'ENOENT' || name === 'EBADF');
+  if (/network namespace/i.test(e.message) || missingNetns) {
+    return new PortwallError('ERR_NETNS', `network namespace ${netns ?? '(current)'}: ${e.message}`, details);
   }
+  return new PortwallError('ERR_SYSTEM', e.message, details);
 }

@@ -8,7 +8,7 @@
 import { binding as loadBinding } from '../native.js';
 import type { NftBinding } from '../native.js';
 import { FAMILIES } from './constants.js';
-import { fromNative } from './native-errors.js';
+import { fromNative } from '../native-errors.js';
 import { Transaction } from './transaction.js';
 import { decodeRecords, setPath } from './wire.js';
 import type { Family, NftObject, NftSet, Operation } from './types.js';

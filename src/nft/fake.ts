@@ -11,7 +11,7 @@ import type { CommitResult, ListResult, NftBinding } from '../native.js';
 import { NFT_SET_ELEM_INTERVAL_END, SET_FLAGS } from './constants.js';
 import { KernelRefusal, applyRecord, emptyRuleset } from './fake-ruleset.js';
 import type { Ruleset } from './fake-ruleset.js';
-import { errnoName, strerror } from './native-errors.js';
+import { errnoName, strerror } from '../native-errors.js';
 import { readRecords, writeRecords } from './wire-records.js';
 import type { RawElement, RawRecord, RawSet } from './wire-records.js';
 

@@ -7,7 +7,7 @@
  */
 import { PortwallError } from '../errors.js';
 import type { CommitResult } from '../native.js';
-import { fromNative } from './native-errors.js';
+import { fromNative } from '../native-errors.js';
 import { renderOperations } from './render.js';
 import { validateOperation } from './validate.js';
 import { encodeOperations, setPath } from './wire.js';

@@ -13,11 +13,13 @@ export const ERROR_CODES = {
   ERR_NETNS: 'the network namespace could not be opened or entered',
   ERR_SYSTEM: 'a system call failed (socket, sendmsg, recvmsg)',
   ERR_WIRE: 'the native side could not decode a buffer from the TypeScript side (a portwall bug)',
-  ERR_RENDER: 'an expression sequence has no nft syntax that portwall can print',
+  ERR_RENDER: 'an object cannot be printed in the requested syntax (nft text, iptables-restore input)',
   ERR_SET_NOT_FOUND: 'the named ipset does not exist in the target network namespace',
   ERR_SET_EXISTS: 'an ipset of that name already exists in the target network namespace',
   ERR_FAMILY_MISMATCH: 'an address is of another family (IPv4/IPv6) than the set, filter or entry it belongs to',
   ERR_NATIVE_MISSING: 'the native addon could not be loaded (build it with `npm run build:native`)',
+  ERR_INVALID_STATE:
+    'a state file is not valid JSON or breaks the schema or its rules; `problems` lists every bad object and field',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

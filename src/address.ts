@@ -60,6 +60,11 @@ export function formatAddress(family: IpFamily, bytes: Uint8Array): string {
   return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }
 
+/** Prints a prefix as `address/length` (`192.0.2.0/24`, `2001:db8::1/128`): one spelling per prefix. */
+export function formatPrefix(p: Prefix): string {
+  return `${formatAddress(p.family, p.bytes)}/${p.length}`;
+}
+
 function ipv4Bytes(addr: string): Uint8Array {
   const out = new Uint8Array(16);
   addr.split('.').forEach((part, i) => { out[i] = Number(part); });

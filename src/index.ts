@@ -29,3 +29,12 @@ export type {
   SubscribeOptions,
   TcpState,
 } from './conntrack.js';
+export { validateState } from './model/validate.js';
+export { parseState, loadStateFile } from './model/load.js';
+export { stateJsonSchema } from './model/emit-schema.js';
+export { InvalidStateError, ROOT_PATH } from './model/problems.js';
+export type { Problem } from './model/problems.js';
+export type * from './model/schema.js';
+export type * from './model/types.js';
+export { DEFAULT_CONFIG } from './model/types.js';
+export { renderIptables } from './render/iptables.js';

@@ -1,0 +1,93 @@
+/**
+ * Networks: unique ids, zones (unique, inside the configured range — SPEC §2.7), attachment mode and
+ * bridge, DHCP servers and IPv6 routers as canonical host prefixes.
+ */
+import { elements, stringField, type CheckContext } from './context.js';
+import { elementPath, show } from './problems.js';
+import type { NetworkInput } from './schema.js';
+import type { Network } from './types.js';
+import { deviceNameProblem, parseHostAddress } from './values.js';
+
+/** The networks of a state and what ports need to check against them. */
+export interface NetworkIndex {
+  networks: Map<string, Network>;
+  /** Every string network id in the file, including those of objects that failed the schema. */
+  ids: Set<string>;
+  /** Bridge device → the path of the network that owns it (a port device may not reuse it). */
+  bridges: Map<string, string>;
+}
+
+/** Checks `networks` and returns the valid ones, normalised. */
+export function checkNetworks(ctx: CheckContext, raw: unknown): NetworkIndex {
+  const { problems, config } = ctx;
+  const index: NetworkIndex = { networks: new Map(), ids: new Set(), bridges: new Map() };
+  const idPaths = new Map<string, string>();
+  const zonePaths = new Map<number, string>();
+
+  elements(raw).forEach((element, i) => {
+    const id = stringField(element, 'id');
+    if (id !== undefined) index.ids.add(id);
+    if (!ctx.sound(`/networks/${i}`)) return;
+    const n = element as NetworkInput;
+    const path = elementPath('', 'networks', i, n);
+    let valid = true;
+    const fail = (field: string, message: string) => {
+      problems.add(`${path}.${field}`, message);
+      valid = false;
+    };
+
+    const sameId = idPaths.get(n.id);
+    if (sameId !== undefined) fail('id', `duplicate network id ${show(n.id)}, also ${sameId}`);
+    else idPaths.set(n.id, path);
+
+    const { min, max } = config.zoneRange;
+    const sameZone = zonePaths.get(n.zone);
+    if (n.zone < min || n.zone > max) fail('zone', `zone ${n.zone} is outside the configured zone range ${min}-${max}`);
+    else if (sameZone !== undefined) fail('zone', `zone ${n.zone} is also ${sameZone}'s; networks never share a zone`);
+    else zonePaths.set(n.zone, path);
+
+    if (n.mode === 'bridged' && n.bridge === undefined) fail('bridge', 'is required for a bridged network');
+    if (n.mode === 'routed' && n.bridge !== undefined) fail('bridge', 'a routed network has no bridge (its ports are routed devices)');
+    if (n.mode === 'bridged' && n.bridge !== undefined) {
+      const why = deviceNameProblem(n.bridge);
+      const owner = index.bridges.get(n.bridge);
+      if (why !== undefined) fail('bridge', why);
+      else if (owner !== undefined) fail('bridge', `bridge ${show(n.bridge)} is also ${owner}'s; one bridge is one network`);
+      else index.bridges.set(n.bridge, path);
+    }
+
+    const dhcpServers = hostList(n.dhcp_servers, (k, message) => fail(`dhcp_servers[${k}]`, message));
+    const routers = hostList(n.routers, (k, message) => fail(`routers[${k}]`, message), 6);
+
+    if (valid && sameId === undefined) {
+      index.networks.set(n.id, {
+        id: n.id,
+        zone: n.zone,
+        mode: n.mode,
+        ...(n.mode === 'bridged' ? { bridge: n.bridge! } : {}),
+        dhcpServers,
+        routers,
+      });
+    }
+  });
+  return index;
+}
+
+// fe80::/10 in canonical (lowercase, compressed) spelling.
+const LINK_LOCAL = /^fe[89ab][0-9a-f]:/;
+
+/** Host addresses as canonical /32 or /128 prefixes, duplicates dropped (two spellings of one server). */
+function hostList(list: string[] | undefined, fail: (k: number, message: string) => void, family?: 6): string[] {
+  const out = new Set<string>();
+  (list ?? []).forEach((text, k) => {
+    const host = parseHostAddress(text);
+    if (host.problem !== undefined) fail(k, host.problem);
+    // Router advertisements are ICMPv6 and hosts accept them only from a link-local source (RFC 4861
+    // §6.1.2): any other "router" address could never admit one.
+    else if (family === 6 && host.value.family !== 6) fail(k, `routers send IPv6 router advertisements; ${show(text)} is IPv4`);
+    else if (family === 6 && !LINK_LOCAL.test(host.value.prefix)) {
+      fail(k, `router advertisements come from a link-local address (fe80::/10); ${show(text)} is not one`);
+    } else out.add(host.value.prefix);
+  });
+  return [...out];
+}

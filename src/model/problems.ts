@@ -1,0 +1,103 @@
+/**
+ * Problems found in a state file, each naming the object and field the way a person finds it in the file:
+ * `ports[3] (tap6e3f2eda-32).allowed_address_pairs[0].ip_address` — the array index, then the object's
+ * device (ports) or id (networks, security groups, rules) in parentheses. Validation collects every problem
+ * and throws them together as one {@link InvalidStateError}.
+ */
+import { PortwallError } from '../errors.js';
+
+/** One thing wrong with a state file. */
+export interface Problem {
+  /** Where, e.g. `security_groups[0] (sg-web).security_group_rules[1] (r2).port_range_min`. */
+  path: string;
+  /** What is wrong, e.g. `not an IP prefix: "192.0.2.300"`. */
+  message: string;
+}
+
+/** The path used when the document itself (not one of its fields) is wrong. */
+export const ROOT_PATH = '(root)';
+
+/** Thrown by validation: code `ERR_INVALID_STATE`, `field` = the first problem's path, all in `problems`. */
+export class InvalidStateError extends PortwallError {
+  readonly problems: readonly Problem[];
+
+  constructor(problems: readonly Problem[], source?: string) {
+    const head = `${source ?? 'state'}: ${problems.length} problem${problems.length === 1 ? '' : 's'}`;
+    const lines = problems.map((p) => `  ${p.path}: ${p.message}`);
+    super('ERR_INVALID_STATE', [head, ...lines].join('\n'), { field: problems[0]?.path });
+    this.problems = problems;
+  }
+}
+
+/** Collects problems in the order they are found. */
+export class Problems {
+  readonly list: Problem[] = [];
+
+  add(path: string, message: string): void {
+    this.list.push({ path, message });
+  }
+
+  get empty(): boolean {
+    return this.list.length === 0;
+  }
+}
+
+// Top-level arrays whose elements are labelled, and the field that labels them.
+const LABEL_FIELD: Readonly<Record<string, string>> = {
+  networks: 'id',
+  security_groups: 'id',
+  security_group_rules: 'id',
+  ports: 'device',
+};
+
+/** `ports[3] (tap6e3f2eda-32)`: an array element with its label when the label field is a string. */
+export function elementPath(parent: string, array: string, index: number, element: unknown): string {
+  const base = `${parent === '' ? '' : `${parent}.`}${array}[${index}]`;
+  const labelField = LABEL_FIELD[array];
+  if (labelField === undefined || typeof element !== 'object' || element === null) return base;
+  const label = (element as Record<string, unknown>)[labelField];
+  return typeof label === 'string' && label !== '' ? `${base} (${showLabel(label)})` : base;
+}
+
+/**
+ * Turns a JSON Pointer into a labelled path, reading labels from `root`: `/ports/0/device` →
+ * `ports[0] (tap1).device`.
+ */
+export function pointerToPath(root: unknown, pointer: string): string {
+  if (pointer === '') return ROOT_PATH;
+  const segments = pointer.slice(1).split('/').map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'));
+  let path = '';
+  let node: unknown = root;
+  for (let i = 0; i < segments.length; i++) {
+    const key = segments[i]!;
+    const next = segments[i + 1];
+    const container = node as Record<string, unknown> | undefined;
+    const child = container?.[key];
+    if (next !== undefined && /^(?:0|[1-9][0-9]*)$/.test(next) && Array.isArray(child)) {
+      const element = child[Number(next)];
+      path = elementPath(path, key, Number(next), element);
+      node = element;
+      i++;
+    } else {
+      path = path === '' ? key : /^(?:0|[1-9][0-9]*)$/.test(key) ? `${path}[${key}]` : `${path}.${key}`;
+      node = child;
+    }
+  }
+  return path;
+}
+
+/** A value as a message shows it: JSON, cut short so a huge value cannot flood the message. */
+export function show(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+// Labels print bare when they are plain printable ASCII; anything else is quoted so the path stays readable.
+function showLabel(label: string): string {
+  return /^[\x21-\x7e]{1,64}$/.test(label) && !/[()]/.test(label) ? label : show(label);
+}

@@ -151,6 +151,7 @@ export const BAD_STATES: readonly BadState[] = [
   bad('device with a space', 'ports[0] ("tap 1").device', /not a legal device name/, (s) => void (port(s).device = 'tap 1')),
   bad('device with a colon', 'ports[0] (tap:1).device', /not a legal device name/, (s) => void (port(s).device = 'tap:1')),
   bad('device "."', 'ports[0] (.).device', /not a legal device name/, (s) => void (port(s).device = '.')),
+  bad('device ending in + (an iptables wildcard)', 'ports[0] (tap+).device', /final "\+"/, (s) => void (port(s).device = 'tap+')),
   bad('device is the bridge', 'ports[0] (br-a).device', /bridge of networks\[0\]/, (s) => void (port(s).device = 'br-a')),
   bad('device missing', 'ports[0].device', /is required/, (s) => void delete port(s).device),
   bad('unknown network', `${PORT}.network_id`, /unknown network "net-z"/, (s) => void (port(s).network_id = 'net-z')),

@@ -25,7 +25,7 @@ import type { Fail } from './validate-exprs.js';
 import { canonicalExpr, canonicalVerdict } from './wire-exprs.js';
 import { IDENTITY_ONLY } from './wire.js';
 import type { SetResolver } from './wire.js';
-import type { Chain, Element, Elements, NftObject, NftSet, Operation, Rule, Table, Verb } from './types.js';
+import type { Chain, Element, Elements, Expr, NftObject, NftSet, Operation, Rule, Table, Verb } from './types.js';
 
 /** The verbs each kind accepts (docs/wire.md lists what each sends). */
 const VERBS: Readonly<Record<NftObject['kind'], readonly Verb[]>> = {
@@ -91,10 +91,16 @@ function error(code: ErrorCode, object: NftObject, opIndex: number, field: strin
   return new PortwallError(code, `${describeObject(object)}: ${where}${message}`, { object, field, opIndex, cause });
 }
 
+// Tables, chains and sets are named again in every rule and element operation: remember valid names.
+const validNames = new Set<string>();
+
 function name(fail: Fail, field: string, v: unknown): asserts v is string {
+  if (typeof v === 'string' && validNames.has(v)) return;
   if (typeof v !== 'string' || v.length === 0) fail(field, 'must be a non-empty string');
   if (Buffer.byteLength(v) > NFT_NAME_MAXLEN) fail(field, `longer than ${NFT_NAME_MAXLEN} bytes`);
   if (!NAME_RE.test(v)) fail(field, `${JSON.stringify(v)} is not a valid name (letters, digits, _ . - /)`);
+  if (validNames.size >= 65_536) validNames.clear();
+  validNames.add(v);
 }
 
 // nft's 128-byte limit; it also keeps every userdata blob portwall builds (at most 143 bytes) within the
@@ -113,10 +119,12 @@ function handle(fail: Fail, field: string, v: unknown): void {
 const isInt = (v: unknown, min: number, max: number): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 
-// Builds canonical objects without undefined-valued keys.
+// Builds canonical objects without undefined-valued keys (copying, because `delete` would turn every
+// canonical object into a slow dictionary-mode object).
 function compact<T extends object>(o: T): T {
-  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
-  return o;
+  const out = {} as T;
+  for (const k in o) if (o[k] !== undefined) out[k] = o[k];
+  return out;
 }
 
 function table(fail: Fail, t: Table, identityOnly: boolean): Table {
@@ -182,11 +190,20 @@ function rule(fail: Fail, verb: Verb, r: Rule): Rule {
   comment(fail, r.comment);
   if (!Array.isArray(r.exprs)) fail('exprs', 'must be an array');
   if (r.exprs.length > RULE_MAX_EXPRS) fail('exprs', `${r.exprs.length} expressions, more than ${RULE_MAX_EXPRS}`);
-  r.exprs.forEach((e, i) => {
-    const at: Fail = (field, message) => fail(field === '' ? `exprs[${i}]` : `exprs[${i}].${field}`, message);
-    validateExpr(at, e, (field, v) => name(at, field, v));
-  });
-  return compact({ ...id, position: r.position, comment: r.comment, exprs: r.exprs.map(canonicalExpr) });
+  let i = 0;
+  const at: Fail = (field, message) => fail(field === '' ? `exprs[${i}]` : `exprs[${i}].${field}`, message);
+  const setName = (field: string, v: unknown) => name(at, field, v);
+  const exprs = new Array<Expr>(r.exprs.length);
+  for (; i < r.exprs.length; i++) {
+    validateExpr(at, r.exprs[i]!, setName);
+    exprs[i] = canonicalExpr(r.exprs[i]!);
+  }
+  // Rules are the bulk of large batches: built field by field rather than through compact().
+  const out: Rule = { kind: 'rule', family: r.family, table: r.table, chain: r.chain, exprs };
+  if (r.handle !== undefined) out.handle = r.handle;
+  if (r.position !== undefined) out.position = r.position;
+  if (r.comment !== undefined) out.comment = r.comment;
+  return out;
 }
 
 function set(fail: Fail, s: NftSet, identityOnly: boolean): NftSet {

@@ -1,50 +1,199 @@
 #!/usr/bin/env node
 /**
- * The portwall command line. Commands grow with the project; each has --help.
+ * The portwall command line. Each command has --help; exit codes are the contract scripts rely on (SPEC §4).
  */
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
+import { Portwall } from './apply/portwall.js';
 import { PortwallError } from './errors.js';
-import { openNft } from './nft/client.js';
+import { compilePolicy } from './compile/policy.js';
+import { loadStateFile, parseState } from './model/load.js';
+import type { Model, PortwallConfig } from './model/types.js';
+import { renderIptables } from './render/iptables.js';
+
+const EXIT_CODES = `Exit codes:
+  0  success (apply: the kernel matches FILE; plan: the changes were printed)
+  1  failure: an invalid state file (every bad object and field is named on stderr; nothing was applied),
+     or the kernel refused the batch (nothing was applied), or a system error
+  2  usage error (unknown command or option, missing FILE, unsupported --format)`;
 
 const HELP = `portwall — security groups programmed directly over netlink
 
 Usage:
-  portwall demo                         run the built-in demo in its own network namespaces (root)
-  portwall status [--netns NAME] --json print the nftables objects programmed in a namespace, as JSON
-  portwall --help                       this text
+  portwall apply [--netns NAME] FILE                     make the kernel match the state FILE ("-" = stdin)
+  portwall plan [--netns NAME] [--format nft|iptables] FILE
+                                                         print the changes apply would make, without applying
+  portwall status [--netns NAME] [--json]                what portwall's tables hold
+  portwall demo                                          the built-in demo in its own namespaces (root)
+  portwall COMMAND --help                                help for one command
 
-Exit codes: 0 success, 1 failure (the message names the object and field), 2 usage error.`;
+${EXIT_CODES}`;
 
-async function main(argv: string[]): Promise<number> {
+const COMMAND_HELP: Record<string, string> = {
+  apply: `portwall apply [--netns NAME] [--json] FILE
+
+Validates the state FILE (JSON in Neutron's shapes, see schema/state.schema.json), compiles it, compares it
+with portwall's nftables tables in the namespace and commits the difference as one atomic batch; then deletes
+the conntrack entries of flows the new policy no longer admits (in the affected ports' zones only). Running it
+twice changes nothing the second time. FILE "-" reads stdin.
+
+Options:
+  --netns NAME  the network namespace (a name under /run/netns or a path); default: the current one
+  --json        print the result as JSON
+
+${EXIT_CODES}`,
+  plan: `portwall plan [--netns NAME] [--format nft|iptables] FILE
+
+Prints what apply would change, without changing anything.
+  --format nft       (default) the batch as nft -f commands
+  --format iptables  the whole compiled policy as Neutron-style iptables-restore input
+
+${EXIT_CODES}`,
+  status: `portwall status [--netns NAME] [--json]
+
+Lists portwall's tables over netlink: tables and counts of chains, rules, sets and elements; --json prints
+every object (handles and byte strings as strings).
+
+${EXIT_CODES}`,
+  demo: 'portwall demo: creates client, host and VM namespaces, programs the host, shows a ping allowed then blocked, removes the namespaces.',
+};
+
+class UsageError extends Error {}
+
+/** Where a command reads and writes (the process by default; tests capture it). */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  stdin: AsyncIterable<unknown> | Iterable<unknown>;
+}
+
+const PROCESS_IO: Io = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  stdin: process.stdin,
+};
+
+const BASE = { netns: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
+const WITH_JSON = { ...BASE, json: { type: 'boolean' } } as const;
+const WITH_FORMAT = { ...BASE, format: { type: 'string' } } as const;
+
+function options<O extends typeof BASE | typeof WITH_JSON | typeof WITH_FORMAT>(args: string[], opts: O) {
+  try {
+    return parseArgs({ args, allowPositionals: true, options: opts });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+function handle(netns: string | undefined): Portwall {
+  return Portwall.open(netns === undefined ? {} : { netns });
+}
+
+async function readState(io: Io, file: string | undefined, config: PortwallConfig): Promise<Model> {
+  if (file === undefined) throw new UsageError('missing FILE');
+  if (file !== '-') return loadStateFile(file, config);
+  let text = '';
+  for await (const chunk of io.stdin) text += String(chunk);
+  return parseState(text, config, 'stdin');
+}
+
+async function apply(io: Io, args: string[]): Promise<number> {
+  const { values, positionals } = options(args, WITH_JSON);
+  if (values.help) return help(io, 'apply');
+  const pw = handle(values.netns);
+  const r = await pw.apply(await readState(io, positionals[0], pw.config));
+  if (values.json) {
+    io.out(`${JSON.stringify(r, null, 2)}\n`);
+  } else if (!r.changed) {
+    io.out('no changes: the kernel already matches\n');
+  } else {
+    io.out(`${r.plan}\n`);
+    io.out(`applied ${r.operations} operations (+${r.elements.added}/-${r.elements.removed} elements) in one batch, generation ${r.genid}; ` +
+      `conntrack: ${r.cleanup.deleted} entries deleted of ${r.cleanup.examined} examined\n`);
+  }
+  return 0;
+}
+
+async function plan(io: Io, args: string[]): Promise<number> {
+  const { values, positionals } = options(args, WITH_FORMAT);
+  if (values.help) return help(io, 'plan');
+  const format = values.format ?? 'nft';
+  if (format !== 'nft' && format !== 'iptables') throw new UsageError(`--format ${format}: use nft or iptables`);
+  const pw = handle(values.netns);
+  const model = await readState(io, positionals[0], pw.config);
+  if (format === 'iptables') return planIptables(io, pw, model);
+  const p = await pw.plan(model);
+  io.out(p.text === '' ? '# no changes\n' : p.text);
+  return 0;
+}
+
+function planIptables(io: Io, pw: Portwall, model: Model): number {
+  const r = renderIptables(compilePolicy(model, pw.config));
+  io.out(`# ipset restore\n${r.ipsets}\n# iptables-restore\n${r.iptables}\n# ip6tables-restore\n${r.ip6tables}`);
+  return 0;
+}
+
+async function status(io: Io, args: string[]): Promise<number> {
+  const { values } = options(args, WITH_JSON);
+  if (values.help) return help(io, 'status');
+  const s = await handle(values.netns).status();
+  if (values.json) {
+    io.out(`${JSON.stringify(s, jsonBytes, 2)}\n`);
+    return 0;
+  }
+  if (s.tables.length === 0) io.out('no portwall tables\n');
+  for (const t of s.tables) io.out(`table ${t.family} ${t.name}\n`);
+  const c = s.counts;
+  io.out(`${c.chains} chains, ${c.rules} rules, ${c.sets} sets, ${c.elements} elements (generation ${s.genid})\n`);
+  return 0;
+}
+
+function help(io: Io, command: string): number {
+  io.out(`${COMMAND_HELP[command]}\n`);
+  return 0;
+}
+
+/**
+ * Runs one command line; resolves with the exit code. Errors are printed, never thrown: an invalid state or a
+ * refused batch is exit 1 (the message names the object and field), a usage error exit 2.
+ */
+export async function run(argv: string[], io: Io = PROCESS_IO): Promise<number> {
+  try {
+    return await dispatch(io, argv);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`portwall: ${err.message}\n\n${HELP}\n`);
+      return 2;
+    }
+    if (err instanceof PortwallError) io.err(`portwall: ${err.code}: ${err.message}\n`);
+    else io.err(`portwall: ${err instanceof Error ? err.stack : String(err)}\n`);
+    return 1;
+  }
+}
+
+async function dispatch(io: Io, argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(`${HELP}\n`);
+    io.out(`${HELP}\n`);
     return command ? 0 : 2;
   }
   switch (command) {
+    case 'apply':
+      return apply(io, rest);
+    case 'plan':
+      return plan(io, rest);
+    case 'status':
+      return status(io, rest);
     case 'demo': {
-      if (rest.includes('--help')) {
-        process.stdout.write('portwall demo: creates client, host and VM namespaces, programs the host, shows a ping allowed then blocked, removes the namespaces.\n');
-        return 0;
-      }
+      if (rest.includes('--help')) return help(io, 'demo');
       // The demo lives outside src/: it is a harness that runs `ip` and `ping`, which the product never does.
       const { runDemo } = await import('../demo/run.js');
       return (await runDemo()) ? 0 : 1;
     }
-    case 'status': {
-      const { values } = parseArgs({ args: rest, options: { netns: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } } });
-      if (values.help) {
-        process.stdout.write('portwall status [--netns NAME] --json: lists tables, chains, sets, elements and rules over netlink.\n');
-        return 0;
-      }
-      const listing = await openNft({ netns: values.netns ?? null }).list();
-      process.stdout.write(`${JSON.stringify(listing, jsonBytes, 2)}\n`);
-      return 0;
-    }
     default:
-      process.stderr.write(`portwall: unknown command "${command}"\n\n${HELP}\n`);
-      return 2;
+      throw new UsageError(`unknown command "${command}"`);
   }
 }
 
@@ -55,11 +204,9 @@ function jsonBytes(_key: string, value: unknown): unknown {
   return value;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
-  (err: unknown) => {
-    if (err instanceof PortwallError) process.stderr.write(`portwall: ${err.code}: ${err.message}\n`);
-    else process.stderr.write(`portwall: ${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+// Run when executed (bin/portwall), not when imported (tests call run()).
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  run(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -61,14 +61,10 @@ export class Nft {
    * that scope.
    */
   async list(filter: { family?: Family; table?: string } = {}): Promise<Listing> {
-    const family = filter.family === undefined ? 0 : FAMILIES.code(filter.family);
-    let result;
-    try {
-      result = await this.#native.nftList(this.netns, family, filter.table ?? null);
-    } catch (err) {
-      throw fromNative(err, this.netns);
-    }
-    const objects = decodeRecords(result.records);
+    const result = filter.table !== undefined && filter.family === undefined
+      ? await this.#dumpTableOfEveryFamily(filter.table)
+      : await this.#dump(filter.family === undefined ? 0 : FAMILIES.code(filter.family), filter.table ?? null);
+    const objects = result.objects;
     for (const [path, set] of this.#sets) {
       const inScope =
         (filter.family === undefined || set.family === filter.family) &&
@@ -77,6 +73,30 @@ export class Nft {
     }
     for (const o of objects) if (o.kind === 'set') this.#sets.set(setPath(o.family, o.table, o.name), o);
     return { genid: result.genid, objects };
+  }
+
+  async #dump(family: number, table: string | null): Promise<Listing> {
+    try {
+      const result = await this.#native.nftList(this.netns, family, table);
+      return { genid: result.genid, objects: decodeRecords(result.records) };
+    } catch (err) {
+      throw fromNative(err, this.netns);
+    }
+  }
+
+  // A rule dump filtered by table name stops at the first table of that name, whatever its family (the
+  // kernel's nf_tables_dump_rules), so tables of one name in several families are dumped family by family.
+  async #dumpTableOfEveryFamily(table: string): Promise<Listing> {
+    for (let attempt = 0; ; attempt++) {
+      const all = await this.#dump(0, table);
+      const families = [...new Set(all.objects.filter((o) => o.kind === 'table').map((o) => o.family))];
+      if (families.length <= 1) return all;
+      const parts: Listing[] = [];
+      for (const f of families) parts.push(await this.#dump(FAMILIES.code(f), table));
+      if (parts.every((p) => p.genid === all.genid) || attempt >= 3) {
+        return { genid: parts[parts.length - 1]!.genid, objects: parts.flatMap((p) => p.objects) };
+      }
+    }
   }
 
   /** The current ruleset generation id. */

@@ -19,10 +19,10 @@
 import { PortwallError } from '../errors.js';
 import { FAMILIES, NFT_REG32_00, NFT_REG_1 } from './constants.js';
 import { DATATYPES, parseInterval, prefixLength, toBytes, type Interval } from './datatypes.js';
-import { F, PROTOS, fieldOf, isMasked, layerOf, type Field, type Proto } from './fields.js';
-import type { Lookup, Match, Part, Statement } from './match.js';
+import { F, PROTOS, fieldOf, isMasked, layerOf, type Field, type Operand, type Proto } from './fields.js';
+import type { Lookup, MapValue, Match, Part, Statement } from './match.js';
 import type { CmpOp, Expr, Family, PayloadBase, Register, Value } from './types.js';
-import { lowerStatement } from './statements.js';
+import { lowerStatement, storeExpr } from './statements.js';
 
 type Layer = Exclude<PayloadBase, 'inner'>;
 
@@ -140,8 +140,8 @@ function lowerMatch(m: Match): Stmt {
   return { isMatch: true, exprs: [load, ...swap, ...tail] };
 }
 
-/** Loads of a (concatenated) key into consecutive slots, as nft does for lookups and verdict maps. */
-function lowerLookup(l: Lookup): Stmt {
+/** Loads of a (concatenated) key into consecutive slots, as nft does for lookups and (verdict) maps. */
+function lowerLookup(l: Lookup, dreg?: Register): Stmt {
   const exprs: Expr[] = [];
   let slot = 1;
   for (const key of l.keys) {
@@ -160,6 +160,7 @@ function lowerLookup(l: Lookup): Stmt {
   if (slot > 17) throw fail(`key of @${l.set} is longer than the 64 bytes of register space`);
   const lookup: Expr = { type: 'lookup', sreg: NFT_REG_1, set: l.set };
   if (l.vmap) lookup.dreg = 0;
+  else if (dreg !== undefined) lookup.dreg = dreg;
   if (l.negate) lookup.invert = true;
   // A verdict map is a verdict statement in nft: it ends a run of mergeable matches.
   return { isMatch: !l.vmap, exprs: [...exprs, lookup] };
@@ -183,10 +184,27 @@ class Evaluator {
       this.stmts.push(lowerLookup(p));
       return;
     }
+    if (p.kind === 'set' && typeof p.value === 'object') return this.#setFrom(p.field, p.value);
     if ((p.kind === 'nat' && p.port !== undefined) && !this.#ctx.transport) {
       throw fail(`${p.nat} to a port needs a transport protocol match first (e.g. meta l4proto tcp)`);
     }
     this.stmts.push({ isMatch: false, exprs: lowerStatement(p as Statement) });
+  }
+
+  /** `field set KEYS map @m` (lookup into NFT_REG_1) or `field set other [and mask]` (load, mask), then the store. */
+  #setFrom(target: Field, src: Operand | MapValue): void {
+    let exprs: Expr[];
+    if ('kind' in src) {
+      for (const k of src.keys) this.#need(fieldOf(k));
+      const l: Lookup = { kind: 'lookup', keys: src.keys, set: src.map, interval: src.interval, negate: false, vmap: false };
+      exprs = lowerLookup(l, NFT_REG_1).exprs;
+    } else {
+      const field = fieldOf(src);
+      this.#need(field);
+      exprs = [loadExpr(field, NFT_REG_1)];
+      if (isMasked(src)) exprs.push(bitwise(NFT_REG_1, field.len, toBytes(fieldInterval(field, src.mask).lo, field.len, field.order)));
+    }
+    this.stmts.push({ isMatch: false, exprs: [...exprs, storeExpr(target)] });
   }
 
   #match(m: Match): void {

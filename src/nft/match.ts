@@ -42,6 +42,21 @@ export type LogLevel = 'emerg' | 'alert' | 'crit' | 'err' | 'warn' | 'notice' | 
 export type TimeUnit = 'second' | 'minute' | 'hour' | 'day' | 'week';
 export type NatFlag = 'random' | 'fully-random' | 'persistent';
 
+/**
+ * `KEYS map @map`: the data of the map's element for the key, as the value of a set statement
+ * (`meta mark set iifname map @port_tag`). When no element matches, the rule stops there, as in nft.
+ */
+export interface MapValue {
+  kind: 'map';
+  keys: Operand[];
+  map: string;
+  /** The map has the interval flag (host-order keys are converted to big endian). */
+  interval: boolean;
+}
+
+/** What a set statement writes: a constant, a (masked) field (`meta mark and 0xffff0000`), or a map lookup. */
+export type SetSource = Value | Operand | MapValue;
+
 /** Statements that act rather than match. */
 export type Statement =
   | { kind: 'counter' }
@@ -49,7 +64,7 @@ export type Statement =
   | { kind: 'limit'; rate: number; per: TimeUnit; burst?: number; bytes?: boolean; over?: boolean }
   | { kind: 'notrack' }
   | { kind: 'verdict'; verdict: Verdict }
-  | { kind: 'set'; field: Field; value: Value }
+  | { kind: 'set'; field: Field; value: SetSource }
   | { kind: 'nat'; nat: 'snat' | 'dnat'; family: 'ip' | 'ip6'; addr: Value; port?: Value; flags?: NatFlag[] }
   | { kind: 'masquerade'; flags?: NatFlag[] };
 
@@ -128,8 +143,17 @@ export const ret = (): Statement => verdict({ code: 'return' });
 export const jump = (chain: string): Statement => verdict({ code: 'jump', chain });
 /** `goto chain`. */
 export const goto = (chain: string): Statement => verdict({ code: 'goto', chain });
-/** `meta mark set V`, `ct mark set V`, `ct zone set V`. */
-export const set = (field: Field, value: Value): Statement => ({ kind: 'set', field, value });
+/**
+ * `meta mark set V`, `ct mark set V`, `ct zone set V`; V may also be a field (`meta mark and 0xffff0000`) or a
+ * map lookup ({@link mapOf}).
+ */
+export const set = (field: Field, value: SetSource): Statement => ({ kind: 'set', field, value });
+
+/** `a . b map @map` as the value of {@link set}: `set(F.meta.mark, mapOf(F.meta.iifname, portTag))`. */
+export function mapOf(keys: Operand | Operand[], map: string | SetRef): MapValue {
+  const ref = typeof map === 'string' ? { name: map } : map;
+  return { kind: 'map', keys: Array.isArray(keys) ? keys : [keys], map: ref.name, interval: ref.flags?.includes('interval') ?? false };
+}
 
 function nat(kind: 'snat' | 'dnat', to: string, opts: { port?: Value; flags?: NatFlag[] }): Statement {
   const family = to.includes(':') ? 'ip6' : 'ip';

@@ -14,7 +14,8 @@ import { DATATYPES, formatInterval, fromBytes, prefixLength, type Interval } fro
 import { ALL_FIELDS, F, PROTOS, layerOf, type Field, type Proto } from './fields.js';
 import { slotRegister } from './linearize.js';
 import {
-  and, eq, rule, type LogLevel, type Match, type MatchOp, type NatFlag, type Operand, type Part, type TimeUnit,
+  and, eq, rule, type LogLevel, type MapValue, type Match, type MatchOp, type NatFlag, type Operand, type Part,
+  type TimeUnit,
 } from './match.js';
 import { LOG_LEVELS, NAT_FLAGS, NAT_PROTO_SPECIFIED, TIME_UNITS } from './statements.js';
 import type { CmpOp, Expr, Family, PayloadBase, Register, SetFlag } from './types.js';
@@ -25,6 +26,8 @@ interface Reg {
   mask?: Uint8Array;
   hton?: boolean;
   imm?: Uint8Array;
+  /** The register holds the data of a map lookup. */
+  map?: MapValue;
 }
 
 function unprintable(why: string): PortwallError {
@@ -164,7 +167,31 @@ class Raiser {
     if (keys.length === 0 || e.sreg !== NFT_REG_1) throw unprintable(`lookup of @${e.set} without a key`);
     this.#pending = [];
     const flags: SetFlag[] = swapped || this.isInterval(e.set) ? ['interval'] : [];
+    if (e.dreg !== undefined && e.dreg !== 0) {
+      // A data map: its value is read by the statement that consumes the register (`… set KEYS map @m`).
+      this.#regs.set(e.dreg, { map: { kind: 'map', keys, map: e.set, interval: flags.length > 0 } });
+      return;
+    }
     this.parts.push({ kind: 'lookup', keys, set: e.set, interval: flags.length > 0, negate: !!e.invert, vmap: e.dreg === 0 });
+  }
+
+  /** A meta/ct set statement: from an immediate, a map lookup or a (masked) load in its source register. */
+  #store(e: Extract<Expr, { type: 'meta' | 'ct' }>, sreg: Register): void {
+    const f = ALL_FIELDS.find((x) => x.load.kind !== 'payload' && x.load.kind === e.type && x.load.key === e.key);
+    if (!f) throw unprintable(`${e.type} ${e.key} set`);
+    const r = this.#regs.get(sreg);
+    if (r?.map) {
+      this.parts.push({ kind: 'set', field: f, value: r.map });
+    } else if (r?.load) {
+      const src = this.#field(this.#take(sreg).load, 1);
+      const mask = r.mask && value(src, { lo: fromBytes(r.mask, src.order), hi: fromBytes(r.mask, src.order) });
+      this.parts.push({ kind: 'set', field: f, value: mask === undefined ? src : and(src, mask) });
+    } else {
+      const data = this.#imm(sreg)!;
+      if (data.length !== f.len) throw unprintable(`${e.type} ${e.key} set`);
+      const n = fromBytes(data, f.order);
+      this.parts.push({ kind: 'set', field: f, value: value(f, { lo: n, hi: n }) });
+    }
   }
 
   #imm(reg: Register | undefined): Uint8Array | undefined {
@@ -202,11 +229,7 @@ class Raiser {
         case 'meta':
         case 'ct':
           if (e.sreg !== undefined && e.type !== 'payload') {
-            const f = ALL_FIELDS.find((x) => x.load.kind !== 'payload' && x.load.kind === e.type && x.load.key === e.key);
-            const data = this.#imm(e.sreg)!;
-            if (!f || data.length !== f.len) throw unprintable(`${e.type} ${e.key} set`);
-            const n = fromBytes(data, f.order);
-            this.parts.push({ kind: 'set', field: f, value: value(f, { lo: n, hi: n }) });
+            this.#store(e, e.sreg);
           } else if (e.dreg !== undefined && e.sreg === undefined) {
             this.#regs.set(e.dreg, { load: e });
             this.#pending.push(e.dreg);

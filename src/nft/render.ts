@@ -59,8 +59,13 @@ export function partText(p: Part): string {
       return p.kind;
     case 'verdict':
       return verdictText(p.verdict);
-    case 'set':
-      return `${p.field.name} set ${nftValueText(p.field.type, p.value)}`;
+    case 'set': {
+      const v = p.value;
+      const text = typeof v !== 'object' ? nftValueText(p.field.type, v)
+        : 'kind' in v ? `${v.keys.map(operandText).join(' . ')} map @${ident(v.map)}`
+        : operandText(v);
+      return `${p.field.name} set ${text}`;
+    }
     case 'log': {
       const words = ['log'];
       if (p.prefix !== undefined) words.push(`prefix ${quoted(p.prefix)}`);

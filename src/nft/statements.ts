@@ -5,6 +5,7 @@
 import { PortwallError } from '../errors.js';
 import { NFT_REG_1 } from './constants.js';
 import { DATATYPES, parseInterval, toBytes } from './datatypes.js';
+import type { Field } from './fields.js';
 import type { LogLevel, NatFlag, Statement, TimeUnit } from './match.js';
 import type { Expr, Register } from './types.js';
 
@@ -49,6 +50,14 @@ function natExprs(s: Extract<Statement, { kind: 'nat' }>): Expr[] {
   return [...out, nat];
 }
 
+/** The store of NFT_REG_1 into a meta or ct key (the second half of every set statement). */
+export function storeExpr(f: Field): Expr {
+  if (f.load.kind === 'payload') throw fail(`${f.name} set: only meta and ct keys can be set`);
+  return f.load.kind === 'meta'
+    ? { type: 'meta', key: f.load.key, sreg: NFT_REG_1 }
+    : { type: 'ct', key: f.load.key, sreg: NFT_REG_1 };
+}
+
 /** The expressions of one action statement. */
 export function lowerStatement(s: Statement): Expr[] {
   switch (s.kind) {
@@ -84,13 +93,11 @@ export function lowerStatement(s: Statement): Expr[] {
     }
     case 'set': {
       const f = s.field;
-      if (f.load.kind === 'payload') throw fail(`${f.name} set: only meta and ct keys can be set`);
+      // A field or map source needs the protocol context: linearize lowers it (see setFromExprs there).
+      if (typeof s.value === 'object') throw fail(`${f.name} set: a field or map value is lowered by linearize`);
       const iv = parseInterval(f.type, s.value, { bits: f.len * 8, field: `${f.name} set` });
       if (iv.lo !== iv.hi || DATATYPES[f.type].kind === 'ifname') throw fail(`${f.name} set: needs one number`);
-      const load: Expr = f.load.kind === 'meta'
-        ? { type: 'meta', key: f.load.key, sreg: NFT_REG_1 }
-        : { type: 'ct', key: f.load.key, sreg: NFT_REG_1 };
-      return [{ type: 'immediate', dreg: NFT_REG_1, data: toBytes(iv.lo, f.len, f.order) }, load];
+      return [{ type: 'immediate', dreg: NFT_REG_1, data: toBytes(iv.lo, f.len, f.order) }, storeExpr(f)];
     }
     case 'nat':
       return natExprs(s);

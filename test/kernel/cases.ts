@@ -3,8 +3,8 @@
  * Each family's cases load into one table `t` with base chain `c` (filter), `n`/`p` (nat) and chain `d`.
  */
 import {
-  F, accept, and, counter, dnat, drop, eq, ge, goto, inSet, jump, limit, log, lt, masquerade, ne, notInSet, notrack,
-  ret, set, snat, vmap, type Part,
+  F, accept, and, counter, dnat, drop, eq, ge, goto, inSet, jump, limit, log, lt, mapOf, masquerade, ne, notInSet,
+  notrack, ret, set, snat, vmap, type Part,
 } from '../../src/nft/match.js';
 import type { Family, NftSet } from '../../src/nft/types.js';
 
@@ -31,8 +31,10 @@ export const SETS: Record<string, NftSet[]> = {
     s('inet', 'zones', ['ifname'], { data: 'verdict' }),
     s('inet', 'ports', ['ifname', 'inet_proto'], { data: 'verdict' }),
     s('inet', 'marks', ['mark'], { flags: ['interval'] }),
+    s('inet', 'devmarks', ['ifname'], { data: 'mark' }),
+    s('inet', 'netmarks', ['ipv4_addr'], { data: 'mark', flags: ['interval'] }),
   ],
-  bridge: [s('bridge', 'macs', ['ether_addr', 'ipv4_addr'])],
+  bridge: [s('bridge', 'macs', ['ether_addr', 'ipv4_addr']), s('bridge', 'port_tag', ['ifname'], { data: 'mark' })],
 };
 const set$ = (family: string, name: string): NftSet => SETS[family]!.find((x) => x.name === name)!;
 
@@ -93,6 +95,10 @@ export const CASES: Record<'inet' | 'ip' | 'ip6' | 'bridge' | 'arp' | 'netdev', 
     { nft: 'goto d', parts: [goto('d')] },
     { nft: 'return', parts: [ret()] },
     { nft: 'ct mark set 0x1 ct zone 7', parts: [set(F.ct.mark, 1), eq(F.ct.zone, 7)] },
+    { nft: 'meta mark set iifname map @devmarks', parts: [set(F.meta.mark, mapOf(F.meta.iifname, set$('inet', 'devmarks')))] },
+    { nft: 'ct mark set ip daddr map @netmarks', parts: [set(F.ct.mark, mapOf(F.ip.daddr, set$('inet', 'netmarks')))] },
+    { nft: 'meta mark set meta mark and 0xffff0000', parts: [set(F.meta.mark, and(F.meta.mark, 0xffff0000))] },
+    { nft: 'ct mark set meta mark', parts: [set(F.ct.mark, F.meta.mark)] },
     { nft: 'snat ip to 192.0.2.1', parts: [snat('192.0.2.1')], chain: 'p' },
     { nft: 'snat ip to 192.0.2.1-192.0.2.9 persistent', parts: [snat('192.0.2.1-192.0.2.9', { flags: ['persistent'] })], chain: 'p' },
     { nft: 'meta l4proto tcp snat ip to 192.0.2.1:1000-2000 fully-random', parts: [eq(F.meta.l4proto, 'tcp'), snat('192.0.2.1', { port: '1000-2000', flags: ['fully-random'] })], chain: 'p' },
@@ -126,6 +132,7 @@ export const CASES: Record<'inet' | 'ip' | 'ip6' | 'bridge' | 'arp' | 'netdev', 
     { nft: 'ether type vlan', parts: [eq(F.ether.type, 'vlan')] },
     { nft: 'udp sport 68 udp dport 67 meta mark set 0x100', parts: [eq(F.udp.sport, 68), eq(F.udp.dport, 67), set(F.meta.mark, 0x100)] },
     { nft: 'ether saddr . ip saddr @macs accept', parts: [inSet([F.ether.saddr, F.ip.saddr], set$('bridge', 'macs')), accept()] },
+    { nft: 'meta mark set meta mark and 0xffff0000 meta mark set oifname map @port_tag', parts: [set(F.meta.mark, and(F.meta.mark, 0xffff0000)), set(F.meta.mark, mapOf(F.meta.oifname, set$('bridge', 'port_tag')))] },
   ],
   arp: [
     { nft: 'arp operation request', parts: [eq(F.arp.operation, 'request')] },

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 
 import { PortwallError } from '../../src/errors.js';
-import { F, accept, counter, dnat, eq, inSet, limit, log, rule, snat, vmap, type Part } from '../../src/nft/match.js';
+import { F, accept, and, counter, dnat, eq, inSet, limit, log, mapOf, rule, set, snat, vmap, type Part } from '../../src/nft/match.js';
 import { raiseRule } from '../../src/nft/raise.js';
 import { partText, renderOperations } from '../../src/nft/render.js';
 import type { Expr, Family, NftSet, Operation, Rule } from '../../src/nft/types.js';
@@ -151,5 +151,26 @@ describe('raising expressions back to statements', () => {
   test('statements print in nft syntax', () => {
     expect(text('inet', limit({ rate: 3, per: 'hour', burst: 1 }), log({ prefix: 'pw ', group: 2 }))).toBe('limit rate 3/hour burst 1 packets log prefix "pw " group 2');
     expect(text('inet', eq(F.meta.l4proto, 'tcp'), snat('2001:db8::1', { port: 80, flags: ['random', 'persistent'] }))).toBe('meta l4proto tcp snat ip6 to [2001:db8::1]:80 random,persistent');
+  });
+});
+
+describe('set statements from a field or a map (the bridged-port tag, docs/dataplane.md)', () => {
+  const tags: NftSet = { kind: 'set', family: 'bridge', table: 't', name: 'port_tag', key: ['ifname'], data: 'mark' };
+  test('lowered as nft does: lookup into a register, then the store', () => {
+    expect(rule('bridge', [set(F.meta.mark, mapOf(F.meta.iifname, tags))])).toEqual([
+      { type: 'meta', key: 'iifname', dreg: 1 },
+      { type: 'lookup', sreg: 1, set: 'port_tag', dreg: 1 },
+      { type: 'meta', key: 'mark', sreg: 1 },
+    ]);
+    expect(rule('inet', [set(F.meta.mark, and(F.meta.mark, 0xffff0000))])).toEqual([
+      { type: 'meta', key: 'mark', dreg: 1 },
+      { type: 'bitwise', sreg: 1, dreg: 1, len: 4, mask: Uint8Array.from([0, 0, 0xff, 0xff]), xor: new Uint8Array(4) },
+      { type: 'meta', key: 'mark', sreg: 1 },
+    ]);
+  });
+  test('raised and printed back', () => {
+    expect(text('bridge', set(F.meta.mark, mapOf(F.meta.oifname, tags)))).toBe('meta mark set oifname map @port_tag');
+    expect(text('inet', set(F.meta.mark, and(F.meta.mark, 0xffff0000)), set(F.ct.zone, 7))).toBe('meta mark set meta mark and 0xffff0000 ct zone set 7');
+    expect(text('inet', set(F.ct.mark, F.meta.mark))).toBe('ct mark set meta mark');
   });
 });

@@ -1,0 +1,204 @@
+/**
+ * The diff stage: desired objects of portwall's tables vs what the kernel holds in them → the operations of
+ * one batch. The kernel's listing is the only "previous state" (nothing is remembered elsewhere), and objects
+ * are compared by meaning, not by text (SPEC §2.8, LP 1976323): rules by expressions and comment with handles
+ * and counter values ignored, elements by canonical key with data and comment.
+ *
+ * What changes how: tables, chains and sets are added when missing; a chain whose rules differ is flushed and
+ * refilled; a set whose definition changed is rebuilt (the chains that use it are flushed first, in the same
+ * batch); elements are deleted, added, or deleted and re-added when their data or comment changed; objects
+ * of our tables that are not desired are deleted. Other tables are never looked at.
+ */
+import type { Chain, Element, Expr, NftObject, NftSet, Operation, Rule } from '../nft/types.js';
+
+/** Elements one diff removes from a set (for conntrack cleanup): the set as the kernel had it, and them. */
+export interface RemovedElements {
+  set: NftSet;
+  elements: Element[];
+}
+
+/** The result of {@link diff}. */
+export interface Diff {
+  /** Operations in commit order; empty when the kernel already matches. */
+  operations: Operation[];
+  /** Elements the batch removes (deleted, replaced, or gone with their set), per set. */
+  removed: RemovedElements[];
+  /** Elements the batch adds, counted. */
+  elementsAdded: number;
+}
+
+type Key = string;
+const k3 = (family: string, table: string, name: string): Key => `${family}\0${table}\0${name}`;
+
+interface Indexed {
+  tables: Map<Key, NftObject & { kind: 'table' }>;
+  chains: Map<Key, Chain>;
+  sets: Map<Key, NftSet>;
+  elements: Map<Key, Map<string, Element>>;
+  rules: Map<Key, Rule[]>;
+}
+
+function index(objects: readonly NftObject[]): Indexed {
+  const ix: Indexed = { tables: new Map(), chains: new Map(), sets: new Map(), elements: new Map(), rules: new Map() };
+  for (const o of objects) {
+    switch (o.kind) {
+      case 'table':
+        ix.tables.set(k3(o.family, o.name, ''), o);
+        break;
+      case 'chain':
+        ix.chains.set(k3(o.family, o.table, o.name), o);
+        break;
+      case 'set':
+        ix.sets.set(k3(o.family, o.table, o.name), o);
+        break;
+      case 'elements': {
+        const key = k3(o.family, o.table, o.set);
+        let m = ix.elements.get(key);
+        if (!m) ix.elements.set(key, (m = new Map()));
+        for (const e of o.elements) m.set(elementKey(e), e);
+        break;
+      }
+      case 'rule': {
+        const key = k3(o.family, o.table, o.chain);
+        let list = ix.rules.get(key);
+        if (!list) ix.rules.set(key, (list = []));
+        list.push(o);
+        break;
+      }
+    }
+  }
+  return ix;
+}
+
+/** The canonical identity of an element in its set (values are canonical after validation and decoding). */
+export function elementKey(e: Element): string {
+  return JSON.stringify(e.key);
+}
+
+const sameElement = (a: Element, b: Element): boolean =>
+  a.comment === b.comment && a.data === b.data && JSON.stringify(a.verdict) === JSON.stringify(b.verdict);
+
+function sameChain(a: Chain, b: Chain): boolean {
+  if (a.hook === undefined || b.hook === undefined) return a.hook === b.hook;
+  return a.hook === b.hook && a.priority === b.priority && (a.type ?? 'filter') === (b.type ?? 'filter') &&
+    (a.policy ?? 'accept') === (b.policy ?? 'accept') && a.device === b.device;
+}
+
+function sameSet(a: NftSet, b: NftSet): boolean {
+  const flags = (s: NftSet) => [...(s.flags ?? [])].sort().join(',');
+  return a.key.join('.') === b.key.join('.') && a.data === b.data && flags(a) === flags(b) && !!a.counter === !!b.counter &&
+    a.comment === b.comment && a.size === b.size && a.timeout === b.timeout;
+}
+
+/** Expressions as the kernel compares them: counter values dropped, keys sorted, false flags dropped. */
+function exprText(exprs: Expr[]): string {
+  return JSON.stringify(exprs.map((e) => (e.type === 'counter' ? { type: 'counter' } : e)), (_k, v: unknown) => {
+    if (v === false || v === undefined) return undefined;
+    if (v instanceof Uint8Array) return Buffer.from(v).toString('hex');
+    if (typeof v === 'bigint') return v.toString();
+    if (v && typeof v === 'object' && !Array.isArray(v)) return Object.fromEntries(Object.entries(v).sort(([x], [y]) => (x < y ? -1 : 1)));
+    return v;
+  });
+}
+
+function sameRules(a: readonly Rule[], b: readonly Rule[]): boolean {
+  return a.length === b.length && a.every((r, i) => r.comment === b[i]!.comment && exprText(r.exprs) === exprText(b[i]!.exprs));
+}
+
+/** Sets a rule list looks up, and chains it jumps to. */
+function references(rules: readonly Rule[]): { sets: Set<string>; chains: Set<string> } {
+  const sets = new Set<string>();
+  const chains = new Set<string>();
+  for (const r of rules) {
+    for (const e of r.exprs) {
+      if (e.type === 'lookup') sets.add(e.set);
+      if (e.type === 'immediate' && 'verdict' in e && (e.verdict.code === 'jump' || e.verdict.code === 'goto')) chains.add(e.verdict.chain);
+    }
+  }
+  return { sets, chains };
+}
+
+/**
+ * The operations that turn `current` (a listing of portwall's tables) into `desired`. `current` may hold
+ * anything the kernel had in those tables, including objects portwall never made; they are removed.
+ */
+export function diff(desired: readonly NftObject[], current: readonly NftObject[]): Diff {
+  const want = index(desired);
+  const have = index(current);
+  const ops: Operation[] = [];
+  const removed: RemovedElements[] = [];
+  let elementsAdded = 0;
+  const tableOf = (key: Key): Key => { const [f, t] = key.split('\0'); return k3(f!, t!, ''); };
+
+  // Whole tables portwall no longer wants go in one operation (and take everything in them).
+  const droppedTables = [...have.tables.keys()].filter((t) => !want.tables.has(t));
+  for (const t of droppedTables) ops.push({ verb: 'delete', object: have.tables.get(t)! });
+  const dropped = (key: Key): boolean => droppedTables.includes(tableOf(key));
+  for (const [key, set] of have.sets) if (dropped(key)) removed.push({ set, elements: [...(have.elements.get(key)?.values() ?? [])] });
+  for (const [t, table] of want.tables) if (!have.tables.has(t)) ops.push({ verb: 'add', object: table });
+
+  const live = <T>(m: Map<Key, T>): [Key, T][] => [...m].filter(([key]) => !dropped(key));
+  const setsGone = new Set<Key>(); // deleted or rebuilt
+  for (const [key, s] of live(have.sets)) {
+    const w = want.sets.get(key);
+    if (!w || !sameSet(w, s)) setsGone.add(key);
+  }
+  const chainsGone = new Set<Key>(); // deleted or recreated
+  for (const [key, c] of live(have.chains)) {
+    const w = want.chains.get(key);
+    if (!w || !sameChain(w, c)) chainsGone.add(key);
+  }
+  // Chains whose rule lists change, or that reference what goes away, are flushed (and refilled if wanted).
+  const flush = new Set<Key>();
+  for (const [key] of live(have.chains)) {
+    const rules = have.rules.get(key) ?? [];
+    const refs = references(rules);
+    const [f, t] = key.split('\0') as [string, string];
+    const usesGone = [...refs.sets].some((s) => setsGone.has(k3(f, t, s))) || [...refs.chains].some((c) => chainsGone.has(k3(f, t, c)));
+    if (rules.length > 0 && (chainsGone.has(key) || usesGone || !sameRules(want.rules.get(key) ?? [], rules))) flush.add(key);
+  }
+  for (const key of flush) ops.push({ verb: 'flush', object: have.chains.get(key)! });
+
+  // Element deletions in sets that stay.
+  const adds: Operation[] = [];
+  for (const [key, s] of live(have.sets)) {
+    const old = have.elements.get(key) ?? new Map<string, Element>();
+    if (setsGone.has(key)) {
+      if (old.size) removed.push({ set: s, elements: [...old.values()] });
+      continue;
+    }
+    const next = want.elements.get(key) ?? new Map<string, Element>();
+    const gone = [...old].filter(([ek, e]) => { const w = next.get(ek); return !w || !sameElement(w, e); }).map(([, e]) => e);
+    const fresh = [...next].filter(([ek, e]) => { const o = old.get(ek); return !o || !sameElement(o, e); }).map(([, e]) => e);
+    if (gone.length) {
+      ops.push({ verb: 'delete', object: { kind: 'elements', family: s.family, table: s.table, set: s.name, elements: gone } });
+      removed.push({ set: s, elements: gone });
+    }
+    if (fresh.length) {
+      adds.push({ verb: 'add', object: { kind: 'elements', family: s.family, table: s.table, set: s.name, elements: fresh } });
+      elementsAdded += fresh.length;
+    }
+  }
+  for (const key of setsGone) ops.push({ verb: 'delete', object: have.sets.get(key)! });
+  for (const key of chainsGone) ops.push({ verb: 'delete', object: have.chains.get(key)! });
+
+  const chainsNew = [...want.chains].filter(([key]) => !have.chains.has(key) || chainsGone.has(key) || dropped(key));
+  for (const [, c] of chainsNew) ops.push({ verb: 'add', object: c });
+  for (const [key, s] of want.sets) {
+    if (have.sets.has(key) && !setsGone.has(key) && !dropped(key)) continue;
+    ops.push({ verb: 'add', object: s });
+    const elements = [...(want.elements.get(key)?.values() ?? [])];
+    if (elements.length) {
+      adds.push({ verb: 'add', object: { kind: 'elements', family: s.family, table: s.table, set: s.name, elements } });
+      elementsAdded += elements.length;
+    }
+  }
+  ops.push(...adds);
+  // Rules last: every set and chain they reference exists by now.
+  for (const [key] of want.chains) {
+    const refill = flush.has(key) || chainsNew.some(([k]) => k === key) || ((have.rules.get(key)?.length ?? 0) === 0 && !dropped(key));
+    if (!refill) continue;
+    for (const r of want.rules.get(key) ?? []) ops.push({ verb: 'add', object: r });
+  }
+  return { operations: ops, removed, elementsAdded };
+}

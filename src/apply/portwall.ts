@@ -1,0 +1,225 @@
+/**
+ * The library handle: validate → compile → layout → list → diff → one atomic commit → conntrack cleanup.
+ *
+ * ```ts
+ * const pw = Portwall.open({ netns: 'compute1' });
+ * const r = await pw.apply(JSON.parse(readFileSync('state.json', 'utf8')));
+ * // r.changed, r.operations, r.cleanup.deleted; a second apply of the same state changes nothing.
+ * ```
+ *
+ * The kernel is the only state: every apply lists portwall's tables and diffs against them, so a restart, a
+ * second process or an operator's edit is adopted (or repaired) by the next apply. Applies on one handle run
+ * one at a time.
+ */
+import { ConntrackClient } from '../conntrack.js';
+import { layout } from '../compile/layout.js';
+import { compilePolicy } from '../compile/policy.js';
+import type { PolicyIR } from '../compile/ir.js';
+import { BRIDGE } from '../compile/names.js';
+import { validateState } from '../model/validate.js';
+import { DEFAULT_CONFIG, type Model, type PortwallConfig } from '../model/types.js';
+import { Nft } from '../nft/client.js';
+import type { NftBinding } from '../native.js';
+import type { Family, NftObject, Operation } from '../nft/types.js';
+import { affectedPorts, cleanup, type ConntrackLike, type CleanupResult } from './cleanup.js';
+import { diff, type Diff } from './diff.js';
+import { summarize } from './summary.js';
+
+/** Options of {@link Portwall.open}. */
+export interface PortwallOptions {
+  /** Network namespace (a name under /run/netns or a path); default: the caller's. */
+  netns?: string;
+  /** Overrides of {@link DEFAULT_CONFIG} (table names, mark mask, zone range). */
+  config?: Partial<PortwallConfig>;
+  /** The nftables binding (tests inject `FakeNft`); default: the native addon. */
+  binding?: NftBinding;
+  /** Conntrack client for cleanup; `null` turns cleanup off (e.g. with a fake nftables binding). */
+  conntrack?: ConntrackLike | null;
+}
+
+/** Options of {@link Portwall.apply}. */
+export interface ApplyOptions {
+  /** Delete the conntrack entries the new policy refuses (default true). */
+  cleanup?: boolean;
+}
+
+/** What {@link Portwall.apply} did. */
+export interface ApplyResult {
+  /** Whether a batch was committed (false: the kernel already matched, nothing was sent). */
+  changed: boolean;
+  /** Operations in the committed batch (an element operation carries many elements). */
+  operations: number;
+  elements: { added: number; removed: number };
+  /** The ruleset generation after the commit. */
+  genid?: number;
+  cleanup: CleanupResult;
+  /** One line per group of operations, e.g. `delete element inet portwall in4_ports_dev (1)`. */
+  plan: string;
+  /** Milliseconds per stage. */
+  timings: { compile: number; list: number; diff: number; commit: number; cleanup: number };
+}
+
+/** What {@link Portwall.plan} would do. */
+export interface PlanResult {
+  operations: Operation[];
+  /** The batch as `nft -f` text. */
+  text: string;
+  /** One line per group of operations. */
+  summary: string;
+  ir: PolicyIR;
+}
+
+/** What {@link Portwall.status} reports. */
+export interface StatusResult {
+  tables: { family: Family; name: string }[];
+  objects: NftObject[];
+  counts: { chains: number; rules: number; sets: number; elements: number };
+  genid: number;
+}
+
+const now = (): number => performance.now();
+
+export class Portwall {
+  readonly config: PortwallConfig;
+  readonly netns: string | null;
+  readonly #nft: Nft;
+  readonly #ct: ConntrackLike | null;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(options: PortwallOptions) {
+    this.config = { ...DEFAULT_CONFIG, ...options.config, tables: { ...DEFAULT_CONFIG.tables, ...options.config?.tables } };
+    this.netns = options.netns ?? null;
+    this.#nft = new Nft({ netns: this.netns, ...(options.binding ? { binding: options.binding } : {}) });
+    this.#ct = options.conntrack === undefined ? new ConntrackClient(options.netns ? { netns: options.netns } : {}) : options.conntrack;
+  }
+
+  /** A handle on portwall's tables in one namespace. Opening touches nothing. */
+  static open(options: PortwallOptions = {}): Portwall {
+    return new Portwall(options);
+  }
+
+  /** Validates a state document (or passes a Model through). Throws ERR_INVALID_STATE naming every bad field. */
+  model(state: unknown): Model {
+    return isModel(state) ? state : validateState(state, this.config);
+  }
+
+  /**
+   * Makes the kernel match `state` in one atomic batch, then deletes the conntrack entries the new policy no
+   * longer admits. An invalid state throws before anything is sent. If another commit lands between the listing
+   * and this commit, the diff is computed once more.
+   */
+  apply(state: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
+    return this.#serial(() => this.#apply(state, options.cleanup ?? true));
+  }
+
+  /** Waits for pending operations. The handle holds no kernel resources between calls. */
+  async close(): Promise<void> {
+    await this.#queue;
+  }
+
+  /** The batch `apply` would commit, without committing it. */
+  plan(state: unknown): Promise<PlanResult> {
+    return this.#serial(async () => {
+      const model = this.model(state);
+      const { d, ir } = await this.#compute(model);
+      const tx = this.#nft.transaction();
+      for (const op of d.operations) tx[op.verb](op.object as never);
+      if (tx.error) throw tx.error;
+      return { operations: [...tx.operations], text: tx.toString(), summary: summarize(tx.operations), ir };
+    });
+  }
+
+  /** What portwall's tables hold now. */
+  async status(): Promise<StatusResult> {
+    const { objects, genid } = await this.#list();
+    const counts = { chains: 0, rules: 0, sets: 0, elements: 0 };
+    for (const o of objects) {
+      if (o.kind === 'chain') counts.chains++;
+      else if (o.kind === 'rule') counts.rules++;
+      else if (o.kind === 'set') counts.sets++;
+      else if (o.kind === 'elements') counts.elements += o.elements.length;
+    }
+    const tables = objects.filter((o) => o.kind === 'table').map((o) => ({ family: o.family, name: (o as { name: string }).name }));
+    return { tables, objects, counts, genid };
+  }
+
+  async #apply(state: unknown, withCleanup: boolean): Promise<ApplyResult> {
+    const model = this.model(state);
+    for (let attempt = 0; ; attempt++) {
+      const { d, ir, current, genid, timings } = await this.#compute(model);
+      const removedCount = d.removed.reduce((n, r) => n + r.elements.length, 0);
+      const none = { deleted: 0, examined: 0, ports: 0 };
+      if (d.operations.length === 0) {
+        return { changed: false, operations: 0, elements: { added: 0, removed: 0 }, genid, cleanup: none, plan: '', timings: { ...timings, commit: 0, cleanup: 0 } };
+      }
+      const tx = this.#nft.transaction();
+      for (const op of d.operations) tx[op.verb](op.object as never);
+      if (tx.error) throw tx.error;
+      // Someone else committed since our listing: our diff may be stale, so diff again (once).
+      if (attempt === 0 && (await this.#nft.genid()) !== genid) continue;
+      let t = now();
+      const result = await tx.commit();
+      const commit = now() - t;
+      t = now();
+      const cleaned = this.#ct && withCleanup ? await cleanup(this.#ct, ir, affectedPorts(ir, current, d.removed)) : none;
+      return {
+        changed: true,
+        operations: tx.size,
+        elements: { added: d.elementsAdded, removed: removedCount },
+        genid: result.genid,
+        cleanup: cleaned,
+        plan: summarize(tx.operations),
+        timings: { ...timings, commit, cleanup: now() - t },
+      };
+    }
+  }
+
+  async #compute(model: Model): Promise<{ d: Diff; ir: PolicyIR; current: NftObject[]; genid: number; timings: { compile: number; list: number; diff: number } }> {
+    let t = now();
+    const { objects: current, genid } = await this.#list();
+    const list = now() - t;
+    t = now();
+    const ir = compilePolicy(model, this.config, { tags: tagHints(current, this.config) });
+    const desired = layout(ir);
+    const compile = now() - t;
+    t = now();
+    const d = diff(desired, current);
+    return { d, ir, current, genid, timings: { compile, list, diff: now() - t } };
+  }
+
+  // Both tables in one consistent generation (listed again if a commit landed between the two dumps).
+  async #list(): Promise<{ objects: NftObject[]; genid: number }> {
+    const { inet, bridge } = this.config.tables;
+    for (let attempt = 0; ; attempt++) {
+      if (inet === bridge) {
+        const l = await this.#nft.list({ table: inet });
+        return { objects: l.objects.filter((o) => o.family === 'inet' || o.family === 'bridge'), genid: l.genid };
+      }
+      const a = await this.#nft.list({ family: 'inet', table: inet });
+      const b = await this.#nft.list({ family: 'bridge', table: bridge });
+      if (a.genid === b.genid || attempt > 2) return { objects: [...a.objects, ...b.objects], genid: b.genid };
+    }
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+}
+
+/** Tags the kernel's `port_tag` map already gives bridged ports (element comment = port id). */
+function tagHints(current: readonly NftObject[], config: PortwallConfig): Map<string, number> {
+  const hints = new Map<string, number>();
+  for (const o of current) {
+    if (o.kind !== 'elements' || o.family !== 'bridge' || o.table !== config.tables.bridge || o.set !== BRIDGE.portTag) continue;
+    for (const e of o.elements) if (e.comment !== undefined && typeof e.data === 'number') hints.set(e.comment, e.data);
+  }
+  return hints;
+}
+
+function isModel(x: unknown): x is Model {
+  const m = x as Partial<Model> | null;
+  return typeof m === 'object' && m !== null && m.networks instanceof Map && m.ports instanceof Map && m.groups instanceof Map;
+}
+

@@ -1,0 +1,83 @@
+/**
+ * Addresses as integer ranges, for the compiler, the layout and the evaluator: a canonical prefix
+ * (`192.0.2.0/24`) becomes `[lo, hi]` of its family, and ranges print back through the engine's datatypes, so
+ * what the layout emits is spelt exactly as a kernel dump decodes it.
+ */
+import { formatIPv6, parseMac } from '../nft/addresses.js';
+import { formatInterval, parseInterval } from '../nft/datatypes.js';
+import type { IpFamily, Prefix } from '../model/types.js';
+
+/** An inclusive range of addresses of one family. */
+export interface AddrRange {
+  family: IpFamily;
+  lo: bigint;
+  hi: bigint;
+}
+
+/** The family of a canonical prefix or address. */
+export function familyOf(text: string): IpFamily {
+  return text.includes(':') ? 6 : 4;
+}
+
+/** The range a prefix (or a bare address) covers. */
+export function prefixRange(prefix: Prefix): AddrRange {
+  const family = familyOf(prefix);
+  const iv = parseInterval(family === 4 ? 'ipv4_addr' : 'ipv6_addr', prefix);
+  return { family, lo: iv.lo, hi: iv.hi };
+}
+
+/** Whether `prefix` is the whole address space of its family (`0.0.0.0/0`, `::/0`). */
+export function isDefaultRoute(prefix: Prefix): boolean {
+  return prefix.endsWith('/0');
+}
+
+/** The address of a host prefix, without its length (`192.0.2.1/32` → `192.0.2.1`). */
+export function hostAddress(prefix: Prefix): string {
+  const slash = prefix.indexOf('/');
+  return slash < 0 ? prefix : prefix.slice(0, slash);
+}
+
+/** Whether an address (text) lies in a prefix. */
+export function prefixContains(prefix: Prefix, address: string): boolean {
+  const r = prefixRange(prefix);
+  if (familyOf(address) !== r.family) return false;
+  const a = prefixRange(address).lo;
+  return a >= r.lo && a <= r.hi;
+}
+
+/**
+ * The IPv6 link-local address a MAC autoconfigures (fe80::/64 with the modified EUI-64 interface id, RFC 4291
+ * appendix A), as a /128 prefix.
+ */
+export function linkLocalOf(mac: string): Prefix {
+  const m = parseMac(mac);
+  if (m === undefined) throw new Error(`not a MAC: ${mac}`);
+  // Flip the universal/local bit and put ff:fe in the middle.
+  const hi24 = (m >> 24n) ^ 0x020000n;
+  const lo24 = m & 0xffffffn;
+  const iid = (hi24 << 40n) | (0xfffen << 24n) | lo24;
+  return `${formatIPv6((0xfe80n << 112n) | iid)}/128`;
+}
+
+/** The canonical nft value of an address range: an address, a prefix or `a-b`. */
+export function rangeValue(family: IpFamily, lo: bigint, hi: bigint): string {
+  return formatInterval(family === 4 ? 'ipv4_addr' : 'ipv6_addr', { lo, hi }) as string;
+}
+
+/**
+ * Merges overlapping ranges (the kernel's one-field interval sets refuse overlaps); adjacent ranges stay
+ * apart, so a member that leaves removes exactly its own element. Returns the ranges sorted, each with the
+ * labels of the inputs it absorbed.
+ */
+export function mergeRanges<T>(ranges: { lo: bigint; hi: bigint; label: T }[]): { lo: bigint; hi: bigint; labels: T[] }[] {
+  const sorted = [...ranges].sort((a, b) => (a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : a.hi < b.hi ? -1 : a.hi > b.hi ? 1 : 0));
+  const out: { lo: bigint; hi: bigint; labels: T[] }[] = [];
+  for (const r of sorted) {
+    const last = out[out.length - 1];
+    if (last && r.lo <= last.hi) {
+      if (r.hi > last.hi) last.hi = r.hi;
+      last.labels.push(r.label);
+    } else out.push({ lo: r.lo, hi: r.hi, labels: [r.label] });
+  }
+  return out;
+}

@@ -1,0 +1,97 @@
+/**
+ * The policy as a function: would a port's chain admit this packet? It follows the chains that
+ * `./layout.ts` builds, step by step, on the compiled policy (not on the kernel), so it answers for any
+ * renderer. Conntrack cleanup asks it whether a tracked flow's original direction is still allowed; `explain`
+ * will ask it which rule admits or drops a packet.
+ */
+import { prefixContains } from './addr.js';
+import type { CompiledRule, PolicyIR, PortPolicy } from './ir.js';
+import { PORT_PROTOCOLS } from '../model/values.js';
+import { ND_DAD, ND_IN, ND_OUT } from './layout.js';
+
+/** A packet as the policy sees it (the original direction of a flow). */
+export interface Packet {
+  family: 4 | 6;
+  /** IP protocol number. */
+  protocol: number;
+  src: string;
+  dst: string;
+  sport?: number;
+  dport?: number;
+  /** ICMP/ICMPv6 type and code. */
+  icmp?: { type: number; code: number };
+  /** Source MAC, when known (conntrack does not know it: the MAC check is then skipped). */
+  srcMac?: string;
+}
+
+/** `egress`: the packet leaves the port (from the VM); `ingress`: it is delivered to the port. */
+export type Direction = 'ingress' | 'egress';
+
+/** Why a packet is admitted or dropped. */
+export interface Decision {
+  allowed: boolean;
+  /** The step of the chain that decided: 'unfiltered', 'anti-spoof', 'dhcp', 'nd', 'router-advert', 'rule', 'default'. */
+  reason: string;
+  /** The security-group rule that admitted the packet (reason 'rule'). */
+  ruleId?: string;
+}
+
+const DHCP4 = { client: 68, server: 67 };
+const DHCP6 = { client: 546, server: 547 };
+const UDP = 17;
+const ICMPV6 = 58;
+const RA = 134;
+
+/** The decision of a port's chain for a packet (see {@link Decision}). */
+export function evaluate(ir: PolicyIR, port: PortPolicy, direction: Direction, pkt: Packet): Decision {
+  if (!port.filtered) return { allowed: true, reason: 'unfiltered' };
+  const dhcp = pkt.family === 4 ? DHCP4 : DHCP6;
+  const isUdp = (sport: number, dport: number) => pkt.protocol === UDP && pkt.sport === sport && pkt.dport === dport;
+  const icmp6 = pkt.family === 6 && pkt.protocol === ICMPV6 ? pkt.icmp?.type : undefined;
+  if (direction === 'egress') {
+    if (icmp6 !== undefined && ND_DAD.includes(icmp6) && pkt.src === '::') return { allowed: true, reason: 'nd' };
+    const own = port.spoof.some((s) => s.family === pkt.family && (pkt.srcMac === undefined || s.mac === pkt.srcMac) && prefixContains(s.prefix, pkt.src));
+    if (!own) return { allowed: false, reason: 'anti-spoof' };
+    if (isUdp(dhcp.client, dhcp.server)) return { allowed: true, reason: 'dhcp' };
+    if (isUdp(dhcp.server, dhcp.client)) return { allowed: false, reason: 'dhcp' };
+    if (icmp6 === RA) return { allowed: false, reason: 'router-advert' };
+    if (icmp6 !== undefined && ND_OUT.includes(icmp6)) return { allowed: true, reason: 'nd' };
+  } else {
+    if (icmp6 !== undefined && ND_IN.includes(icmp6)) return { allowed: true, reason: 'nd' };
+    if (icmp6 === RA) return { allowed: port.routers.some((r) => prefixContains(r, pkt.src)), reason: 'router-advert' };
+    if (isUdp(dhcp.server, dhcp.client)) return { allowed: port.dhcpServers.some((d) => prefixContains(d, pkt.src)), reason: 'dhcp' };
+  }
+  const rule = port.rules.find((r) => r.direction === direction && matches(ir, r, direction, pkt));
+  return rule ? { allowed: true, reason: 'rule', ruleId: rule.ruleId } : { allowed: false, reason: 'default' };
+}
+
+/** Whether the port's policy admits the packet in that direction. */
+export function allows(ir: PolicyIR, port: PortPolicy, direction: Direction, pkt: Packet): boolean {
+  return evaluate(ir, port, direction, pkt).allowed;
+}
+
+function matches(ir: PolicyIR, r: CompiledRule, direction: Direction, pkt: Packet): boolean {
+  if (r.family !== pkt.family) return false;
+  if (r.protocol !== undefined) {
+    if (r.protocol !== pkt.protocol) return false;
+    if (r.ports !== undefined && PORT_PROTOCOLS.has(r.protocol)) {
+      if (pkt.dport === undefined || pkt.dport < r.ports.min || pkt.dport > r.ports.max) return false;
+    }
+    if (r.icmp !== undefined && (r.protocol === 1 || r.protocol === ICMPV6)) {
+      if (pkt.icmp === undefined || pkt.icmp.type !== r.icmp.type) return false;
+      if (r.icmp.code !== undefined && pkt.icmp.code !== r.icmp.code) return false;
+    }
+  }
+  const remote = direction === 'ingress' ? pkt.src : pkt.dst;
+  switch (r.remote.kind) {
+    case 'any':
+      return true;
+    case 'prefix':
+      return prefixContains(r.remote.prefix, remote);
+    case 'group': {
+      const groupId = r.remote.groupId;
+      const members = ir.members.find((m) => m.groupId === groupId && m.family === r.family);
+      return members?.prefixes.some((p) => prefixContains(p, remote)) ?? false;
+    }
+  }
+}

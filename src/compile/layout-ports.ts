@@ -1,0 +1,180 @@
+/**
+ * The elements of portwall's per-port sets: everything that changes when a port, a rule or a member changes
+ * is computed here as set elements (never as rules), keyed by the port (its device in routed mode, its tag in
+ * bridged mode). Elements that come from a security-group rule are commented with the rule id.
+ */
+import { formatInterval, parseInterval } from '../nft/datatypes.js';
+import type { DataTypeName, Element, Value } from '../nft/types.js';
+import { familyOf, hostAddress, isDefaultRoute, mergeRanges, prefixRange, rangeValue } from './addr.js';
+import { disjoint, type Box } from './boxes.js';
+import type { CompiledRule, PolicyIR, PortPolicy } from './ir.js';
+import { PORT_PROTOCOLS } from '../model/values.js';
+import { groupRefSetName, ruleSetName, type KeyKind, type Shape } from './names.js';
+
+/** UDATA comment limit (nft refuses longer): cut at a character boundary within 128 bytes. */
+export function clip(text: string): string {
+  if (Buffer.byteLength(text) <= 128) return text;
+  let out = text.slice(0, 128);
+  while (Buffer.byteLength(out) > 128) out = out.slice(0, -1);
+  return out;
+}
+
+/** The type of a port key. */
+export const KEY_TYPE: Record<KeyKind, DataTypeName> = { dev: 'ifname', tag: 'mark' };
+
+/** The key value of a port for its mode. */
+export function portKey(p: PortPolicy): Value {
+  return p.mode === 'routed' ? p.device : p.tag!;
+}
+
+/** The key kind of a port. */
+export function keyKind(p: PortPolicy): KeyKind {
+  return p.mode === 'routed' ? 'dev' : 'tag';
+}
+
+
+/** Which rule set a compiled rule's elements go to. */
+export function shapeOf(r: CompiledRule): Shape {
+  if (r.protocol === undefined) return 'any';
+  if (r.ports !== undefined && PORT_PROTOCOLS.has(r.protocol)) return 'ports';
+  const icmp = (r.family === 4 && r.protocol === 1) || (r.family === 6 && r.protocol === 58);
+  return icmp && r.icmp !== undefined ? 'icmp' : 'proto';
+}
+
+/** Key types of a rule set: the port key, the shape's fields, then the remote address (unless a group set). */
+export function ruleSetKey(k: KeyKind, family: 4 | 6, shape: Shape, remote: boolean): DataTypeName[] {
+  const fields: Record<Shape, DataTypeName[]> = {
+    ports: ['inet_proto', 'inet_service'],
+    proto: ['inet_proto'],
+    icmp: family === 4 ? ['icmp_type', 'icmp_code'] : ['icmpv6_type', 'icmpv6_code'],
+    any: [],
+  };
+  return [KEY_TYPE[k], ...fields[shape], ...(remote ? [family === 4 ? 'ipv4_addr' as const : 'ipv6_addr' as const] : [])];
+}
+
+/** The shape fields of a rule's key (after the port key, before the remote address). */
+function shapeValues(r: CompiledRule, shape: Shape): Value[] {
+  switch (shape) {
+    case 'ports':
+      return [r.protocol!, r.ports!.min === r.ports!.max ? r.ports!.min : `${r.ports!.min}-${r.ports!.max}`];
+    case 'proto':
+      return [r.protocol!];
+    case 'icmp':
+      return [r.icmp!.type, r.icmp!.code ?? '0-255'];
+    case 'any':
+      return [];
+  }
+}
+
+/** Elements to collect per set name, with the set's key types. */
+export class ElementSink {
+  readonly #boxes = new Map<string, { types: DataTypeName[]; boxes: Box<string>[] }>();
+
+  /** Adds one key (values may be ranges or prefixes) labelled with a comment. */
+  add(set: string, types: DataTypeName[], values: Value[], label: string): void {
+    let entry = this.#boxes.get(set);
+    if (!entry) this.#boxes.set(set, (entry = { types, boxes: [] }));
+    entry.boxes.push({ dims: values.map((v, i) => parseInterval(types[i]!, v)), label, group: String(values[0]) });
+  }
+
+  /** Set names that received elements. */
+  names(): string[] {
+    return [...this.#boxes.keys()];
+  }
+
+  /** The elements of a set: overlaps removed, sorted by key, commented with their label. */
+  elements(set: string): Element[] {
+    const entry = this.#boxes.get(set);
+    if (!entry) return [];
+    const byLabel = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+    const boxes = disjoint(entry.boxes, byLabel).sort((a, b) => {
+      for (let i = 0; i < a.dims.length; i++) {
+        const x = a.dims[i]!, y = b.dims[i]!;
+        if (x.lo !== y.lo) return x.lo < y.lo ? -1 : 1;
+        if (x.hi !== y.hi) return x.hi < y.hi ? -1 : 1;
+      }
+      return 0;
+    });
+    return boxes.map((b) => ({ key: b.dims.map((d, i) => formatInterval(entry.types[i]!, d)), comment: clip(b.label) }));
+  }
+}
+
+/**
+ * Security-group rule elements of the filtered ports: the base rule sets (remote prefix or any) and the
+ * per-group reference sets (remote group).
+ */
+export function ruleElements(ir: PolicyIR, sink: ElementSink): void {
+  for (const p of ir.ports) {
+    if (!p.filtered) continue;
+    const k = keyKind(p);
+    const key = portKey(p);
+    for (const r of p.rules) {
+      const dir = r.direction === 'ingress' ? 'in' : 'out';
+      const shape = shapeOf(r);
+      const values = [key, ...shapeValues(r, shape)];
+      if (r.remote.kind === 'group') {
+        const name = groupRefSetName(r.remote.groupId, dir, r.family, shape, k);
+        sink.add(name, ruleSetKey(k, r.family, shape, false), values, r.ruleId);
+      } else {
+        const remote = r.remote.kind === 'prefix' ? r.remote.prefix : r.family === 4 ? '0.0.0.0/0' : '::/0';
+        sink.add(ruleSetName(dir, r.family, shape, k), ruleSetKey(k, r.family, shape, true), [...values, remote], r.ruleId);
+      }
+    }
+  }
+}
+
+/** Names of the per-mode port sets (see layout.ts for their rules). */
+export interface PortSetNames {
+  ports: string;
+  spoof4: string;
+  spoof6: string;
+  dhcp4: string;
+  dhcp6: string;
+  ra6: string;
+}
+
+/** Port membership, anti-spoof pairs, DHCP servers and routers of the filtered ports of one mode. */
+export function portElements(ir: PolicyIR, k: KeyKind, names: PortSetNames, sink: ElementSink): void {
+  const kt = KEY_TYPE[k];
+  for (const p of ir.ports) {
+    if (!p.filtered || keyKind(p) !== k) continue;
+    const key = portKey(p);
+    sink.add(names.ports, [kt], [key], p.portId);
+    for (const s of p.spoof) {
+      const set = s.family === 4 ? names.spoof4 : names.spoof6;
+      sink.add(set, [kt, 'ether_addr', s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'], [key, s.mac, s.prefix], p.portId);
+    }
+    for (const server of p.dhcpServers) {
+      const v4 = !server.includes(':');
+      sink.add(v4 ? names.dhcp4 : names.dhcp6, [kt, v4 ? 'ipv4_addr' : 'ipv6_addr'], [key, hostAddress(server)], p.portId);
+    }
+    for (const router of p.routers) {
+      if (!router.includes(':')) continue;
+      sink.add(names.ra6, [kt, 'ipv6_addr'], [key, hostAddress(router)], p.portId);
+    }
+  }
+}
+
+/**
+ * Addresses of a port, per family: what it may send from (fixed IPs, address pairs, its MACs' link-local
+ * addresses), without /0 pairs and the DHCP-discover source, which name no port.
+ */
+export function portAddresses(p: PortPolicy, family: 4 | 6): string[] {
+  const out = new Set<string>();
+  for (const ip of p.fixedIps) if (familyOf(ip) === family) out.add(ip);
+  for (const s of p.spoof) {
+    if (s.family === family && !isDefaultRoute(s.prefix) && s.prefix !== '0.0.0.0/32') out.add(s.prefix);
+  }
+  return [...out];
+}
+
+/** One-field interval elements from prefixes: overlaps merged, labelled by the first prefix's owner. */
+export function rangeElements(family: 4 | 6, items: { prefix: string; label?: string }[]): Element[] {
+  const merged = mergeRanges(items.map((i) => ({ ...prefixRange(i.prefix), label: i.label })));
+  return merged.map((m) => {
+    const el: Element = { key: [rangeValue(family, m.lo, m.hi)] };
+    const label = m.labels.find((l) => l !== undefined);
+    if (label !== undefined) el.comment = clip(label);
+    return el;
+  });
+}

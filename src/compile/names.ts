@@ -1,0 +1,86 @@
+/**
+ * Names of portwall's chains and sets. Fixed names are plain identifiers that are no nft keyword (nft 1.0.6
+ * refuses quoted names and keywords such as `counter` or `fwd` in `nft -f`); names derived from ids (groups,
+ * networks) are a readable slug plus a hash of the whole id, so they stay short, legal and distinct however
+ * long or odd the id is — never a truncation that two ids could share.
+ */
+import { createHash } from 'node:crypto';
+
+/** Longest name portwall derives (older kernels allowed 32 bytes with the NUL). */
+export const MAX_NAME = 31;
+
+const SLUG_MAX = 10;
+const HASH_HEX = 12;
+
+/** `prefix_slug_hash`: [A-Za-z_][A-Za-z0-9_]*, at most {@link MAX_NAME} bytes. */
+export function derivedName(prefix: string, id: string): string {
+  const slug = id.replace(/[^A-Za-z0-9]+/g, '_').replace(/^_+|_+$/g, '').slice(0, SLUG_MAX).replace(/_+$/, '');
+  const hash = createHash('sha256').update(id).digest('hex').slice(0, HASH_HEX);
+  const name = slug ? `${prefix}_${slug}_${hash}` : `${prefix}_${hash}`;
+  // The prefix is ours and short; this only guards against a future caller passing a long one.
+  if (name.length > MAX_NAME) throw new Error(`derived name ${name} is longer than ${MAX_NAME}`);
+  return name;
+}
+
+/** Port key kinds: routed ports by device name, bridged ports by their mark tag. */
+export type KeyKind = 'dev' | 'tag';
+
+/** The fixed names of the inet table. */
+export const INET = {
+  rawPre: 'raw_pre',
+  rawOut: 'raw_out',
+  preFilter: 'pre_filter',
+  fwdFilter: 'fwd_filter',
+  inFilter: 'in_filter',
+  outFilter: 'out_filter',
+  egress: (k: KeyKind) => `egress_${k}`,
+  ingress: (k: KeyKind) => `ingress_${k}`,
+  ports: (k: KeyKind) => `ports_${k}`,
+  spoof: (f: 4 | 6, k: KeyKind) => `spoof${f}_${k}`,
+  dhcp: (f: 4 | 6, k: KeyKind) => `dhcp${f}_${k}`,
+  ra6: (k: KeyKind) => `ra6_${k}`,
+  ndOut: 'nd_out',
+  ndIn: 'nd_in',
+  ndDad: 'nd_dad',
+  bridges: 'bridges',
+  bridgeFwd: 'bridge_fwd',
+  statelessDev: 'stateless_dev',
+  stateless: (f: 4 | 6) => `stateless${f}`,
+  statelessTag: 'stateless_tag',
+  statelessBr: (f: 4 | 6) => `stateless_br${f}`,
+} as const;
+
+/** The fixed names of the bridge table. */
+export const BRIDGE = {
+  fromPort: 'from_port',
+  toPort: 'to_port',
+  portTag: 'port_tag',
+  l2Ports: 'l2_ports',
+  macOk: 'mac_ok',
+  arpOk: 'arp_ok',
+} as const;
+
+/** Shapes of security-group rule sets (docs/dataplane.md). */
+export type Shape = 'ports' | 'proto' | 'icmp' | 'any';
+
+/** A rule set of the base skeleton: `in4_ports_dev`. */
+export function ruleSetName(dir: 'in' | 'out', family: 4 | 6, shape: Shape, k: KeyKind): string {
+  return `${dir}${family}_${shape}_${k}`;
+}
+
+/** A remote group's member set: `m4_<slug>_<hash>`. */
+export function memberSetName(groupId: string, family: 4 | 6): string {
+  return derivedName(`m${family}`, groupId);
+}
+
+const SHAPE_LETTER: Record<Shape, string> = { ports: 'p', proto: 'l', icmp: 'i', any: 'a' };
+
+/** The per-port references of a remote group for one rule shape: `in4pd_<slug>_<hash>` (ports, dev). */
+export function groupRefSetName(groupId: string, dir: 'in' | 'out', family: 4 | 6, shape: Shape, k: KeyKind): string {
+  return derivedName(`${dir}${family}${SHAPE_LETTER[shape]}${k[0]}`, groupId);
+}
+
+/** The zone sets of a network: devices (routed) or tags (bridged) and addresses (routed) of its ports. */
+export function zoneSetName(networkId: string, what: 'dev' | 'tag' | 'ip4' | 'ip6'): string {
+  return derivedName(`z${what}`, networkId);
+}

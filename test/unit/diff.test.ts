@@ -1,0 +1,167 @@
+/**
+ * diff() and Portwall.apply against the fake nftables binding (no root): idempotence, element-only port
+ * changes, repair of edits, set rebuilds, and other tables left alone.
+ */
+import { describe, expect, test } from 'vitest';
+
+import { diff } from '../../src/apply/diff.js';
+import { Portwall } from '../../src/apply/portwall.js';
+import { openNft } from '../../src/nft/client.js';
+import { FakeNft } from '../../src/nft/fake.js';
+import { F, accept, eq, rule } from '../../src/nft/match.js';
+import type { NftBinding } from '../../src/native.js';
+import { busyGroup, elementOnly, port, state, webGroup, type Mode } from '../helpers/states.js';
+
+function open(fake = new FakeNft()) {
+  return { fake, pw: Portwall.open({ binding: fake, conntrack: null }), nft: openNft({ binding: fake }) };
+}
+
+const ports = (n: number, groups: string[]) => Array.from({ length: n }, (_, i) => port(i + 1, groups));
+
+describe.each<Mode>(['routed', 'bridged'])('apply on the fake, %s', (mode) => {
+  const groups = [webGroup(), busyGroup('sg-busy', 20, 'sg-web')];
+  const base = state(mode, groups, ports(20, ['sg-web', 'sg-busy']));
+
+  test('apply twice: the second diff is empty and nothing is committed', async () => {
+    const { fake, pw } = open();
+    const first = await pw.apply(base);
+    expect(first.changed).toBe(true);
+    const commits = fake.commits;
+    const second = await pw.apply(base);
+    expect(second).toMatchObject({ changed: false, operations: 0 });
+    expect(fake.commits).toBe(commits);
+    expect((await pw.plan(base)).operations).toEqual([]);
+  });
+
+  test('adding, changing and removing one port are element-only batches', async () => {
+    const { pw } = open();
+    await pw.apply(base);
+    const added = { ...base, ports: [...base.ports!, port(99, ['sg-web', 'sg-busy'])] };
+    const addPlan = await pw.plan(added);
+    expect(addPlan.operations.length).toBeGreaterThan(0);
+    expect(elementOnly(addPlan.operations)).toBe(true);
+    await pw.apply(added);
+
+    const moved = { ...added, ports: added.ports!.map((p) => (p.id === 'port-00099' ? { ...p, security_groups: ['sg-web'], fixed_ips: [...p.fixed_ips!, { ip_address: '203.0.113.200' }] } : p)) };
+    const changePlan = await pw.plan(moved);
+    expect(elementOnly(changePlan.operations)).toBe(true);
+    expect(changePlan.operations.some((op) => op.verb === 'delete')).toBe(true);
+    await pw.apply(moved);
+
+    const removePlan = await pw.plan(base);
+    expect(elementOnly(removePlan.operations)).toBe(true);
+    expect(removePlan.operations.every((op) => op.verb === 'delete')).toBe(true);
+    await pw.apply(base);
+    expect((await pw.plan(base)).operations).toEqual([]);
+  });
+
+  test('a changed rule replaces its elements (delete + add), nothing else', async () => {
+    const { pw } = open();
+    await pw.apply(base);
+    const g = webGroup();
+    g.security_group_rules![0] = { ...g.security_group_rules![0]!, port_range_min: 8080, port_range_max: 8080 };
+    const p = await pw.plan({ ...base, security_groups: [g, groups[1]!] });
+    expect(elementOnly(p.operations)).toBe(true);
+    expect(p.summary).toMatch(new RegExp(`delete element inet portwall in4_ports_${mode === 'routed' ? 'dev' : 'tag'} \\(20\\)`));
+  });
+});
+
+describe('diff repairs and adopts', () => {
+  const doc = state('routed', [webGroup()], ports(3, ['sg-web']));
+
+  test('an edited chain is flushed and refilled; a stray set and chain are removed; other tables untouched', async () => {
+    const { pw, nft } = open();
+    await pw.apply(doc);
+    await nft.transaction()
+      .add({ kind: 'table', family: 'inet', name: 'other' })
+      .add({ kind: 'chain', family: 'inet', table: 'other', name: 'c' })
+      .add({ kind: 'rule', family: 'inet', table: 'other', chain: 'c', exprs: rule('inet', eq(F.tcp.dport, 22), accept()) })
+      .add({ kind: 'rule', family: 'inet', table: 'portwall', chain: 'ingress_dev', exprs: rule('inet', eq(F.tcp.dport, 22), accept()) })
+      .add({ kind: 'set', family: 'inet', table: 'portwall', name: 'stray', key: ['ipv4_addr'] })
+      .add({ kind: 'chain', family: 'inet', table: 'portwall', name: 'stray_chain' })
+      .commit();
+    const p = await pw.plan(doc);
+    expect(p.summary.split('\n')).toEqual(expect.arrayContaining([
+      'flush chain inet portwall ingress_dev', 'delete set inet portwall stray', 'delete chain inet portwall stray_chain',
+    ]));
+    expect(p.text).not.toContain(' other ');
+    await pw.apply(doc);
+    expect((await pw.plan(doc)).operations).toEqual([]);
+    const listed = await nft.list({ family: 'inet', table: 'other' });
+    expect(listed.objects.filter((o) => o.kind === 'rule')).toHaveLength(1);
+  });
+
+  test('a set whose definition changed is rebuilt after the chains using it are flushed, in one batch', async () => {
+    const { pw, nft } = open();
+    await pw.apply(doc);
+    const { objects } = await nft.list({ family: 'inet', table: 'portwall' });
+    const current = objects.map((o) => (o.kind === 'set' && o.name === 'ports_dev' ? { ...o, comment: 'edited' } : o));
+    const desired = objects.filter((o) => o.kind !== 'elements' || o.elements.length > 0);
+    const d = diff(desired, current);
+    const lines = d.operations.map((op) => `${op.verb} ${op.object.kind} ${'name' in op.object ? op.object.name : 'set' in op.object ? op.object.set : op.object.chain}`);
+    const flushFwd = lines.indexOf('flush chain fwd_filter');
+    const del = lines.indexOf('delete set ports_dev');
+    const add = lines.indexOf('add set ports_dev');
+    expect(flushFwd).toBeGreaterThanOrEqual(0);
+    expect(del).toBeGreaterThan(flushFwd);
+    expect(add).toBeGreaterThan(del);
+    expect(lines.lastIndexOf('add rule fwd_filter')).toBeGreaterThan(add);
+    expect(d.removed.find((r) => r.set.name === 'ports_dev')!.elements).toHaveLength(3);
+  });
+
+  test('switching the only network from bridged to routed removes the bridge table', async () => {
+    const { pw, nft } = open();
+    await pw.apply(state('bridged', [webGroup()], ports(2, ['sg-web'])));
+    expect((await nft.list({ family: 'bridge' })).objects.some((o) => o.kind === 'table')).toBe(true);
+    const p = await pw.plan(doc);
+    expect(p.summary).toContain('delete table bridge portwall');
+    await pw.apply(doc);
+    expect((await nft.list({ family: 'bridge' })).objects).toEqual([]);
+    expect((await pw.plan(doc)).operations).toEqual([]);
+  });
+
+  test('status counts what is programmed', async () => {
+    const { pw } = open();
+    expect((await pw.status()).tables).toEqual([]);
+    await pw.apply(doc);
+    const s = await pw.status();
+    expect(s.tables).toEqual([{ family: 'inet', name: 'portwall' }]);
+    expect(s.counts.rules).toBeGreaterThan(20);
+    expect(s.counts.elements).toBeGreaterThan(10);
+  });
+
+  test('a commit landing between listing and commit makes apply diff again', async () => {
+    const fake = new FakeNft();
+    const other = openNft({ binding: fake });
+    let raced = false;
+    // Someone else's batch lands right after portwall listed the tables (when it checks the generation).
+    const racing: NftBinding = {
+      nftCommit: (netns, batch) => fake.nftCommit(netns, batch),
+      nftList: (netns, family, table) => fake.nftList(netns, family, table),
+      nftEncode: (batch) => fake.nftEncode(batch),
+      nftSendEncoded: (netns, netlink) => fake.nftSendEncoded(netns, netlink),
+      nftGenid: async (netns) => {
+        if (!raced) {
+          raced = true;
+          await other.list({ family: 'inet', table: 'portwall' });
+          await other.transaction().add({ kind: 'elements', family: 'inet', table: 'portwall', set: 'ports_dev', elements: [{ key: ['intruder0'] }] }).commit();
+        }
+        return fake.nftGenid(netns);
+      },
+    };
+    const pw = Portwall.open({ binding: racing, conntrack: null });
+    await Portwall.open({ binding: fake, conntrack: null }).apply(state('routed', [webGroup()], ports(1, ['sg-web'])));
+    const r = await pw.apply(doc);
+    expect(r.changed).toBe(true);
+    expect(raced).toBe(true);
+    // The second diff saw the intruder and removed it: the kernel matches the state.
+    expect((await pw.plan(doc)).operations).toEqual([]);
+  });
+
+  test('an invalid state throws before anything is sent', async () => {
+    const { fake, pw } = open();
+    const bad = { ...doc, ports: [{ ...doc.ports![0]!, device: 'a-device-name-far-too-long' }] };
+    await expect(pw.apply(bad)).rejects.toMatchObject({ code: 'ERR_INVALID_STATE', message: expect.stringContaining('ports[0]') });
+    expect(fake.commits).toBe(0);
+  });
+});

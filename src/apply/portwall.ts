@@ -12,6 +12,7 @@
  * one at a time.
  */
 import { ConntrackClient } from '../conntrack.js';
+import { IpsetClient } from '../ipset.js';
 import { layout } from '../compile/layout.js';
 import { compilePolicy } from '../compile/policy.js';
 import type { PolicyIR } from '../compile/ir.js';
@@ -23,6 +24,7 @@ import type { NftBinding } from '../native.js';
 import type { Family, NftObject, Operation } from '../nft/types.js';
 import { affectedPorts, cleanup, type ConntrackLike, type CleanupResult } from './cleanup.js';
 import { diff, type Diff } from './diff.js';
+import { publishIpsets, type IpsetLike, type PublishResult } from './ipsets.js';
 import { summarize } from './summary.js';
 
 /** Options of {@link Portwall.open}. */
@@ -35,6 +37,8 @@ export interface PortwallOptions {
   binding?: NftBinding;
   /** Conntrack client for cleanup; `null` turns cleanup off (e.g. with a fake nftables binding). */
   conntrack?: ConntrackLike | null;
+  /** ipset client used when `config.publishIpsets` is set; default: a client in the same namespace. */
+  ipsets?: IpsetLike;
 }
 
 /** Options of {@link Portwall.apply}. */
@@ -53,6 +57,8 @@ export interface ApplyResult {
   /** The ruleset generation after the commit. */
   genid?: number;
   cleanup: CleanupResult;
+  /** With `config.publishIpsets`: the remote-group ipsets published or removed. */
+  ipsets?: PublishResult;
   /** One line per group of operations, e.g. `delete element inet portwall in4_ports_dev (1)`. */
   plan: string;
   /** Milliseconds per stage. */
@@ -84,6 +90,7 @@ export class Portwall {
   readonly netns: string | null;
   readonly #nft: Nft;
   readonly #ct: ConntrackLike | null;
+  readonly #ipsets: IpsetLike | undefined;
   #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(options: PortwallOptions) {
@@ -91,6 +98,7 @@ export class Portwall {
     this.netns = options.netns ?? null;
     this.#nft = new Nft({ netns: this.netns, ...(options.binding ? { binding: options.binding } : {}) });
     this.#ct = options.conntrack === undefined ? new ConntrackClient(options.netns ? { netns: options.netns } : {}) : options.conntrack;
+    if (this.config.publishIpsets) this.#ipsets = options.ipsets ?? new IpsetClient(options.netns ? { netns: options.netns } : {});
   }
 
   /** A handle on portwall's tables in one namespace. Opening touches nothing. */
@@ -150,7 +158,9 @@ export class Portwall {
       const removedCount = d.removed.reduce((n, r) => n + r.elements.length, 0);
       const none = { deleted: 0, examined: 0, ports: 0 };
       if (d.operations.length === 0) {
-        return { changed: false, operations: 0, elements: { added: 0, removed: 0 }, genid, cleanup: none, plan: '', timings: { ...timings, commit: 0, cleanup: 0 } };
+        const ipsets = this.#ipsets ? await publishIpsets(this.#ipsets, ir) : undefined;
+        const changed = (ipsets?.published.length ?? 0) + (ipsets?.destroyed.length ?? 0) > 0;
+        return { changed, operations: 0, elements: { added: 0, removed: 0 }, genid, cleanup: none, ...(ipsets ? { ipsets } : {}), plan: '', timings: { ...timings, commit: 0, cleanup: 0 } };
       }
       const tx = this.#nft.transaction();
       for (const op of d.operations) tx[op.verb](op.object as never);
@@ -160,6 +170,8 @@ export class Portwall {
       let t = now();
       const result = await tx.commit();
       const commit = now() - t;
+      // Published after the commit: members only ever lag the nftables policy by this one step.
+      const ipsets = this.#ipsets ? await publishIpsets(this.#ipsets, ir) : undefined;
       t = now();
       const cleaned = this.#ct && withCleanup ? await cleanup(this.#ct, ir, affectedPorts(ir, current, d.removed)) : none;
       return {
@@ -168,6 +180,7 @@ export class Portwall {
         elements: { added: d.elementsAdded, removed: removedCount },
         genid: result.genid,
         cleanup: cleaned,
+        ...(ipsets ? { ipsets } : {}),
         plan: summarize(tx.operations),
         timings: { ...timings, commit, cleanup: now() - t },
       };

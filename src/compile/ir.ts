@@ -4,7 +4,7 @@
  * rendered from this one form: the nftables layout (`./layout.ts`), Neutron-style iptables-restore input
  * (`../render/iptables.ts`), and the evaluator used for conntrack cleanup and `explain`.
  */
-import type { IpFamily, Network, PortwallConfig, Prefix } from '../model/types.js';
+import type { IpFamily, Network, PortwallConfig, Prefix, SgRule } from '../model/types.js';
 
 /** Where a rule's remote side may be. */
 export type Remote =
@@ -13,18 +13,9 @@ export type Remote =
   /** Members of a remote group, per family: the fixed IPs and address pairs (never /0) of its ports. */
   | { kind: 'group'; groupId: string };
 
-/** One security-group rule as it applies to a port. */
-export interface CompiledRule {
+/** One security-group rule as it applies to a port: the model's rule with its remote side resolved. */
+export interface CompiledRule extends Pick<SgRule, 'groupId' | 'direction' | 'family' | 'protocol' | 'ports' | 'icmp'> {
   ruleId: string;
-  groupId: string;
-  direction: 'ingress' | 'egress';
-  family: IpFamily;
-  /** IP protocol number; undefined = any. */
-  protocol?: number;
-  /** Destination port range for port-carrying protocols; undefined = all ports. */
-  ports?: { min: number; max: number };
-  /** ICMP/ICMPv6 type and optional code; undefined = any ICMP message. */
-  icmp?: { type: number; code?: number };
   remote: Remote;
 }
 

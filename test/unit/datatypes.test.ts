@@ -6,20 +6,12 @@ import {
 } from '../../src/nft/datatypes.js';
 import { PortwallError } from '../../src/errors.js';
 import type { DataTypeName, Value } from '../../src/nft/types.js';
+import { thrown } from '../helpers/thrown.js';
 
 const hex = (b: Uint8Array | undefined): string | undefined => (b ? Buffer.from(b).toString('hex') : undefined);
 const bytes = (h: string): Uint8Array => Uint8Array.from(Buffer.from(h, 'hex'));
 
-function invalid(fn: () => unknown, code = 'ERR_INVALID_VALUE'): PortwallError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(PortwallError);
-    expect((e as PortwallError).code).toBe(code);
-    return e as PortwallError;
-  }
-  throw new Error('expected a PortwallError');
-}
+const invalid = (fn: () => unknown, code = 'ERR_INVALID_VALUE'): PortwallError => thrown(fn, code);
 
 describe('datatype table', () => {
   test('ids are nft enum datatypes (include/datatype.h)', () => {

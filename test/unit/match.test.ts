@@ -12,6 +12,7 @@ import {
   snat, vmap,
 } from '../../src/nft/match.js';
 import type { Expr } from '../../src/nft/types.js';
+import { thrown } from '../helpers/thrown.js';
 
 const b = (h: string): Uint8Array => Uint8Array.from(Buffer.from(h, 'hex'));
 const meta = (key: string, dreg = 1): Expr => ({ type: 'meta', key, dreg }) as Expr;
@@ -22,16 +23,7 @@ const ACCEPT: Expr = { type: 'immediate', dreg: 0, verdict: { code: 'accept' } }
 const ipv4 = [meta('nfproto'), cmp('eq', '02')];
 const tcp = [meta('l4proto'), cmp('eq', '06')];
 
-function refused(fn: () => unknown, code = 'ERR_INVALID_OBJECT'): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(PortwallError);
-    expect((e as PortwallError).code).toBe(code);
-    return (e as PortwallError).message;
-  }
-  throw new Error('expected a PortwallError');
-}
+const refused = (fn: () => unknown, code = 'ERR_INVALID_OBJECT'): string => thrown(fn, code).message;
 
 describe('matches', () => {
   test('inet: ip saddr 192.0.2.0/24 accept (byte-aligned prefix: 3-byte load, no mask)', () => {

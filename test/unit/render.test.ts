@@ -6,21 +6,13 @@ import { raiseRule } from '../../src/nft/raise.js';
 import { partText, renderOperations } from '../../src/nft/render.js';
 import type { Expr, Family, NftSet, Operation, Rule } from '../../src/nft/types.js';
 import { CASES, SETS } from '../kernel/cases.js';
+import { thrown } from '../helpers/thrown.js';
 
 const r = (family: Family, exprs: Expr[], extra: Partial<Rule> = {}): Rule =>
   ({ kind: 'rule', family, table: 't', chain: 'c', exprs, ...extra });
 const text = (family: Family, ...parts: Part[]): string => raiseRule(family, rule(family, parts)).map(partText).join(' ');
 
-function refused(fn: () => unknown, code = 'ERR_RENDER'): PortwallError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(PortwallError);
-    expect((e as PortwallError).code).toBe(code);
-    return e as PortwallError;
-  }
-  throw new Error('expected a PortwallError');
-}
+const refused = (fn: () => unknown, code = 'ERR_RENDER'): PortwallError => thrown(fn, code);
 
 const allow4: NftSet = {
   kind: 'set', family: 'inet', table: 't', name: 'allow4', key: ['ifname', 'inet_proto', 'inet_service', 'ipv4_addr'],

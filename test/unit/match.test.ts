@@ -5,7 +5,6 @@
  */
 import { describe, expect, test } from 'vitest';
 
-import { PortwallError } from '../../src/errors.js';
 import { slotRegister } from '../../src/nft/linearize.js';
 import {
   F, accept, and, counter, dnat, drop, eq, inSet, jump, limit, log, lt, masquerade, ne, notInSet, notrack, rule, set,

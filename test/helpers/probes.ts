@@ -3,12 +3,21 @@
  * timestamped flows and hand-made frames (through test/fixtures/netprobe.py). Every process is bounded in time.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { Netns } from './netns.js';
 
-export const NETPROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'netprobe.py');
+/** test/fixtures/netprobe.py, found from here whether this runs from test/ or compiled under dist/. */
+export const NETPROBE = findUp(path.dirname(fileURLToPath(import.meta.url)), path.join('test', 'fixtures', 'netprobe.py'));
+
+function findUp(dir: string, rel: string): string {
+  for (let d = dir; ; d = path.dirname(d)) {
+    if (existsSync(path.join(d, rel))) return path.join(d, rel);
+    if (path.dirname(d) === d) return path.join(dir, '..', 'fixtures', 'netprobe.py');
+  }
+}
 
 /** A bounded background process whose stdout lines are collected (JSON lines parsed when they parse). */
 export class Bg {

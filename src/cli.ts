@@ -12,6 +12,7 @@ import { compilePolicy } from './compile/policy.js';
 import { loadStateFile, parseState } from './model/load.js';
 import type { Model, PortwallConfig } from './model/types.js';
 import { renderIptables } from './render/iptables.js';
+import { stateJsonSchema } from './model/emit-schema.js';
 
 const EXIT_CODES = `Exit codes:
   0  success (apply: the kernel matches FILE; plan: the changes were printed)
@@ -26,6 +27,7 @@ Usage:
   portwall plan [--netns NAME] [--format nft|iptables] FILE
                                                          print the changes apply would make, without applying
   portwall status [--netns NAME] [--json]                what portwall's tables hold
+  portwall schema                                        print the state file's JSON Schema
   portwall demo                                          the built-in demo in its own namespaces (root)
   portwall COMMAND --help                                help for one command
 
@@ -57,6 +59,7 @@ Lists portwall's tables over netlink: tables and counts of chains, rules, sets a
 every object (handles and byte strings as strings).
 
 ${EXIT_CODES}`,
+  schema: 'portwall schema: prints the JSON Schema of the state file (the same as schema/state.schema.json in the package).',
   demo: 'portwall demo: builds a compute host with two VMs and an outside client in fresh namespaces, applies security groups, shows traffic allowed and blocked (rules, a remote group, anti-spoofing, a running ping cut when its rule goes), removes the namespaces. Exit 0 when every check came out as expected.',
 };
 
@@ -186,6 +189,10 @@ async function dispatch(io: Io, argv: string[]): Promise<number> {
       return plan(io, rest);
     case 'status':
       return status(io, rest);
+    case 'schema':
+      if (rest.includes('--help')) return help(io, 'schema');
+      io.out(stateJsonSchema());
+      return 0;
     case 'demo': {
       if (rest.includes('--help')) return help(io, 'demo');
       // The demo lives outside src/: it is a harness that runs `ip` and `ping`, which the product never does.

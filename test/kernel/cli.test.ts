@@ -3,7 +3,7 @@
  * changes nothing and names the bad object and field (exit 1); plan prints changes; status --json prints what
  * is programmed; usage errors exit 2; every command has --help with the exit codes.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -92,5 +92,11 @@ describe.skipIf(!isRoot)('portwall CLI', () => {
       expect(h.out).toContain('Exit codes');
     }
     expect((await cli('--help')).out).toContain('portwall apply [--netns NAME] FILE');
+  });
+
+  test('schema prints the shipped JSON Schema', async () => {
+    const r = await cli('schema');
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(readFileSync(path.resolve(import.meta.dirname, '../../schema/state.schema.json'), 'utf8'));
   });
 });

@@ -33,9 +33,9 @@ function fullTransaction(): Transaction {
     .add({
       kind: 'elements', family: 'inet', table: 'pw', set: 'allow4',
       elements: [
-        { key: ['203.0.113.0/24'], comment: 'doc range' },
         { key: ['192.0.2.1'] },
         { key: ['198.51.100.1-198.51.100.9'] },
+        { key: ['203.0.113.0/24'], comment: 'doc range' },
         { key: ['255.255.255.0/24'] },
       ],
     })

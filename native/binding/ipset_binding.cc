@@ -29,6 +29,8 @@ std::vector<ipset::Member> members_arg(const Napi::Value& v) {
   auto bad = [&] { return Napi::TypeError::New(env, "members buffer is malformed"); };
   if (len < 4) throw bad();
   uint32_t count = p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24;
+  // Each member takes at least 20 bytes: check before allocating, so a bad count cannot exhaust memory.
+  if (count > (len - 4) / 20) throw bad();
   std::vector<ipset::Member> out(count);
   size_t at = 4;
   for (auto& m : out) {

@@ -2,6 +2,7 @@
 
 #include <libmnl/libmnl.h>
 #include <libnftnl/common.h>
+#include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
@@ -117,6 +118,9 @@ void encode_table(wire::Reader& r, BatchBuilder& b, const Record& rec) {
     wire::Bytes u = r.bytes("table.userdata");
     must(nftnl_table_set_data(t.get(), NFTNL_TABLE_USERDATA, u.data, u.len), "table.userdata");
   }
+  // The kernel reads a table delete/flush without name and handle as "every table of the family".
+  bool removes = rec.verb == wire::kDelete || rec.verb == wire::kDestroy || rec.verb == wire::kFlush;
+  if (removes && !bit(m, 0) && !bit(m, 1)) r.fail("table delete, destroy or flush needs a name or handle");
   nlmsghdr* nlh = b.start(rec.op.type, rec.family, rec.op.flags, bound(r.offset() - rec.start, 0), rec.index);
   if (rec.verb == wire::kFlush) {
     auto flush = make_rule();
@@ -155,6 +159,9 @@ void encode_chain(wire::Reader& r, BatchBuilder& b, const Record& rec) {
     must(nftnl_chain_set_data(c.get(), NFTNL_CHAIN_USERDATA, u.data, u.len), "chain.userdata");
   }
   if (bit(m, 10)) nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_FLAGS, r.u32("chain.flags"));
+  // The kernel reads a table delete/flush without name and handle as "every table of the family".
+  bool removes = rec.verb == wire::kDelete || rec.verb == wire::kDestroy || rec.verb == wire::kFlush;
+  if (removes && !bit(m, 0) && !bit(m, 1)) r.fail("table delete, destroy or flush needs a name or handle");
   nlmsghdr* nlh = b.start(rec.op.type, rec.family, rec.op.flags, bound(r.offset() - rec.start, 0), rec.index);
   if (rec.verb == wire::kFlush) {
     auto flush = make_rule();
@@ -274,7 +281,8 @@ ElemPtr read_elem(wire::Reader& r) {
     nftnl_set_elem_add_expr(e.get(), counter.release());
   }
   if (bit(m, 7)) nftnl_set_elem_set_u64(e.get(), NFTNL_SET_ELEM_TIMEOUT, r.u64("element.timeout"));
-  if (bit(m, 8)) nftnl_set_elem_set_u64(e.get(), NFTNL_SET_ELEM_EXPIRATION, r.u64("element.expiration"));
+  // Dump only (docs/wire.md): sending it back would fail on sets without timeouts and reset timers on others.
+  if (bit(m, 8)) r.u64("element.expiration");
   return e;
 }
 
@@ -328,6 +336,11 @@ void encode_elements(wire::Reader& r, BatchBuilder& b, const Record& rec) {
   if (nlh) close();
 }
 
+bool known_family(uint8_t f) {
+  return f == NFPROTO_INET || f == NFPROTO_IPV4 || f == NFPROTO_ARP || f == NFPROTO_NETDEV || f == NFPROTO_BRIDGE ||
+         f == NFPROTO_IPV6;
+}
+
 }  // namespace
 
 EncodedBatch encode(const uint8_t* data, size_t len) {
@@ -345,6 +358,8 @@ EncodedBatch encode(const uint8_t* data, size_t len) {
     rec.kind = r.u8("kind");
     rec.family = r.u8("family");
     if (rec.kind < wire::kTable || rec.kind > wire::kElements) r.fail("unknown kind " + std::to_string(rec.kind));
+    // Family 0 (AF_UNSPEC) would widen deletes to every family; only the NFPROTO values nftables has pass.
+    if (!known_family(rec.family)) r.fail("unknown family " + std::to_string(rec.family));
     if (rec.verb > wire::kDestroy || kOps[rec.kind][rec.verb].type == X) {
       r.fail("verb " + std::to_string(rec.verb) + " is not valid for kind " + std::to_string(rec.kind));
     }

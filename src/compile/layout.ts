@@ -5,15 +5,16 @@
  * batch. The skeleton grows only when a new network, mode or remote group (per rule shape) appears.
  */
 import {
-  F, and, counter, drop, eq, inSet, jump, notInSet, notrack, ret, set, type Operand, type SetRef,
+  F, and, counter, drop, eq, goto, inSet, jump, mapOf, ne, notInSet, ret, set, type Operand, type SetRef,
 } from '../nft/match.js';
 import type { NftObject } from '../nft/types.js';
 import { bridgeTable } from './layout-bridge.js';
 import {
-  ElementSink, KEY_TYPE, clip, keyKind, portAddresses, portElements, rangeElements, ruleElements, ruleSetKey, type PortSetNames,
+  ElementSink, KEY_TYPE, clip, portElements, rangeElements, ruleElements, ruleSetKey, type PortSetNames,
 } from './layout-ports.js';
+import { routedTagElements, stateless, zones } from './layout-zones.js';
 import type { PolicyIR } from './ir.js';
-import { INET, groupRefSetName, memberSetName, ruleSetName, zoneSetName, type KeyKind, type Shape } from './names.js';
+import { INET, groupRefSetName, memberSetName, ruleSetName, type KeyKind, type Shape } from './names.js';
 import { TableBuilder } from './tables.js';
 
 // The same ICMPv6 allowances as the iptables renderer (src/render/iptables.ts), so both say one policy.
@@ -54,8 +55,15 @@ function inetTable(ir: PolicyIR): TableBuilder {
   const outFilter = t.chain(INET.outFilter, { hook: 'output', priority: 0 });
   if (modes.length === 0) return t;
 
-  zones(ir, t, rawPre, rawOut);
-  stateless(ir, t, modes, rawPre, rawOut, tagKey);
+  // Bridges of bridged networks: frames from them are in their bridge's zone (layout-zones.ts).
+  let bridges: SetRef | undefined;
+  if (modes.includes('tag')) {
+    bridges = t.set(INET.bridges, ['ifname'], { comment: 'bridges of bridged networks' });
+    const names = ir.networks.filter((n) => n.mode === 'bridged' && n.bridge !== undefined).map((n) => n.bridge!);
+    t.fill(INET.bridges, [...new Set(names)].sort().map((b) => ({ key: [b] })));
+  }
+  zones(ir, t, rawPre, rawOut, bridges);
+  stateless(ir, t, rawPre, rawOut, tagKey, bridges);
   const ndOut = t.set(INET.ndOut, ['icmpv6_type'], { comment: 'ICMPv6 a port sends without a rule' });
   const ndIn = t.set(INET.ndIn, ['icmpv6_type'], { comment: 'ICMPv6 a port receives without a rule' });
   const ndDad = t.set(INET.ndDad, ['icmpv6_type'], { comment: 'ICMPv6 a port sends from :: (DAD)' });
@@ -92,22 +100,38 @@ function inetTable(ir: PolicyIR): TableBuilder {
       t.rule(outFilter, [inSet(F.meta.oifname, ports), jump(ingress)], 'from the host to routed ports');
     } else {
       // br_netfilter shows bridged traffic to inet hooks with the bridge as iif/oif: the bridge table's tag says
-      // which port. Egress is checked in prerouting (the source tag), ingress in forward (the destination tag),
-      // and only for frames the bridge forwards (iif and oif the same bridge), not for routed ones.
-      const bridges = t.set(INET.bridges, ['ifname'], { comment: 'bridges of bridged networks' });
+      // which port. Egress is checked in prerouting (the source tag), ingress in forward (the destination tag)
+      // for frames the bridge forwards (iif and oif the same bridge). Traffic the host routes into a bridge, or
+      // sends there itself, never meets the bridge's forward hook and carries a stale tag: chain to_bridge
+      // clears it and finds the destination port from the address (longest prefix per bridge).
       const bridgeFwd = t.set(INET.bridgeFwd, ['ifname', 'ifname'], { comment: 'bridge-forwarded traffic' });
       const bridged = ir.networks.filter((n) => n.mode === 'bridged' && n.bridge !== undefined).map((n) => n.bridge!);
-      t.fill(INET.bridges, [...new Set(bridged)].sort().map((b) => ({ key: [b] })));
       t.fill(INET.bridgeFwd, [...new Set(bridged)].sort().map((b) => ({ key: [b, b] })));
-      t.rule(preFilter, [inSet(F.meta.iifname, bridges), inSet(tagKey, ports), jump(egress)], 'from bridged ports');
+      t.rule(preFilter, [inSet(F.meta.iifname, bridges!), inSet(tagKey, ports), jump(egress)], 'from bridged ports');
       t.rule(fwdFilter, [inSet([F.meta.iifname, F.meta.oifname], bridgeFwd), inSet(tagKey, ports), jump(ingress)], 'to bridged ports');
+      const toBridge = t.chain(INET.toBridge);
+      const routeTag = {
+        4: t.set(INET.routeTag(4), ['ifname', 'ipv4_addr'], { interval: true, data: 'mark', comment: 'bridged port tag by bridge and IPv4 address' }),
+        6: t.set(INET.routeTag(6), ['ifname', 'ipv6_addr'], { interval: true, data: 'mark', comment: 'bridged port tag by bridge and IPv6 address' }),
+      };
+      t.fill(routeTag[4].name, routedTagElements(ir, 4));
+      t.fill(routeTag[6].name, routedTagElements(ir, 6));
+      t.rule(fwdFilter, [inSet(F.meta.oifname, bridges!), notInSet([F.meta.iifname, F.meta.oifname], bridgeFwd), jump(toBridge)], 'routed into a bridged network');
+      t.rule(outFilter, [inSet(F.meta.oifname, bridges!), jump(toBridge)], 'from the host into a bridged network');
+      t.rule(toBridge, [set(F.meta.mark, and(F.meta.mark, (~mask) >>> 0))], 'clear the stale port tag');
+      t.rule(toBridge, [set(F.meta.mark, mapOf([F.meta.oifname, F.ip.daddr], routeTag[4]))], 'the destination port by address');
+      t.rule(toBridge, [set(F.meta.mark, mapOf([F.meta.oifname, F.ip6.daddr], routeTag[6]))], 'the destination port by address');
+      t.rule(toBridge, [inSet(tagKey, ports), goto(ingress)], 'to bridged ports');
     }
 
-    // Egress, in the order SPEC §2.8 asks: anti-spoof before the DHCP allowance.
+    // Egress, in the order SPEC §2.8 asks: anti-spoof before the DHCP allowance. Anti-spoof reads `ether
+    // saddr`, which a routed port that is not an Ethernet device (tun) lacks: such ports send nothing.
+    if (k === 'dev') t.rule(egress, [ne(F.meta.iiftype, 1), drop()], 'routed ports must be Ethernet devices');
     t.rule(egress, [eq(F.ip6.saddr, '::'), inSet(F.icmpv6.type, ndDad), ret()], 'ND and MLD from :: (DAD)');
     t.rule(egress, [notInSet([from, F.ether.saddr, F.ip.saddr], spoof[4]), drop()], 'IPv4 anti-spoof');
     t.rule(egress, [notInSet([from, F.ether.saddr, F.ip6.saddr], spoof[6]), drop()], 'IPv6 anti-spoof');
     t.rule(egress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 68), eq(F.udp.dport, 67), ret()], 'DHCP client');
+    t.rule(egress, [eq(F.ip.saddr, '0.0.0.0'), drop()], '0.0.0.0 is for DHCP discover only');
     t.rule(egress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 546), eq(F.udp.dport, 547), ret()], 'DHCPv6 client');
     t.rule(egress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 67), eq(F.udp.dport, 68), drop()], 'DHCP server on a port');
     t.rule(egress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546), drop()], 'DHCPv6 server on a port');
@@ -176,73 +200,3 @@ function groupRules(ir: PolicyIR, t: TableBuilder, sink: ElementSink, k: KeyKind
     }
   }
 }
-
-/**
- * Conntrack zones, set before conntrack (priority -300). Bridged networks: by the bridge (br_netfilter shows
- * both directions with the bridge as iif). Routed networks: by the port device, or by a port address for
- * traffic to it. Rules run from the highest zone to the lowest and the last match wins, so a flow between two
- * local ports of different networks gets the same (lower) zone in both directions.
- */
-function zones(ir: PolicyIR, t: TableBuilder, rawPre: string, rawOut: string): void {
-  const nets = [...ir.networks].sort((a, b) => b.zone - a.zone);
-  for (const n of nets) {
-    const why = clip(`zone of network ${n.id}`);
-    // Set comments start with the zone: conntrack cleanup reads a removed port's zone back from the kernel.
-    const about = clip(`zone ${n.zone} of network ${n.id}`);
-    const zone = set(F.ct.zone, n.zone);
-    const ports = ir.ports.filter((p) => p.networkId === n.id);
-    if (n.mode === 'bridged') {
-      // Not looked up by any rule: it records which network (zone) each bridged port is in.
-      const tags = t.set(zoneSetName(n.id, 'tag'), ['mark'], { comment: about });
-      t.fill(tags.name, ports.map((p) => ({ key: [p.tag!], comment: clip(p.portId) })));
-      if (n.bridge === undefined) continue;
-      t.rule(rawPre, [eq(F.meta.iifname, n.bridge), zone], why);
-      t.rule(rawOut, [eq(F.meta.oifname, n.bridge), zone], why);
-      continue;
-    }
-    const dev = t.set(zoneSetName(n.id, 'dev'), ['ifname'], { comment: about });
-    t.fill(dev.name, ports.map((p) => ({ key: [p.device], comment: clip(p.portId) })));
-    t.rule(rawPre, [inSet(F.meta.iifname, dev), zone], why);
-    t.rule(rawOut, [inSet(F.meta.oifname, dev), zone], why);
-    for (const f of FAMILIES) {
-      const ip = t.set(zoneSetName(n.id, f === 4 ? 'ip4' : 'ip6'), [f === 4 ? 'ipv4_addr' : 'ipv6_addr'], { interval: true, comment: about });
-      t.fill(ip.name, rangeElements(f, ports.flatMap((p) => portAddresses(p, f).map((prefix) => ({ prefix, label: p.portId })))));
-      t.rule(rawPre, [inSet(f === 4 ? F.ip.daddr : F.ip6.daddr, ip), zone], why);
-    }
-  }
-}
-
-/** Ports of stateless groups: their traffic skips conntrack (both directions). */
-function stateless(ir: PolicyIR, t: TableBuilder, modes: KeyKind[], rawPre: string, rawOut: string, tagKey: Operand): void {
-  const ports = ir.ports.filter((p) => !p.stateful);
-  const addrs = (mode: KeyKind, f: 4 | 6) => ports.filter((p) => keyKind(p) === mode).flatMap((p) => portAddresses(p, f).map((prefix) => ({ p, prefix })));
-  const why = 'stateless security groups';
-  if (modes.includes('dev')) {
-    const dev = t.set(INET.statelessDev, ['ifname'], { comment: 'routed ports of stateless groups' });
-    t.fill(dev.name, ports.filter((p) => p.mode === 'routed').map((p) => ({ key: [p.device], comment: clip(p.portId) })));
-    t.rule(rawPre, [inSet(F.meta.iifname, dev), notrack()], why);
-    t.rule(rawOut, [inSet(F.meta.oifname, dev), notrack()], why);
-    for (const f of FAMILIES) {
-      const s = t.set(INET.stateless(f), [f === 4 ? 'ipv4_addr' : 'ipv6_addr'], { interval: true, comment: 'addresses of routed stateless ports' });
-      t.fill(s.name, rangeElements(f, addrs('dev', f).map(({ p, prefix }) => ({ prefix, label: p.portId }))));
-      t.rule(rawPre, [inSet(f === 4 ? F.ip.daddr : F.ip6.daddr, s), notrack()], why);
-    }
-  }
-  if (modes.includes('tag')) {
-    const tag = t.set(INET.statelessTag, ['mark'], { comment: 'bridged ports of stateless groups' });
-    t.fill(tag.name, ports.filter((p) => p.mode === 'bridged').map((p) => ({ key: [p.tag!], comment: clip(p.portId) })));
-    t.rule(rawPre, [inSet(tagKey, tag), notrack()], why);
-    const sink = new ElementSink();
-    for (const f of FAMILIES) {
-      const type = f === 4 ? 'ipv4_addr' as const : 'ipv6_addr' as const;
-      const name = INET.statelessBr(f);
-      const s = t.set(name, ['ifname', type], { interval: true, comment: 'bridge and address of bridged stateless ports' });
-      for (const { p, prefix } of addrs('tag', f)) if (p.bridge !== undefined) sink.add(name, ['ifname', type], [p.bridge, prefix], p.portId);
-      t.fill(name, sink.elements(name));
-      const daddr = f === 4 ? F.ip.daddr : F.ip6.daddr;
-      t.rule(rawPre, [inSet([F.meta.iifname, daddr], s), notrack()], why);
-      t.rule(rawOut, [inSet([F.meta.oifname, daddr], s), notrack()], why);
-    }
-  }
-}
-

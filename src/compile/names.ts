@@ -44,6 +44,8 @@ export const INET = {
   ndDad: 'nd_dad',
   bridges: 'bridges',
   bridgeFwd: 'bridge_fwd',
+  toBridge: 'to_bridge',
+  routeTag: (f: 4 | 6) => `route_tag${f}`,
   statelessDev: 'stateless_dev',
   stateless: (f: 4 | 6) => `stateless${f}`,
   statelessTag: 'stateless_tag',

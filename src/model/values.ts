@@ -42,7 +42,10 @@ export function parseIpPrefix(text: string): Parsed<FamilyPrefix> {
 
 /**
  * A unicast host address without a length (fixed IPs, DHCP servers, routers), as a /32 or /128 prefix.
- * The unspecified address, multicast and IPv4's 240/4 (reserved, broadcast) never name one host.
+ * The unspecified address, multicast and IPv4's 240/4 (reserved, broadcast) never name one host; loopback
+ * (127.0.0.0/8, ::1) names the host itself, never a port or a server on a network — and a port address
+ * picks conntrack zones and untracking in the raw table, where a loopback one would catch the host's own
+ * loopback traffic.
  */
 export function parseHostAddress(text: string): Parsed<FamilyPrefix> {
   const p = text.includes('/') ? undefined : parseAddressText(text);
@@ -53,6 +56,9 @@ export function parseHostAddress(text: string): Parsed<FamilyPrefix> {
   if (words.every((x) => x === 0)) return bad(`${show(text)} is the unspecified address, not a host`);
   if (v4 ? b[0]! >= 224 && b[0]! < 240 : b[0] === 0xff) return bad(`${show(text)} is a multicast address, not a host`);
   if (v4 && b[0]! >= 240) return bad(`${show(text)} is a reserved or broadcast address, not a host`);
+  if (v4 ? b[0] === 127 : b.subarray(0, 15).every((x) => x === 0) && b[15] === 1) {
+    return bad(`${show(text)} is a loopback address: it names the host itself, not a port or a server on a network`);
+  }
   return ok({ prefix: formatPrefix(p), family: v4 ? 4 : 6, length: p.length });
 }
 
@@ -76,13 +82,15 @@ export function parseUnicastMac(text: string): Parsed<string> {
 /**
  * A network device name as the kernel's dev_valid_name() accepts it (1–15 bytes, not `.` or `..`, no `/`,
  * `:` or whitespace) and as portwall can program it in nftables and iptables (no quotes, backslash, `*`, NUL or a
- * final `+`).
+ * final `+`). Never `lo`: a port or bridge on the loopback device would filter, zone and untrack the host's
+ * own loopback traffic.
  */
 export function deviceNameProblem(name: string): string | undefined {
   const bytes = Buffer.byteLength(name, 'utf8');
   if (bytes === 0) return 'must not be empty';
   if (bytes > 15) return `${show(name)} is ${bytes} bytes; device names have at most 15 (IFNAMSIZ - 1)`;
   if (name === '.' || name === '..') return `${show(name)} is not a legal device name`;
+  if (name === 'lo') return '"lo" is the host\'s loopback device, never a port or a bridge';
   // The engine's own ifname datatype is the authority on what it can program; `*` would be its wildcard,
   // and a trailing `+` is iptables' wildcard, which the iptables renderer must never emit for a port.
   try {

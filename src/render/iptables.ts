@@ -21,6 +21,9 @@
  */
 import type { CompiledRule, PolicyIR, PortPolicy } from '../compile/ir.js';
 import type { IpFamily, Network, Prefix } from '../model/types.js';
+import { ND_DAD, ND_IN, ND_OUT } from '../compile/layout.js';
+import { longestPrefix } from '../compile/layout-zones.js';
+import { rangeValue } from '../compile/addr.js';
 import { PortwallError } from '../errors.js';
 import { CHAIN_PREFIX, NameClaims, type PortChainKind, commentMatch, deviceArg, memberSetName, portChain } from './iptables-syntax.js';
 
@@ -52,12 +55,12 @@ const FAMILY = {
   6: { icmpProtocol: 58, icmp: '-p ipv6-icmp -m icmp6 --icmpv6-type', dhcpClient: 546, dhcpServer: 547, any: '::/0' },
 } as const;
 
-/** ICMPv6 a port needs to receive: MLD query/report/done, neighbour solicitation/advertisement, MLDv2 report. */
-const ND_IN = [130, 131, 132, 135, 136, 143];
-/** ICMPv6 a port may send: the same plus router solicitation (never an RA: that is dropped before). */
-const ND_OUT = [130, 131, 132, 133, 135, 136, 143];
-/** Sent from `::` during duplicate address detection, before the port owns any address: passes ahead of anti-spoof. */
-const DAD_OUT = [131, 135, 143];
+/**
+ * ICMPv6 a port may receive (ND_IN), send (ND_OUT: never an RA, that is dropped before) and send from `::`
+ * during duplicate address detection (DAD_OUT, ahead of anti-spoof): the nft layout's own lists, so both
+ * renderings say one policy.
+ */
+const DAD_OUT = ND_DAD;
 const ROUTER_ADVERTISEMENT = 134;
 
 /**
@@ -168,20 +171,29 @@ function renderRaw(ports: PortView[], networks: Network[], family: IpFamily): st
     }
     if (v.port.mode === 'routed') t.add(out, `-o ${v.dev} -j CT --notrack`);
   }
-  for (const v of ports) {
-    const zone = `-j CT --zone ${v.port.zone}`;
-    t.add(pre, `${fromPort(v, false)} ${zone}`);
-    if (v.port.mode === 'routed') {
-      // Replies and new flows towards a routed port arrive on the uplink: its addresses pick the zone.
-      for (const a of portAddresses(v.port, family)) t.add(pre, `-d ${a} ${zone}`);
-      t.add(out, `-o ${v.dev} ${zone}`);
-    }
-  }
-  // Everything crossing a bridged network's bridge (uplink included) belongs to that network's zone.
-  for (const n of networks.filter((n) => n.mode === 'bridged' && n.bridge !== undefined)) {
+  // Zones, as the nft layout sets them (compile/layout-zones.ts). CT attaches one template per packet and
+  // later CT rules leave it be, as later `ct zone set`s do in nft: the first match wins in both, so the rules
+  // come in the layout's order with the layout's matches. Bridged networks by bridge, then by the addresses
+  // their ports own; routed networks lowest zone first, by device and by owned address. An address belongs to
+  // the port with the longest prefix covering it (the layout's ownership, over all ports), so one address is
+  // in one network. The layout's "not from a bridge" guard on address rules is implicit here: a packet from
+  // a bridge already took its zone from the bridge rules, which come first. Conntrack cleanup looks for a
+  // flow in the zone the nft layout gives it.
+  const nets = [...networks].sort((a, b) => a.zone - b.zone || compare(a.id, b.id));
+  const owned = longestPrefix(ports.map((v) => v.port), family);
+  const ownedBy = (n: Network): Prefix[] => owned.filter((o) => o.port.networkId === n.id).flatMap((o) => rangePrefixes(family, o.lo, o.hi));
+  const bridged = nets.filter((n) => n.mode === 'bridged' && n.bridge !== undefined);
+  for (const n of bridged) {
     const bridge = deviceArg(n.bridge!, `networks[${n.id}].bridge`);
     t.add(pre, `-i ${bridge} -j CT --zone ${n.zone}`);
     t.add(out, `-o ${bridge} -j CT --zone ${n.zone}`);
+  }
+  for (const n of bridged) for (const a of ownedBy(n)) t.add(pre, `-d ${a} -j CT --zone ${n.zone}`);
+  for (const n of nets.filter((n) => n.mode === 'routed')) {
+    const own = ports.filter((v) => v.port.networkId === n.id);
+    for (const v of own) t.add(pre, `-i ${v.dev} -j CT --zone ${n.zone}`);
+    for (const v of own) t.add(out, `-o ${v.dev} -j CT --zone ${n.zone}`);
+    for (const a of ownedBy(n)) t.add(pre, `-d ${a} -j CT --zone ${n.zone}`);
   }
   return t.text();
 }
@@ -221,18 +233,27 @@ function stateRules(t: Table, chain: string, v: PortView): void {
   t.add(chain, '-m state --state RELATED,ESTABLISHED -j RETURN');
 }
 
+/**
+ * To the port, in the nft layout's order: ND/MLD; RAs from the network's routers, then every other RA dropped;
+ * conntrack verdicts; DHCP replies from the network's servers, then every other DHCP reply dropped; the SG
+ * rules. The drops come before the SG rules, so a rule such as "any ICMPv6" or "any UDP" admits no rogue
+ * router or DHCP server.
+ */
 function ingressChain(t: Table, v: PortView, family: IpFamily, setOf: SetNamer): void {
   const f = FAMILY[family];
-  stateRules(t, v.i, v);
-  for (const server of ofFamily(v.port.dhcpServers, family)) {
-    t.add(v.i, `-s ${server} -p udp -m udp --sport ${f.dhcpServer} --dport ${f.dhcpClient} ${commentMatch('portwall: DHCP reply')} -j RETURN`);
-  }
   if (family === 6) {
     for (const type of ND_IN) t.add(v.i, `${f.icmp} ${type} -j RETURN`);
     for (const router of ofFamily(v.port.routers, family)) {
       t.add(v.i, `-s ${router} ${f.icmp} ${ROUTER_ADVERTISEMENT} ${commentMatch('portwall: RA from router')} -j RETURN`);
     }
+    t.add(v.i, `${f.icmp} ${ROUTER_ADVERTISEMENT} ${commentMatch('portwall: RA from anyone else')} -j DROP`);
   }
+  stateRules(t, v.i, v);
+  const dhcpReply = `-p udp -m udp --sport ${f.dhcpServer} --dport ${f.dhcpClient}`;
+  for (const server of ofFamily(v.port.dhcpServers, family)) {
+    t.add(v.i, `-s ${server} ${dhcpReply} ${commentMatch('portwall: DHCP reply')} -j RETURN`);
+  }
+  t.add(v.i, `${dhcpReply} ${commentMatch('portwall: DHCP reply from anyone else')} -j DROP`);
   securityGroupRules(t, v, 'ingress', family, setOf);
   t.add(v.i, `-j ${FALLBACK}`);
 }
@@ -240,7 +261,10 @@ function ingressChain(t: Table, v: PortView, family: IpFamily, setOf: SetNamer):
 function egressChain(t: Table, v: PortView, family: IpFamily, setOf: SetNamer): void {
   const f = FAMILY[family];
   if (family === 6) {
-    for (const type of DAD_OUT) t.add(v.o, `-s ::/128 -d ff02::/16 ${f.icmp} ${type} -j RETURN`);
+    // Any destination, as in the nft layout (`ip6 saddr :: icmpv6 type @nd_dad return`): what DAD and MLD
+    // from `::` may be sent to is left to the receivers (RFC 4861 §7.1.1 has them drop an NS from `::` not
+    // sent to a solicited-node address), and both renderings must pass the same packets.
+    for (const type of DAD_OUT) t.add(v.o, `-s ::/128 ${f.icmp} ${type} -j RETURN`);
   }
   t.add(v.o, `-j ${v.s}`);
   // DHCP only after anti-spoof (Neutron LP 1558658); DISCOVER from 0.0.0.0 passes as an anti-spoof pair.
@@ -336,12 +360,33 @@ function renderIpsets(ir: PolicyIR, ports: PortView[], setOf: SetNamer): string 
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
-/** Addresses traffic to the port is sent to: fixed IPs and address pairs, never /0, 0.0.0.0 or link-local. */
+/**
+ * Addresses traffic to the port is sent to: fixed IPs and anti-spoof prefixes (address pairs, link-local),
+ * never /0 or 0.0.0.0 — the same list as the nft layout's zone and stateless sets (compile/layout-ports.ts).
+ */
 function portAddresses(port: PortPolicy, family: IpFamily): Prefix[] {
   const all = [...port.fixedIps, ...port.spoof.map((p) => p.prefix)].filter(
-    (p) => familyOf(p) === family && !p.endsWith('/0') && p !== '0.0.0.0/32' && !/^fe[89ab]/i.test(p),
+    (p) => familyOf(p) === family && !p.endsWith('/0') && p !== '0.0.0.0/32',
   );
   return [...new Set(all)].sort(compare);
+}
+
+/** The CIDR prefixes that exactly cover [lo, hi] (iptables' `-d` takes prefixes, the layout's sets ranges). */
+function rangePrefixes(family: IpFamily, lo: bigint, hi: bigint): Prefix[] {
+  const bits = family === 4 ? 32 : 128;
+  const out: Prefix[] = [];
+  while (lo <= hi) {
+    // The largest aligned block starting at lo that ends within hi.
+    let len = bits;
+    while (len > 0) {
+      const size = 1n << BigInt(bits - len + 1);
+      if (lo % size !== 0n || lo + size - 1n > hi) break;
+      len--;
+    }
+    out.push(`${rangeValue(family, lo, lo)}/${len}`);
+    lo += 1n << BigInt(bits - len);
+  }
+  return out;
 }
 
 function ofFamily(prefixes: Prefix[], family: IpFamily): Prefix[] {

@@ -92,6 +92,7 @@ export const BAD_STATES: readonly BadState[] = [
   bad('routed network with a bridge', `${NET}.bridge`, /routed network has no bridge/, (s) => void (s.networks[0]!.mode = 'routed')),
   bad('bridge name over 15 bytes', `${NET}.bridge`, /at most 15/, (s) => void (s.networks[0]!.bridge = 'br-0123456789abc')),
   bad('bridge name with a slash', `${NET}.bridge`, /not a legal device name/, (s) => void (s.networks[0]!.bridge = 'br/a')),
+  bad('bridge is the loopback device', `${NET}.bridge`, /loopback device/, (s) => void (s.networks[0]!.bridge = 'lo')),
   bad('two networks share a bridge', 'networks[1] (net-b).bridge', /one bridge is one network/, (s) =>
     void s.networks.push({ id: 'net-b', zone: 102, mode: 'bridged', bridge: 'br-a' })),
   bad('DHCP server not an address', `${NET}.dhcp_servers[0]`, /not an IP address/, (s) => void (s.networks[0]!.dhcp_servers = ['dhcp'])),
@@ -152,6 +153,7 @@ export const BAD_STATES: readonly BadState[] = [
   bad('device with a colon', 'ports[0] (tap:1).device', /not a legal device name/, (s) => void (port(s).device = 'tap:1')),
   bad('device "."', 'ports[0] (.).device', /not a legal device name/, (s) => void (port(s).device = '.')),
   bad('device ending in + (an iptables wildcard)', 'ports[0] (tap+).device', /final "\+"/, (s) => void (port(s).device = 'tap+')),
+  bad('device is the loopback device', 'ports[0] (lo).device', /loopback device/, (s) => void (port(s).device = 'lo')),
   bad('device is the bridge', 'ports[0] (br-a).device', /bridge of networks\[0\]/, (s) => void (port(s).device = 'br-a')),
   bad('device missing', 'ports[0].device', /is required/, (s) => void delete port(s).device),
   bad('unknown network', `${PORT}.network_id`, /unknown network "net-z"/, (s) => void (port(s).network_id = 'net-z')),
@@ -166,6 +168,10 @@ export const BAD_STATES: readonly BadState[] = [
     void (port(s).fixed_ips = [{ ip_address: '192.0.2.14/24' }])),
   bad('fixed IP with a zone id', `${PORT}.fixed_ips[0].ip_address`, /not an IP address/, (s) =>
     void (port(s).fixed_ips = [{ ip_address: 'fe80::1%eth0' }])),
+  bad('fixed IP in IPv4 loopback', `${PORT}.fixed_ips[1].ip_address`, /"127\.1\.2\.3" is a loopback address/, (s) =>
+    void port(s).fixed_ips.push({ ip_address: '127.1.2.3' })),
+  bad('fixed IP the IPv6 loopback', `${PORT}.fixed_ips[0].ip_address`, /"::1" is a loopback address/, (s) =>
+    void (port(s).fixed_ips = [{ ip_address: '::1' }])),
   bad('fixed IP of another port on the network', 'ports[1] (tap2).fixed_ips[0].ip_address', /also ports\[0\]/, (s) =>
     void s.ports.push(port2({ fixed_ips: [{ ip_address: '192.0.2.14' }] }))),
   bad('unknown security group', `${PORT}.security_groups[0]`, /unknown security group "sg-nope"/, (s) =>

@@ -8,7 +8,8 @@ import type { CompiledRule, PolicyIR, PortPolicy } from '../../src/compile/ir.js
 import { DEFAULT_CONFIG } from '../../src/model/types.js';
 import { renderIptables, type IptablesRender } from '../../src/render/iptables.js';
 import { commentMatch, memberSetName } from '../../src/render/iptables-syntax.js';
-import { Netns, isRoot, ping, veth } from '../helpers/netns.js';
+import { Netns, isRoot, ping, spawnIn, veth } from '../helpers/netns.js';
+import { Bg, NETPROBE } from '../helpers/probes.js';
 
 const BACKENDS = (['legacy', 'nft'] as const).filter((b) =>
   ['iptables', 'ip6tables'].every((t) => ['/usr/sbin', '/sbin'].some((d) => existsSync(`${d}/${t}-${b}-restore`))),
@@ -38,6 +39,9 @@ const bridged: PortPolicy = {
     rule('11111111-aaaa-4bbb-8ccc-000000000003', 'egress', {}),
     rule('11111111-aaaa-4bbb-8ccc-000000000004', 'ingress', { family: 6, protocol: 58, icmp: { type: 128, code: 0 }, remote: { kind: 'prefix', prefix: '2001:db8:1::/64' } }),
     rule('11111111-aaaa-4bbb-8ccc-000000000005', 'egress', { family: 6, protocol: 6, remote: { kind: 'group', groupId: 'sg-c' } }),
+    // As wide as rules get: they must still admit no rogue DHCP server or router (the base policy drops those first).
+    rule('11111111-aaaa-4bbb-8ccc-000000000006', 'ingress', { protocol: 17 }),
+    rule('11111111-aaaa-4bbb-8ccc-000000000007', 'ingress', { family: 6, protocol: 58 }),
   ],
 };
 const routed: PortPolicy = {
@@ -196,6 +200,27 @@ describe.skipIf(!isRoot || BACKENDS.length === 0)('traffic through the rendered 
 
   it('bridged IPv6: neighbour discovery passes, ping in from the allowed prefix', () => {
     expect(ping(cli, '2001:db8:1::10', { count: 1, waitS: 2 })).toBe(true);
+  });
+
+  it('bridged: DHCP replies and RAs reach the port only from the network\'s servers and routers, despite "any UDP/ICMPv6" rules', async () => {
+    const smac = cli.exec('cat', ['/sys/class/net/eth0/address']).trim();
+    const sniff = new Bg(spawnIn(vmb, 'python3', [NETPROBE, 'sniff', '--dev', 'eth0', '--seconds', '3']));
+    try {
+      await sniff.waitFor((l) => l === 'ready');
+      const dhcp = (src: string) => ({ smac, dmac: MAC_B, src, dst: '192.0.2.10', proto: 'udp', sport: 67, dport: 68, payload: `offer from ${src}` });
+      const ra = (src: string) => ({ smac, dmac: '33:33:00:00:00:01', src, dst: 'ff02::1', proto: 'icmpv6', icmp: 'ra', ttl: 255 });
+      for (const f of [dhcp('192.0.2.254'), dhcp('192.0.2.21'), ra('fe80::1'), ra('fe80::99')]) {
+        cli.exec('python3', [NETPROBE, 'frame', '--dev', 'eth0', '--json', JSON.stringify(f)]);
+      }
+      await sniff.done;
+    } finally {
+      sniff.stop();
+    }
+    const got = sniff.records<{ src?: string; sport?: number; icmpType?: number }>();
+    const dhcpFrom = [...new Set(got.filter((r) => r.sport === 67).map((r) => r.src))];
+    const raFrom = [...new Set(got.filter((r) => r.icmpType === 134).map((r) => r.src))];
+    expect(dhcpFrom).toEqual(['192.0.2.254']);
+    expect(raFrom).toEqual(['fe80::1']);
   });
 
   it('routed, stateless: ping passes both ways by rule and leaves no conntrack entry', () => {

@@ -11,7 +11,8 @@ import { validateState } from '../../src/model/validate.js';
 import { DEFAULT_CONFIG } from '../../src/model/types.js';
 import { Transaction } from '../../src/nft/transaction.js';
 import type { Chain, Elements, NftObject, NftSet, Rule } from '../../src/nft/types.js';
-import { port, state, webGroup, type Mode } from '../helpers/states.js';
+import { network, port, state, webGroup, type Mode } from '../helpers/states.js';
+import { parseInterval } from '../../src/nft/datatypes.js';
 
 function objects(doc: unknown): NftObject[] {
   const model = validateState(doc, DEFAULT_CONFIG);
@@ -56,7 +57,7 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     const base = chains(objs).filter((c) => c.hook !== undefined).map((c) => `${c.name}:${c.hook}:${c.priority}`);
     expect(base).toEqual(mode === 'routed'
       ? ['raw_pre:prerouting:-300', 'raw_out:output:-300', 'fwd_filter:forward:0', 'in_filter:input:0', 'out_filter:output:0']
-      : ['raw_pre:prerouting:-300', 'raw_out:output:-300', 'pre_filter:prerouting:0', 'fwd_filter:forward:0']);
+      : ['raw_pre:prerouting:-300', 'raw_out:output:-300', 'pre_filter:prerouting:0', 'fwd_filter:forward:0', 'out_filter:output:0']);
     expect(chains(objs).map((c) => c.name)).toEqual(expect.arrayContaining([`egress_${k}`, `ingress_${k}`]));
     // 16 base rule-set lookups (2 directions x 2 families x 4 shapes) + one remote-group rule (sg-web ssh, IPv4).
     const ruleSetLookups = [...rules(objs, `egress_${k}`), ...rules(objs, `ingress_${k}`)]
@@ -154,14 +155,64 @@ describe('layout details', () => {
     expect(derivedName('m4', '!!!')).toMatch(/^m4_[0-9a-f]{12}$/);
   });
 
-  test('zones: bridged by bridge, routed by device and address, highest zone first', () => {
+  test('zones: first match wins — bridges, then bridged addresses not from a bridge, then routed lowest zone first', () => {
     const doc = {
       networks: [{ id: 'net-r1', zone: 300, mode: 'routed' as const }, { id: 'net-r2', zone: 200, mode: 'routed' as const }, { id: 'net-b', zone: 250, mode: 'bridged' as const, bridge: 'br-b' }],
       security_groups: [], ports: [port(1, [], {}, 'net-r1'), port(2, [], {}, 'net-r2'), port(3, [], {}, 'net-b')],
     };
     const t = text(objects(doc).filter((o) => o.kind === 'rule' && o.chain === 'raw_pre'));
     const zones = [...t.matchAll(/ct zone set (\d+)/g)].map((m) => Number(m[1]));
-    expect(zones).toEqual([300, 300, 300, 250, 200, 200, 200]);
+    expect(zones).toEqual([250, 250, 250, 200, 200, 200, 300, 300, 300]);
     expect(t).toContain('iifname "br-b" ct zone set 250');
+    expect(t).toContain(`iifname != @bridges ip daddr @${derivedName('zip4', 'net-b')} ct zone set 250`);
+    expect(t).toContain(`iifname != @bridges ip daddr @${derivedName('zip4', 'net-r2')} ct zone set 200`);
+  });
+});
+
+describe('layout: review fixes', () => {
+  const v4 = (v: unknown) => parseInterval('ipv4_addr', v as string);
+  const covers = (els: { key: unknown[] }[], addr: string, field = 0) => els.some((e) => {
+    const r = v4(e.key[field]);
+    const a = v4(addr).lo;
+    return r.lo <= a && a <= r.hi;
+  });
+  // A stateful port 192.0.2.10 on net-a; a stateless port of another network with the pair 192.0.2.0/24.
+  const sl = { id: 'sg-sl', stateful: false, security_group_rules: [{ id: 's1', direction: 'ingress' as const, ethertype: 'IPv4' as const }] };
+  const twoNets = (mode: Mode, zones: [number, number]) => ({
+    networks: [network(mode, 'net-a', zones[0], 'br-a'), network(mode, 'net-c', zones[1], 'br-c')],
+    security_groups: [webGroup(), sl],
+    ports: [port(9, ['sg-web']), port(300, ['sg-sl'], { allowed_address_pairs: [{ ip_address: '192.0.2.0/24' }] }, 'net-c')],
+  });
+
+  test.each<Mode>(['routed', 'bridged'])('stateless untracking never covers a more specific address of a stateful port of another network (%s)', (mode) => {
+    for (const zones of [[101, 102], [102, 101]] as [number, number][]) {
+      const objs = objects(twoNets(mode, zones));
+      const s4 = elements(objs, 'stateless4');
+      expect(covers(s4, '192.0.2.10')).toBe(false);
+      expect(covers(s4, '192.0.2.11')).toBe(true);
+      expect(covers(s4, '198.51.100.51')).toBe(true);
+      // the address zone sets are disjoint: 192.0.2.10 is net-a's only
+      expect(covers(elements(objs, derivedName('zip4', 'net-a')), '192.0.2.10')).toBe(true);
+      expect(covers(elements(objs, derivedName('zip4', 'net-c')), '192.0.2.10')).toBe(false);
+    }
+  });
+
+  test('routed ports: non-Ethernet devices are dropped first; 0.0.0.0 only for the DHCP client', () => {
+    const t = text(objects(state('routed', [webGroup()], [port(1, ['sg-web'])])).filter((o) => o.kind === 'rule' && o.chain === 'egress_dev'));
+    expect(t.split('\n').find((l) => l.includes('egress_dev') || l.includes('iiftype'))).toMatch(/meta iiftype != 1 drop/);
+    const dhcp = t.indexOf('udp sport 68 udp dport 67 return');
+    expect(t.indexOf('ip saddr 0.0.0.0 drop')).toBeGreaterThan(dhcp);
+  });
+
+  test('bridged: traffic routed or sent by the host to a bridge finds the port tag from its address', () => {
+    const objs = objects(state('bridged', [webGroup()], [port(1, ['sg-web'], { allowed_address_pairs: [{ ip_address: '192.0.2.0/28' }] }), port(2, ['sg-web'])]));
+    const t = text(objs.filter((o) => o.kind === 'rule'));
+    expect(t).toContain('meta mark set oifname . ip daddr map @route_tag4');
+    expect(t).toContain('meta mark set oifname . ip6 daddr map @route_tag6');
+    expect(t).toMatch(/oifname @bridges iifname \. oifname != @bridge_fwd jump to_bridge/);
+    expect(t).toMatch(/oifname @bridges jump to_bridge/);
+    // the longest prefix wins: 192.0.2.3 is port 2's, the rest of port 1's pair is port 1's
+    const m = elements(objs, 'route_tag4').map((e) => [e.key[1], e.data]);
+    expect(m).toEqual(expect.arrayContaining([['192.0.2.3', 2], ['192.0.2.0-192.0.2.2', 1], ['192.0.2.4-192.0.2.15', 1]]));
   });
 });

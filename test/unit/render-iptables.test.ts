@@ -1,6 +1,9 @@
 import { describe, expect, test } from 'vitest';
 
 import type { CompiledRule, PolicyIR, PortPolicy } from '../../src/compile/ir.js';
+import { ND_DAD, layout } from '../../src/compile/layout.js';
+import { parseInterval } from '../../src/nft/datatypes.js';
+import { Transaction } from '../../src/nft/transaction.js';
 import { PortwallError } from '../../src/errors.js';
 import { DEFAULT_CONFIG, type Network } from '../../src/model/types.js';
 import { renderIptables } from '../../src/render/iptables.js';
@@ -68,6 +71,107 @@ function chain(text: string, name: string): string[] {
 function declared(text: string): string[] {
   return text.split('\n').filter((l) => l.startsWith(':')).map((l) => l.slice(1).split(' ')[0]!);
 }
+/** The nft layout's rules of `ir` as `nft` text, per chain, and its set elements. */
+interface NftRuleText { chain: string; text: string }
+function nftRules(ir: PolicyIR): NftRuleText[] & { elements: Map<string, string[]> } {
+  const objs = layout(ir);
+  const tx = new Transaction();
+  for (const o of objs) tx.add(o);
+  if (tx.error) throw tx.error;
+  const rules = tx.toString().split('\n').flatMap((l) => {
+    const m = /^add rule inet \S+ (\S+) (.*)$/.exec(l);
+    return m ? [{ chain: m[1]!, text: m[2]! }] : [];
+  });
+  const elements = new Map<string, string[]>();
+  for (const o of objs) if (o.kind === 'elements') elements.set(o.set, o.elements.map((e) => String(e.key[0])));
+  return Object.assign(rules, { elements });
+}
+
+/** What a base-policy rule does, in words both renderings share ('other' for SG rules and dispatch). */
+function iptKind(spec: string): string {
+  if (spec.includes('--state INVALID')) return 'invalid';
+  if (spec.includes('--state RELATED,ESTABLISHED')) return 'established';
+  if (spec.startsWith('-s ::/128 ')) return 'dad';
+  if (spec.startsWith('-j portwall-s-')) return 'anti-spoof';
+  if (/--icmpv6-type 134 /.test(spec)) return spec.endsWith('RETURN') ? 'ra-router' : 'ra-drop';
+  if (/--icmpv6-type \d+ -j RETURN$/.test(spec)) return 'nd';
+  if (/--sport (67|547) --dport (68|546)/.test(spec)) return spec.endsWith('RETURN') ? 'dhcp-server' : 'dhcp-reply-drop';
+  if (/--sport (68|546) --dport (67|547)/.test(spec)) return 'dhcp-client';
+  return 'other';
+}
+function nftKind(text: string, family: 4 | 6): string {
+  const v6Only = /icmpv6|ip6 |nfproto ipv6|sport 54[67]/.test(text);
+  const v4Only = /(^| )ip saddr|nfproto ipv4|sport 6[78]/.test(text);
+  if ((family === 4 && v6Only && !text.includes('spoof4')) || (family === 6 && v4Only && !text.includes('spoof6'))) return 'other';
+  if (text.includes('ct state invalid')) return 'invalid';
+  if (text.includes('ct state established,related')) return 'established';
+  if (text.includes('@nd_dad')) return 'dad';
+  if (text.includes('@spoof')) return 'anti-spoof';
+  if (text.includes('nd-router-advert')) return text.includes('@ra6') ? 'ra-router' : 'ra-drop';
+  if (/@nd_(in|out)/.test(text)) return 'nd';
+  if (/udp sport (67|547) udp dport (68|546)/.test(text)) return text.includes('@dhcp') ? 'dhcp-server' : 'dhcp-reply-drop';
+  if (/udp sport (68|546) udp dport (67|547)/.test(text)) return 'dhcp-client';
+  return 'other';
+}
+function collapse(kinds: string[]): string[] {
+  return kinds.filter((k, i) => k !== kinds[i - 1]);
+}
+
+/** A packet as the raw table sees it: PREROUTING (iif, the bridge port for bridged frames) or OUTPUT (oif). */
+interface Packet { family: 4 | 6; hook: 'pre' | 'out'; iif?: string; physin?: string; oif?: string; daddr: string }
+
+function contains(family: 4 | 6, range: string, addr: string): boolean {
+  const type = family === 4 ? 'ipv4_addr' : 'ipv6_addr';
+  const r = parseInterval(type, range);
+  const a = parseInterval(type, addr);
+  return r.lo <= a.lo && a.hi <= r.hi;
+}
+
+/** iptables: the first `CT --zone` rule that matches wins (xt_CT leaves an attached template be). */
+function iptZone(text: string, p: Packet): number | undefined {
+  for (const spec of chain(text, p.hook === 'pre' ? 'portwall-PREROUTING' : 'portwall-OUTPUT')) {
+    const m = /^(.*) -j CT --zone (\d+)$/.exec(spec);
+    if (!m) continue;
+    const [, match, zone] = m as unknown as [string, string, string];
+    const hit = /^-i \S+$/.test(match) ? p.iif === match.slice(3)
+      : /^-o \S+$/.test(match) ? p.oif === match.slice(3)
+      : /^-d \S+$/.test(match) ? contains(p.family, match.slice(3), p.daddr)
+      : /^-m physdev --physdev-in \S+$/.test(match) ? p.physin === match.split(' ').at(-1)
+      : (() => { throw new Error(`unknown zone match ${match}`); })();
+    if (hit) return Number(zone);
+  }
+  return undefined;
+}
+
+/**
+ * nft: the first `ct zone set` that matches wins — nft_ct_set_zone_eval() returns early once the packet has a
+ * conntrack template, as xt_CT does. `matches` counts every rule that would match, to prove the overlaps.
+ */
+function nftZone(rules: ReturnType<typeof nftRules>, p: Packet): { zone?: number; matches: number } {
+  let zone: number | undefined;
+  let matches = 0;
+  const inSet = (value: string, v: string | undefined, isAddr: boolean): boolean => {
+    if (v === undefined) return false;
+    const values = value.startsWith('@') ? rules.elements.get(value.slice(1)) ?? [] : [value.slice(1, -1)];
+    return isAddr ? values.some((x) => contains(p.family, x, v)) : values.includes(v);
+  };
+  for (const r of rules.filter((r) => r.chain === (p.hook === 'pre' ? 'raw_pre' : 'raw_out'))) {
+    if (!r.text.includes('ct zone set')) continue;
+    const m = /^(?:iifname != (@\S+) )?(iifname|oifname|ip daddr|ip6 daddr) (@\S+|"[^"]*") ct zone set (\d+)/.exec(r.text);
+    if (!m) throw new Error(`unknown zone rule ${r.text}`);
+    const [, notFrom, field, value, z] = m as unknown as [string, string | undefined, string, string, string];
+    if (notFrom !== undefined && inSet(notFrom, p.iif, false)) continue;
+    const hit = field === 'iifname' ? inSet(value, p.iif, false)
+      : field === 'oifname' ? inSet(value, p.oif, false)
+      : (field === 'ip daddr') === (p.family === 4) && inSet(value, p.daddr, true);
+    if (hit) {
+      zone ??= Number(z);
+      matches++;
+    }
+  }
+  return { zone, matches };
+}
+
 function refusal(fn: () => unknown): PortwallError {
   try {
     fn();
@@ -178,22 +282,71 @@ describe('renderIptables', () => {
   test('IPv6: DAD ahead of anti-spoof, RA only from the routers, none from the port, DHCPv6 from the servers', () => {
     const o6 = chain(out.ip6tables, 'portwall-o-tap6e3f2eda-32');
     const spoofAt = o6.indexOf('-j portwall-s-tap6e3f2eda-32');
-    expect(o6.slice(0, spoofAt)).toEqual([131, 135, 143].map((t) => `-s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`));
+    // Any destination, as the nft layout's `ip6 saddr :: icmpv6 type @nd_dad return`.
+    expect(o6.slice(0, spoofAt)).toEqual(ND_DAD.map((t) => `-s ::/128 -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`));
     expect(o6).toContain('-p ipv6-icmp -m icmp6 --icmpv6-type 134 -m comment --comment "portwall: no RA from a port" -j DROP');
     expect(o6).toContain('-p udp -m udp --sport 546 --dport 547 -m comment --comment "portwall: DHCP client" -j RETURN');
     const i6 = chain(out.ip6tables, 'portwall-i-tap6e3f2eda-32');
     expect(i6).toContain('-s fe80::1/128 -p ipv6-icmp -m icmp6 --icmpv6-type 134 -m comment --comment "portwall: RA from router" -j RETURN');
     expect(i6).toContain('-s 2001:db8::fe/128 -p udp -m udp --sport 547 --dport 546 -m comment --comment "portwall: DHCP reply" -j RETURN');
-    expect(i6.filter((l) => l.includes('--icmpv6-type 134'))).toHaveLength(1);
+    expect(i6.filter((l) => l.includes('--icmpv6-type 134'))).toEqual([
+      '-s fe80::1/128 -p ipv6-icmp -m icmp6 --icmpv6-type 134 -m comment --comment "portwall: RA from router" -j RETURN',
+      '-p ipv6-icmp -m icmp6 --icmpv6-type 134 -m comment --comment "portwall: RA from anyone else" -j DROP',
+    ]);
     expect(chain(out.iptables, 'portwall-i-tap6e3f2eda-32')).toContain(
       '-s 192.0.2.254/32 -p udp -m udp --sport 67 --dport 68 -m comment --comment "portwall: DHCP reply" -j RETURN',
     );
   });
 
+  test('ingress: RAs from non-routers and DHCP replies from non-servers are dropped before the SG rules', () => {
+    // Rules as wide as a rule gets ("any ICMPv6", "any UDP") must not admit a rogue router or DHCP server.
+    const wide: PortPolicy = {
+      ...web, rules: [ingress('any-icmp6', { family: 6, protocol: 58 }), ingress('any-udp4', { protocol: 17 }), ingress('any-udp6', { family: 6, protocol: 17 })],
+    };
+    const r = renderIptables({ ...IR, ports: [wide], members: [] });
+    expect(chain(r.ip6tables, 'portwall-i-tap6e3f2eda-32')).toEqual([
+      ...[130, 131, 132, 135, 136, 143].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`),
+      '-s fe80::1/128 -p ipv6-icmp -m icmp6 --icmpv6-type 134 -m comment --comment "portwall: RA from router" -j RETURN',
+      '-p ipv6-icmp -m icmp6 --icmpv6-type 134 -m comment --comment "portwall: RA from anyone else" -j DROP',
+      '-m state --state INVALID -j DROP',
+      '-m state --state RELATED,ESTABLISHED -j RETURN',
+      '-s 2001:db8::fe/128 -p udp -m udp --sport 547 --dport 546 -m comment --comment "portwall: DHCP reply" -j RETURN',
+      '-p udp -m udp --sport 547 --dport 546 -m comment --comment "portwall: DHCP reply from anyone else" -j DROP',
+      '-p ipv6-icmp -m comment --comment any-icmp6 -j RETURN',
+      '-p udp -m comment --comment any-udp6 -j RETURN',
+      '-j portwall-sg-fallback',
+    ]);
+    expect(chain(r.iptables, 'portwall-i-tap6e3f2eda-32')).toEqual([
+      '-m state --state INVALID -j DROP',
+      '-m state --state RELATED,ESTABLISHED -j RETURN',
+      '-s 192.0.2.254/32 -p udp -m udp --sport 67 --dport 68 -m comment --comment "portwall: DHCP reply" -j RETURN',
+      '-p udp -m udp --sport 67 --dport 68 -m comment --comment "portwall: DHCP reply from anyone else" -j DROP',
+      '-p udp -m comment --comment any-udp4 -j RETURN',
+      '-j portwall-sg-fallback',
+    ]);
+  });
+
+  test('the base policy of both directions comes in the nft layout\'s order', () => {
+    const ir: PolicyIR = { ...IR, ports: [web], members: [] };
+    const r = renderIptables(ir);
+    const nft = nftRules(ir);
+    for (const [dir, nftChain, ipt] of [['ingress', 'ingress_tag', 'portwall-i-tap6e3f2eda-32'], ['egress', 'egress_tag', 'portwall-o-tap6e3f2eda-32']] as const) {
+      for (const family of [4, 6] as const) {
+        const ours = collapse(chain(family === 4 ? r.iptables : r.ip6tables, ipt).map(iptKind).filter((k) => k !== 'other'));
+        const theirs = collapse(nft.filter((l) => l.chain === nftChain).map((l) => nftKind(l.text, family)).filter((k) => k !== 'other'));
+        expect(ours, `${dir} IPv${family}`).toEqual(theirs);
+        expect(ours.length).toBeGreaterThan(3);
+      }
+    }
+  });
+
   test('a port with no group gets only the base policy (routed, stateless, IPv4, exact)', () => {
     const bare: PortPolicy = { ...routed, rules: [] };
     const text = renderIptables({ ...IR, ports: [bare], members: [] }).iptables;
-    expect(chain(text, 'portwall-i-veth-r1')).toEqual(['-j portwall-sg-fallback']);
+    expect(chain(text, 'portwall-i-veth-r1')).toEqual([
+      '-p udp -m udp --sport 67 --dport 68 -m comment --comment "portwall: DHCP reply from anyone else" -j DROP',
+      '-j portwall-sg-fallback',
+    ]);
     expect(chain(text, 'portwall-o-veth-r1')).toEqual([
       '-j portwall-s-veth-r1',
       '-p udp -m udp --sport 68 --dport 67 -m comment --comment "portwall: DHCP client" -j RETURN',
@@ -202,23 +355,80 @@ describe('renderIptables', () => {
     ]);
   });
 
-  test('raw: zones per network before conntrack, stateless ports untracked first', () => {
+  test('raw: zones per network before conntrack (lowest zone first), stateless ports untracked first', () => {
     expect(chain(out.iptables, 'portwall-PREROUTING')).toEqual([
       '-i veth-r1 -j CT --notrack',
       '-d 198.51.100.7/32 -j CT --notrack',
-      '-m physdev --physdev-in tap-off -j CT --zone 101',
-      '-m physdev --physdev-in tap6e3f2eda-32 -j CT --zone 101',
-      '-i veth-r1 -j CT --zone 102',
-      '-d 198.51.100.7/32 -j CT --zone 102',
       '-i br-a -j CT --zone 101',
+      '-d 192.0.2.14/32 -j CT --zone 101',
+      '-d 192.0.2.100/32 -j CT --zone 101',
+      // tap-off (net-a) has veth-r1's address too; the layout gives an address claimed twice to the stateful port.
+      '-d 198.51.100.7/32 -j CT --zone 101',
+      '-i veth-r1 -j CT --zone 102',
     ]);
     expect(chain(out.iptables, 'portwall-OUTPUT')).toEqual([
       '-o veth-r1 -j CT --notrack',
-      '-o veth-r1 -j CT --zone 102',
       '-o br-a -j CT --zone 101',
+      '-o veth-r1 -j CT --zone 102',
     ]);
     // Stateless: no conntrack verdicts in the port's chains.
     expect(chain(out.iptables, 'portwall-o-veth-r1').filter((l) => l.includes('--state'))).toEqual([]);
+  });
+
+  test('raw: with overlapping matches every packet gets the zone the nft layout gives it', () => {
+    // Three networks whose matches overlap: a routed port's address pair covers a bridged port's address and
+    // another routed network's port, so one packet meets two or three networks' rules.
+    const mac = (n: number) => `fa:16:3e:00:01:0${n}`;
+    const nets: Network[] = [
+      { id: 'net-a', zone: 300, mode: 'routed', dhcpServers: [], routers: [] },
+      { id: 'net-b', zone: 200, mode: 'bridged', bridge: 'br-b', dhcpServers: [], routers: [] },
+      { id: 'net-c', zone: 100, mode: 'routed', dhcpServers: [], routers: [] },
+    ];
+    const base = { filtered: true, stateful: true, dhcpServers: [], routers: [], rules: [] };
+    const pa: PortPolicy = {
+      ...base, portId: 'pa', device: 'veth-a', networkId: 'net-a', zone: 300, mode: 'routed', mac: mac(1),
+      fixedIps: ['198.51.100.10/32', '2001:db8:a::10/128'],
+      spoof: [
+        { mac: mac(1), prefix: '198.51.100.10/32', family: 4 }, { mac: mac(1), prefix: '192.0.2.0/24', family: 4 },
+        { mac: mac(1), prefix: '2001:db8:a::10/128', family: 6 }, { mac: mac(1), prefix: 'fe80::a/128', family: 6 },
+      ],
+    };
+    const pb: PortPolicy = {
+      ...base, portId: 'pb', device: 'tap-b', networkId: 'net-b', zone: 200, mode: 'bridged', bridge: 'br-b', tag: 1, mac: mac(2),
+      fixedIps: ['192.0.2.10/32', '2001:db8:b::10/128'],
+      spoof: [{ mac: mac(2), prefix: '192.0.2.10/32', family: 4 }, { mac: mac(2), prefix: '2001:db8:b::10/128', family: 6 }],
+    };
+    const pc: PortPolicy = {
+      ...base, portId: 'pc', device: 'veth-c', networkId: 'net-c', zone: 100, mode: 'routed', mac: mac(3),
+      fixedIps: ['198.51.100.20/32'],
+      spoof: [
+        { mac: mac(3), prefix: '198.51.100.20/32', family: 4 }, { mac: mac(3), prefix: '198.51.100.0/28', family: 4 },
+        { mac: mac(3), prefix: '2001:db8:a::/64', family: 6 },
+      ],
+    };
+    const ir: PolicyIR = { config: DEFAULT_CONFIG, networks: nets, ports: [pa, pb, pc], members: [] };
+    const r = renderIptables(ir);
+    const nft = nftRules(ir);
+    const devices = ['veth-a', 'veth-c', 'br-b', 'eth-up'];
+    const daddrs = { 4: ['198.51.100.10', '198.51.100.20', '192.0.2.10', '192.0.2.99', '203.0.113.1'], 6: ['2001:db8:a::10', '2001:db8:b::10', 'fe80::a', '2001:db8:ffff::1'] };
+    let overlapping = 0;
+    for (const family of [4, 6] as const) {
+      for (const hook of ['pre', 'out'] as const) {
+        for (const dev of devices) {
+          for (const daddr of daddrs[family]) {
+            const pkt: Packet = { family, hook, daddr, ...(hook === 'pre' ? { iif: dev, physin: dev === 'br-b' ? 'tap-b' : undefined } : { oif: dev }) };
+            const want = nftZone(nft, pkt);
+            expect(iptZone(family === 4 ? r.iptables : r.ip6tables, pkt), JSON.stringify(pkt)).toBe(want.zone);
+            if (want.matches > 1) overlapping++;
+          }
+        }
+      }
+    }
+    expect(overlapping).toBeGreaterThan(5);
+    // From a port of zone 300 to one of zone 100: both networks' rules match, the flow lives in zone 100,
+    // as its replies (from veth-c) do.
+    expect(iptZone(r.iptables, { family: 4, hook: 'pre', iif: 'veth-a', daddr: '198.51.100.20' })).toBe(100);
+    expect(iptZone(r.iptables, { family: 4, hook: 'pre', iif: 'veth-c', daddr: '198.51.100.10' })).toBe(100);
   });
 
   test('ipsets: one hash:net per remote group and family, members in ipset save spelling', () => {

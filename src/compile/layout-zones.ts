@@ -5,7 +5,7 @@
  * another port's address-pair prefix, in the same network or another) are resolved as the host's routing table
  * resolves them: the longest prefix wins, so every address belongs to exactly one port.
  */
-import { F, eq, inSet, notInSet, notrack, set, type Operand, type SetRef } from '../nft/match.js';
+import { F, accept, eq, inSet, notInSet, notrack, set, type Operand, type SetRef } from '../nft/match.js';
 import type { Element } from '../nft/types.js';
 import { prefixRange, rangeValue } from './addr.js';
 import type { PolicyIR, PortPolicy } from './ir.js';
@@ -141,18 +141,18 @@ export function stateless(ir: PolicyIR, t: TableBuilder, rawPre: string, rawOut:
   if (hasRouted) {
     const dev = t.set(INET.statelessDev, ['ifname'], { comment: 'routed ports of stateless groups' });
     t.fill(dev.name, ports.filter((p) => p.mode === 'routed').map((p) => ({ key: [p.device], comment: clip(p.portId) })));
-    t.rule(rawPre, [inSet(F.meta.iifname, dev), notrack()], why);
-    t.rule(rawOut, [inSet(F.meta.oifname, dev), notrack()], why);
+    t.rule(rawPre, [inSet(F.meta.iifname, dev), notrack(), accept()], why);
+    t.rule(rawOut, [inSet(F.meta.oifname, dev), notrack(), accept()], why);
   }
   if (bridges) {
     const tag = t.set(INET.statelessTag, ['mark'], { comment: 'bridged ports of stateless groups' });
     t.fill(tag.name, ports.filter((p) => p.mode === 'bridged').map((p) => ({ key: [p.tag!], comment: clip(p.portId) })));
-    t.rule(rawPre, [inSet(tagKey, tag), notrack()], why);
+    t.rule(rawPre, [inSet(tagKey, tag), notrack(), accept()], why);
   }
   for (const f of FAMILIES) {
     const s = t.set(INET.stateless(f), [addrType(f)], { interval: true, comment: 'addresses stateless ports own (longest prefix)' });
     t.fill(s.name, longestPrefix(ir.ports, f).filter((o) => !o.port.stateful).map((o) => ({ key: [rangeValue(f, o.lo, o.hi)], comment: clip(o.port.portId) })));
-    t.rule(rawPre, [...(bridges ? [notInSet(F.meta.iifname, bridges)] : []), inSet(daddrOf(f), s), notrack()], why);
+    t.rule(rawPre, [...(bridges ? [notInSet(F.meta.iifname, bridges)] : []), inSet(daddrOf(f), s), notrack(), accept()], why);
   }
   if (!bridges) return;
   for (const f of FAMILIES) {
@@ -164,7 +164,7 @@ export function stateless(ir: PolicyIR, t: TableBuilder, rawPre: string, rawOut:
       for (const o of owned) if (!o.port.stateful) els.push({ key: [b, rangeValue(f, o.lo, o.hi)], comment: clip(o.port.portId) });
     }
     t.fill(name, els);
-    t.rule(rawPre, [inSet([F.meta.iifname, daddrOf(f)], s), notrack()], why);
-    t.rule(rawOut, [inSet([F.meta.oifname, daddrOf(f)], s), notrack()], why);
+    t.rule(rawPre, [inSet([F.meta.iifname, daddrOf(f)], s), notrack(), accept()], why);
+    t.rule(rawOut, [inSet([F.meta.oifname, daddrOf(f)], s), notrack(), accept()], why);
   }
 }

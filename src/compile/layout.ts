@@ -62,8 +62,9 @@ function inetTable(ir: PolicyIR): TableBuilder {
     const names = ir.networks.filter((n) => n.mode === 'bridged' && n.bridge !== undefined).map((n) => n.bridge!);
     t.fill(INET.bridges, [...new Set(names)].sort().map((b) => ({ key: [b] })));
   }
-  zones(ir, t, rawPre, rawOut, bridges);
+  // Untracking first: a `ct zone set` attaches a conntrack template, after which `notrack` does nothing.
   stateless(ir, t, rawPre, rawOut, tagKey, bridges);
+  zones(ir, t, rawPre, rawOut, bridges);
   const ndOut = t.set(INET.ndOut, ['icmpv6_type'], { comment: 'ICMPv6 a port sends without a rule' });
   const ndIn = t.set(INET.ndIn, ['icmpv6_type'], { comment: 'ICMPv6 a port receives without a rule' });
   const ndDad = t.set(INET.ndDad, ['icmpv6_type'], { comment: 'ICMPv6 a port sends from :: (DAD)' });

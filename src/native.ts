@@ -75,6 +75,8 @@ export interface ConntrackBinding {
   // conntrack (docs/wire.md, "Conntrack records"): filters and entries are Buffers of fixed-size records.
   conntrackDump(netns: string | null, filters: Buffer | null): Promise<Buffer>;
   conntrackDelete(netns: string | null, filters: Buffer): Promise<number>;
+  /** Deletes exactly these entry records (original tuple, zone, id); how many the kernel deleted. */
+  conntrackDeleteEntries(netns: string | null, entries: Buffer): Promise<number>;
   conntrackCreate(netns: string | null, entries: Buffer): Promise<number>;
   /** family 0 = both. */
   conntrackFlushZone(netns: string | null, zone: number, family: number): Promise<void>;

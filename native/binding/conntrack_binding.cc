@@ -130,6 +130,15 @@ Napi::Value Delete(const Napi::CallbackInfo& info) {
       [](Napi::Env env, FilterBaton& b) -> Napi::Value { return Napi::Number::New(env, b.count); });
 }
 
+Napi::Value DeleteEntries(const Napi::CallbackInfo& info) {
+  auto b = std::make_unique<FilterBaton>();
+  b->netns = netns_arg(info[0]);
+  b->entries = records<Entry>(info[1], kEntryBytes, decode_entry, "entries");
+  return PromiseWorker<FilterBaton>::Run(
+      info.Env(), std::move(b), [](FilterBaton& b) { b.count = conntrack::remove_entries(b.netns, b.entries); },
+      [](Napi::Env env, FilterBaton& b) -> Napi::Value { return Napi::Number::New(env, b.count); });
+}
+
 Napi::Value Create(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<FilterBaton>();
   b->netns = netns_arg(info[0]);
@@ -237,6 +246,7 @@ Napi::Value Subscribe(const Napi::CallbackInfo& info) {
 void RegisterConntrack(Napi::Env env, Napi::Object exports) {
   exports.Set("conntrackDump", Napi::Function::New(env, Dump));
   exports.Set("conntrackDelete", Napi::Function::New(env, Delete));
+  exports.Set("conntrackDeleteEntries", Napi::Function::New(env, DeleteEntries));
   exports.Set("conntrackCreate", Napi::Function::New(env, Create));
   exports.Set("conntrackFlushZone", Napi::Function::New(env, FlushZone));
   exports.Set("conntrackSubscribe", Napi::Function::New(env, Subscribe));

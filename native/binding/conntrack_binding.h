@@ -1,4 +1,4 @@
-// conntrackDump / conntrackDelete / conntrackCreate / conntrackFlushZone / conntrackSubscribe.
+// conntrackDump / conntrackDelete / conntrackDeleteEntries / conntrackCreate / conntrackFlushZone / conntrackSubscribe.
 // Entries and filters cross as Buffers of fixed-size records (docs/wire.md, "Conntrack records").
 #pragma once
 

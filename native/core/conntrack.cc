@@ -174,6 +174,9 @@ nlmsghdr* put_request(char* buf, uint8_t msg, uint16_t flags, uint32_t seq, uint
 void build_entry_request(nlmsghdr* nlh, const Entry& e, bool for_create) {
   static_cast<nfgenmsg*>(mnl_nlmsg_get_payload(nlh))->nfgen_family = e.family == 4 ? AF_INET : AF_INET6;
   nfct_nlmsg_build(nlh, build_ct(e, for_create).get());
+  // libnetfilter_conntrack leaves ATTR_ID out of what it builds: name a known entry by its id as well, so that
+  // the kernel refuses (ENOENT) a newer entry that took the same tuple meanwhile.
+  if (!for_create && e.id) mnl_attr_put_u32(nlh, CTA_ID, htonl(e.id));
 }
 
 uint32_t next_seq() {
@@ -432,11 +435,10 @@ std::vector<Entry> dump(const std::string& netns, const std::vector<Filter>& fil
   return dump_on(sock, filters);
 }
 
-uint32_t remove(const std::string& netns, const std::vector<Filter>& filters) {
-  if (filters.empty()) return 0;
-  NetnsScope scope(netns);
-  NlSocket sock(NETLINK_NETFILTER);
-  std::vector<Entry> victims = dump_on(sock, filters);
+namespace {
+
+// Deletes each of `victims` by tuple, zone and id on `sock`.
+uint32_t remove_on(NlSocket& sock, const std::vector<Entry>& victims) {
   std::vector<int> errs = pipeline(sock, victims.size(), IPCTNL_MSG_CT_DELETE, 0, [&](size_t i, nlmsghdr* nlh) {
     build_entry_request(nlh, victims[i], false);
   });
@@ -448,6 +450,22 @@ uint32_t remove(const std::string& netns, const std::vector<Filter>& filters) {
                   static_cast<int>(i));
   }
   return deleted;
+}
+
+}  // namespace
+
+uint32_t remove(const std::string& netns, const std::vector<Filter>& filters) {
+  if (filters.empty()) return 0;
+  NetnsScope scope(netns);
+  NlSocket sock(NETLINK_NETFILTER);
+  return remove_on(sock, dump_on(sock, filters));
+}
+
+uint32_t remove_entries(const std::string& netns, const std::vector<Entry>& entries) {
+  if (entries.empty()) return 0;
+  NetnsScope scope(netns);
+  NlSocket sock(NETLINK_NETFILTER);
+  return remove_on(sock, entries);
 }
 
 uint32_t create(const std::string& netns, const std::vector<Entry>& entries) {

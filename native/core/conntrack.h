@@ -52,6 +52,11 @@ std::vector<Entry> dump(const std::string& netns, const std::vector<Filter>& fil
 // (entries that vanished meanwhile are not counted). An empty filter list deletes nothing.
 uint32_t remove(const std::string& netns, const std::vector<Filter>& filters);
 
+// Deletes exactly `entries` (as a dump returned them): each by its original tuple, zone and, when non-zero, its
+// kernel id, pipelined on one socket, so an entry that was replaced meanwhile (same tuple, new id) stays.
+// Returns how many the kernel deleted (entries that vanished meanwhile are not counted).
+uint32_t remove_entries(const std::string& netns, const std::vector<Entry>& entries);
+
 // Creates `entries` (reply tuple derived from the original when its addresses are all zero). All or nothing:
 // if the kernel refuses one, those already created by this call are deleted again and the error, with the
 // entry's index as op_index, is thrown.

@@ -5,9 +5,20 @@
  * Which ports are affected is read from what the batch removed from the kernel (the old policy is what the
  * kernel held): a removed per-port element names its port by key (device or tag), a removed member-set
  * element names its group (→ the ports whose rules use it), a port that newly needs filtering is affected too
- * (port security switched on). A removed port's zone and addresses come from the old listing. Each candidate
- * entry — in those zones, from or to those addresses — is judged by the evaluator on the new policy, in its
- * original direction; the ones it refuses are deleted by exact tuple in one pipelined call.
+ * (port security switched on). A removed port's zone and addresses come from the old listing.
+ *
+ * Each endpoint of a candidate entry is attributed to the port that owns it in the entry's zone: the longest
+ * prefix over every port of that zone, old (from the listing) and new (from the IR), so an address pair
+ * never claims another port's more specific address, and the same address in another tenant's zone is that
+ * tenant's. An entry is judged only on the sides that belong to an affected port, each against its owner's
+ * new policy in the entry's original direction (several owners at the same length: refused only if all of
+ * them refuse); the refused entries are deleted by their exact identity (tuple with ports or ICMP id, zone,
+ * conntrack id) in one pipelined call.
+ *
+ * A routed port's flows with a local port of another network live in that network's zone when it is lower
+ * (two routed networks) or bridged (docs/dataplane.md, "Zones and conntrack"), so they are looked for there
+ * too (see {@link foreignZones}) — there an endpoint is the routed port's only if no port of that zone owns the
+ * address and the other endpoint is a port of that zone.
  */
 import type { ConntrackEntry, ConntrackFilter } from '../conntrack.js';
 import { familyOf, isDefaultRoute, prefixContains, prefixRange, type AddrRange } from '../compile/addr.js';
@@ -21,7 +32,8 @@ import type { RemovedElements } from './diff.js';
 /** What cleanup needs of a conntrack client (the real one, or a fake in unit tests). */
 export interface ConntrackLike {
   list(filters?: ConntrackFilter | readonly ConntrackFilter[]): Promise<ConntrackEntry[]>;
-  delete(filters: ConntrackFilter | readonly ConntrackFilter[]): Promise<number>;
+  /** Deletes exactly these listed entries (original tuple incl. ICMP id, zone, conntrack id). */
+  deleteEntries(entries: readonly ConntrackEntry[]): Promise<number>;
 }
 
 /** A port whose admitted flows may have shrunk. */
@@ -51,11 +63,18 @@ const KEY_KINDS: Partial<Record<string, KeyKind>> = { ifname: 'dev', mark: 'tag'
 // Sets keyed by an ifname that is not a port device.
 const NOT_PORT_KEYED = new Set<string>([INET.bridges, INET.bridgeFwd]);
 
+interface OldPort {
+  portId?: string;
+  zone?: number;
+  routed?: boolean;
+  addresses: Set<string>;
+}
+
 /** Old per-port facts read back from the listing of the inet table taken before the commit. */
 function oldPorts(old: readonly NftObject[], table: string) {
   const sets = new Map<string, NftSet>();
   for (const o of old) if (o.kind === 'set' && o.family === 'inet' && o.table === table) sets.set(o.name, o);
-  const info = new Map<string, { portId?: string; zone?: number; addresses: Set<string> }>();
+  const info = new Map<string, OldPort>();
   const at = (key: string) => {
     let i = info.get(key);
     if (!i) info.set(key, (i = { addresses: new Set() }));
@@ -74,6 +93,7 @@ function oldPorts(old: readonly NftObject[], table: string) {
       if (isPorts && e.comment !== undefined) i.portId = e.comment;
       if (zone !== undefined && (o.set.startsWith('zdev_') || o.set.startsWith('ztag_'))) {
         i.zone = Number(zone);
+        i.routed = o.set.startsWith('zdev_');
         if (e.comment !== undefined) i.portId ??= e.comment;
       }
       if (isSpoof) {
@@ -115,7 +135,7 @@ export function affectedPorts(ir: PolicyIR, old: readonly NftObject[], removed: 
     if (p.filtered && !oldFiltered.has(key)) keys.add(key);
   }
 
-  const routedZones = ir.networks.filter((n) => n.mode === 'routed').map((n) => n.zone);
+  const foreign = foreignZones(ir);
   const out: AffectedPort[] = [];
   for (const key of [...keys].sort()) {
     const was = info.get(key);
@@ -124,8 +144,7 @@ export function affectedPorts(ir: PolicyIR, old: readonly NftObject[], removed: 
     const zones = new Set<number>();
     if (was?.zone !== undefined) zones.add(was.zone);
     if (port) zones.add(port.zone);
-    // Routed flows between two local ports of different networks live in the lower zone (see layout zones()).
-    if (port?.mode === 'routed') for (const z of routedZones) if (z < port.zone) zones.add(z);
+    if (port?.mode === 'routed') for (const z of foreign(port.zone)) zones.add(z);
     const addresses = new Set(was?.addresses ?? []);
     if (port) for (const f of [4, 6] as const) for (const a of portAddresses(port, f)) addresses.add(a);
     if (addresses.size === 0) continue;
@@ -138,15 +157,58 @@ export function affectedPorts(ir: PolicyIR, old: readonly NftObject[], removed: 
   return out;
 }
 
+
+/** What one committed batch removed, with the listing taken before it (the old state). */
+export interface CleanupScope {
+  old: readonly NftObject[];
+  removed: readonly RemovedElements[];
+}
+
+/**
+ * The affected ports of several batches (a retry carries the batches whose cleanup failed) and, with `all`,
+ * every port of the IR (a full pass: no earlier cleanup is known to have run), merged by key.
+ */
+export function affectedBy(ir: PolicyIR, scopes: readonly CleanupScope[], all: boolean): AffectedPort[] {
+  const byKey = new Map<string, AffectedPort>();
+  const merge = (a: AffectedPort) => {
+    const b = byKey.get(a.key);
+    if (!b) return void byKey.set(a.key, { ...a, zones: [...a.zones], addresses: [...a.addresses] });
+    b.zones = [...new Set([...b.zones, ...a.zones])].sort((x, y) => x - y);
+    b.addresses = [...new Set([...b.addresses, ...a.addresses])].sort();
+    if (a.port) b.port = a.port;
+    b.portId ??= a.portId;
+  };
+  for (const s of scopes) affectedPorts(ir, s.old, s.removed).forEach(merge);
+  if (all) {
+    const foreign = foreignZones(ir);
+    for (const p of ir.ports) {
+      const addresses = [4, 6].flatMap((f) => portAddresses(p, f as 4 | 6));
+      if (addresses.length === 0) continue;
+      const zones = [p.zone, ...(p.mode === 'routed' ? foreign(p.zone) : [])];
+      merge({ key: keyOf(keyKind(p), portKey(p)), portId: p.portId, port: p, zones, addresses });
+    }
+  }
+  return [...byKey.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/**
+ * The other zones a routed port's flows may be tracked in: lower routed zones (a flow between two local routed
+ * ports gets the lower zone) and bridged zones (a flow with a bridged port gets the bridged network's zone).
+ */
+function foreignZones(ir: PolicyIR): (zone: number) => number[] {
+  return (zone) => ir.networks.filter((n) => n.zone !== zone && (n.mode === 'bridged' || n.zone < zone)).map((n) => n.zone);
+}
+
 const FAMILY = { 4: 'ipv4', 6: 'ipv6' } as const;
 // Beyond this many (zone, address) filters the kernel dump is cheaper filtered by zone only.
 const MAX_FILTERS = 256;
 
 /**
- * Deletes the conntrack entries of affected ports that the new policy refuses. Entries of stateless ports'
- * flows do not exist (notrack), entries of unfiltered ports are all still allowed.
+ * Deletes the conntrack entries of affected ports that the new policy refuses. `old` is the listing taken
+ * before the commit (the owners of addresses that are gone). Entries of stateless ports' flows do not exist
+ * (notrack), entries of unfiltered ports are all still allowed.
  */
-export async function cleanup(ct: ConntrackLike, ir: PolicyIR, affected: readonly AffectedPort[]): Promise<CleanupResult> {
+export async function cleanup(ct: ConntrackLike, ir: PolicyIR, affected: readonly AffectedPort[], old: readonly NftObject[] = []): Promise<CleanupResult> {
   const ports = affected.filter((a) => !a.port || (a.port.filtered && a.port.stateful));
   if (ports.length === 0) return { deleted: 0, examined: 0, ports: 0 };
   const filters: ConntrackFilter[] = [];
@@ -160,76 +222,123 @@ export async function cleanup(ct: ConntrackLike, ir: PolicyIR, affected: readonl
   }
   const zones = [...new Set(ports.flatMap((a) => a.zones))];
   const entries = await ct.list(filters.length <= MAX_FILTERS ? filters : zones.map((zone) => ({ zone })));
-  const owners = new AddressIndex(ports);
-  const doomed = new Map<number, ConntrackFilter>();
+  const owners = new Owners(ir, old, ports);
+  const doomed = new Map<number, ConntrackEntry>();
   let examined = 0;
   for (const e of entries) {
-    const from = owners.find(e.zone, e.orig.src);
-    const to = owners.find(e.zone, e.orig.dst);
-    for (const a of new Set([...from, ...to])) {
-      examined++;
-      if (!refused(ir, a, e, from.includes(a), to.includes(a))) continue;
-      const f: ConntrackFilter = { zone: e.zone, family: e.family, protocol: e.protocol, src: e.orig.src, dst: e.orig.dst };
-      if (e.orig.sport !== undefined) f.sport = e.orig.sport;
-      if (e.orig.dport !== undefined) f.dport = e.orig.dport;
-      doomed.set(e.id, f);
-      break;
-    }
+    let from = owners.find(e.zone, e.orig.src);
+    let to = owners.find(e.zone, e.orig.dst);
+    // A flow between a port of this zone and a routed port of another network, tracked in this zone.
+    if (from.length === 0 && to.length > 0) from = owners.foreign(e.zone, e.orig.src, to);
+    else if (to.length === 0 && from.length > 0) to = owners.foreign(e.zone, e.orig.dst, from);
+    const judgeFrom = from.some((o) => o.affected), judgeTo = to.some((o) => o.affected);
+    if (!judgeFrom && !judgeTo) continue;
+    examined++;
+    const pkt = packetOf(e);
+    const refused = (judgeFrom && from.every((o) => refuses(ir, o, 'egress', pkt))) ||
+      (judgeTo && to.every((o) => refuses(ir, o, 'ingress', pkt)));
+    if (refused) doomed.set(e.id, e);
   }
-  const deleted = doomed.size ? await ct.delete([...doomed.values()]) : 0;
+  const deleted = doomed.size ? await ct.deleteEntries([...doomed.values()]) : 0;
   return { deleted, examined, ports: ports.length };
 }
 
-/** Affected ports by (zone, address): hosts in a map, wider prefixes (address pairs) in a short list. */
-class AddressIndex {
-  readonly #hosts = new Map<string, AffectedPort[]>();
-  readonly #nets = new Map<number, { r: AddrRange; a: AffectedPort }[]>();
+/** A port owning addresses in one zone: new (in the IR), old (in the listing), or both. */
+interface Owner {
+  id: string;
+  zone: number;
+  routed: boolean;
+  /** The port in the new policy; undefined when it was removed. */
+  port?: PortPolicy;
+  affected: boolean;
+}
 
-  constructor(ports: readonly AffectedPort[]) {
-    for (const a of ports) {
-      for (const addr of a.addresses) {
-        const r = prefixRange(addr);
-        for (const zone of a.zones) {
-          if (r.lo === r.hi) {
-            const k = `${zone}|${r.family}|${r.lo}`;
-            const list = this.#hosts.get(k);
-            if (list) list.push(a);
-            else this.#hosts.set(k, [a]);
-          } else {
-            const list = this.#nets.get(zone) ?? [];
-            list.push({ r, a });
-            this.#nets.set(zone, list);
-          }
+/** Every port's (zone, prefix), old and new; an address belongs to its longest matching prefix in the zone. */
+class Owners {
+  // Hosts (/32, /128) by zone|family|address, wider prefixes (address pairs) in a short list.
+  readonly #hosts = new Map<string, Owner[]>();
+  readonly #nets: { r: AddrRange; o: Owner }[] = [];
+  // The same for routed ports only, by family|address, for the other-network lookup.
+  readonly #routedHosts = new Map<string, Owner[]>();
+
+  constructor(ir: PolicyIR, old: readonly NftObject[], affected: readonly AffectedPort[]) {
+    const { info } = oldPorts(old, ir.config.tables.inet);
+    const hit = new Set(affected.flatMap((a) => [a.portId ?? a.key, ...(info.get(a.key)?.portId !== undefined ? [info.get(a.key)!.portId!] : [])]));
+    const owners = new Map<string, Owner>();
+    const add = (zone: number, id: string, routed: boolean, port: PortPolicy | undefined, prefixes: Iterable<string>) => {
+      const k = `${zone}|${id}`;
+      let o = owners.get(k);
+      if (!o) owners.set(k, (o = { id, zone, routed, affected: hit.has(id), ...(port ? { port } : {}) }));
+      for (const p of prefixes) {
+        const r = prefixRange(p);
+        if (r.lo !== r.hi) this.#nets.push({ r, o });
+        else {
+          push(this.#hosts, `${zone}|${r.family}|${r.lo}`, o);
+          if (routed) push(this.#routedHosts, `${r.family}|${r.lo}`, o);
         }
       }
+    };
+    const byId = new Map(ir.ports.map((p) => [p.portId, p]));
+    const byKey = new Map(ir.ports.map((p) => [keyOf(keyKind(p), portKey(p)), p]));
+    for (const p of ir.ports) add(p.zone, p.portId, p.mode === 'routed', p, [4, 6].flatMap((f) => portAddresses(p, f as 4 | 6)));
+    for (const [key, i] of info) {
+      if (i.zone === undefined) continue;
+      const port = i.portId !== undefined ? byId.get(i.portId) : byKey.get(key);
+      add(i.zone, i.portId ?? key, i.routed ?? false, port, i.addresses);
     }
   }
 
-  /** The affected ports that have `address` in `zone`. */
-  find(zone: number, address: string): AffectedPort[] {
+  /** The owners of `address` in `zone` (several only when their prefixes are equally long). */
+  find(zone: number, address: string): Owner[] {
     const x = prefixRange(address);
-    const out = [...(this.#hosts.get(`${zone}|${x.family}|${x.lo}`) ?? [])];
-    for (const { r, a } of this.#nets.get(zone) ?? []) {
-      if (r.family === x.family && x.lo >= r.lo && x.lo <= r.hi && !out.includes(a)) out.push(a);
-    }
-    return out;
+    return this.#hosts.get(`${zone}|${x.family}|${x.lo}`) ?? longest(this.#nets, x, (o) => o.zone === zone);
+  }
+
+  /**
+   * The routed ports of other networks owning `address`, for an entry in `zone` whose other endpoint is
+   * `peer` (ports of `zone`): a flow with a routed peer is in the lower of two routed zones, a flow with a
+   * bridged peer in the bridged zone.
+   */
+  foreign(zone: number, address: string, peer: readonly Owner[]): Owner[] {
+    const bridged = peer.some((o) => !o.routed);
+    const where = (o: Owner) => o.routed && o.zone !== zone && (bridged || o.zone > zone);
+    const x = prefixRange(address);
+    const hosts = (this.#routedHosts.get(`${x.family}|${x.lo}`) ?? []).filter(where);
+    return hosts.length ? hosts : longest(this.#nets, x, where);
   }
 }
 
-/** Whether the new policy refuses an entry's original direction on this port. */
-function refused(ir: PolicyIR, a: AffectedPort, e: ConntrackEntry, fromPort: boolean, toPort: boolean): boolean {
-  const port = a.port;
-  if (!port) return true; // the port is gone
+function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (!list) map.set(key, [value]);
+  else if (!list.includes(value)) list.push(value);
+}
+
+function longest(list: readonly { r: AddrRange; o: Owner }[], x: AddrRange, where: (o: Owner) => boolean): Owner[] {
+  let best: bigint | undefined;
+  let out: Owner[] = [];
+  for (const { r, o } of list) {
+    if (r.family !== x.family || x.lo < r.lo || x.lo > r.hi || !where(o)) continue;
+    const size = r.hi - r.lo;
+    if (best === undefined || size < best) [best, out] = [size, [o]];
+    else if (size === best && !out.includes(o)) out.push(o);
+  }
+  return out;
+}
+
+function packetOf(e: ConntrackEntry): Packet {
   const pkt: Packet = { family: e.family === 'ipv4' ? 4 : 6, protocol: e.protocol, src: e.orig.src, dst: e.orig.dst };
   if (e.orig.sport !== undefined) pkt.sport = e.orig.sport;
   if (e.orig.dport !== undefined) pkt.dport = e.orig.dport;
   if (e.icmp) pkt.icmp = { type: e.icmp.type, code: e.icmp.code };
-  if (fromPort && !allows(ir, port, 'egress', pkt)) return true;
-  if (toPort) {
-    // An address the port no longer has: refused unless another port of the zone has it now.
-    const owns = (p: PortPolicy) => portAddresses(p, pkt.family).some((x) => prefixContains(x, pkt.dst));
-    if (!owns(port)) return !ir.ports.some((p) => p !== port && p.zone === e.zone && owns(p));
-    if (!allows(ir, port, 'ingress', pkt)) return true;
-  }
-  return false;
+  return pkt;
+}
+
+/** Whether the owner's new policy refuses the entry's original direction on its side. */
+function refuses(ir: PolicyIR, o: Owner, direction: 'ingress' | 'egress', pkt: Packet): boolean {
+  const port = o.port;
+  if (!port || port.zone !== o.zone) return true; // the port is gone, or left that network
+  // An address the port no longer has (egress: anti-spoof of the evaluator).
+  if (direction === 'ingress' && !portAddresses(port, pkt.family).some((x) => prefixContains(x, pkt.dst))) return true;
+  return !allows(ir, port, direction, pkt);
 }

@@ -10,6 +10,16 @@
  * The kernel is the only state: every apply lists portwall's tables and diffs against them, so a restart, a
  * second process or an operator's edit is adopted (or repaired) by the next apply. Applies on one handle run
  * one at a time.
+ *
+ * Conntrack cleanup runs right after the commit (before ipsets are published), and is never skipped for good:
+ * the handle remembers the ruleset generation its last successful cleanup left behind. An apply that starts
+ * from any other generation — the handle's first apply (a new process, or a restart after a crash between a
+ * commit and its cleanup), an earlier cleanup that threw, another process's commit — judges every port's
+ * entries (a full pass), even when its own nft diff is empty. A cleanup that threw also keeps its batch
+ * (listing and removed elements) on the handle, so the retry still finds the flows of ports that batch
+ * removed. A process that died between a commit and its cleanup cannot pass that on: the next process's full
+ * pass judges the ports still present, but the flows of ports removed by that lost batch (their addresses
+ * are no longer in the kernel) are left to expire.
  */
 import { ConntrackClient } from '../conntrack.js';
 import { IpsetClient } from '../ipset.js';
@@ -22,7 +32,7 @@ import { DEFAULT_CONFIG, type Model, type PortwallConfig } from '../model/types.
 import { Nft } from '../nft/client.js';
 import type { NftBinding } from '../native.js';
 import type { Family, NftObject, Operation } from '../nft/types.js';
-import { affectedPorts, cleanup, type ConntrackLike, type CleanupResult } from './cleanup.js';
+import { affectedBy, cleanup, type CleanupResult, type CleanupScope, type ConntrackLike } from './cleanup.js';
 import { diff, type Diff } from './diff.js';
 import { publishIpsets, type IpsetLike, type PublishResult } from './ipsets.js';
 import { summarize } from './summary.js';
@@ -84,6 +94,8 @@ export interface StatusResult {
 }
 
 const now = (): number => performance.now();
+// Failed batches kept for a retry (each holds a listing of the tables).
+const MAX_PENDING = 16;
 
 export class Portwall {
   readonly config: PortwallConfig;
@@ -92,6 +104,10 @@ export class Portwall {
   readonly #ct: ConntrackLike | null;
   readonly #ipsets: IpsetLike | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  /** The ruleset generation the last successful cleanup left behind (undefined: none known). */
+  #cleanAt: number | undefined;
+  /** Batches whose cleanup threw: retried by the next apply. */
+  #pending: CleanupScope[] = [];
 
   private constructor(options: PortwallOptions) {
     this.config = { ...DEFAULT_CONFIG, ...options.config, tables: { ...DEFAULT_CONFIG.tables, ...options.config?.tables } };
@@ -156,11 +172,14 @@ export class Portwall {
     for (let attempt = 0; ; attempt++) {
       const { d, ir, current, genid, timings } = await this.#compute(model);
       const removedCount = d.removed.reduce((n, r) => n + r.elements.length, 0);
-      const none = { deleted: 0, examined: 0, ports: 0 };
       if (d.operations.length === 0) {
+        let t = now();
+        // Nothing to commit; a cleanup still runs unless the last one left exactly this generation behind.
+        const cleaned = await this.#cleanup(ir, { old: current, removed: [] }, genid, genid, withCleanup);
+        const cleanupMs = now() - t;
         const ipsets = this.#ipsets ? await publishIpsets(this.#ipsets, ir) : undefined;
         const changed = (ipsets?.published.length ?? 0) + (ipsets?.destroyed.length ?? 0) > 0;
-        return { changed, operations: 0, elements: { added: 0, removed: 0 }, genid, cleanup: none, ...(ipsets ? { ipsets } : {}), plan: '', timings: { ...timings, commit: 0, cleanup: 0 } };
+        return { changed, operations: 0, elements: { added: 0, removed: 0 }, genid, cleanup: cleaned, ...(ipsets ? { ipsets } : {}), plan: '', timings: { ...timings, commit: 0, cleanup: cleanupMs } };
       }
       const tx = this.#nft.transaction();
       for (const op of d.operations) tx[op.verb](op.object as never);
@@ -170,10 +189,17 @@ export class Portwall {
       let t = now();
       const result = await tx.commit();
       const commit = now() - t;
-      // Published after the commit: members only ever lag the nftables policy by this one step.
-      const ipsets = this.#ipsets ? await publishIpsets(this.#ipsets, ir) : undefined;
       t = now();
-      const cleaned = this.#ct && withCleanup ? await cleanup(this.#ct, ir, affectedPorts(ir, current, d.removed)) : none;
+      // Cleanup first: the flows that lost permission stop before anything else can fail. If it throws, the
+      // ipsets are still published, then its error is thrown (the next apply retries the cleanup).
+      const outcome = await this.#cleanup(ir, { old: current, removed: d.removed }, genid, result.genid, withCleanup)
+        .then((r) => ({ r }), (error: unknown) => ({ error }));
+      const cleanupMs = now() - t;
+      // Published after the commit: members only ever lag the nftables policy by this one step.
+      const publishing = this.#ipsets ? publishIpsets(this.#ipsets, ir) : undefined;
+      const ipsets = 'error' in outcome ? await publishing?.catch(() => undefined) : await publishing;
+      if ('error' in outcome) throw outcome.error;
+      const cleaned = outcome.r;
       return {
         changed: true,
         operations: tx.size,
@@ -182,9 +208,33 @@ export class Portwall {
         cleanup: cleaned,
         ...(ipsets ? { ipsets } : {}),
         plan: summarize(tx.operations),
-        timings: { ...timings, commit, cleanup: now() - t },
+        timings: { ...timings, commit, cleanup: cleanupMs },
       };
     }
+  }
+
+  /**
+   * The cleanup after a batch (`scope`) took the kernel from generation `from` to `to` (equal when nothing was
+   * committed). Targeted when the last cleanup left `from` behind, a full pass otherwise (see the module
+   * comment). A cleanup that throws leaves the handle dirty and its batch pending; the error propagates.
+   */
+  async #cleanup(ir: PolicyIR, scope: CleanupScope, from: number, to: number, withCleanup: boolean): Promise<CleanupResult> {
+    const none = { deleted: 0, examined: 0, ports: 0 };
+    const clean = this.#cleanAt === from && this.#pending.length === 0;
+    if (!this.#ct || (clean && from === to)) return none;
+    if (!withCleanup) {
+      // Skipped on request: the batch's flows are the caller's choice; an earlier debt stays.
+      if (clean) this.#cleanAt = to;
+      return none;
+    }
+    const scopes = [...this.#pending, scope];
+    this.#cleanAt = undefined;
+    // Kept for the retry (a full pass): batches with removals, the latest ones after a long run of failures.
+    this.#pending = scopes.filter((s) => s.removed.length > 0).slice(-MAX_PENDING);
+    const cleaned = await cleanup(this.#ct, ir, affectedBy(ir, scopes, !clean), scopes.flatMap((s) => s.old));
+    this.#pending = [];
+    this.#cleanAt = to;
+    return cleaned;
   }
 
   async #compute(model: Model): Promise<{ d: Diff; ir: PolicyIR; current: NftObject[]; genid: number; timings: { compile: number; list: number; diff: number } }> {

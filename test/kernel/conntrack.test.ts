@@ -166,6 +166,24 @@ describe.skipIf(!isRoot)('conntrack synthetic entries in a namespace', () => {
     await ct.flushZone(31);
   });
 
+  it('deletes listed entries by identity: one ICMP flow of several between two addresses, never a newer entry', async () => {
+    const icmp = (id: number, type = 8): ConntrackEntrySpec => ({ zone: 50, protocol: 'icmp', src: '203.0.113.5', dst: '192.0.2.2', icmp: { type, id } });
+    await ct.create([icmp(1), icmp(2), icmp(3, 13), { ...icmp(1), zone: 51 }]);
+    await ct.create([{ zone: 50, protocol: 'tcp', src: '203.0.113.5', dst: '192.0.2.2', sport: 40000, dport: 22 }]);
+    const listed = await ct.list({ zone: 50, src: '203.0.113.5' });
+    expect(listed).toHaveLength(4);
+    // the tcp entry is named with an id that is not its own (as if replaced meanwhile): it must stay
+    const tcp = listed.find((e) => e.protocol === 6)!;
+    const victims = [...listed.filter((e) => e.icmp?.id === 2 || e.icmp?.type === 13), { ...tcp, id: (tcp.id ^ 1) >>> 0 }];
+    expect(await ct.deleteEntries(victims)).toBe(2);
+    const left = await ct.list({ src: '203.0.113.5' });
+    expect(left.map((e) => `${e.zone}/${e.protocol}/${e.icmp?.type ?? e.orig.dport}/${e.icmp?.id ?? ''}`).sort()).toEqual(['50/1/8/1', '50/6/22/', '51/1/8/1']);
+    expect(oracle(ns, ['-w', '50', '-p', 'icmp'])).toHaveLength(1);
+    expect(await codeOf(ct.deleteEntries([{ ...tcp, zone: 70000 }]))).toBe('ERR_INVALID_VALUE');
+    await ct.flushZone(50);
+    await ct.flushZone(51);
+  });
+
   it('rejects bad input with a code and changes nothing', async () => {
     await ct.create(udpFlows(3, 40));
     const before = oracle(ns).sort();

@@ -9,7 +9,7 @@ import { Portwall } from '../../src/apply/portwall.js';
 import { prefixContains } from '../../src/compile/addr.js';
 import type { ConntrackEntry, ConntrackFilter } from '../../src/conntrack.js';
 import { FakeNft } from '../../src/nft/fake.js';
-import { port, state, webGroup } from '../helpers/states.js';
+import { network, port, state, webGroup } from '../helpers/states.js';
 
 /** An in-memory conntrack table with the client's filter semantics (every given field matches). */
 class FakeConntrack implements ConntrackLike {
@@ -17,10 +17,13 @@ class FakeConntrack implements ConntrackLike {
   lists = 0;
   #id = 1;
 
-  add(zone: number, protocol: number, src: string, dst: string, dport?: number): void {
+  /** Fails the next `failLists` list calls (a conntrack socket error, say). */
+  failLists = 0;
+
+  add(zone: number, protocol: number, src: string, dst: string, dport?: number, icmpType = 8): void {
     const family = src.includes(':') ? 'ipv6' : 'ipv4';
     const ports = dport === undefined ? {} : { sport: 40000 + this.#id, dport };
-    const icmp = protocol === 1 ? { icmp: { type: 8, code: 0, id: this.#id } } : {};
+    const icmp = protocol === 1 ? { icmp: { type: icmpType, code: 0, id: this.#id } } : {};
     const reply = dport === undefined ? {} : { sport: dport, dport: 40000 + this.#id };
     this.entries.push({ family, protocol, zone, mark: 0, status: 6, timeout: 100, id: this.#id++, orig: { src, dst, ...ports }, reply: { src: dst, dst: src, ...reply }, ...icmp });
   }
@@ -35,6 +38,7 @@ class FakeConntrack implements ConntrackLike {
 
   async list(filters?: ConntrackFilter | readonly ConntrackFilter[]): Promise<ConntrackEntry[]> {
     this.lists++;
+    if (this.failLists > 0 && this.failLists--) throw new Error('conntrack dump failed');
     const fs = filters === undefined ? [{}] : Array.isArray(filters) ? filters : [filters as ConntrackFilter];
     return this.entries.filter((e) => fs.some((f) => this.#match(e, f)));
   }
@@ -43,6 +47,16 @@ class FakeConntrack implements ConntrackLike {
     const fs = Array.isArray(filters) ? filters : [filters as ConntrackFilter];
     const before = this.entries.length;
     this.entries = this.entries.filter((e) => !fs.some((f) => this.#match(e, f)));
+    return before - this.entries.length;
+  }
+
+  /** By identity, as the kernel does: zone, original tuple (ports or ICMP type and id) and id. */
+  async deleteEntries(entries: readonly ConntrackEntry[]): Promise<number> {
+    const same = (a: ConntrackEntry, b: ConntrackEntry) => a.id === b.id && a.zone === b.zone && a.protocol === b.protocol &&
+      a.orig.src === b.orig.src && a.orig.dst === b.orig.dst && a.orig.sport === b.orig.sport && a.orig.dport === b.orig.dport &&
+      a.icmp?.id === b.icmp?.id && a.icmp?.type === b.icmp?.type;
+    const before = this.entries.length;
+    this.entries = this.entries.filter((e) => !entries.some((d) => same(e, d)));
     return before - this.entries.length;
   }
 
@@ -133,5 +147,172 @@ describe('conntrack cleanup', () => {
     expect(affectedPorts(ir, [], [])).toEqual(
       ir.ports.map((p) => expect.objectContaining({ key: `dev:${p.device}`, zones: [101] })),
     ); // nothing was filtered before (empty kernel): both ports are judged
+  });
+});
+
+type Group = ReturnType<typeof webGroup>;
+const tcpIn = (id: string, dport: number) => ({ id, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: dport, port_range_max: dport }) as const;
+const egressAny = (id: string) => ({ id, direction: 'egress', ethertype: 'IPv4' }) as const;
+const group = (id: string, rules: Group['security_group_rules']): Group => ({ id, stateful: true, security_group_rules: rules });
+const withoutHttp = () => {
+  const g = webGroup();
+  g.security_group_rules = g.security_group_rules!.filter((r) => r.id !== 'sg-web-http');
+  return { ...two(), security_groups: [g] };
+};
+
+describe('conntrack cleanup: attribution, identity, retries', () => {
+  test('seed 000: the same address in another tenant\'s zone is never judged (routed networks in zones 101, 102)', async () => {
+    const { ct, pw } = open();
+    const doc = (bRules: Group['security_group_rules']) => ({
+      networks: [network('routed', 'net-a', 101), network('routed', 'net-b', 102)],
+      security_groups: [group('sg-a', [tcpIn('a-http', 80)]), group('sg-b', bRules)],
+      ports: [
+        port(9, ['sg-a'], { id: 'port-a', device: 'tapa', mac_address: 'fa:16:3e:00:00:0a' }, 'net-a'),
+        port(9, ['sg-b'], { id: 'port-b', device: 'tapb', mac_address: 'fa:16:3e:00:00:0b' }, 'net-b'),
+      ],
+    });
+    await pw.apply(doc([tcpIn('b-http', 80)]));
+    ct.add(101, 6, '203.0.113.2', '192.0.2.10', 80); // tenant A's flow: still allowed
+    ct.add(102, 6, '203.0.113.2', '192.0.2.10', 80); // tenant B's identical flow: loses its rule
+    const r = await pw.apply(doc([]));
+    expect(r.cleanup.deleted).toBe(1);
+    expect(ct.has('203.0.113.2', '192.0.2.10', 80, 101)).toBe(true);
+    expect(ct.has('203.0.113.2', '192.0.2.10', 80, 102)).toBe(false);
+  });
+
+  test('a routed flow between two networks, tracked in the lower zone, is still cut', async () => {
+    const { ct, pw } = open();
+    const doc = (bRules: Group['security_group_rules']) => ({
+      networks: [network('routed', 'net-a', 101), network('routed', 'net-b', 102)],
+      security_groups: [group('sg-a', [egressAny('a-out')]), group('sg-b', bRules)],
+      ports: [port(4, ['sg-a'], {}, 'net-a'), port(254, ['sg-b'], {}, 'net-b')], // 192.0.2.5, 198.51.100.5
+    });
+    await pw.apply(doc([tcpIn('b-http', 80)]));
+    ct.add(101, 6, '192.0.2.5', '198.51.100.5', 80); // port 4 → port 254: lives in zone 101
+    ct.add(101, 6, '192.0.2.5', '198.51.100.5', 443); // allowed by the rule that replaces it: stays
+    const r = await pw.apply(doc([tcpIn('b-https', 443)]));
+    expect(r.cleanup.deleted).toBe(1);
+    expect(ct.has('192.0.2.5', '198.51.100.5', 80)).toBe(false);
+    expect(ct.has('192.0.2.5', '198.51.100.5', 443)).toBe(true);
+  });
+
+  test('a flow between a routed port and a bridged port, tracked in the bridged zone, is cut for the routed port', async () => {
+    const { ct, pw } = open();
+    const doc = (bRules: Group['security_group_rules']) => ({
+      networks: [network('bridged', 'net-a', 101), network('routed', 'net-b', 102)],
+      security_groups: [group('sg-a', [egressAny('a-out')]), group('sg-b', bRules)],
+      ports: [port(4, ['sg-a'], {}, 'net-a'), port(254, ['sg-b'], {}, 'net-b')], // 192.0.2.5 bridged, 198.51.100.5 routed
+    });
+    await pw.apply(doc([tcpIn('b-http', 80)]));
+    ct.add(101, 6, '192.0.2.5', '198.51.100.5', 80);
+    ct.add(102, 6, '203.0.113.9', '192.0.2.5', 80); // another network's zone, another port's address: not judged
+    const r = await pw.apply(doc([]));
+    expect(r.cleanup.deleted).toBe(1);
+    expect(ct.has('192.0.2.5', '198.51.100.5', 80)).toBe(false);
+    expect(ct.has('203.0.113.9', '192.0.2.5', 80, 102)).toBe(true);
+  });
+
+  test('an address-pair prefix never claims another port\'s more specific address', async () => {
+    const { ct, pw } = open();
+    const doc = (aRules: Group['security_group_rules']) => state('routed', [group('sg-a', aRules), group('sg-d', [tcpIn('d-http', 80), egressAny('d-out')])], [
+      port(4, ['sg-a'], { allowed_address_pairs: [{ ip_address: '192.0.2.0/24' }] }), // 192.0.2.5 and the whole /24
+      port(19, ['sg-d']), // 192.0.2.20
+    ]);
+    await pw.apply(doc([tcpIn('a-ssh', 22)]));
+    ct.add(101, 6, '203.0.113.2', '192.0.2.20', 80); // D's: stays
+    ct.add(101, 6, '192.0.2.20', '203.0.113.2', 443); // D's: stays
+    ct.add(101, 6, '203.0.113.2', '192.0.2.30', 22); // A's, by its pair: goes
+    ct.add(101, 6, '203.0.113.2', '192.0.2.5', 22); // A's: goes
+    const r = await pw.apply(doc([]));
+    expect(r.cleanup.deleted).toBe(2);
+    expect(ct.entries.map((e) => e.orig.src === '203.0.113.2' ? e.orig.dst : e.orig.src).sort()).toEqual(['192.0.2.20', '192.0.2.20']);
+  });
+
+  test('ICMP: the refused entry goes by identity, other ICMP flows between the same addresses stay', async () => {
+    const { ct, pw } = open();
+    const icmpIn = (id: string, type: number) => ({ id, direction: 'ingress', ethertype: 'IPv4', protocol: 'icmp', port_range_min: type }) as const;
+    const doc = (timestamp: boolean) => state('routed', [group('sg-i', [icmpIn('echo', 8), ...(timestamp ? [icmpIn('ts', 13)] : [])])], [port(1, ['sg-i'])]);
+    await pw.apply(doc(true));
+    ct.add(101, 1, '203.0.113.5', '192.0.2.2', undefined, 8); // a ping: still allowed
+    ct.add(101, 1, '203.0.113.5', '192.0.2.2', undefined, 13); // a timestamp request: refused now
+    const r = await pw.apply(doc(false));
+    expect(r.cleanup.deleted).toBe(1);
+    expect(ct.entries.map((e) => e.icmp?.type)).toEqual([8]);
+  });
+
+  test('a cleanup that throws is retried by the next apply, even when nothing is left to commit', async () => {
+    const { ct, pw } = open();
+    await pw.apply(two());
+    ct.add(101, 6, '198.51.100.7', '192.0.2.2', 80);
+    ct.failLists = 1;
+    await expect(pw.apply(withoutHttp())).rejects.toThrow(/conntrack dump failed/);
+    expect(ct.entries).toHaveLength(1);
+    const r = await pw.apply(withoutHttp());
+    expect(r).toMatchObject({ changed: false, operations: 0, cleanup: { deleted: 1 } });
+    expect(ct.entries).toHaveLength(0);
+    const lists = ct.lists;
+    await pw.apply(withoutHttp()); // done: nothing to judge again
+    expect(ct.lists).toBe(lists);
+  });
+
+  test('a port removed by a batch whose cleanup threw still loses its flows on the retry', async () => {
+    const { ct, pw } = open();
+    await pw.apply(two());
+    ct.add(101, 6, '198.51.100.7', '192.0.2.3', 80); // to port 2
+    ct.failLists = 1;
+    await expect(pw.apply(state('routed', [webGroup()], [port(1, ['sg-web'])]))).rejects.toThrow();
+    const r = await pw.apply(state('routed', [webGroup()], [port(1, ['sg-web'])]));
+    expect(r.cleanup.deleted).toBe(1);
+    expect(ct.entries).toHaveLength(0);
+  });
+
+  test('a failing ipset publish does not skip the cleanup', async () => {
+    const ct = new FakeConntrack();
+    let broken = false;
+    const ipsets = {
+      list: async () => {
+        if (broken) throw new Error('ipset down');
+        return [];
+      },
+      create: async () => undefined, replace: async () => undefined, destroy: async () => undefined,
+    };
+    const pw = Portwall.open({ binding: new FakeNft(), conntrack: ct, config: { publishIpsets: true }, ipsets: ipsets as never });
+    await pw.apply(two());
+    ct.add(101, 6, '198.51.100.7', '192.0.2.2', 80);
+    broken = true;
+    await expect(pw.apply(withoutHttp())).rejects.toThrow(/ipset down/);
+    expect(ct.entries).toHaveLength(0);
+  });
+
+  test('a cleanup that throws still lets the ipsets follow the commit, then reports its error', async () => {
+    const ct = new FakeConntrack();
+    const replaced: string[][] = [];
+    const ipsets = {
+      list: async () => [], create: async () => undefined, destroy: async () => undefined,
+      replace: async (_name: string, members: string[]) => void replaced.push(members),
+    };
+    const pw = Portwall.open({ binding: new FakeNft(), conntrack: ct, config: { publishIpsets: true }, ipsets: ipsets as never });
+    await pw.apply(two());
+    ct.failLists = 1;
+    const left = { ...two(), ports: two().ports!.map((p) => (p.id === 'port-00002' ? { ...p, security_groups: [] } : p)) };
+    await expect(pw.apply(left)).rejects.toThrow(/conntrack dump failed/);
+    expect(replaced.at(-1)).toEqual(['192.0.2.2']);
+  });
+
+  test('a new handle (a restart between a commit and its cleanup) judges every port once', async () => {
+    const ct = new FakeConntrack();
+    const nft = new FakeNft();
+    const before = Portwall.open({ binding: nft, conntrack: ct });
+    await before.apply(two());
+    ct.add(101, 6, '198.51.100.7', '192.0.2.2', 80);
+    ct.add(101, 6, '192.0.2.3', '192.0.2.2', 22); // still allowed
+    await before.apply(withoutHttp(), { cleanup: false }); // the process "dies" before its cleanup
+    const after = Portwall.open({ binding: nft, conntrack: ct });
+    const r = await after.apply(withoutHttp());
+    expect(r).toMatchObject({ changed: false, cleanup: { deleted: 1 } });
+    expect(ct.has('192.0.2.3', '192.0.2.2', 22)).toBe(true);
+    const lists = ct.lists;
+    await after.apply(withoutHttp());
+    expect(ct.lists).toBe(lists);
   });
 });

@@ -168,6 +168,8 @@ struct EventBatch {
   std::string error;
 };
 
+constexpr size_t kQueuedBatches = 1024;
+
 // A reader thread delivering event batches through a thread-safe function until closed.
 class Subscription {
  public:
@@ -181,6 +183,7 @@ class Subscription {
     if (closed_.exchange(true)) return;
     reader_->stop();
     thread_.join();
+    reader_.reset();  // closes the netlink socket: the kernel stops queueing events for it
     tsfn_.Release();
   }
 
@@ -194,8 +197,13 @@ class Subscription {
         batch->error = e.what();
         more = false;
       }
+      batch->lost += dropped_;
+      dropped_ = 0;
       if (batch->entries.empty() && batch->lost == 0 && batch->error.empty()) continue;
-      if (tsfn_.BlockingCall(batch.get(), Deliver) == napi_ok) batch.release();
+      // A bounded queue: a listener that falls behind loses batches (counted as overruns) instead of the
+      // process growing without bound.
+      if (tsfn_.NonBlockingCall(batch.get(), Deliver) == napi_ok) batch.release();
+      else ++dropped_;
     }
   }
 
@@ -210,6 +218,7 @@ class Subscription {
   Napi::ThreadSafeFunction tsfn_;
   std::thread thread_;
   std::atomic<bool> closed_{false};
+  uint32_t dropped_ = 0;  // batches the full queue refused, reported with the next one
 };
 
 struct SubscribeBaton {
@@ -229,9 +238,12 @@ Napi::Value Subscribe(const Napi::CallbackInfo& info) {
       info.Env(), std::move(b),
       [](SubscribeBaton& b) { b.reader = std::make_unique<conntrack::EventReader>(b.netns, b.groups); },
       [](Napi::Env env, SubscribeBaton& b) -> Napi::Value {
-        auto tsfn = Napi::ThreadSafeFunction::New(env, b.callback.Value(), "portwall.conntrackEvents", 0, 1);
+        auto tsfn = Napi::ThreadSafeFunction::New(env, b.callback.Value(), "portwall.conntrackEvents", kQueuedBatches, 1);
         auto sub = std::make_shared<Subscription>(std::move(b.reader), std::move(tsfn));
-        env.AddCleanupHook([sub] { sub->Close(); });
+        // Weak: the hook must not keep a closed subscription (and its thread) alive until the process exits.
+        env.AddCleanupHook([weak = std::weak_ptr<Subscription>(sub)] {
+          if (auto s = weak.lock()) s->Close();
+        });
         Napi::Object handle = Napi::Object::New(env);
         handle.Set("close", Napi::Function::New(env, [sub](const Napi::CallbackInfo& info) {
                      sub->Close();

@@ -40,7 +40,8 @@ bool EventReader::wait(std::vector<Entry>& out, uint32_t& lost) {
   }
   if (fds[1].revents) return false;
   std::vector<char> buf(64 * 1024);
-  for (;;) {
+  // At most a bounded number of datagrams per call, so a steady flood cannot keep stop() from being seen.
+  for (int datagrams = 0; datagrams < 256; ++datagrams) {
     ssize_t n = recv(sock_->fd(), buf.data(), buf.size(), MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -57,6 +58,7 @@ bool EventReader::wait(std::vector<Entry>& out, uint32_t& lost) {
       if (parse_message(h, e)) out.push_back(e);
     }
   }
+  return true;
 }
 
 }  // namespace portwall::conntrack

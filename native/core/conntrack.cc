@@ -214,6 +214,7 @@ std::vector<int> pipeline(NlSocket& sock, size_t count, uint8_t msg, uint16_t fl
         if (h->nlmsg_type != NLMSG_ERROR) continue;
         uint32_t idx = h->nlmsg_seq - base;
         if (idx < first || idx >= i) continue;  // a stale reply from an earlier call on this socket
+        if (mnl_nlmsg_get_payload_len(h) < sizeof(int)) continue;  // truncated: not an answer we can read
         auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(h));
         result[idx] = -err->error;
         if (h->nlmsg_seq == last_seq) done = true;
@@ -331,6 +332,33 @@ int on_dump_message(const nlmsghdr* nlh, void* data) {
   return MNL_CB_OK;
 }
 
+// libmnl's default end-of-dump handler ignores the status the kernel puts in NLMSG_DONE, which would turn a
+// dump that failed part-way into a short, "successful" one.
+int on_dump_done(const nlmsghdr* h, void*) {
+  if (mnl_nlmsg_get_payload_len(h) >= sizeof(int)) {
+    int status = *static_cast<const int*>(mnl_nlmsg_get_payload(h));
+    if (status < 0) {
+      errno = -status;
+      return MNL_CB_ERROR;
+    }
+  }
+  return MNL_CB_STOP;
+}
+
+int on_dump_error(const nlmsghdr* h, void*) {
+  if (mnl_nlmsg_get_payload_len(h) < sizeof(nlmsgerr)) {
+    errno = EBADMSG;
+    return MNL_CB_ERROR;
+  }
+  int err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(h))->error;
+  if (err == 0) return MNL_CB_STOP;
+  errno = -err;
+  return MNL_CB_ERROR;
+}
+
+// Not const: mnl_cb_run2 takes a non-const array (it never writes to it).
+mnl_cb_t kDumpControl[NLMSG_MIN_TYPE] = {nullptr, nullptr, on_dump_error, on_dump_done};
+
 void dump_into(NlSocket& sock, const std::vector<Filter>& filters, bool kernel_proto, std::vector<Entry>& out) {
   const Common c = common_of(filters);
   std::vector<char> buf(kRecvBytes);
@@ -380,7 +408,8 @@ void dump_into(NlSocket& sock, const std::vector<Filter>& filters, bool kernel_p
   DumpState st{&filters, &out};
   for (;;) {
     ssize_t n = sock.recv(buf.data(), buf.size());
-    int ret = mnl_cb_run(buf.data(), static_cast<size_t>(n), seq, sock.portid(), on_dump_message, &st);
+    int ret = mnl_cb_run2(buf.data(), static_cast<size_t>(n), seq, sock.portid(), on_dump_message, &st, kDumpControl,
+                          MNL_ARRAY_SIZE(kDumpControl));
     if (ret == MNL_CB_STOP) return;
     if (ret < 0) {
       int err = errno;

@@ -1,12 +1,16 @@
 #include "core/nl_socket.h"
 
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <cerrno>
+#include <string>
 
 #include "core/error.h"
 
 namespace portwall {
+
+constexpr int kReceiveTimeoutS = 10;
 
 NlSocket::NlSocket(int bus, unsigned groups, int buffer_bytes) {
   sock_ = mnl_socket_open2(bus, SOCK_CLOEXEC);
@@ -23,6 +27,9 @@ NlSocket::NlSocket(int bus, unsigned groups, int buffer_bytes) {
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof buffer_bytes);
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buffer_bytes, sizeof buffer_bytes) < 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer_bytes, sizeof buffer_bytes);
+  // A kernel that never answers must not block a pool thread forever (the event reader polls, unaffected).
+  timeval tv{kReceiveTimeoutS, 0};
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) throw_errno("setsockopt SO_RCVTIMEO");
   int one = 1;
   // Acks then carry only the failing message's header, not its whole payload.
   mnl_socket_setsockopt(sock_, NETLINK_CAP_ACK, &one, sizeof one);
@@ -46,6 +53,9 @@ ssize_t NlSocket::recv(void* buf, size_t len, bool dontwait) {
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     if (dontwait && (errno == EAGAIN || errno == EWOULDBLOCK)) return -1;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      throw Error(ErrorKind::kSystem, ETIMEDOUT, "netlink recv: no answer within " + std::to_string(kReceiveTimeoutS) + " s");
+    }
     throw_errno("netlink recv");
   }
 }

@@ -269,6 +269,8 @@ function egressChain(t: Table, v: PortView, family: IpFamily, setOf: SetNamer): 
   t.add(v.o, `-j ${v.s}`);
   // DHCP only after anti-spoof (Neutron LP 1558658); DISCOVER from 0.0.0.0 passes as an anti-spoof pair.
   t.add(v.o, `-p udp -m udp --sport ${f.dhcpClient} --dport ${f.dhcpServer} ${commentMatch('portwall: DHCP client')} -j RETURN`);
+  // As in the nft layout: the 0.0.0.0 anti-spoof pair exists for DHCP DISCOVER only.
+  if (family === 4) t.add(v.o, `-s 0.0.0.0/32 ${commentMatch('portwall: 0.0.0.0 is for DHCP discover only')} -j DROP`);
   t.add(v.o, `-p udp -m udp --sport ${f.dhcpServer} --dport ${f.dhcpClient} ${commentMatch('portwall: no DHCP server on a port')} -j DROP`);
   if (family === 6) {
     t.add(v.o, `${f.icmp} ${ROUTER_ADVERTISEMENT} ${commentMatch('portwall: no RA from a port')} -j DROP`);

@@ -261,9 +261,10 @@ describe('renderIptables', () => {
       `-s ${LL} -m mac --mac-source ${MAC} -j RETURN`,
     ]);
     const o4 = chain(out.iptables, 'portwall-o-tap6e3f2eda-32');
-    expect(o4.slice(0, 6)).toEqual([
+    expect(o4.slice(0, 7)).toEqual([
       '-j portwall-s-tap6e3f2eda-32',
       '-p udp -m udp --sport 68 --dport 67 -m comment --comment "portwall: DHCP client" -j RETURN',
+      '-s 0.0.0.0/32 -m comment --comment "portwall: 0.0.0.0 is for DHCP discover only" -j DROP',
       '-p udp -m udp --sport 67 --dport 68 -m comment --comment "portwall: no DHCP server on a port" -j DROP',
       '-m state --state INVALID -j DROP',
       '-m state --state RELATED,ESTABLISHED -j RETURN',
@@ -350,6 +351,7 @@ describe('renderIptables', () => {
     expect(chain(text, 'portwall-o-veth-r1')).toEqual([
       '-j portwall-s-veth-r1',
       '-p udp -m udp --sport 68 --dport 67 -m comment --comment "portwall: DHCP client" -j RETURN',
+      '-s 0.0.0.0/32 -m comment --comment "portwall: 0.0.0.0 is for DHCP discover only" -j DROP',
       '-p udp -m udp --sport 67 --dport 68 -m comment --comment "portwall: no DHCP server on a port" -j DROP',
       '-j portwall-sg-fallback',
     ]);

@@ -1,13 +1,15 @@
 /**
  * The bridge-family table of bridged mode (docs/dataplane.md, "Port identity"): it tags each frame with its
- * bridge port in the skb mark — the source port in prerouting, the destination port in forward — so that the
- * inet chains, reached through br_netfilter where iif/oif are the bridge, know the port. L2 anti-spoofing
+ * bridge port in the skb mark — the source port in prerouting, the destination port in forward (plus the
+ * bridge-forwarded flag, the highest bit of markMask) — so that the inet chains, reached through br_netfilter
+ * where iif/oif are the bridge, know the port and whether the bridge (not the host's routing) forwarded it. L2 anti-spoofing
  * lives here too: a port sends only from its own MACs, ARP only with its own sender (MAC, IP), and only IPv4,
  * IPv6 and ARP frames (as Neutron's ebtables rules).
  */
-import { F, and, drop, inSet, mapOf, notInSet, set } from '../nft/match.js';
+import { F, and, drop, inSet, mapOf, notInSet, or, set } from '../nft/match.js';
 import { ElementSink, clip } from './layout-ports.js';
 import type { PolicyIR } from './ir.js';
+import { markBits } from './policy.js';
 import { BRIDGE } from './names.js';
 import { TableBuilder } from './tables.js';
 
@@ -18,6 +20,7 @@ const L2_TYPES = [0x0800, 0x0806, 0x86dd];
 export function bridgeTable(ir: PolicyIR): TableBuilder {
   const t = new TableBuilder('bridge', ir.config.tables.bridge);
   const mask = ir.config.markMask >>> 0;
+  const { flag } = markBits(mask);
   const ports = ir.ports.filter((p) => p.mode === 'bridged');
   const filtered = ports.filter((p) => p.filtered);
 
@@ -40,7 +43,7 @@ export function bridgeTable(ir: PolicyIR): TableBuilder {
   t.fill(BRIDGE.macOk, sink.elements(BRIDGE.macOk));
   t.fill(BRIDGE.arpOk, sink.elements(BRIDGE.arpOk));
 
-  // Tag bits are cleared first, so a frame from a non-port (an uplink) never carries a stale or forged tag;
+  // Tag bits (and the flag) are cleared first, so a frame from a non-port (an uplink) never carries a stale or forged tag;
   // a port's frame then gets its tag (the map's mark replaces the whole mark: nft cannot OR a map value in).
   const clear = set(F.meta.mark, and(F.meta.mark, (~mask) >>> 0));
   const from = t.chain(BRIDGE.fromPort, { hook: 'prerouting', priority: -300 });
@@ -52,5 +55,8 @@ export function bridgeTable(ir: PolicyIR): TableBuilder {
   const to = t.chain(BRIDGE.toPort, { hook: 'forward', priority: -200 });
   t.rule(to, [clear], 'clear the source port tag');
   t.rule(to, [set(F.meta.mark, mapOf(F.meta.oifname, portTag))], 'tag frames to ports');
+  // The flag tells inet forward a bridge-forwarded frame (tagged here) from one the host routes back out of
+  // the bridge it came from (iif = oif = the bridge too, but still the source's tag): set on every frame.
+  t.rule(to, [set(F.meta.mark, or(F.meta.mark, flag))], 'bridge-forwarded');
   return t;
 }

@@ -14,6 +14,7 @@ import {
 } from './layout-ports.js';
 import { routedTagElements, stateless, zones } from './layout-zones.js';
 import type { PolicyIR } from './ir.js';
+import { markBits } from './policy.js';
 import { INET, groupRefSetName, memberSetName, ruleSetName, type KeyKind, type Shape } from './names.js';
 import { TableBuilder } from './tables.js';
 
@@ -40,7 +41,9 @@ function inetTable(ir: PolicyIR): TableBuilder {
   if (ir.networks.some((n) => n.mode === 'routed')) modes.push('dev');
   if (ir.networks.some((n) => n.mode === 'bridged')) modes.push('tag');
   const mask = ir.config.markMask >>> 0;
-  const tagKey = and(F.meta.mark, mask);
+  // Port keys read the tag bits only: the mask's highest bit is the bridge-forwarded flag (layout-bridge.ts).
+  const { tagMask, flag } = modes.includes('tag') ? markBits(mask) : { tagMask: mask, flag: 0 };
+  const tagKey = and(F.meta.mark, tagMask);
   // Egress: the port is where the packet comes from; ingress: where it goes.
   const KEY: Record<KeyKind, { from: Operand; to: Operand }> = {
     dev: { from: F.meta.iifname, to: F.meta.oifname },
@@ -102,14 +105,17 @@ function inetTable(ir: PolicyIR): TableBuilder {
     } else {
       // br_netfilter shows bridged traffic to inet hooks with the bridge as iif/oif: the bridge table's tag says
       // which port. Egress is checked in prerouting (the source tag), ingress in forward (the destination tag)
-      // for frames the bridge forwards (iif and oif the same bridge). Traffic the host routes into a bridge, or
-      // sends there itself, never meets the bridge's forward hook and carries a stale tag: chain to_bridge
-      // clears it and finds the destination port from the address (longest prefix per bridge).
+      // for frames the bridge forwards (iif and oif the same bridge, and the bridge forward chain's flag set).
+      // Traffic the host routes into a bridge (from elsewhere, or back out of the bridge it came from) or sends
+      // there itself never meets the bridge's forward hook and carries a stale tag: chain to_bridge clears it
+      // and finds the destination port from the address (longest prefix per bridge).
       const bridgeFwd = t.set(INET.bridgeFwd, ['ifname', 'ifname'], { comment: 'bridge-forwarded traffic' });
       const bridged = ir.networks.filter((n) => n.mode === 'bridged' && n.bridge !== undefined).map((n) => n.bridge!);
       t.fill(INET.bridgeFwd, [...new Set(bridged)].sort().map((b) => ({ key: [b, b] })));
       t.rule(preFilter, [inSet(F.meta.iifname, bridges!), inSet(tagKey, ports), jump(egress)], 'from bridged ports');
-      t.rule(fwdFilter, [inSet([F.meta.iifname, F.meta.oifname], bridgeFwd), inSet(tagKey, ports), jump(ingress)], 'to bridged ports');
+      const forwarded = eq(and(F.meta.mark, flag), flag);
+      const routed = eq(and(F.meta.mark, flag), 0);
+      t.rule(fwdFilter, [inSet([F.meta.iifname, F.meta.oifname], bridgeFwd), forwarded, inSet(tagKey, ports), jump(ingress)], 'to bridged ports');
       const toBridge = t.chain(INET.toBridge);
       const routeTag = {
         4: t.set(INET.routeTag(4), ['ifname', 'ipv4_addr'], { interval: true, data: 'mark', comment: 'bridged port tag by bridge and IPv4 address' }),
@@ -118,6 +124,7 @@ function inetTable(ir: PolicyIR): TableBuilder {
       t.fill(routeTag[4].name, routedTagElements(ir, 4));
       t.fill(routeTag[6].name, routedTagElements(ir, 6));
       t.rule(fwdFilter, [inSet(F.meta.oifname, bridges!), notInSet([F.meta.iifname, F.meta.oifname], bridgeFwd), jump(toBridge)], 'routed into a bridged network');
+      t.rule(fwdFilter, [inSet([F.meta.iifname, F.meta.oifname], bridgeFwd), routed, jump(toBridge)], 'routed back out of its bridge (hairpin)');
       t.rule(outFilter, [inSet(F.meta.oifname, bridges!), jump(toBridge)], 'from the host into a bridged network');
       t.rule(toBridge, [set(F.meta.mark, and(F.meta.mark, (~mask) >>> 0))], 'clear the stale port tag');
       t.rule(toBridge, [set(F.meta.mark, mapOf([F.meta.oifname, F.ip.daddr], routeTag[4]))], 'the destination port by address');

@@ -119,17 +119,32 @@ function groupMembers(model: Model, ports: PortPolicy[]): GroupMembers[] {
   return out;
 }
 
-/** Tag values under a contiguous mask: k << shift for k = 1 … count. */
-export function tagSpace(mask: number): { shift: number; count: number } {
+/**
+ * The bits of `markMask` (one run of bits): its highest bit is the bridge-forwarded flag (set by the bridge
+ * table's forward chain, docs/dataplane.md), the bits below it hold port tags.
+ */
+export function markBits(mask: number): { tagMask: number; flag: number } {
   const m = mask >>> 0;
   if (m === 0) throw new PortwallError('ERR_INVALID_VALUE', 'markMask must not be 0', { field: 'markMask', object: mask });
   let shift = 0;
   while (((m >>> shift) & 1) === 0) shift++;
-  const count = m >>> shift;
-  if ((count & (count + 1)) !== 0) {
+  const run = m >>> shift;
+  if ((run & (run + 1)) !== 0) {
     throw new PortwallError('ERR_INVALID_VALUE', `markMask 0x${m.toString(16)} must be one run of bits`, { field: 'markMask', object: mask });
   }
-  return { shift, count };
+  if (run === 1) {
+    throw new PortwallError('ERR_INVALID_VALUE', `markMask 0x${m.toString(16)} is too small: its highest bit is the bridge-forwarded flag, no bit is left for port tags`, { field: 'markMask', object: mask });
+  }
+  const flag = ((run + 1) / 2) * 2 ** shift;
+  return { tagMask: (m - flag) >>> 0, flag };
+}
+
+/** Tag values under a contiguous mask, below its flag bit ({@link markBits}): k << shift for k = 1 … count. */
+export function tagSpace(mask: number): { shift: number; count: number } {
+  const { tagMask } = markBits(mask);
+  let shift = 0;
+  while (((tagMask >>> shift) & 1) === 0) shift++;
+  return { shift, count: tagMask / 2 ** shift };
 }
 
 /**

@@ -35,10 +35,14 @@ export interface Field {
   readonly protocolKey?: boolean;
 }
 
-/** A field under a bit mask: `meta mark and 0xff00`. */
+/**
+ * A field under a bit mask: `meta mark and 0xff00`. With `or` (set statements only), bits set after the mask:
+ * `meta mark or 0x8000` is `{ mask: 0xffff7fff, or: 0x8000 }` (nft's bitwise `(x & mask) ^ or`).
+ */
 export interface Masked {
   field: Field;
   mask: Value;
+  or?: Value;
 }
 
 /** What a match or a set key reads: a field, or a masked field. */

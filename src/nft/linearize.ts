@@ -69,8 +69,8 @@ export function loadExpr(field: Field, dreg: Register, len = field.len): Expr {
 }
 
 const cmp = (op: CmpOp, data: Uint8Array): Expr => ({ type: 'cmp', sreg: NFT_REG_1, op, data });
-const bitwise = (reg: Register, len: number, mask: Uint8Array): Expr =>
-  ({ type: 'bitwise', sreg: reg, dreg: reg, len, mask, xor: new Uint8Array(len) });
+const bitwise = (reg: Register, len: number, mask: Uint8Array, xor: Uint8Array = new Uint8Array(len)): Expr =>
+  ({ type: 'bitwise', sreg: reg, dreg: reg, len, mask, xor });
 
 /** nft's byte-order conversion of a host-order register to big endian. */
 function hton(field: Field, reg: Register): Expr {
@@ -97,6 +97,7 @@ function lowerMatch(m: Match): Stmt {
   const swap = field.order === 'host' && field.len >= 2 ? [hton(field, NFT_REG_1)] : [];
 
   if (isMasked(m.left)) {
+    if (m.left.or !== undefined) throw fail(`${field.name} or …: only in set statements`);
     const mask = fieldInterval(field, m.left.mask);
     if (!eqne || iv.lo !== iv.hi || mask.lo !== mask.hi) {
       throw fail(`${field.name} and …: only == and != of single values`);
@@ -149,6 +150,7 @@ function lowerLookup(l: Lookup, dreg?: Register): Stmt {
     const reg = slotRegister(slot);
     exprs.push(loadExpr(field, reg));
     if (isMasked(key)) {
+      if (key.or !== undefined) throw fail(`${field.name} or …: only in set statements`);
       exprs.push(bitwise(reg, field.len, toBytes(fieldInterval(field, key.mask).lo, field.len, field.order)));
     }
     // Interval sets hold big-endian keys: nft swaps host-order fields (all of them in a concatenation,
@@ -202,7 +204,10 @@ class Evaluator {
       const field = fieldOf(src);
       this.#need(field);
       exprs = [loadExpr(field, NFT_REG_1)];
-      if (isMasked(src)) exprs.push(bitwise(NFT_REG_1, field.len, toBytes(fieldInterval(field, src.mask).lo, field.len, field.order)));
+      if (isMasked(src)) {
+        const bits = (v: Value) => toBytes(fieldInterval(field, v).lo, field.len, field.order);
+        exprs.push(bitwise(NFT_REG_1, field.len, bits(src.mask), src.or === undefined ? undefined : bits(src.or)));
+      }
     }
     this.stmts.push({ isMatch: false, exprs: [...exprs, storeExpr(target)] });
   }

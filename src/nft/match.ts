@@ -82,6 +82,12 @@ export function and(field: Field, mask: Value): Masked {
   return { field, mask };
 }
 
+/** `field or bits` as the value of {@link set}: `set(F.meta.mark, or(F.meta.mark, 0x8000))` (numeric fields). */
+export function or(field: Field, bits: number): Masked {
+  const all = (1n << BigInt(field.len * 8)) - 1n;
+  return { field, mask: Number(all ^ BigInt(bits)), or: bits };
+}
+
 const match = (op: MatchOp) => (left: Operand, value: Value): Match => ({ kind: 'match', left, op, value });
 /** `field value` (for flag types: any of the flags). */
 export const eq = match('eq');

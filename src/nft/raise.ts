@@ -24,6 +24,8 @@ type Load = Extract<Expr, { type: 'payload' | 'meta' | 'ct' }>;
 interface Reg {
   load?: Load;
   mask?: Uint8Array;
+  /** `or` bits after the mask (set statements only). */
+  xor?: Uint8Array;
   hton?: boolean;
   imm?: Uint8Array;
   /** The register holds the data of a map lookup. */
@@ -120,6 +122,7 @@ class Raiser {
       this.#split(r.load, e.data);
       return 1;
     }
+    if (r.xor) throw unprintable('bitwise with xor');
     const f = this.#field(r.load, r.load.type === 'payload' ? r.load.len : 1);
     const bits = f.len * 8;
     if (r.mask) {
@@ -159,6 +162,7 @@ class Raiser {
     for (const reg of this.#pending) {
       if (reg !== slotRegister(slot)) throw unprintable(`lookup key register ${reg} out of sequence`);
       const r = this.#regs.get(reg)!;
+      if (r.xor) throw unprintable('bitwise with xor');
       const f = this.#field(r.load!, r.load!.type === 'payload' ? r.load!.len : 1);
       keys.push(r.mask ? and(f, value(f, { lo: fromBytes(r.mask, f.order), hi: fromBytes(r.mask, f.order) })) : f);
       swapped ||= !!r.hton;
@@ -184,8 +188,9 @@ class Raiser {
       this.parts.push({ kind: 'set', field: f, value: r.map });
     } else if (r?.load) {
       const src = this.#field(this.#take(sreg).load, 1);
-      const mask = r.mask && value(src, { lo: fromBytes(r.mask, src.order), hi: fromBytes(r.mask, src.order) });
-      this.parts.push({ kind: 'set', field: f, value: mask === undefined ? src : and(src, mask) });
+      const val = (b: Uint8Array) => value(src, { lo: fromBytes(b, src.order), hi: fromBytes(b, src.order) });
+      const mask = r.mask && val(r.mask);
+      this.parts.push({ kind: 'set', field: f, value: mask === undefined ? src : r.xor ? { ...and(src, mask), or: val(r.xor) } : and(src, mask) });
     } else {
       const data = this.#imm(sreg)!;
       if (data.length !== f.len) throw unprintable(`${e.type} ${e.key} set`);
@@ -240,7 +245,12 @@ class Raiser {
           const r = this.#regs.get(e.sreg);
           if (!r?.load || e.dreg !== e.sreg) throw unprintable(`${e.type} on register ${e.sreg}`);
           if (e.type === 'bitwise') {
-            if (!zero(e.xor) || r.mask) throw unprintable('bitwise with xor');
+            if (r.mask) throw unprintable('bitwise twice');
+            // `x or C` is nft's (x & ~C) ^ C: read back only in that form, only for set statements (#store).
+            if (!zero(e.xor)) {
+              if (e.mask.some((b, j) => (b & e.xor[j]!) !== 0)) throw unprintable('bitwise with xor');
+              r.xor = e.xor;
+            }
             r.mask = e.mask;
           } else if (e.op === 'hton') r.hton = true;
           else throw unprintable('byteorder ntoh');

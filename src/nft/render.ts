@@ -38,7 +38,11 @@ function verdictText(v: Verdict): string {
 
 function operandText(o: Operand): string {
   const f = fieldOf(o);
-  return 'mask' in o ? `${f.name} and ${nftValueText(f.type, o.mask)}` : f.name;
+  if (!('mask' in o)) return f.name;
+  if (o.or === undefined) return `${f.name} and ${nftValueText(f.type, o.mask)}`;
+  const all = (1n << BigInt(f.len * 8)) - 1n;
+  const plain = BigInt(o.mask as number) === (all ^ BigInt(o.or as number));
+  return `${f.name} ${plain ? '' : `and ${nftValueText(f.type, o.mask)} `}or ${nftValueText(f.type, o.or)}`;
 }
 
 const OP_TEXT = { eq: '', ne: '!= ', lt: '< ', le: '<= ', gt: '> ', ge: '>= ' } as const;

@@ -4,7 +4,7 @@
  */
 import {
   F, accept, and, counter, dnat, drop, eq, ge, goto, inSet, jump, limit, log, lt, mapOf, masquerade, ne, notInSet,
-  notrack, ret, set, snat, vmap, type Part,
+  notrack, or, ret, set, snat, vmap, type Part,
 } from '../../src/nft/match.js';
 import type { Family, NftSet } from '../../src/nft/types.js';
 
@@ -98,6 +98,7 @@ export const CASES: Record<'inet' | 'ip' | 'ip6' | 'bridge' | 'arp' | 'netdev', 
     { nft: 'meta mark set iifname map @devmarks', parts: [set(F.meta.mark, mapOf(F.meta.iifname, set$('inet', 'devmarks')))] },
     { nft: 'ct mark set ip daddr map @netmarks', parts: [set(F.ct.mark, mapOf(F.ip.daddr, set$('inet', 'netmarks')))] },
     { nft: 'meta mark set meta mark and 0xffff0000', parts: [set(F.meta.mark, and(F.meta.mark, 0xffff0000))] },
+    { nft: 'meta mark set meta mark or 0x8000', parts: [set(F.meta.mark, or(F.meta.mark, 0x8000))] },
     { nft: 'ct mark set meta mark', parts: [set(F.ct.mark, F.meta.mark)] },
     { nft: 'snat ip to 192.0.2.1', parts: [snat('192.0.2.1')], chain: 'p' },
     { nft: 'snat ip to 192.0.2.1-192.0.2.9 persistent', parts: [snat('192.0.2.1-192.0.2.9', { flags: ['persistent'] })], chain: 'p' },

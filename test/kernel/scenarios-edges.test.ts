@@ -1,6 +1,8 @@
 // Edges of the layout found in review (docs/dataplane.md), with real packets:
 // - traffic the host ROUTES into a bridged network (from an uplink; from the host itself) meets the destination
 //   port's ingress rules and is tracked in one zone both ways (allowed traffic works, the rest is dropped);
+// - traffic the host routes from a bridge back out of the SAME bridge (hairpin: VM1 → host MAC → VM2) meets
+//   VM2's ingress rules, not VM1's (it never meets the bridge forward hook, so it has no destination tag);
 // - a routed port that is not an Ethernet device (tun) cannot bypass anti-spoof;
 // - 0.0.0.0 passes anti-spoof for DHCP discover only.
 import { spawn } from 'node:child_process';
@@ -135,5 +137,51 @@ describe.skipIf(!isRoot)('0.0.0.0 passes anti-spoof only for DHCP discover (brid
     sniff.stop();
     const seen = sniff.records<Frame>().filter((f) => f.sport !== undefined && f.sport >= 4000 && f.sport <= 4003).map((f) => `${f.src}:${f.sport}`);
     expect(new Set(seen)).toEqual(new Set([`${vm1.ip4}:4002`, `${vm1.ip4}:4003`]));
+  });
+});
+
+describe.skipIf(!isRoot)('hairpin routing: a VM sends to a VM of its own bridge via the host (bridged)', () => {
+  // The host has an address on the bridge and forwards: VM1 routes VM2's address via the host, so the frame goes
+  // to the host's MAC and the host routes it back out of the same bridge. It never meets the bridge forward hook
+  // (no destination tag), yet iif = oif = the bridge: it must still meet VM2's ingress rules, not VM1's.
+  let h: ComputeHost;
+  let fw: Portwall;
+  let vm1: Vm;
+  let vm2: Vm;
+  const HOST_ON_BRIDGE = '192.0.2.2';
+  // VM1 itself accepts 81: judged by the source's ingress policy (the bug), 81 would pass.
+  const OPEN = group('sg-open', [...EGRESS_ANY, { direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 80, port_range_max: 81 }]);
+
+  beforeAll(async () => {
+    h = new ComputeHost('bridged', [{ id: 'net-a', zone: 101, bridge: 'br-a', macByte: 10 }]);
+    vm1 = h.addVm('vm1', { n: 11 });
+    vm2 = h.addVm('vm2', { n: 12 });
+    h.host.exec('ip', ['addr', 'add', `${HOST_ON_BRIDGE}/24`, 'dev', 'br-a']);
+    await h.serve(vm2.ns, { tcp: [80, 81] }, 90);
+    fw = openFirewall(h);
+    await fw.apply(state([h.networkState('net-a')], [WEB, OPEN], [
+      h.port(vm1, { security_groups: ['sg-open'] }), h.port(vm2, { security_groups: ['sg-web'] }),
+    ]));
+  });
+  afterAll(async () => {
+    await fw?.close();
+    h?.destroy();
+  });
+
+  it('control: bridged VM1 → VM2 meets VM2\'s ingress rules', async () => {
+    expect(await probe(vm1.ns, [{ proto: 'tcp', host: vm2.ip4, port: 80 }, { proto: 'tcp', host: vm2.ip4, port: 81 }]))
+      .toEqual(['open', 'timeout']);
+  });
+
+  it('routed by the host back into the same bridge: still VM2\'s ingress rules', async () => {
+    vm1.ns.exec('ip', ['route', 'add', `${vm2.ip4}/32`, 'via', HOST_ON_BRIDGE]);
+    try {
+      expect(await probe(vm1.ns, [{ proto: 'tcp', host: vm2.ip4, port: 80 }, { proto: 'tcp', host: vm2.ip4, port: 81 }]))
+        .toEqual(['open', 'timeout']);
+      // The frames did go through the host: its conntrack saw the flow to 80 in the bridge's zone.
+      expect(h.conntrackLines(101, ['-p', 'tcp', '--dport', '80', '-s', vm1.ip4, '-d', vm2.ip4]).length).toBeGreaterThanOrEqual(1);
+    } finally {
+      vm1.ns.exec('ip', ['route', 'del', `${vm2.ip4}/32`, 'via', HOST_ON_BRIDGE]);
+    }
   });
 });

@@ -5,7 +5,7 @@ import { describe, expect, test } from 'vitest';
 
 import { linkLocalOf } from '../../src/compile/addr.js';
 import { allows, evaluate } from '../../src/compile/evaluate.js';
-import { compilePolicy, tagSpace } from '../../src/compile/policy.js';
+import { compilePolicy, markBits, tagSpace } from '../../src/compile/policy.js';
 import { validateState } from '../../src/model/validate.js';
 import { DEFAULT_CONFIG } from '../../src/model/types.js';
 import { network, port, state, webGroup } from '../helpers/states.js';
@@ -90,10 +90,15 @@ describe('compilePolicy', () => {
     expect(kept.ports.map((p) => p.tag)).toEqual([3, 1, 2, 4]); // a new port never retags the others
     const high = { ...DEFAULT_CONFIG, markMask: 0xff00 };
     expect(compile(state('bridged', [], ports), high).ports.map((p) => p.tag)).toEqual([0x300, 0x100, 0x200]);
-    expect(tagSpace(0xff00)).toEqual({ shift: 8, count: 255 });
+    // The mask's highest bit is the bridge-forwarded flag; tags use the bits below it.
+    expect(tagSpace(0xff00)).toEqual({ shift: 8, count: 127 });
+    expect(markBits(0xff00)).toEqual({ tagMask: 0x7f00, flag: 0x8000 });
+    expect(markBits(0xffffffff)).toEqual({ tagMask: 0x7fffffff, flag: 0x80000000 });
     expect(() => tagSpace(0xf0f0)).toThrow(/one run of bits/);
-    const tiny = { ...DEFAULT_CONFIG, markMask: 0x1 };
-    expect(() => compile(state('bridged', [], ports), tiny)).toThrow(/only 1 tags/);
+    expect(() => compile(state('bridged', [], ports), { ...DEFAULT_CONFIG, markMask: 0x3 })).toThrow(/only 1 tags/);
+    expect(() => compile(state('bridged', [], ports), { ...DEFAULT_CONFIG, markMask: 0x1 })).toThrow(/too small.*flag/);
+    // A hinted tag on the flag bit is not a tag: the port takes a free one.
+    expect(compile(state('bridged', [], ports), DEFAULT_CONFIG, new Map([['port-00001', 0x8000]])).ports.map((p) => p.tag)).toEqual([3, 1, 2]);
   });
 });
 

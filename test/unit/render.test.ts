@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 
 import { PortwallError } from '../../src/errors.js';
-import { F, accept, and, counter, dnat, eq, inSet, limit, log, mapOf, rule, set, snat, vmap, type Part } from '../../src/nft/match.js';
+import { F, accept, and, counter, dnat, eq, inSet, limit, log, mapOf, or, rule, set, snat, vmap, type Part } from '../../src/nft/match.js';
 import { raiseRule } from '../../src/nft/raise.js';
 import { partText, renderOperations } from '../../src/nft/render.js';
 import type { Expr, Family, NftSet, Operation, Rule } from '../../src/nft/types.js';
@@ -164,5 +164,16 @@ describe('set statements from a field or a map (the bridged-port tag, docs/datap
     expect(text('bridge', set(F.meta.mark, mapOf(F.meta.oifname, tags)))).toBe('meta mark set oifname map @port_tag');
     expect(text('inet', set(F.meta.mark, and(F.meta.mark, 0xffff0000)), set(F.ct.zone, 7))).toBe('meta mark set meta mark and 0xffff0000 ct zone set 7');
     expect(text('inet', set(F.ct.mark, F.meta.mark))).toBe('ct mark set meta mark');
+  });
+  test('`or` (the bridge-forwarded flag): nft\'s (x & ~C) ^ C, raised back to the same statement', () => {
+    const flagged = set(F.meta.mark, or(F.meta.mark, 0x8000));
+    expect(rule('bridge', [flagged])).toEqual([
+      { type: 'meta', key: 'mark', dreg: 1 },
+      { type: 'bitwise', sreg: 1, dreg: 1, len: 4, mask: Uint8Array.from([0xff, 0x7f, 0xff, 0xff]), xor: Uint8Array.from([0, 0x80, 0, 0]) },
+      { type: 'meta', key: 'mark', sreg: 1 },
+    ]);
+    expect(raiseRule('bridge', rule('bridge', [flagged]))).toEqual([flagged]);
+    expect(text('bridge', flagged)).toBe('meta mark set meta mark or 0x8000');
+    expect(() => rule('inet', [eq(or(F.meta.mark, 1), 1)])).toThrow(/only in set statements/);
   });
 });

@@ -5,11 +5,8 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <cstring>
 
 #include "core/error.h"
@@ -23,60 +20,22 @@ namespace {
 // Dump replies are at most ~32 KiB per datagram, acknowledgements are small (NETLINK_CAP_ACK).
 constexpr size_t kRxSlotSize = 64u << 10;
 constexpr unsigned kRxSlots = 16;
-// The kernel answers every request synchronously, inside our sendmsg/recvmsg: a reply that takes this long
-// is never coming, and a pool thread must not hang forever waiting for it.
-constexpr int kReplyTimeoutSec = 5;
 
-void enable(int fd, int opt) {
-  int one = 1;
-  // Older kernels lack these; we then get plain errors without the kernel's explanation.
-  setsockopt(fd, SOL_NETLINK, opt, &one, sizeof one);
-}
-
-// Grows a socket buffer to hold `bytes`; never shrinks it below the system default.
-void grow_buffer(int fd, int force_opt, int opt, size_t bytes, const char* what) {
-  int cur = 0;
-  socklen_t len = sizeof cur;
-  // The kernel reports (and accounts) twice the value set, to cover its bookkeeping overhead.
-  if (getsockopt(fd, SOL_SOCKET, opt, &cur, &len) == 0 && static_cast<size_t>(cur) / 2 >= bytes) return;
-  int v = static_cast<int>(std::min<size_t>(bytes, INT_MAX / 2));
-  // The FORCE variants ignore net.core.[rw]mem_max but need CAP_NET_ADMIN; without it take what we may.
-  if (setsockopt(fd, SOL_SOCKET, force_opt, &v, sizeof v) == 0) return;
-  if (setsockopt(fd, SOL_SOCKET, opt, &v, sizeof v) < 0) throw_errno(std::string("setsockopt ") + what);
+std::unique_ptr<NlSocket> open_in(const std::string& netns) {
+  NetnsScope scope(netns);
+  // Buffers are sized per batch (size_buffers), so the socket starts with the system defaults.
+  return std::make_unique<NlSocket>(NETLINK_NETFILTER, 0, 0);
 }
 
 }  // namespace
 
-NftSocket::NftSocket(const std::string& netns) : seq_(0x40000000u), rx_(new uint8_t[kRxSlots * kRxSlotSize]) {
-  {
-    NetnsScope scope(netns);
-    nl_.reset(mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC));
-    if (!nl_) throw_errno("open netfilter netlink socket");
-  }
-  if (mnl_socket_bind(nl_.get(), 0, MNL_SOCKET_AUTOPID) < 0) throw_errno("bind netfilter netlink socket");
-  fd_ = mnl_socket_get_fd(nl_.get());
-  portid_ = mnl_socket_get_portid(nl_.get());
-  enable(fd_, NETLINK_EXT_ACK);
-  enable(fd_, NETLINK_CAP_ACK);  // errors then carry the refused message's header only, not all of it
-  timeval tv{kReplyTimeoutSec, 0};
-  if (setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) throw_errno("setsockopt SO_RCVTIMEO");
-}
+NftSocket::NftSocket(const std::string& netns)
+    : nl_(open_in(netns)), fd_(nl_->fd()), portid_(nl_->portid()), seq_(0x40000000u),
+      rx_(new uint8_t[kRxSlots * kRxSlotSize]) {}
 
-void NftSocket::size_buffers(size_t sndbuf, size_t rcvbuf) {
-  grow_buffer(fd_, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf, "SO_SNDBUF");
-  grow_buffer(fd_, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf, "SO_RCVBUF");
-}
+void NftSocket::size_buffers(size_t sndbuf, size_t rcvbuf) { nl_->grow_buffers(sndbuf, rcvbuf); }
 
-void NftSocket::send(const void* data, size_t len) {
-  for (;;) {
-    ssize_t n = mnl_socket_sendto(nl_.get(), data, len);
-    if (n >= 0 && static_cast<size_t>(n) == len) return;
-    if (n < 0 && errno == EINTR) continue;
-    if (n >= 0) throw Error(ErrorKind::kSystem, EIO, "netlink sendmsg sent " + std::to_string(n) + " of " +
-                                                       std::to_string(len) + " bytes");
-    throw_errno("netlink sendmsg of " + std::to_string(len) + " bytes");
-  }
-}
+void NftSocket::send(const void* data, size_t len) { nl_->send(data, len); }
 
 bool NftSocket::receive(bool wait, const std::function<void(const nlmsghdr*)>& on_message) {
   mmsghdr msgs[kRxSlots] = {};
@@ -95,7 +54,7 @@ bool NftSocket::receive(bool wait, const std::function<void(const nlmsghdr*)>& o
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       if (!wait) return false;
       throw Error(ErrorKind::kSystem, ETIMEDOUT,
-                  "netlink: no reply from the kernel within " + std::to_string(kReplyTimeoutSec) + " s");
+                  "netlink: no reply from the kernel within " + std::to_string(NlSocket::kReceiveTimeoutS) + " s");
     }
     if (errno == ENOBUFS) {
       throw Error(ErrorKind::kSystem, ENOBUFS,

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/nft_handles.h"
+#include "core/nl_socket.h"
 
 namespace portwall::nft {
 
@@ -47,7 +48,7 @@ class NftSocket {
   uint32_t genid();
 
  private:
-  std::unique_ptr<mnl_socket, Deleter<mnl_socket_close>> nl_;
+  std::unique_ptr<NlSocket> nl_;
   int fd_ = -1;
   uint32_t portid_ = 0;
   uint32_t seq_;

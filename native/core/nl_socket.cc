@@ -3,35 +3,44 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <string>
 
 #include "core/error.h"
 
 namespace portwall {
 
-constexpr int kReceiveTimeoutS = 10;
+namespace {
 
-NlSocket::NlSocket(int bus, unsigned groups, int buffer_bytes) {
+void grow(int fd, int force_opt, int opt, size_t bytes, const char* what) {
+  int cur = 0;
+  socklen_t len = sizeof cur;
+  // The kernel reports (and accounts) twice the value set, to cover its bookkeeping overhead.
+  if (getsockopt(fd, SOL_SOCKET, opt, &cur, &len) == 0 && static_cast<size_t>(cur) / 2 >= bytes) return;
+  int v = static_cast<int>(std::min<size_t>(bytes, INT_MAX / 2));
+  if (setsockopt(fd, SOL_SOCKET, force_opt, &v, sizeof v) == 0) return;
+  if (setsockopt(fd, SOL_SOCKET, opt, &v, sizeof v) < 0) throw_errno(std::string("setsockopt ") + what);
+}
+
+}  // namespace
+
+NlSocket::NlSocket(int bus, unsigned groups, size_t buffer_bytes) {
   sock_ = mnl_socket_open2(bus, SOCK_CLOEXEC);
   if (!sock_) throw_errno("open netlink socket");
-  if (mnl_socket_bind(sock_, groups, MNL_SOCKET_AUTOPID) < 0) {
-    int err = errno;
+  try {
+    if (mnl_socket_bind(sock_, groups, MNL_SOCKET_AUTOPID) < 0) throw_errno("bind netlink socket");
+    if (buffer_bytes > 0) grow_buffers(buffer_bytes, buffer_bytes);
+    timeval tv{kReceiveTimeoutS, 0};
+    if (setsockopt(fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) throw_errno("setsockopt SO_RCVTIMEO");
+  } catch (...) {
     mnl_socket_close(sock_);
-    errno = err;
-    throw_errno("bind netlink socket");
+    throw;
   }
-  // Best effort: without CAP_NET_ADMIN the FORCE variants fail and the plain ones cap at the sysctl limits.
-  int fd = mnl_socket_get_fd(sock_);
-  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buffer_bytes, sizeof buffer_bytes) < 0)
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof buffer_bytes);
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buffer_bytes, sizeof buffer_bytes) < 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer_bytes, sizeof buffer_bytes);
-  // A kernel that never answers must not block a pool thread forever (the event reader polls, unaffected).
-  timeval tv{kReceiveTimeoutS, 0};
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) throw_errno("setsockopt SO_RCVTIMEO");
+  // Older kernels lack these; we then get plain errors without the kernel's explanation. Capped acks carry
+  // only the refused message's header, not its whole payload.
   int one = 1;
-  // Acks then carry only the failing message's header, not its whole payload.
   mnl_socket_setsockopt(sock_, NETLINK_CAP_ACK, &one, sizeof one);
   mnl_socket_setsockopt(sock_, NETLINK_EXT_ACK, &one, sizeof one);
 }
@@ -40,10 +49,20 @@ NlSocket::~NlSocket() {
   if (sock_) mnl_socket_close(sock_);
 }
 
+void NlSocket::grow_buffers(size_t sndbuf, size_t rcvbuf) {
+  grow(fd(), SO_SNDBUFFORCE, SO_SNDBUF, sndbuf, "SO_SNDBUF");
+  grow(fd(), SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf, "SO_RCVBUF");
+}
+
 void NlSocket::send(const void* buf, size_t len) {
   for (;;) {
-    if (mnl_socket_sendto(sock_, buf, len) >= 0) return;
-    if (errno != EINTR) throw_errno("netlink sendto");
+    ssize_t n = mnl_socket_sendto(sock_, buf, len);
+    if (n >= 0 && static_cast<size_t>(n) == len) return;
+    if (n < 0 && errno == EINTR) continue;
+    if (n >= 0) {
+      throw Error(ErrorKind::kSystem, EIO, "netlink sendmsg sent " + std::to_string(n) + " of " + std::to_string(len) + " bytes");
+    }
+    throw_errno("netlink sendmsg of " + std::to_string(len) + " bytes");
   }
 }
 

@@ -136,6 +136,33 @@ export class Portwall {
     return this.#serial(() => this.#apply(state, options.cleanup ?? true));
   }
 
+  /**
+   * Adds or replaces one port (Neutron's port object, as in the state file's `ports`). Validated against the
+   * handle's current state (network, groups, unique device/MAC/IPs); only that port's elements change.
+   */
+  upsertPort(port: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
+    void port; void options;
+    return Promise.reject(new Error('upsertPort: not implemented yet'));
+  }
+
+  /** Removes one port by id (its elements, its remote-group memberships, its flows). */
+  removePort(id: string, options: ApplyOptions = {}): Promise<ApplyResult> {
+    void id; void options;
+    return Promise.reject(new Error('removePort: not implemented yet'));
+  }
+
+  /** Adds or replaces one security group with its `security_group_rules` (Neutron's object). */
+  upsertGroup(group: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
+    void group; void options;
+    return Promise.reject(new Error('upsertGroup: not implemented yet'));
+  }
+
+  /** Removes one security group; refused while a port or another group's rule refers to it. */
+  removeGroup(id: string, options: ApplyOptions = {}): Promise<ApplyResult> {
+    void id; void options;
+    return Promise.reject(new Error('removeGroup: not implemented yet'));
+  }
+
   /** Waits for pending operations. The handle holds no kernel resources between calls. */
   async close(): Promise<void> {
     await this.#queue;

@@ -1,5 +1,6 @@
 #include "core/nft_commit.h"
 
+#include <arpa/inet.h>
 #include <endian.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter.h>
@@ -73,7 +74,15 @@ const char* family_name(uint8_t f) {
 
 // "DELRULE inet portwall/input handle 7": enough to find the object without the wire record at hand.
 std::string describe(const nlmsghdr* nlh) {
-  if (nlh->nlmsg_type == NFNL_MSG_BATCH_BEGIN) return "batch BEGIN";
+  if (nlh->nlmsg_type == NFNL_MSG_BATCH_BEGIN) {
+    std::string s = "batch BEGIN";
+    nl::for_each_attr(nlh, sizeof(nfgenmsg), [&](const nlattr* a) {
+      if (mnl_attr_get_type(a) == NFNL_BATCH_GENID && mnl_attr_get_payload_len(a) == sizeof(uint32_t)) {
+        s += " genid " + std::to_string(ntohl(mnl_attr_get_u32(a)));
+      }
+    });
+    return s;
+  }
   if (nlh->nlmsg_type == NFNL_MSG_BATCH_END) return "batch END";
   static const char* const kNames[] = {
       "NEWTABLE", "GETTABLE", "DELTABLE", "NEWCHAIN", "GETCHAIN", "DELCHAIN", "NEWRULE", "GETRULE",
@@ -106,16 +115,15 @@ std::string describe(const nlmsghdr* nlh) {
   return s + names + handle;
 }
 
-}  // namespace
-
-CommitResult send_batch(const std::string& netns, const uint8_t* bytes, size_t len,
-                        const std::vector<int32_t>* record_of_message) {
-  const Layout l = scan(bytes, len);
+CommitResult send_scanned(NftSocket& sock, const uint8_t* bytes, size_t len, const Layout& l,
+                          const std::vector<int32_t>* record_of_message) {
   const size_t n = l.offset.size();
   if (record_of_message && record_of_message->size() != n) {
     throw Error(ErrorKind::kSystem, EINVAL, "internal: message map does not match the encoded batch");
   }
-  NftSocket sock(netns);
+  // A held socket is clean between calls; this costs one non-blocking receive and makes sure no earlier
+  // batch's acknowledgement (same sequence numbers) can be taken for this one's.
+  sock.discard_queued();
   // An ACK costs ~1 KiB of receive buffer in the kernel's accounting (skb overhead included).
   sock.size_buffers(len + (64u << 10), l.acks * 1024 + (256u << 10));
   sock.send(bytes, len);
@@ -152,6 +160,9 @@ CommitResult send_batch(const std::string& netns, const uint8_t* bytes, size_t l
     std::string text = record_of_message ? (op >= 0 ? "record " + std::to_string(op) : std::string("batch"))
                                          : "message " + std::to_string(fail_index);
     text += " (" + describe(refused) + "): " + std::strerror(fail_ack.err);
+    if (fail_index == 0 && fail_ack.err == ERESTART) {
+      text += ": the ruleset's generation moved on (another writer committed since); nothing was applied";
+    }
     if (!fail_ack.message.empty()) text += ": " + fail_ack.message;
     if (fail_ack.offset >= 0 && static_cast<size_t>(fail_ack.offset) + sizeof(nlattr) <= refused->nlmsg_len) {
       const auto* bad = reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(refused) + fail_ack.offset);
@@ -161,6 +172,20 @@ CommitResult send_batch(const std::string& netns, const uint8_t* bytes, size_t l
     throw Error(ErrorKind::kNetlink, fail_ack.err, text, op);
   }
   return CommitResult{sock.genid(), static_cast<uint32_t>(n)};
+}
+
+}  // namespace
+
+CommitResult send_batch(const std::string& netns, const uint8_t* bytes, size_t len,
+                        const std::vector<int32_t>* record_of_message) {
+  const Layout l = scan(bytes, len);  // malformed bytes are refused before a socket is opened
+  NftSocket sock(netns);
+  return send_scanned(sock, bytes, len, l, record_of_message);
+}
+
+CommitResult send_batch(NftSocket& sock, const uint8_t* bytes, size_t len,
+                        const std::vector<int32_t>* record_of_message) {
+  return send_scanned(sock, bytes, len, scan(bytes, len), record_of_message);
 }
 
 }  // namespace portwall::nft

@@ -347,6 +347,10 @@ std::vector<uint8_t> write_records(const Snapshot& snap) {
 
 ListResult list(const std::string& netns, uint8_t family, const std::string& table) {
   NftSocket s(netns);
+  return list(s, family, table);
+}
+
+ListResult list(NftSocket& s, uint8_t family, const std::string& table) {
   const Filter want{family, table};
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     // Several dumps make one snapshot only if no commit landed in between: compare generations around them.

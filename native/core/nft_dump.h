@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "core/nft_socket.h"
+
 namespace portwall::nft {
 
 struct ListResult {
@@ -17,8 +19,10 @@ struct ListResult {
 // consistent snapshot: they are repeated while the generation id moves or the kernel flags a dump as
 // interrupted (NLM_F_DUMP_INTR).
 ListResult list(const std::string& netns, uint8_t family, const std::string& table);
+// The same on an open socket (which a failure other than kNetlink may leave with replies queued).
+ListResult list(NftSocket& sock, uint8_t family, const std::string& table);
 
-// The ruleset generation id.
+// The ruleset generation id (on an open socket: NftSocket::genid()).
 uint32_t genid(const std::string& netns);
 
 }  // namespace portwall::nft

@@ -1,5 +1,6 @@
 #include "core/nft_encode.h"
 
+#include <arpa/inet.h>
 #include <libmnl/libmnl.h>
 #include <libnftnl/common.h>
 #include <linux/netfilter.h>
@@ -51,10 +52,14 @@ class BatchBuilder {
   void finish(const nlmsghdr* nlh) { buf_.commit(NLMSG_ALIGN(nlh->nlmsg_len)); }
 
   // BEGIN/END carry no NLM_F_ACK: kernels before 6.10 never acknowledge them, later ones only when asked.
-  void envelope(bool begin) {
+  // A non-zero genid goes into BEGIN as NFNL_BATCH_GENID (u32, network order): the kernel then refuses the
+  // whole batch with ERESTART unless the ruleset is still at that generation.
+  void envelope(bool begin, uint32_t genid = 0) {
     buf_.reserve_more(256);
     record_of_.push_back(-1);
-    finish(begin ? nftnl_batch_begin(at(), seq_++) : nftnl_batch_end(at(), seq_++));
+    nlmsghdr* nlh = begin ? nftnl_batch_begin(at(), seq_++) : nftnl_batch_end(at(), seq_++);
+    if (begin && genid != 0) mnl_attr_put_u32(nlh, NFNL_BATCH_GENID, htonl(genid));
+    finish(nlh);
   }
 
   // Set ids for sets the wire gave none, from the top half so they never meet the encoder's own.
@@ -343,12 +348,12 @@ bool known_family(uint8_t f) {
 
 }  // namespace
 
-EncodedBatch encode(const uint8_t* data, size_t len) {
+EncodedBatch encode(const uint8_t* data, size_t len, uint32_t genid) {
   wire::Reader r(data, len);
   if (r.u32("magic") != wire::kMagic) r.fail("bad magic: not a PWB1 stream");
   uint32_t count = r.u32("record count");
   BatchBuilder b(len);
-  b.envelope(true);
+  b.envelope(true, genid);
   for (uint32_t i = 0; i < count; ++i) {
     r.set_record(static_cast<int>(i));
     Record rec{};

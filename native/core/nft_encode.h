@@ -30,6 +30,9 @@ struct EncodedBatch {
 };
 
 // Throws Error(kWire) with the offending record as op_index when the buffer is malformed.
-EncodedBatch encode(const uint8_t* data, size_t len);
+// `genid` != 0 makes the batch conditional: BEGIN carries NFNL_BATCH_GENID and the kernel refuses the whole
+// batch (ERESTART, on BEGIN) if the ruleset is no longer at that generation. 0 sends no attribute; the kernel
+// would read a 0 as "no check" anyway, and never reports generation 0.
+EncodedBatch encode(const uint8_t* data, size_t len, uint32_t genid = 0);
 
 }  // namespace portwall::nft

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 
 #include "core/error.h"
 #include "core/netlink_util.h"
@@ -103,6 +104,9 @@ bool NftSocket::dump(const nlmsghdr* request, const std::function<void(const nlm
   send(request, request->nlmsg_len);
   const uint32_t seq = request->nlmsg_seq;
   bool interrupted = false, done = false;
+  // A dump left half read would keep the socket busy (the kernel refuses a new dump with EBUSY while one
+  // runs) and its rest would arrive as stale replies: when on_message throws, read on to the end first.
+  std::exception_ptr failed;
   while (!done) {
     receive(true, [&](const nlmsghdr* nlh) {
       if (done || nlh->nlmsg_seq != seq || nlh->nlmsg_pid != portid_) return;  // stale reply of an earlier request
@@ -121,12 +125,22 @@ bool NftSocket::dump(const nlmsghdr* request, const std::function<void(const nlm
         std::string text = std::string("nftables dump refused: ") + std::strerror(ack.err);
         if (!ack.message.empty()) text += ": " + ack.message;
         throw Error(ErrorKind::kNetlink, ack.err, text);
-      } else if (nlh->nlmsg_type >= NLMSG_MIN_TYPE) {
-        on_message(nlh);
+      } else if (nlh->nlmsg_type >= NLMSG_MIN_TYPE && !failed) {
+        try {
+          on_message(nlh);
+        } catch (...) {
+          failed = std::current_exception();
+        }
       }
     });
   }
+  if (failed) std::rethrow_exception(failed);
   return !interrupted;
+}
+
+void NftSocket::discard_queued() {
+  while (receive(false, [](const nlmsghdr*) {})) {
+  }
 }
 
 uint32_t NftSocket::genid() {

@@ -1,7 +1,8 @@
 // A NETLINK_NETFILTER socket bound to one network namespace, and the request/dump plumbing on top of it.
 //
 // The socket is created inside a NetnsScope and keeps that namespace for its whole life, while the calling
-// thread goes straight back to its own namespace. All calls block the calling (pool) thread.
+// thread goes straight back to its own namespace. All calls block the calling (pool) thread. One NftSocket
+// serves one call at a time; HeldSocket (nft_held_socket.h) keeps one open across calls.
 #pragma once
 
 #include <libmnl/libmnl.h>
@@ -42,7 +43,13 @@ class NftSocket {
 
   // Sends a dump request and calls on_message for every object message until NLMSG_DONE. Returns false when
   // the kernel flagged the dump as interrupted by a concurrent change (NLM_F_DUMP_INTR): restart it.
+  // When on_message throws, the rest of the dump is still read (and ignored) before the exception goes on, so
+  // the socket is left without a dump in progress or replies queued, ready for the next request.
   bool dump(const nlmsghdr* request, const std::function<void(const nlmsghdr*)>& on_message);
+
+  // Reads and drops whatever replies are queued (none, unless an earlier exchange was cut short), so that a
+  // batch, whose sequence numbers restart at 1 every time, never meets an old batch's acknowledgement.
+  void discard_queued();
 
   // The ruleset generation id (NFT_MSG_GETGEN).
   uint32_t genid();

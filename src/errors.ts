@@ -10,6 +10,8 @@ export const ERROR_CODES = {
   ERR_UNKNOWN_SET: 'elements refer to a set the transaction cannot resolve (add it first or pass it as known)',
   ERR_TRANSACTION_STATE: 'a transaction was used after commit or after an earlier operation failed',
   ERR_KERNEL: 'the kernel refused an operation of a batch; nothing of the batch was applied',
+  ERR_CONFLICT:
+    'another writer committed since the generation this batch was computed against; nothing was applied',
   ERR_NETNS: 'the network namespace could not be opened or entered',
   ERR_SYSTEM: 'a system call failed (socket, sendmsg, recvmsg)',
   ERR_WIRE: 'the native side could not decode a buffer from the TypeScript side (a portwall bug)',

@@ -38,10 +38,12 @@ const STRERROR: Readonly<Record<string, string>> = {
   EAFNOSUPPORT: 'Address family not supported by protocol',
   ENOBUFS: 'No buffer space available',
   ETIMEDOUT: 'Connection timed out',
+  ERESTART: 'Interrupted system call should be restarted',
 };
 
-// Where libuv's name differs from glibc's strerrorname_np(), which the addon uses (95 is both on Linux).
-const GLIBC_NAMES: Readonly<Record<number, string>> = { 95: 'EOPNOTSUPP' };
+// Where libuv's name differs from glibc's strerrorname_np(), which the addon uses (95 is both on Linux), or
+// libuv has none: ERESTART (85) is how the kernel refuses a batch whose generation id is stale.
+const GLIBC_NAMES: Readonly<Record<number, string>> = { 85: 'ERESTART', 95: 'EOPNOTSUPP' };
 
 /** The symbolic name of a positive errno (ENOENT), as glibc spells it, when known. */
 export function errnoName(errno: number): string | undefined {
@@ -54,16 +56,35 @@ export function strerror(errno: number, name = errnoName(errno)): string {
   return text ? text[0]!.toUpperCase() + text.slice(1) : `errno ${errno}`;
 }
 
+/** What {@link fromNative} knows about the call besides its operations. */
+export interface CommitContext {
+  /** The generation the batch was made conditional on (nftCommit's `genid`), if it was. */
+  genid?: number;
+}
+
 /**
  * Maps a native rejection. `ops` are the operations of the batch (for netlink errors), `netns` the namespace
- * the call targeted. PortwallErrors pass through unchanged.
+ * the call targeted. A batch sent with a generation id (`context.genid`) and refused with ERESTART becomes
+ * ERR_CONFLICT. PortwallErrors pass through unchanged.
  */
-export function fromNative(err: unknown, netns: string | null, ops: readonly Operation[] = []): PortwallError {
+export function fromNative(
+  err: unknown,
+  netns: string | null,
+  ops: readonly Operation[] = [],
+  context: CommitContext = {},
+): PortwallError {
   if (err instanceof PortwallError) return err;
   const e = asNative(err);
   if (e.kind !== 'netlink') return systemOrWire(e, err, netns);
   const { errno, name } = errnoOf(e);
   const opIndex = typeof e.opIndex === 'number' ? e.opIndex : -1;
+  if (context.genid !== undefined && name === 'ERESTART') {
+    return new PortwallError(
+      'ERR_CONFLICT',
+      `batch: another writer committed since generation ${context.genid}, which the batch was computed against; nothing was applied`,
+      { errno, errnoName: name, cause: err, opIndex },
+    );
+  }
   const op = ops[opIndex];
   const what = op ? `${op.verb} ${describeObject(op.object)} (operation ${opIndex + 1} of ${ops.length})` : 'batch';
   const reason = errno === undefined ? e.message : strerror(errno, name);
@@ -108,7 +129,9 @@ function systemOrWire(e: NativeError, cause: unknown, netns: string | null, extr
   const { errno, name } = errnoOf(e);
   const details = { ...extra, errno, errnoName: name, cause };
   if (e.kind === 'wire') return new PortwallError('ERR_WIRE', `the addon refused the wire buffer: ${e.message}`, details);
-  const missingNetns = netns !== null && (name === 'ENOENT' || name === 'EBADF');
+  // A held nftables socket used after close() is EBADF as well, but says so.
+  const closedSocket = /socket was closed/.test(e.message);
+  const missingNetns = netns !== null && !closedSocket && (name === 'ENOENT' || name === 'EBADF');
   if (/network namespace/i.test(e.message) || missingNetns) {
     return new PortwallError('ERR_NETNS', `network namespace ${netns ?? '(current)'}: ${e.message}`, details);
   }

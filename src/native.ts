@@ -2,7 +2,8 @@
  * The native binding: its shape, its loader, and a seam to inject a fake for tests.
  *
  * Every function returns a promise and runs its I/O on a libuv pool thread. Buffers follow docs/wire.md.
- * A `netns` argument is a name under /run/netns, a path, or null for the caller's namespace.
+ * A `netns` argument is a name under /run/netns, a path, or null for the caller's namespace. The nftables
+ * calls take an {@link NftTarget} instead: a namespace (a socket per call) or a held socket (docs/netlink.md).
  * Rejections are Errors with `kind` ('system' | 'netlink' | 'wire'), `errno`, `errnoName`, `opIndex`.
  */
 import { createRequire } from 'node:module';
@@ -12,7 +13,11 @@ import path from 'node:path';
 import { PortwallError } from './errors.js';
 
 export interface CommitResult {
-  /** Ruleset generation id after the commit. */
+  /**
+   * Ruleset generation id, read right after the commit (on the same socket). Another writer's commit may
+   * already be counted in it: the commit was the only one in between exactly when `genid === sentGenid + 1`,
+   * where `sentGenid` is the generation the batch was made conditional on (nftCommit's `genid`).
+   */
   genid: number;
   /** Netlink messages sent (including batch begin/end). */
   messages: number;
@@ -42,16 +47,50 @@ export interface NativeSubscription {
   close(): void;
 }
 
+/**
+ * An nftables netlink socket held open across calls (from `nftSocketOpen`), bound to the namespace it was
+ * opened in. Calls on it are serialised; none opens or closes a socket, so none pays the kernel's release
+ * work (an RCU grace period, 7–15 ms after a commit that deleted anything; see docs/netlink.md). After a
+ * failure that may leave replies unread (a rejection of kind 'system'), the next call reopens it in the same
+ * namespace; a kernel refusal (kind 'netlink') keeps it.
+ */
+export interface NativeNftSocket {
+  /**
+   * Closes the socket: at once when idle, else when the call using it ends. Idempotent. Calls made afterwards
+   * reject (kind 'system', errnoName 'EBADF'). May block for the kernel's release work. A socket that is
+   * never closed is closed when it is garbage-collected and no queued call uses it any more.
+   */
+  close(): void;
+}
+
+/**
+ * Where an nftables call goes: a namespace (a name under /run/netns, a path, or null for the caller's) for
+ * which the call opens and closes its own socket, or a {@link NativeNftSocket}.
+ */
+export type NftTarget = string | null | NativeNftSocket;
+
 /** The nftables part of the binding (what an {@link Nft} client needs; `FakeNft` implements it). */
 export interface NftBinding {
-  nftCommit(netns: string | null, batch: Buffer): Promise<CommitResult>;
+  /**
+   * Opens a socket in `netns` to hold across calls (entering the namespace on a pool thread). Optional here
+   * so that hand-written test doubles need not have it; the addon and `FakeNft` do, and an {@link Nft}
+   * client asked to be persistent falls back to a socket per call without it.
+   */
+  nftSocketOpen?(netns: string | null): Promise<NativeNftSocket>;
+  /**
+   * Commits a wire batch as one atomic transaction. With `genid` (an integer 1 … 2³²−1, as `nftGenid` or
+   * `nftList` reported it) the batch's BEGIN carries NFNL_BATCH_GENID and the kernel refuses all of it unless
+   * the ruleset is still at that generation: the rejection is kind 'netlink', errno 85, errnoName
+   * 'ERESTART', opIndex -1 (the batch envelope), and nothing is applied. See {@link CommitResult.genid}.
+   */
+  nftCommit(target: NftTarget, batch: Buffer, genid?: number): Promise<CommitResult>;
   /** The netlink bytes of a batch (BEGIN … END), for replay by nftSendEncoded. */
   nftEncode(batch: Buffer): Promise<Buffer>;
   /** Sends already encoded netlink bytes as one batch; errors carry the message index as opIndex. */
-  nftSendEncoded(netns: string | null, netlink: Buffer): Promise<CommitResult>;
+  nftSendEncoded(target: NftTarget, netlink: Buffer): Promise<CommitResult>;
   /** family 0 = all families; table null = all tables. */
-  nftList(netns: string | null, family: number, table: string | null): Promise<ListResult>;
-  nftGenid(netns: string | null): Promise<number>;
+  nftList(target: NftTarget, family: number, table: string | null): Promise<ListResult>;
+  nftGenid(target: NftTarget): Promise<number>;
 }
 
 /** The ipset part of the binding. */
@@ -89,7 +128,7 @@ export interface ConntrackBinding {
 }
 
 /** Everything the addon exports. */
-export type NativeBinding = NftBinding & IpsetBinding & ConntrackBinding;
+export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpen'>> & IpsetBinding & ConntrackBinding;
 
 let injected: NativeBinding | undefined;
 let loaded: NativeBinding | undefined;

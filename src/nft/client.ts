@@ -4,9 +4,13 @@
  * Element keys are encoded with their set's datatypes, so a transaction that adds elements to a set it does
  * not define itself needs that set's definition. The client remembers every set it has seen — in the last
  * list() and in its committed transactions — and transactions resolve such sets through it.
+ *
+ * By default every call opens and closes its own netlink socket. A `persistent` client holds one socket for
+ * all its calls instead (docs/netlink.md): closing a netfilter socket after a commit that deleted anything
+ * waits for the kernel's release work (7–15 ms), far more than a small commit itself.
  */
 import { binding as loadBinding } from '../native.js';
-import type { NftBinding } from '../native.js';
+import type { NativeNftSocket, NftBinding, NftTarget } from '../native.js';
 import { FAMILIES } from './constants.js';
 import { fromNative } from '../native-errors.js';
 import { Transaction } from './transaction.js';
@@ -19,6 +23,21 @@ export interface NftOptions {
   netns?: string | null;
   /** The binding to use (tests inject a fake, see `./fake.ts`); defaults to the native addon. */
   binding?: NftBinding;
+  /**
+   * Hold one netlink socket for all calls of this client (opened on first use, in `netns`) instead of one
+   * socket per call; release it with {@link Nft.close}. Calls on it run one after another. After a system
+   * error the addon reopens it on the next call. Default false. A binding without `nftSocketOpen` (a
+   * hand-written test double) is used with a socket per call.
+   */
+  persistent?: boolean;
+}
+
+// A persistent client's socket: the binding that opened it, the open (one in flight at a time), and the last
+// call queued on it, settled or not — calls are chained so that at most one waits on a pool thread.
+interface Held {
+  readonly native: NftBinding;
+  readonly socket: Promise<NativeNftSocket>;
+  tail: Promise<unknown>;
 }
 
 /** What list() returns: the ruleset generation the dump belongs to and the decoded objects. */
@@ -31,11 +50,15 @@ export interface Listing {
 export class Nft {
   /** The namespace this client talks to (null: the caller's). */
   readonly netns: string | null;
+  /** Whether the client holds one socket across calls (see {@link NftOptions.persistent}). */
+  readonly persistent: boolean;
   readonly #binding: NftBinding | undefined;
   readonly #sets = new Map<string, NftSet>();
+  #held: Held | undefined;
 
   constructor(options: NftOptions = {}) {
     this.netns = options.netns ?? null;
+    this.persistent = options.persistent ?? false;
     this.#binding = options.binding;
   }
 
@@ -44,13 +67,54 @@ export class Nft {
     return this.#binding ?? loadBinding();
   }
 
+  // Runs one binding call on this client's target: the namespace, or the held socket (opened on first use).
+  #call<T>(fn: (native: NftBinding, target: NftTarget) => Promise<T>): Promise<T> {
+    if (!this.persistent) return fn(this.#native, this.netns);
+    let held = this.#held;
+    if (!held) {
+      const native = this.#native;
+      if (!native.nftSocketOpen) return fn(native, this.netns);
+      held = this.#held = this.#open(native, native.nftSocketOpen.bind(native));
+    }
+    const h = held;
+    const run = h.tail.then(async () => fn(h.native, await h.socket));
+    h.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  #open(native: NftBinding, open: (netns: string | null) => Promise<NativeNftSocket>): Held {
+    const held: Held = { native, socket: open(this.netns), tail: Promise.resolve() };
+    // A failed open is reported to the calls waiting for it; the next call tries again.
+    held.socket.catch(() => {
+      if (this.#held === held) this.#held = undefined;
+    });
+    return held;
+  }
+
+  /**
+   * Releases a persistent client's socket: waits until every call already made has settled, then closes it
+   * (which may take the kernel a few milliseconds after deletions). The client stays usable — a later call
+   * opens a new socket — so call it again when done with those. Resolves at once for a per-call client or
+   * when no socket is open; never rejects.
+   */
+  async close(): Promise<void> {
+    const held = this.#held;
+    if (!held) return;
+    this.#held = undefined;
+    await held.tail;
+    const socket = await held.socket.catch(() => undefined);
+    socket?.close();
+  }
+
   /** A new, empty transaction bound to this client. */
   transaction(): Transaction {
     return new Transaction({
       resolveSet: (family, table, name) => this.knownSet(family, table, name),
       sink: {
         netns: this.netns,
-        send: (batch) => this.#native.nftCommit(this.netns, batch),
+        send: (batch, genid) =>
+          this.#call((native, target) =>
+            genid === undefined ? native.nftCommit(target, batch) : native.nftCommit(target, batch, genid)),
         committed: (ops) => this.#learn(ops),
       },
     });
@@ -77,7 +141,7 @@ export class Nft {
 
   async #dump(family: number, table: string | null): Promise<Listing> {
     try {
-      const result = await this.#native.nftList(this.netns, family, table);
+      const result = await this.#call((native, target) => native.nftList(target, family, table));
       return { genid: result.genid, objects: decodeRecords(result.records) };
     } catch (err) {
       throw fromNative(err, this.netns);
@@ -99,10 +163,13 @@ export class Nft {
     }
   }
 
-  /** The current ruleset generation id. */
+  /**
+   * The current ruleset generation id (the kernel's, bumped by 1 per committed batch), for
+   * `transaction().commit({ genid })`. `list()` reports the generation of its snapshot as well.
+   */
   async genid(): Promise<number> {
     try {
-      return await this.#native.nftGenid(this.netns);
+      return await this.#call((native, target) => native.nftGenid(target));
     } catch (err) {
       throw fromNative(err, this.netns);
     }

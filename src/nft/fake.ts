@@ -5,14 +5,16 @@
  * namespace with the kernel's errors (see `./fake-ruleset.ts`), all or nothing, and answers list() with a
  * wire dump in the kernel's shape — rbtree intervals as descending start/end elements, base chains with
  * their default policy, verdict-map data length 16 — so the client's decoding is exercised as well.
+ * Each namespace has a generation id (1 at first, +1 per committed non-empty batch), which a commit with `genid`
+ * must match, and held sockets (`nftSocketOpen`) are counted, as are listings per namespace.
  * It never replaces the kernel tests.
  */
-import type { CommitResult, ListResult, NftBinding } from '../native.js';
+import type { CommitResult, ListResult, NativeNftSocket, NftBinding, NftTarget } from '../native.js';
 import { NFT_SET_ELEM_INTERVAL_END, SET_FLAGS } from './constants.js';
 import { KernelRefusal, applyRecord, emptyRuleset } from './fake-ruleset.js';
 import type { Ruleset } from './fake-ruleset.js';
 import { errnoName, strerror } from '../native-errors.js';
-import { readRecords, writeRecords } from './wire-records.js';
+import { VERB_CODES, readRecords, writeRecords } from './wire-records.js';
 import type { RawElement, RawRecord, RawSet } from './wire-records.js';
 
 /** Options of {@link FakeNft}. */
@@ -27,15 +29,53 @@ function nativeError(kind: NativeLikeError['kind'], errno: number, message: stri
   return Object.assign(new Error(message), { kind, errno, errnoName: errnoName(errno), opIndex });
 }
 
+const ERESTART = 85;
+const EBADF = 9;
+
+/** A held socket of the fake ({@link FakeNft.nftSocketOpen}): a namespace and whether it was closed. */
+export class FakeNftSocket implements NativeNftSocket {
+  #closed = false;
+
+  constructor(
+    /** The namespace it was opened in (null: the caller's). */
+    readonly netns: string | null,
+  ) {}
+
+  /** Whether close() was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Closes it (idempotent); calls made with it afterwards reject like the addon's (kind 'system', EBADF). */
+  close(): void {
+    this.#closed = true;
+  }
+}
+
 /** In-memory nftables implementing {@link NftBinding}. */
 export class FakeNft implements NftBinding {
   readonly #namespaces: ReadonlySet<string> | undefined;
   readonly #rulesets = new Map<string, Ruleset>();
+  readonly #sockets = new WeakSet<FakeNftSocket>();
   /** Number of batches committed (all namespaces), for tests that check nothing was sent. */
   commits = 0;
+  /** Number of sockets nftSocketOpen opened (all namespaces). */
+  socketsOpened = 0;
+  /** Number of nftList calls per namespace (null: the caller's), whether through a socket or not. */
+  readonly lists = new Map<string | null, number>();
 
   constructor(options: FakeNftOptions = {}) {
     this.#namespaces = options.namespaces && new Set(options.namespaces);
+  }
+
+  // The namespace a call goes to; a closed socket is refused as the addon refuses it.
+  #netnsOf(target: NftTarget): string | null {
+    if (target === null || typeof target === 'string') return target;
+    if (!(target instanceof FakeNftSocket) || !this.#sockets.has(target)) {
+      throw new TypeError('target must be a network namespace (a string or null) or a socket from nftSocketOpen()');
+    }
+    if (target.closed) throw nativeError('system', EBADF, 'the nftables socket was closed (NftSocket.close())');
+    return target.netns;
   }
 
   #ruleset(netns: string | null): Ruleset {
@@ -49,7 +89,25 @@ export class FakeNft implements NftBinding {
     return rs;
   }
 
-  async nftCommit(netns: string | null, batch: Buffer): Promise<CommitResult> {
+  /** Opens a held socket in `netns` (which must exist); counted in {@link socketsOpened}. */
+  async nftSocketOpen(netns: string | null): Promise<FakeNftSocket> {
+    this.#ruleset(netns);
+    const socket = new FakeNftSocket(netns);
+    this.#sockets.add(socket);
+    this.socketsOpened++;
+    return socket;
+  }
+
+  /**
+   * Applies a batch, all or nothing, bumping the namespace's generation by 1. With `genid`, refuses the whole
+   * batch unless the namespace is at that generation, as the kernel does (kind 'netlink', errno ERESTART,
+   * opIndex -1), after the wire checks (the addon encodes before the kernel sees anything).
+   */
+  async nftCommit(target: NftTarget, batch: Buffer, genid?: number): Promise<CommitResult> {
+    if (genid !== undefined && !(Number.isInteger(genid) && genid >= 1 && genid <= 0xffffffff)) {
+      throw new TypeError('genid must be an integer from 1 to 2^32-1');
+    }
+    const netns = this.#netnsOf(target);
     const current = this.#ruleset(netns);
     let records: RawRecord[];
     try {
@@ -57,9 +115,14 @@ export class FakeNft implements NftBinding {
     } catch (err) {
       throw nativeError('wire', 22, (err as Error).message);
     }
+    if (genid !== undefined && genid !== current.genid) {
+      throw nativeError('netlink', ERESTART,
+        `batch (batch BEGIN genid ${genid}): ${strerror(ERESTART)}: the ruleset's generation moved on (another writer committed since); nothing was applied`);
+    }
     // All or nothing: work on a copy and keep it only if every record applies.
     const next = structuredClone(current);
     records.forEach((rec, opIndex) => {
+      if (!sendsMessage(rec)) return; // the kernel never sees it
       try {
         applyRecord(next, rec);
       } catch (err) {
@@ -67,7 +130,10 @@ export class FakeNft implements NftBinding {
         throw nativeError('netlink', err.errno, `${strerror(err.errno)} (${err.message})`, opIndex);
       }
     });
-    next.genid = current.genid + 1;
+    // Like the kernel, a batch without a message between BEGIN and END (no records, or only element lists
+    // with no elements, which the addon does not send) is no transaction and leaves the generation alone.
+    // (The kernel also keeps it for a batch of no-ops, such as adding what exists; the fake does not model that.)
+    if (records.some(sendsMessage)) next.genid = current.genid + 1;
     this.#rulesets.set(netns ?? '', next);
     this.commits++;
     return { genid: next.genid, messages: records.length + 2 };
@@ -78,18 +144,26 @@ export class FakeNft implements NftBinding {
     return Buffer.from(batch);
   }
 
-  async nftSendEncoded(netns: string | null, netlink: Buffer): Promise<CommitResult> {
-    return this.nftCommit(netns, netlink);
+  async nftSendEncoded(target: NftTarget, netlink: Buffer): Promise<CommitResult> {
+    return this.nftCommit(target, netlink);
   }
 
-  async nftList(netns: string | null, family: number, table: string | null): Promise<ListResult> {
+  async nftList(target: NftTarget, family: number, table: string | null): Promise<ListResult> {
+    const netns = this.#netnsOf(target);
     const rs = this.#ruleset(netns);
+    this.lists.set(netns, (this.lists.get(netns) ?? 0) + 1);
     return { genid: rs.genid, records: writeRecords(dumpRecords(rs, family, table)) };
   }
 
-  async nftGenid(netns: string | null): Promise<number> {
-    return this.#ruleset(netns).genid;
+  async nftGenid(target: NftTarget): Promise<number> {
+    return this.#ruleset(this.#netnsOf(target)).genid;
   }
+}
+
+// Whether the addon turns a record into a netlink message (docs/wire.md: an element list with no elements is
+// sent only as a flush).
+function sendsMessage(r: RawRecord): boolean {
+  return r.kind !== 'elements' || r.verb === VERB_CODES.flush || r.elements.length > 0;
 }
 
 /** The dump of a ruleset in the addon's order: per table the table, its chains, each set and its elements, rules. */

@@ -18,8 +18,11 @@ import type { Chain, Elements, NftObject, NftSet, Operation, Rule, Table, Verb }
 export interface TransactionSink {
   /** Namespace the batch goes to, for error mapping. */
   readonly netns: string | null;
-  /** Sends an encoded batch; rejects with the addon's error. */
-  send(batch: Buffer): Promise<CommitResult>;
+  /**
+   * Sends an encoded batch; rejects with the addon's error. `genid`, when given, is the generation the batch
+   * is conditional on (the binding's nftCommit `genid`); it is undefined for an unconditional commit.
+   */
+  send(batch: Buffer, genid?: number): Promise<CommitResult>;
   /** Called after a successful commit, to learn the sets it created or removed. */
   committed(ops: readonly Operation[]): void;
 }
@@ -30,6 +33,15 @@ export interface TransactionOptions {
   resolveSet?: SetResolver;
   /** Where commit() sends the batch; without it the transaction can be built, printed and encoded only. */
   sink?: TransactionSink;
+}
+
+/** Options of {@link Transaction.commit}. */
+export interface CommitOptions {
+  /**
+   * Commit only if the ruleset is still at this generation (optimistic concurrency); otherwise nothing is
+   * applied and commit() rejects with ERR_CONFLICT.
+   */
+  genid?: number;
 }
 
 type ObjectOf<V extends Verb> = V extends 'insert' | 'replace' ? Rule : NftObject;
@@ -119,21 +131,34 @@ export class Transaction {
 
   /**
    * Commits the batch. Resolves with the new generation id; rejects with the first validation error,
-   * ERR_KERNEL (naming the operation and object the kernel refused; nothing was applied), ERR_NETNS,
-   * ERR_SYSTEM or ERR_WIRE. A transaction commits at most once.
+   * ERR_KERNEL (naming the operation and object the kernel refused; nothing was applied), ERR_CONFLICT,
+   * ERR_NETNS, ERR_SYSTEM or ERR_WIRE. A transaction commits at most once.
+   *
+   * With `options.genid` (a generation id from `Nft.genid()` or `Nft.list()`, an integer 1 … 2³²−1) the
+   * commit is optimistic: the kernel applies the batch only if the ruleset is still at that generation, and
+   * otherwise refuses all of it, which rejects with ERR_CONFLICT (errnoName 'ERESTART'): recompute against a
+   * fresh listing and try again. The resolved `genid` is read after the commit and may already count another
+   * writer's commit; it equals `options.genid + 1` when none came in between.
    */
-  async commit(): Promise<CommitResult> {
+  async commit(options: CommitOptions = {}): Promise<CommitResult> {
     if (this.#committed) throw new PortwallError('ERR_TRANSACTION_STATE', 'the transaction was already committed');
     this.#committed = true;
     if (this.#error) throw this.#error;
     const sink = this.#sink;
     if (!sink) throw new PortwallError('ERR_TRANSACTION_STATE', 'the transaction has no client to commit through');
+    const { genid } = options;
+    if (genid !== undefined && !(Number.isInteger(genid) && genid >= 1 && genid <= 0xffffffff)) {
+      // 0 would turn the kernel's check off, and the kernel never reports generation 0.
+      throw new PortwallError('ERR_INVALID_VALUE', `commit: genid must be an integer from 1 to 2^32-1, not ${genid}`, {
+        field: 'genid',
+      });
+    }
     const batch = this.encode();
     let result: CommitResult;
     try {
-      result = await sink.send(batch);
+      result = genid === undefined ? await sink.send(batch) : await sink.send(batch, genid);
     } catch (err) {
-      throw fromNative(err, sink.netns, this.#ops);
+      throw fromNative(err, sink.netns, this.#ops, { genid });
     }
     sink.committed(this.#ops);
     return result;

@@ -1,0 +1,265 @@
+// A persistent client's netlink socket and optimistic commits (NFNL_BATCH_GENID), against the kernel.
+//
+// Sockets are counted from outside the addon: the socket inodes among this process's file descriptors that the
+// namespace's own /proc/net/netlink lists as NETLINK_NETFILTER (protocol 12). Commits are tied to one socket by
+// the kernel itself: a table with the `owner` flag (2) accepts changes only from the socket that created it and
+// is dropped when that socket closes, so every successful change to it came through that still-open socket.
+import { readdirSync, readlinkSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+
+import { PortwallError } from '../../src/errors.js';
+import { binding } from '../../src/native.js';
+import type { NativeNftSocket } from '../../src/native.js';
+import { Nft, openNft } from '../../src/nft/client.js';
+import type { Elements, NftSet, Table } from '../../src/nft/types.js';
+import { writeRecords } from '../../src/nft/wire-records.js';
+import { comparable } from '../helpers/compare.js';
+import { Netns, isRoot } from '../helpers/netns.js';
+
+const family = 'inet' as const;
+const NETLINK_NETFILTER = '12';
+const OWNER = 2; // NFT_TABLE_F_OWNER
+
+interface HeldSocket {
+  inode: string;
+  portid: string;
+}
+
+// This process's NETLINK_NETFILTER sockets that live in `ns`.
+function netfilterSockets(ns: Netns): HeldSocket[] {
+  const ours = new Set<string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let link: string;
+    try {
+      link = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // the directory's own fd, closed meanwhile
+    }
+    const m = /^socket:\[(\d+)\]$/.exec(link);
+    if (m) ours.add(m[1]!);
+  }
+  // Columns: sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode; /proc/net is the reader's namespace.
+  const rows = ns.exec('cat', ['/proc/net/netlink']).trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+  return rows
+    .filter((c) => c[1] === NETLINK_NETFILTER && ours.has(c[9]!))
+    .map((c) => ({ inode: c[9]!, portid: c[2]! }));
+}
+
+const table = (name: string, flags?: number): Table => ({ kind: 'table', family, name, ...(flags ? { flags } : {}) });
+const hashSet = (t: string): NftSet => ({ kind: 'set', family, table: t, name: 'hosts', key: ['ipv4_addr'] });
+const elements = (t: string, addrs: string[]): Elements =>
+  ({ kind: 'elements', family, table: t, set: 'hosts', elements: addrs.map((a) => ({ key: [a] })) });
+
+describe.skipIf(!isRoot)('a persistent netlink socket', () => {
+  let ns: Netns;
+  beforeAll(() => {
+    ns = new Netns('socket');
+  });
+  afterAll(() => ns?.destroy());
+
+  test('200 commits and 20 lists through one persistent client use exactly one netlink socket', async () => {
+    const nft = new Nft({ netns: ns.name, persistent: true });
+    try {
+      expect(netfilterSockets(ns)).toEqual([]); // nothing is opened before the first call
+      const first = await nft.transaction().add(table('own', OWNER)).add(hashSet('own')).commit();
+      const held = netfilterSockets(ns);
+      expect(held).toHaveLength(1);
+      // The proof holds: any other socket is refused changes to the owned table.
+      const stranger = openNft({ netns: ns.name });
+      stranger.rememberSets([hashSet('own')]);
+      await expect(stranger.transaction().add(elements('own', ['192.0.2.200'])).commit())
+        .rejects.toMatchObject({ code: 'ERR_KERNEL', errnoName: 'EPERM' });
+
+      let genid = first.genid;
+      let lists = 0;
+      const expected = new Set<string>();
+      for (let k = 0; k < 100; k++) {
+        // A delete after every add: the commits that make a per-call socket's close slow.
+        const a = `198.51.100.${k + 1}`;
+        const b = `203.0.113.${k + 1}`;
+        const add = await nft.transaction().add(elements('own', [a, b])).commit();
+        const del = await nft.transaction().delete(elements('own', [k % 2 === 0 ? a : b])).commit();
+        expected.add(k % 2 === 0 ? b : a);
+        // One generation per batch, and no other writer: the socket is ours alone.
+        expect([add.genid, del.genid]).toEqual([genid + 1, genid + 2]);
+        genid = del.genid;
+        if (k % 5 === 4) {
+          const listing = await nft.list({ family, table: 'own' });
+          lists++;
+          expect(listing.genid).toBe(genid);
+          const els = listing.objects.find((o): o is Elements => o.kind === 'elements')!;
+          expect(els.elements).toHaveLength(expected.size);
+        }
+      }
+      expect(lists).toBe(20);
+      expect(await nft.genid()).toBe(genid);
+
+      // Still the same one socket; the owned table still exists, so it was never closed or replaced.
+      expect(netfilterSockets(ns)).toEqual(held);
+      const text = ns.nftText();
+      expect(text).toMatch(/table inet own \{[^\n]*\n\s*flags owner/);
+      for (const a of expected) expect(text).toContain(a);
+      const listed = (await nft.list({ family, table: 'own' })).objects.find((o): o is Elements => o.kind === 'elements')!;
+      expect(listed.elements.map((e) => e.key[0]).sort()).toEqual([...expected].sort());
+    } finally {
+      await nft.close();
+    }
+    // Closing the socket made the kernel drop the table it owned.
+    expect(netfilterSockets(ns)).toEqual([]);
+    expect(ns.nftText()).not.toContain('table inet own');
+  });
+
+  test('a commit with a stale genid is refused as ERR_CONFLICT and changes nothing; the current genid commits', async () => {
+    const nft = new Nft({ netns: ns.name, persistent: true });
+    const other = openNft({ netns: ns.name });
+    try {
+      await nft.transaction().add(table('occ', OWNER)).add(hashSet('occ')).add(elements('occ', ['192.0.2.1'])).commit();
+      const held = netfilterSockets(ns);
+      const seen = await nft.genid();
+      // Another writer commits after our read.
+      await other.transaction().add(table('theirs')).commit();
+      const beforeText = ns.nftText();
+      const before = await nft.list();
+      expect(before.genid).toBe(seen + 1);
+
+      const tx = nft.transaction().add(elements('occ', ['192.0.2.2'])).delete(elements('occ', ['192.0.2.1']));
+      const err = await tx.commit({ genid: seen }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(PortwallError);
+      expect(err).toMatchObject({ code: 'ERR_CONFLICT', errno: 85, errnoName: 'ERESTART', opIndex: -1 });
+      expect((err as PortwallError).message).toContain(`generation ${seen}`);
+
+      expect(ns.nftText()).toBe(beforeText);
+      const after = await nft.list();
+      expect(after.genid).toBe(before.genid);
+      expect(comparable(after.objects)).toEqual(comparable(before.objects));
+
+      // A refusal leaves the socket as it was (no reopen: the owned table is still ours to change).
+      const current = await nft.genid();
+      expect(current).toBe(before.genid);
+      const ok = await nft.transaction().add(elements('occ', ['192.0.2.2'])).delete(elements('occ', ['192.0.2.1'])).commit({ genid: current });
+      expect(ok.genid).toBe(current + 1);
+      expect(netfilterSockets(ns)).toEqual(held);
+      expect(ns.nftText()).toContain('192.0.2.2');
+      expect(ns.nftText()).not.toContain('192.0.2.1');
+    } finally {
+      await nft.close();
+      await other.transaction().destroy(table('theirs')).commit();
+    }
+  });
+
+  test('the addon refuses a stale genid as netlink ERESTART on the batch envelope, on a socket and per call', async () => {
+    const native = binding();
+    const batch = writeRecords([{ verb: 1, family: 1, kind: 'table', name: 'raw' }]);
+    const sock = await native.nftSocketOpen(ns.name);
+    try {
+      const genid = await native.nftGenid(sock);
+      const stale = { kind: 'netlink', errno: 85, errnoName: 'ERESTART', opIndex: -1 };
+      await expect(native.nftCommit(sock, batch, genid - 1)).rejects.toMatchObject(stale);
+      await expect(native.nftCommit(ns.name, batch, genid - 1)).rejects.toMatchObject(stale);
+      expect(ns.nftText()).not.toContain('table inet raw');
+      await expect(native.nftCommit(sock, batch, genid)).resolves.toMatchObject({ genid: genid + 1, messages: 3 });
+      await expect(native.nftCommit(ns.name, writeRecords([{ verb: 7, family: 1, kind: 'table', name: 'raw' }]), genid + 1))
+        .resolves.toMatchObject({ genid: genid + 2 });
+      expect(() => native.nftCommit(sock, batch, 0)).toThrow(/genid/);
+      expect(() => native.nftCommit(sock, batch, 2 ** 32)).toThrow(/genid/);
+    } finally {
+      sock.close();
+    }
+  });
+
+  test('close() releases the socket; a closed native socket rejects; the client reopens on its next call', async () => {
+    const native = binding();
+    const sock = await native.nftSocketOpen(ns.name);
+    expect(netfilterSockets(ns)).toHaveLength(1);
+    sock.close();
+    sock.close(); // idempotent
+    expect(netfilterSockets(ns)).toEqual([]);
+    await expect(native.nftGenid(sock)).rejects.toMatchObject({ kind: 'system', errnoName: 'EBADF', message: expect.stringMatching(/closed/) });
+    await expect(native.nftList(sock, 0, null)).rejects.toMatchObject({ kind: 'system', errnoName: 'EBADF' });
+
+    const nft = new Nft({ netns: ns.name, persistent: true });
+    await nft.transaction().add(table('mine', OWNER)).commit();
+    const first = netfilterSockets(ns);
+    expect(first).toHaveLength(1);
+    await nft.close();
+    expect(netfilterSockets(ns)).toEqual([]);
+    expect(ns.nftText()).not.toContain('table inet mine');
+    await nft.close(); // nothing left to close
+
+    // The next call opens a new socket.
+    await nft.transaction().add(table('mine', OWNER)).commit();
+    const second = netfilterSockets(ns);
+    expect(second).toHaveLength(1);
+    expect(second[0]!.inode).not.toBe(first[0]!.inode);
+    await nft.close();
+    expect(netfilterSockets(ns)).toEqual([]);
+  });
+
+  test('calls made together on one client all complete, in order, over its one socket', async () => {
+    const nft = new Nft({ netns: ns.name, persistent: true });
+    try {
+      await nft.transaction().add(table('par', OWNER)).add(hashSet('par')).commit();
+      const g = await nft.genid();
+      const results = await Promise.all(Array.from({ length: 16 }, (_, i) =>
+        i % 4 === 3
+          ? nft.list({ family, table: 'par' }).then((l) => l.genid)
+          : nft.transaction().add(elements('par', [`192.0.2.${i + 1}`])).commit().then((r) => r.genid)));
+      // Calls run in the order they were made: each commit bumps the generation by one.
+      let expectGen = g;
+      for (let i = 0; i < 16; i++) {
+        if (i % 4 !== 3) expectGen++;
+        expect(results[i]).toBe(expectGen);
+      }
+      expect(netfilterSockets(ns)).toHaveLength(1);
+    } finally {
+      await nft.close();
+    }
+  });
+
+  test('a socket JS lets go of is closed by the collector, after the call still using it', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const native = binding();
+    // Neither the socket nor the promise's call keeps a JS reference to the socket object.
+    const pending = native.nftSocketOpen(ns.name).then((s: NativeNftSocket) =>
+      native.nftCommit(s, writeRecords([{ verb: 1, family: 1, kind: 'table', name: 'gc', flags: OWNER }])));
+    gc();
+    await expect(pending).resolves.toMatchObject({ messages: 3 });
+    // Bounded: collection and finalisation take a few rounds of the event loop.
+    for (let i = 0; i < 50 && netfilterSockets(ns).length > 0; i++) {
+      gc();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(netfilterSockets(ns)).toEqual([]);
+    expect(ns.nftText()).not.toContain('table inet gc');
+  });
+
+  test('the per-call path (a namespace name) holds no socket and behaves as before', async () => {
+    const nft = openNft({ netns: ns.name });
+    expect(nft.persistent).toBe(false);
+    const r = await nft.transaction().add(table('percall')).add(hashSet('percall')).add(elements('percall', ['203.0.113.7'])).commit();
+    expect(netfilterSockets(ns)).toEqual([]);
+    const listing = await nft.list({ family, table: 'percall' });
+    expect(listing.genid).toBe(r.genid);
+    expect(await nft.genid()).toBe(r.genid);
+    expect(netfilterSockets(ns)).toEqual([]);
+    // Optimistic commits work per call too.
+    const err = await nft.transaction().delete(table('percall')).commit({ genid: r.genid - 1 }).then(() => undefined, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_CONFLICT', errnoName: 'ERESTART', opIndex: -1 });
+    expect(ns.nftText()).toContain('203.0.113.7');
+    await expect(nft.transaction().delete(table('percall')).commit({ genid: r.genid })).resolves.toMatchObject({ genid: r.genid + 1 });
+    await nft.close(); // a no-op for a per-call client
+    expect(ns.nftText()).not.toContain('percall');
+    // The addon's per-call functions take a namespace as before.
+    const native = binding();
+    const g = await native.nftGenid(ns.name);
+    await expect(native.nftList(ns.name, 0, null)).resolves.toMatchObject({ genid: g });
+    await expect(native.nftSendEncoded(ns.name, await native.nftEncode(writeRecords([{ verb: 1, family: 1, kind: 'table', name: 'enc' }]))))
+      .resolves.toMatchObject({ genid: g + 1, messages: 3 });
+    await native.nftCommit(ns.name, writeRecords([{ verb: 5, family: 1, kind: 'table', name: 'enc' }]));
+    expect(netfilterSockets(ns)).toEqual([]);
+  });
+});

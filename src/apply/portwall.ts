@@ -1,39 +1,44 @@
 /**
- * The library handle: validate → compile → layout → list → diff → one atomic commit → conntrack cleanup.
+ * The library handle: a long-lived owner of portwall's tables in one namespace (docs/dataplane.md,
+ * "Incremental updates").
  *
  * ```ts
  * const pw = Portwall.open({ netns: 'compute1' });
- * const r = await pw.apply(JSON.parse(readFileSync('state.json', 'utf8')));
- * // r.changed, r.operations, r.cleanup.deleted; a second apply of the same state changes nothing.
+ * await pw.apply(JSON.parse(readFileSync('state.json', 'utf8')));   // adopts what the kernel holds, once
+ * await pw.upsertPort(port);                                          // O(that port): a few hash elements
+ * await pw.removePort(port.id);
+ * await pw.close();
  * ```
  *
- * The kernel is the only state: every apply lists portwall's tables and diffs against them, so a restart, a
- * second process or an operator's edit is adopted (or repaired) by the next apply. Applies on one handle run
- * one at a time.
+ * The handle holds one netlink socket and the state it programmed in memory. It lists the kernel only to
+ * adopt: on its first change, and again whenever it cannot vouch for the kernel — a batch refused because
+ * another writer committed since (the generation id travels in every batch), a commit that did not move the
+ * generation by exactly one, any failed commit. Otherwise a change is computed from memory alone: validate
+ * the object, recompute the port or group and what depends on it, commit the element adds and deletes. The
+ * state is the kernel's: a new handle, a restart or another process adopts whatever is there.
  *
- * Conntrack cleanup runs right after the commit (before ipsets are published), and is never skipped for good:
- * the handle remembers the ruleset generation its last successful cleanup left behind. An apply that starts
- * from any other generation — the handle's first apply (a new process, or a restart after a crash between a
- * commit and its cleanup), an earlier cleanup that threw, another process's commit — judges every port's
- * entries (a full pass), even when its own nft diff is empty. A cleanup that threw also keeps its batch
- * (listing and removed elements) on the handle, so the retry still finds the flows of ports that batch
- * removed. A process that died between a commit and its cleanup cannot pass that on: the next process's full
- * pass judges the ports still present, but the flows of ports removed by that lost batch (their addresses
- * are no longer in the kernel) are left to expire.
+ * Conntrack cleanup runs right after each commit for the ports the change touched; the first change of a
+ * handle, and the first after an adoption or a cleanup that threw, judges every port (a full pass), so a
+ * cleanup is never skipped for good. Changes on one handle run one at a time.
+ *
+ * Rule profiles that no port uses any more stay in the kernel until they are collected off the hot path
+ * (deleting from concatenated interval sets is slow): a timer collects a few per batch after a quiet delay
+ * ({@link PortwallOptions.profileGc}), or call {@link Portwall.collectProfiles}.
  */
 import { ConntrackClient } from '../conntrack.js';
+import { PortwallError } from '../errors.js';
 import { IpsetClient } from '../ipset.js';
-import { layout } from '../compile/layout.js';
-import { compilePolicy } from '../compile/policy.js';
 import type { PolicyIR } from '../compile/ir.js';
-import { BRIDGE } from '../compile/names.js';
+import { InvalidStateError } from '../model/problems.js';
 import { validateState } from '../model/validate.js';
+import { groupInUse, validateGroup, validatePort } from '../model/validate-one.js';
 import { DEFAULT_CONFIG, type Model, type PortwallConfig } from '../model/types.js';
 import { Nft } from '../nft/client.js';
 import type { NftBinding } from '../native.js';
 import type { Family, NftObject, Operation } from '../nft/types.js';
-import { affectedBy, cleanup, type CleanupResult, type CleanupScope, type ConntrackLike } from './cleanup.js';
+import { affectedPorts, cleanup, type CleanupResult, type ConntrackLike } from './cleanup.js';
 import { diff, type Diff } from './diff.js';
+import { Engine, hintsFrom, type PortChange } from './engine.js';
 import { publishIpsets, type IpsetLike, type PublishResult } from './ipsets.js';
 import { summarize } from './summary.js';
 
@@ -49,6 +54,12 @@ export interface PortwallOptions {
   conntrack?: ConntrackLike | null;
   /** ipset client used when `config.publishIpsets` is set; default: a client in the same namespace. */
   ipsets?: IpsetLike;
+  /**
+   * Collection of rule profiles no port uses: at most `max` per batch, `delayMs` after the change that left
+   * them unused (and again while some remain). `false`: only {@link Portwall.collectProfiles} collects.
+   * Default `{ delayMs: 1000, max: 4 }`.
+   */
+  profileGc?: { delayMs: number; max: number } | false;
 }
 
 /** Options of {@link Portwall.apply}. */
@@ -71,8 +82,13 @@ export interface ApplyResult {
   ipsets?: PublishResult;
   /** One line per group of operations, e.g. `delete element inet portwall in4_ports_dev (1)`. */
   plan: string;
-  /** Milliseconds per stage. */
+  /**
+   * Milliseconds per stage: validate and recompute (`compile`), adopting listing (`list`, 0 when the handle
+   * trusted its memory), computing the operations (`diff`), the kernel commit, the conntrack cleanup.
+   */
   timings: { compile: number; list: number; diff: number; commit: number; cleanup: number };
+  /** Whether the handle listed the kernel and rebuilt its state for this change. */
+  adopted: boolean;
 }
 
 /** What {@link Portwall.plan} would do. */
@@ -94,8 +110,16 @@ export interface StatusResult {
 }
 
 const now = (): number => performance.now();
-// Failed batches kept for a retry (each holds a listing of the tables).
-const MAX_PENDING = 16;
+// Changes whose cleanup threw, kept for the retry.
+const MAX_PENDING = 4096;
+// A refused batch (another writer committed since) is recomputed against a fresh listing this many times.
+const MAX_CONFLICTS = 5;
+const GC_DEFAULT = { delayMs: 1000, max: 4 };
+
+/** How a change is computed: from the handle's memory, or by a full rebuild. */
+type Mutation =
+  | { kind: 'edit'; edit: (e: Engine) => void }
+  | { kind: 'replace'; model: Model };
 
 export class Portwall {
   readonly config: PortwallConfig;
@@ -103,21 +127,29 @@ export class Portwall {
   readonly #nft: Nft;
   readonly #ct: ConntrackLike | null;
   readonly #ipsets: IpsetLike | undefined;
+  readonly #gc: { delayMs: number; max: number } | false;
   #queue: Promise<unknown> = Promise.resolve();
-  /** The ruleset generation the last successful cleanup left behind (undefined: none known). */
-  #cleanAt: number | undefined;
-  /** Batches whose cleanup threw: retried by the next apply. */
-  #pending: CleanupScope[] = [];
+  /** The state the kernel holds (as far as this handle knows), or undefined before the first apply. */
+  #engine: Engine | undefined;
+  /** The generation the engine's state is at; undefined: adopt (list) before the next change. */
+  #genid: number | undefined;
+  /** A full cleanup pass is owed (first change, after an adoption, after a cleanup that threw). */
+  #cleanDebt = true;
+  /** Changes whose cleanup threw: judged again by the next cleanup. */
+  #pending: PortChange[] = [];
+  #gcTimer: NodeJS.Timeout | undefined;
+  #closed = false;
 
   private constructor(options: PortwallOptions) {
     this.config = { ...DEFAULT_CONFIG, ...options.config, tables: { ...DEFAULT_CONFIG.tables, ...options.config?.tables } };
     this.netns = options.netns ?? null;
-    this.#nft = new Nft({ netns: this.netns, ...(options.binding ? { binding: options.binding } : {}) });
+    this.#nft = new Nft({ netns: this.netns, persistent: true, ...(options.binding ? { binding: options.binding } : {}) });
     this.#ct = options.conntrack === undefined ? new ConntrackClient(options.netns ? { netns: options.netns } : {}) : options.conntrack;
     if (this.config.publishIpsets) this.#ipsets = options.ipsets ?? new IpsetClient(options.netns ? { netns: options.netns } : {});
+    this.#gc = options.profileGc === undefined ? GC_DEFAULT : options.profileGc;
   }
 
-  /** A handle on portwall's tables in one namespace. Opening touches nothing. */
+  /** A handle on portwall's tables in one namespace. Opening touches nothing (the socket opens on first use). */
   static open(options: PortwallOptions = {}): Portwall {
     return new Portwall(options);
   }
@@ -129,54 +161,110 @@ export class Portwall {
 
   /**
    * Makes the kernel match `state` in one atomic batch, then deletes the conntrack entries the new policy no
-   * longer admits. An invalid state throws before anything is sent. If another commit lands between the listing
-   * and this commit, the diff is computed once more.
+   * longer admits. An invalid state throws before anything is sent. The first apply of a handle adopts what
+   * the kernel holds; later ones change only the ports and groups that differ (a change of networks rebuilds
+   * the layout in memory, still without listing).
    */
   apply(state: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
-    return this.#serial(() => this.#apply(state, options.cleanup ?? true));
+    return this.#serial(async () => {
+      const model = this.model(state);
+      const e = this.#engine;
+      // A whole-state apply promises the kernel matches afterwards: if anyone else committed, adopt first.
+      if (this.#genid !== undefined && (await this.#nft.genid()) !== this.#genid) this.#genid = undefined;
+      if (!e || this.#genid === undefined || !sameNetworks(e.model, model)) return this.#change({ kind: 'replace', model }, options);
+      return this.#change({ kind: 'edit', edit: (x) => editTo(x, model) }, options);
+    });
   }
 
   /**
-   * Adds or replaces one port (Neutron's port object, as in the state file's `ports`). Validated against the
-   * handle's current state (network, groups, unique device/MAC/IPs); only that port's elements change.
+   * Adds or replaces one port (Neutron's port object, as in the state file's `ports`), validated against the
+   * handle's state (its network and groups exist, device, MAC and fixed IPs unique). Only that port's
+   * elements change (and a new rule profile's, when its combination of groups is new).
    */
   upsertPort(port: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
-    void port; void options;
-    return Promise.reject(new Error('upsertPort: not implemented yet'));
+    return this.#serial(() => {
+      const e = this.#state('upsertPort');
+      const p = validatePort(port, e, this.config, 'upsertPort');
+      return this.#change({ kind: 'edit', edit: (x) => x.setPort(p.id, p) }, options);
+    });
   }
 
-  /** Removes one port by id (its elements, its remote-group memberships, its flows). */
+  /** Removes one port by id: its elements, its remote-group memberships, its flows. */
   removePort(id: string, options: ApplyOptions = {}): Promise<ApplyResult> {
-    void id; void options;
-    return Promise.reject(new Error('removePort: not implemented yet'));
+    return this.#serial(() => {
+      const e = this.#state('removePort');
+      if (!e.model.ports.has(id)) throw new InvalidStateError([{ path: `ports (${id})`, message: `unknown port ${JSON.stringify(id)}` }], 'removePort');
+      return this.#change({ kind: 'edit', edit: (x) => x.setPort(id, undefined) }, options);
+    });
   }
 
-  /** Adds or replaces one security group with its `security_group_rules` (Neutron's object). */
+  /**
+   * Adds or replaces one security group with its `security_group_rules` (Neutron's object). The ports in it
+   * follow: their rule profiles change (elements per profile, not per port).
+   */
   upsertGroup(group: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
-    void group; void options;
-    return Promise.reject(new Error('upsertGroup: not implemented yet'));
+    return this.#serial(() => {
+      const e = this.#state('upsertGroup');
+      const g = validateGroup(group, e, this.config, 'upsertGroup');
+      return this.#change({ kind: 'edit', edit: (x) => x.setGroup(g.id, g) }, options);
+    });
   }
 
-  /** Removes one security group; refused while a port or another group's rule refers to it. */
+  /** Removes one security group; refused (ERR_INVALID_STATE) while a port or another group's rule uses it. */
   removeGroup(id: string, options: ApplyOptions = {}): Promise<ApplyResult> {
-    void id; void options;
-    return Promise.reject(new Error('removeGroup: not implemented yet'));
+    return this.#serial(() => {
+      const e = this.#state('removeGroup');
+      if (!e.model.groups.has(id)) throw new InvalidStateError([{ path: `security_groups (${id})`, message: `unknown security group ${JSON.stringify(id)}` }], 'removeGroup');
+      const used = groupInUse(id, e);
+      if (used.length) throw new InvalidStateError(used, 'removeGroup');
+      return this.#change({ kind: 'edit', edit: (x) => x.setGroup(id, undefined) }, options);
+    });
   }
 
-  /** Waits for pending operations. The handle holds no kernel resources between calls. */
+  /**
+   * Removes up to `max` rule profiles that no port uses (deletes from concatenated interval sets, which cost
+   * milliseconds each — why this runs off the hot path). Returns how many went.
+   */
+  collectProfiles(max = Infinity): Promise<number> {
+    return this.#serial(async () => {
+      const e = this.#engine;
+      if (!e || e.unusedProfiles === 0) return 0;
+      let n = 0;
+      await this.#change({ kind: 'edit', edit: (x) => void (n = x.collect(max)) }, { cleanup: false });
+      return n;
+    });
+  }
+
+  /** Rule profiles that no port uses, not yet collected. */
+  get unusedProfiles(): number {
+    return this.#engine?.unusedProfiles ?? 0;
+  }
+
+  /** The compiled policy the handle programmed (undefined before its first apply). */
+  policy(): PolicyIR | undefined {
+    return this.#engine?.ir();
+  }
+
+  /** Waits for pending changes, stops the profile collector and releases the netlink socket. */
   async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#gcTimer) clearTimeout(this.#gcTimer);
+    this.#gcTimer = undefined;
     await this.#queue;
+    await this.#nft.close();
   }
 
-  /** The batch `apply` would commit, without committing it. */
+  /** The batch `apply` would commit, without committing it (it lists the kernel and compiles in full). */
   plan(state: unknown): Promise<PlanResult> {
     return this.#serial(async () => {
       const model = this.model(state);
-      const { d, ir } = await this.#compute(model);
+      const listing = await this.#list();
+      const e = Engine.build(model, this.config, hintsFrom(listing.objects, this.config));
+      const d = diff(e.objects(), listing.objects);
       const tx = this.#nft.transaction();
       for (const op of d.operations) tx[op.verb](op.object as never);
       if (tx.error) throw tx.error;
-      return { operations: [...tx.operations], text: tx.toString(), summary: summarize(tx.operations), ir };
+      return { operations: [...tx.operations], text: tx.toString(), summary: summarize(tx.operations), ir: e.ir() };
     });
   }
 
@@ -194,87 +282,149 @@ export class Portwall {
     return { tables, objects, counts, genid };
   }
 
-  async #apply(state: unknown, withCleanup: boolean): Promise<ApplyResult> {
-    const model = this.model(state);
+  #state(op: string): Engine {
+    if (this.#closed) throw new PortwallError('ERR_TRANSACTION_STATE', `${op}: the handle is closed`);
+    const e = this.#engine;
+    if (!e) throw new PortwallError('ERR_TRANSACTION_STATE', `${op}: no state yet — apply a whole state first (apply(state))`);
+    return e;
+  }
+
+  /**
+   * One change, one batch. From memory when the handle can vouch for the kernel, else after adopting (a
+   * listing). A batch refused because another writer committed since is recomputed from a fresh listing.
+   */
+  async #change(m: Mutation, options: ApplyOptions): Promise<ApplyResult> {
     for (let attempt = 0; ; attempt++) {
-      const { d, ir, current, genid, timings } = await this.#compute(model);
-      const removedCount = d.removed.reduce((n, r) => n + r.elements.length, 0);
-      if (d.operations.length === 0) {
-        let t = now();
-        // Nothing to commit; a cleanup still runs unless the last one left exactly this generation behind.
-        const cleaned = await this.#cleanup(ir, { old: current, removed: [] }, genid, genid, withCleanup);
-        const cleanupMs = now() - t;
-        const ipsets = this.#ipsets ? await publishIpsets(this.#ipsets, ir) : undefined;
-        const changed = (ipsets?.published.length ?? 0) + (ipsets?.destroyed.length ?? 0) > 0;
-        return { changed, operations: 0, elements: { added: 0, removed: 0 }, genid, cleanup: cleaned, ...(ipsets ? { ipsets } : {}), plan: '', timings: { ...timings, commit: 0, cleanup: cleanupMs } };
+      const t: ApplyResult['timings'] = { compile: 0, list: 0, diff: 0, commit: 0, cleanup: 0 };
+      let mark = now();
+      const trusted = this.#engine !== undefined && this.#genid !== undefined;
+      let e: Engine;
+      let d: Diff;
+      let base: number;
+      let previous: Engine | undefined;
+      if (trusted && m.kind === 'edit') {
+        e = this.#engine!;
+        base = this.#genid!;
+        m.edit(e);
+        t.compile = now() - mark;
+        mark = now();
+        d = e.pending();
+      } else if (trusted && m.kind === 'replace') {
+        // New networks (or a new model on a trusted handle): rebuild in memory, diff against what we hold.
+        previous = this.#engine!;
+        base = this.#genid!;
+        e = Engine.build(m.model, this.config, previous.hints());
+        t.compile = now() - mark;
+        mark = now();
+        d = diff(e.objects(), previous.objects());
+      } else {
+        const listing = await this.#list();
+        t.list = now() - mark;
+        mark = now();
+        base = listing.genid;
+        const model = m.kind === 'replace' ? m.model : this.#engine?.model;
+        if (!model) throw new PortwallError('ERR_TRANSACTION_STATE', 'no state yet — apply a whole state first');
+        e = Engine.build(model, this.config, hintsFrom(listing.objects, this.config));
+        if (m.kind === 'edit') m.edit(e);
+        t.compile = now() - mark;
+        mark = now();
+        d = diff(e.objects(), listing.objects);
       }
-      const tx = this.#nft.transaction();
-      for (const op of d.operations) tx[op.verb](op.object as never);
-      if (tx.error) throw tx.error;
-      // Someone else committed since our listing: our diff may be stale, so diff again (once).
-      if (attempt === 0 && (await this.#nft.genid()) !== genid) continue;
-      let t = now();
-      const result = await tx.commit();
-      const commit = now() - t;
-      t = now();
+      t.diff = now() - mark;
+      const adopted = !trusted;
+      // What the cleanup judges: the engine's record of the change, or (a rebuild) every port before and after.
+      const changes = previous ? rebuilt(previous, e) : e.changes();
+      let genid = base;
+      let committed: { size: number; plan: string } | undefined;
+      if (d.operations.length > 0) {
+        const tx = this.#nft.transaction();
+        for (const op of d.operations) tx[op.verb](op.object as never);
+        mark = now();
+        try {
+          if (tx.error) throw tx.error;
+          genid = (await tx.commit({ genid: base })).genid;
+        } catch (err) {
+          // Nothing was applied: put the model back and adopt again before the next change.
+          if (m.kind === 'edit') {
+            e.undo();
+            this.#forget(e);
+          } else if (this.#engine) this.#forget(this.#engine);
+          if (err instanceof PortwallError && err.code === 'ERR_CONFLICT' && attempt < MAX_CONFLICTS) continue;
+          throw err;
+        }
+        t.commit = now() - mark;
+        committed = { size: tx.size, plan: summarize(tx.operations) };
+      }
+      e.settle();
+      this.#engine = e;
+      // Exactly one generation further: ours alone. Anything else: someone else committed too; adopt next time.
+      this.#genid = d.operations.length === 0 || genid === nextGen(base) ? genid : undefined;
+      if (adopted) this.#cleanDebt = true;
+      mark = now();
       // Cleanup first: the flows that lost permission stop before anything else can fail. If it throws, the
-      // ipsets are still published, then its error is thrown (the next apply retries the cleanup).
-      const outcome = await this.#cleanup(ir, { old: current, removed: d.removed }, genid, result.genid, withCleanup)
+      // ipsets still follow the commit, then its error is thrown (the next change retries the cleanup).
+      const outcome = await this.#cleanup(e, changes, this.#cleanDebt, options.cleanup ?? true)
         .then((r) => ({ r }), (error: unknown) => ({ error }));
-      const cleanupMs = now() - t;
-      // Published after the commit: members only ever lag the nftables policy by this one step.
-      const publishing = this.#ipsets ? publishIpsets(this.#ipsets, ir) : undefined;
+      t.cleanup = now() - mark;
+      const publishing = this.#ipsets ? publishIpsets(this.#ipsets, e.ir()) : undefined;
       const ipsets = 'error' in outcome ? await publishing?.catch(() => undefined) : await publishing;
       if ('error' in outcome) throw outcome.error;
       const cleaned = outcome.r;
+      this.#scheduleGc();
+      const removed = d.removed.reduce((n, r) => n + r.elements.length, 0);
+      const published = (ipsets?.published.length ?? 0) + (ipsets?.destroyed.length ?? 0) > 0;
       return {
-        changed: true,
-        operations: tx.size,
-        elements: { added: d.elementsAdded, removed: removedCount },
-        genid: result.genid,
+        changed: committed !== undefined || published,
+        operations: committed?.size ?? 0,
+        elements: { added: d.elementsAdded, removed },
+        genid,
         cleanup: cleaned,
         ...(ipsets ? { ipsets } : {}),
-        plan: summarize(tx.operations),
-        timings: { ...timings, commit, cleanup: cleanupMs },
+        plan: committed?.plan ?? '',
+        timings: t,
+        adopted,
       };
     }
   }
 
   /**
-   * The cleanup after a batch (`scope`) took the kernel from generation `from` to `to` (equal when nothing was
-   * committed). Targeted when the last cleanup left `from` behind, a full pass otherwise (see the module
-   * comment). A cleanup that throws leaves the handle dirty and its batch pending; the error propagates.
+   * After a failed commit: the kernel may hold anything (another writer), so the next change adopts. The
+   * model (put back by undo) stays the state to converge to; its indexes are rebuilt for validation.
    */
-  async #cleanup(ir: PolicyIR, scope: CleanupScope, from: number, to: number, withCleanup: boolean): Promise<CleanupResult> {
-    const none = { deleted: 0, examined: 0, ports: 0 };
-    const clean = this.#cleanAt === from && this.#pending.length === 0;
-    if (!this.#ct || (clean && from === to)) return none;
-    if (!withCleanup) {
-      // Skipped on request: the batch's flows are the caller's choice; an earlier debt stays.
-      if (clean) this.#cleanAt = to;
-      return none;
-    }
-    const scopes = [...this.#pending, scope];
-    this.#cleanAt = undefined;
-    // Kept for the retry (a full pass): batches with removals, the latest ones after a long run of failures.
-    this.#pending = scopes.filter((s) => s.removed.length > 0).slice(-MAX_PENDING);
-    const cleaned = await cleanup(this.#ct, ir, affectedBy(ir, scopes, !clean), scopes.flatMap((s) => s.old));
-    this.#pending = [];
-    this.#cleanAt = to;
-    return cleaned;
+  #forget(e: Engine): void {
+    this.#engine = Engine.build(e.model, this.config, e.hints());
+    this.#genid = undefined;
   }
 
-  async #compute(model: Model): Promise<{ d: Diff; ir: PolicyIR; current: NftObject[]; genid: number; timings: { compile: number; list: number; diff: number } }> {
-    let t = now();
-    const { objects: current, genid } = await this.#list();
-    const list = now() - t;
-    t = now();
-    const ir = compilePolicy(model, this.config, { tags: tagHints(current, this.config) });
-    const desired = layout(ir);
-    const compile = now() - t;
-    t = now();
-    const d = diff(desired, current);
-    return { d, ir, current, genid, timings: { compile, list, diff: now() - t } };
+  /**
+   * The cleanup after a commit: the changed ports, or every port (`full`). A cleanup that throws keeps its
+   * changes for the next one and owes a full pass; the error propagates.
+   */
+  async #cleanup(e: Engine, changes: readonly PortChange[], full: boolean, withCleanup: boolean): Promise<CleanupResult> {
+    const none = { deleted: 0, examined: 0, ports: 0 };
+    if (!this.#ct) return none;
+    if (!withCleanup) return none;
+    const all = full ? [...e.model.ports.keys()].map((id) => ({ now: e.policy(id)! })) : [];
+    const scope = [...this.#pending, ...changes, ...all];
+    if (scope.length === 0) return none;
+    // Until it succeeds, these changes and a full pass are owed.
+    this.#pending = [...this.#pending, ...changes].slice(-MAX_PENDING);
+    this.#cleanDebt = true;
+    const r = await cleanup(this.#ct, e, affectedPorts(e, scope));
+    this.#pending = [];
+    this.#cleanDebt = false;
+    return r;
+  }
+
+  #scheduleGc(): void {
+    if (!this.#gc || this.#closed || this.#gcTimer || !this.#engine || this.#engine.unusedProfiles === 0) return;
+    const { delayMs, max } = this.#gc;
+    this.#gcTimer = setTimeout(() => {
+      this.#gcTimer = undefined;
+      // Errors here belong to no caller: the next change adopts and retries.
+      this.collectProfiles(max).catch(() => undefined).finally(() => this.#scheduleGc());
+    }, delayMs);
+    this.#gcTimer.unref();
   }
 
   // Both tables in one consistent generation (listed again if a commit landed between the two dumps).
@@ -298,18 +448,43 @@ export class Portwall {
   }
 }
 
-/** Tags the kernel's `port_tag` map already gives bridged ports (element comment = port id). */
-function tagHints(current: readonly NftObject[], config: PortwallConfig): Map<string, number> {
-  const hints = new Map<string, number>();
-  for (const o of current) {
-    if (o.kind !== 'elements' || o.family !== 'bridge' || o.table !== config.tables.bridge || o.set !== BRIDGE.portTag) continue;
-    for (const e of o.elements) if (e.comment !== undefined && typeof e.data === 'number') hints.set(e.comment, e.data);
+/** Every port before (`old`) and after (`now`) a rebuild, for the cleanup. */
+function rebuilt(old: Engine, now: Engine): PortChange[] {
+  const ids = new Set([...old.model.ports.keys(), ...now.model.ports.keys()]);
+  return [...ids].map((id) => {
+    const c: PortChange = {};
+    const a = old.policy(id), b = now.policy(id);
+    if (a) c.old = a;
+    if (b) c.now = b;
+    return c;
+  });
+}
+
+/** The generation after `g` (the kernel's counter skips 0 when it wraps). */
+function nextGen(g: number): number {
+  const n = (g + 1) >>> 0;
+  return n === 0 ? 1 : n;
+}
+
+function sameNetworks(a: Model, b: Model): boolean {
+  if (a.networks.size !== b.networks.size) return false;
+  for (const [id, n] of a.networks) if (JSON.stringify(n) !== JSON.stringify(b.networks.get(id))) return false;
+  return true;
+}
+
+/** Edits `e` into `model` (same networks): changed groups, then ports, then groups that went. */
+function editTo(e: Engine, model: Model): void {
+  const have = e.model;
+  for (const [id, g] of model.groups) if (JSON.stringify(have.groups.get(id)) !== JSON.stringify(g)) e.setGroup(id, g);
+  for (const id of [...have.ports.keys()]) if (!model.ports.has(id)) e.setPort(id, undefined);
+  for (const [id, p] of model.ports) {
+    const old = have.ports.get(id);
+    if (!old || JSON.stringify({ ...old, index: 0 }) !== JSON.stringify({ ...p, index: 0 })) e.setPort(id, p);
   }
-  return hints;
+  for (const id of [...have.groups.keys()]) if (!model.groups.has(id)) e.setGroup(id, undefined);
 }
 
 function isModel(x: unknown): x is Model {
   const m = x as Partial<Model> | null;
   return typeof m === 'object' && m !== null && m.networks instanceof Map && m.ports instanceof Map && m.groups instanceof Map;
 }
-

@@ -5,9 +5,14 @@
  * will ask it which rule admits or drops a packet.
  */
 import { prefixContains } from './addr.js';
-import type { CompiledRule, PolicyIR, PortPolicy } from './ir.js';
+import type { CompiledRule, GroupMembers, PortPolicy } from './ir.js';
 import { PORT_PROTOCOLS } from '../model/values.js';
 import { ND_DAD, ND_IN, ND_OUT } from './layout.js';
+
+/** What the evaluator needs besides the port: the members of remote groups (a PolicyIR has them). */
+export interface Members {
+  readonly members: readonly GroupMembers[];
+}
 
 /** A packet as the policy sees it (the original direction of a flow). */
 export interface Packet {
@@ -43,7 +48,7 @@ const ICMPV6 = 58;
 const RA = 134;
 
 /** The decision of a port's chain for a packet (see {@link Decision}). */
-export function evaluate(ir: PolicyIR, port: PortPolicy, direction: Direction, pkt: Packet): Decision {
+export function evaluate(ir: Members, port: PortPolicy, direction: Direction, pkt: Packet): Decision {
   if (!port.filtered) return { allowed: true, reason: 'unfiltered' };
   const dhcp = pkt.family === 4 ? DHCP4 : DHCP6;
   const isUdp = (sport: number, dport: number) => pkt.protocol === UDP && pkt.sport === sport && pkt.dport === dport;
@@ -66,11 +71,11 @@ export function evaluate(ir: PolicyIR, port: PortPolicy, direction: Direction, p
 }
 
 /** Whether the port's policy admits the packet in that direction. */
-export function allows(ir: PolicyIR, port: PortPolicy, direction: Direction, pkt: Packet): boolean {
+export function allows(ir: Members, port: PortPolicy, direction: Direction, pkt: Packet): boolean {
   return evaluate(ir, port, direction, pkt).allowed;
 }
 
-function matches(ir: PolicyIR, r: CompiledRule, direction: Direction, pkt: Packet): boolean {
+function matches(ir: Members, r: CompiledRule, direction: Direction, pkt: Packet): boolean {
   if (r.family !== pkt.family) return false;
   if (r.protocol !== undefined) {
     if (r.protocol !== pkt.protocol) return false;

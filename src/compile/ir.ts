@@ -41,11 +41,17 @@ export interface PortPolicy {
   stateful: boolean;
   /** Bridged ports: the tag written into the skb mark bits under `config.markMask` (1-based, unique). */
   tag?: number;
+  /** Filtered ports: the number of their rule profile (the interned combination of their groups). */
+  profile?: number;
   /** Fixed IPs with the port MAC, address pairs, the IPv6 link-local of each MAC, 0.0.0.0/32 for DHCP discover. */
   spoof: SpoofPair[];
+  /** What the port adds to a remote group it is in: fixed IPs and address-pair prefixes, never a /0. */
+  memberPrefixes: Prefix[];
   /** DHCP servers and IPv6 routers of the port's network. */
   dhcpServers: Prefix[];
   routers: Prefix[];
+  /** The port's security groups, in state-file order. */
+  groupIds: string[];
   /** The union of the port's groups' rules. Empty for a filtered port with no group: only DHCP/ND pass. */
   rules: CompiledRule[];
 }
@@ -57,10 +63,29 @@ export interface GroupMembers {
   prefixes: Prefix[];
 }
 
+/**
+ * A rule profile: the security-group rules of a combination of groups, shared by every filtered port with
+ * exactly those groups (docs/dataplane.md, "Rule profiles"). Its number lives in the same mark bits as tags.
+ */
+export interface ProfilePolicy {
+  id: number;
+  /** The identity of the combination: {@link profileKey} of its groups. */
+  key: string;
+  groupIds: string[];
+  rules: CompiledRule[];
+}
+
 export interface PolicyIR {
   config: PortwallConfig;
   networks: Network[];
   ports: PortPolicy[];
   /** Only groups that some rule uses as a remote group. */
   members: GroupMembers[];
+  /** The rule profiles of the filtered ports, by number. */
+  profiles: ProfilePolicy[];
+}
+
+/** The identity of a combination of groups (order and repetition do not matter). */
+export function profileKey(groupIds: readonly string[]): string {
+  return JSON.stringify([...new Set(groupIds)].sort());
 }

@@ -1,7 +1,7 @@
 /**
- * The elements of portwall's per-port sets: everything that changes when a port, a rule or a member changes
- * is computed here as set elements (never as rules), keyed by the port (its device in routed mode, its tag in
- * bridged mode). Elements that come from a security-group rule are commented with the rule id.
+ * Element helpers of the layout: port keys, rule-set keys and shapes, and the sink that turns overlapping
+ * interval keys into the disjoint elements the kernel's concatenated interval sets accept. Elements that come
+ * from a security-group rule are commented with the rule id.
  */
 import { formatInterval, parseInterval } from '../nft/datatypes.js';
 import type { DataTypeName, Element, Value } from '../nft/types.js';
@@ -41,19 +41,19 @@ export function shapeOf(r: CompiledRule): Shape {
   return icmp && r.icmp !== undefined ? 'icmp' : 'proto';
 }
 
-/** Key types of a rule set: the port key, the shape's fields, then the remote address (unless a group set). */
-export function ruleSetKey(k: KeyKind, family: 4 | 6, shape: Shape, remote: boolean): DataTypeName[] {
+/** Key types of a rule set: the profile (a mark), the shape's fields, then the remote address (unless a group set). */
+export function ruleSetKey(family: 4 | 6, shape: Shape, remote: boolean): DataTypeName[] {
   const fields: Record<Shape, DataTypeName[]> = {
     ports: ['inet_proto', 'inet_service'],
     proto: ['inet_proto'],
     icmp: family === 4 ? ['icmp_type', 'icmp_code'] : ['icmpv6_type', 'icmpv6_code'],
     any: [],
   };
-  return [KEY_TYPE[k], ...fields[shape], ...(remote ? [family === 4 ? 'ipv4_addr' as const : 'ipv6_addr' as const] : [])];
+  return ['mark', ...fields[shape], ...(remote ? [family === 4 ? 'ipv4_addr' as const : 'ipv6_addr' as const] : [])];
 }
 
-/** The shape fields of a rule's key (after the port key, before the remote address). */
-function shapeValues(r: CompiledRule, shape: Shape): Value[] {
+/** The shape fields of a rule's key (after the profile, before the remote address). */
+export function shapeValues(r: CompiledRule, shape: Shape): Value[] {
   switch (shape) {
     case 'ports':
       return [r.protocol!, r.ports!.min === r.ports!.max ? r.ports!.min : `${r.ports!.min}-${r.ports!.max}`];
@@ -96,62 +96,6 @@ export class ElementSink {
       return 0;
     });
     return boxes.map((b) => ({ key: b.dims.map((d, i) => formatInterval(entry.types[i]!, d)), comment: clip(b.label) }));
-  }
-}
-
-/**
- * Security-group rule elements of the filtered ports: the base rule sets (remote prefix or any) and the
- * per-group reference sets (remote group).
- */
-export function ruleElements(ir: PolicyIR, sink: ElementSink): void {
-  for (const p of ir.ports) {
-    if (!p.filtered) continue;
-    const k = keyKind(p);
-    const key = portKey(p);
-    for (const r of p.rules) {
-      const dir = r.direction === 'ingress' ? 'in' : 'out';
-      const shape = shapeOf(r);
-      const values = [key, ...shapeValues(r, shape)];
-      if (r.remote.kind === 'group') {
-        const name = groupRefSetName(r.remote.groupId, dir, r.family, shape, k);
-        sink.add(name, ruleSetKey(k, r.family, shape, false), values, r.ruleId);
-      } else {
-        const remote = r.remote.kind === 'prefix' ? r.remote.prefix : r.family === 4 ? '0.0.0.0/0' : '::/0';
-        sink.add(ruleSetName(dir, r.family, shape, k), ruleSetKey(k, r.family, shape, true), [...values, remote], r.ruleId);
-      }
-    }
-  }
-}
-
-/** Names of the per-mode port sets (see layout.ts for their rules). */
-export interface PortSetNames {
-  ports: string;
-  spoof4: string;
-  spoof6: string;
-  dhcp4: string;
-  dhcp6: string;
-  ra6: string;
-}
-
-/** Port membership, anti-spoof pairs, DHCP servers and routers of the filtered ports of one mode. */
-export function portElements(ir: PolicyIR, k: KeyKind, names: PortSetNames, sink: ElementSink): void {
-  const kt = KEY_TYPE[k];
-  for (const p of ir.ports) {
-    if (!p.filtered || keyKind(p) !== k) continue;
-    const key = portKey(p);
-    sink.add(names.ports, [kt], [key], p.portId);
-    for (const s of p.spoof) {
-      const set = s.family === 4 ? names.spoof4 : names.spoof6;
-      sink.add(set, [kt, 'ether_addr', s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'], [key, s.mac, s.prefix], p.portId);
-    }
-    for (const server of p.dhcpServers) {
-      const v4 = !server.includes(':');
-      sink.add(v4 ? names.dhcp4 : names.dhcp6, [kt, v4 ? 'ipv4_addr' : 'ipv6_addr'], [key, hostAddress(server)], p.portId);
-    }
-    for (const router of p.routers) {
-      if (!router.includes(':')) continue;
-      sink.add(names.ra6, [kt, 'ipv6_addr'], [key, hostAddress(router)], p.portId);
-    }
   }
 }
 

@@ -36,7 +36,14 @@ export const INET = {
   egress: (k: KeyKind) => `egress_${k}`,
   ingress: (k: KeyKind) => `ingress_${k}`,
   ports: (k: KeyKind) => `ports_${k}`,
+  /** Port → rule profile (hash map; the profile is written into the mark's tag bits). */
+  profile: (k: KeyKind) => `profile_${k}`,
+  /** Every rule profile in use, commented with its groups (how a restart finds the numbers again). */
+  profiles: 'profiles',
+  /** Anti-spoof: exact (MAC, address) per port (hash) … */
   spoof: (f: 4 | 6, k: KeyKind) => `spoof${f}_${k}`,
+  /** … and address-pair prefixes (interval, only ports with such pairs). */
+  spoofNet: (f: 4 | 6, k: KeyKind) => `spoofnet${f}_${k}`,
   dhcp: (f: 4 | 6, k: KeyKind) => `dhcp${f}_${k}`,
   ra6: (k: KeyKind) => `ra6_${k}`,
   ndOut: 'nd_out',
@@ -46,10 +53,13 @@ export const INET = {
   bridgeFwd: 'bridge_fwd',
   toBridge: 'to_bridge',
   routeTag: (f: 4 | 6) => `route_tag${f}`,
+  routeTagNet: (f: 4 | 6) => `route_tagnet${f}`,
   statelessDev: 'stateless_dev',
   stateless: (f: 4 | 6) => `stateless${f}`,
+  statelessNet: (f: 4 | 6) => `statelessnet${f}`,
   statelessTag: 'stateless_tag',
   statelessBr: (f: 4 | 6) => `stateless_br${f}`,
+  statelessBrNet: (f: 4 | 6) => `stateless_brnet${f}`,
 } as const;
 
 /** The fixed names of the bridge table. */
@@ -60,29 +70,50 @@ export const BRIDGE = {
   l2Ports: 'l2_ports',
   macOk: 'mac_ok',
   arpOk: 'arp_ok',
+  arpOkNet: 'arp_oknet',
 } as const;
 
 /** Shapes of security-group rule sets (docs/dataplane.md). */
 export type Shape = 'ports' | 'proto' | 'icmp' | 'any';
 
-/** A rule set of the base skeleton: `in4_ports_dev`. */
-export function ruleSetName(dir: 'in' | 'out', family: 4 | 6, shape: Shape, k: KeyKind): string {
-  return `${dir}${family}_${shape}_${k}`;
+/** A rule set of the base skeleton, keyed by rule profile: `in4_ports`. */
+export function ruleSetName(dir: 'in' | 'out', family: 4 | 6, shape: Shape): string {
+  return `${dir}${family}_${shape}`;
 }
 
-/** A remote group's member set: `m4_<slug>_<hash>`. */
+/** A remote group's member set of host addresses (hash): `m4_<slug>_<hash>`. */
 export function memberSetName(groupId: string, family: 4 | 6): string {
   return derivedName(`m${family}`, groupId);
 }
 
-const SHAPE_LETTER: Record<Shape, string> = { ports: 'p', proto: 'l', icmp: 'i', any: 'a' };
-
-/** The per-port references of a remote group for one rule shape: `in4pd_<slug>_<hash>` (ports, dev). */
-export function groupRefSetName(groupId: string, dir: 'in' | 'out', family: 4 | 6, shape: Shape, k: KeyKind): string {
-  return derivedName(`${dir}${family}${SHAPE_LETTER[shape]}${k[0]}`, groupId);
+/** A remote group's member set of address-pair prefixes (interval): `n4_<slug>_<hash>`. */
+export function memberNetSetName(groupId: string, family: 4 | 6): string {
+  return derivedName(`n${family}`, groupId);
 }
 
-/** The zone sets of a network: devices (routed) or tags (bridged) and addresses (routed) of its ports. */
-export function zoneSetName(networkId: string, what: 'dev' | 'tag' | 'ip4' | 'ip6'): string {
+const SHAPE_LETTER: Record<Shape, string> = { ports: 'p', proto: 'l', icmp: 'i', any: 'a' };
+
+/** The per-profile references of a remote group for one rule shape: `in4p_<slug>_<hash>`. */
+export function groupRefSetName(groupId: string, dir: 'in' | 'out', family: 4 | 6, shape: Shape): string {
+  return derivedName(`${dir}${family}${SHAPE_LETTER[shape]}`, groupId);
+}
+
+/**
+ * The zone sets of a network: devices (routed) or tags (bridged) of its ports, the host addresses it owns
+ * (`ip4`, hash) and the address-pair ranges it owns (`net4`, interval).
+ */
+export function zoneSetName(networkId: string, what: 'dev' | 'tag' | 'ip4' | 'ip6' | 'net4' | 'net6'): string {
   return derivedName(`z${what}`, networkId);
+}
+
+/**
+ * The comment of a rule profile's element in `profiles`: its key (the sorted group ids), or a hash of the key
+ * when that is longer than a comment may be. A restart reads the numbers back by it.
+ */
+export function profileLabel(key: string): string {
+  const ids = JSON.parse(key) as string[];
+  const text = ids.length ? `profile ${ids.join(',')}` : 'profile (no groups)';
+  // Plain when unambiguous and printable (nft quotes comments and knows no escapes), hashed otherwise.
+  const plain = Buffer.byteLength(text) <= 128 && ids.every((id) => /^[^",\\\x00-\x1f\x7f]+$/.test(id));
+  return plain ? text : `profile #${createHash('sha256').update(key).digest('hex').slice(0, 32)}`;
 }

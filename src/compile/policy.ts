@@ -4,9 +4,9 @@
  * it, anti-spoofing allows the port's own (MAC, IP) combinations. Pure: no kernel, no clock, no randomness.
  */
 import { PortwallError } from '../errors.js';
-import type { Model, PortwallConfig, Prefix, SgRule } from '../model/types.js';
+import type { Model, Network, Port, PortwallConfig, Prefix, SecurityGroup, SgRule } from '../model/types.js';
 import { familyOf, isDefaultRoute, linkLocalOf } from './addr.js';
-import type { CompiledRule, GroupMembers, PolicyIR, PortPolicy, SpoofPair } from './ir.js';
+import { profileKey, type CompiledRule, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy, type SpoofPair } from './ir.js';
 
 /** Options of {@link compilePolicy}. */
 export interface CompileOptions {
@@ -16,6 +16,8 @@ export interface CompileOptions {
    * are ignored.
    */
   tags?: ReadonlyMap<string, number>;
+  /** Numbers rule profiles already carry (profile key → number), kept when valid. */
+  profiles?: ReadonlyMap<string, number>;
 }
 
 /** DHCP discover leaves a port before it has an address (SPEC §2.8, Incus #4027). */
@@ -24,37 +26,150 @@ const DHCP_DISCOVER_SOURCE: Prefix = '0.0.0.0/32';
 /**
  * Compiles a validated model into the policy every renderer uses.
  *
- * @throws PortwallError `ERR_INVALID_STATE` when there are more bridged ports than `config.markMask` has tags.
+ * @throws PortwallError `ERR_INVALID_STATE` when there are more bridged ports (or rule profiles) than
+ *   `config.markMask` has tags.
  */
 export function compilePolicy(model: Model, config: PortwallConfig, options: CompileOptions = {}): PolicyIR {
   const tags = assignTags(model, config, options.tags);
+  const rules = new RuleCache(model.groups);
   const ports: PortPolicy[] = [];
   for (const port of model.ports.values()) {
     const net = model.networks.get(port.networkId);
     if (!net) throw new Error(`port ${port.id}: network ${port.networkId} is not in the model`); // validate.ts guarantees it
-    const groups = port.groupIds.map((id) => model.groups.get(id)).filter((g) => g !== undefined);
-    const policy: PortPolicy = {
-      portId: port.id,
-      device: port.device,
-      networkId: net.id,
-      zone: net.zone,
-      mode: net.mode,
-      mac: port.mac,
-      fixedIps: [...port.fixedIps],
-      filtered: port.portSecurity && port.kind !== 'system',
-      // validate.ts refuses mixed groups; a port without groups keeps the stateful default.
-      stateful: groups.every((g) => g.stateful),
-      spoof: spoofPairs(port.mac, port.fixedIps, port.addressPairs),
-      dhcpServers: [...net.dhcpServers],
-      routers: [...net.routers],
-      rules: groups.flatMap((g) => g.rules.map(compileRule)),
-    };
-    if (net.bridge !== undefined) policy.bridge = net.bridge;
-    const tag = tags.get(port.id);
-    if (tag !== undefined) policy.tag = tag;
-    ports.push(policy);
+    ports.push(compilePort(port, net, model.groups, rules, tags.get(port.id)));
   }
-  return { config, networks: [...model.networks.values()], ports, members: groupMembers(model, ports) };
+  const profiles = assignProfiles(ports, config, options.profiles);
+  return { config, networks: [...model.networks.values()], ports, members: groupMembers(ports), profiles };
+}
+
+/** The compiled rules of each combination of groups, computed once per combination. */
+export class RuleCache {
+  readonly #byKey = new Map<string, CompiledRule[]>();
+  constructor(readonly groups: ReadonlyMap<string, SecurityGroup>) {}
+
+  /** The union of the groups' rules (in group order), shared by every caller with the same groups. */
+  rules(groupIds: readonly string[]): CompiledRule[] {
+    const key = JSON.stringify(groupIds);
+    let r = this.#byKey.get(key);
+    if (!r) this.#byKey.set(key, (r = groupIds.flatMap((id) => this.groups.get(id)?.rules.map(compileRule) ?? [])));
+    return r;
+  }
+
+  /** Forgets combinations that contain a group (after the group changed). */
+  forget(groupId: string): void {
+    for (const k of this.#byKey.keys()) if ((JSON.parse(k) as string[]).includes(groupId)) this.#byKey.delete(k);
+  }
+}
+
+/** One port's policy (without its profile number, which {@link assignProfiles} or the engine sets). */
+export function compilePort(port: Port, net: Network, groups: ReadonlyMap<string, SecurityGroup>, rules: RuleCache, tag: number | undefined): PortPolicy {
+  const own = port.groupIds.map((id) => groups.get(id)).filter((g) => g !== undefined);
+  const policy: PortPolicy = {
+    portId: port.id,
+    device: port.device,
+    networkId: net.id,
+    zone: net.zone,
+    mode: net.mode,
+    mac: port.mac,
+    fixedIps: [...port.fixedIps],
+    filtered: port.portSecurity && port.kind !== 'system',
+    // validate.ts refuses mixed groups; a port without groups keeps the stateful default.
+    stateful: own.every((g) => g.stateful),
+    spoof: spoofPairs(port.mac, port.fixedIps, port.addressPairs),
+    memberPrefixes: [...new Set([...port.fixedIps, ...port.addressPairs.filter((a) => !isDefaultRoute(a.prefix)).map((a) => a.prefix)])],
+    dhcpServers: [...net.dhcpServers],
+    routers: [...net.routers],
+    groupIds: [...port.groupIds],
+    rules: rules.rules(port.groupIds),
+  };
+  if (net.bridge !== undefined) policy.bridge = net.bridge;
+  if (tag !== undefined) policy.tag = tag;
+  return policy;
+}
+
+/**
+ * Rule profiles of the filtered ports: one per combination of groups (ports with the same groups have the
+ * same rules), numbered in the tag space of `config.markMask`. A hinted number (key → number, e.g. read back
+ * from the kernel) is kept when valid; the others take the lowest free numbers in key order. Sets `profile` on
+ * the ports.
+ */
+export function assignProfiles(ports: readonly PortPolicy[], config: PortwallConfig, hints: ReadonlyMap<string, number> = new Map()): ProfilePolicy[] {
+  const byKey = new Map<string, { groupIds: string[]; ports: PortPolicy[] }>();
+  for (const p of ports) {
+    if (!p.filtered) continue;
+    const key = profileKey(p.groupIds);
+    const ids = JSON.parse(key) as string[];
+    let e = byKey.get(key);
+    if (!e) byKey.set(key, (e = { groupIds: ids, ports: [] }));
+    e.ports.push(p);
+  }
+  const numbers = new NumberSpace(config.markMask, 'rule profiles');
+  const keys = [...byKey.keys()].sort();
+  const ids = new Map<string, number>();
+  for (const k of keys) {
+    const hint = hints.get(k);
+    if (hint !== undefined && numbers.claim(hint)) ids.set(k, hint);
+  }
+  for (const k of keys) if (!ids.has(k)) ids.set(k, numbers.next(keys.length));
+  const out: ProfilePolicy[] = [];
+  for (const k of keys) {
+    const e = byKey.get(k)!;
+    const id = ids.get(k)!;
+    for (const p of e.ports) p.profile = id;
+    out.push({ id, key: k, groupIds: e.groupIds, rules: e.ports[0]!.rules });
+  }
+  return out.sort((a, b) => a.id - b.id);
+}
+
+/**
+ * Numbers in the tag space of a mark mask ({@link tagSpace}): k << shift for k = 1 … count, claimed by hint
+ * or handed out lowest first.
+ */
+export class NumberSpace {
+  readonly #shift: number;
+  readonly count: number;
+  readonly #used = new Set<number>();
+  #cursor = 1;
+
+  constructor(readonly mask: number, readonly what: string) {
+    const { shift, count } = tagSpace(mask);
+    this.#shift = shift;
+    this.count = count;
+  }
+
+  /** Claims a specific number; false when it is not in the space or already taken. */
+  claim(n: number): boolean {
+    if (!Number.isInteger(n) || n <= 0) return false;
+    const k = n / 2 ** this.#shift;
+    if (!Number.isInteger(k) || k < 1 || k > this.count || this.#used.has(k)) return false;
+    this.#used.add(k);
+    return true;
+  }
+
+  /** Gives a number back. */
+  release(n: number): void {
+    const k = n / 2 ** this.#shift;
+    this.#used.delete(k);
+    if (k < this.#cursor) this.#cursor = k;
+  }
+
+  /** @throws PortwallError `ERR_INVALID_STATE` when `wanted` numbers do not fit. */
+  ensure(wanted: number): void {
+    if (wanted > this.count) {
+      throw new PortwallError('ERR_INVALID_STATE', `${wanted} ${this.what}, but markMask 0x${(this.mask >>> 0).toString(16)} has only ${this.count} tags`, { field: 'ports' });
+    }
+  }
+
+  /**
+   * The lowest free number.
+   * @throws PortwallError `ERR_INVALID_STATE` when the space is full (`wanted` says how many were asked for).
+   */
+  next(wanted?: number): number {
+    while (this.#used.has(this.#cursor)) this.#cursor++;
+    if (this.#cursor > this.count) this.ensure(Math.max(wanted ?? 0, this.count + 1));
+    this.#used.add(this.#cursor);
+    return this.#cursor * 2 ** this.#shift;
+  }
 }
 
 function compileRule(r: SgRule): CompiledRule {
@@ -93,7 +208,7 @@ function spoofPairs(mac: string, fixedIps: Prefix[], pairs: { prefix: Prefix; fa
  * Members of every group that a port's rule uses as its remote group: the fixed IPs and address-pair prefixes
  * of the group's ports, per family. A /0 pair never makes its port a member of everything (Neutron LP 1867119).
  */
-function groupMembers(model: Model, ports: PortPolicy[]): GroupMembers[] {
+export function groupMembers(ports: readonly PortPolicy[]): GroupMembers[] {
   const wanted = new Map<string, Set<4 | 6>>();
   for (const p of ports) {
     if (!p.filtered) continue;
@@ -107,10 +222,9 @@ function groupMembers(model: Model, ports: PortPolicy[]): GroupMembers[] {
   const out: GroupMembers[] = [];
   for (const [groupId, fams] of [...wanted].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const byFamily = { 4: new Set<Prefix>(), 6: new Set<Prefix>() };
-    for (const port of model.ports.values()) {
-      if (!port.groupIds.includes(groupId)) continue;
-      for (const ip of port.fixedIps) byFamily[familyOf(ip)].add(ip);
-      for (const pair of port.addressPairs) if (!isDefaultRoute(pair.prefix)) byFamily[pair.family].add(pair.prefix);
+    for (const p of ports) {
+      if (!p.groupIds.includes(groupId)) continue;
+      for (const prefix of p.memberPrefixes) byFamily[familyOf(prefix)].add(prefix);
     }
     for (const family of [4, 6] as const) {
       if (fams.has(family)) out.push({ groupId, family, prefixes: [...byFamily[family]].sort() });
@@ -158,25 +272,12 @@ function assignTags(model: Model, config: PortwallConfig, hints: ReadonlyMap<str
     .sort();
   const out = new Map<string, number>();
   if (bridged.length === 0) return out;
-  const { shift, count } = tagSpace(config.markMask);
-  if (bridged.length > count) {
-    throw new PortwallError('ERR_INVALID_STATE', `${bridged.length} bridged ports, but markMask 0x${(config.markMask >>> 0).toString(16)} has only ${count} tags`, { field: 'ports' });
-  }
-  const used = new Set<number>();
+  const space = new NumberSpace(config.markMask, 'bridged ports');
+  space.ensure(bridged.length);
   for (const id of bridged) {
     const t = hints.get(id);
-    if (t === undefined || !Number.isInteger(t) || t <= 0) continue;
-    const k = t / 2 ** shift;
-    if (!Number.isInteger(k) || k < 1 || k > count || used.has(k)) continue;
-    used.add(k);
-    out.set(id, t);
+    if (t !== undefined && space.claim(t)) out.set(id, t);
   }
-  let next = 1;
-  for (const id of bridged) {
-    if (out.has(id)) continue;
-    while (used.has(next)) next++;
-    used.add(next);
-    out.set(id, next * 2 ** shift);
-  }
+  for (const id of bridged) if (!out.has(id)) out.set(id, space.next(bridged.length));
   return out;
 }

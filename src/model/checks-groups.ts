@@ -18,11 +18,14 @@ export interface GroupIndex {
   complete: boolean;
 }
 
-/** Checks `security_groups` and returns the valid groups, normalised. */
-export function checkGroups(ctx: CheckContext, raw: unknown): GroupIndex {
+/**
+ * Checks `security_groups` and returns the valid groups, normalised. `known` are ids of groups defined
+ * elsewhere (a handle's state, when one group is checked on its own): remote groups may name them.
+ */
+export function checkGroups(ctx: CheckContext, raw: unknown, known: Iterable<string> = []): GroupIndex {
   const { problems } = ctx;
   const list = elements(raw);
-  const index: GroupIndex = { groups: new Map(), ids: new Set(), complete: raw === undefined || Array.isArray(raw) };
+  const index: GroupIndex = { groups: new Map(), ids: new Set(known), complete: raw === undefined || Array.isArray(raw) };
   // Remote groups may be defined after the rule that names them: collect every id first.
   for (const g of list) {
     const id = stringField(g, 'id');

@@ -22,7 +22,7 @@
 import type { CompiledRule, PolicyIR, PortPolicy } from '../compile/ir.js';
 import type { IpFamily, Network, Prefix } from '../model/types.js';
 import { ND_DAD, ND_IN, ND_OUT } from '../compile/layout.js';
-import { longestPrefix } from '../compile/layout-zones.js';
+import { longestPrefix } from '../compile/layout-units.js';
 import { rangeValue } from '../compile/addr.js';
 import { PortwallError } from '../errors.js';
 import { CHAIN_PREFIX, NameClaims, type PortChainKind, commentMatch, deviceArg, memberSetName, portChain } from './iptables-syntax.js';

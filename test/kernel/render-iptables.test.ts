@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { CompiledRule, PolicyIR, PortPolicy } from '../../src/compile/ir.js';
+import { assignProfiles } from '../../src/compile/policy.js';
 import { DEFAULT_CONFIG } from '../../src/model/types.js';
 import { renderIptables, type IptablesRender } from '../../src/render/iptables.js';
 import { commentMatch, memberSetName } from '../../src/render/iptables-syntax.js';
@@ -32,7 +33,7 @@ const bridged: PortPolicy = {
     { mac: MAC_B, prefix: '2001:db8:1::10/128', family: 6 },
     { mac: MAC_B, prefix: 'fe80::f816:3eff:fe00:b/128', family: 6 },
   ],
-  dhcpServers: ['192.0.2.254/32'], routers: ['fe80::1/128'],
+  dhcpServers: ['192.0.2.254/32'], routers: ['fe80::1/128'], groupIds: ['sg-b'], memberPrefixes: ['192.0.2.10/32', '2001:db8:1::10/128'],
   rules: [
     rule('11111111-aaaa-4bbb-8ccc-000000000001', 'ingress', { protocol: 1, remote: { kind: 'group', groupId: 'sg-c' } }),
     rule('11111111-aaaa-4bbb-8ccc-000000000002', 'ingress', { protocol: 6, ports: { min: 22, max: 22 }, remote: { kind: 'prefix', prefix: '203.0.113.0/24' } }),
@@ -48,7 +49,7 @@ const routed: PortPolicy = {
   portId: 'port-r', device: 'vethvm-r', networkId: 'net-r', zone: 202, mode: 'routed', mac: MAC_R,
   fixedIps: ['198.51.100.10/32'], filtered: true, stateful: false,
   spoof: [{ mac: MAC_R, prefix: '198.51.100.10/32', family: 4 }, { mac: MAC_R, prefix: '0.0.0.0/32', family: 4 }],
-  dhcpServers: [], routers: [],
+  dhcpServers: [], routers: [], groupIds: ['sg-r'], memberPrefixes: ['198.51.100.10/32'],
   rules: [
     { ...rule('r-ping-in', 'ingress', { protocol: 1 }), groupId: 'sg-r' },
     { ...rule('r-ping-out', 'egress', { protocol: 1 }), groupId: 'sg-r' },
@@ -70,6 +71,7 @@ function policy(ports: PortPolicy[]): PolicyIR {
       { groupId: 'sg-c', family: 4, prefixes: ['192.0.2.20/32'] },
       { groupId: 'sg-c', family: 6, prefixes: ['2001:db8:1::20/128'] },
     ],
+    profiles: assignProfiles(ports, DEFAULT_CONFIG),
   };
 }
 

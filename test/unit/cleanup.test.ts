@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from 'vitest';
 
-import { affectedPorts, type ConntrackLike } from '../../src/apply/cleanup.js';
+import { affectedPorts, viewOf, type ConntrackLike } from '../../src/apply/cleanup.js';
 import { Portwall } from '../../src/apply/portwall.js';
 import { prefixContains } from '../../src/compile/addr.js';
 import type { ConntrackEntry, ConntrackFilter } from '../../src/conntrack.js';
@@ -139,14 +139,19 @@ describe('conntrack cleanup', () => {
     expect(ct.entries).toHaveLength(1);
   });
 
-  test('affectedPorts reads removed elements back to ports', async () => {
+  test('affectedPorts: every changed port with its zones and its addresses before and after', async () => {
     const { pw } = open();
     const doc = two();
     await pw.apply(doc);
-    const ir = (await pw.plan(doc)).ir;
-    expect(affectedPorts(ir, [], [])).toEqual(
-      ir.ports.map((p) => expect.objectContaining({ key: `dev:${p.device}`, zones: [101] })),
-    ); // nothing was filtered before (empty kernel): both ports are judged
+    const ir = pw.policy()!;
+    const [p1, p2] = ir.ports;
+    const moved = { ...p2!, fixedIps: ['192.0.2.77/32'], spoof: [{ mac: p2!.mac, prefix: '192.0.2.77/32', family: 4 as const }] };
+    const a = affectedPorts(viewOf(ir), [{ now: p1! }, { old: p2!, now: moved }]);
+    expect(a.map((x) => x.portId)).toEqual([p1!.portId, p2!.portId]);
+    expect(a[1]).toMatchObject({ zones: [101], old: p2, port: moved });
+    expect(a[1]!.addresses).toEqual(expect.arrayContaining(['192.0.2.77/32', ...p2!.fixedIps]));
+    // A removed port keeps its old zone and addresses.
+    expect(affectedPorts(viewOf(ir), [{ old: p1! }])[0]).toMatchObject({ portId: p1!.portId, zones: [101], addresses: expect.arrayContaining(p1!.fixedIps) });
   });
 });
 

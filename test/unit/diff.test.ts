@@ -52,6 +52,12 @@ describe.each<Mode>(['routed', 'bridged'])('apply on the fake, %s', (mode) => {
     expect(elementOnly(removePlan.operations)).toBe(true);
     expect(removePlan.operations.every((op) => op.verb === 'delete')).toBe(true);
     await pw.apply(base);
+    // The port's rule profile (sg-web alone) is unused now: it goes when collected, off the hot path.
+    expect(pw.unusedProfiles).toBe(1);
+    const gc = await pw.plan(base);
+    expect(gc.operations.every((op) => op.verb === 'delete' && op.object.kind === 'elements')).toBe(true);
+    expect(gc.summary).toContain('delete element inet portwall profiles (1)');
+    expect(await pw.collectProfiles()).toBe(1);
     expect((await pw.plan(base)).operations).toEqual([]);
   });
 
@@ -62,7 +68,8 @@ describe.each<Mode>(['routed', 'bridged'])('apply on the fake, %s', (mode) => {
     g.security_group_rules![0] = { ...g.security_group_rules![0]!, port_range_min: 8080, port_range_max: 8080 };
     const p = await pw.plan({ ...base, security_groups: [g, groups[1]!] });
     expect(elementOnly(p.operations)).toBe(true);
-    expect(p.summary).toMatch(new RegExp(`delete element inet portwall in4_ports_${mode === 'routed' ? 'dev' : 'tag'} \\(20\\)`));
+    // The 20 ports share one rule profile: one element per profile, not per port.
+    expect(p.summary).toMatch(/delete element inet portwall in4_ports \(1\)/);
   });
 });
 
@@ -130,24 +137,24 @@ describe('diff repairs and adopts', () => {
     expect(s.counts.elements).toBeGreaterThan(10);
   });
 
-  test('a commit landing between listing and commit makes apply diff again', async () => {
+  test('a commit landing between listing and commit is refused (generation in the batch) and apply diffs again', async () => {
     const fake = new FakeNft();
     const other = openNft({ binding: fake });
     let raced = false;
-    // Someone else's batch lands right after portwall listed the tables (when it checks the generation).
+    // Someone else's batch lands right before portwall's first commit: the kernel refuses portwall's batch.
     const racing: NftBinding = {
-      nftCommit: (netns, batch) => fake.nftCommit(netns, batch),
-      nftList: (netns, family, table) => fake.nftList(netns, family, table),
-      nftEncode: (batch) => fake.nftEncode(batch),
-      nftSendEncoded: (netns, netlink) => fake.nftSendEncoded(netns, netlink),
-      nftGenid: async (netns) => {
+      nftCommit: async (target, batch, genid) => {
         if (!raced) {
           raced = true;
           await other.list({ family: 'inet', table: 'portwall' });
           await other.transaction().add({ kind: 'elements', family: 'inet', table: 'portwall', set: 'ports_dev', elements: [{ key: ['intruder0'] }] }).commit();
         }
-        return fake.nftGenid(netns);
+        return fake.nftCommit(target, batch, genid);
       },
+      nftList: (target, family, table) => fake.nftList(target, family, table),
+      nftEncode: (batch) => fake.nftEncode(batch),
+      nftSendEncoded: (target, netlink) => fake.nftSendEncoded(target, netlink),
+      nftGenid: (target) => fake.nftGenid(target),
     };
     const pw = Portwall.open({ binding: racing, conntrack: null });
     await Portwall.open({ binding: fake, conntrack: null }).apply(state('routed', [webGroup()], ports(1, ['sg-web'])));
@@ -155,6 +162,16 @@ describe('diff repairs and adopts', () => {
     expect(r.changed).toBe(true);
     expect(raced).toBe(true);
     // The second diff saw the intruder and removed it: the kernel matches the state.
+    expect((await pw.plan(doc)).operations).toEqual([]);
+  });
+
+  test('a handle notices another writer before a whole-state apply, and repairs what it changed', async () => {
+    const { pw, nft } = open();
+    await pw.apply(doc);
+    await nft.list({ family: 'inet', table: 'portwall' });
+    await nft.transaction().add({ kind: 'elements', family: 'inet', table: 'portwall', set: 'ports_dev', elements: [{ key: ['intruder0'] }] }).commit();
+    const r = await pw.apply(doc);
+    expect(r).toMatchObject({ changed: true, adopted: true });
     expect((await pw.plan(doc)).operations).toEqual([]);
   });
 

@@ -2,6 +2,7 @@ import { describe, expect, test } from 'vitest';
 
 import type { CompiledRule, PolicyIR, PortPolicy } from '../../src/compile/ir.js';
 import { ND_DAD, layout } from '../../src/compile/layout.js';
+import { assignProfiles } from '../../src/compile/policy.js';
 import { parseInterval } from '../../src/nft/datatypes.js';
 import { Transaction } from '../../src/nft/transaction.js';
 import { PortwallError } from '../../src/errors.js';
@@ -46,12 +47,13 @@ const web: PortPolicy = {
     { mac: MAC, prefix: LL, family: 6 },
   ],
   dhcpServers: NETWORKS[0]!.dhcpServers, routers: NETWORKS[0]!.routers, rules: SEED_RULES,
+  groupIds: ['sg-web'], memberPrefixes: ['192.0.2.14/32', '2001:db8::14/128', '192.0.2.100/32'],
 };
 const routed: PortPolicy = {
   portId: 'port-r', device: 'veth-r1', networkId: 'net-r', zone: 102, mode: 'routed', mac: 'fa:16:3e:00:00:02',
   fixedIps: ['198.51.100.7/32'], filtered: true, stateful: false,
   spoof: [{ mac: 'fa:16:3e:00:00:02', prefix: '198.51.100.7/32', family: 4 }, { mac: 'fa:16:3e:00:00:02', prefix: '0.0.0.0/32', family: 4 }],
-  dhcpServers: [], routers: [],
+  dhcpServers: [], routers: [], groupIds: ['sg-dns'], memberPrefixes: ['198.51.100.7/32'],
   rules: [{ ruleId: 'dns-out', groupId: 'sg-dns', direction: 'egress', family: 4, protocol: 17, ports: { min: 53, max: 53 }, remote: { kind: 'prefix', prefix: '203.0.113.53/32' } }],
 };
 const off: PortPolicy = { ...routed, portId: 'port-off', device: 'tap-off', networkId: 'net-a', mode: 'bridged', zone: 101, filtered: false, stateful: true, rules: [] };
@@ -62,6 +64,7 @@ const IR: PolicyIR = {
     { groupId: 'sg-web', family: 4, prefixes: ['192.0.2.100/32', '192.0.2.14/32'] },
     { groupId: 'sg-web', family: 6, prefixes: ['2001:db8::14/128'] },
   ],
+  profiles: assignProfiles([web, routed, off], DEFAULT_CONFIG),
 };
 
 /** The `-A` rules of `chain`, in order, without the `-A chain ` head. */
@@ -386,7 +389,7 @@ describe('renderIptables', () => {
       { id: 'net-b', zone: 200, mode: 'bridged', bridge: 'br-b', dhcpServers: [], routers: [] },
       { id: 'net-c', zone: 100, mode: 'routed', dhcpServers: [], routers: [] },
     ];
-    const base = { filtered: true, stateful: true, dhcpServers: [], routers: [], rules: [] };
+    const base = { filtered: true, stateful: true, dhcpServers: [], routers: [], rules: [], groupIds: [], memberPrefixes: [] };
     const pa: PortPolicy = {
       ...base, portId: 'pa', device: 'veth-a', networkId: 'net-a', zone: 300, mode: 'routed', mac: mac(1),
       fixedIps: ['198.51.100.10/32', '2001:db8:a::10/128'],
@@ -408,7 +411,7 @@ describe('renderIptables', () => {
         { mac: mac(3), prefix: '2001:db8:a::/64', family: 6 },
       ],
     };
-    const ir: PolicyIR = { config: DEFAULT_CONFIG, networks: nets, ports: [pa, pb, pc], members: [] };
+    const ir: PolicyIR = { config: DEFAULT_CONFIG, networks: nets, ports: [pa, pb, pc], members: [], profiles: assignProfiles([pa, pb, pc], DEFAULT_CONFIG) };
     const r = renderIptables(ir);
     const nft = nftRules(ir);
     const devices = ['veth-a', 'veth-c', 'br-b', 'eth-up'];

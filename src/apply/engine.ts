@@ -1,0 +1,493 @@
+/**
+ * The in-memory state of a library handle: the model it programmed, every port's compiled policy, the rule
+ * profiles, and the claims (`../compile/claims.ts`) that add up to the content of portwall's sets. A change
+ * to one port or one group recomputes only what depends on it and yields the element adds and deletes that
+ * make the kernel match — no listing, no whole-host compile, no whole-host diff (docs/dataplane.md,
+ * "Incremental updates"). The skeleton is recomputed only when its inputs (networks, remote-group use) change.
+ *
+ * The engine trusts that the kernel holds what it last committed; the handle guarantees that with the
+ * generation id. After a failed commit it is thrown away and rebuilt from the model (see {@link Engine.undo}).
+ */
+import { diff, type Diff } from './diff.js';
+import { prefixRange, type AddrRange } from '../compile/addr.js';
+import { ClaimStore } from '../compile/claims.js';
+import { profileKey, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
+import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type SkeletonInput } from '../compile/layout-skeleton.js';
+import { remoteUses, withElements } from '../compile/layout.js';
+import { insideAny, portClaims, portHosts, portNets, prefixClaims, profileClaims } from '../compile/layout-units.js';
+import { INET, profileLabel } from '../compile/names.js';
+import { NumberSpace, RuleCache, compilePort, groupMembers } from '../compile/policy.js';
+import type { Model, Network, Port, PortwallConfig, SecurityGroup } from '../model/types.js';
+import type { StateIndex } from '../model/validate-one.js';
+import type { Element, NftObject, NftSet, Operation } from '../nft/types.js';
+
+/** Numbers the kernel already gives ports and profiles (read from a listing), kept by a rebuild. */
+export interface Hints {
+  /** Port id → tag (the bridge table's `port_tag` comments). */
+  tags: ReadonlyMap<string, number>;
+  /** Profile label → number (the `profiles` set's comments). */
+  profiles: ReadonlyMap<string, number>;
+}
+
+/** A port whose admitted traffic may have changed: its policy before and after (undefined: absent). */
+export interface PortChange {
+  old?: PortPolicy;
+  now?: PortPolicy;
+}
+
+/** The operations that make the kernel match the engine, and what they remove. */
+export interface Pending extends Diff {
+  /** The skeleton changed (a full diff was needed). */
+  skeleton: boolean;
+}
+
+interface Profile {
+  policy: ProfilePolicy;
+  users: Set<string>;
+}
+
+const FULL_PREFIX_UNIT = 'prefixes';
+
+export class Engine implements StateIndex {
+  readonly #rules: RuleCache;
+  readonly #policies = new Map<string, PortPolicy>();
+  readonly #tagSpace: NumberSpace;
+  readonly #profileSpace: NumberSpace;
+  readonly #profiles = new Map<string, Profile>();
+  /** Profiles no port uses: their elements stay until {@link collect} removes them (pipapo deletes are slow). */
+  readonly #unused = new Set<string>();
+  readonly #remote = new Map<string, Map<RemoteUse, number>>();
+  #members = new Map<string, Set<4 | 6>>();
+  readonly #groupPorts = new Map<string, Set<string>>();
+  readonly #store = new ClaimStore();
+  /** Ports with prefixes wider than a host, and those ranges (the prefix unit's inputs). */
+  readonly #wide = new Map<string, AddrRange[]>();
+  /** Host address (`family|lo`) → the ports owning it, for conntrack cleanup. */
+  readonly #hosts = new Map<string, Set<PortPolicy>>();
+  /** Uniqueness indexes of the model: `device:…`, `mac:<net> <mac>`, `ip:<net> <prefix>` → port id. */
+  readonly #unique = new Map<string, string>();
+  readonly #ruleGroup = new Map<string, string>();
+  #committed: { signature: string; objects: NftObject[]; sets: Map<string, NftSet> } | undefined;
+  #changes = new Map<string, PortChange>();
+  #undo: (() => void)[] = [];
+  #membersView: GroupMembers[] | undefined;
+
+  private constructor(readonly model: Model, readonly config: PortwallConfig) {
+    this.#rules = new RuleCache(model.groups);
+    this.#tagSpace = new NumberSpace(config.markMask, 'bridged ports');
+    this.#profileSpace = new NumberSpace(config.markMask, 'rule profiles');
+  }
+
+  /**
+   * Everything computed from a model, keeping hinted numbers where valid. The result is uncommitted: diff
+   * {@link objects} against a listing, commit, then {@link settle}.
+   */
+  static build(model: Model, config: PortwallConfig, hints: Hints = { tags: new Map(), profiles: new Map() }): Engine {
+    const e = new Engine(model, config);
+    for (const p of model.ports.values()) e.#indexPort(p, true);
+    for (const g of model.groups.values()) e.#indexGroup(g, true);
+    const bridged = [...model.ports.values()].filter((p) => model.networks.get(p.networkId)?.mode === 'bridged').map((p) => p.id).sort();
+    e.#tagSpace.ensure(bridged.length);
+    const tags = new Map<string, number>();
+    for (const id of bridged) {
+      const t = hints.tags.get(id);
+      if (t !== undefined && e.#tagSpace.claim(t)) tags.set(id, t);
+    }
+    for (const id of bridged) if (!tags.has(id)) tags.set(id, e.#tagSpace.next(bridged.length));
+    const policies: PortPolicy[] = [];
+    for (const port of model.ports.values()) {
+      const p = compilePort(port, model.networks.get(port.networkId)!, model.groups, e.#rules, tags.get(port.id));
+      policies.push(p);
+      e.#policies.set(p.portId, p);
+      e.#index(p, true);
+    }
+    // Profiles: hinted numbers first, then the lowest free ones in key order (as compilePolicy numbers them).
+    const keys = [...new Set(policies.filter((p) => p.filtered).map((p) => profileKey(p.groupIds)))].sort();
+    e.#profileSpace.ensure(keys.length);
+    const ids = new Map<string, number>();
+    for (const k of keys) {
+      const hint = hints.profiles.get(profileLabel(k));
+      if (hint !== undefined && e.#profileSpace.claim(hint)) ids.set(k, hint);
+    }
+    for (const k of keys) if (!ids.has(k)) ids.set(k, e.#profileSpace.next(keys.length));
+    for (const k of keys) e.#addProfile(k, ids.get(k)!);
+    for (const p of policies) if (p.filtered) e.#use(p);
+    e.#members = memberFamilies(e.#remoteInput());
+    for (const p of policies) e.#store.set(`port:${p.portId}`, portClaims(p, e.#members));
+    e.#refreshPrefixes();
+    for (const p of policies) e.#changes.set(p.portId, { now: p });
+    return e;
+  }
+
+  /** The desired objects of portwall's tables. */
+  objects(): NftObject[] {
+    return withElements(skeleton(this.#skeletonInput()), this.#store);
+  }
+
+  /** The compiled policy, as `compilePolicy` gives it (for renderers and explain). */
+  ir(): PolicyIR {
+    return {
+      config: this.config, networks: [...this.model.networks.values()], ports: [...this.#policies.values()],
+      members: this.members, profiles: [...this.#profiles.values()].map((p) => p.policy).sort((a, b) => a.id - b.id),
+    };
+  }
+
+  /** The networks (conntrack cleanup reads their zones). */
+  get networks(): Network[] {
+    return [...this.model.networks.values()];
+  }
+
+  /** Remote-group members (computed when asked, e.g. by conntrack cleanup's evaluator). */
+  get members(): GroupMembers[] {
+    this.#membersView ??= groupMembers([...this.#policies.values()]);
+    return this.#membersView;
+  }
+
+  /** The port's policy now. */
+  policy(portId: string): PortPolicy | undefined {
+    return this.#policies.get(portId);
+  }
+
+  /** Current ports owning a host address (any zone). */
+  hostOwners(family: 4 | 6, lo: bigint): PortPolicy[] {
+    return [...(this.#hosts.get(`${family}|${lo}`) ?? [])];
+  }
+
+  /** Current non-host prefixes with their port. */
+  wideOwners(): { r: AddrRange; port: PortPolicy }[] {
+    return [...this.#wide].flatMap(([id, rs]) => rs.map((r) => ({ r, port: this.#policies.get(id)! })));
+  }
+
+  /** Rule profiles no port uses any more (their elements are still in the kernel). */
+  get unusedProfiles(): number {
+    return this.#unused.size;
+  }
+
+  // ---- changes -----------------------------------------------------------------------------------------
+
+  /** Adds, replaces (a validated port) or removes (undefined) one port. */
+  setPort(id: string, port: Port | undefined): void {
+    const before = this.model.ports.get(id);
+    this.#journal(() => (before ? this.model.ports.set(id, before) : this.model.ports.delete(id)));
+    if (before) this.#indexPort(before, false);
+    if (port) {
+      this.model.ports.set(id, port);
+      this.#indexPort(port, true);
+    } else this.model.ports.delete(id);
+    this.#recompile(id);
+  }
+
+  /** Adds, replaces (a validated group) or removes (undefined) one security group. */
+  setGroup(id: string, group: SecurityGroup | undefined): void {
+    const before = this.model.groups.get(id);
+    this.#journal(() => (before ? this.model.groups.set(id, before) : this.model.groups.delete(id)));
+    if (before) this.#indexGroup(before, false);
+    if (group) {
+      this.model.groups.set(id, group);
+      this.#indexGroup(group, true);
+    } else this.model.groups.delete(id);
+    this.#rules.forget(id);
+    for (const prof of this.#profiles.values()) {
+      if (!prof.policy.groupIds.includes(id)) continue;
+      this.#unuse(prof.policy);
+      prof.policy = { ...prof.policy, rules: this.#rules.rules(prof.policy.groupIds) };
+      this.#reuse(prof.policy);
+      this.#store.set(`profile:${prof.policy.id}`, profileClaims(prof.policy));
+    }
+    this.#refreshMembers();
+    for (const portId of [...(this.#groupPorts.get(id) ?? [])]) this.#recompile(portId);
+  }
+
+  /** Removes up to `max` unused rule profiles (their pipapo element deletes); returns how many. */
+  collect(max = Infinity): number {
+    let n = 0;
+    for (const key of [...this.#unused]) {
+      if (n >= max) break;
+      const prof = this.#profiles.get(key)!;
+      this.#unused.delete(key);
+      this.#profiles.delete(key);
+      this.#unuse(prof.policy);
+      this.#store.set(`profile:${prof.policy.id}`, []);
+      this.#profileSpace.release(prof.policy.id);
+      n++;
+    }
+    if (n) this.#refreshMembers();
+    return n;
+  }
+
+  /** The ports changed since the last {@link settle} (for conntrack cleanup). */
+  changes(): PortChange[] {
+    return [...this.#changes.values()];
+  }
+
+  /**
+   * The operations that bring the kernel from what was last settled to the engine's state: element deletes
+   * and adds only, unless the skeleton changed (then a full diff of the two, which is rare: a network or a
+   * remote-group use appearing or going).
+   */
+  pending(): Pending {
+    const input = this.#skeletonInput();
+    const signature = skeletonSignature(input);
+    const committed = this.#committed;
+    if (!committed || committed.signature !== signature) {
+      const next = skeleton(input);
+      const before = committed?.objects ?? [];
+      const current = withBefore(before, this.#store);
+      this.#store.takeDelta();
+      return { ...diff(withElements(next, this.#store), current), skeleton: true };
+    }
+    const ops: Operation[] = [];
+    const adds: Operation[] = [];
+    const removed: Diff['removed'] = [];
+    let elementsAdded = 0;
+    for (const [setId, d] of this.#store.takeDelta()) {
+      const s = committed.sets.get(setId);
+      if (!s) throw new Error(`elements for ${setId}, which the skeleton does not declare`);
+      const head = { kind: 'elements' as const, family: s.family, table: s.table, set: s.name };
+      if (d.removed.length) {
+        ops.push({ verb: 'delete', object: { ...head, elements: d.removed } });
+        removed.push({ set: s, elements: d.removed });
+      }
+      if (d.added.length) {
+        adds.push({ verb: 'add', object: { ...head, elements: d.added } });
+        elementsAdded += d.added.length;
+      }
+    }
+    return { operations: [...ops, ...adds], removed, elementsAdded, skeleton: false };
+  }
+
+  /** The kernel now holds the engine's state (a commit succeeded, or there was nothing to commit). */
+  settle(): void {
+    this.#store.takeDelta();
+    const objects = skeleton(this.#skeletonInput());
+    const sets = new Map<string, NftSet>();
+    for (const o of objects) if (o.kind === 'set') sets.set(`${o.family}:${o.name}`, o);
+    this.#committed = { signature: skeletonSignature(this.#skeletonInput()), objects, sets };
+    this.#changes = new Map();
+    this.#undo = [];
+  }
+
+  /**
+   * Puts the model back as it was at the last {@link settle}. The derived state is then stale: the caller
+   * drops this engine and builds a new one from the model.
+   */
+  undo(): void {
+    for (const f of this.#undo.reverse()) f();
+    this.#undo = [];
+  }
+
+  /** {@link StateIndex}: the port holding a device, a `network MAC` or a `network prefix`. */
+  portWith(what: 'device' | 'mac' | 'ip', key: string): string | undefined {
+    return this.#unique.get(`${what}:${key}`);
+  }
+
+  /** {@link StateIndex}: the group a rule id belongs to. */
+  groupOfRule(ruleId: string): string | undefined {
+    return this.#ruleGroup.get(ruleId);
+  }
+
+  /** {@link StateIndex}: the ports in a group. */
+  portsIn(groupId: string): Iterable<string> {
+    return this.#groupPorts.get(groupId) ?? [];
+  }
+
+  /** Tag and profile numbers as a listing would give them (to keep them across a rebuild). */
+  hints(): Hints {
+    const tags = new Map<string, number>();
+    for (const p of this.#policies.values()) if (p.tag !== undefined) tags.set(p.portId, p.tag);
+    const profiles = new Map<string, number>();
+    for (const prof of this.#profiles.values()) profiles.set(profileLabel(prof.policy.key), prof.policy.id);
+    return { tags, profiles };
+  }
+
+  // ---- internals ---------------------------------------------------------------------------------------
+
+  #indexPort(p: Port, add: boolean): void {
+    const keys = [`device:${p.device}`, `mac:${p.networkId} ${p.mac}`, ...p.fixedIps.map((ip) => `ip:${p.networkId} ${ip}`)];
+    for (const k of keys) {
+      if (add) this.#unique.set(k, p.id);
+      else if (this.#unique.get(k) === p.id) this.#unique.delete(k);
+    }
+  }
+
+  #indexGroup(g: SecurityGroup, add: boolean): void {
+    for (const r of g.rules) {
+      if (add) this.#ruleGroup.set(r.id, g.id);
+      else if (this.#ruleGroup.get(r.id) === g.id) this.#ruleGroup.delete(r.id);
+    }
+  }
+
+  #journal(f: () => void): void {
+    this.#undo.push(f);
+  }
+
+  /** Recomputes one port from the model (added, changed, removed or touched by a group change). */
+  #recompile(id: string): void {
+    const old = this.#policies.get(id);
+    const port = this.model.ports.get(id);
+    const net = port && this.model.networks.get(port.networkId);
+    let tag = old?.tag;
+    const bridged = net?.mode === 'bridged';
+    if (tag !== undefined && !bridged) {
+      this.#tagSpace.release(tag);
+      tag = undefined;
+    } else if (tag === undefined && bridged) tag = this.#tagSpace.next();
+    const now = port && net ? compilePort(port, net, this.model.groups, this.#rules, tag) : undefined;
+    if (old) {
+      this.#index(old, false);
+      if (old.filtered) this.#release(old);
+    }
+    if (now) {
+      this.#policies.set(id, now);
+      this.#index(now, true);
+      if (now.filtered) this.#use(now);
+    } else this.#policies.delete(id);
+    this.#membersView = undefined;
+    this.#store.set(`port:${id}`, now ? portClaims(now, this.#members) : []);
+    const wide = [...(old ? portNets(old) : []), ...(now ? portNets(now) : [])];
+    const ranges = [...this.#wide.values()].flat();
+    const hosts = [...(old ? portHosts(old) : []), ...(now ? portHosts(now) : [])];
+    if (wide.length > 0 || insideAny(hosts, ranges)) this.#refreshPrefixes();
+    const change = this.#changes.get(id) ?? (old ? { old } : {});
+    if (now) change.now = now;
+    else delete change.now;
+    this.#changes.set(id, change);
+  }
+
+  #index(p: PortPolicy, add: boolean): void {
+    for (const g of new Set(p.groupIds)) {
+      let s = this.#groupPorts.get(g);
+      if (!s) this.#groupPorts.set(g, (s = new Set()));
+      if (add) s.add(p.portId);
+      else if (s.delete(p.portId) && s.size === 0) this.#groupPorts.delete(g);
+    }
+    for (const h of portHosts(p)) {
+      const r = prefixRange(h);
+      const k = `${r.family}|${r.lo}`;
+      let s = this.#hosts.get(k);
+      if (!s) this.#hosts.set(k, (s = new Set()));
+      if (add) s.add(p);
+      else if (s.delete(p) && s.size === 0) this.#hosts.delete(k);
+    }
+    const nets = portNets(p);
+    if (add && nets.length) this.#wide.set(p.portId, nets.map(prefixRange));
+    else if (!add) this.#wide.delete(p.portId);
+  }
+
+  /** Points a filtered port at its profile, creating the profile when its combination of groups is new. */
+  #use(p: PortPolicy): void {
+    const key = profileKey(p.groupIds);
+    let prof = this.#profiles.get(key);
+    if (!prof) {
+      prof = this.#addProfile(key, this.#profileSpace.next());
+      this.#refreshMembers();
+    }
+    prof.users.add(p.portId);
+    this.#unused.delete(key);
+    p.profile = prof.policy.id;
+  }
+
+  #release(p: PortPolicy): void {
+    const key = profileKey(p.groupIds);
+    const prof = this.#profiles.get(key);
+    if (!prof) return;
+    prof.users.delete(p.portId);
+    if (prof.users.size === 0) this.#unused.add(key);
+  }
+
+  #addProfile(key: string, id: number): Profile {
+    const groupIds = JSON.parse(key) as string[];
+    const policy: ProfilePolicy = { id, key, groupIds, rules: this.#rules.rules(groupIds) };
+    const prof = { policy, users: new Set<string>() };
+    this.#profiles.set(key, prof);
+    this.#reuse(policy);
+    this.#store.set(`profile:${id}`, profileClaims(policy));
+    return prof;
+  }
+
+  #reuse(p: ProfilePolicy): void {
+    this.#countUses(p, 1);
+  }
+
+  #unuse(p: ProfilePolicy): void {
+    this.#countUses(p, -1);
+  }
+
+  #countUses(p: ProfilePolicy, by: 1 | -1): void {
+    for (const u of remoteUses([p])) {
+      const [g, uses] = u;
+      let m = this.#remote.get(g);
+      if (!m) this.#remote.set(g, (m = new Map()));
+      for (const use of uses) {
+        const n = (m.get(use) ?? 0) + by;
+        if (n > 0) m.set(use, n);
+        else m.delete(use);
+      }
+      if (m.size === 0) this.#remote.delete(g);
+    }
+  }
+
+  /** Member sets follow remote-group use: ports of a group whose member families changed are reclaimed. */
+  #refreshMembers(): void {
+    const next = memberFamilies(this.#remoteInput());
+    const changed = new Set<string>();
+    for (const g of new Set([...next.keys(), ...this.#members.keys()])) {
+      const a = [...(next.get(g) ?? [])].sort().join();
+      const b = [...(this.#members.get(g) ?? [])].sort().join();
+      if (a !== b) changed.add(g);
+    }
+    this.#members = next;
+    if (changed.size === 0) return;
+    for (const g of changed) {
+      for (const id of this.#groupPorts.get(g) ?? []) {
+        const p = this.#policies.get(id);
+        if (p) this.#store.set(`port:${id}`, portClaims(p, this.#members));
+      }
+    }
+    this.#refreshPrefixes();
+  }
+
+  #refreshPrefixes(): void {
+    const ranges = [...this.#wide.values()].flat();
+    const ports = [...this.#policies.values()].filter((p) => this.#wide.has(p.portId) || insideAny(portHosts(p), ranges));
+    this.#store.set(FULL_PREFIX_UNIT, ports.length ? prefixClaims(ports, this.#members) : []);
+  }
+
+  #remoteInput(): SkeletonInput['remote'] {
+    const out = new Map<string, Set<RemoteUse>>();
+    for (const [g, m] of this.#remote) if (m.size) out.set(g, new Set(m.keys()));
+    return out;
+  }
+
+  #skeletonInput(): SkeletonInput {
+    return { config: this.config, networks: [...this.model.networks.values()], remote: this.#remoteInput() };
+  }
+}
+
+/** The skeleton with each set's elements as they were before the store's pending changes. */
+function withBefore(objects: readonly NftObject[], store: ClaimStore): NftObject[] {
+  const out = [...objects];
+  for (const o of objects) {
+    if (o.kind !== 'set') continue;
+    const elements: Element[] = store.elementsBefore(`${o.family}:${o.name}`);
+    if (elements.length) out.push({ kind: 'elements', family: o.family, table: o.table, set: o.name, elements });
+  }
+  return out;
+}
+
+/** Hints from a listing of portwall's tables: tags (`port_tag` comments) and profiles (`profiles` comments). */
+export function hintsFrom(objects: readonly NftObject[], config: PortwallConfig): Hints {
+  const tags = new Map<string, number>();
+  const profiles = new Map<string, number>();
+  for (const o of objects) {
+    if (o.kind !== 'elements') continue;
+    if (o.family === 'bridge' && o.table === config.tables.bridge && o.set === 'port_tag') {
+      for (const e of o.elements) if (e.comment !== undefined && typeof e.data === 'number') tags.set(e.comment, e.data);
+    }
+    if (o.family === 'inet' && o.table === config.tables.inet && o.set === INET.profiles) {
+      for (const e of o.elements) if (e.comment !== undefined && typeof e.key[0] === 'number') profiles.set(e.comment, e.key[0]);
+    }
+  }
+  return { tags, profiles };
+}
+

@@ -1,0 +1,391 @@
+/**
+ * The skeleton of portwall's tables (docs/dataplane.md): chains, rules and set declarations, plus the few
+ * constant elements (ICMPv6 types, bridges, EtherTypes). It depends only on the networks, the attachment
+ * modes in use and which remote groups the rule profiles use per (direction, family, shape) — never on ports,
+ * so a port, a profile or a member coming or going leaves it alone. Every lookup it makes is a set whose
+ * elements the claims of `./layout-units.ts` provide.
+ */
+import {
+  F, and, counter, drop, eq, goto, inSet, jump, mapOf, ne, notInSet, notrack, accept, or, ret, set,
+  type Operand, type SetRef,
+} from '../nft/match.js';
+import type { NftObject } from '../nft/types.js';
+import type { Network, PortwallConfig } from '../model/types.js';
+import { clip } from './layout-ports.js';
+import { markBits } from './policy.js';
+import {
+  BRIDGE, INET, groupRefSetName, memberNetSetName, memberSetName, ruleSetName, zoneSetName, type KeyKind, type Shape,
+} from './names.js';
+import { TableBuilder } from './tables.js';
+import { KEY_TYPE, ruleSetKey } from './layout-ports.js';
+
+// The same ICMPv6 allowances as the iptables renderer (src/render/iptables.ts), so both say one policy.
+/** ICMPv6 a port may send without a rule: MLD, router solicitation, neighbour solicitation/advertisement. */
+export const ND_OUT = [130, 131, 132, 133, 135, 136, 143];
+/** ICMPv6 a port may receive without a rule: MLD, neighbour solicitation/advertisement (RAs: routers only). */
+export const ND_IN = [130, 131, 132, 135, 136, 143];
+/** ICMPv6 sent from `::` during duplicate address detection, before the port has an address: ahead of anti-spoof. */
+export const ND_DAD = [131, 135, 143];
+/** EtherTypes a filtered bridged port may send: IPv4, ARP, IPv6. */
+const L2_TYPES = [0x0800, 0x0806, 0x86dd];
+export const SHAPES: Shape[] = ['ports', 'proto', 'icmp', 'any'];
+const FAMILIES = [4, 6] as const;
+
+/** A remote group's use by the rule profiles: `in|4|ports`. */
+export type RemoteUse = `${'in' | 'out'}|${4 | 6}|${Shape}`;
+
+/** What the skeleton depends on. */
+export interface SkeletonInput {
+  config: PortwallConfig;
+  networks: readonly Network[];
+  /** Remote group → the (direction, family, shape) combinations some live profile's rules use it in. */
+  remote: ReadonlyMap<string, ReadonlySet<RemoteUse>>;
+}
+
+/** The (family, group) member sets a skeleton declares. */
+export function memberFamilies(remote: SkeletonInput['remote']): Map<string, Set<4 | 6>> {
+  const out = new Map<string, Set<4 | 6>>();
+  for (const [g, uses] of remote) {
+    const fams = new Set<4 | 6>();
+    for (const u of uses) fams.add(Number(u.split('|')[1]) as 4 | 6);
+    if (fams.size) out.set(g, fams);
+  }
+  return out;
+}
+
+/** A string that changes exactly when the skeleton would. */
+export function skeletonSignature(input: SkeletonInput): string {
+  const nets = [...input.networks].sort((a, b) => a.zone - b.zone).map((n) => [n.id, n.zone, n.mode, n.bridge ?? null]);
+  const remote = [...input.remote].filter(([, u]) => u.size > 0).map(([g, u]) => [g, [...u].sort()]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
+  return JSON.stringify([input.config, nets, remote]);
+}
+
+/** The skeleton objects of both tables (the bridge table only when a network is bridged). */
+export function skeleton(input: SkeletonInput): NftObject[] {
+  const out = inetSkeleton(input).objects();
+  if (input.networks.some((n) => n.mode === 'bridged')) out.push(...bridgeSkeleton(input.config).objects());
+  return out;
+}
+
+const addrType = (f: 4 | 6) => (f === 4 ? 'ipv4_addr' as const : 'ipv6_addr' as const);
+const daddrOf = (f: 4 | 6) => (f === 4 ? F.ip.daddr : F.ip6.daddr);
+
+function remoteField(f: 4 | 6, dir: 'in' | 'out'): Operand {
+  const ip = f === 4 ? F.ip : F.ip6;
+  return dir === 'in' ? ip.saddr : ip.daddr;
+}
+
+function shapeFields(f: 4 | 6, shape: Shape): Operand[] {
+  const icmp = f === 4 ? F.icmp : F.icmpv6;
+  return { ports: [F.meta.l4proto, F.th.dport], proto: [F.meta.l4proto], icmp: [icmp.type, icmp.code], any: [] }[shape];
+}
+
+function inetSkeleton(input: SkeletonInput): TableBuilder {
+  const { config, networks } = input;
+  const t = new TableBuilder('inet', config.tables.inet);
+  const modes: KeyKind[] = [];
+  if (networks.some((n) => n.mode === 'routed')) modes.push('dev');
+  if (networks.some((n) => n.mode === 'bridged')) modes.push('tag');
+  // Tags and rule profiles share the mark bits below the bridge-forwarded flag (the mask's highest bit).
+  const { tagMask, flag } = markBits(config.markMask >>> 0);
+  const mask = config.markMask >>> 0;
+  const tagKey = and(F.meta.mark, tagMask);
+  const KEY: Record<KeyKind, Operand> = { dev: F.meta.iifname, tag: tagKey };
+  const KEY_TO: Record<KeyKind, Operand> = { dev: F.meta.oifname, tag: tagKey };
+
+  const rawPre = t.chain(INET.rawPre, { hook: 'prerouting', priority: -300 });
+  const rawOut = t.chain(INET.rawOut, { hook: 'output', priority: -300 });
+  const preFilter = t.chain(INET.preFilter, { hook: 'prerouting', priority: 0 });
+  const fwdFilter = t.chain(INET.fwdFilter, { hook: 'forward', priority: 0 });
+  const inFilter = t.chain(INET.inFilter, { hook: 'input', priority: 0 });
+  const outFilter = t.chain(INET.outFilter, { hook: 'output', priority: 0 });
+  if (modes.length === 0) return t;
+
+  const bridgedNets = networks.filter((n) => n.mode === 'bridged' && n.bridge !== undefined);
+  const bridgeNames = [...new Set(bridgedNets.map((n) => n.bridge!))].sort();
+  let bridges: SetRef | undefined;
+  if (modes.includes('tag')) {
+    bridges = t.set(INET.bridges, ['ifname'], { comment: 'bridges of bridged networks' });
+    t.fill(INET.bridges, bridgeNames.map((b) => ({ key: [b] })));
+  }
+  statelessRules(input, t, rawPre, rawOut, tagKey, bridges);
+  zoneRules(input, t, rawPre, rawOut, bridges);
+
+  const ndOut = t.set(INET.ndOut, ['icmpv6_type'], { comment: 'ICMPv6 a port sends without a rule' });
+  const ndIn = t.set(INET.ndIn, ['icmpv6_type'], { comment: 'ICMPv6 a port receives without a rule' });
+  const ndDad = t.set(INET.ndDad, ['icmpv6_type'], { comment: 'ICMPv6 a port sends from :: (DAD)' });
+  t.fill(INET.ndOut, ND_OUT.map((n) => ({ key: [n] })));
+  t.fill(INET.ndIn, ND_IN.map((n) => ({ key: [n] })));
+  t.fill(INET.ndDad, ND_DAD.map((n) => ({ key: [n] })));
+
+  // Rule sets, keyed by profile: shared by both modes (a profile is a profile whichever way its ports attach).
+  const ruleSets = new Map<string, SetRef>();
+  for (const dir of ['in', 'out'] as const) {
+    for (const f of FAMILIES) {
+      for (const shape of SHAPES) {
+        const name = ruleSetName(dir, f, shape);
+        ruleSets.set(name, t.set(name, ruleSetKey(f, shape, true), { interval: true, counter: true, comment: `${dir === 'in' ? 'ingress' : 'egress'} IPv${f} ${shape} rules per profile` }));
+      }
+    }
+  }
+  t.set(INET.profiles, ['mark'], { comment: 'rule profiles in use' });
+  const members = remoteSets(input, t);
+
+  for (const k of modes) {
+    const kt = KEY_TYPE[k];
+    const ports = t.set(INET.ports(k), [kt], { comment: 'filtered ports' });
+    const profile = t.set(INET.profile(k), [kt], { data: 'mark', comment: 'rule profile of each filtered port' });
+    const spoof = {
+      4: t.set(INET.spoof(4, k), [kt, 'ether_addr', 'ipv4_addr'], { comment: 'allowed source MAC and IPv4 address per port' }),
+      6: t.set(INET.spoof(6, k), [kt, 'ether_addr', 'ipv6_addr'], { comment: 'allowed source MAC and IPv6 address per port' }),
+    };
+    const spoofNet = {
+      4: t.set(INET.spoofNet(4, k), [kt, 'ether_addr', 'ipv4_addr'], { interval: true, comment: 'allowed source MAC and IPv4 prefix per port' }),
+      6: t.set(INET.spoofNet(6, k), [kt, 'ether_addr', 'ipv6_addr'], { interval: true, comment: 'allowed source MAC and IPv6 prefix per port' }),
+    };
+    const dhcp = { 4: t.set(INET.dhcp(4, k), [kt, 'ipv4_addr'], { comment: 'DHCP servers per port' }), 6: t.set(INET.dhcp(6, k), [kt, 'ipv6_addr'], { comment: 'DHCPv6 servers per port' }) };
+    const ra6 = t.set(INET.ra6(k), [kt, 'ipv6_addr'], { comment: 'IPv6 routers per port' });
+    const egress = t.chain(INET.egress(k));
+    const ingress = t.chain(INET.ingress(k));
+    const from = KEY[k];
+    const to = KEY_TO[k];
+
+    // Dispatch: constant rules whose lookups are sets, so ports come and go as elements.
+    if (k === 'dev') {
+      t.rule(fwdFilter, [inSet(F.meta.iifname, ports), jump(egress)], 'from routed ports');
+      t.rule(fwdFilter, [inSet(F.meta.oifname, ports), jump(ingress)], 'to routed ports');
+      t.rule(inFilter, [inSet(F.meta.iifname, ports), jump(egress)], 'from routed ports to the host');
+      t.rule(outFilter, [inSet(F.meta.oifname, ports), jump(ingress)], 'from the host to routed ports');
+    } else {
+      // br_netfilter shows bridged traffic to inet hooks with the bridge as iif/oif: the bridge table's tag says
+      // which port. Egress is checked in prerouting (the source tag), ingress in forward (the destination tag)
+      // for frames the bridge forwards (iif and oif the same bridge, and the bridge forward chain's flag set).
+      // Traffic the host routes into a bridge (from elsewhere, or back out of the bridge it came from) or sends
+      // there itself never meets the bridge's forward hook and carries a stale tag: chain to_bridge clears it
+      // and finds the destination port from the address. The hairpin rule comes first: a port chain leaves
+      // its profile (flag clear) in the mark, which must not look like a routed frame afterwards.
+      const bridgeFwd = t.set(INET.bridgeFwd, ['ifname', 'ifname'], { comment: 'bridge-forwarded traffic' });
+      t.fill(INET.bridgeFwd, bridgeNames.map((b) => ({ key: [b, b] })));
+      t.rule(preFilter, [inSet(F.meta.iifname, bridges!), inSet(tagKey, ports), jump(egress)], 'from bridged ports');
+      const forwarded = eq(and(F.meta.mark, flag), flag);
+      const routed = eq(and(F.meta.mark, flag), 0);
+      const toBridge = t.chain(INET.toBridge);
+      t.rule(fwdFilter, [inSet([F.meta.iifname, F.meta.oifname], bridgeFwd), routed, jump(toBridge)], 'routed back out of its bridge (hairpin)');
+      t.rule(fwdFilter, [inSet([F.meta.iifname, F.meta.oifname], bridgeFwd), forwarded, inSet(tagKey, ports), jump(ingress)], 'to bridged ports');
+      t.rule(fwdFilter, [inSet(F.meta.oifname, bridges!), notInSet([F.meta.iifname, F.meta.oifname], bridgeFwd), jump(toBridge)], 'routed into a bridged network');
+      t.rule(outFilter, [inSet(F.meta.oifname, bridges!), jump(toBridge)], 'from the host into a bridged network');
+      t.rule(toBridge, [set(F.meta.mark, and(F.meta.mark, (~mask) >>> 0))], 'clear the stale port tag');
+      for (const f of FAMILIES) {
+        const hosts = t.set(INET.routeTag(f), ['ifname', addrType(f)], { data: 'mark', comment: `bridged port tag by bridge and IPv${f} address` });
+        const nets = t.set(INET.routeTagNet(f), ['ifname', addrType(f)], { interval: true, data: 'mark', comment: `bridged port tag by bridge and IPv${f} prefix` });
+        // Disjoint by construction (a prefix range never holds a host another port owns), so at most one hits.
+        t.rule(toBridge, [set(F.meta.mark, mapOf([F.meta.oifname, daddrOf(f)], hosts))], 'the destination port by address');
+        t.rule(toBridge, [set(F.meta.mark, mapOf([F.meta.oifname, daddrOf(f)], nets))], 'the destination port by prefix');
+      }
+      t.rule(toBridge, [inSet(tagKey, ports), goto(ingress)], 'to bridged ports');
+    }
+
+    // Egress, in the order SPEC §2.8 asks: anti-spoof before the DHCP allowance. Anti-spoof reads `ether
+    // saddr`, which a routed port that is not an Ethernet device (tun) lacks: such ports send nothing.
+    if (k === 'dev') t.rule(egress, [ne(F.meta.iiftype, 1), drop()], 'routed ports must be Ethernet devices');
+    t.rule(egress, [eq(F.ip6.saddr, '::'), inSet(F.icmpv6.type, ndDad), ret()], 'ND and MLD from :: (DAD)');
+    t.rule(egress, [notInSet([from, F.ether.saddr, F.ip.saddr], spoof[4]), notInSet([from, F.ether.saddr, F.ip.saddr], spoofNet[4]), drop()], 'IPv4 anti-spoof');
+    t.rule(egress, [notInSet([from, F.ether.saddr, F.ip6.saddr], spoof[6]), notInSet([from, F.ether.saddr, F.ip6.saddr], spoofNet[6]), drop()], 'IPv6 anti-spoof');
+    t.rule(egress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 68), eq(F.udp.dport, 67), ret()], 'DHCP client');
+    t.rule(egress, [eq(F.ip.saddr, '0.0.0.0'), drop()], '0.0.0.0 is for DHCP discover only');
+    t.rule(egress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 546), eq(F.udp.dport, 547), ret()], 'DHCPv6 client');
+    t.rule(egress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 67), eq(F.udp.dport, 68), drop()], 'DHCP server on a port');
+    t.rule(egress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546), drop()], 'DHCPv6 server on a port');
+    t.rule(egress, [eq(F.icmpv6.type, 'nd-router-advert'), drop()], 'router advertisement from a port');
+    t.rule(egress, [inSet(F.icmpv6.type, ndOut), ret()], 'ND and MLD');
+    t.rule(egress, [eq(F.ct.state, 'invalid'), drop()]);
+    t.rule(egress, [eq(F.ct.state, 'established,related'), ret()]);
+
+    t.rule(ingress, [inSet(F.icmpv6.type, ndIn), ret()], 'ND and MLD');
+    t.rule(ingress, [inSet([to, F.ip6.saddr], ra6), eq(F.icmpv6.type, 'nd-router-advert'), ret()], 'RA from the network routers');
+    t.rule(ingress, [eq(F.icmpv6.type, 'nd-router-advert'), drop()], 'RA from anyone else');
+    t.rule(ingress, [eq(F.ct.state, 'invalid'), drop()]);
+    t.rule(ingress, [eq(F.ct.state, 'established,related'), ret()]);
+    t.rule(ingress, [inSet([to, F.ip.saddr], dhcp[4]), eq(F.udp.sport, 67), eq(F.udp.dport, 68), ret()], 'DHCP from the network servers');
+    t.rule(ingress, [inSet([to, F.ip6.saddr], dhcp[6]), eq(F.udp.sport, 547), eq(F.udp.dport, 546), ret()], 'DHCPv6 from the network servers');
+    t.rule(ingress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 67), eq(F.udp.dport, 68), drop()], 'DHCP from anyone else');
+    t.rule(ingress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546), drop()], 'DHCPv6 from anyone else');
+
+    // Security-group rules: the port's profile goes into the mark (a map value replaces the whole mark: on a
+    // filtered port's packets the mask's bits are portwall's), then one constant rule per (direction, family,
+    // shape) looks up PROFILE . fields . remote address; remote groups add one rule per group and shape.
+    for (const [chain, dir, key] of [[egress, 'out', from], [ingress, 'in', to]] as const) {
+      t.rule(chain, [set(F.meta.mark, mapOf(key, profile))], 'the port\'s rule profile');
+      for (const f of FAMILIES) {
+        for (const shape of SHAPES) {
+          t.rule(chain, [inSet([tagKey, ...shapeFields(f, shape), remoteField(f, dir)], ruleSets.get(ruleSetName(dir, f, shape))!), ret()]);
+        }
+      }
+      for (const m of members) {
+        if (m.dir !== dir) continue;
+        const fields = [tagKey, ...shapeFields(m.family, m.shape)];
+        const why = clip(`remote group ${m.groupId}`);
+        t.rule(chain, [inSet(remoteField(m.family, dir), m.hosts), inSet(fields, m.refs), ret()], why);
+        t.rule(chain, [inSet(remoteField(m.family, dir), m.nets), inSet(fields, m.refs), ret()], why);
+      }
+      t.rule(chain, [counter(), drop()], 'no rule allows it');
+    }
+  }
+  return t;
+}
+
+interface RemoteRefs {
+  groupId: string;
+  dir: 'in' | 'out';
+  family: 4 | 6;
+  shape: Shape;
+  hosts: SetRef;
+  nets: SetRef;
+  refs: SetRef;
+}
+
+/** Member sets (hosts: hash, prefixes: interval) and per-profile reference sets of the remote groups in use. */
+function remoteSets(input: SkeletonInput, t: TableBuilder): RemoteRefs[] {
+  const out: RemoteRefs[] = [];
+  const groups = [...input.remote.keys()].sort();
+  for (const g of groups) {
+    const uses = input.remote.get(g)!;
+    for (const f of FAMILIES) {
+      if (![...uses].some((u) => u.split('|')[1] === String(f))) continue;
+      const hosts = t.set(memberSetName(g, f), [addrType(f)], { comment: clip(`member addresses of ${g}`) });
+      const nets = t.set(memberNetSetName(g, f), [addrType(f)], { interval: true, comment: clip(`member prefixes of ${g}`) });
+      for (const dir of ['in', 'out'] as const) {
+        for (const shape of SHAPES) {
+          if (!uses.has(`${dir}|${f}|${shape}`)) continue;
+          const refs = t.set(groupRefSetName(g, dir, f, shape), ruleSetKey(f, shape, false), {
+            interval: shape === 'ports' || shape === 'icmp', counter: true,
+            comment: clip(`${dir === 'in' ? 'ingress' : 'egress'} IPv${f} ${shape} rules with remote group ${g}`),
+          });
+          out.push({ groupId: g, dir, family: f, shape, hosts, nets, refs });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Conntrack zones, set before conntrack (priority -300). The first `ct zone set` a packet meets wins (the
+ * kernel ignores later ones), so the rules go in this order:
+ * 1. bridged networks by bridge (`iifname "br-x"`): a frame from a bridge is in the bridge's network whatever its
+ *    addresses say, so tenants with identical addresses never share a zone;
+ * 2. bridged networks by destination address, for packets not from a bridge (routed in from an uplink or a
+ *    routed port): the same zone as the port's replies, which come from the bridge;
+ * 3. routed networks, lowest zone first, by device and (not from a bridge) by destination address, so a flow
+ *    between two local routed ports of different networks gets the lower zone both ways.
+ * Each network's addresses are a hash set of the hosts it owns and an interval set of the prefix ranges it
+ * owns; ownership is by longest prefix over every port (./layout-units.ts), so the sets of all networks are
+ * disjoint and their order among themselves does not matter.
+ */
+function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut: string, bridges: SetRef | undefined): void {
+  const nets = [...input.networks].sort((a, b) => a.zone - b.zone);
+  const notFromBridge = bridges ? [notInSet(F.meta.iifname, bridges)] : [];
+  const addrSets = new Map<string, { f: 4 | 6; set: SetRef }[]>();
+  for (const n of nets) {
+    // Set comments start with the zone: an operator reads a port's network and zone from them.
+    const about = clip(`zone ${n.zone} of network ${n.id}`);
+    if (n.mode === 'bridged') t.set(zoneSetName(n.id, 'tag'), ['mark'], { comment: about }); // looked up by no rule
+    else t.set(zoneSetName(n.id, 'dev'), ['ifname'], { comment: about });
+    const sets: { f: 4 | 6; set: SetRef }[] = [];
+    for (const f of FAMILIES) {
+      sets.push({ f, set: t.set(zoneSetName(n.id, f === 4 ? 'ip4' : 'ip6'), [addrType(f)], { comment: about }) });
+      sets.push({ f, set: t.set(zoneSetName(n.id, f === 4 ? 'net4' : 'net6'), [addrType(f)], { interval: true, comment: about }) });
+    }
+    addrSets.set(n.id, sets);
+  }
+  const why = (n: { id: string }) => clip(`zone of network ${n.id}`);
+  const bridged = nets.filter((n) => n.mode === 'bridged' && n.bridge !== undefined);
+  for (const n of bridged) {
+    t.rule(rawPre, [eq(F.meta.iifname, n.bridge!), set(F.ct.zone, n.zone)], why(n));
+    t.rule(rawOut, [eq(F.meta.oifname, n.bridge!), set(F.ct.zone, n.zone)], why(n));
+  }
+  for (const n of bridged) {
+    for (const s of addrSets.get(n.id)!) t.rule(rawPre, [...notFromBridge, inSet(daddrOf(s.f), s.set), set(F.ct.zone, n.zone)], why(n));
+  }
+  for (const n of nets.filter((x) => x.mode === 'routed')) {
+    const dev: SetRef = { name: zoneSetName(n.id, 'dev') };
+    t.rule(rawPre, [inSet(F.meta.iifname, dev), set(F.ct.zone, n.zone)], why(n));
+    t.rule(rawOut, [inSet(F.meta.oifname, dev), set(F.ct.zone, n.zone)], why(n));
+    for (const s of addrSets.get(n.id)!) t.rule(rawPre, [...notFromBridge, inSet(daddrOf(s.f), s.set), set(F.ct.zone, n.zone)], why(n));
+  }
+}
+
+/**
+ * Ports of stateless groups: their traffic skips conntrack, both ways. From a port: by its key (routed device,
+ * bridged tag). To a port: by the host's output device (routed), by bridge and address (bridged, the port's
+ * own network only), and for packets not from a bridge by destination address — only what a stateless port
+ * owns by longest prefix over all ports, so a stateless port's pair prefix never untracks another port.
+ * Untracking comes first: a `ct zone set` attaches a conntrack template, after which `notrack` does nothing.
+ */
+function statelessRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut: string, tagKey: Operand, bridges: SetRef | undefined): void {
+  const why = 'stateless security groups';
+  if (input.networks.some((n) => n.mode === 'routed')) {
+    const dev = t.set(INET.statelessDev, ['ifname'], { comment: 'routed ports of stateless groups' });
+    t.rule(rawPre, [inSet(F.meta.iifname, dev), notrack(), accept()], why);
+    t.rule(rawOut, [inSet(F.meta.oifname, dev), notrack(), accept()], why);
+  }
+  if (bridges) {
+    const tag = t.set(INET.statelessTag, ['mark'], { comment: 'bridged ports of stateless groups' });
+    t.rule(rawPre, [inSet(tagKey, tag), notrack(), accept()], why);
+  }
+  const notFromBridge = bridges ? [notInSet(F.meta.iifname, bridges)] : [];
+  for (const f of FAMILIES) {
+    const hosts = t.set(INET.stateless(f), [addrType(f)], { comment: 'addresses stateless ports own' });
+    const nets = t.set(INET.statelessNet(f), [addrType(f)], { interval: true, comment: 'prefix ranges stateless ports own' });
+    t.rule(rawPre, [...notFromBridge, inSet(daddrOf(f), hosts), notrack(), accept()], why);
+    t.rule(rawPre, [...notFromBridge, inSet(daddrOf(f), nets), notrack(), accept()], why);
+  }
+  if (!bridges) return;
+  for (const f of FAMILIES) {
+    const hosts = t.set(INET.statelessBr(f), ['ifname', addrType(f)], { comment: 'bridge and address of bridged stateless ports' });
+    const nets = t.set(INET.statelessBrNet(f), ['ifname', addrType(f)], { interval: true, comment: 'bridge and prefix range of bridged stateless ports' });
+    for (const s of [hosts, nets]) {
+      t.rule(rawPre, [inSet([F.meta.iifname, daddrOf(f)], s), notrack(), accept()], why);
+      t.rule(rawOut, [inSet([F.meta.oifname, daddrOf(f)], s), notrack(), accept()], why);
+    }
+  }
+}
+
+/**
+ * The bridge-family table of bridged mode (docs/dataplane.md, "Port identity"): it tags each frame with its
+ * bridge port in the skb mark — the source port in prerouting, the destination port in forward (plus the
+ * bridge-forwarded flag, the highest bit of markMask) — so that the inet chains, reached through br_netfilter
+ * where iif/oif are the bridge, know the port and whether the bridge (not the host's routing) forwarded it.
+ * L2 anti-spoofing lives here too: a port sends only from its own MACs, ARP only with its own sender (MAC,
+ * IP), and only IPv4, IPv6 and ARP frames (as Neutron's ebtables rules).
+ */
+function bridgeSkeleton(config: PortwallConfig): TableBuilder {
+  const t = new TableBuilder('bridge', config.tables.bridge);
+  const mask = config.markMask >>> 0;
+  const { flag } = markBits(mask);
+  const portTag = t.set(BRIDGE.portTag, ['ifname'], { data: 'mark', comment: 'tag of each bridged port' });
+  const l2Ports = t.set(BRIDGE.l2Ports, ['ifname'], { comment: 'filtered bridged ports' });
+  const l2Types = t.set('l2_types', ['ether_type'], { comment: 'EtherTypes a filtered port may send' });
+  t.fill('l2_types', L2_TYPES.map((e) => ({ key: [e] })));
+  const macOk = t.set(BRIDGE.macOk, ['ifname', 'ether_addr'], { comment: 'source MACs per port' });
+  const arpOk = t.set(BRIDGE.arpOk, ['ifname', 'ether_addr', 'ipv4_addr'], { comment: 'ARP sender MAC and IP per port' });
+  const arpOkNet = t.set(BRIDGE.arpOkNet, ['ifname', 'ether_addr', 'ipv4_addr'], { interval: true, comment: 'ARP sender MAC and IP prefix per port' });
+
+  // Tag bits (and the flag) are cleared first, so a frame from a non-port (an uplink) never carries a stale or
+  // forged tag; a port's frame then gets its tag (the map's mark replaces the whole mark).
+  const clear = set(F.meta.mark, and(F.meta.mark, (~mask) >>> 0));
+  const from = t.chain(BRIDGE.fromPort, { hook: 'prerouting', priority: -300 });
+  t.rule(from, [clear], 'clear the port tag bits');
+  t.rule(from, [set(F.meta.mark, mapOf(F.meta.iifname, portTag))], 'tag frames from ports');
+  t.rule(from, [inSet(F.meta.iifname, l2Ports), notInSet(F.ether.type, l2Types), drop()], 'only IPv4, ARP and IPv6 from ports');
+  t.rule(from, [inSet(F.meta.iifname, l2Ports), notInSet([F.meta.iifname, F.ether.saddr], macOk), drop()], 'MAC anti-spoof');
+  const arpKey = [F.meta.iifname, F.arp.saddrEther, F.arp.saddrIp];
+  t.rule(from, [inSet(F.meta.iifname, l2Ports), notInSet(arpKey, arpOk), notInSet(arpKey, arpOkNet), drop()], 'ARP anti-spoof');
+  const to = t.chain(BRIDGE.toPort, { hook: 'forward', priority: -200 });
+  t.rule(to, [clear], 'clear the source port tag');
+  t.rule(to, [set(F.meta.mark, mapOf(F.meta.oifname, portTag))], 'tag frames to ports');
+  // The flag tells inet forward a bridge-forwarded frame (tagged here) from one the host routes back out of
+  // the bridge it came from (iif = oif = the bridge too, but still the source's tag): set on every frame.
+  t.rule(to, [set(F.meta.mark, or(F.meta.mark, flag))], 'bridge-forwarded');
+  return t;
+}

@@ -1,0 +1,113 @@
+/**
+ * Validation of one port or one security group against a state that is already valid (a library handle's
+ * incremental operations): the same checks and messages as a whole state file, plus the ones that span
+ * objects — device names unique on the host, MACs and fixed IPs unique on their network, rule ids unique,
+ * groups of one kind per port — answered from indexes instead of the whole state, so checking one port costs
+ * what that port costs.
+ */
+import { checkGroups, type GroupIndex } from './checks-groups.js';
+import type { NetworkIndex } from './checks-networks.js';
+import { checkPorts } from './checks-ports.js';
+import { soundness, type CheckContext } from './context.js';
+import { InvalidStateError, Problems, elementPath, show } from './problems.js';
+import { matchesSchema, schemaProblems, type SchemaProblem } from './schema-errors.js';
+import type { Model, Port, PortwallConfig, SecurityGroup } from './types.js';
+
+/** What a state already holds, as the cross-object checks ask it. */
+export interface StateIndex {
+  readonly model: Model;
+  /** The port holding a device name, a `network MAC` or a `network prefix` now. */
+  portWith(what: 'device' | 'mac' | 'ip', key: string): string | undefined;
+  /** The group a rule id belongs to now. */
+  groupOfRule(ruleId: string): string | undefined;
+  /** Ports that are in a group now. */
+  portsIn(groupId: string): Iterable<string>;
+}
+
+function start(doc: Record<string, unknown>, config: PortwallConfig): { ctx: CheckContext; problems: Problems } {
+  const problems = new Problems();
+  let found: SchemaProblem[] = [];
+  if (!matchesSchema(doc)) {
+    found = schemaProblems(doc);
+    for (const p of found) problems.add(p.path, p.message);
+  }
+  return { ctx: { problems, config, sound: soundness(found) }, problems };
+}
+
+/**
+ * Validates one port (Neutron's port object) for a state that holds `index`. Replacing a port of the same id
+ * is allowed.
+ * @throws {@link InvalidStateError} naming every bad field (paths `ports[0] (device).field`).
+ */
+export function validatePort(raw: unknown, index: StateIndex, config: PortwallConfig, source = 'port'): Port {
+  const { ctx, problems } = start({ networks: [], ports: [raw] }, config);
+  const { model } = index;
+  const bridges = new Map<string, string>();
+  for (const n of model.networks.values()) if (n.bridge !== undefined) bridges.set(n.bridge, `network ${show(n.id)}`);
+  const nets: NetworkIndex = { networks: model.networks, ids: new Set(model.networks.keys()), bridges };
+  const groups: GroupIndex = { groups: model.groups, ids: new Set(model.groups.keys()), complete: true };
+  const port = checkPorts(ctx, [raw], nets, groups).values().next().value as Port | undefined;
+  if (port) {
+    const at = elementPath('', 'ports', 0, raw);
+    const clash = (field: string, what: 'device' | 'mac' | 'ip', key: string, message: (other: string) => string) => {
+      const other = index.portWith(what, key);
+      if (other !== undefined && other !== port.id) problems.add(`${at}.${field}`, message(other));
+    };
+    clash('device', 'device', port.device, (o) => `device ${show(port.device)} is also port ${show(o)}'s`);
+    clash('mac_address', 'mac', `${port.networkId} ${port.mac}`, (o) => `MAC ${port.mac} is also port ${show(o)}'s on network ${show(port.networkId)}`);
+    port.fixedIps.forEach((ip, k) => clash(`fixed_ips[${k}].ip_address`, 'ip', `${port.networkId} ${ip}`, (o) => `${show(ip.replace(/\/(32|128)$/, ''))} is also port ${show(o)}'s on network ${show(port.networkId)}`));
+  }
+  if (!problems.empty || !port) throw new InvalidStateError(problems.list.length ? problems.list : [{ path: 'ports[0]', message: 'not a valid port' }], source);
+  return port;
+}
+
+/**
+ * Validates one security group (with its `security_group_rules`) for a state that holds `index`.
+ * @throws {@link InvalidStateError} naming every bad field (paths `security_groups[0] (id).…`).
+ */
+export function validateGroup(raw: unknown, index: StateIndex, config: PortwallConfig, source = 'security group'): SecurityGroup {
+  const { ctx, problems } = start({ networks: [], security_groups: [raw] }, config);
+  const { model } = index;
+  const group = checkGroups(ctx, [raw], model.groups.keys()).groups.values().next().value as SecurityGroup | undefined;
+  if (group) {
+    const at = elementPath('', 'security_groups', 0, raw);
+    const rules = (raw as { security_group_rules?: unknown[] }).security_group_rules ?? [];
+    group.rules.forEach((r, k) => {
+      const other = index.groupOfRule(r.id);
+      if (other !== undefined && other !== group.id) {
+        problems.add(`${elementPath(at, 'security_group_rules', k, rules[k])}.id`, `duplicate rule id ${show(r.id)}, also in security group ${show(other)}`);
+      }
+    });
+    // A port's groups are all stateful or all stateless: changing a group's kind must keep that true.
+    for (const portId of index.portsIn(group.id)) {
+      const port = model.ports.get(portId);
+      const mixed = port?.groupIds.find((g) => g !== group.id && model.groups.get(g)?.stateful !== group.stateful);
+      if (mixed !== undefined) {
+        problems.add(`${at}.stateful`, `port ${show(portId)} is also in ${show(mixed)}, which is ${group.stateful ? 'stateless' : 'stateful'}; one port cannot mix them`);
+        break;
+      }
+    }
+  }
+  if (!problems.empty || !group) throw new InvalidStateError(problems.list.length ? problems.list : [{ path: 'security_groups[0]', message: 'not a valid security group' }], source);
+  return group;
+}
+
+/**
+ * Why a group cannot be removed now: ports in it, or rules of other groups naming it as their remote group
+ * (Neutron refuses to delete a group in use). Empty when it can.
+ * @throws nothing; returns problems for the caller to throw.
+ */
+export function groupInUse(groupId: string, index: StateIndex): { path: string; message: string }[] {
+  const out: { path: string; message: string }[] = [];
+  const at = `security_groups (${groupId})`;
+  for (const portId of index.portsIn(groupId)) {
+    out.push({ path: at, message: `in use by port ${show(portId)}` });
+    break;
+  }
+  for (const g of index.model.groups.values()) {
+    if (g.id === groupId) continue;
+    const r = g.rules.find((x) => x.remoteGroupId === groupId);
+    if (r) out.push({ path: at, message: `remote group of rule ${show(r.id)} in security group ${show(g.id)}` });
+  }
+  return out;
+}

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { Portwall } from '../../src/apply/portwall.js';
+import { Portwall, type ApplyResult } from '../../src/apply/portwall.js';
+import { binding, type NftBinding } from '../../src/native.js';
 import type { StateInput } from '../../src/model/schema.js';
 import { openNft } from '../../src/nft/client.js';
 import { decodeOperations } from '../../src/nft/wire.js';
@@ -90,11 +91,23 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
     });
     afterAll(() => ns?.destroy());
 
-    test('adding, changing or removing one port is an element-only batch', async () => {
+    test('adding, changing or removing one port sends hash-set elements only: no pipapo delete, no verdict, no listing', async () => {
       const groups = [webGroup(), busyGroup('sg-busy', 20, 'sg-web')];
       const ports = Array.from({ length: 2000 }, (_, i) => port(i, ['sg-web', 'sg-busy']));
       const base = state(mode, groups, ports);
-      const pw = Portwall.open({ netns: ns.name });
+      // The addon, with every batch and every listing request recorded on the way.
+      const real = binding();
+      const batches: Buffer[] = [];
+      let lists = 0;
+      const spy: NftBinding = {
+        nftSocketOpen: (netns) => real.nftSocketOpen!(netns),
+        nftCommit: (target, batch, genid) => (batches.push(batch), real.nftCommit(target, batch, genid)),
+        nftList: (target, family, table) => (lists++, real.nftList(target, family, table)),
+        nftGenid: (target) => real.nftGenid(target),
+        nftEncode: (batch) => real.nftEncode(batch),
+        nftSendEncoded: (target, netlink) => real.nftSendEncoded(target, netlink),
+      };
+      const pw = Portwall.open({ netns: ns.name, binding: spy, profileGc: false });
       const full = await pw.apply(base);
       const status = await pw.status();
       console.log(`[${mode}] 2000 ports x 26 rules: full apply ${ms(full.timings.compile + full.timings.list + full.timings.diff + full.timings.commit)} ` +
@@ -102,29 +115,37 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
         `${status.counts.elements} elements, ${status.counts.rules} rules`);
 
       const nft = openNft({ netns: ns.name });
+      await nft.list({ table: 'portwall' });
       const newcomer = port(2500, ['sg-web', 'sg-busy']);
-      const steps: [string, StateInput][] = [
-        ['add a port', { ...base, ports: [...ports, newcomer] }],
-        ['add a fixed IP', { ...base, ports: [...ports, { ...newcomer, fixed_ips: [...newcomer.fixed_ips!, { ip_address: '2001:db8:2::1' }] }] }],
-        ['change its groups', { ...base, ports: [...ports, { ...newcomer, security_groups: ['sg-web'] }] }],
-        ['remove it', base],
+      const steps: [string, () => Promise<ApplyResult>][] = [
+        ['add a port', () => pw.upsertPort(newcomer)],
+        ['add a fixed IP', () => pw.upsertPort({ ...newcomer, fixed_ips: [...newcomer.fixed_ips!, { ip_address: '2001:db8:2::1' }] })],
+        ['change its groups', () => pw.upsertPort({ ...newcomer, security_groups: ['sg-busy', 'sg-web'] })],
+        ['remove it', () => pw.removePort(newcomer.id)],
       ];
-      for (const [what, doc] of steps) {
-        const plan = await pw.plan(doc);
-        expect(plan.operations.length).toBeGreaterThan(0);
-        expect(elementOnly(plan.operations)).toBe(true);
-        // The encoded batch says the same: no rule, no verdict-map lookup, no element with a verdict.
-        await nft.list({ table: 'portwall' });
-        const tx = nft.transaction();
-        for (const op of plan.operations) tx[op.verb](op.object as never);
-        const wire = decodeOperations(tx.encode(), (f, t, n) => nft.knownSet(f, t, n));
-        expect(wire.every((op) => op.object.kind === 'elements' && op.object.elements.every((e) => !e.verdict))).toBe(true);
-        const r = await pw.apply(doc);
-        const n = plan.operations.reduce((a, op) => a + (op.object.kind === 'elements' ? op.object.elements.length : 0), 0);
+      for (const [what, step] of steps) {
+        const before = { batches: batches.length, lists };
+        const r = await step();
+        expect(r.changed).toBe(true);
+        expect(lists, `${what}: no listing`).toBe(before.lists);
+        expect(batches.length - before.batches).toBe(1);
+        const ops = decodeOperations(batches.at(-1)!, (f, t, n) => nft.knownSet(f, t, n));
+        // Elements only, none with a verdict; deletes never from a concatenated interval (pipapo) set.
+        expect(ops.every((op) => op.object.kind === 'elements' && op.object.elements.every((e) => !e.verdict))).toBe(true);
+        for (const op of ops) {
+          if (op.verb !== 'delete' || op.object.kind !== 'elements') continue;
+          const set = nft.knownSet('inet', op.object.table, op.object.set) ?? nft.knownSet('bridge', op.object.table, op.object.set);
+          const pipapo = set !== undefined && set.key.length > 1 && (set.flags ?? []).includes('interval');
+          expect(pipapo, `${what}: delete from ${op.object.set}`).toBe(false);
+        }
+        const n = ops.reduce((a, op) => a + (op.object.kind === 'elements' ? op.object.elements.length : 0), 0);
         console.log(`[${mode}] ${what}: ${r.operations} element operations (${n} elements), commit ${ms(r.timings.commit)}, ` +
-          `list ${ms(r.timings.list)}, compile+layout ${ms(r.timings.compile)}, diff ${ms(r.timings.diff)}`);
-        expect((await pw.plan(doc)).operations).toEqual([]);
+          `compile ${ms(r.timings.compile)}, diff ${ms(r.timings.diff)}, cleanup ${ms(r.timings.cleanup)}`);
       }
+      // Same groups, same profile: nothing was left to collect, and the kernel equals a fresh layout of the state.
+      expect(pw.unusedProfiles).toBe(0);
+      expect((await Portwall.open({ netns: ns.name, conntrack: null }).plan(base)).operations).toEqual([]);
+      await pw.close();
     });
   });
 
@@ -178,7 +199,9 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
       expect(tcpConnect(client, '203.0.113.10', 81)).toBe(false);
       const ct = host.exec('conntrack', ['-L', '-p', 'tcp', '--dport', '80']);
       expect(ct).toContain('zone=201');
-      expect(host.nftText()).toMatch(/oifname \. meta l4proto \. th dport \. ip saddr @in4_ports_dev/);
+      // The port's profile goes into the mark, the rule sets are keyed by it.
+      expect(host.nftText()).toMatch(/meta mark set oifname map @profile_dev/);
+      expect(host.nftText()).toMatch(/meta mark & 0x00007fff \. meta l4proto \. th dport \. ip saddr @in4_ports return/);
     } finally {
       for (const s of servers) s.kill();
       for (const ns of [client, host, vm]) ns.destroy();

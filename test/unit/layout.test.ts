@@ -59,24 +59,41 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
       ? ['raw_pre:prerouting:-300', 'raw_out:output:-300', 'fwd_filter:forward:0', 'in_filter:input:0', 'out_filter:output:0']
       : ['raw_pre:prerouting:-300', 'raw_out:output:-300', 'pre_filter:prerouting:0', 'fwd_filter:forward:0', 'out_filter:output:0']);
     expect(chains(objs).map((c) => c.name)).toEqual(expect.arrayContaining([`egress_${k}`, `ingress_${k}`]));
-    // 16 base rule-set lookups (2 directions x 2 families x 4 shapes) + one remote-group rule (sg-web ssh, IPv4).
+    // 16 base rule-set lookups (2 directions x 2 families x 4 shapes) + the remote-group rules of sg-web ssh
+    // (IPv4 ingress): one for member hosts, one for member prefixes.
     const ruleSetLookups = [...rules(objs, `egress_${k}`), ...rules(objs, `ingress_${k}`)]
-      .filter((r) => r.exprs.some((e) => e.type === 'lookup' && /^(in|out)[46]([a-z]{2})?_/.test(e.set)));
-    expect(ruleSetLookups).toHaveLength(17);
+      .filter((r) => r.exprs.some((e) => e.type === 'lookup' && /^(in|out)[46][a-z]?_/.test(e.set)));
+    expect(ruleSetLookups).toHaveLength(18);
+    // Each port chain writes the port's profile into the mark first.
+    for (const c of [`egress_${k}`, `ingress_${k}`]) expect(text(rules(objs, c))).toContain(`map @profile_${k}`);
     // No verdict map and no element with a verdict anywhere: dispatch is by plain set lookups.
     expect(sets(objs).concat(sets(objs, 'bridge')).some((s) => s.data === 'verdict')).toBe(false);
     expect(objs.some((o) => o.kind === 'elements' && o.elements.some((e) => e.verdict))).toBe(false);
   });
 
-  test('SG rules are elements commented with the rule id; per-element counters', () => {
-    const http = elements(objs, `in4_ports_${k}`);
-    expect(http.map((e) => e.comment)).toEqual(['sg-web-http', 'sg-web-http']);
-    expect(http[0]!.key.slice(1)).toEqual([6, 80, '198.51.100.0/24']);
-    expect(sets(objs).find((s) => s.name === `in4_ports_${k}`)).toMatchObject({ counter: true, flags: ['interval'] });
-    const ssh = elements(objs, derivedName(`in4p${k[0]}`, 'sg-web'));
-    expect(ssh.map((e) => [e.key.slice(1), e.comment])).toEqual([[[6, 22], 'sg-web-ssh'], [[6, 22], 'sg-web-ssh']].map(([key, c]) => [key, c]));
-    expect(elements(objs, derivedName('m4', 'sg-web')).map((e) => e.key[0])).toEqual(['192.0.2.2', '192.0.2.3']);
-    expect(elements(objs, `out4_any_${k}`).map((e) => e.key[1])).toEqual(['0.0.0.0/0', '0.0.0.0/0']);
+  test('SG rules are elements per rule profile, commented with the rule id; per-element counters', () => {
+    // Both filtered ports have the same group: one profile, one element per rule, shared.
+    const profile = elements(objs, `profile_${k}`);
+    expect(profile.map((e) => e.comment)).toEqual(['port-00001', 'port-00002']);
+    expect(new Set(profile.map((e) => e.data)).size).toBe(1);
+    const id = profile[0]!.data;
+    expect(elements(objs, 'profiles').map((e) => [e.key[0], e.comment])).toEqual([[id, 'profile sg-web']]);
+    const http = elements(objs, 'in4_ports');
+    expect(http.map((e) => e.comment)).toEqual(['sg-web-http']);
+    expect(http[0]!.key).toEqual([id, 6, 80, '198.51.100.0/24']);
+    expect(sets(objs).find((s) => s.name === 'in4_ports')).toMatchObject({ counter: true, flags: ['interval'], key: ['mark', 'inet_proto', 'inet_service', 'ipv4_addr'] });
+    const ssh = elements(objs, derivedName('in4p', 'sg-web'));
+    expect(ssh.map((e) => [e.key, e.comment])).toEqual([[[id, 6, 22], 'sg-web-ssh']]);
+    // Members with host addresses go to a hash set; prefixes (none here) to an interval set.
+    expect(elements(objs, derivedName('m4', 'sg-web')).map((e) => e.key[0]).sort()).toEqual(['192.0.2.2', '192.0.2.3']);
+    expect(sets(objs).find((s) => s.name === derivedName('m4', 'sg-web'))!.flags ?? []).toEqual([]);
+    expect(elements(objs, 'out4_any').map((e) => e.key)).toEqual([[id, '0.0.0.0/0']]);
+  });
+
+  test('anti-spoof: exact addresses in a hash set, prefixes in an interval set', () => {
+    expect(sets(objs).find((s) => s.name === `spoof4_${k}`)!.flags ?? []).toEqual([]);
+    expect(sets(objs).find((s) => s.name === `spoofnet4_${k}`)!.flags).toEqual(['interval']);
+    expect(elements(objs, `spoofnet4_${k}`)).toEqual([]);
   });
 
   test('the unfiltered port is not dispatched and has no elements', () => {
@@ -86,22 +103,22 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
   test('ICMPv6 is matched by layer-4 protocol, never by next header (SPEC §2.8)', () => {
     const egress = rules(objs, `egress_${k}`);
     const all = [...egress, ...rules(objs, `ingress_${k}`)];
-    const icmp6 = all.filter((r) => r.exprs.some((e) => e.type === 'lookup' && /6_icmp_/.test(e.set)));
+    const icmp6 = all.filter((r) => r.exprs.some((e) => e.type === 'lookup' && /6_icmp$/.test(e.set)));
     expect(icmp6).toHaveLength(2);
     for (const r of all) {
       // ip6 nexthdr is network header byte 6 (one byte); nothing may load it.
       expect(r.exprs.some((e) => e.type === 'payload' && e.base === 'network' && e.offset === 6 && e.len === 1)).toBe(false);
     }
-    expect(text(objs)).toContain(`icmpv6 type . icmpv6 code . ip6 saddr @in6_icmp_${k} return`);
+    expect(text(objs)).toContain('icmpv6 type . icmpv6 code . ip6 saddr @in6_icmp return');
   });
 
   test('the whole layout prints as nft syntax; anti-spoof before the DHCP allowance', () => {
     const t = text(objs);
-    const spoof = t.indexOf(`ether saddr . ip saddr != @spoof4_${k} drop`);
+    const spoof = t.indexOf(`ether saddr . ip saddr != @spoofnet4_${k} drop`);
     const dhcp = t.indexOf('udp sport 68 udp dport 67 return');
     expect(spoof).toBeGreaterThan(0);
     expect(dhcp).toBeGreaterThan(spoof);
-    expect(elements(objs, `spoof4_${k}`).map((e) => e.key.slice(1))).toEqual([
+    expect(elements(objs, `spoof4_${k}`).map((e) => e.key.slice(1)).sort()).toEqual([
       ['fa:16:3e:00:00:01', '0.0.0.0'], ['fa:16:3e:00:00:01', '192.0.2.2'], ['fa:16:3e:00:00:02', '0.0.0.0'], ['fa:16:3e:00:00:02', '192.0.2.3'],
     ]);
   });
@@ -115,14 +132,14 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     expect(elements(objs, 'port_tag', 'bridge').map((e) => [e.key[0], e.data, e.comment])).toEqual([
       ['tap1', 1, 'port-00001'], ['tap2', 2, 'port-00002'], ['tap3', 3, 'port-00003'],
     ]);
-    expect(elements(objs, 'arp_ok', 'bridge').map((e) => e.key)).toEqual([
+    expect(elements(objs, 'arp_ok', 'bridge').map((e) => e.key).sort()).toEqual([
       ['tap1', 'fa:16:3e:00:00:01', '0.0.0.0'], ['tap1', 'fa:16:3e:00:00:01', '192.0.2.2'],
       ['tap2', 'fa:16:3e:00:00:02', '0.0.0.0'], ['tap2', 'fa:16:3e:00:00:02', '192.0.2.3'],
     ]);
     const t = text(bridge);
     expect(t).toContain('meta mark set iifname map @port_tag');
     expect(t).toContain('meta mark set oifname map @port_tag');
-    expect(t).toContain('iifname . arp saddr ether . arp saddr ip != @arp_ok drop');
+    expect(t).toContain('iifname . arp saddr ether . arp saddr ip != @arp_ok iifname . arp saddr ether . arp saddr ip != @arp_oknet drop');
     expect(t).toContain('iifname . ether saddr != @mac_ok drop');
   });
 });
@@ -134,7 +151,7 @@ describe('layout details', () => {
       { id: 'all-from-24', direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', port_range_min: 1, port_range_max: 1000, remote_ip_prefix: '198.51.100.0/24' },
       { id: 'dup80', direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', port_range_min: 80, port_range_max: 80, remote_ip_prefix: '198.51.100.0/25' },
     ] };
-    const els = elements(objects(state('routed', [g], [port(1, ['sg'])])), 'in4_ports_dev');
+    const els = elements(objects(state('routed', [g], [port(1, ['sg'])])), 'in4_ports');
     expect(els.map((e) => [e.key.slice(2), e.comment])).toEqual([
       [['1-79', '198.51.100.0/24'], 'all-from-24'],
       [[80, '0.0.0.0/0'], 'any80'],
@@ -162,7 +179,8 @@ describe('layout details', () => {
     };
     const t = text(objects(doc).filter((o) => o.kind === 'rule' && o.chain === 'raw_pre'));
     const zones = [...t.matchAll(/ct zone set (\d+)/g)].map((m) => Number(m[1]));
-    expect(zones).toEqual([250, 250, 250, 200, 200, 200, 300, 300, 300]);
+    // Per network: its bridge or its devices, then its host addresses and prefix ranges (hash and interval sets).
+    expect(zones).toEqual([250, 250, 250, 250, 250, 200, 200, 200, 200, 200, 300, 300, 300, 300, 300]);
     expect(t).toContain('iifname "br-b" ct zone set 250');
     expect(t).toContain(`iifname != @bridges ip daddr @${derivedName('zip4', 'net-b')} ct zone set 250`);
     expect(t).toContain(`iifname != @bridges ip daddr @${derivedName('zip4', 'net-r2')} ct zone set 200`);
@@ -187,13 +205,14 @@ describe('layout: review fixes', () => {
   test.each<Mode>(['routed', 'bridged'])('stateless untracking never covers a more specific address of a stateful port of another network (%s)', (mode) => {
     for (const zones of [[101, 102], [102, 101]] as [number, number][]) {
       const objs = objects(twoNets(mode, zones));
-      const s4 = elements(objs, 'stateless4');
+      const s4 = [...elements(objs, 'stateless4'), ...elements(objs, 'statelessnet4')];
       expect(covers(s4, '192.0.2.10')).toBe(false);
       expect(covers(s4, '192.0.2.11')).toBe(true);
       expect(covers(s4, '198.51.100.51')).toBe(true);
       // the address zone sets are disjoint: 192.0.2.10 is net-a's only
-      expect(covers(elements(objs, derivedName('zip4', 'net-a')), '192.0.2.10')).toBe(true);
-      expect(covers(elements(objs, derivedName('zip4', 'net-c')), '192.0.2.10')).toBe(false);
+      const zone4 = (net: string) => [...elements(objs, derivedName('zip4', net)), ...elements(objs, derivedName('znet4', net))];
+      expect(covers(zone4('net-a'), '192.0.2.10')).toBe(true);
+      expect(covers(zone4('net-c'), '192.0.2.10')).toBe(false);
     }
   });
 
@@ -212,7 +231,9 @@ describe('layout: review fixes', () => {
     expect(t).toMatch(/oifname @bridges iifname \. oifname != @bridge_fwd jump to_bridge/);
     expect(t).toMatch(/oifname @bridges jump to_bridge/);
     // the longest prefix wins: 192.0.2.3 is port 2's, the rest of port 1's pair is port 1's
-    const m = elements(objs, 'route_tag4').map((e) => [e.key[1], e.data]);
-    expect(m).toEqual(expect.arrayContaining([['192.0.2.3', 2], ['192.0.2.0-192.0.2.2', 1], ['192.0.2.4-192.0.2.15', 1]]));
+    expect(t).toContain('meta mark set oifname . ip daddr map @route_tagnet4');
+    // Hosts by exact address (hash map), the rest of a pair prefix by range (interval map), disjoint.
+    expect(elements(objs, 'route_tag4').map((e) => [e.key[1], e.data]).sort()).toEqual([['192.0.2.2', 1], ['192.0.2.3', 2]]);
+    expect(elements(objs, 'route_tagnet4').map((e) => [e.key[1], e.data])).toEqual([['192.0.2.0-192.0.2.2', 1], ['192.0.2.4-192.0.2.15', 1]]);
   });
 });

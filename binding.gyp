@@ -13,7 +13,6 @@
         "native/core/nft_expr.cc",
         "native/core/nft_encode.cc",
         "native/core/nft_socket.cc",
-        "native/core/nft_held_socket.cc",
         "native/core/nft_commit.cc",
         "native/core/nft_dump.cc",
         "native/core/nl_socket.cc",

@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "binding/async.h"
+#include "binding/held_socket.h"
 #include "core/nft_commit.h"
 #include "core/nft_dump.h"
 #include "core/nft_encode.h"
-#include "core/nft_held_socket.h"
 
 namespace portwall {
 
@@ -40,70 +40,11 @@ std::string table_arg(const Napi::Value& v) {
   return s;
 }
 
-// ---- held sockets (nftSocketOpen) ----
+// ---- held sockets (nftSocketOpen, binding/held_socket.h) ----
 
-// A JS handle on a HeldSocket. Every queued call holds its own reference (Target below), so a handle JS lets go
-// of is only closed by the collector once no call needs it any more.
-class NftSocketHandle : public Napi::ObjectWrap<NftSocketHandle> {
- public:
-  static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NftSocket", {InstanceMethod<&NftSocketHandle::Close>("close")});
-  }
+using NftTarget = Target<nft::NftSocket>;
 
-  // Only nftSocketOpen makes handles: it passes the socket as an External, which JS cannot forge.
-  explicit NftSocketHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NftSocketHandle>(info) {
-    if (info.Length() < 1 || !info[0].IsExternal()) {
-      throw Napi::TypeError::New(info.Env(), "NftSocket objects come from nftSocketOpen()");
-    }
-    held_ = *info[0].As<Napi::External<std::shared_ptr<nft::HeldSocket>>>().Data();
-  }
-
-  const std::shared_ptr<nft::HeldSocket>& held() const { return held_; }
-
- private:
-  // Idempotent; a call already running finishes first (and closes the socket when it ends), later calls
-  // reject. Closing may block for the kernel's release work (an RCU grace period after deletions).
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    held_->close();
-    return info.Env().Undefined();
-  }
-
-  std::shared_ptr<nft::HeldSocket> held_;
-};
-
-// Per-environment data: the handle class, to recognise handles among arguments.
-struct NftData {
-  Napi::FunctionReference socket_class;
-};
-
-// Where a call goes: a held socket, or (held == nullptr) a socket opened in `netns` for this call only.
-struct Target {
-  std::string netns;
-  std::shared_ptr<nft::HeldSocket> held;
-};
-
-Target target_arg(const Napi::Value& v) {
-  if (v.IsObject()) {
-    auto* data = v.Env().GetInstanceData<NftData>();
-    Napi::Object o = v.As<Napi::Object>();
-    if (data && o.InstanceOf(data->socket_class.Value())) {
-      if (NftSocketHandle* h = NftSocketHandle::Unwrap(o)) return Target{h->held()->netns(), h->held()};
-    }
-    throw Napi::TypeError::New(v.Env(), "target must be a network namespace (a string or null) or a socket from nftSocketOpen()");
-  }
-  return Target{netns_arg(v), nullptr};
-}
-
-// Runs `io` on the target's held socket, or `per_call` when the target is a namespace. The baton's reference
-// is dropped here, on the pool thread, so that a socket the collector let go of closes here, not on the JS thread.
-void on_target(Target& t, const std::function<void(nft::NftSocket&)>& io, const std::function<void()>& per_call) {
-  std::shared_ptr<nft::HeldSocket> held = std::move(t.held);
-  if (held) {
-    held->use(io);
-  } else {
-    per_call();
-  }
-}
+NftTarget nft_target(const Napi::Value& v) { return target_arg<nft::NftSocket>(v, &AddonData::nft_socket, "nftSocketOpen"); }
 
 // The optional generation of nftCommit: absent (undefined/null) → 0, no check.
 uint32_t genid_arg(const Napi::Value& v) {
@@ -117,20 +58,8 @@ uint32_t genid_arg(const Napi::Value& v) {
   return static_cast<uint32_t>(d);
 }
 
-struct OpenBaton {
-  std::string netns;
-  std::shared_ptr<nft::HeldSocket> held;
-};
-
 Napi::Value NftSocketOpen(const Napi::CallbackInfo& info) {
-  auto b = std::make_unique<OpenBaton>();
-  b->netns = netns_arg(info[0]);
-  return PromiseWorker<OpenBaton>::Run(
-      info.Env(), std::move(b), [](OpenBaton& b) { b.held = std::make_shared<nft::HeldSocket>(b.netns); },
-      [](Napi::Env env, OpenBaton& b) -> Napi::Value {
-        auto* data = env.GetInstanceData<NftData>();
-        return data->socket_class.New({Napi::External<std::shared_ptr<nft::HeldSocket>>::New(env, &b.held)});
-      });
+  return open_held<nft::NftSocket>(info, &AddonData::nft_socket, "the nftables socket was closed (NftSocket.close())");
 }
 
 // ---- calls ----
@@ -143,7 +72,7 @@ Napi::Value commit_value(Napi::Env env, const nft::CommitResult& r) {
 }
 
 struct CommitBaton {
-  Target target;
+  NftTarget target;
   std::vector<uint8_t> input;  // wire batch (nftCommit, nftEncode) or netlink bytes (nftSendEncoded)
   uint32_t genid = 0;          // nftCommit: the generation the batch is conditional on (0 = none)
   nft::CommitResult result{};
@@ -152,7 +81,7 @@ struct CommitBaton {
 
 Napi::Value NftCommit(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<CommitBaton>();
-  b->target = target_arg(info[0]);
+  b->target = nft_target(info[0]);
   b->input = buffer_arg(info[1], "batch");
   b->genid = genid_arg(info[2]);
   return PromiseWorker<CommitBaton>::Run(
@@ -161,8 +90,7 @@ Napi::Value NftCommit(const Napi::CallbackInfo& info) {
         // Encoded before the socket is taken: a held socket is busy only while the kernel works.
         nft::EncodedBatch enc = nft::encode(b.input.data(), b.input.size(), b.genid);
         std::vector<uint8_t>().swap(b.input);  // the wire copy is no longer needed while the kernel works
-        on_target(
-            b.target,
+        b.target.run(
             [&](nft::NftSocket& s) {
               b.result = nft::send_batch(s, enc.bytes.data(), enc.bytes.size(), &enc.record_of_message);
             },
@@ -186,20 +114,20 @@ Napi::Value NftEncode(const Napi::CallbackInfo& info) {
 
 Napi::Value NftSendEncoded(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<CommitBaton>();
-  b->target = target_arg(info[0]);
+  b->target = nft_target(info[0]);
   b->input = buffer_arg(info[1], "netlink");
   return PromiseWorker<CommitBaton>::Run(
       info.Env(), std::move(b),
       [](CommitBaton& b) {
-        on_target(
-            b.target, [&](nft::NftSocket& s) { b.result = nft::send_batch(s, b.input.data(), b.input.size(), nullptr); },
+        b.target.run(
+            [&](nft::NftSocket& s) { b.result = nft::send_batch(s, b.input.data(), b.input.size(), nullptr); },
             [&] { b.result = nft::send_batch(b.target.netns, b.input.data(), b.input.size(), nullptr); });
       },
       [](Napi::Env env, CommitBaton& b) { return commit_value(env, b.result); });
 }
 
 struct ListBaton {
-  Target target;
+  NftTarget target;
   uint8_t family = 0;
   std::string table;
   nft::ListResult result{};
@@ -207,14 +135,14 @@ struct ListBaton {
 
 Napi::Value NftList(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<ListBaton>();
-  b->target = target_arg(info[0]);
+  b->target = nft_target(info[0]);
   b->family = family_arg(info[1]);
   b->table = table_arg(info[2]);
   return PromiseWorker<ListBaton>::Run(
       info.Env(), std::move(b),
       [](ListBaton& b) {
-        on_target(
-            b.target, [&](nft::NftSocket& s) { b.result = nft::list(s, b.family, b.table); },
+        b.target.run(
+            [&](nft::NftSocket& s) { b.result = nft::list(s, b.family, b.table); },
             [&] { b.result = nft::list(b.target.netns, b.family, b.table); });
       },
       [](Napi::Env env, ListBaton& b) -> Napi::Value {
@@ -226,18 +154,18 @@ Napi::Value NftList(const Napi::CallbackInfo& info) {
 }
 
 struct GenidBaton {
-  Target target;
+  NftTarget target;
   uint32_t genid = 0;
 };
 
 Napi::Value NftGenid(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<GenidBaton>();
-  b->target = target_arg(info[0]);
+  b->target = nft_target(info[0]);
   return PromiseWorker<GenidBaton>::Run(
       info.Env(), std::move(b),
       [](GenidBaton& b) {
-        on_target(
-            b.target, [&](nft::NftSocket& s) { b.genid = s.genid(); }, [&] { b.genid = nft::genid(b.target.netns); });
+        b.target.run(
+            [&](nft::NftSocket& s) { b.genid = s.genid(); }, [&] { b.genid = nft::genid(b.target.netns); });
       },
       [](Napi::Env env, GenidBaton& b) -> Napi::Value { return Napi::Number::New(env, b.genid); });
 }
@@ -245,9 +173,7 @@ Napi::Value NftGenid(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterNft(Napi::Env env, Napi::Object exports) {
-  auto* data = new NftData();
-  data->socket_class = Napi::Persistent(NftSocketHandle::Define(env));
-  env.SetInstanceData(data);
+  env.GetInstanceData<AddonData>()->nft_socket = Napi::Persistent(HeldSocketHandle<nft::NftSocket>::Define(env, "NftSocket"));
   exports.Set("nftSocketOpen", Napi::Function::New(env, NftSocketOpen, "nftSocketOpen"));
   exports.Set("nftCommit", Napi::Function::New(env, NftCommit, "nftCommit"));
   exports.Set("nftEncode", Napi::Function::New(env, NftEncode, "nftEncode"));

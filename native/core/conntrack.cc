@@ -179,20 +179,17 @@ void build_entry_request(nlmsghdr* nlh, const Entry& e, bool for_create) {
   if (!for_create && e.id) mnl_attr_put_u32(nlh, CTA_ID, htonl(e.id));
 }
 
-uint32_t next_seq() {
-  static thread_local uint32_t seq = static_cast<uint32_t>(time(nullptr)) << 8;
-  return seq += 1u << 20;  // room for a million pipelined requests per call
-}
-
 // Sends `count` requests built by `build(i, nlh)` back to back in chunks, asking an ack of only the last
 // message of each chunk: failures are reported anyway, so after that ack every outcome of the chunk is known.
 // Returns the errno of each request (0 = done).
 template <typename Build>
-std::vector<int> pipeline(NlSocket& sock, size_t count, uint8_t msg, uint16_t flags, Build build) {
+std::vector<int> pipeline(Socket& s, size_t count, uint8_t msg, uint16_t flags, Build build) {
   std::vector<int> result(count, 0);
+  if (count == 0) return result;
+  NlSocket& sock = s.nl();
   std::vector<char> chunk(kChunkBytes);
   std::vector<char> rbuf(kRecvBytes);
-  const uint32_t base = next_seq();
+  const uint32_t base = s.next_seq();
   size_t i = 0;
   while (i < count) {
     size_t first = i, used = 0;
@@ -315,6 +312,7 @@ Entry peek(const nlmsghdr* nlh) {
 struct DumpState {
   const std::vector<Filter>* filters;
   std::vector<Entry>* out;
+  int kernel_err = 0;  // the errno the kernel ended the dump with (NLMSG_ERROR or NLMSG_DONE status)
 };
 
 int on_dump_message(const nlmsghdr* nlh, void* data) {
@@ -334,35 +332,36 @@ int on_dump_message(const nlmsghdr* nlh, void* data) {
 
 // libmnl's default end-of-dump handler ignores the status the kernel puts in NLMSG_DONE, which would turn a
 // dump that failed part-way into a short, "successful" one.
-int on_dump_done(const nlmsghdr* h, void*) {
+int on_dump_done(const nlmsghdr* h, void* data) {
   if (mnl_nlmsg_get_payload_len(h) >= sizeof(int)) {
     int status = *static_cast<const int*>(mnl_nlmsg_get_payload(h));
     if (status < 0) {
-      errno = -status;
+      errno = static_cast<DumpState*>(data)->kernel_err = -status;
       return MNL_CB_ERROR;
     }
   }
   return MNL_CB_STOP;
 }
 
-int on_dump_error(const nlmsghdr* h, void*) {
+int on_dump_error(const nlmsghdr* h, void* data) {
   if (mnl_nlmsg_get_payload_len(h) < sizeof(nlmsgerr)) {
     errno = EBADMSG;
     return MNL_CB_ERROR;
   }
   int err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(h))->error;
   if (err == 0) return MNL_CB_STOP;
-  errno = -err;
+  errno = static_cast<DumpState*>(data)->kernel_err = -err;
   return MNL_CB_ERROR;
 }
 
 // Not const: mnl_cb_run2 takes a non-const array (it never writes to it).
 mnl_cb_t kDumpControl[NLMSG_MIN_TYPE] = {nullptr, nullptr, on_dump_error, on_dump_done};
 
-void dump_into(NlSocket& sock, const std::vector<Filter>& filters, bool kernel_proto, std::vector<Entry>& out) {
+void dump_into(Socket& s, const std::vector<Filter>& filters, bool kernel_proto, std::vector<Entry>& out) {
+  NlSocket& sock = s.nl();
   const Common c = common_of(filters);
   std::vector<char> buf(kRecvBytes);
-  const uint32_t seq = next_seq();
+  const uint32_t seq = s.next_seq();
   uint8_t family = c.family ? (c.f.family == 4 ? AF_INET : AF_INET6) : AF_UNSPEC;
   nlmsghdr* nlh = put_request(buf.data(), IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq, family);
   if (c.zone && kernel_filters_zone()) mnl_attr_put_u16(nlh, CTA_ZONE, htons(c.f.zone));
@@ -413,12 +412,16 @@ void dump_into(NlSocket& sock, const std::vector<Filter>& filters, bool kernel_p
     if (ret == MNL_CB_STOP) return;
     if (ret < 0) {
       int err = errno;
-      throw Error(ErrorKind::kNetlink, err, std::string("conntrack dump: ") + std::strerror(err));
+      // The kernel's own refusal ends the exchange. Anything else (a reply of another sequence or port, a
+      // truncated error, an interrupted dump) may leave replies queued: kSystem, so that a held socket is
+      // replaced rather than reused out of step.
+      if (st.kernel_err) throw Error(ErrorKind::kNetlink, err, std::string("conntrack dump: ") + std::strerror(err));
+      throw Error(ErrorKind::kSystem, err, std::string("conntrack dump: unexpected reply: ") + std::strerror(err));
     }
   }
 }
 
-std::vector<Entry> dump_on(NlSocket& sock, const std::vector<Filter>& filters) {
+std::vector<Entry> dump_on(Socket& sock, const std::vector<Filter>& filters) {
   std::vector<Entry> out;
   try {
     dump_into(sock, filters, true, out);
@@ -458,16 +461,24 @@ bool parse_message(const void* msg, Entry& out) {
   return true;
 }
 
-std::vector<Entry> dump(const std::string& netns, const std::vector<Filter>& filters) {
+Socket::Socket(const std::string& netns) : seq_(static_cast<uint32_t>(time(nullptr)) << 8) {
   NetnsScope scope(netns);
-  NlSocket sock(NETLINK_NETFILTER);
+  nl_ = std::make_unique<NlSocket>(NETLINK_NETFILTER);
+}
+
+Socket::~Socket() = default;
+
+std::vector<Entry> dump(Socket& sock, const std::vector<Filter>& filters) { return dump_on(sock, filters); }
+
+std::vector<Entry> dump(const std::string& netns, const std::vector<Filter>& filters) {
+  Socket sock(netns);
   return dump_on(sock, filters);
 }
 
 namespace {
 
 // Deletes each of `victims` by tuple, zone and id on `sock`.
-uint32_t remove_on(NlSocket& sock, const std::vector<Entry>& victims) {
+uint32_t remove_on(Socket& sock, const std::vector<Entry>& victims) {
   std::vector<int> errs = pipeline(sock, victims.size(), IPCTNL_MSG_CT_DELETE, 0, [&](size_t i, nlmsghdr* nlh) {
     build_entry_request(nlh, victims[i], false);
   });
@@ -483,23 +494,31 @@ uint32_t remove_on(NlSocket& sock, const std::vector<Entry>& victims) {
 
 }  // namespace
 
-uint32_t remove(const std::string& netns, const std::vector<Filter>& filters) {
+uint32_t remove(Socket& sock, const std::vector<Filter>& filters) {
   if (filters.empty()) return 0;
-  NetnsScope scope(netns);
-  NlSocket sock(NETLINK_NETFILTER);
   return remove_on(sock, dump_on(sock, filters));
 }
 
+uint32_t remove(const std::string& netns, const std::vector<Filter>& filters) {
+  if (filters.empty()) return 0;
+  Socket sock(netns);
+  return remove(sock, filters);
+}
+
+uint32_t remove_entries(Socket& sock, const std::vector<Entry>& entries) { return remove_on(sock, entries); }
+
 uint32_t remove_entries(const std::string& netns, const std::vector<Entry>& entries) {
   if (entries.empty()) return 0;
-  NetnsScope scope(netns);
-  NlSocket sock(NETLINK_NETFILTER);
+  Socket sock(netns);
   return remove_on(sock, entries);
 }
 
 uint32_t create(const std::string& netns, const std::vector<Entry>& entries) {
-  NetnsScope scope(netns);
-  NlSocket sock(NETLINK_NETFILTER);
+  Socket sock(netns);
+  return create(sock, entries);
+}
+
+uint32_t create(Socket& sock, const std::vector<Entry>& entries) {
   std::vector<int> errs = pipeline(sock, entries.size(), IPCTNL_MSG_CT_NEW, NLM_F_CREATE | NLM_F_EXCL,
                                    [&](size_t i, nlmsghdr* nlh) {
                                      build_entry_request(nlh, entries[i], true);
@@ -522,16 +541,19 @@ uint32_t create(const std::string& netns, const std::vector<Entry>& entries) {
 }
 
 void flush_zone(const std::string& netns, uint16_t zone, uint8_t family) {
+  Socket sock(netns);
+  flush_zone(sock, zone, family);
+}
+
+void flush_zone(Socket& sock, uint16_t zone, uint8_t family) {
   if (!kernel_filters_zone()) {
     Filter f;
     f.fields = Filter::kZone | (family ? uint32_t{Filter::kFamily} : 0u);
     f.zone = zone;
     f.family = family;
-    remove(netns, {f});
+    remove(sock, {f});
     return;
   }
-  NetnsScope scope(netns);
-  NlSocket sock(NETLINK_NETFILTER);
   std::vector<int> errs = pipeline(sock, 1, IPCTNL_MSG_CT_DELETE, 0, [&](size_t, nlmsghdr* nlh) {
     auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
     nfg->nfgen_family = family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;

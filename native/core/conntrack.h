@@ -1,12 +1,38 @@
 // Conntrack over ctnetlink (libnetfilter_conntrack on libmnl): filtered dump, pipelined delete, batched create,
-// zone flush. Every call runs on the calling thread inside `netns` (see netns.h) and throws portwall::Error.
+// zone flush. Every call runs on the calling thread and throws portwall::Error. Each comes in two forms: on a
+// Socket the caller holds (HeldSocket<Socket> keeps one across calls, held_socket.h), or on a socket opened
+// inside `netns` (see netns.h) for that one call.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+namespace portwall {
+class NlSocket;
+}
+
 namespace portwall::conntrack {
+
+// A NETLINK_NETFILTER socket for ctnetlink requests, opened inside `netns` ("" = the caller's namespace, a
+// name under /run/netns, or a path) and bound to that namespace for its life; the calling thread goes straight
+// back to its own. One call at a time: every call leaves it with nothing queued, unless it threw kSystem.
+class Socket {
+ public:
+  explicit Socket(const std::string& netns);
+  ~Socket();
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+
+  NlSocket& nl() { return *nl_; }
+  // The first sequence number of a new request; each call gets room for a million pipelined requests.
+  uint32_t next_seq() { return seq_ += 1u << 20; }
+
+ private:
+  std::unique_ptr<NlSocket> nl_;
+  uint32_t seq_;
+};
 
 // One address of either family; IPv4 uses the first 4 bytes, network order.
 using Addr = uint8_t[16];
@@ -46,23 +72,28 @@ struct Filter {
 
 // Entries matching any of `filters` (all entries when empty). The kernel filters what it can (family, zone on
 // kernels ≥ 6.8, mark, protocol); prefixes and port ranges are matched here, never in JS.
+std::vector<Entry> dump(Socket& sock, const std::vector<Filter>& filters);
 std::vector<Entry> dump(const std::string& netns, const std::vector<Filter>& filters);
 
 // Deletes the entries matching any of `filters`, pipelined on one socket; returns how many the kernel deleted
 // (entries that vanished meanwhile are not counted). An empty filter list deletes nothing.
+uint32_t remove(Socket& sock, const std::vector<Filter>& filters);
 uint32_t remove(const std::string& netns, const std::vector<Filter>& filters);
 
 // Deletes exactly `entries` (as a dump returned them): each by its original tuple, zone and, when non-zero, its
 // kernel id, pipelined on one socket, so an entry that was replaced meanwhile (same tuple, new id) stays.
 // Returns how many the kernel deleted (entries that vanished meanwhile are not counted).
+uint32_t remove_entries(Socket& sock, const std::vector<Entry>& entries);
 uint32_t remove_entries(const std::string& netns, const std::vector<Entry>& entries);
 
 // Creates `entries` (reply tuple derived from the original when its addresses are all zero). All or nothing:
 // if the kernel refuses one, those already created by this call are deleted again and the error, with the
 // entry's index as op_index, is thrown.
+uint32_t create(Socket& sock, const std::vector<Entry>& entries);
 uint32_t create(const std::string& netns, const std::vector<Entry>& entries);
 
 // Removes every entry of `zone` (family 0 = both). One kernel message on kernels that filter flushes by zone.
+void flush_zone(Socket& sock, uint16_t zone, uint8_t family);
 void flush_zone(const std::string& netns, uint16_t zone, uint8_t family);
 
 // Parses one ctnetlink message (a dump reply or an event) into `out`; false if it carries no conntrack.

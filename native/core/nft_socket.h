@@ -2,7 +2,7 @@
 //
 // The socket is created inside a NetnsScope and keeps that namespace for its whole life, while the calling
 // thread goes straight back to its own namespace. All calls block the calling (pool) thread. One NftSocket
-// serves one call at a time; HeldSocket (nft_held_socket.h) keeps one open across calls.
+// serves one call at a time; HeldSocket<NftSocket> (held_socket.h) keeps one open across calls.
 #pragma once
 
 #include <libmnl/libmnl.h>

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "binding/async.h"
+#include "binding/held_socket.h"
 #include "core/conntrack.h"
 #include "core/conntrack_events.h"
 
@@ -105,59 +106,87 @@ Napi::Buffer<uint8_t> entries_buffer(Napi::Env env, const std::vector<Entry>& en
   return buf;
 }
 
+// ---- held sockets (conntrackSocketOpen, binding/held_socket.h) ----
+
+using CtTarget = Target<conntrack::Socket>;
+
+// The first argument of the calls below: a namespace (a socket per call) or a conntrackSocketOpen() handle.
+CtTarget ct_target(const Napi::Value& v) {
+  return target_arg<conntrack::Socket>(v, &AddonData::conntrack_socket, "conntrackSocketOpen");
+}
+
+Napi::Value SocketOpen(const Napi::CallbackInfo& info) {
+  return open_held<conntrack::Socket>(info, &AddonData::conntrack_socket,
+                                      "the conntrack socket was closed (ConntrackSocket.close())");
+}
+
+// ---- calls ----
+
 struct FilterBaton {
-  std::string netns;
+  CtTarget target;
   std::vector<Filter> filters;
   std::vector<Entry> entries;
   uint32_t count = 0;
 };
 
+// Queues `op` on the target: on the held socket, or on a socket opened in the namespace for this call (the
+// per-call forms of core/conntrack.h, which skip opening one when there is nothing to do).
+template <typename Op, typename Result>
+Napi::Value run(const Napi::CallbackInfo& info, std::unique_ptr<FilterBaton> b, Op op, Result result) {
+  return PromiseWorker<FilterBaton>::Run(
+      info.Env(), std::move(b),
+      [op](FilterBaton& b) { b.target.run([&](conntrack::Socket& s) { op(s, b); }, [&] { op(b.target.netns, b); }); },
+      result);
+}
+
+Napi::Value count_value(Napi::Env env, FilterBaton& b) { return Napi::Number::New(env, b.count); }
+
 Napi::Value Dump(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<FilterBaton>();
-  b->netns = netns_arg(info[0]);
+  b->target = ct_target(info[0]);
   b->filters = records<Filter>(info[1], kFilterBytes, decode_filter, "filters");
-  return PromiseWorker<FilterBaton>::Run(
-      info.Env(), std::move(b), [](FilterBaton& b) { b.entries = conntrack::dump(b.netns, b.filters); },
+  return run(
+      info, std::move(b), [](auto& where, FilterBaton& b) { b.entries = conntrack::dump(where, b.filters); },
       [](Napi::Env env, FilterBaton& b) -> Napi::Value { return entries_buffer(env, b.entries); });
 }
 
 Napi::Value Delete(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<FilterBaton>();
-  b->netns = netns_arg(info[0]);
+  b->target = ct_target(info[0]);
   b->filters = records<Filter>(info[1], kFilterBytes, decode_filter, "filters");
-  return PromiseWorker<FilterBaton>::Run(
-      info.Env(), std::move(b), [](FilterBaton& b) { b.count = conntrack::remove(b.netns, b.filters); },
-      [](Napi::Env env, FilterBaton& b) -> Napi::Value { return Napi::Number::New(env, b.count); });
+  return run(
+      info, std::move(b), [](auto& where, FilterBaton& b) { b.count = conntrack::remove(where, b.filters); },
+      count_value);
 }
 
 Napi::Value DeleteEntries(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<FilterBaton>();
-  b->netns = netns_arg(info[0]);
+  b->target = ct_target(info[0]);
   b->entries = records<Entry>(info[1], kEntryBytes, decode_entry, "entries");
-  return PromiseWorker<FilterBaton>::Run(
-      info.Env(), std::move(b), [](FilterBaton& b) { b.count = conntrack::remove_entries(b.netns, b.entries); },
-      [](Napi::Env env, FilterBaton& b) -> Napi::Value { return Napi::Number::New(env, b.count); });
+  return run(
+      info, std::move(b), [](auto& where, FilterBaton& b) { b.count = conntrack::remove_entries(where, b.entries); },
+      count_value);
 }
 
 Napi::Value Create(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<FilterBaton>();
-  b->netns = netns_arg(info[0]);
+  b->target = ct_target(info[0]);
   b->entries = records<Entry>(info[1], kEntryBytes, decode_entry, "entries");
-  return PromiseWorker<FilterBaton>::Run(
-      info.Env(), std::move(b), [](FilterBaton& b) { b.count = conntrack::create(b.netns, b.entries); },
-      [](Napi::Env env, FilterBaton& b) -> Napi::Value { return Napi::Number::New(env, b.count); });
+  return run(
+      info, std::move(b), [](auto& where, FilterBaton& b) { b.count = conntrack::create(where, b.entries); },
+      count_value);
 }
 
 Napi::Value FlushZone(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<FilterBaton>();
-  b->netns = netns_arg(info[0]);
+  b->target = ct_target(info[0]);
   Filter f;
   f.zone = static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value());
   f.family = static_cast<uint8_t>(info[2].As<Napi::Number>().Uint32Value());
   b->filters.push_back(f);
-  return PromiseWorker<FilterBaton>::Run(
-      info.Env(), std::move(b),
-      [](FilterBaton& b) { conntrack::flush_zone(b.netns, b.filters[0].zone, b.filters[0].family); },
+  return run(
+      info, std::move(b),
+      [](auto& where, FilterBaton& b) { conntrack::flush_zone(where, b.filters[0].zone, b.filters[0].family); },
       [](Napi::Env env, FilterBaton&) -> Napi::Value { return env.Undefined(); });
 }
 
@@ -256,6 +285,9 @@ Napi::Value Subscribe(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterConntrack(Napi::Env env, Napi::Object exports) {
+  env.GetInstanceData<AddonData>()->conntrack_socket =
+      Napi::Persistent(HeldSocketHandle<conntrack::Socket>::Define(env, "ConntrackSocket"));
+  exports.Set("conntrackSocketOpen", Napi::Function::New(env, SocketOpen, "conntrackSocketOpen"));
   exports.Set("conntrackDump", Napi::Function::New(env, Dump));
   exports.Set("conntrackDelete", Napi::Function::New(env, Delete));
   exports.Set("conntrackDeleteEntries", Napi::Function::New(env, DeleteEntries));

@@ -7,6 +7,10 @@
  * socket, so removing the flows that lose permission costs milliseconds, not one process per entry; entries
  * already listed and judged are deleted by their exact identity (`deleteEntries`).
  *
+ * By default every call opens and closes its own netlink socket. A `persistent` client holds one socket for
+ * all its calls instead (docs/netlink.md): closing a netfilter socket right after an nf_tables commit that
+ * deleted anything waits for the kernel's release work (7–15 ms), far more than an empty dump costs.
+ *
  * @example
  * const ct = new ConntrackClient({ netns: 'router' });
  * // a remote-group member 198.51.100.7 left the group allowing tcp/22 on zone 101:
@@ -17,7 +21,9 @@ import {
   TCP_STATES, checkFamily, checkZone, decodeEntries, encodeEntries, encodeEntryIdentities, encodeFilters, ENTRY_BYTES, invalid,
 } from './conntrack-wire.js';
 import type { PortwallError } from './errors.js';
-import { NativeSubscription, binding } from './native.js';
+import { HeldSocketQueue } from './held-socket.js';
+import { binding as loadBinding } from './native.js';
+import type { ConntrackBinding, ConntrackTarget, NativeConntrackSocket, NativeSubscription } from './native.js';
 import { fromNativeItems } from './native-errors.js';
 
 export type ProtocolName = 'tcp' | 'udp' | 'icmp' | 'icmpv6' | 'sctp' | 'udplite' | 'dccp';
@@ -107,31 +113,77 @@ export interface SubscribeOptions {
   onError?: (error: PortwallError) => void;
 }
 
-export class ConntrackClient {
-  readonly netns: string | null;
+/** Options of {@link ConntrackClient}. */
+export interface ConntrackOptions {
+  /** Network namespace: a name under /run/netns, a path, or null/undefined for the caller's namespace. */
+  netns?: string | null;
+  /**
+   * Hold one netlink socket for all calls of this client (opened on first use, in `netns`) instead of one
+   * socket per call; release it with {@link ConntrackClient.close}. Calls on it run one after another, in the
+   * order made. After a system error the addon reopens it on the next call. Default false. A binding without
+   * `conntrackSocketOpen` (a hand-written test double) is used with a socket per call. Subscriptions always
+   * have a socket of their own.
+   */
+  persistent?: boolean;
+  /** The binding to use (tests inject a double); defaults to the native addon. */
+  binding?: ConntrackBinding;
+}
 
-  /** @param options.netns a name under /run/netns or a path; omitted = the caller's namespace. */
-  constructor(options: { netns?: string } = {}) {
+export class ConntrackClient {
+  /** The namespace this client talks to (null: the caller's). */
+  readonly netns: string | null;
+  /** Whether the client holds one socket across calls (see {@link ConntrackOptions.persistent}). */
+  readonly persistent: boolean;
+  readonly #binding: ConntrackBinding | undefined;
+  // A persistent client's socket and the calls queued on it.
+  readonly #held: HeldSocketQueue<ConntrackBinding, NativeConntrackSocket>;
+
+  /** @param options see {@link ConntrackOptions}; all optional (the caller's namespace, a socket per call). */
+  constructor(options: ConntrackOptions = {}) {
     this.netns = options.netns ?? null;
+    this.persistent = options.persistent ?? false;
+    this.#binding = options.binding;
+    this.#held = new HeldSocketQueue(this.netns, (b) => b.conntrackSocketOpen?.bind(b));
+  }
+
+  // Resolved per call, so constructing a client never loads the addon and setBinding() applies at once.
+  get #native(): ConntrackBinding {
+    return this.#binding ?? loadBinding();
+  }
+
+  // Runs one binding call on this client's target (the namespace, or the held socket opened on first use) and
+  // maps its rejection; `itemField` names the list a rejection's opIndex points into.
+  #call<T>(fn: (native: ConntrackBinding, target: ConntrackTarget) => Promise<T>, itemField?: string): Promise<T> {
+    return call(() => (this.persistent ? this.#held.run(() => this.#native, fn) : fn(this.#native, this.netns)), itemField);
+  }
+
+  /**
+   * Releases a persistent client's socket: waits until every call already made has settled, then closes it
+   * (which may take the kernel a few milliseconds after nf_tables deletions). The client stays usable — a
+   * later call opens a new socket — so call it again when done with those. Resolves at once for a per-call
+   * client or when no socket is open; never rejects. Subscriptions are closed on their own.
+   */
+  close(): Promise<void> {
+    return this.#held.close();
   }
 
   /** Entries matching any of the filters (all entries when none is given). */
   async list(filters?: ConntrackFilter | readonly ConntrackFilter[]): Promise<ConntrackEntry[]> {
     const buf = filters === undefined ? null : encodeFilters(filters);
-    return decodeEntries(await call(() => binding().conntrackDump(this.netns, buf)));
+    return decodeEntries(await this.#call((native, target) => native.conntrackDump(target, buf)));
   }
 
   /** How many entries match, without decoding them. */
   async count(filters?: ConntrackFilter | readonly ConntrackFilter[]): Promise<number> {
     const buf = filters === undefined ? null : encodeFilters(filters);
-    return (await call(() => binding().conntrackDump(this.netns, buf))).length / ENTRY_BYTES;
+    return (await this.#call((native, target) => native.conntrackDump(target, buf))).length / ENTRY_BYTES;
   }
 
   /** Deletes the entries matching any of the filters; resolves to how many the kernel deleted. */
   async delete(filters: ConntrackFilter | readonly ConntrackFilter[]): Promise<number> {
     const buf = encodeFilters(filters);
     if (buf.length === 0) return 0;
-    return call(() => binding().conntrackDelete(this.netns, buf));
+    return this.#call((native, target) => native.conntrackDelete(target, buf));
   }
 
   /**
@@ -143,20 +195,20 @@ export class ConntrackClient {
   async deleteEntries(entries: readonly Pick<ConntrackEntry, 'family' | 'protocol' | 'zone' | 'id' | 'orig' | 'icmp'>[]): Promise<number> {
     const buf = encodeEntryIdentities(entries);
     if (buf.length === 0) return 0;
-    return call(() => binding().conntrackDeleteEntries(this.netns, buf), 'entries');
+    return this.#call((native, target) => native.conntrackDeleteEntries(target, buf), 'entries');
   }
 
   /** Creates entries; all or nothing (the kernel's first refusal undoes the others and names the entry). */
   async create(entries: readonly ConntrackEntrySpec[]): Promise<number> {
     const buf = encodeEntries(entries);
-    return call(() => binding().conntrackCreate(this.netns, buf), 'entries');
+    return this.#call((native, target) => native.conntrackCreate(target, buf), 'entries');
   }
 
   /** Removes every entry of a zone (optionally of one family). */
   async flushZone(zone: number, family?: IpFamily): Promise<void> {
     checkZone(zone, 'zone');
     if (family !== undefined) checkFamily(family, 'family');
-    await call(() => binding().conntrackFlushZone(this.netns, zone, family ? familyNumber(family) : 0));
+    await this.#call((native, target) => native.conntrackFlushZone(target, zone, family ? familyNumber(family) : 0));
   }
 
   /**
@@ -176,7 +228,7 @@ export class ConntrackClient {
     }
     if (groups === 0) invalid('events', kinds, 'must name at least one event');
     const native: NativeSubscription = await call(() =>
-      binding().conntrackSubscribe(this.netns, groups, (error, entries, lost) => {
+      this.#native.conntrackSubscribe(this.netns, groups, (error, entries, lost) => {
         if (error) {
           options.onError?.(fromNativeItems(error, null));
           return;

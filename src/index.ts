@@ -12,7 +12,7 @@ export { FakeNft, FakeNftSocket } from './nft/fake.js';
 export type { FakeNftOptions } from './nft/fake.js';
 export { PortwallError, ERROR_CODES } from './errors.js';
 export type { ErrorCode, ErrorDetails } from './errors.js';
-export type { CommitResult, NativeNftSocket, NftTarget } from './native.js';
+export type { CommitResult, ConntrackTarget, NativeConntrackSocket, NativeNftSocket, NftTarget } from './native.js';
 export type { IpFamily } from './address.js';
 export { IpsetClient, IPSET_TYPES, IPSET_MAX_NAME } from './ipset.js';
 export type { IpsetType, IpsetCreateOptions, IpsetMember, IpsetInfo } from './ipset.js';
@@ -22,6 +22,7 @@ export type {
   ConntrackEntrySpec,
   ConntrackEvent,
   ConntrackFilter,
+  ConntrackOptions,
   ConntrackSubscription,
   ConntrackTuple,
   PortMatch,

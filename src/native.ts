@@ -3,7 +3,8 @@
  *
  * Every function returns a promise and runs its I/O on a libuv pool thread. Buffers follow docs/wire.md.
  * A `netns` argument is a name under /run/netns, a path, or null for the caller's namespace. The nftables
- * calls take an {@link NftTarget} instead: a namespace (a socket per call) or a held socket (docs/netlink.md).
+ * and conntrack calls take a target instead ({@link NftTarget}, {@link ConntrackTarget}): a namespace (a
+ * socket per call) or a held socket (docs/netlink.md).
  * Rejections are Errors with `kind` ('system' | 'netlink' | 'wire'), `errno`, `errnoName`, `opIndex`.
  */
 import { createRequire } from 'node:module';
@@ -109,17 +110,49 @@ export interface IpsetBinding {
   ipsetList(netns: string | null, name: string | null, headersOnly: boolean): Promise<string>;
 }
 
+/**
+ * A ctnetlink socket held open across calls (from `conntrackSocketOpen`), bound to the namespace it was
+ * opened in: the conntrack counterpart of {@link NativeNftSocket}, with the same rules. Calls on it are
+ * serialised; none opens or closes a socket, so none waits for the kernel's release work (closing any
+ * netfilter socket right after an nf_tables commit that deleted something waits for an RCU grace period,
+ * 7–15 ms). After a rejection of kind 'system' the next call reopens it in the same namespace; a kernel
+ * refusal (kind 'netlink') keeps it.
+ */
+export interface NativeConntrackSocket {
+  /**
+   * Closes the socket: at once when idle, else when the call using it ends. Idempotent. Calls made afterwards
+   * reject (kind 'system', errnoName 'EBADF', a message saying the socket was closed). A socket that is never
+   * closed is closed when it is garbage-collected and no queued call uses it any more.
+   */
+  close(): void;
+}
+
+/**
+ * Where a conntrack call goes: a namespace (a name under /run/netns, a path, or null for the caller's) for
+ * which the call opens and closes its own socket, or a {@link NativeConntrackSocket}.
+ */
+export type ConntrackTarget = string | null | NativeConntrackSocket;
+
 /** The conntrack part of the binding. */
 export interface ConntrackBinding {
+  /**
+   * Opens a socket in `netns` to hold across calls (entering the namespace on a pool thread). Optional here so
+   * that hand-written test doubles need not have it; the addon does, and a persistent `ConntrackClient` falls
+   * back to a socket per call without it.
+   */
+  conntrackSocketOpen?(netns: string | null): Promise<NativeConntrackSocket>;
   // conntrack (docs/wire.md, "Conntrack records"): filters and entries are Buffers of fixed-size records.
-  conntrackDump(netns: string | null, filters: Buffer | null): Promise<Buffer>;
-  conntrackDelete(netns: string | null, filters: Buffer): Promise<number>;
+  conntrackDump(target: ConntrackTarget, filters: Buffer | null): Promise<Buffer>;
+  conntrackDelete(target: ConntrackTarget, filters: Buffer): Promise<number>;
   /** Deletes exactly these entry records (original tuple, zone, id); how many the kernel deleted. */
-  conntrackDeleteEntries(netns: string | null, entries: Buffer): Promise<number>;
-  conntrackCreate(netns: string | null, entries: Buffer): Promise<number>;
+  conntrackDeleteEntries(target: ConntrackTarget, entries: Buffer): Promise<number>;
+  conntrackCreate(target: ConntrackTarget, entries: Buffer): Promise<number>;
   /** family 0 = both. */
-  conntrackFlushZone(netns: string | null, zone: number, family: number): Promise<void>;
-  /** groups: 1 = new, 4 = destroy. The callback gets batches of entry records and a count of overruns. */
+  conntrackFlushZone(target: ConntrackTarget, zone: number, family: number): Promise<void>;
+  /**
+   * groups: 1 = new, 4 = destroy. The callback gets batches of entry records and a count of overruns. A
+   * subscription always opens a socket of its own (it reads on its own thread), so it takes a namespace only.
+   */
   conntrackSubscribe(
     netns: string | null,
     groups: number,
@@ -128,7 +161,8 @@ export interface ConntrackBinding {
 }
 
 /** Everything the addon exports. */
-export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpen'>> & IpsetBinding & ConntrackBinding;
+export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpen'>> & IpsetBinding & ConntrackBinding &
+  Required<Pick<ConntrackBinding, 'conntrackSocketOpen'>>;
 
 let injected: NativeBinding | undefined;
 let loaded: NativeBinding | undefined;

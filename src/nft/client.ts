@@ -9,6 +9,7 @@
  * all its calls instead (docs/netlink.md): closing a netfilter socket after a commit that deleted anything
  * waits for the kernel's release work (7–15 ms), far more than a small commit itself.
  */
+import { HeldSocketQueue } from '../held-socket.js';
 import { binding as loadBinding } from '../native.js';
 import type { NativeNftSocket, NftBinding, NftTarget } from '../native.js';
 import { FAMILIES } from './constants.js';
@@ -32,14 +33,6 @@ export interface NftOptions {
   persistent?: boolean;
 }
 
-// A persistent client's socket: the binding that opened it, the open (one in flight at a time), and the last
-// call queued on it, settled or not — calls are chained so that at most one waits on a pool thread.
-interface Held {
-  readonly native: NftBinding;
-  readonly socket: Promise<NativeNftSocket>;
-  tail: Promise<unknown>;
-}
-
 /** What list() returns: the ruleset generation the dump belongs to and the decoded objects. */
 export interface Listing {
   genid: number;
@@ -54,12 +47,14 @@ export class Nft {
   readonly persistent: boolean;
   readonly #binding: NftBinding | undefined;
   readonly #sets = new Map<string, NftSet>();
-  #held: Held | undefined;
+  // A persistent client's socket and the calls queued on it.
+  readonly #held: HeldSocketQueue<NftBinding, NativeNftSocket>;
 
   constructor(options: NftOptions = {}) {
     this.netns = options.netns ?? null;
     this.persistent = options.persistent ?? false;
     this.#binding = options.binding;
+    this.#held = new HeldSocketQueue(this.netns, (b) => b.nftSocketOpen?.bind(b));
   }
 
   // Resolved per call, so constructing a client never loads the addon and setBinding() applies at once.
@@ -70,25 +65,7 @@ export class Nft {
   // Runs one binding call on this client's target: the namespace, or the held socket (opened on first use).
   #call<T>(fn: (native: NftBinding, target: NftTarget) => Promise<T>): Promise<T> {
     if (!this.persistent) return fn(this.#native, this.netns);
-    let held = this.#held;
-    if (!held) {
-      const native = this.#native;
-      if (!native.nftSocketOpen) return fn(native, this.netns);
-      held = this.#held = this.#open(native, native.nftSocketOpen.bind(native));
-    }
-    const h = held;
-    const run = h.tail.then(async () => fn(h.native, await h.socket));
-    h.tail = run.catch(() => undefined);
-    return run;
-  }
-
-  #open(native: NftBinding, open: (netns: string | null) => Promise<NativeNftSocket>): Held {
-    const held: Held = { native, socket: open(this.netns), tail: Promise.resolve() };
-    // A failed open is reported to the calls waiting for it; the next call tries again.
-    held.socket.catch(() => {
-      if (this.#held === held) this.#held = undefined;
-    });
-    return held;
+    return this.#held.run(() => this.#native, fn);
   }
 
   /**
@@ -97,13 +74,8 @@ export class Nft {
    * opens a new socket — so call it again when done with those. Resolves at once for a per-call client or
    * when no socket is open; never rejects.
    */
-  async close(): Promise<void> {
-    const held = this.#held;
-    if (!held) return;
-    this.#held = undefined;
-    await held.tail;
-    const socket = await held.socket.catch(() => undefined);
-    socket?.close();
+  close(): Promise<void> {
+    return this.#held.close();
   }
 
   /** A new, empty transaction bound to this client. */

@@ -34,6 +34,8 @@ export interface ConntrackLike {
   list(filters?: ConntrackFilter | readonly ConntrackFilter[]): Promise<ConntrackEntry[]>;
   /** Deletes exactly these listed entries (original tuple incl. ICMP id, zone, conntrack id). */
   deleteEntries(entries: readonly ConntrackEntry[]): Promise<number>;
+  /** Releases what the client holds (a persistent ConntrackClient's socket); the handle calls it on close. */
+  close?(): Promise<void>;
 }
 
 /** The policy as cleanup reads it: the evaluator's members, the networks, who owns an address now. */

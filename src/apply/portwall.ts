@@ -144,7 +144,7 @@ export class Portwall {
     this.config = { ...DEFAULT_CONFIG, ...options.config, tables: { ...DEFAULT_CONFIG.tables, ...options.config?.tables } };
     this.netns = options.netns ?? null;
     this.#nft = new Nft({ netns: this.netns, persistent: true, ...(options.binding ? { binding: options.binding } : {}) });
-    this.#ct = options.conntrack === undefined ? new ConntrackClient(options.netns ? { netns: options.netns } : {}) : options.conntrack;
+    this.#ct = options.conntrack === undefined ? new ConntrackClient({ netns: this.netns, persistent: true }) : options.conntrack;
     if (this.config.publishIpsets) this.#ipsets = options.ipsets ?? new IpsetClient(options.netns ? { netns: options.netns } : {});
     this.#gc = options.profileGc === undefined ? GC_DEFAULT : options.profileGc;
   }
@@ -245,13 +245,14 @@ export class Portwall {
     return this.#engine?.ir();
   }
 
-  /** Waits for pending changes, stops the profile collector and releases the netlink socket. */
+  /** Waits for pending changes, stops the profile collector and releases the netlink sockets (nftables, conntrack). */
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#gcTimer) clearTimeout(this.#gcTimer);
     this.#gcTimer = undefined;
     await this.#queue;
     await this.#nft.close();
+    await this.#ct?.close?.();
   }
 
   /** The batch `apply` would commit, without committing it (it lists the kernel and compiles in full). */

@@ -352,6 +352,21 @@ export class Engine implements StateIndex {
     if (now) change.now = now;
     else delete change.now;
     this.#changes.set(id, change);
+    // A member that left a remote group (or lost an address in it) may have been a peer of the ports whose
+    // rules name that group: their flows with it are judged too.
+    for (const g of lostMemberships(old, now)) this.#peersOf(g);
+  }
+
+  /** Records the ports whose rules use `groupId` as a remote group as changed (policy the same). */
+  #peersOf(groupId: string): void {
+    if (!this.#remote.has(groupId)) return;
+    for (const prof of this.#profiles.values()) {
+      if (!prof.policy.rules.some((r) => r.remote.kind === 'group' && r.remote.groupId === groupId)) continue;
+      for (const id of prof.users) {
+        const p = this.#policies.get(id);
+        if (p && !this.#changes.has(id)) this.#changes.set(id, { old: p, now: p });
+      }
+    }
   }
 
   #index(p: PortPolicy, add: boolean): void {
@@ -462,6 +477,13 @@ export class Engine implements StateIndex {
   #skeletonInput(): SkeletonInput {
     return { config: this.config, networks: [...this.model.networks.values()], remote: this.#remoteInput() };
   }
+}
+
+/** Groups in which `old` had a member address that `now` no longer has there. */
+function lostMemberships(old: PortPolicy | undefined, now: PortPolicy | undefined): string[] {
+  if (!old) return [];
+  const kept = new Set(now ? now.groupIds.flatMap((g) => now.memberPrefixes.map((x) => `${g} ${x}`)) : []);
+  return [...new Set(old.groupIds.filter((g) => old.memberPrefixes.some((x) => !kept.has(`${g} ${x}`))))];
 }
 
 /** The skeleton with each set's elements as they were before the store's pending changes. */

@@ -4,7 +4,6 @@
 // namespace's own /proc/net/netlink lists as NETLINK_NETFILTER (protocol 12). Commits are tied to one socket by
 // the kernel itself: a table with the `owner` flag (2) accepts changes only from the socket that created it and
 // is dropped when that socket closes, so every successful change to it came through that still-open socket.
-import { readdirSync, readlinkSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -18,35 +17,10 @@ import type { Elements, NftSet, Table } from '../../src/nft/types.js';
 import { writeRecords } from '../../src/nft/wire-records.js';
 import { comparable } from '../helpers/compare.js';
 import { Netns, isRoot } from '../helpers/netns.js';
+import { netfilterSockets } from '../helpers/sockets.js';
 
 const family = 'inet' as const;
-const NETLINK_NETFILTER = '12';
 const OWNER = 2; // NFT_TABLE_F_OWNER
-
-interface HeldSocket {
-  inode: string;
-  portid: string;
-}
-
-// This process's NETLINK_NETFILTER sockets that live in `ns`.
-function netfilterSockets(ns: Netns): HeldSocket[] {
-  const ours = new Set<string>();
-  for (const fd of readdirSync('/proc/self/fd')) {
-    let link: string;
-    try {
-      link = readlinkSync(`/proc/self/fd/${fd}`);
-    } catch {
-      continue; // the directory's own fd, closed meanwhile
-    }
-    const m = /^socket:\[(\d+)\]$/.exec(link);
-    if (m) ours.add(m[1]!);
-  }
-  // Columns: sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode; /proc/net is the reader's namespace.
-  const rows = ns.exec('cat', ['/proc/net/netlink']).trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
-  return rows
-    .filter((c) => c[1] === NETLINK_NETFILTER && ours.has(c[9]!))
-    .map((c) => ({ inode: c[9]!, portid: c[2]! }));
-}
 
 const table = (name: string, flags?: number): Table => ({ kind: 'table', family, name, ...(flags ? { flags } : {}) });
 const hashSet = (t: string): NftSet => ({ kind: 'set', family, table: t, name: 'hosts', key: ['ipv4_addr'] });

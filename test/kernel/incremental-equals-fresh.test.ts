@@ -83,9 +83,10 @@ function randomRule(r: Rng, groupIds: readonly string[]): RuleInput {
   return rule;
 }
 
-function randomGroup(r: Rng, id: string, stateful: boolean): SecurityGroupInput {
-  const kin = stateful ? STATEFUL : STATELESS;
-  const rules = Array.from({ length: 1 + r.int(6) }, () => randomRule(r, kin));
+/** A group whose remote groups are itself or groups of `e` (of any kind: remote groups only lend addresses). */
+function randomGroup(r: Rng, e: Expected, id: string, stateful: boolean): SecurityGroupInput {
+  const remotes = [id, ...e.groups.keys()];
+  const rules = Array.from({ length: 1 + r.int(6) }, () => randomRule(r, remotes));
   if (id === 'g0') rules.push({ id: `r${ruleSeq++}`, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 80, port_range_max: 80, remote_ip_prefix: '198.51.100.0/24' });
   // Neutron refuses two equal rules in one group: keep the first of each.
   const seen = new Set<string>();
@@ -175,7 +176,7 @@ describe('S13: incremental = fresh', () => {
     const r = rng(SEED);
     const why = `seed ${SEED} (PW_S13_SEED=${SEED} PW_S13_OPS=${OPS} reproduces it)`;
     const e = new Expected();
-    for (const id of [...STATEFUL.slice(0, 3), STATELESS[0]!]) e.groups.set(id, randomGroup(r, id, id.startsWith('g')));
+    for (const id of [...STATEFUL.slice(0, 3), STATELESS[0]!]) e.groups.set(id, randomGroup(r, e, id, id.startsWith('g')));
     for (const vm of vms) {
       const p = h.port(vm, { security_groups: ['g0'] });
       e.ports.set(p.id, p);
@@ -213,7 +214,7 @@ describe('S13: incremental = fresh', () => {
         } else if (kind < 0.9) {
           const stateful = r.chance(0.85);
           const id = r.pick(stateful ? STATEFUL : STATELESS);
-          const g = randomGroup(r, id, stateful);
+          const g = randomGroup(r, e, id, stateful);
           await pw.upsertGroup(g);
           e.groups.set(id, g);
         } else if (kind < 0.96) {

@@ -1,0 +1,168 @@
+/**
+ * The datapath case: the rate of new TCP connections through one routed port while portwall holds a
+ * workload of N ports, against the conntrack floor (a minimal stateful forward chain: `ct state
+ * established,related accept; tcp dport 80 accept`) and against Neutron-style iptables (legacy) of the same
+ * state.
+ *
+ *   client ns (198.51.100.2) ─ uplink ─ host ns (the firewall, forwarding) ─ <port 0's device> ─ VM ns
+ *
+ * The VM plays the workload's port 0 (its device name, MAC and fixed IPv4; routed as in Calico: a /32 on
+ * eth0, default route via 169.254.1.1 on the host's loopback); its app0 group admits tcp 80 from
+ * 198.51.100.0/24. Neighbours are static, so ARP never enters a measurement. Rounds alternate the
+ * configurations (reloading each), so slow drift of the machine hits all of them alike.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+import { Portwall } from '../src/apply/portwall.js';
+import type { PortInput } from '../src/model/schema.js';
+import { type Netns, veth } from '../test/helpers/netns.js';
+import { Loaded, renderFor, BACKENDS } from './sg-competitors.js';
+import { type Cleanup, type Progress, type Row, errorText, finish, newRow, sleep } from './sg-harness.js';
+import { DATAPATH_TCP_PORT, type Workload } from './workload.js';
+
+export interface DatapathOptions {
+  rounds: number;
+  /** Seconds of each measurement. */
+  seconds: number;
+  concurrency: number;
+  progress: Progress;
+}
+
+const PEER = fileURLToPath(new URL('./tcp-peer.js', import.meta.url));
+const GW4 = '169.254.1.1';
+// `fwd` and other keywords are refused as chain names by nft 1.0.6's parser.
+const FLOOR = `table inet sgfloor {\n chain forward_ct {\n  type filter hook forward priority 0; policy drop;\n  ct state established,related accept\n  tcp dport ${DATAPATH_TCP_PORT} accept\n }\n}\n`;
+
+/** The three namespaces and the VM's server; `close()` (or the cleanup registry) removes them. */
+class Path {
+  readonly host: Netns;
+  readonly client: Netns;
+  readonly vm: Netns;
+  readonly vmAddr: string;
+  #server: ChildProcess | undefined;
+
+  constructor(private readonly cleanup: Cleanup, port: PortInput) {
+    this.host = cleanup.netns('sg-dp-host');
+    this.client = cleanup.netns('sg-dp-cli');
+    this.vm = cleanup.netns('sg-dp-vm');
+    this.vmAddr = port.fixed_ips![0]!.ip_address;
+    const h = this.host, c = this.client, vm = this.vm;
+    for (const ns of [h, c, vm]) ns.exec('sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.router_solicitations=0', 'net.ipv6.conf.default.router_solicitations=0']);
+    h.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0', 'net.ipv4.conf.all.send_redirects=0', 'net.ipv4.conf.default.send_redirects=0']);
+    // The client's ephemeral ports cover a whole round without reuse.
+    c.exec('sysctl', ['-qw', 'net.ipv4.ip_local_port_range=1024 65535']);
+    h.exec('ip', ['addr', 'add', `${GW4}/32`, 'dev', 'lo']);
+    veth(h, 'uplink', c, 'eth0', { a: ['198.51.100.1/24'], b: ['198.51.100.2/24'] });
+    c.exec('ip', ['route', 'add', '198.18.0.0/15', 'via', '198.51.100.1']);
+    h.exec('ip', ['link', 'add', port.device, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', vm.name]);
+    vm.exec('ip', ['link', 'set', 'eth0', 'address', port.mac_address]);
+    vm.exec('ip', ['addr', 'add', `${this.vmAddr}/32`, 'dev', 'eth0']);
+    vm.exec('ip', ['link', 'set', 'eth0', 'up']);
+    vm.exec('ip', ['route', 'add', GW4, 'dev', 'eth0', 'scope', 'link']);
+    vm.exec('ip', ['route', 'add', 'default', 'via', GW4, 'dev', 'eth0']);
+    h.exec('ip', ['link', 'set', port.device, 'up']);
+    h.exec('ip', ['route', 'add', `${this.vmAddr}/32`, 'dev', port.device]);
+    const macOf = (ns: Netns, dev: string) => ns.exec('cat', [`/sys/class/net/${dev}/address`]).trim();
+    h.exec('ip', ['neigh', 'replace', this.vmAddr, 'lladdr', port.mac_address, 'dev', port.device, 'nud', 'permanent']);
+    vm.exec('ip', ['neigh', 'replace', GW4, 'lladdr', macOf(h, port.device), 'dev', 'eth0', 'nud', 'permanent']);
+    h.exec('ip', ['neigh', 'replace', '198.51.100.2', 'lladdr', macOf(c, 'eth0'), 'dev', 'uplink', 'nud', 'permanent']);
+    c.exec('ip', ['neigh', 'replace', '198.51.100.1', 'lladdr', macOf(h, 'uplink'), 'dev', 'eth0', 'nud', 'permanent']);
+  }
+
+  /** The VM's TCP server, for at most `seconds`. */
+  async serve(seconds: number): Promise<void> {
+    const child = this.#server = this.cleanup.proc(spawn('ip', ['netns', 'exec', this.vm.name, process.execPath, PEER, 'server', '--port', String(DATAPATH_TCP_PORT), '--seconds', String(seconds)], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('tcp server did not start')), 10_000);
+      child.stdout.on('data', (d: Buffer) => {
+        if (d.toString().includes('ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.on('exit', () => reject(new Error('tcp server exited')));
+    });
+  }
+
+  /** One client run from the outside namespace (bounded by its own clock and by a kill timer). */
+  async connect(seconds: number, concurrency: number, max = 200_000): Promise<{ connections: number; failures: number; rate: number }> {
+    const args = [PEER, 'client', '--host', this.vmAddr, '--port', String(DATAPATH_TCP_PORT), '--seconds', String(seconds), '--max', String(max), '--concurrency', String(concurrency)];
+    const child = this.cleanup.proc(spawn('ip', ['netns', 'exec', this.client.name, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    const timer = setTimeout(() => this.cleanup.kill(child), (seconds + 15) * 1000);
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    clearTimeout(timer);
+    const line = out.split('\n').find((l) => l.startsWith('{'));
+    if (code !== 0 || !line) throw new Error(`tcp client exited ${code}`);
+    return JSON.parse(line) as { connections: number; failures: number; rate: number };
+  }
+
+  flushConntrack(): void {
+    this.host.tryExec('conntrack', ['-F']);
+  }
+
+  close(): void {
+    if (this.#server) this.cleanup.kill(this.#server);
+    for (const ns of [this.client, this.vm, this.host]) this.cleanup.drop(ns);
+  }
+}
+
+/** The rate at each size, for portwall, the floor and legacy iptables, over `rounds` alternating rounds. */
+export async function datapathCases(cleanup: Cleanup, workloads: Workload[], opts: DatapathOptions): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const w of workloads) {
+    const size = w.opts.ports;
+    const port = w.state.ports![0]!;
+    const p = new Path(cleanup, port);
+    const loaded = new Loaded(p.host);
+    try {
+      const budgetS = opts.rounds * 3 * (opts.seconds + 60) + 60;
+      await p.serve(budgetS);
+      const rendered = renderFor(w.state);
+      const configs: { tool: string; load: () => Promise<void> }[] = [
+        { tool: 'portwall', load: async () => {
+          loaded.nft = true;
+          const pw = Portwall.open({ netns: p.host.name });
+          await pw.apply(w.state);
+          await pw.close();
+        } },
+        { tool: 'conntrack floor', load: async () => { loaded.nft = true; p.host.nftLoad(FLOOR); } },
+        ...(BACKENDS.includes('legacy') ? [{ tool: 'iptables-legacy', load: async () => loaded.restore('legacy', rendered) }] : []),
+      ];
+      const info = { seconds: opts.seconds, concurrency: opts.concurrency, port: port.device };
+      const byTool = configs.map((c) => newRow('datapath', 'new-tcp-conn', size, c.tool, 'conn/s', { ...info }));
+      if (!BACKENDS.includes('legacy')) rows.push({ ...newRow('datapath', 'new-tcp-conn', size, 'iptables-legacy', 'conn/s'), status: 'skipped: tool missing' });
+      rows.push(...byTool);
+      const failures = configs.map(() => 0);
+      for (let round = 0; round < opts.rounds; round++) {
+        for (const [k, c] of configs.entries()) {
+          const row = byTool[k]!;
+          if (row.status !== 'ok') continue;
+          opts.progress.update(`datapath @${size}`, `round ${round + 1}/${opts.rounds}: ${c.tool}`);
+          try {
+            loaded.reset();
+            await c.load();
+            p.flushConntrack();
+            await sleep(200);
+            // The port must really admit the client, or the rate would measure timeouts.
+            const probe = await p.connect(1, 1, 3);
+            if (probe.connections === 0) throw new Error(`no connection passed ${c.tool}`);
+            await p.connect(Math.min(0.5, opts.seconds), opts.concurrency);
+            p.flushConntrack();
+            const r = await p.connect(opts.seconds, opts.concurrency);
+            row.samples.push(r.rate);
+            failures[k]! += r.failures;
+          } catch (e) {
+            row.status = errorText(e);
+          }
+        }
+      }
+      byTool.forEach((row, k) => { row.info = { ...row.info, failures: failures[k] }; });
+    } finally {
+      p.close();
+    }
+  }
+  return rows.map(finish);
+}

@@ -1,0 +1,213 @@
+/**
+ * The security-group benchmark's report: the targets of the project spec judged against the rows (met,
+ * missed, n/a when the API is not there yet, not measured when the run skipped that size), ratios, the
+ * console table, and the JSON (every sample) and Markdown (p50/p99 tables) files.
+ */
+import { readFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+
+import { run } from '../test/helpers/netns.js';
+import { NOT_IMPLEMENTED, type Row, timed, versionOf } from './sg-harness.js';
+
+export interface Target {
+  target: string;
+  /** What was measured, in words and numbers. */
+  measured: string;
+  status: 'met' | 'missed' | 'not measured' | typeof NOT_IMPLEMENTED | 'error';
+}
+
+export interface Ratio {
+  name: string;
+  value: number;
+}
+
+export interface Report {
+  started: string;
+  durationS: number;
+  args: Record<string, unknown>;
+  machine: Record<string, unknown>;
+  workloads: Record<string, unknown>[];
+  rows: Row[];
+  ratios: Ratio[];
+  targets: Target[];
+  notes: string[];
+}
+
+export async function machineFacts(): Promise<Record<string, unknown>> {
+  const scratch = `pw-sgfacts-${process.pid}`;
+  let netnsExecMs: number | undefined;
+  try {
+    run('ip', ['netns', 'add', scratch]);
+    const xs: number[] = [];
+    for (let i = 0; i < 5; i++) xs.push(await timed(() => run('ip', ['netns', 'exec', scratch, 'true'])));
+    netnsExecMs = Math.round(xs.sort((a, b) => a - b)[2]! * 100) / 100;
+  } catch {
+    /* left out of the facts */
+  } finally {
+    try { run('ip', ['netns', 'del', scratch]); } catch { /* never created */ }
+  }
+  return {
+    kernel: run('uname', ['-r']).trim(),
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memTotalMB: Math.round(totalmem() / 1e6),
+    node: process.version,
+    nft: versionOf('nft', ['--version']),
+    iptablesLegacy: versionOf('iptables-legacy-restore', ['--version']),
+    iptablesNft: versionOf('iptables-nft-restore', ['--version']),
+    ipset: versionOf('ipset', ['--version']),
+    netnsExecMs,
+    // Other work on the machine shows here (the measurements share its CPUs).
+    loadavgAtStart: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
+  };
+}
+
+type Find = (section: string, kase: string, size: number, tool: string) => Row | undefined;
+
+const fmt = (x: number | undefined, unit = 'ms'): string =>
+  x === undefined ? '—' : unit === 'ms' ? `${x < 10 ? x.toFixed(3) : x < 1000 ? x.toFixed(1) : x.toFixed(0)} ms` : `${Math.round(x)}${unit ? ` ${unit}` : ''}`;
+const times = (x: number) => `${x < 10 ? x.toFixed(2) : x.toFixed(0)}×`;
+const ok = (r: Row | undefined): r is Row & { p50: number; p99: number } => r?.status === 'ok' && r.p50 !== undefined;
+
+/** The spec's targets, one line per (target, size, case) the run could judge. */
+export function judge(rows: Row[], sizes: number[], changeSize: number): { targets: Target[]; ratios: Ratio[] } {
+  const find: Find = (s, c, n, t) => rows.find((r) => r.section === s && r.case === c && r.size === n && r.tool === t);
+  const targets: Target[] = [];
+  const ratios: Ratio[] = [];
+  const bound = (target: string, r: Row | undefined, value: (r: Row & { p50: number; p99: number }) => number, limit: number, fallback?: Row, q = 'p50') => {
+    if (r?.status === NOT_IMPLEMENTED) {
+      const via = ok(fallback) ? `; apply(state ± change): ${q} ${fmt(value(fallback))}` : '';
+      return targets.push({ target, measured: `incremental API not implemented${via}`, status: NOT_IMPLEMENTED });
+    }
+    if (!r) return targets.push({ target, measured: 'not run', status: 'not measured' });
+    if (!ok(r)) return targets.push({ target, measured: r.status, status: 'error' });
+    const v = value(r);
+    targets.push({ target, measured: `${q} ${fmt(v, r.unit)} (n=${r.samples.length})`, status: v <= limit ? 'met' : 'missed' });
+  };
+
+  const lo = Math.min(...sizes), hi = Math.max(...sizes);
+  for (const n of sizes) {
+    for (const c of ['add', 'change-groups', 'change-ip', 'remove']) {
+      const inc = find('one-port', c, n, 'portwall incremental');
+      const app = find('one-port', c, n, 'portwall apply');
+      const limit = c === 'add' ? 0.5 : 1;
+      bound(`one-port ${c} p50 ≤ ${limit} ms @${n}`, inc, (r) => r.p50, limit, app);
+      bound(`one-port ${c} p99 ≤ 5 ms @${n}`, inc, (r) => r.p99, 5, app, 'p99');
+      if (ok(inc) && ok(app)) ratios.push({ name: `one-port ${c} @${n}: apply(state ± port) / incremental p50`, value: app.p50 / inc.p50 });
+    }
+    for (const c of ['rule-add', 'rule-remove']) {
+      const inc = find('group-rule', c, n, 'portwall incremental');
+      bound(`group ${c} p50 ≤ 3 ms @${n} (${String(inc?.info?.groupUsers ?? '?')} ports use the group)`, inc, (r) => r.p50, 3, find('group-rule', c, n, 'portwall apply'));
+    }
+  }
+  for (const c of ['add', 'change-groups', 'change-ip', 'remove']) {
+    const a = find('one-port', c, lo, 'portwall incremental'), b = find('one-port', c, hi, 'portwall incremental');
+    const target = `one-port ${c} flat: p50 @${hi} / p50 @${lo} ≤ 1.5`;
+    if (lo === hi) targets.push({ target, measured: 'one size only', status: 'not measured' });
+    else if (a?.status === NOT_IMPLEMENTED || b?.status === NOT_IMPLEMENTED) {
+      const pa = find('one-port', c, lo, 'portwall apply'), pb = find('one-port', c, hi, 'portwall apply');
+      targets.push({ target, measured: `incremental API not implemented${ok(pa) && ok(pb) ? `; apply path ratio ${times(pb.p50 / pa.p50)}` : ''}`, status: NOT_IMPLEMENTED });
+    } else if (ok(a) && ok(b)) targets.push({ target, measured: times(b.p50 / a.p50), status: b.p50 / a.p50 <= 1.5 ? 'met' : 'missed' });
+    else targets.push({ target, measured: 'missing rows', status: 'error' });
+
+    const legacy = find('one-port', c, changeSize, 'iptables-legacy-restore');
+    const inc = find('one-port', c, changeSize, 'portwall incremental');
+    const app = find('one-port', c, changeSize, 'portwall apply');
+    const t2 = `one-port ${c} ≥ 1000× faster than legacy restore @${changeSize}`;
+    if (ok(legacy) && ok(app)) ratios.push({ name: `one-port ${c} @${changeSize}: legacy restore / apply(state ± port) p50`, value: legacy.p50 / app.p50 });
+    for (const b of ['iptables-legacy-restore', 'iptables-nft-restore']) {
+      const other = find('one-port', c, changeSize, b);
+      if (ok(other) && ok(inc)) ratios.push({ name: `one-port ${c} @${changeSize}: ${b} / incremental p50`, value: other.p50 / inc.p50 });
+    }
+    if (!ok(legacy)) targets.push({ target: t2, measured: legacy?.status ?? 'not run', status: legacy ? 'error' : 'not measured' });
+    else if (inc?.status === NOT_IMPLEMENTED) targets.push({ target: t2, measured: `incremental API not implemented${ok(app) ? `; apply path ${times(legacy.p50 / app.p50)}` : ''}`, status: NOT_IMPLEMENTED });
+    else if (ok(inc)) targets.push({ target: t2, measured: times(legacy.p50 / inc.p50), status: legacy.p50 / inc.p50 >= 1000 ? 'met' : 'missed' });
+    else targets.push({ target: t2, measured: inc?.status ?? 'not run', status: inc ? 'error' : 'not measured' });
+  }
+
+  for (const n of new Set(rows.filter((r) => r.section === 'full-sync').map((r) => r.size))) {
+    const pw = find('full-sync', 'full-sync', n, 'portwall apply');
+    const floor = find('full-sync', 'full-sync', n, 'replay floor');
+    if (!ok(pw)) continue;
+    for (const t of ['replay floor', 'nft -f', 'iptables-legacy-restore', 'iptables-nft-restore']) {
+      const other = find('full-sync', 'full-sync', n, t);
+      if (ok(other)) ratios.push({ name: `full sync @${n}: ${t} / portwall apply p50`, value: other.p50 / pw.p50 });
+    }
+    if (ok(floor)) ratios.push({ name: `full sync @${n}: portwall apply / replay floor p50`, value: pw.p50 / floor.p50 });
+  }
+  const pw1k = find('full-sync', 'full-sync', 1000, 'portwall apply');
+  const legacy1k = find('full-sync', 'full-sync', 1000, 'iptables-legacy-restore');
+  const floor1k = find('full-sync', 'full-sync', 1000, 'replay floor');
+  const pair = (target: string, a: Row | undefined, b: Row | undefined, f: (a: number, b: number) => number, pass: (x: number) => boolean) => {
+    if (!a || !b) return targets.push({ target, measured: 'size not run', status: 'not measured' });
+    if (!ok(a) || !ok(b)) return targets.push({ target, measured: `${a.status} / ${b.status}`, status: 'error' });
+    const x = f(a.p50, b.p50);
+    targets.push({ target, measured: `${times(x)} (${fmt(a.p50, a.unit)} vs ${fmt(b.p50, b.unit)})`, status: pass(x) ? 'met' : 'missed' });
+  };
+  pair('full sync 1000×20: ≥ 10× faster than legacy restore', legacy1k, pw1k, (a, b) => a / b, (x) => x >= 10);
+  pair('full sync 1000×20: ≤ 1.3× the replay floor', pw1k, floor1k, (a, b) => a / b, (x) => x <= 1.3);
+  const pw5k = find('full-sync', 'full-sync', 5000, 'portwall apply');
+  if (pw5k) bound('full sync 5000×20 < 0.5 s', pw5k, (r) => r.p50, 500);
+  else targets.push({ target: 'full sync 5000×20 < 0.5 s', measured: 'size not run', status: 'not measured' });
+
+  const members = rows.filter((r) => r.section === 'member' && r.tool === 'portwall incremental');
+  for (const r of members) {
+    bound(`member ${r.case} p50 ≤ 0.3 ms (${String(r.info?.members)} members, ${String(r.info?.referencingPorts)} referencing ports)`, r, (x) => x.p50, 0.3,
+      find('member', r.case, r.size, 'portwall apply'));
+  }
+  if (members.length === 0) targets.push({ target: 'member change p50 ≤ 0.3 ms', measured: 'not run', status: 'not measured' });
+
+  const rss = find('memory', 'rss-after-full-sync', 5000, 'portwall apply');
+  if (rss) bound('RSS ≤ 200 MB after a full sync of 5000 ports', rss, (r) => r.p50, 200);
+  else targets.push({ target: 'RSS ≤ 200 MB after a full sync of 5000 ports', measured: 'size not run', status: 'not measured' });
+
+  const dpSizes = [...new Set(rows.filter((r) => r.section === 'datapath').map((r) => r.size))];
+  for (const n of dpSizes) {
+    const pw = find('datapath', 'new-tcp-conn', n, 'portwall');
+    const floor = find('datapath', 'new-tcp-conn', n, 'conntrack floor');
+    pair(`new-connection rate ≥ 90% of the conntrack floor @${n}`, pw, floor, (a, b) => a / b, (x) => x >= 0.9);
+    const legacy = find('datapath', 'new-tcp-conn', n, 'iptables-legacy');
+    if (ok(pw) && ok(floor)) ratios.push({ name: `datapath @${n}: portwall / floor rate`, value: pw.p50 / floor.p50 });
+    if (ok(legacy) && ok(floor)) ratios.push({ name: `datapath @${n}: iptables-legacy / floor rate`, value: legacy.p50 / floor.p50 });
+  }
+  if (dpSizes.length === 0) targets.push({ target: 'new-connection rate ≥ 90% of the conntrack floor', measured: 'datapath skipped', status: 'not measured' });
+  return { targets, ratios };
+}
+
+/** Fixed-width table of every row, for the console. */
+export function consoleTable(rows: Row[]): string {
+  const head = ['section', 'case', 'size', 'tool', 'n', 'p50', 'p99', 'status'];
+  const body = rows.map((r) => [r.section, r.case, String(r.size), r.tool, String(r.samples.length), fmt(r.p50, r.unit), fmt(r.p99, r.unit), r.status === 'ok' ? '' : r.status]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 2 || (i >= 4 && i <= 6) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+export function markdown(report: Report): string {
+  const { rows } = report;
+  const table = (head: string[], body: string[][]) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...body.map((b) => `| ${b.join(' | ')} |`)].join('\n');
+  const rowTable = (section: string) => table(['size', 'case', 'tool', 'n', 'p50', 'p99', 'status'],
+    rows.filter((r) => r.section === section).map((r) => [String(r.size), r.case, r.tool, String(r.samples.length), fmt(r.p50, r.unit), fmt(r.p99, r.unit), r.status]));
+  const out = [
+    `# Security-group update benchmark — ${report.started}`, '',
+    `Run time ${report.durationS.toFixed(0)} s. Arguments: \`${JSON.stringify(report.args)}\`.`, '',
+    '## Machine', '', table(['fact', 'value'], Object.entries(report.machine).map(([k, v]) => [k, String(v)])), '',
+    '## Workloads', '', table(['workload', 'facts'], report.workloads.map((w) => [String(w.name), JSON.stringify({ ...w, name: undefined })])), '',
+    '## Targets', '', table(['target', 'measured', 'status'], report.targets.map((t) => [t.target, t.measured, t.status === 'met' ? '**met**' : t.status === 'missed' ? '**missed**' : t.status])), '',
+    '## One-port changes (after a full sync, one handle)', '', rowTable('one-port'), '',
+    '## Group rule changes', '', rowTable('group-rule'), '',
+    '## Remote-group membership changes', '', rowTable('member'), '',
+    '## Full sync into an empty namespace', '', rowTable('full-sync'), '',
+    '## Memory', '', rowTable('memory'), '',
+    '## Datapath: new TCP connections per second through one routed port', '',
+    table(['size', 'tool', 'rounds', 'p50 conn/s', 'min', 'max', 'share of floor', 'status'],
+      rows.filter((r) => r.section === 'datapath').map((r) => {
+        const floor = rows.find((f) => f.section === 'datapath' && f.size === r.size && f.tool === 'conntrack floor');
+        const share = r.p50 !== undefined && floor?.p50 ? `${((r.p50 / floor.p50) * 100).toFixed(1)}%` : '—';
+        return [String(r.size), r.tool, String(r.samples.length), fmt(r.p50, ''), fmt(r.min, ''), fmt(r.max, ''), share, r.status];
+      })), '',
+    '## Ratios (p50 over p50)', '', table(['ratio', 'value'], report.ratios.map((r) => [r.name, times(r.value)])), '',
+    '## Notes', '', ...report.notes.map((n) => `- ${n}`), '',
+  ];
+  return out.join('\n');
+}

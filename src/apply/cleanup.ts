@@ -36,6 +36,11 @@ export interface ConntrackLike {
   deleteEntries(entries: readonly ConntrackEntry[]): Promise<number>;
   /** Releases what the client holds (a persistent ConntrackClient's socket); the handle calls it on close. */
   close?(): Promise<void>;
+  /**
+   * The namespace's number of tracked entries (no table walk). When it is 0 the cleanup skips its dump, which
+   * walks the kernel's whole conntrack hash (~10 ms here) even for an empty table.
+   */
+  count?(): Promise<number>;
 }
 
 /** The policy as cleanup reads it: the evaluator's members, the networks, who owns an address now. */
@@ -79,6 +84,26 @@ export interface AffectedPort {
   zones: number[];
   /** Its old and new addresses (prefixes). */
   addresses: string[];
+}
+
+/**
+ * Whether a port's change may have taken permission from some of its flows (conservatively: anything that
+ * is not plainly a widening). A port new to the handle is not judged (its flows before it was filtered are
+ * the full pass's, on a handle's first change); a removed port always is.
+ */
+export function mayShrink(old: PortPolicy | undefined, now: PortPolicy | undefined): boolean {
+  if (!old) return false;
+  if (!now) return true;
+  if (!now.filtered) return false;
+  if (!old.filtered || old.zone !== now.zone || old.mode !== now.mode || old.stateful !== now.stateful || old.mac !== now.mac) return true;
+  const missing = <T>(a: readonly T[], b: readonly T[], key: (x: T) => string) => {
+    const have = new Set(b.map(key));
+    return a.some((x) => !have.has(key(x)));
+  };
+  const ruleKey = (r: PortPolicy['rules'][number]) => JSON.stringify([r.direction, r.family, r.protocol, r.ports, r.icmp, r.remote]);
+  return missing(old.spoof, now.spoof, (s) => `${s.mac} ${s.prefix}`) || missing(old.fixedIps, now.fixedIps, String) ||
+    missing(old.dhcpServers, now.dhcpServers, String) || missing(old.routers, now.routers, String) ||
+    missing(old.rules, now.rules, ruleKey);
 }
 
 /** What a cleanup did. */
@@ -129,7 +154,7 @@ const MAX_FILTERS = 256;
  */
 export async function cleanup(ct: ConntrackLike, view: CleanupView, affected: readonly AffectedPort[]): Promise<CleanupResult> {
   const ports = affected.filter((a) => !a.port || (a.port.filtered && a.port.stateful));
-  if (ports.length === 0) return { deleted: 0, examined: 0, ports: 0 };
+  if (ports.length === 0 || (ct.count && (await ct.count()) === 0)) return { deleted: 0, examined: 0, ports: ports.length };
   const filters: ConntrackFilter[] = [];
   for (const a of ports) {
     for (const zone of a.zones) {

@@ -36,7 +36,7 @@ import { DEFAULT_CONFIG, type Model, type PortwallConfig } from '../model/types.
 import { Nft } from '../nft/client.js';
 import type { NftBinding } from '../native.js';
 import type { Family, NftObject, Operation } from '../nft/types.js';
-import { affectedPorts, cleanup, type CleanupResult, type ConntrackLike } from './cleanup.js';
+import { affectedPorts, cleanup, mayShrink, type CleanupResult, type ConntrackLike } from './cleanup.js';
 import { diff, type Diff } from './diff.js';
 import { Engine, hintsFrom, type PortChange } from './engine.js';
 import { publishIpsets, type IpsetLike, type PublishResult } from './ipsets.js';
@@ -406,10 +406,12 @@ export class Portwall {
     if (!this.#ct) return none;
     if (!withCleanup) return none;
     const all = full ? [...e.model.ports.keys()].map((id) => ({ now: e.policy(id)! })) : [];
-    const scope = [...this.#pending, ...changes, ...all];
+    // Widening changes take nothing away; the ports recorded as peers of a shrunk group have old === now.
+    const shrunk = changes.filter((c) => c.old === c.now || mayShrink(c.old, c.now));
+    const scope = [...this.#pending, ...shrunk, ...all];
     if (scope.length === 0) return none;
     // Until it succeeds, these changes and a full pass are owed.
-    this.#pending = [...this.#pending, ...changes].slice(-MAX_PENDING);
+    this.#pending = [...this.#pending, ...shrunk].slice(-MAX_PENDING);
     this.#cleanDebt = true;
     const r = await cleanup(this.#ct, e, affectedPorts(e, scope));
     this.#pending = [];

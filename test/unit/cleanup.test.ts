@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from 'vitest';
 
-import { affectedPorts, viewOf, type ConntrackLike } from '../../src/apply/cleanup.js';
+import { affectedPorts, mayShrink, viewOf, type ConntrackLike } from '../../src/apply/cleanup.js';
 import { Portwall } from '../../src/apply/portwall.js';
 import { prefixContains } from '../../src/compile/addr.js';
 import type { ConntrackEntry, ConntrackFilter } from '../../src/conntrack.js';
@@ -152,6 +152,38 @@ describe('conntrack cleanup', () => {
     expect(a[1]!.addresses).toEqual(expect.arrayContaining(['192.0.2.77/32', ...p2!.fixedIps]));
     // A removed port keeps its old zone and addresses.
     expect(affectedPorts(viewOf(ir), [{ old: p1! }])[0]).toMatchObject({ portId: p1!.portId, zones: [101], addresses: expect.arrayContaining(p1!.fixedIps) });
+  });
+
+  test('mayShrink: widening changes are not judged, anything that takes permission away is', async () => {
+    const { pw } = open();
+    await pw.apply(two());
+    const [p] = pw.policy()!.ports;
+    const base = p!;
+    expect(mayShrink(undefined, base)).toBe(false); // a port new to the handle
+    expect(mayShrink(base, undefined)).toBe(true); // removed
+    expect(mayShrink(base, base)).toBe(false);
+    const extraIp = { ...base, fixedIps: [...base.fixedIps, '192.0.2.99/32'], spoof: [...base.spoof, { mac: base.mac, prefix: '192.0.2.99/32', family: 4 as const }] };
+    expect(mayShrink(base, extraIp)).toBe(false);
+    expect(mayShrink(extraIp, base)).toBe(true);
+    const moreRules = { ...base, rules: [...base.rules, { ...base.rules[0]!, ruleId: 'x', ports: { min: 1, max: 2 } }] };
+    expect(mayShrink(base, moreRules)).toBe(false);
+    expect(mayShrink(moreRules, base)).toBe(true);
+    expect(mayShrink(base, { ...base, rules: base.rules.map((r) => ({ ...r, ruleId: `renamed-${r.ruleId}` })) })).toBe(false);
+    expect(mayShrink({ ...base, filtered: false }, base)).toBe(true); // port security switched on
+    expect(mayShrink(base, { ...base, filtered: false })).toBe(false);
+    expect(mayShrink(base, { ...base, zone: 102 })).toBe(true);
+  });
+
+  test('an empty conntrack table (count 0) is not dumped', async () => {
+    const ct = Object.assign(new FakeConntrack(), { count: async () => 0 });
+    const pw = Portwall.open({ binding: new FakeNft(), conntrack: ct });
+    await pw.apply(two());
+    await pw.apply(withoutHttp());
+    expect(ct.lists).toBe(0);
+    const counted = Object.assign(new FakeConntrack(), { count: async () => 1 });
+    const pw2 = Portwall.open({ binding: new FakeNft(), conntrack: counted });
+    await pw2.apply(two());
+    expect(counted.lists).toBe(1); // the first change: a full pass
   });
 });
 

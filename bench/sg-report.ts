@@ -186,8 +186,11 @@ export function consoleTable(rows: Row[]): string {
 export function markdown(report: Report): string {
   const { rows } = report;
   const table = (head: string[], body: string[][]) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...body.map((b) => `| ${b.join(' | ')} |`)].join('\n');
-  const rowTable = (section: string) => table(['size', 'case', 'tool', 'n', 'p50', 'p99', 'status'],
-    rows.filter((r) => r.section === section).map((r) => [String(r.size), r.case, r.tool, String(r.samples.length), fmt(r.p50, r.unit), fmt(r.p99, r.unit), r.status]));
+  // Where the time goes, from the ApplyResults: p50 of each stage, elements per batch, listings (adopted).
+  const stages = (r: Row) => Object.entries((r.info?.stageP50 ?? {}) as Record<string, number>)
+    .map(([k, v]) => `${k === 'adoptedCount' ? 'adopted' : k} ${v}`).join(' · ');
+  const rowTable = (section: string) => table(['size', 'case', 'tool', 'n', 'p50', 'p99', 'status', 'stages p50 (ms)'],
+    rows.filter((r) => r.section === section).map((r) => [String(r.size), r.case, r.tool, String(r.samples.length), fmt(r.p50, r.unit), fmt(r.p99, r.unit), r.status, stages(r)]));
   const out = [
     `# Security-group update benchmark — ${report.started}`, '',
     `Run time ${report.durationS.toFixed(0)} s. Arguments: \`${JSON.stringify(report.args)}\`.`, '',

@@ -150,6 +150,14 @@ Napi::Value Dump(const Napi::CallbackInfo& info) {
       [](Napi::Env env, FilterBaton& b) -> Napi::Value { return entries_buffer(env, b.entries); });
 }
 
+// conntrackCount(target): the namespace's number of tracked entries, without walking the conntrack hash.
+Napi::Value Count(const Napi::CallbackInfo& info) {
+  auto b = std::make_unique<FilterBaton>();
+  b->target = ct_target(info[0]);
+  return run(
+      info, std::move(b), [](auto& where, FilterBaton& b) { b.count = conntrack::count(where); }, count_value);
+}
+
 Napi::Value Delete(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<FilterBaton>();
   b->target = ct_target(info[0]);
@@ -289,6 +297,7 @@ void RegisterConntrack(Napi::Env env, Napi::Object exports) {
       Napi::Persistent(HeldSocketHandle<conntrack::Socket>::Define(env, "ConntrackSocket"));
   exports.Set("conntrackSocketOpen", Napi::Function::New(env, SocketOpen, "conntrackSocketOpen"));
   exports.Set("conntrackDump", Napi::Function::New(env, Dump));
+  exports.Set("conntrackCount", Napi::Function::New(env, Count));
   exports.Set("conntrackDelete", Napi::Function::New(env, Delete));
   exports.Set("conntrackDeleteEntries", Napi::Function::New(env, DeleteEntries));
   exports.Set("conntrackCreate", Napi::Function::New(env, Create));

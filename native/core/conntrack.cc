@@ -31,6 +31,7 @@ constexpr uint32_t kFilterDstPort = 1u << 5;
 constexpr size_t kChunkBytes = 256 * 1024;
 constexpr size_t kMaxMessageBytes = 1024;
 constexpr size_t kRecvBytes = 256 * 1024;
+constexpr size_t kStatsRecvBytes = 8192;  // a stats reply or an ack is well under 100 bytes
 
 struct CtDeleter {
   void operator()(nf_conntrack* ct) const { nfct_destroy(ct); }
@@ -473,6 +474,80 @@ std::vector<Entry> dump(Socket& sock, const std::vector<Filter>& filters) { retu
 std::vector<Entry> dump(const std::string& netns, const std::vector<Filter>& filters) {
   Socket sock(netns);
   return dump_on(sock, filters);
+}
+
+namespace {
+
+struct StatsState {
+  bool seen = false;     // a CTA_STATS_GLOBAL_ENTRIES attribute arrived
+  uint32_t entries = 0;
+  int kernel_err = 0;    // the errno the kernel refused the request with
+};
+
+int on_stats_message(const nlmsghdr* nlh, void* data) {
+  auto* st = static_cast<StatsState*>(data);
+  if (nlh->nlmsg_type != ((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET_STATS)) return MNL_CB_OK;
+  each_attr(mnl_nlmsg_get_payload_offset(nlh, sizeof(nfgenmsg)), mnl_nlmsg_get_payload_tail(nlh), [&](const nlattr* a) {
+    if (mnl_attr_get_type(a) == CTA_STATS_GLOBAL_ENTRIES && mnl_attr_get_payload_len(a) >= 4) {
+      st->entries = ntohl(mnl_attr_get_u32(a));
+      st->seen = true;
+    }
+  });
+  return MNL_CB_OK;
+}
+
+// The request asks for an ack: a zero NLMSG_ERROR after the reply ends the exchange, a non-zero one is the
+// kernel's refusal.
+int on_stats_error(const nlmsghdr* h, void* data) {
+  if (mnl_nlmsg_get_payload_len(h) < sizeof(nlmsgerr)) {
+    errno = EBADMSG;
+    return MNL_CB_ERROR;
+  }
+  int err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(h))->error;
+  if (err == 0) return MNL_CB_STOP;
+  errno = static_cast<StatsState*>(data)->kernel_err = -err;
+  return MNL_CB_ERROR;
+}
+
+// A reply to a plain request never ends with NLMSG_DONE: one here is out of step.
+int on_stats_done(const nlmsghdr*, void*) {
+  errno = EPROTO;
+  return MNL_CB_ERROR;
+}
+
+mnl_cb_t kStatsControl[NLMSG_MIN_TYPE] = {nullptr, nullptr, on_stats_error, on_stats_done};
+
+}  // namespace
+
+uint32_t count(Socket& s) {
+  NlSocket& sock = s.nl();
+  std::vector<char> buf(kStatsRecvBytes);
+  const uint32_t seq = s.next_seq();
+  // Not the per-CPU variant (IPCTNL_MSG_CT_GET_STATS_CPU, a dump): one message with the namespace's count.
+  nlmsghdr* nlh = put_request(buf.data(), IPCTNL_MSG_CT_GET_STATS, NLM_F_ACK, seq, AF_UNSPEC);
+  sock.send(nlh, nlh->nlmsg_len);
+  StatsState st;
+  for (;;) {
+    ssize_t n = sock.recv(buf.data(), buf.size());
+    int ret = mnl_cb_run2(buf.data(), static_cast<size_t>(n), seq, sock.portid(), on_stats_message, &st,
+                          kStatsControl, MNL_ARRAY_SIZE(kStatsControl));
+    if (ret == MNL_CB_STOP) break;
+    if (ret < 0) {
+      int err = errno;
+      // As for a dump: the kernel's refusal was read to its end (kNetlink keeps a held socket); anything else
+      // may leave replies queued (kSystem replaces it).
+      if (st.kernel_err) throw Error(ErrorKind::kNetlink, err, std::string("conntrack count: ") + std::strerror(err));
+      throw Error(ErrorKind::kSystem, err, std::string("conntrack count: unexpected reply: ") + std::strerror(err));
+    }
+  }
+  if (!st.seen)
+    throw Error(ErrorKind::kSystem, EPROTO, "conntrack count: the kernel's reply carried no CTA_STATS_GLOBAL_ENTRIES");
+  return st.entries;
+}
+
+uint32_t count(const std::string& netns) {
+  Socket sock(netns);
+  return count(sock);
 }
 
 namespace {

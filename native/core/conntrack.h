@@ -1,7 +1,7 @@
-// Conntrack over ctnetlink (libnetfilter_conntrack on libmnl): filtered dump, pipelined delete, batched create,
-// zone flush. Every call runs on the calling thread and throws portwall::Error. Each comes in two forms: on a
-// Socket the caller holds (HeldSocket<Socket> keeps one across calls, held_socket.h), or on a socket opened
-// inside `netns` (see netns.h) for that one call.
+// Conntrack over ctnetlink (libnetfilter_conntrack on libmnl): filtered dump, entry count, pipelined delete,
+// batched create, zone flush. Every call runs on the calling thread and throws portwall::Error. Each comes in
+// two forms: on a Socket the caller holds (HeldSocket<Socket> keeps one across calls, held_socket.h), or on a
+// socket opened inside `netns` (see netns.h) for that one call.
 #pragma once
 
 #include <cstdint>
@@ -74,6 +74,13 @@ struct Filter {
 // kernels ≥ 6.8, mark, protocol); prefixes and port ranges are matched here, never in JS.
 std::vector<Entry> dump(Socket& sock, const std::vector<Filter>& filters);
 std::vector<Entry> dump(const std::string& netns, const std::vector<Filter>& filters);
+
+// How many entries the socket's network namespace tracks: nf_conntrack_count(net), every zone and family,
+// entries not yet confirmed (a first packet in flight) included, so never fewer than a dump would return.
+// One IPCTNL_MSG_CT_GET_STATS request, answered from a counter: unlike a dump (or `conntrack -L`), it does not
+// walk the conntrack hash, which all namespaces share and which a dump walks whole even for an empty table.
+uint32_t count(Socket& sock);
+uint32_t count(const std::string& netns);
 
 // Deletes the entries matching any of `filters`, pipelined on one socket; returns how many the kernel deleted
 // (entries that vanished meanwhile are not counted). An empty filter list deletes nothing.

@@ -1,6 +1,6 @@
 /**
- * Conntrack over ctnetlink (SPEC §2.6, §2.7): list, delete and create entries, flush a zone, and subscribe to
- * new/destroy events, in a target network namespace, every call off the JS thread.
+ * Conntrack over ctnetlink (SPEC §2.6, §2.7): list, count, delete and create entries, flush a zone, and subscribe
+ * to new/destroy events, in a target network namespace, every call off the JS thread.
  *
  * Filters are matched by the kernel where it can (family, zone, mark, protocol) and by the addon for the rest
  * (prefixes, port ranges) — never entry by entry in JS. A delete is one dump plus pipelined deletes on one
@@ -173,9 +173,23 @@ export class ConntrackClient {
     return decodeEntries(await this.#call((native, target) => native.conntrackDump(target, buf)));
   }
 
-  /** How many entries match, without decoding them. */
+  /**
+   * The namespace's number of tracked entries: all zones and families, entries whose first packet is still in
+   * flight included, so never fewer than {@link list} would return. Cheap — no table walk: the kernel answers
+   * from the namespace's counter (IPCTNL_MSG_CT_GET_STATS; the number `conntrack -C` shows), whereas a
+   * {@link list} walks the whole conntrack hash, shared by all namespaces, even when this one holds nothing
+   * (~10 ms with 262144 buckets). A binding without `conntrackCount` (a hand-written test double) is asked
+   * for a dump instead.
+   */
+  count(): Promise<number>;
+  /** How many entries match any of the filters: a dump, counted without decoding the entries. */
+  count(filters: ConntrackFilter | readonly ConntrackFilter[]): Promise<number>;
   async count(filters?: ConntrackFilter | readonly ConntrackFilter[]): Promise<number> {
-    const buf = filters === undefined ? null : encodeFilters(filters);
+    if (filters === undefined) {
+      return this.#call((native, target) =>
+        native.conntrackCount ? native.conntrackCount(target) : native.conntrackDump(target, null).then((b) => b.length / ENTRY_BYTES));
+    }
+    const buf = encodeFilters(filters);
     return (await this.#call((native, target) => native.conntrackDump(target, buf))).length / ENTRY_BYTES;
   }
 

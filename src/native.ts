@@ -143,6 +143,14 @@ export interface ConntrackBinding {
   conntrackSocketOpen?(netns: string | null): Promise<NativeConntrackSocket>;
   // conntrack (docs/wire.md, "Conntrack records"): filters and entries are Buffers of fixed-size records.
   conntrackDump(target: ConntrackTarget, filters: Buffer | null): Promise<Buffer>;
+  /**
+   * The target namespace's number of tracked entries (every zone and family, entries whose first packet is
+   * still in flight included): one IPCTNL_MSG_CT_GET_STATS request, answered from the namespace's counter
+   * (the one `conntrack -C` shows) without walking the conntrack hash as a dump does. Optional here so that
+   * hand-written test doubles need not have it; the addon does, and `ConntrackClient.count()` falls back to
+   * a dump without it.
+   */
+  conntrackCount?(target: ConntrackTarget): Promise<number>;
   conntrackDelete(target: ConntrackTarget, filters: Buffer): Promise<number>;
   /** Deletes exactly these entry records (original tuple, zone, id); how many the kernel deleted. */
   conntrackDeleteEntries(target: ConntrackTarget, entries: Buffer): Promise<number>;
@@ -162,7 +170,7 @@ export interface ConntrackBinding {
 
 /** Everything the addon exports. */
 export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpen'>> & IpsetBinding & ConntrackBinding &
-  Required<Pick<ConntrackBinding, 'conntrackSocketOpen'>>;
+  Required<Pick<ConntrackBinding, 'conntrackSocketOpen' | 'conntrackCount'>>;
 
 let injected: NativeBinding | undefined;
 let loaded: NativeBinding | undefined;

@@ -223,15 +223,22 @@ export class Portwall {
 
   /**
    * Removes up to `max` rule profiles that no port uses (deletes from concatenated interval sets, which cost
-   * milliseconds each — why this runs off the hot path). Returns how many went.
+   * milliseconds each — why this runs off the hot path). Returns how many went. It never adopts: if another
+   * writer committed since this handle's last change, it collects nothing (that writer's state stands; the
+   * handle's next change adopts).
    */
   collectProfiles(max = Infinity): Promise<number> {
     return this.#serial(async () => {
       const e = this.#engine;
-      if (!e || e.unusedProfiles === 0) return 0;
+      // Housekeeping never adopts: if another writer changed the kernel, collecting is left to the next change.
+      if (!e || this.#genid === undefined || e.unusedProfiles === 0) return 0;
       let n = 0;
-      await this.#change({ kind: 'edit', edit: (x) => void (n = x.collect(max)) }, { cleanup: false });
-      return n;
+      const done = await this.#change({ kind: 'edit', edit: (x) => void (n = x.collect(max)) }, { cleanup: false }, false)
+        .then(() => true, (err: unknown) => {
+          if (err instanceof PortwallError && err.code === 'ERR_CONFLICT') return false;
+          throw err;
+        });
+      return done ? n : 0;
     });
   }
 
@@ -294,7 +301,7 @@ export class Portwall {
    * One change, one batch. From memory when the handle can vouch for the kernel, else after adopting (a
    * listing). A batch refused because another writer committed since is recomputed from a fresh listing.
    */
-  async #change(m: Mutation, options: ApplyOptions): Promise<ApplyResult> {
+  async #change(m: Mutation, options: ApplyOptions, adopt = true): Promise<ApplyResult> {
     for (let attempt = 0; ; attempt++) {
       const t: ApplyResult['timings'] = { compile: 0, list: 0, diff: 0, commit: 0, cleanup: 0 };
       let mark = now();
@@ -350,7 +357,7 @@ export class Portwall {
             e.undo();
             this.#forget(e);
           } else if (this.#engine) this.#forget(this.#engine);
-          if (err instanceof PortwallError && err.code === 'ERR_CONFLICT' && attempt < MAX_CONFLICTS) continue;
+          if (err instanceof PortwallError && err.code === 'ERR_CONFLICT' && adopt && attempt < MAX_CONFLICTS) continue;
           throw err;
         }
         t.commit = now() - mark;
@@ -420,7 +427,7 @@ export class Portwall {
   }
 
   #scheduleGc(): void {
-    if (!this.#gc || this.#closed || this.#gcTimer || !this.#engine || this.#engine.unusedProfiles === 0) return;
+    if (!this.#gc || this.#closed || this.#gcTimer || !this.#engine || this.#genid === undefined || this.#engine.unusedProfiles === 0) return;
     const { delayMs, max } = this.#gc;
     this.#gcTimer = setTimeout(() => {
       this.#gcTimer = undefined;
@@ -440,7 +447,9 @@ export class Portwall {
       }
       const a = await this.#nft.list({ family: 'inet', table: inet });
       const b = await this.#nft.list({ family: 'bridge', table: bridge });
-      if (a.genid === b.genid || attempt > 2) return { objects: [...a.objects, ...b.objects], genid: b.genid };
+      // Still different after retries (writers kept committing): the older generation, so that a batch computed
+      // from this listing is refused by the kernel instead of resting on a stale part.
+      if (a.genid === b.genid || attempt > 2) return { objects: [...a.objects, ...b.objects], genid: a.genid };
     }
   }
 

@@ -130,7 +130,9 @@ export class Nft {
       const parts: Listing[] = [];
       for (const f of families) parts.push(await this.#dump(FAMILIES.code(f), table));
       if (parts.every((p) => p.genid === all.genid) || attempt >= 3) {
-        return { genid: parts[parts.length - 1]!.genid, objects: parts.flatMap((p) => p.objects) };
+        // Parts of different generations (writers kept committing): report the oldest, so a batch computed from
+        // this listing and committed with its genid is refused rather than built on a stale part.
+        return { genid: Math.min(...parts.map((p) => p.genid)), objects: parts.flatMap((p) => p.objects) };
       }
     }
   }

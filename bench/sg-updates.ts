@@ -108,8 +108,9 @@ async function measure(pw: Portwall, section: Section, size: number, stepsOf: (r
       if (row.status === 'ok') {
         try {
           let res!: ApplyResult;
-          row.samples.push(await timed(async () => { res = await step.incremental(pw); }));
-          collect(incStages, step.case, res);
+          const ms = await timed(async () => { res = await step.incremental(pw); });
+          row.samples.push(ms);
+          collect(incStages, step.case, res, ms);
           continue;
         } catch (e) {
           row.status = isNotImplemented(e) ? NOT_IMPLEMENTED : errorText(e);
@@ -130,8 +131,9 @@ async function measure(pw: Portwall, section: Section, size: number, stepsOf: (r
       const state = step.state();
       try {
         let res!: ApplyResult;
-        row.samples.push(await timed(async () => { res = await pw.apply(state); }));
-        collect(appStages, step.case, res);
+        const ms = await timed(async () => { res = await pw.apply(state); });
+        row.samples.push(ms);
+        collect(appStages, step.case, res, ms);
       } catch (e) {
         row.status = errorText(e);
         return false;
@@ -147,11 +149,19 @@ async function measure(pw: Portwall, section: Section, size: number, stepsOf: (r
   return [...withStages(inc, incStages), ...withStages(app, appStages)];
 }
 
-/** Keeps the per-stage timings an ApplyResult reports (compile, list, diff, commit, cleanup). */
-function collect(stages: Stages, kase: string, res: ApplyResult | undefined): void {
+/**
+ * Keeps the per-stage timings an ApplyResult reports (compile, list, diff, commit, cleanup) and `other`: the
+ * call's wall time that no stage accounts for (validation before the stages, waiting behind the handle's
+ * queue, event-loop and GC pauses).
+ */
+function collect(stages: Stages, kase: string, res: ApplyResult | undefined, wallMs: number): void {
+  let accounted = 0;
   for (const [k, v] of Object.entries(res?.timings ?? {})) {
-    if (typeof v === 'number') (stages[`${kase}/${k}`] ??= []).push(v);
+    if (typeof v !== 'number') continue;
+    (stages[`${kase}/${k}`] ??= []).push(v);
+    accounted += v;
   }
+  (stages[`${kase}/other`] ??= []).push(Math.max(0, wallMs - accounted));
   (stages[`${kase}/elements`] ??= []).push((res?.elements.added ?? 0) + (res?.elements.removed ?? 0));
   // Newer handles say whether they listed the kernel (adopted) for the change; counted, not a timing.
   const adopted = (res as { adopted?: unknown } | undefined)?.adopted;

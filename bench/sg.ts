@@ -81,6 +81,7 @@ const NOTES = [
   'iptables one-port change (Neutron style): the member delta through one `ipset restore -exist`, then `iptables-restore` and `ip6tables-restore` of the whole new rendering; the rendering is computed ahead and not timed.',
   'Full sync: every tool into the same namespace, emptied between tools (nft flush ruleset, empty legacy tables, ipset destroy) and left to settle; portwall uses a fresh handle each round. The replay floor is portwall\'s own full batch, encoded once, sent again.',
   'Competitors run through `ip netns exec` (its fork/exec cost is netnsExecMs in the machine facts), as an agent forking the tools pays it too.',
+  'Stages p50: from each call\'s ApplyResult.timings (compile = validate and recompute, list, diff, commit, cleanup = conntrack), elements per batch, adoptions (listings); `other` is the wall time no stage accounts for (validation before the stages, waiting behind the handle\'s queue, event-loop and GC pauses).',
   'p99 is nearest-rank: with fewer than 100 samples it is the largest sample or close to it.',
   'Memory: RSS of a child process that generates the workload and runs one full sync, nothing else (MB = 10^6 bytes).',
   'Datapath: server closes first; conntrack flushed before each measurement; rounds alternate the configurations, each reloaded; the rate is the client\'s completed connections over its run.',

@@ -189,17 +189,17 @@ export function markdown(report: Report): string {
   // Where the time goes, from the ApplyResults: p50 of each stage, elements per batch, listings (adopted).
   const stages = (r: Row) => Object.entries((r.info?.stageP50 ?? {}) as Record<string, number>)
     .map(([k, v]) => `${k === 'adoptedCount' ? 'adopted' : k} ${v}`).join(' · ');
-  const rowTable = (section: string) => table(['size', 'case', 'tool', 'n', 'p50', 'p99', 'status', 'stages p50 (ms)'],
-    rows.filter((r) => r.section === section).map((r) => [String(r.size), r.case, r.tool, String(r.samples.length), fmt(r.p50, r.unit), fmt(r.p99, r.unit), r.status, stages(r)]));
+  const rowTable = (section: string, withStages = false) => table(['size', 'case', 'tool', 'n', 'p50', 'p99', 'status', ...(withStages ? ['stages p50 (ms)'] : [])],
+    rows.filter((r) => r.section === section).map((r) => [String(r.size), r.case, r.tool, String(r.samples.length), fmt(r.p50, r.unit), fmt(r.p99, r.unit), r.status, ...(withStages ? [stages(r)] : [])]));
   const out = [
     `# Security-group update benchmark — ${report.started}`, '',
     `Run time ${report.durationS.toFixed(0)} s. Arguments: \`${JSON.stringify(report.args)}\`.`, '',
     '## Machine', '', table(['fact', 'value'], Object.entries(report.machine).map(([k, v]) => [k, String(v)])), '',
     '## Workloads', '', table(['workload', 'facts'], report.workloads.map((w) => [String(w.name), JSON.stringify({ ...w, name: undefined })])), '',
     '## Targets', '', table(['target', 'measured', 'status'], report.targets.map((t) => [t.target, t.measured, t.status === 'met' ? '**met**' : t.status === 'missed' ? '**missed**' : t.status])), '',
-    '## One-port changes (after a full sync, one handle)', '', rowTable('one-port'), '',
-    '## Group rule changes', '', rowTable('group-rule'), '',
-    '## Remote-group membership changes', '', rowTable('member'), '',
+    '## One-port changes (after a full sync, one handle)', '', rowTable('one-port', true), '',
+    '## Group rule changes', '', rowTable('group-rule', true), '',
+    '## Remote-group membership changes', '', rowTable('member', true), '',
     '## Full sync into an empty namespace', '', rowTable('full-sync'), '',
     '## Memory', '', rowTable('memory'), '',
     '## Datapath: new TCP connections per second through one routed port', '',

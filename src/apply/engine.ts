@@ -10,7 +10,7 @@
  */
 import { diff, type Diff } from './diff.js';
 import { prefixRange, type AddrRange } from '../compile/addr.js';
-import { ClaimStore } from '../compile/claims.js';
+import { ClaimStore, type Claim } from '../compile/claims.js';
 import { profileKey, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
 import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type SkeletonInput } from '../compile/layout-skeleton.js';
 import { remoteUses, withElements } from '../compile/layout.js';
@@ -56,6 +56,8 @@ export class Engine implements StateIndex {
   readonly #profiles = new Map<string, Profile>();
   /** Profiles no port uses: their elements stay until {@link collect} removes them (pipapo deletes are slow). */
   readonly #unused = new Set<string>();
+  /** Profiles being collected, with the claims (elements) still in the kernel. */
+  #retiring: { policy: ProfilePolicy; left: Claim[] }[] = [];
   readonly #remote = new Map<string, Map<RemoteUse, number>>();
   #members = new Map<string, Set<4 | 6>>();
   readonly #groupPorts = new Map<string, Set<string>>();
@@ -67,6 +69,8 @@ export class Engine implements StateIndex {
   /** Uniqueness indexes of the model: `device:…`, `mac:<net> <mac>`, `ip:<net> <prefix>` → port id. */
   readonly #unique = new Map<string, string>();
   readonly #ruleGroup = new Map<string, string>();
+  /** Something the skeleton depends on may have changed since the last settle (remote-group use). */
+  #shapeDirty = true;
   #committed: { signature: string; objects: NftObject[]; sets: Map<string, NftSet> } | undefined;
   #changes = new Map<string, PortChange>();
   #undo: (() => void)[] = [];
@@ -160,7 +164,7 @@ export class Engine implements StateIndex {
 
   /** Rule profiles no port uses any more (their elements are still in the kernel). */
   get unusedProfiles(): number {
-    return this.#unused.size;
+    return this.#unused.size + this.#retiring.length;
   }
 
   // ---- changes -----------------------------------------------------------------------------------------
@@ -195,24 +199,64 @@ export class Engine implements StateIndex {
       this.#store.set(`profile:${prof.policy.id}`, profileClaims(prof.policy));
     }
     this.#refreshMembers();
-    for (const portId of [...(this.#groupPorts.get(id) ?? [])]) this.#recompile(portId);
+    // The group's ports keep their profile (same groups): only their rules change, unless the group's kind
+    // did (untracking is per port), which recompiles them in full.
+    const kindChanged = before?.stateful !== group?.stateful;
+    for (const portId of [...(this.#groupPorts.get(id) ?? [])]) {
+      if (kindChanged) this.#recompile(portId);
+      else this.#rerule(portId);
+    }
   }
 
-  /** Removes up to `max` unused rule profiles (their pipapo element deletes); returns how many. */
-  collect(max = Infinity): number {
-    let n = 0;
-    for (const key of [...this.#unused]) {
-      if (n >= max) break;
-      const prof = this.#profiles.get(key)!;
-      this.#unused.delete(key);
-      this.#profiles.delete(key);
-      this.#unuse(prof.policy);
-      this.#store.set(`profile:${prof.policy.id}`, []);
-      this.#profileSpace.release(prof.policy.id);
-      n++;
+  /** A port whose groups' rules changed: a new policy object with the new rules, claims unchanged. */
+  #rerule(id: string): void {
+    const old = this.#policies.get(id);
+    if (!old) return;
+    const now: PortPolicy = { ...old, rules: this.#rules.rules(old.groupIds) };
+    this.#index(old, false);
+    this.#policies.set(id, now);
+    this.#index(now, true);
+    this.#membersView = undefined;
+    const change = this.#changes.get(id) ?? { old };
+    change.now = now;
+    this.#changes.set(id, change);
+  }
+
+  /**
+   * Removes unused rule profiles, at most `maxElements` of their elements per call (each is a delete from a
+   * concatenated interval set: milliseconds each, and every other commit waits for it). A profile being
+   * removed is retired at once — a port that wants its combination again gets a fresh profile — and its
+   * number is released with its last element. Returns how many elements and whole profiles went.
+   */
+  collect(maxElements = Infinity): { elements: number; profiles: number } {
+    let budget = maxElements;
+    let removed = 0;
+    let profiles = 0;
+    while (budget > 0) {
+      let r = this.#retiring[0];
+      if (!r) {
+        const key = this.#unused.values().next().value as string | undefined;
+        if (key === undefined) break;
+        const prof = this.#profiles.get(key)!;
+        this.#unused.delete(key);
+        this.#profiles.delete(key);
+        r = { policy: prof.policy, left: [...this.#store.claims(`profile:${prof.policy.id}`)] };
+        this.#retiring.push(r);
+      }
+      const take = Math.min(budget, r.left.length);
+      r.left = r.left.slice(take);
+      budget -= take;
+      removed += take;
+      this.#store.set(`profile:${r.policy.id}`, r.left);
+      if (r.left.length === 0) {
+        this.#retiring.shift();
+        this.#unuse(r.policy);
+        this.#profileSpace.release(r.policy.id);
+        this.#refreshMembers();
+        profiles++;
+      }
     }
-    if (n) this.#refreshMembers();
-    return n;
+    return { elements: removed, profiles };
   }
 
   /** The ports changed since the last {@link settle} (for conntrack cleanup). */
@@ -226,11 +270,11 @@ export class Engine implements StateIndex {
    * remote-group use appearing or going).
    */
   pending(): Pending {
-    const input = this.#skeletonInput();
-    const signature = skeletonSignature(input);
     const committed = this.#committed;
-    if (!committed || committed.signature !== signature) {
-      const next = skeleton(input);
+    // The skeleton's inputs are compared only when one may have changed: the common change costs nothing here.
+    const input = !committed || this.#shapeDirty ? this.#skeletonInput() : undefined;
+    if (!committed || (input && committed.signature !== skeletonSignature(input))) {
+      const next = skeleton(input!);
       const before = committed?.objects ?? [];
       const current = withBefore(before, this.#store);
       this.#store.takeDelta();
@@ -259,10 +303,17 @@ export class Engine implements StateIndex {
   /** The kernel now holds the engine's state (a commit succeeded, or there was nothing to commit). */
   settle(): void {
     this.#store.takeDelta();
-    const objects = skeleton(this.#skeletonInput());
-    const sets = new Map<string, NftSet>();
-    for (const o of objects) if (o.kind === 'set') sets.set(`${o.family}:${o.name}`, o);
-    this.#committed = { signature: skeletonSignature(this.#skeletonInput()), objects, sets };
+    if (!this.#committed || this.#shapeDirty) {
+      const input = this.#skeletonInput();
+      const signature = skeletonSignature(input);
+      if (this.#committed?.signature !== signature) {
+        const objects = skeleton(input);
+        const sets = new Map<string, NftSet>();
+        for (const o of objects) if (o.kind === 'set') sets.set(`${o.family}:${o.name}`, o);
+        this.#committed = { signature, objects, sets };
+      }
+      this.#shapeDirty = false;
+    }
     this.#changes = new Map();
     this.#undo = [];
   }
@@ -437,6 +488,7 @@ export class Engine implements StateIndex {
         const n = (m.get(use) ?? 0) + by;
         if (n > 0) m.set(use, n);
         else m.delete(use);
+        if (n === 0 || (n === 1 && by === 1)) this.#shapeDirty = true;
       }
       if (m.size === 0) this.#remote.delete(g);
     }

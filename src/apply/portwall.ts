@@ -55,9 +55,10 @@ export interface PortwallOptions {
   /** ipset client used when `config.publishIpsets` is set; default: a client in the same namespace. */
   ipsets?: IpsetLike;
   /**
-   * Collection of rule profiles no port uses: at most `max` per batch, `delayMs` after the change that left
-   * them unused (and again while some remain). `false`: only {@link Portwall.collectProfiles} collects.
-   * Default `{ delayMs: 1000, max: 4 }`.
+   * Collection of rule profiles no port uses: once the handle has been idle (no change) for `delayMs`, a batch
+   * deletes at most `max` of their elements, then the next after another idle `delayMs`, while some remain —
+   * so a busy host never has a port update wait behind these slow deletes. `false`: only
+   * {@link Portwall.collectProfiles} collects. Default `{ delayMs: 1000, max: 8 }`.
    */
   profileGc?: { delayMs: number; max: number } | false;
 }
@@ -114,7 +115,7 @@ const now = (): number => performance.now();
 const MAX_PENDING = 4096;
 // A refused batch (another writer committed since) is recomputed against a fresh listing this many times.
 const MAX_CONFLICTS = 5;
-const GC_DEFAULT = { delayMs: 1000, max: 4 };
+const GC_DEFAULT = { delayMs: 1000, max: 8 };
 
 /** How a change is computed: from the handle's memory, or by a full rebuild. */
 type Mutation =
@@ -138,6 +139,8 @@ export class Portwall {
   /** Changes whose cleanup threw: judged again by the next cleanup. */
   #pending: PortChange[] = [];
   #gcTimer: NodeJS.Timeout | undefined;
+  /** When the last change (not a collection) committed, for the collector's quiet period. */
+  #lastChange = 0;
   #closed = false;
 
   private constructor(options: PortwallOptions) {
@@ -222,18 +225,17 @@ export class Portwall {
   }
 
   /**
-   * Removes up to `max` rule profiles that no port uses (deletes from concatenated interval sets, which cost
-   * milliseconds each — why this runs off the hot path). Returns how many went. It never adopts: if another
-   * writer committed since this handle's last change, it collects nothing (that writer's state stands; the
-   * handle's next change adopts).
+   * Removes rule profiles that no port uses, at most `maxElements` of their elements in this batch (each a
+   * delete from a concatenated interval set, milliseconds each — why this runs off the hot path). Returns how
+   * many profiles were removed completely. It never adopts: if another writer committed since this handle's
+   * last change, it collects nothing (that writer's state stands; the handle's next change adopts).
    */
-  collectProfiles(max = Infinity): Promise<number> {
+  collectProfiles(maxElements = Infinity): Promise<number> {
     return this.#serial(async () => {
       const e = this.#engine;
-      // Housekeeping never adopts: if another writer changed the kernel, collecting is left to the next change.
       if (!e || this.#genid === undefined || e.unusedProfiles === 0) return 0;
       let n = 0;
-      const done = await this.#change({ kind: 'edit', edit: (x) => void (n = x.collect(max)) }, { cleanup: false }, false)
+      const done = await this.#change({ kind: 'edit', edit: (x) => void (n = x.collect(maxElements).profiles) }, { cleanup: false }, false)
         .then(() => true, (err: unknown) => {
           if (err instanceof PortwallError && err.code === 'ERR_CONFLICT') return false;
           throw err;
@@ -378,6 +380,7 @@ export class Portwall {
       const ipsets = 'error' in outcome ? await publishing?.catch(() => undefined) : await publishing;
       if ('error' in outcome) throw outcome.error;
       const cleaned = outcome.r;
+      if (adopt) this.#lastChange = now();
       this.#scheduleGc();
       const removed = d.removed.reduce((n, r) => n + r.elements.length, 0);
       const published = (ipsets?.published.length ?? 0) + (ipsets?.destroyed.length ?? 0) > 0;
@@ -426,14 +429,17 @@ export class Portwall {
     return r;
   }
 
-  #scheduleGc(): void {
+  #scheduleGc(gap = 0): void {
     if (!this.#gc || this.#closed || this.#gcTimer || !this.#engine || this.#genid === undefined || this.#engine.unusedProfiles === 0) return;
     const { delayMs, max } = this.#gc;
+    const idle = now() - this.#lastChange;
     this.#gcTimer = setTimeout(() => {
       this.#gcTimer = undefined;
+      // Only after a quiet period; a change since then starts the wait again.
+      if (now() - this.#lastChange < delayMs) return this.#scheduleGc();
       // Errors here belong to no caller: the next change adopts and retries.
-      this.collectProfiles(max).catch(() => undefined).finally(() => this.#scheduleGc());
-    }, delayMs);
+      this.collectProfiles(max).catch(() => undefined).finally(() => this.#scheduleGc(delayMs / 4));
+    }, Math.max(gap, delayMs - idle));
     this.#gcTimer.unref();
   }
 

@@ -423,7 +423,11 @@ export class Portwall {
     // Until it succeeds, these changes and a full pass are owed.
     this.#pending = [...this.#pending, ...shrunk].slice(-MAX_PENDING);
     this.#cleanDebt = true;
-    const r = await cleanup(this.#ct, e, affectedPorts(e, scope));
+    // Nothing tracked in the namespace: nothing to judge (asked before the affected ports are even listed —
+    // a member leaving a big remote group makes every port that names the group affected).
+    const r = this.#ct.count && (await this.#ct.count()) === 0
+      ? { ...none, ports: scope.length }
+      : await cleanup(this.#ct, e, affectedPorts(e, scope));
     this.#pending = [];
     this.#cleanDebt = false;
     return r;

@@ -315,10 +315,17 @@ export class Portwall {
       if (trusted && m.kind === 'edit') {
         e = this.#engine!;
         base = this.#genid!;
-        m.edit(e);
-        t.compile = now() - mark;
-        mark = now();
-        d = e.pending();
+        try {
+          m.edit(e);
+          t.compile = now() - mark;
+          mark = now();
+          d = e.pending();
+        } catch (err) {
+          // Refused half way (e.g. no tag left for one more bridged port): the model goes back as it was.
+          e.undo();
+          this.#forget(e);
+          throw err;
+        }
       } else if (trusted && m.kind === 'replace') {
         // New networks (or a new model on a trusted handle): rebuild in memory, diff against what we hold.
         previous = this.#engine!;

@@ -11,7 +11,9 @@ import { checkPorts } from './checks-ports.js';
 import { soundness, type CheckContext } from './context.js';
 import { InvalidStateError, Problems, elementPath, show } from './problems.js';
 import { matchesSchema, schemaProblems, type SchemaProblem } from './schema-errors.js';
+import type { PortInput } from './schema.js';
 import type { Model, Port, PortwallConfig, SecurityGroup } from './types.js';
+import { parseHostAddress, parseUnicastMac } from './values.js';
 
 /** What a state already holds, as the cross-object checks ask it. */
 export interface StateIndex {
@@ -47,15 +49,21 @@ export function validatePort(raw: unknown, index: StateIndex, config: PortwallCo
   const nets: NetworkIndex = { networks: model.networks, ids: new Set(model.networks.keys()), bridges };
   const groups: GroupIndex = { groups: model.groups, ids: new Set(model.groups.keys()), complete: true };
   const port = checkPorts(ctx, [raw], nets, groups).values().next().value as Port | undefined;
-  if (port) {
+  // The clashes with other ports, judged on the raw fields so they are reported with every other problem.
+  if (ctx.sound('/ports/0')) {
+    const p = raw as PortInput;
     const at = elementPath('', 'ports', 0, raw);
     const clash = (field: string, what: 'device' | 'mac' | 'ip', key: string, message: (other: string) => string) => {
       const other = index.portWith(what, key);
-      if (other !== undefined && other !== port.id) problems.add(`${at}.${field}`, message(other));
+      if (other !== undefined && other !== p.id) problems.add(`${at}.${field}`, message(other));
     };
-    clash('device', 'device', port.device, (o) => `device ${show(port.device)} is also port ${show(o)}'s`);
-    clash('mac_address', 'mac', `${port.networkId} ${port.mac}`, (o) => `MAC ${port.mac} is also port ${show(o)}'s on network ${show(port.networkId)}`);
-    port.fixedIps.forEach((ip, k) => clash(`fixed_ips[${k}].ip_address`, 'ip', `${port.networkId} ${ip}`, (o) => `${show(ip.replace(/\/(32|128)$/, ''))} is also port ${show(o)}'s on network ${show(port.networkId)}`));
+    clash('device', 'device', p.device, (o) => `device ${show(p.device)} is also port ${show(o)}'s`);
+    const mac = parseUnicastMac(p.mac_address).value;
+    if (mac !== undefined) clash('mac_address', 'mac', `${p.network_id} ${mac}`, (o) => `MAC ${mac} is also port ${show(o)}'s on network ${show(p.network_id)}`);
+    (p.fixed_ips ?? []).forEach((f, k) => {
+      const host = parseHostAddress(f.ip_address).value;
+      if (host) clash(`fixed_ips[${k}].ip_address`, 'ip', `${p.network_id} ${host.prefix}`, (o) => `${show(f.ip_address)} is also port ${show(o)}'s on network ${show(p.network_id)}`);
+    });
   }
   if (!problems.empty || !port) throw new InvalidStateError(problems.list.length ? problems.list : [{ path: 'ports[0]', message: 'not a valid port' }], source);
   return port;

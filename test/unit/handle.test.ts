@@ -1,0 +1,89 @@
+/**
+ * The long-lived handle's incremental API on the fake binding (no root): validation of one object against the
+ * handle's state (the same named errors as a state file, nothing sent), refusals that leave the state as it
+ * was, and no listing once the handle has adopted.
+ */
+import { describe, expect, test } from 'vitest';
+
+import { Portwall } from '../../src/apply/portwall.js';
+import { FakeNft } from '../../src/nft/fake.js';
+import { busyGroup, port, state, webGroup } from '../helpers/states.js';
+
+function open(config = {}) {
+  const fake = new FakeNft();
+  return { fake, pw: Portwall.open({ binding: fake, conntrack: null, profileGc: false, config }) };
+}
+
+const base = () => state('routed', [webGroup(), busyGroup('sg-busy', 5)], [port(1, ['sg-web']), port(2, ['sg-web'])]);
+
+describe('the incremental API', () => {
+  test('needs a whole state first', async () => {
+    const { pw } = open();
+    await expect(pw.upsertPort(port(3, ['sg-web']))).rejects.toMatchObject({ code: 'ERR_TRANSACTION_STATE' });
+  });
+
+  test('a port is validated against the state: every clash named by field, nothing sent', async () => {
+    const { fake, pw } = open();
+    await pw.apply(base());
+    const commits = fake.commits;
+    const clash = port(3, ['sg-web', 'sg-nope'], { device: 'tap1', mac_address: 'fa:16:3e:00:00:01', fixed_ips: [{ ip_address: '192.0.2.2' }] });
+    const err = await pw.upsertPort(clash).catch((e: unknown) => e) as { code: string; problems: { path: string }[] };
+    expect(err.code).toBe('ERR_INVALID_STATE');
+    expect(err.problems.map((p) => p.path)).toEqual(expect.arrayContaining([
+      'ports[0] (tap1).security_groups[1]', 'ports[0] (tap1).device', 'ports[0] (tap1).mac_address', 'ports[0] (tap1).fixed_ips[0].ip_address',
+    ]));
+    expect(fake.commits).toBe(commits);
+    // The same port replacing itself is no clash.
+    await expect(pw.upsertPort(port(1, ['sg-busy']))).resolves.toMatchObject({ changed: true });
+  });
+
+  test('groups: rule ids stay unique, a group in use cannot go, a kind change may not mix a port', async () => {
+    const { fake, pw } = open();
+    await pw.apply(base());
+    const commits = fake.commits;
+    const stealing = { id: 'sg-new', security_group_rules: [{ ...webGroup().security_group_rules![0]! }] };
+    await expect(pw.upsertGroup(stealing)).rejects.toMatchObject({ code: 'ERR_INVALID_STATE', message: expect.stringContaining('duplicate rule id') });
+    await expect(pw.upsertGroup({ id: 'sg-x', security_group_rules: [{ id: 'x1', direction: 'ingress', ethertype: 'IPv4', remote_group_id: 'sg-gone' }] }))
+      .rejects.toMatchObject({ field: 'security_groups[0] (sg-x).security_group_rules[0] (x1).remote_group_id' });
+    await expect(pw.removeGroup('sg-web')).rejects.toMatchObject({ message: expect.stringContaining('in use by port') });
+    await pw.upsertPort(port(2, ['sg-web', 'sg-busy']));
+    await expect(pw.upsertGroup({ ...busyGroup('sg-busy', 5), stateful: false })).rejects.toMatchObject({ field: 'security_groups[0] (sg-busy).stateful' });
+    expect(fake.commits).toBe(commits + 1);
+    await pw.removePort('port-00002');
+    await expect(pw.removeGroup('sg-busy')).resolves.toMatchObject({ changed: true });
+    await expect(pw.removePort('port-00002')).rejects.toMatchObject({ code: 'ERR_INVALID_STATE' });
+  });
+
+  test('a change refused half way (no tag left) leaves the state as it was', async () => {
+    // markMask 0x7: the flag is 0x4, three tags (1-3) for bridged ports.
+    const { pw } = open({ markMask: 0x7 });
+    await pw.apply(state('bridged', [webGroup()], [port(1, ['sg-web']), port(2, ['sg-web']), port(3, ['sg-web'])]));
+    await expect(pw.upsertPort(port(4, ['sg-web']))).rejects.toMatchObject({ code: 'ERR_INVALID_STATE', message: expect.stringContaining('has only 3 tags') });
+    expect(pw.policy()!.ports.map((p) => p.portId).sort()).toEqual(['port-00001', 'port-00002', 'port-00003']);
+    await pw.removePort('port-00003');
+    await expect(pw.upsertPort(port(4, ['sg-web']))).resolves.toMatchObject({ changed: true });
+    expect((await pw.plan(state('bridged', [webGroup()], [port(1, ['sg-web']), port(2, ['sg-web']), port(4, ['sg-web'])]))).operations).toEqual([]);
+  });
+
+  test('after adopting, changes list nothing; another writer makes the next change adopt once', async () => {
+    const { fake, pw } = open();
+    await pw.apply(base());
+    const lists = () => [...fake.lists.values()].reduce((a, b) => a + b, 0);
+    const before = lists();
+    await pw.upsertPort(port(3, ['sg-web']));
+    await pw.removePort('port-00003');
+    await pw.upsertGroup(busyGroup('sg-busy', 7));
+    expect(lists()).toBe(before);
+    // Someone else commits (through their own handle): ours is refused once, re-lists, and still applies.
+    const other = Portwall.open({ binding: fake, conntrack: null, profileGc: false });
+    await other.apply(base());
+    await other.upsertPort(port(9, ['sg-web']));
+    const r = await pw.upsertPort(port(3, ['sg-web']));
+    expect(r.adopted).toBe(true);
+    expect(lists()).toBeGreaterThan(before);
+    const mine = base();
+    mine.security_groups = [webGroup(), busyGroup('sg-busy', 7)];
+    mine.ports = [...mine.ports!, port(3, ['sg-web'])];
+    expect((await pw.plan(mine)).operations).toEqual([]);
+  });
+});

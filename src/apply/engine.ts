@@ -65,7 +65,7 @@ export class Engine implements StateIndex {
   /** Ports with prefixes wider than a host, and those ranges (the prefix unit's inputs). */
   readonly #wide = new Map<string, AddrRange[]>();
   /** Host address (`family|lo`) → the ports owning it, for conntrack cleanup. */
-  readonly #hosts = new Map<string, Set<PortPolicy>>();
+  readonly #hosts = new Map<string, Set<string>>();
   /** Uniqueness indexes of the model: `device:…`, `mac:<net> <mac>`, `ip:<net> <prefix>` → port id. */
   readonly #unique = new Map<string, string>();
   readonly #ruleGroup = new Map<string, string>();
@@ -154,7 +154,7 @@ export class Engine implements StateIndex {
 
   /** Current ports owning a host address (any zone). */
   hostOwners(family: 4 | 6, lo: bigint): PortPolicy[] {
-    return [...(this.#hosts.get(`${family}|${lo}`) ?? [])];
+    return [...(this.#hosts.get(`${family}|${lo}`) ?? [])].map((id) => this.#policies.get(id)!);
   }
 
   /** Current non-host prefixes with their port. */
@@ -212,11 +212,9 @@ export class Engine implements StateIndex {
   #rerule(id: string): void {
     const old = this.#policies.get(id);
     if (!old) return;
+    // Same groups, addresses and profile: the indexes (by port id) stay as they are.
     const now: PortPolicy = { ...old, rules: this.#rules.rules(old.groupIds) };
-    this.#index(old, false);
     this.#policies.set(id, now);
-    this.#index(now, true);
-    this.#membersView = undefined;
     const change = this.#changes.get(id) ?? { old };
     change.now = now;
     this.#changes.set(id, change);
@@ -432,8 +430,8 @@ export class Engine implements StateIndex {
       const k = `${r.family}|${r.lo}`;
       let s = this.#hosts.get(k);
       if (!s) this.#hosts.set(k, (s = new Set()));
-      if (add) s.add(p);
-      else if (s.delete(p) && s.size === 0) this.#hosts.delete(k);
+      if (add) s.add(p.portId);
+      else if (s.delete(p.portId) && s.size === 0) this.#hosts.delete(k);
     }
     const nets = portNets(p);
     if (add && nets.length) this.#wide.set(p.portId, nets.map(prefixRange));

@@ -11,10 +11,10 @@
 import { diff, type Diff } from './diff.js';
 import { prefixRange, type AddrRange } from '../compile/addr.js';
 import { ClaimStore, type Claim } from '../compile/claims.js';
-import { profileKey, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
+import { profileKey, type CompiledRule, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
 import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type SkeletonInput } from '../compile/layout-skeleton.js';
 import { remoteUses, withElements } from '../compile/layout.js';
-import { insideAny, portClaims, portHosts, portNets, prefixClaims, profileClaims } from '../compile/layout-units.js';
+import { insideAny, portClaims, portHosts, portNets, prefixClaims, profileClaims, profilePointer } from '../compile/layout-units.js';
 import { INET, profileLabel } from '../compile/names.js';
 import { NumberSpace, RuleCache, compilePort, groupMembers } from '../compile/policy.js';
 import type { Model, Network, Port, PortwallConfig, SecurityGroup } from '../model/types.js';
@@ -117,7 +117,10 @@ export class Engine implements StateIndex {
     for (const k of keys) e.#addProfile(k, ids.get(k)!);
     for (const p of policies) if (p.filtered) e.#use(p);
     e.#members = memberFamilies(e.#remoteInput());
-    for (const p of policies) e.#store.set(`port:${p.portId}`, portClaims(p, e.#members));
+    for (const p of policies) {
+      e.#store.set(`port:${p.portId}`, portClaims(p, e.#members));
+      e.#store.set(`pp:${p.portId}`, profilePointer(p));
+    }
     e.#refreshPrefixes();
     for (const p of policies) e.#changes.set(p.portId, { now: p });
     return e;
@@ -191,10 +194,21 @@ export class Engine implements StateIndex {
       this.#indexGroup(group, true);
     } else this.model.groups.delete(id);
     this.#rules.forget(id);
-    for (const prof of this.#profiles.values()) {
+    for (const [key, prof] of [...this.#profiles]) {
       if (!prof.policy.groupIds.includes(id)) continue;
+      const rules = this.#rules.rules(prof.policy.groupIds);
+      if (lostRules(prof.policy.rules, rules)) {
+        // Deleting what the profile lost would put concatenated-interval (pipapo) deletes on this change: the
+        // combination gets a new profile number with the new rules instead (adds only), its ports move to it
+        // (one hash element each), and the old profile is retired and collected off the hot path.
+        this.#profiles.delete(key);
+        this.#unused.delete(key);
+        this.#retire(prof.policy);
+        if (prof.users.size) this.#addProfile(key, this.#profileSpace.next()).users = prof.users;
+        continue;
+      }
       this.#unuse(prof.policy);
-      prof.policy = { ...prof.policy, rules: this.#rules.rules(prof.policy.groupIds) };
+      prof.policy = { ...prof.policy, rules };
       this.#reuse(prof.policy);
       this.#store.set(`profile:${prof.policy.id}`, profileClaims(prof.policy));
     }
@@ -212,9 +226,11 @@ export class Engine implements StateIndex {
   #rerule(id: string): void {
     const old = this.#policies.get(id);
     if (!old) return;
-    // Same groups, addresses and profile: the indexes (by port id) stay as they are.
+    // Same groups and addresses: the indexes (by port id) stay; the profile number may be new (see setGroup).
     const now: PortPolicy = { ...old, rules: this.#rules.rules(old.groupIds) };
+    if (old.filtered) now.profile = this.#profiles.get(profileKey(old.groupIds))!.policy.id;
     this.#policies.set(id, now);
+    if (now.profile !== old.profile) this.#store.set(`pp:${id}`, profilePointer(now));
     const change = this.#changes.get(id) ?? { old };
     change.now = now;
     this.#changes.set(id, change);
@@ -393,6 +409,7 @@ export class Engine implements StateIndex {
     } else this.#policies.delete(id);
     this.#membersView = undefined;
     this.#store.set(`port:${id}`, now ? portClaims(now, this.#members) : []);
+    this.#store.set(`pp:${id}`, now ? profilePointer(now) : []);
     const wide = [...(old ? portNets(old) : []), ...(now ? portNets(now) : [])];
     const ranges = [...this.#wide.values()].flat();
     const hosts = [...(old ? portHosts(old) : []), ...(now ? portHosts(now) : [])];
@@ -457,6 +474,17 @@ export class Engine implements StateIndex {
     if (!prof) return;
     prof.users.delete(p.portId);
     if (prof.users.size === 0) this.#unused.add(key);
+  }
+
+  /**
+   * Starts collecting a profile: its `profiles` entry goes now (a hash element, so a listing never shows two
+   * numbers for one combination), its other elements with {@link collect}.
+   */
+  #retire(policy: ProfilePolicy): void {
+    const unit = `profile:${policy.id}`;
+    const left = this.#store.claims(unit).filter((c) => !c.items.some((i) => i.setId === `inet:${INET.profiles}`));
+    this.#store.set(unit, left);
+    this.#retiring.push({ policy, left });
   }
 
   #addProfile(key: string, id: number): Profile {
@@ -527,6 +555,13 @@ export class Engine implements StateIndex {
   #skeletonInput(): SkeletonInput {
     return { config: this.config, networks: [...this.model.networks.values()], remote: this.#remoteInput() };
   }
+}
+
+/** Whether `next` lacks a rule of `prev` (by what the rule matches, not its id). */
+function lostRules(prev: readonly CompiledRule[], next: readonly CompiledRule[]): boolean {
+  const key = (r: CompiledRule) => JSON.stringify([r.direction, r.family, r.protocol, r.ports, r.icmp, r.remote]);
+  const have = new Set(next.map(key));
+  return prev.some((r) => !have.has(key(r)));
 }
 
 /** Groups in which `old` had a member address that `now` no longer has there. */

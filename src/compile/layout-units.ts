@@ -76,7 +76,6 @@ export function portClaims(p: PortPolicy, members: ReadonlyMap<string, ReadonlyS
   if (!p.filtered) return out;
 
   add(inet(INET.ports(k)), { key: [key], comment });
-  add(inet(INET.profile(k)), { key: [key], data: p.profile!, comment });
   const nets = new ElementSink();
   for (const s of p.spoof) {
     const t = s.family === 4 ? 'ipv4_addr' : 'ipv6_addr';
@@ -102,6 +101,15 @@ export function portClaims(p: PortPolicy, members: ReadonlyMap<string, ReadonlyS
     for (const e of nets.elements(name)) add(setId, e);
   }
   return out;
+}
+
+/**
+ * A filtered port's pointer to its rule profile (its own unit, so that moving the ports of a profile to a new
+ * profile number touches this one element per port and nothing else of theirs).
+ */
+export function profilePointer(p: PortPolicy): Claim[] {
+  if (!p.filtered) return [];
+  return [own(inet(INET.profile(keyKind(p))), { key: [portKey(p)], data: p.profile!, comment: clip(p.portId) })];
 }
 
 /** The claims of one rule profile: its rule elements (commented with the rule id) and its `profiles` entry. */

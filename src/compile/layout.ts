@@ -9,7 +9,7 @@ import type { NftObject } from '../nft/types.js';
 import { ClaimStore } from './claims.js';
 import type { PolicyIR, ProfilePolicy } from './ir.js';
 import { memberFamilies, skeleton, type RemoteUse, type SkeletonInput } from './layout-skeleton.js';
-import { portClaims, prefixClaims, prefixPorts, profileClaims } from './layout-units.js';
+import { portClaims, prefixClaims, prefixPorts, profileClaims, profilePointer } from './layout-units.js';
 import { shapeOf } from './layout-ports.js';
 
 export { ND_DAD, ND_IN, ND_OUT } from './layout-skeleton.js';
@@ -19,7 +19,10 @@ export function layout(ir: PolicyIR): NftObject[] {
   const input: SkeletonInput = { config: ir.config, networks: ir.networks, remote: remoteUses(ir.profiles) };
   const members = memberFamilies(input.remote);
   const store = new ClaimStore();
-  for (const p of ir.ports) store.set(`port:${p.portId}`, portClaims(p, members));
+  for (const p of ir.ports) {
+    store.set(`port:${p.portId}`, portClaims(p, members));
+    store.set(`pp:${p.portId}`, profilePointer(p));
+  }
   for (const pr of ir.profiles) store.set(`profile:${pr.id}`, profileClaims(pr));
   store.set('prefixes', prefixClaims(prefixPorts(ir.ports), members));
   return withElements(skeleton(input), store);

@@ -24,7 +24,7 @@
 import type { ConntrackEntry, ConntrackFilter } from '../conntrack.js';
 import { familyOf, prefixContains, prefixRange, type AddrRange } from '../compile/addr.js';
 import { allows, type Members, type Packet } from '../compile/evaluate.js';
-import type { CompiledRule, GroupMembers, PolicyIR, PortPolicy } from '../compile/ir.js';
+import { ruleMatchKey, type CompiledRule, type GroupMembers, type PolicyIR, type PortPolicy } from '../compile/ir.js';
 import { portAddresses } from '../compile/layout-ports.js';
 import { isHost } from '../compile/layout-units.js';
 import type { Network } from '../model/types.js';
@@ -112,7 +112,7 @@ export function mayShrink(old: PortPolicy | undefined, now: PortPolicy | undefin
 const RULE_KEYS = new WeakMap<readonly CompiledRule[], Set<string>>();
 function ruleKeys(rules: readonly CompiledRule[]): Set<string> {
   let keys = RULE_KEYS.get(rules);
-  if (!keys) RULE_KEYS.set(rules, (keys = new Set(rules.map((r) => JSON.stringify([r.direction, r.family, r.protocol, r.ports, r.icmp, r.remote])))));
+  if (!keys) RULE_KEYS.set(rules, (keys = new Set(rules.map(ruleMatchKey))));
   return keys;
 }
 

@@ -11,7 +11,7 @@
 import { diff, type Diff } from './diff.js';
 import { prefixRange, type AddrRange } from '../compile/addr.js';
 import { ClaimStore, type Claim } from '../compile/claims.js';
-import { profileKey, type CompiledRule, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
+import { profileKey, ruleMatchKey, type CompiledRule, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
 import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type SkeletonInput } from '../compile/layout-skeleton.js';
 import { remoteUses, withElements } from '../compile/layout.js';
 import { insideAny, portClaims, portHosts, portNets, prefixClaims, profileClaims, profilePointer } from '../compile/layout-units.js';
@@ -559,9 +559,8 @@ export class Engine implements StateIndex {
 
 /** Whether `next` lacks a rule of `prev` (by what the rule matches, not its id). */
 function lostRules(prev: readonly CompiledRule[], next: readonly CompiledRule[]): boolean {
-  const key = (r: CompiledRule) => JSON.stringify([r.direction, r.family, r.protocol, r.ports, r.icmp, r.remote]);
-  const have = new Set(next.map(key));
-  return prev.some((r) => !have.has(key(r)));
+  const have = new Set(next.map(ruleMatchKey));
+  return prev.some((r) => !have.has(ruleMatchKey(r)));
 }
 
 /** Groups in which `old` had a member address that `now` no longer has there. */

@@ -89,3 +89,8 @@ export interface PolicyIR {
 export function profileKey(groupIds: readonly string[]): string {
   return JSON.stringify([...new Set(groupIds)].sort());
 }
+
+/** What a compiled rule matches, without its id: two rules with one key admit the same packets. */
+export function ruleMatchKey(r: CompiledRule): string {
+  return JSON.stringify([r.direction, r.family, r.protocol, r.ports, r.icmp, r.remote]);
+}

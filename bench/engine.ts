@@ -3,7 +3,7 @@
  *  1. loading a Neutron-shaped ruleset (ports × (6 + sgRules) rules + two verdict maps): portwall's native
  *     commit, `nft -f` of the same ruleset (printed by Transaction.toString()), and the replay of the already
  *     encoded netlink batch (the kernel's own cost, the floor);
- *  2. the kernel fact of SPEC §2.3: in tables of 100 and 5000 per-port chains, the cost of a commit that
+ *  2. the kernel fact of docs/dataplane.md: in tables of 100 and 5000 per-port chains, the cost of a commit that
  *     appends one `accept` rule, one that appends a verdict-free (counter-only) rule, and one that adds plain
  *     set elements.
  * Prints medians (and p90) and writes bench/reports/engine-<time>.{json,md}.

@@ -1,7 +1,7 @@
 /**
  * A Neutron-shaped ruleset for benchmarks and tests: one chain per port with the rules Neutron's iptables
  * driver generates (base policy, anti-spoof, security-group rules), reached through two verdict maps keyed by
- * device name, as iptables' `sg-chain` physdev jumps are. This is the per-port-per-rule layout SPEC §2.3
+ * device name, as iptables' `sg-chain` physdev jumps are. This is the per-port-per-rule layout docs/dataplane.md
  * measures against; portwall's own layout comes from the compiler.
  */
 import {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The portwall command line. Each command has --help; exit codes are the contract scripts rely on (SPEC §4).
+ * The portwall command line. Each command has --help; exit codes are the contract scripts rely on (docs/requirements.md, "Command-line contract").
  */
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';

@@ -1,5 +1,5 @@
 /**
- * Conntrack over ctnetlink (SPEC §2.6, §2.7): list, count, delete and create entries, flush a zone, and subscribe
+ * Conntrack over ctnetlink (docs/requirements.md, "Zones and conntrack cleanup"): list, count, delete and create entries, flush a zone, and subscribe
  * to new/destroy events, in a target network namespace, every call off the JS thread.
  *
  * Filters are matched by the kernel where it can (family, zone, mark, protocol) and by the addon for the rest

@@ -1,5 +1,5 @@
 /**
- * ipsets through libipset, for hosts whose iptables consumers match `-m set --match-set` (SPEC §2.4).
+ * ipsets through libipset, for hosts whose iptables consumers match `-m set --match-set` (docs/requirements.md, "Remote groups as ipsets").
  *
  * Every call runs its netlink I/O off the JS thread, inside the client's network namespace. Input is
  * validated here first — set names, types, members — so that a bad call reaches no kernel and changes nothing.

@@ -1,5 +1,5 @@
 /**
- * Conntrack cleanup after a change (SPEC §2.7): delete exactly the tracked flows the new policy no longer
+ * Conntrack cleanup after a change (docs/requirements.md, "Zones and conntrack cleanup"): delete exactly the tracked flows the new policy no longer
  * admits, in the zones of the ports whose policy may have shrunk, and nothing else — no flush, other zones
  * never.
  *

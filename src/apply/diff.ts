@@ -1,7 +1,7 @@
 /**
  * The diff stage: desired objects of portwall's tables vs what the kernel holds in them → the operations of
  * one batch. The kernel's listing is the only "previous state" (nothing is remembered elsewhere), and objects
- * are compared by meaning, not by text (SPEC §2.8, LP 1976323): rules by expressions and comment with handles
+ * are compared by meaning, not by text (LP 1976323; docs/requirements.md): rules by expressions and comment with handles
  * and counter values ignored, elements by canonical key with data and comment.
  *
  * What changes how: tables, chains and sets are added when missing; a chain whose rules differ is flushed and

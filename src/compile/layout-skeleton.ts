@@ -185,7 +185,7 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
       t.rule(toBridge, [inSet(tagKey, ports), goto(ingress)], 'to bridged ports');
     }
 
-    // Egress, in the order SPEC §2.8 asks: anti-spoof before the DHCP allowance. Anti-spoof reads `ether
+    // Egress, anti-spoof before the DHCP allowance (Neutron LP 1558658). Anti-spoof reads `ether
     // saddr`, which a routed port that is not an Ethernet device (tun) lacks: such ports send nothing.
     if (k === 'dev') t.rule(egress, [ne(F.meta.iiftype, 1), drop()], 'routed ports must be Ethernet devices');
     t.rule(egress, [eq(F.ip6.saddr, '::'), inSet(F.icmpv6.type, ndDad), ret()], 'ND and MLD from :: (DAD)');

@@ -20,7 +20,7 @@ export interface CompileOptions {
   profiles?: ReadonlyMap<string, number>;
 }
 
-/** DHCP discover leaves a port before it has an address (SPEC §2.8, Incus #4027). */
+/** DHCP discover leaves a port before it has an address (Incus #4027). */
 const DHCP_DISCOVER_SOURCE: Prefix = '0.0.0.0/32';
 
 /**

@@ -1,5 +1,5 @@
 /**
- * Networks: unique ids, zones (unique, inside the configured range — SPEC §2.7), attachment mode and
+ * Networks: unique ids, zones (unique, inside the configured range — docs/requirements.md), attachment mode and
  * bridge, DHCP servers and IPv6 routers as canonical host prefixes.
  */
 import { elements, stringField, type CheckContext } from './context.js';

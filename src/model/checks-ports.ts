@@ -1,7 +1,7 @@
 /**
  * Ports: unique ids and device names, legal device names that are not a bridge, a known network, a unicast
  * MAC unique on its network, fixed IPs that are host addresses unique on the network, known security groups
- * of one kind (all stateful or all stateless — SPEC §1), and allowed address pairs as Neutron takes them
+ * of one kind (all stateful or all stateless — docs/requirements.md), and allowed address pairs as Neutron takes them
  * (at most {@link MAX_ADDRESS_PAIRS}, no duplicates, a missing MAC is the port's).
  */
 import type { NetworkIndex } from './checks-networks.js';

@@ -1,5 +1,5 @@
 /**
- * The state file (SPEC §1): one JSON document in the Neutron API's own shapes and field names, plus
+ * The state file (docs/requirements.md, "Model"): one JSON document in the Neutron API's own shapes and field names, plus
  * portwall's extensions (networks: zone, mode, bridge, dhcp_servers, routers; ports: device, kind; groups:
  * stateful). This TypeBox schema is the single source of the TypeScript types below and of the JSON Schema
  * shipped as `schema/state.schema.json`.

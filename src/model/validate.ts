@@ -1,6 +1,6 @@
 /**
  * The validate stage (state → Model): a state document is checked against the schema, then against the
- * rules JSON Schema cannot state (SPEC §1; Neutron's semantics), and normalised. Every problem is collected
+ * rules JSON Schema cannot state (docs/requirements.md, "Model"; Neutron's semantics), and normalised. Every problem is collected
  * and reported at once; a state with any problem yields no Model at all, so nothing of it can be applied.
  */
 import { checkGroups } from './checks-groups.js';

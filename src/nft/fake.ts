@@ -1,5 +1,5 @@
 /**
- * A fake of the native binding's nftables functions (STYLE.md rule 5), for unit tests without root.
+ * A fake of the native binding's nftables functions (docs/requirements.md, "Testing rules"), for unit tests without root.
  *
  * It decodes each wire batch exactly as the addon receives it, applies it to an in-memory ruleset per
  * namespace with the kernel's errors (see `./fake-ruleset.ts`), all or nothing, and answers list() with a

@@ -1,7 +1,7 @@
 /**
  * Neutron-style `iptables-restore` / `ip6tables-restore` / `ipset restore` input, rendered from the compiled
  * policy. portwall itself programs nftables; this text serves hosts whose tools still read iptables, a
- * migration away from Neutron's driver (SPEC §2.4), and the benchmark, which loads it as the competitor.
+ * migration away from Neutron's driver (docs/requirements.md, "Remote groups as ipsets"), and the benchmark, which loads it as the competitor.
  *
  * Layout per family (seed 001's anatomy, `portwall-` instead of `neutron-openvswi-`):
  * - `*raw`: `portwall-PREROUTING` / `portwall-OUTPUT` give every port's traffic its network's conntrack zone

@@ -1,5 +1,5 @@
 /**
- * A table of invalid state files: each a small mutation of `examples/state.json` (SPEC §1's example) with the
+ * A table of invalid state files: each a small mutation of `examples/state.json` (the example state file) with the
  * exact path of the problem validation must report. Unit tests check the paths; kernel tests feed each `text`
  * to `portwall apply` and check that the kernel is unchanged.
  */

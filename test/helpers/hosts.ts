@@ -1,5 +1,5 @@
 /**
- * Scenario topologies for the acceptance tests (SPEC §6): one "compute host" namespace where portwall runs,
+ * Scenario topologies for the acceptance tests (docs/requirements.md, "Acceptance scenarios"): one "compute host" namespace where portwall runs,
  * VM namespaces attached to it by veth pairs whose host ends are the ports' devices, and an "outside" client.
  *
  * - routed (Calico-like): each VM has its /32 and /128 on eth0 and a default route via 169.254.1.1 / fe80::1,
@@ -9,7 +9,7 @@
  *   namespace is also a bridge port and plays the network's router (192.0.2.1, fe80::1) and DHCP server
  *   (192.0.2.254, fe80::fe), with the remote client addresses on its loopback; br_netfilter hooks are on.
  *
- * Addresses come only from the documentation ranges and link-local space (SPEC §5). Every process a helper
+ * Addresses come only from the documentation ranges and link-local space (docs/requirements.md, "Testing rules"). Every process a helper
  * starts is bounded in time and killed by `destroy()`; every namespace is removed by it.
  */
 import { spawn } from 'node:child_process';

@@ -1,5 +1,5 @@
 /**
- * The CLI contract (SPEC §4) in a fresh namespace (root): apply makes the kernel match FILE (exit 0) or
+ * The CLI contract (docs/requirements.md) in a fresh namespace (root): apply makes the kernel match FILE (exit 0) or
  * changes nothing and names the bad object and field (exit 1); plan prints changes; status --json prints what
  * is programmed; usage errors exit 2; every command has --help with the exit codes.
  */

@@ -1,5 +1,5 @@
 /**
- * SPEC S13, incremental = fresh: thousands of random incremental operations (ports, groups, rules, members,
+ * Scenario S13 (docs/requirements.md), incremental = fresh: thousands of random incremental operations (ports, groups, rules, members,
  * address pairs, port security) through one long-lived handle, then the kernel's tables must equal, element
  * for element, a fresh apply of the final state into an empty namespace — and real probes through three real
  * VMs must give the same verdicts as a fresh apply of that state on the same host.

@@ -1,4 +1,4 @@
-// Acceptance scenarios S3, S10 and S11 (SPEC §6): the base policy every filtered port gets, with real and
+// Acceptance scenarios S3, S10 and S11 (docs/requirements.md): the base policy every filtered port gets, with real and
 // hand-made packets. Each "dropped" is shown against a control that passes the same way: the same frame
 // from an unfiltered port (port_security_enabled=false), or the same probe that is allowed.
 //

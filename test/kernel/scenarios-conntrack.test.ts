@@ -1,4 +1,4 @@
-// Acceptance scenarios S1, S2 and S5 (SPEC §6) with real packets: a permission that goes away cuts the
+// Acceptance scenarios S1, S2 and S5 (docs/requirements.md) with real packets: a permission that goes away cuts the
 // running flow at once (seed 000), tenants with identical addresses keep their conntrack state apart, and
 // remote-group membership opens and closes access by member-set elements only.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

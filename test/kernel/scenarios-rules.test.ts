@@ -1,4 +1,4 @@
-// Acceptance scenarios S4 and S6 (SPEC §6): the seven example rules of seed 001 §3.3.3, each shown
+// Acceptance scenarios S4 and S6 (docs/requirements.md): the seven example rules of seed 001 §3.3.3, each shown
 // admitting its traffic while its neighbours (another port number, source, protocol, family or VM port) are
 // refused; and LVS direct routing (seed 002), which needs allowed-address pairs on both sides.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Stateless security groups (SPEC §1): no conntrack state for the port's traffic, so the rules must allow both
+// Stateless security groups (docs/requirements.md): no conntrack state for the port's traffic, so the rules must allow both
 // directions themselves — with rules both ways traffic passes and leaves no conntrack entry; with only the
 // ingress rule the replies are dropped (nothing "established" lets them out).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -100,7 +100,7 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     expect(elements(objs, `ports_${k}`).map((e) => e.comment)).toEqual(['port-00001', 'port-00002']);
   });
 
-  test('ICMPv6 is matched by layer-4 protocol, never by next header (SPEC §2.8)', () => {
+  test('ICMPv6 is matched by layer-4 protocol, never by next header (Incus #4025)', () => {
     const egress = rules(objs, `egress_${k}`);
     const all = [...egress, ...rules(objs, `ingress_${k}`)];
     const icmp6 = all.filter((r) => r.exprs.some((e) => e.type === 'lookup' && /6_icmp$/.test(e.set)));

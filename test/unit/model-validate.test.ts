@@ -1,4 +1,4 @@
-// validateState: SPEC §1's example becomes the expected Model; every spelling normalises to one form;
+// validateState: The example state file becomes the expected Model; every spelling normalises to one form;
 // defaults are filled; every problem is collected; parseState/loadStateFile report JSON and I/O errors.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -45,7 +45,7 @@ function canonicalRule(fields: JsonObject, ethertype = 'IPv4'): SgRule {
   return validateState(withRule(fields, ethertype)).groups.get('sg-web')!.rules[0]!;
 }
 
-describe('the example state (SPEC §1)', () => {
+describe('the example state', () => {
   test('validates into the expected model', () => {
     expect(validateState(exampleState())).toEqual(EXPECTED);
   });
@@ -160,7 +160,7 @@ describe('normalisation', () => {
     expect(model.ports.get('open')).toMatchObject({ portSecurity: false, groupIds: [], index: 2 });
   });
 
-  test('overlapping addresses on different networks are fine (tenants, SPEC S2)', () => {
+  test('overlapping addresses on different networks are fine (tenants, scenario S2)', () => {
     const s = exampleState();
     s.networks.push({ id: 'net-b', zone: 102, mode: 'routed' });
     s.ports.push({ ...s.ports[0]!, id: 'p2', network_id: 'net-b', device: 'tap-b' });

@@ -24,7 +24,7 @@
 import type { ConntrackEntry, ConntrackFilter } from '../conntrack.js';
 import { familyOf, prefixContains, prefixRange, type AddrRange } from '../compile/addr.js';
 import { allows, type Members, type Packet } from '../compile/evaluate.js';
-import { ruleMatchKey, type CompiledRule, type GroupMembers, type PolicyIR, type PortPolicy } from '../compile/ir.js';
+import { lostRules, type GroupMembers, type PolicyIR, type PortPolicy } from '../compile/ir.js';
 import { portAddresses } from '../compile/layout-ports.js';
 import { isHost } from '../compile/layout-units.js';
 import type { Network } from '../model/types.js';
@@ -102,18 +102,7 @@ export function mayShrink(old: PortPolicy | undefined, now: PortPolicy | undefin
   };
   if (missing(old.spoof, now.spoof, (s) => `${s.mac} ${s.prefix}`) || missing(old.fixedIps, now.fixedIps, String) ||
     missing(old.dhcpServers, now.dhcpServers, String) || missing(old.routers, now.routers, String)) return true;
-  if (old.rules === now.rules) return false;
-  const have = ruleKeys(now.rules);
-  for (const k of ruleKeys(old.rules)) if (!have.has(k)) return true;
-  return false;
-}
-
-// Rule lists are shared by every port with the same groups: their keys are computed once per list.
-const RULE_KEYS = new WeakMap<readonly CompiledRule[], Set<string>>();
-function ruleKeys(rules: readonly CompiledRule[]): Set<string> {
-  let keys = RULE_KEYS.get(rules);
-  if (!keys) RULE_KEYS.set(rules, (keys = new Set(rules.map(ruleMatchKey))));
-  return keys;
+  return lostRules(old.rules, now.rules);
 }
 
 /** What a cleanup did. */

@@ -11,12 +11,12 @@
 import { diff, type Diff } from './diff.js';
 import { prefixRange, type AddrRange } from '../compile/addr.js';
 import { ClaimStore, type Claim } from '../compile/claims.js';
-import { profileKey, ruleMatchKey, type CompiledRule, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
+import { lostRules, profileKey, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
 import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type SkeletonInput } from '../compile/layout-skeleton.js';
 import { remoteUses, withElements } from '../compile/layout.js';
 import { insideAny, portClaims, portHosts, portNets, prefixClaims, profileClaims, profilePointer } from '../compile/layout-units.js';
-import { INET, profileLabel } from '../compile/names.js';
-import { NumberSpace, RuleCache, compilePort, groupMembers } from '../compile/policy.js';
+import { BRIDGE, INET, profileLabel } from '../compile/names.js';
+import { NumberSpace, RuleCache, assignProfiles, assignTags, compilePort, groupMembers } from '../compile/policy.js';
 import type { Model, Network, Port, PortwallConfig, SecurityGroup } from '../model/types.js';
 import type { StateIndex } from '../model/validate-one.js';
 import type { Element, NftObject, NftSet, Operation } from '../nft/types.js';
@@ -90,14 +90,9 @@ export class Engine implements StateIndex {
     const e = new Engine(model, config);
     for (const p of model.ports.values()) e.#indexPort(p, true);
     for (const g of model.groups.values()) e.#indexGroup(g, true);
-    const bridged = [...model.ports.values()].filter((p) => model.networks.get(p.networkId)?.mode === 'bridged').map((p) => p.id).sort();
-    e.#tagSpace.ensure(bridged.length);
-    const tags = new Map<string, number>();
-    for (const id of bridged) {
-      const t = hints.tags.get(id);
-      if (t !== undefined && e.#tagSpace.claim(t)) tags.set(id, t);
-    }
-    for (const id of bridged) if (!tags.has(id)) tags.set(id, e.#tagSpace.next(bridged.length));
+    // Numbering as compilePolicy does it: hinted tags and profile numbers kept, the rest lowest free first.
+    const tags = assignTags(model, config, hints.tags);
+    for (const t of tags.values()) e.#tagSpace.claim(t);
     const policies: PortPolicy[] = [];
     for (const port of model.ports.values()) {
       const p = compilePort(port, model.networks.get(port.networkId)!, model.groups, e.#rules, tags.get(port.id));
@@ -105,16 +100,10 @@ export class Engine implements StateIndex {
       e.#policies.set(p.portId, p);
       e.#index(p, true);
     }
-    // Profiles: hinted numbers first, then the lowest free ones in key order (as compilePolicy numbers them).
-    const keys = [...new Set(policies.filter((p) => p.filtered).map((p) => profileKey(p.groupIds)))].sort();
-    e.#profileSpace.ensure(keys.length);
-    const ids = new Map<string, number>();
-    for (const k of keys) {
-      const hint = hints.profiles.get(profileLabel(k));
-      if (hint !== undefined && e.#profileSpace.claim(hint)) ids.set(k, hint);
+    for (const pr of assignProfiles(policies, config, (key) => hints.profiles.get(profileLabel(key)))) {
+      e.#profileSpace.claim(pr.id);
+      e.#addProfile(pr.key, pr.id);
     }
-    for (const k of keys) if (!ids.has(k)) ids.set(k, e.#profileSpace.next(keys.length));
-    for (const k of keys) e.#addProfile(k, ids.get(k)!);
     for (const p of policies) if (p.filtered) e.#use(p);
     e.#members = memberFamilies(e.#remoteInput());
     for (const p of policies) {
@@ -174,25 +163,13 @@ export class Engine implements StateIndex {
 
   /** Adds, replaces (a validated port) or removes (undefined) one port. */
   setPort(id: string, port: Port | undefined): void {
-    const before = this.model.ports.get(id);
-    this.#journal(() => (before ? this.model.ports.set(id, before) : this.model.ports.delete(id)));
-    if (before) this.#indexPort(before, false);
-    if (port) {
-      this.model.ports.set(id, port);
-      this.#indexPort(port, true);
-    } else this.model.ports.delete(id);
+    this.#replace(this.model.ports, id, port, (p, add) => this.#indexPort(p, add));
     this.#recompile(id);
   }
 
   /** Adds, replaces (a validated group) or removes (undefined) one security group. */
   setGroup(id: string, group: SecurityGroup | undefined): void {
-    const before = this.model.groups.get(id);
-    this.#journal(() => (before ? this.model.groups.set(id, before) : this.model.groups.delete(id)));
-    if (before) this.#indexGroup(before, false);
-    if (group) {
-      this.model.groups.set(id, group);
-      this.#indexGroup(group, true);
-    } else this.model.groups.delete(id);
+    const before = this.#replace(this.model.groups, id, group, (g, add) => this.#indexGroup(g, add));
     this.#rules.forget(id);
     for (const [key, prof] of [...this.#profiles]) {
       if (!prof.policy.groupIds.includes(id)) continue;
@@ -382,8 +359,19 @@ export class Engine implements StateIndex {
     }
   }
 
-  #journal(f: () => void): void {
-    this.#undo.push(f);
+  /**
+   * Replaces (or, with undefined, deletes) one model entry, journaled for {@link undo}, with its uniqueness
+   * index in step. Returns the entry it replaced.
+   */
+  #replace<T>(map: Map<string, T>, id: string, value: T | undefined, index: (x: T, add: boolean) => void): T | undefined {
+    const before = map.get(id);
+    this.#undo.push(() => (before ? map.set(id, before) : map.delete(id)));
+    if (before) index(before, false);
+    if (value) {
+      map.set(id, value);
+      index(value, true);
+    } else map.delete(id);
+    return before;
   }
 
   /** Recomputes one port from the model (added, changed, removed or touched by a group change). */
@@ -557,12 +545,6 @@ export class Engine implements StateIndex {
   }
 }
 
-/** Whether `next` lacks a rule of `prev` (by what the rule matches, not its id). */
-function lostRules(prev: readonly CompiledRule[], next: readonly CompiledRule[]): boolean {
-  const have = new Set(next.map(ruleMatchKey));
-  return prev.some((r) => !have.has(ruleMatchKey(r)));
-}
-
 /** Groups in which `old` had a member address that `now` no longer has there. */
 function lostMemberships(old: PortPolicy | undefined, now: PortPolicy | undefined): string[] {
   if (!old) return [];
@@ -587,7 +569,7 @@ export function hintsFrom(objects: readonly NftObject[], config: PortwallConfig)
   const profiles = new Map<string, number>();
   for (const o of objects) {
     if (o.kind !== 'elements') continue;
-    if (o.family === 'bridge' && o.table === config.tables.bridge && o.set === 'port_tag') {
+    if (o.family === 'bridge' && o.table === config.tables.bridge && o.set === BRIDGE.portTag) {
       for (const e of o.elements) if (e.comment !== undefined && typeof e.data === 'number') tags.set(e.comment, e.data);
     }
     if (o.family === 'inet' && o.table === config.tables.inet && o.set === INET.profiles) {

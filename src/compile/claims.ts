@@ -90,16 +90,6 @@ export class ClaimStore {
     return this.#units.get(unit) ?? [];
   }
 
-  /** Whether a unit holds claims. */
-  has(unit: string): boolean {
-    return this.#units.has(unit);
-  }
-
-  /** Units whose id starts with `prefix`. */
-  *unitsWith(prefix: string): Iterable<string> {
-    for (const u of this.#units.keys()) if (u.startsWith(prefix)) yield u;
-  }
-
   /** The elements a set holds now (keyed by {@link elementKey}). */
   elements(setId: string): ReadonlyMap<string, Element> {
     return this.#sets.get(setId) ?? new Map();

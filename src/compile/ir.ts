@@ -94,3 +94,19 @@ export function profileKey(groupIds: readonly string[]): string {
 export function ruleMatchKey(r: CompiledRule): string {
   return JSON.stringify([r.direction, r.family, r.protocol, r.ports, r.icmp, r.remote]);
 }
+
+// Rule lists are shared by every port (and profile) with the same groups: their keys are computed once per list.
+const RULE_KEYS = new WeakMap<readonly CompiledRule[], Set<string>>();
+
+/** Whether `next` lacks a rule of `prev` (by what the rule matches, not its id): a rule list that shrank. */
+export function lostRules(prev: readonly CompiledRule[], next: readonly CompiledRule[]): boolean {
+  if (prev === next) return false;
+  const keys = (rules: readonly CompiledRule[]): Set<string> => {
+    let k = RULE_KEYS.get(rules);
+    if (!k) RULE_KEYS.set(rules, (k = new Set(rules.map(ruleMatchKey))));
+    return k;
+  };
+  const have = keys(next);
+  for (const k of keys(prev)) if (!have.has(k)) return true;
+  return false;
+}

@@ -5,11 +5,11 @@
  */
 import { formatInterval, parseInterval } from '../nft/datatypes.js';
 import type { DataTypeName, Element, Value } from '../nft/types.js';
-import { familyOf, hostAddress, isDefaultRoute, mergeRanges, prefixRange, rangeValue } from './addr.js';
+import { familyOf, isDefaultRoute } from './addr.js';
 import { disjoint, type Box } from './boxes.js';
-import type { CompiledRule, PolicyIR, PortPolicy } from './ir.js';
+import type { CompiledRule, PortPolicy } from './ir.js';
 import { PORT_PROTOCOLS } from '../model/values.js';
-import { groupRefSetName, ruleSetName, type KeyKind, type Shape } from './names.js';
+import type { KeyKind, Shape } from './names.js';
 
 /** UDATA comment limit (nft refuses longer): cut at a character boundary within 128 bytes. */
 export function clip(text: string): string {
@@ -110,15 +110,4 @@ export function portAddresses(p: PortPolicy, family: 4 | 6): string[] {
     if (s.family === family && !isDefaultRoute(s.prefix) && s.prefix !== '0.0.0.0/32') out.add(s.prefix);
   }
   return [...out];
-}
-
-/** One-field interval elements from prefixes: overlaps merged, labelled by the first prefix's owner. */
-export function rangeElements(family: 4 | 6, items: { prefix: string; label?: string }[]): Element[] {
-  const merged = mergeRanges(items.map((i) => ({ ...prefixRange(i.prefix), label: i.label })));
-  return merged.map((m) => {
-    const el: Element = { key: [rangeValue(family, m.lo, m.hi)] };
-    const label = m.labels.find((l) => l !== undefined);
-    if (label !== undefined) el.comment = clip(label);
-    return el;
-  });
 }

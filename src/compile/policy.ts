@@ -38,7 +38,7 @@ export function compilePolicy(model: Model, config: PortwallConfig, options: Com
     if (!net) throw new Error(`port ${port.id}: network ${port.networkId} is not in the model`); // validate.ts guarantees it
     ports.push(compilePort(port, net, model.groups, rules, tags.get(port.id)));
   }
-  const profiles = assignProfiles(ports, config, options.profiles);
+  const profiles = assignProfiles(ports, config, (key) => options.profiles?.get(key));
   return { config, networks: [...model.networks.values()], ports, members: groupMembers(ports), profiles };
 }
 
@@ -89,11 +89,11 @@ export function compilePort(port: Port, net: Network, groups: ReadonlyMap<string
 
 /**
  * Rule profiles of the filtered ports: one per combination of groups (ports with the same groups have the
- * same rules), numbered in the tag space of `config.markMask`. A hinted number (key → number, e.g. read back
+ * same rules), numbered in the tag space of `config.markMask`. A hinted number (`hintOf(key)`, e.g. read back
  * from the kernel) is kept when valid; the others take the lowest free numbers in key order. Sets `profile` on
  * the ports.
  */
-export function assignProfiles(ports: readonly PortPolicy[], config: PortwallConfig, hints: ReadonlyMap<string, number> = new Map()): ProfilePolicy[] {
+export function assignProfiles(ports: readonly PortPolicy[], config: PortwallConfig, hintOf: (key: string) => number | undefined = () => undefined): ProfilePolicy[] {
   const byKey = new Map<string, { groupIds: string[]; ports: PortPolicy[] }>();
   for (const p of ports) {
     if (!p.filtered) continue;
@@ -107,7 +107,7 @@ export function assignProfiles(ports: readonly PortPolicy[], config: PortwallCon
   const keys = [...byKey.keys()].sort();
   const ids = new Map<string, number>();
   for (const k of keys) {
-    const hint = hints.get(k);
+    const hint = hintOf(k);
     if (hint !== undefined && numbers.claim(hint)) ids.set(k, hint);
   }
   for (const k of keys) if (!ids.has(k)) ids.set(k, numbers.next(keys.length));
@@ -265,7 +265,7 @@ export function tagSpace(mask: number): { shift: number; count: number } {
  * Tags of bridged ports: a port keeps a valid hinted tag; the others take the lowest free tags in port-id
  * order. Deterministic for a given model and hints.
  */
-function assignTags(model: Model, config: PortwallConfig, hints: ReadonlyMap<string, number> = new Map()): Map<string, number> {
+export function assignTags(model: Model, config: PortwallConfig, hints: ReadonlyMap<string, number> = new Map()): Map<string, number> {
   const bridged = [...model.ports.values()]
     .filter((p) => model.networks.get(p.networkId)?.mode === 'bridged')
     .map((p) => p.id)

@@ -13,7 +13,7 @@ import type { SecurityGroup, SgRule } from './types.js';
 export interface GroupIndex {
   groups: Map<string, SecurityGroup>;
   /** Every string group id in the file, including those of objects that failed the schema. */
-  ids: Set<string>;
+  ids: { has(id: string): boolean };
   /** False when `security_groups` itself is malformed: references to groups cannot be judged then. */
   complete: boolean;
 }
@@ -25,11 +25,12 @@ export interface GroupIndex {
 export function checkGroups(ctx: CheckContext, raw: unknown, known: Iterable<string> = []): GroupIndex {
   const { problems } = ctx;
   const list = elements(raw);
-  const index: GroupIndex = { groups: new Map(), ids: new Set(known), complete: raw === undefined || Array.isArray(raw) };
+  const ids = new Set(known);
+  const index: GroupIndex = { groups: new Map(), ids, complete: raw === undefined || Array.isArray(raw) };
   // Remote groups may be defined after the rule that names them: collect every id first.
   for (const g of list) {
     const id = stringField(g, 'id');
-    if (id !== undefined) index.ids.add(id);
+    if (id !== undefined) ids.add(id);
   }
   // Paths are only built for messages: a valid state with 50k rules should not pay for 50k strings.
   const groupPath = (i: number) => elementPath('', 'security_groups', i, list[i]);

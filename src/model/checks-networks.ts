@@ -12,7 +12,7 @@ import { deviceNameProblem, parseHostAddress } from './values.js';
 export interface NetworkIndex {
   networks: Map<string, Network>;
   /** Every string network id in the file, including those of objects that failed the schema. */
-  ids: Set<string>;
+  ids: { has(id: string): boolean };
   /** Bridge device → the path of the network that owns it (a port device may not reuse it). */
   bridges: Map<string, string>;
 }
@@ -20,13 +20,14 @@ export interface NetworkIndex {
 /** Checks `networks` and returns the valid ones, normalised. */
 export function checkNetworks(ctx: CheckContext, raw: unknown): NetworkIndex {
   const { problems, config } = ctx;
-  const index: NetworkIndex = { networks: new Map(), ids: new Set(), bridges: new Map() };
+  const ids = new Set<string>();
+  const index: NetworkIndex = { networks: new Map(), ids, bridges: new Map() };
   const idPaths = new Map<string, string>();
   const zonePaths = new Map<number, string>();
 
   elements(raw).forEach((element, i) => {
     const id = stringField(element, 'id');
-    if (id !== undefined) index.ids.add(id);
+    if (id !== undefined) ids.add(id);
     if (!ctx.sound(`/networks/${i}`)) return;
     const n = element as NetworkInput;
     const path = elementPath('', 'networks', i, n);

@@ -15,7 +15,7 @@ import type { StateInput } from '../../src/model/schema.js';
 import { openNft } from '../../src/nft/client.js';
 import { decodeOperations } from '../../src/nft/wire.js';
 import { Netns, isRoot, startTcpServer, tcpConnect, veth } from '../helpers/netns.js';
-import { busyGroup, elementOnly, port, state, webGroup, type Mode } from '../helpers/states.js';
+import { busyGroup, port, state, webGroup, type Mode } from '../helpers/states.js';
 
 const EXAMPLE = JSON.parse(readFileSync(new URL('../../examples/state.json', import.meta.url), 'utf8')) as StateInput;
 

@@ -185,19 +185,17 @@ export class Portwall {
    * elements change (and a new rule profile's, when its combination of groups is new).
    */
   upsertPort(port: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
-    return this.#serial(() => {
-      const e = this.#state('upsertPort');
+    return this.#edit('upsertPort', options, (e) => {
       const p = validatePort(port, e, this.config, 'upsertPort');
-      return this.#change({ kind: 'edit', edit: (x) => x.setPort(p.id, p) }, options);
+      return (x) => x.setPort(p.id, p);
     });
   }
 
   /** Removes one port by id: its elements, its remote-group memberships, its flows. */
   removePort(id: string, options: ApplyOptions = {}): Promise<ApplyResult> {
-    return this.#serial(() => {
-      const e = this.#state('removePort');
+    return this.#edit('removePort', options, (e) => {
       if (!e.model.ports.has(id)) throw new InvalidStateError([{ path: `ports (${id})`, message: `unknown port ${JSON.stringify(id)}` }], 'removePort');
-      return this.#change({ kind: 'edit', edit: (x) => x.setPort(id, undefined) }, options);
+      return (x) => x.setPort(id, undefined);
     });
   }
 
@@ -206,22 +204,25 @@ export class Portwall {
    * follow: their rule profiles change (elements per profile, not per port).
    */
   upsertGroup(group: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
-    return this.#serial(() => {
-      const e = this.#state('upsertGroup');
+    return this.#edit('upsertGroup', options, (e) => {
       const g = validateGroup(group, e, this.config, 'upsertGroup');
-      return this.#change({ kind: 'edit', edit: (x) => x.setGroup(g.id, g) }, options);
+      return (x) => x.setGroup(g.id, g);
     });
   }
 
   /** Removes one security group; refused (ERR_INVALID_STATE) while a port or another group's rule uses it. */
   removeGroup(id: string, options: ApplyOptions = {}): Promise<ApplyResult> {
-    return this.#serial(() => {
-      const e = this.#state('removeGroup');
+    return this.#edit('removeGroup', options, (e) => {
       if (!e.model.groups.has(id)) throw new InvalidStateError([{ path: `security_groups (${id})`, message: `unknown security group ${JSON.stringify(id)}` }], 'removeGroup');
       const used = groupInUse(id, e);
       if (used.length) throw new InvalidStateError(used, 'removeGroup');
-      return this.#change({ kind: 'edit', edit: (x) => x.setGroup(id, undefined) }, options);
+      return (x) => x.setGroup(id, undefined);
     });
+  }
+
+  /** One incremental operation: checked against the handle's state (`prepare` throws), then one change. */
+  #edit(op: string, options: ApplyOptions, prepare: (e: Engine) => (x: Engine) => void): Promise<ApplyResult> {
+    return this.#serial(() => this.#change({ kind: 'edit', edit: prepare(this.#state(op)) }, options));
   }
 
   /**

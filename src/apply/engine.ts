@@ -415,7 +415,7 @@ export class Engine implements StateIndex {
   #peersOf(groupId: string): void {
     if (!this.#remote.has(groupId)) return;
     for (const prof of this.#profiles.values()) {
-      if (!prof.policy.rules.some((r) => r.remote.kind === 'group' && r.remote.groupId === groupId)) continue;
+      if (!remoteGroupsOf(prof.policy.rules).has(groupId)) continue;
       for (const id of prof.users) {
         const p = this.#policies.get(id);
         if (p && !this.#changes.has(id)) this.#changes.set(id, { old: p, now: p });
@@ -543,6 +543,17 @@ export class Engine implements StateIndex {
   #skeletonInput(): SkeletonInput {
     return { config: this.config, networks: [...this.model.networks.values()], remote: this.#remoteInput() };
   }
+}
+
+// The remote groups a rule list names, per (shared, never mutated) rule list.
+const remoteGroupCache = new WeakMap<ProfilePolicy['rules'], ReadonlySet<string>>();
+function remoteGroupsOf(rules: ProfilePolicy['rules']): ReadonlySet<string> {
+  let s = remoteGroupCache.get(rules);
+  if (!s) {
+    s = new Set(rules.flatMap((r) => (r.remote.kind === 'group' ? [r.remote.groupId] : [])));
+    remoteGroupCache.set(rules, s);
+  }
+  return s;
 }
 
 /** Groups in which `old` had a member address that `now` no longer has there. */

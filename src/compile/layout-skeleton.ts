@@ -133,18 +133,18 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
 
   for (const k of modes) {
     const kt = KEY_TYPE[k];
-    const ports = t.set(INET.ports(k), [kt], { comment: 'filtered ports' });
-    const profile = t.set(INET.profile(k), [kt], { data: 'mark', comment: 'rule profile of each filtered port' });
+    const ports = t.set(INET.ports(k), [kt], { order: 'first', comment: 'filtered ports' });
+    const profile = t.set(INET.profile(k), [kt], { order: 'first', data: 'mark', comment: 'rule profile of each filtered port' });
     const spoof = {
-      4: t.set(INET.spoof(4, k), [kt, 'ether_addr', 'ipv4_addr'], { comment: 'allowed source MAC and IPv4 address per port' }),
-      6: t.set(INET.spoof(6, k), [kt, 'ether_addr', 'ipv6_addr'], { comment: 'allowed source MAC and IPv6 address per port' }),
+      4: t.set(INET.spoof(4, k), [kt, 'ether_addr', 'ipv4_addr'], { order: 'first', comment: 'allowed source MAC and IPv4 address per port' }),
+      6: t.set(INET.spoof(6, k), [kt, 'ether_addr', 'ipv6_addr'], { order: 'first', comment: 'allowed source MAC and IPv6 address per port' }),
     };
     const spoofNet = {
-      4: t.set(INET.spoofNet(4, k), [kt, 'ether_addr', 'ipv4_addr'], { interval: true, comment: 'allowed source MAC and IPv4 prefix per port' }),
-      6: t.set(INET.spoofNet(6, k), [kt, 'ether_addr', 'ipv6_addr'], { interval: true, comment: 'allowed source MAC and IPv6 prefix per port' }),
+      4: t.set(INET.spoofNet(4, k), [kt, 'ether_addr', 'ipv4_addr'], { order: 'first', interval: true, comment: 'allowed source MAC and IPv4 prefix per port' }),
+      6: t.set(INET.spoofNet(6, k), [kt, 'ether_addr', 'ipv6_addr'], { order: 'first', interval: true, comment: 'allowed source MAC and IPv6 prefix per port' }),
     };
-    const dhcp = { 4: t.set(INET.dhcp(4, k), [kt, 'ipv4_addr'], { comment: 'DHCP servers per port' }), 6: t.set(INET.dhcp(6, k), [kt, 'ipv6_addr'], { comment: 'DHCPv6 servers per port' }) };
-    const ra6 = t.set(INET.ra6(k), [kt, 'ipv6_addr'], { comment: 'IPv6 routers per port' });
+    const dhcp = { 4: t.set(INET.dhcp(4, k), [kt, 'ipv4_addr'], { order: 'first', comment: 'DHCP servers per port' }), 6: t.set(INET.dhcp(6, k), [kt, 'ipv6_addr'], { order: 'first', comment: 'DHCPv6 servers per port' }) };
+    const ra6 = t.set(INET.ra6(k), [kt, 'ipv6_addr'], { order: 'first', comment: 'IPv6 routers per port' });
     const egress = t.chain(INET.egress(k));
     const ingress = t.chain(INET.ingress(k));
     const from = KEY[k];
@@ -176,8 +176,8 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
       t.rule(outFilter, [inSet(F.meta.oifname, bridges!), jump(toBridge)], 'from the host into a bridged network');
       t.rule(toBridge, [set(F.meta.mark, and(F.meta.mark, (~mask) >>> 0))], 'clear the stale port tag');
       for (const f of FAMILIES) {
-        const hosts = t.set(INET.routeTag(f), ['ifname', addrType(f)], { data: 'mark', comment: `bridged port tag by bridge and IPv${f} address` });
-        const nets = t.set(INET.routeTagNet(f), ['ifname', addrType(f)], { interval: true, data: 'mark', comment: `bridged port tag by bridge and IPv${f} prefix` });
+        const hosts = t.set(INET.routeTag(f), ['ifname', addrType(f)], { order: 'first', data: 'mark', comment: `bridged port tag by bridge and IPv${f} address` });
+        const nets = t.set(INET.routeTagNet(f), ['ifname', addrType(f)], { order: 'first', interval: true, data: 'mark', comment: `bridged port tag by bridge and IPv${f} prefix` });
         // Disjoint by construction (a prefix range never holds a host another port owns), so at most one hits.
         t.rule(toBridge, [set(F.meta.mark, mapOf([F.meta.oifname, daddrOf(f)], hosts))], 'the destination port by address');
         t.rule(toBridge, [set(F.meta.mark, mapOf([F.meta.oifname, daddrOf(f)], nets))], 'the destination port by prefix');
@@ -252,13 +252,13 @@ function remoteSets(input: SkeletonInput, t: TableBuilder): RemoteRefs[] {
     const uses = input.remote.get(g)!;
     for (const f of FAMILIES) {
       if (![...uses].some((u) => u.split('|')[1] === String(f))) continue;
-      const hosts = t.set(memberSetName(g, f), [addrType(f)], { comment: clip(`member addresses of ${g}`) });
-      const nets = t.set(memberNetSetName(g, f), [addrType(f)], { interval: true, comment: clip(`member prefixes of ${g}`) });
+      const hosts = t.set(memberSetName(g, f), [addrType(f)], { order: 'last', comment: clip(`member addresses of ${g}`) });
+      const nets = t.set(memberNetSetName(g, f), [addrType(f)], { order: 'last', interval: true, comment: clip(`member prefixes of ${g}`) });
       for (const dir of ['in', 'out'] as const) {
         for (const shape of SHAPES) {
           if (!uses.has(`${dir}|${f}|${shape}`)) continue;
           const refs = t.set(groupRefSetName(g, dir, f, shape), ruleSetKey(f, shape, false), {
-            interval: shape === 'ports' || shape === 'icmp', counter: true,
+            order: 'last', interval: shape === 'ports' || shape === 'icmp', counter: true,
             comment: clip(`${dir === 'in' ? 'ingress' : 'egress'} IPv${f} ${shape} rules with remote group ${g}`),
           });
           out.push({ groupId: g, dir, family: f, shape, hosts, nets, refs });
@@ -289,12 +289,12 @@ function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut
   for (const n of nets) {
     // Set comments start with the zone: an operator reads a port's network and zone from them.
     const about = clip(`zone ${n.zone} of network ${n.id}`);
-    if (n.mode === 'bridged') t.set(zoneSetName(n.id, 'tag'), ['mark'], { comment: about }); // looked up by no rule
-    else t.set(zoneSetName(n.id, 'dev'), ['ifname'], { comment: about });
+    if (n.mode === 'bridged') t.set(zoneSetName(n.id, 'tag'), ['mark'], { order: 'last', comment: about }); // looked up by no rule
+    else t.set(zoneSetName(n.id, 'dev'), ['ifname'], { order: 'last', comment: about });
     const sets: { f: 4 | 6; set: SetRef }[] = [];
     for (const f of FAMILIES) {
-      sets.push({ f, set: t.set(zoneSetName(n.id, f === 4 ? 'ip4' : 'ip6'), [addrType(f)], { comment: about }) });
-      sets.push({ f, set: t.set(zoneSetName(n.id, f === 4 ? 'net4' : 'net6'), [addrType(f)], { interval: true, comment: about }) });
+      sets.push({ f, set: t.set(zoneSetName(n.id, f === 4 ? 'ip4' : 'ip6'), [addrType(f)], { order: 'last', comment: about }) });
+      sets.push({ f, set: t.set(zoneSetName(n.id, f === 4 ? 'net4' : 'net6'), [addrType(f)], { order: 'last', interval: true, comment: about }) });
     }
     addrSets.set(n.id, sets);
   }
@@ -325,25 +325,25 @@ function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut
 function statelessRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut: string, tagKey: Operand, bridges: SetRef | undefined): void {
   const why = 'stateless security groups';
   if (input.networks.some((n) => n.mode === 'routed')) {
-    const dev = t.set(INET.statelessDev, ['ifname'], { comment: 'routed ports of stateless groups' });
+    const dev = t.set(INET.statelessDev, ['ifname'], { order: 'first', comment: 'routed ports of stateless groups' });
     t.rule(rawPre, [inSet(F.meta.iifname, dev), notrack(), accept()], why);
     t.rule(rawOut, [inSet(F.meta.oifname, dev), notrack(), accept()], why);
   }
   if (bridges) {
-    const tag = t.set(INET.statelessTag, ['mark'], { comment: 'bridged ports of stateless groups' });
+    const tag = t.set(INET.statelessTag, ['mark'], { order: 'first', comment: 'bridged ports of stateless groups' });
     t.rule(rawPre, [inSet(tagKey, tag), notrack(), accept()], why);
   }
   const notFromBridge = bridges ? [notInSet(F.meta.iifname, bridges)] : [];
   for (const f of FAMILIES) {
-    const hosts = t.set(INET.stateless(f), [addrType(f)], { comment: 'addresses stateless ports own' });
-    const nets = t.set(INET.statelessNet(f), [addrType(f)], { interval: true, comment: 'prefix ranges stateless ports own' });
+    const hosts = t.set(INET.stateless(f), [addrType(f)], { order: 'first', comment: 'addresses stateless ports own' });
+    const nets = t.set(INET.statelessNet(f), [addrType(f)], { order: 'first', interval: true, comment: 'prefix ranges stateless ports own' });
     t.rule(rawPre, [...notFromBridge, inSet(daddrOf(f), hosts), notrack(), accept()], why);
     t.rule(rawPre, [...notFromBridge, inSet(daddrOf(f), nets), notrack(), accept()], why);
   }
   if (!bridges) return;
   for (const f of FAMILIES) {
-    const hosts = t.set(INET.statelessBr(f), ['ifname', addrType(f)], { comment: 'bridge and address of bridged stateless ports' });
-    const nets = t.set(INET.statelessBrNet(f), ['ifname', addrType(f)], { interval: true, comment: 'bridge and prefix range of bridged stateless ports' });
+    const hosts = t.set(INET.statelessBr(f), ['ifname', addrType(f)], { order: 'first', comment: 'bridge and address of bridged stateless ports' });
+    const nets = t.set(INET.statelessBrNet(f), ['ifname', addrType(f)], { order: 'first', interval: true, comment: 'bridge and prefix range of bridged stateless ports' });
     for (const s of [hosts, nets]) {
       t.rule(rawPre, [inSet([F.meta.iifname, daddrOf(f)], s), notrack(), accept()], why);
       t.rule(rawOut, [inSet([F.meta.oifname, daddrOf(f)], s), notrack(), accept()], why);

@@ -11,12 +11,24 @@ export interface SetOptions {
   counter?: boolean;
   data?: DataTypeName;
   comment?: string;
+  /**
+   * Where the set goes among the table's sets (default `'middle'`): `'first'` for sets every port change
+   * touches, `'last'` for per-network and per-group sets. The kernel finds the set of an element operation by
+   * walking the table's sets in creation order, so at thousands of sets the order is most of a one-port commit
+   * (docs/dataplane.md, "Set order").
+   */
+  order?: SetOrder;
 }
+
+/** A set's place among its table's sets; see {@link SetOptions.order}. */
+export type SetOrder = 'first' | 'middle' | 'last';
+const ORDER_RANK: Record<SetOrder, number> = { first: 0, middle: 1, last: 2 };
 
 /** Collects one table's chains, sets, elements and rules; {@link TableBuilder.objects} returns them. */
 export class TableBuilder {
   readonly #chains: Chain[] = [];
   readonly #sets = new Map<string, NftSet>();
+  readonly #order = new Map<string, SetOrder>();
   readonly #elements = new Map<string, Element[]>();
   readonly #rules = new Map<string, Rule[]>();
 
@@ -42,6 +54,7 @@ export class TableBuilder {
     if (opts.counter) s.counter = true;
     if (opts.comment !== undefined) s.comment = opts.comment;
     this.#sets.set(name, s);
+    this.#order.set(name, opts.order ?? 'middle');
     return s;
   }
 
@@ -66,12 +79,15 @@ export class TableBuilder {
   }
 
   /**
-   * The table's objects: table, chains, sets, non-empty element lists, rules. Base chains without rules are
-   * left out (a hook that does nothing still costs every packet a call).
+   * The table's objects: table, chains, sets (by {@link SetOptions.order}, then as declared), non-empty element
+   * lists, rules. Base chains without rules are left out (a hook that does nothing still costs every packet a
+   * call).
    */
   objects(): NftObject[] {
     const chains = this.#chains.filter((c) => c.hook === undefined || this.#rules.get(c.name)!.length > 0);
-    const out: NftObject[] = [{ kind: 'table', family: this.family, name: this.name }, ...chains, ...this.#sets.values()];
+    const rank = (s: NftSet) => ORDER_RANK[this.#order.get(s.name)!];
+    const sets = [...this.#sets.values()].sort((a, b) => rank(a) - rank(b)); // stable: declaration order within a rank
+    const out: NftObject[] = [{ kind: 'table', family: this.family, name: this.name }, ...chains, ...sets];
     for (const [set, elements] of this.#elements) {
       if (elements.length > 0) out.push({ kind: 'elements', family: this.family, table: this.name, set, elements });
     }

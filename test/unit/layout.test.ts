@@ -53,6 +53,20 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     expect(new Set(names).size).toBe(names.length);
   });
 
+  test('set order: the sets every port change touches first, per-network and per-group sets last', () => {
+    // The kernel finds an element operation's set by walking the table's sets in creation order.
+    const names = sets(objs).map((s) => s.name);
+    const perPort = [`ports_${k}`, `profile_${k}`, `spoof4_${k}`, `spoof6_${k}`, `dhcp4_${k}`, `ra6_${k}`].map((n) => names.indexOf(n));
+    const perNetworkOrGroup = names.flatMap((n, i) => (/^(z(dev|tag|ip4|ip6|net4|net6)|m4|m6|n4|n6|in4p|in6p|out4p|out6p)_/.test(n) ? [i] : []));
+    expect(perPort.every((i) => i >= 0)).toBe(true);
+    expect(perNetworkOrGroup.length).toBeGreaterThan(0);
+    // Sets that change only with rule profiles: after the per-port ones, before the per-network ones.
+    const profileSets = names.flatMap((n, i) => (/^((in|out)[46]_(ports|proto|icmp|any)|profiles)$/.test(n) ? [i] : []));
+    expect(profileSets.length).toBeGreaterThan(4);
+    expect(Math.max(...perPort)).toBeLessThan(Math.min(...profileSets));
+    expect(Math.max(...profileSets)).toBeLessThan(Math.min(...perNetworkOrGroup));
+  });
+
   test('the skeleton: base chains, port chains, one rule per rule shape; verdicts only in rules', () => {
     const base = chains(objs).filter((c) => c.hook !== undefined).map((c) => `${c.name}:${c.hook}:${c.priority}`);
     expect(base).toEqual(mode === 'routed'

@@ -92,6 +92,19 @@ export interface ApplyResult {
   adopted: boolean;
 }
 
+/** One edit of {@link Portwall.batch}: the incremental operations as data. */
+export type Edit =
+  | { op: 'upsertPort'; port: unknown }
+  | { op: 'removePort'; id: string }
+  | { op: 'upsertGroup'; group: unknown }
+  | { op: 'removeGroup'; id: string };
+
+/** What {@link Portwall.batch} did. */
+export interface BatchResult extends ApplyResult {
+  /** Per edit, in order: undefined when it was committed, else why it was left out. */
+  refused: (InvalidStateError | undefined)[];
+}
+
 /** What {@link Portwall.plan} would do. */
 export interface PlanResult {
   operations: Operation[];
@@ -185,18 +198,12 @@ export class Portwall {
    * elements change (and a new rule profile's, when its combination of groups is new).
    */
   upsertPort(port: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
-    return this.#edit('upsertPort', options, (e) => {
-      const p = validatePort(port, e, this.config, 'upsertPort');
-      return (x) => x.setPort(p.id, p);
-    });
+    return this.#edit({ op: 'upsertPort', port }, options);
   }
 
   /** Removes one port by id: its elements, its remote-group memberships, its flows. */
   removePort(id: string, options: ApplyOptions = {}): Promise<ApplyResult> {
-    return this.#edit('removePort', options, (e) => {
-      if (!e.model.ports.has(id)) throw new InvalidStateError([{ path: `ports (${id})`, message: `unknown port ${JSON.stringify(id)}` }], 'removePort');
-      return (x) => x.setPort(id, undefined);
-    });
+    return this.#edit({ op: 'removePort', id }, options);
   }
 
   /**
@@ -204,25 +211,87 @@ export class Portwall {
    * follow: their rule profiles change (elements per profile, not per port).
    */
   upsertGroup(group: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
-    return this.#edit('upsertGroup', options, (e) => {
-      const g = validateGroup(group, e, this.config, 'upsertGroup');
-      return (x) => x.setGroup(g.id, g);
-    });
+    return this.#edit({ op: 'upsertGroup', group }, options);
   }
 
   /** Removes one security group; refused (ERR_INVALID_STATE) while a port or another group's rule uses it. */
   removeGroup(id: string, options: ApplyOptions = {}): Promise<ApplyResult> {
-    return this.#edit('removeGroup', options, (e) => {
-      if (!e.model.groups.has(id)) throw new InvalidStateError([{ path: `security_groups (${id})`, message: `unknown security group ${JSON.stringify(id)}` }], 'removeGroup');
-      const used = groupInUse(id, e);
-      if (used.length) throw new InvalidStateError(used, 'removeGroup');
-      return (x) => x.setGroup(id, undefined);
+    return this.#edit({ op: 'removeGroup', id }, options);
+  }
+
+  /**
+   * Several edits in one atomic batch (what an agent does with a burst of requests). Each edit is checked
+   * against the state after the edits before it (a group, then a port in it); an invalid one is left out and
+   * reported in `refused` at its index, the others are committed together. Anything else that goes wrong
+   * (the kernel refuses the batch) fails them all and changes nothing.
+   */
+  batch(edits: readonly Edit[], options: ApplyOptions = {}): Promise<BatchResult> {
+    return this.#serial(async () => {
+      this.#state('batch');
+      let refused: (InvalidStateError | undefined)[] = [];
+      const result = await this.#change({
+        kind: 'edit',
+        edit: (x) => {
+          refused = edits.map((edit) => {
+            let apply: (x: Engine) => void;
+            try {
+              apply = this.#prepare(edit, x);
+            } catch (err) {
+              if (err instanceof InvalidStateError) return err;
+              throw err;
+            }
+            apply(x);
+            return undefined;
+          });
+        },
+      }, options);
+      return { ...result, refused };
     });
   }
 
-  /** One incremental operation: checked against the handle's state (`prepare` throws), then one change. */
-  #edit(op: string, options: ApplyOptions, prepare: (e: Engine) => (x: Engine) => void): Promise<ApplyResult> {
-    return this.#serial(() => this.#change({ kind: 'edit', edit: prepare(this.#state(op)) }, options));
+  /**
+   * Lists the kernel and makes it match the handle's state again, whatever the generation id says — the
+   * agent's periodic safety net and its answer to drift (someone else changed portwall's tables).
+   */
+  resync(options: ApplyOptions = {}): Promise<ApplyResult> {
+    return this.#serial(() => {
+      const e = this.#state('resync');
+      this.#genid = undefined;
+      return this.#change({ kind: 'replace', model: e.model }, options);
+    });
+  }
+
+  /** One incremental operation: checked against the handle's state, then one change. */
+  #edit(edit: Edit, options: ApplyOptions): Promise<ApplyResult> {
+    return this.#serial(() => this.#change({ kind: 'edit', edit: this.#prepare(edit, this.#state(edit.op)) }, options));
+  }
+
+  /** Checks one edit against `e` (throws InvalidStateError naming the object and field) and returns its change. */
+  #prepare(edit: Edit, e: Engine): (x: Engine) => void {
+    switch (edit.op) {
+      case 'upsertPort': {
+        const p = validatePort(edit.port, e, this.config, edit.op);
+        return (x) => x.setPort(p.id, p);
+      }
+      case 'removePort': {
+        const id = edit.id;
+        if (!e.model.ports.has(id)) throw new InvalidStateError([{ path: `ports (${id})`, message: `unknown port ${JSON.stringify(id)}` }], edit.op);
+        return (x) => x.setPort(id, undefined);
+      }
+      case 'upsertGroup': {
+        const g = validateGroup(edit.group, e, this.config, edit.op);
+        return (x) => x.setGroup(g.id, g);
+      }
+      case 'removeGroup': {
+        const id = edit.id;
+        if (!e.model.groups.has(id)) throw new InvalidStateError([{ path: `security_groups (${id})`, message: `unknown security group ${JSON.stringify(id)}` }], edit.op);
+        const used = groupInUse(id, e);
+        if (used.length) throw new InvalidStateError(used, edit.op);
+        return (x) => x.setGroup(id, undefined);
+      }
+      default:
+        throw new InvalidStateError([{ path: 'op', message: `unknown edit ${JSON.stringify((edit as { op: unknown }).op)}` }], 'batch');
+    }
   }
 
   /**

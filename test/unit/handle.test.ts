@@ -86,4 +86,42 @@ describe('the incremental API', () => {
     mine.ports = [...mine.ports!, port(3, ['sg-web'])];
     expect((await pw.plan(mine)).operations).toEqual([]);
   });
+
+  test('batch: one commit for several edits; each checked after the ones before it; the invalid ones left out', async () => {
+    const { fake, pw } = open();
+    await pw.apply(base());
+    const commits = fake.commits;
+    const fresh = { id: 'sg-fresh', security_group_rules: [{ id: 'f1', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7, port_range_max: 7 }] };
+    const r = await pw.batch([
+      { op: 'upsertGroup', group: fresh },
+      { op: 'upsertPort', port: port(3, ['sg-fresh']) },            // valid only after the group above
+      { op: 'upsertPort', port: port(4, ['sg-nope']) },             // unknown group: left out
+      { op: 'removePort', id: 'port-00002' },
+      { op: 'removePort', id: 'port-00077' },                       // unknown port: left out
+    ]);
+    expect(fake.commits).toBe(commits + 1);
+    expect(r.changed).toBe(true);
+    expect(r.refused.map((x) => x?.code)).toEqual([undefined, undefined, 'ERR_INVALID_STATE', undefined, 'ERR_INVALID_STATE']);
+    expect(r.refused[2]!.problems[0]!.path).toContain('security_groups');
+    const want = base();
+    want.security_groups = [...want.security_groups!, fresh];
+    want.ports = [port(1, ['sg-web']), port(3, ['sg-fresh'])];
+    expect((await pw.plan(want)).operations).toEqual([]);
+    // Nothing valid: nothing sent.
+    const none = await pw.batch([{ op: 'removePort', id: 'port-00077' }]);
+    expect(none.changed).toBe(false);
+    expect(fake.commits).toBe(commits + 1);
+  });
+
+  test('resync lists the kernel and repairs what someone else changed, even at the same generation count', async () => {
+    const { fake, pw } = open();
+    await pw.apply(base());
+    const other = Portwall.open({ binding: fake, conntrack: null, profileGc: false });
+    await other.apply(state('routed', [webGroup()], [port(1, ['sg-web'])]));
+    const r = await pw.resync();
+    expect(r.adopted).toBe(true);
+    expect(r.changed).toBe(true);
+    expect((await pw.plan(base())).operations).toEqual([]);
+    expect((await pw.resync()).changed).toBe(false);
+  });
 });

@@ -1,0 +1,38 @@
+/**
+ * The seam between the agent's HTTP API (./http.ts) and the agent's core, the part that owns the firewall
+ * handle. The API turns requests into {@link AgentOp}s and hands a coalesced batch of them to
+ * {@link AgentBackend.commit}; it never touches the handle itself.
+ */
+
+/** One change a caller asked for; a delete has no body. */
+export type AgentOp =
+  /** `PUT /v1/state`: a whole state document (as sent, not yet validated). */
+  | { kind: 'state'; state: unknown }
+  /** `PUT /v1/ports/{id}` (with the port's body) or `DELETE /v1/ports/{id}` (no body). */
+  | { kind: 'port'; id: string; body?: unknown }
+  /** `PUT` (body) or `DELETE` (no body) `/v1/security-groups/{id}`. */
+  | { kind: 'group'; id: string; body?: unknown }
+  /** `PUT` (body) or `DELETE` (no body) `/v1/floatingips/{id}`. */
+  | { kind: 'floatingip'; id: string; body?: unknown };
+
+/** The outcome of one op inside a committed batch. */
+export type OpOutcome =
+  /**
+   * The op was applied. `genid`: the ruleset generation after the batch; `changed`: whether the kernel had to
+   * change for it; `timings`: milliseconds per stage; `elements`: the set elements this op (not the whole
+   * batch) added and removed.
+   */
+  | { ok: true; genid?: number; changed: boolean; timings: Record<string, number>; elements: { added: number; removed: number } }
+  /**
+   * The op was not applied: e.g. an InvalidStateError (the op was invalid and skipped, the rest of the batch
+   * went ahead) or any PortwallError.
+   */
+  | { ok: false; error: unknown };
+
+/** What the HTTP API needs from the agent's core. */
+export interface AgentBackend {
+  /** Applies the ops in order in ONE batch; ops that are invalid are skipped and reported individually; resolves one outcome per op. */
+  commit(ops: readonly AgentOp[]): Promise<OpOutcome[]>;
+  /** JSON-able status for GET /v1/status. */
+  status(): Promise<unknown>;
+}

@@ -27,6 +27,8 @@ Usage:
   portwall plan [--netns NAME] [--format nft|iptables] FILE
                                                          print the changes apply would make, without applying
   portwall status [--netns NAME] [--json]                what portwall's tables hold
+  portwall agent [--netns NAME] [--state FILE] [--socket PATH] [--metrics HOST:PORT]
+                                                         the long-running agent with its HTTP API (root)
   portwall schema                                        print the state file's JSON Schema
   portwall demo                                          the built-in demo in its own namespaces (root)
   portwall COMMAND --help                                help for one command
@@ -59,6 +61,34 @@ Lists portwall's tables over netlink: tables and counts of chains, rules, sets a
 every object (handles and byte strings as strings).
 
 ${EXIT_CODES}`,
+  agent: `portwall agent [--netns NAME] [--state FILE] [--socket PATH] [--metrics HOST:PORT]
+               [--log-level LEVEL] [--check-interval SECONDS] [--body-limit BYTES]
+
+Runs until SIGTERM or SIGINT, which stop it and leave the rules in place. On start it adopts what portwall's
+tables hold (no flush, no traffic gap) and makes them match FILE; SIGHUP, or a change of FILE, reloads FILE
+through the same incremental diff (an invalid file is logged and the running state kept). Changes also come
+through the HTTP/1.1 + JSON API on a Unix socket (mode 0600; see docs/agent.md for every route):
+  GET /v1/status   PUT /v1/state   PUT|DELETE /v1/ports/{id}   PUT|DELETE /v1/security-groups/{id}
+  PUT|DELETE /v1/floatingips/{id} (stored, not yet programmed)   GET /metrics
+e.g. curl --unix-socket /run/portwall/portwall.sock http://portwall/v1/status
+Requests arriving together are committed as one batch; each caller gets its own answer after the commit.
+When anyone else changes portwall's tables (nft flush ruleset, nft delete table, a rule or element edited by
+hand), the agent hears it from nftables' netlink events and puts its state back, typically within
+milliseconds; every --check-interval it also lists and compares the whole state.
+Logs are JSON lines on stdout (one per commit, drift repair, reload and error).
+
+Options:
+  --netns NAME             the network namespace (a name under /run/netns or a path); default: the current one
+  --state FILE             the desired state (JSON, see schema/state.schema.json); without it the agent waits
+                           for PUT /v1/state
+  --socket PATH            the API socket (default /run/portwall/portwall.sock; its directory is created)
+  --metrics HOST:PORT      also serve GET /metrics over TCP on this address
+  --log-level LEVEL        fatal, error, warn, info (default), debug or trace
+  --check-interval SECONDS the periodic full check (default 60; 0 turns it off)
+  --body-limit BYTES       the largest request body (default 8388608); larger ones are answered 413
+
+Exit codes: 0 stopped by a signal; 1 the state file was invalid or unreadable, or the socket could not be
+served (nothing was applied); 2 usage error.`,
   schema: 'portwall schema: prints the JSON Schema of the state file (the same as schema/state.schema.json in the package).',
   demo: 'portwall demo: builds a compute host with two VMs and an outside client in fresh namespaces, applies security groups, shows traffic allowed and blocked (rules, a remote group, anti-spoofing, a running ping cut when its rule goes), removes the namespaces. Exit 0 when every check came out as expected.',
 };
@@ -189,6 +219,8 @@ async function dispatch(io: Io, argv: string[]): Promise<number> {
       return plan(io, rest);
     case 'status':
       return status(io, rest);
+    case 'agent':
+      return agent(io, rest);
     case 'schema':
       if (rest.includes('--help')) return help(io, 'schema');
       io.out(stateJsonSchema());
@@ -202,6 +234,51 @@ async function dispatch(io: Io, argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
+}
+
+const AGENT_OPTIONS = {
+  ...BASE,
+  state: { type: 'string' },
+  socket: { type: 'string' },
+  metrics: { type: 'string' },
+  'log-level': { type: 'string' },
+  'check-interval': { type: 'string' },
+  'body-limit': { type: 'string' },
+} as const;
+
+async function agent(io: Io, args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args, allowPositionals: false, options: AGENT_OPTIONS }));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (values.help) return help(io, 'agent');
+  const level = values['log-level'] ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace'].includes(level)) throw new UsageError(`--log-level: unknown level "${level}"`);
+  const number = (name: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number, not "${v}"`);
+    return Number(v);
+  };
+  const every = number('check-interval', values['check-interval']);
+  const { pino } = await import('pino');
+  const { startAgent } = await import('./agent/agent.js');
+  const logger = pino({ level, base: { pid: process.pid } });
+  const running = await startAgent({
+    netns: values.netns, stateFile: values.state, socketPath: values.socket, metricsAddress: values.metrics, logger,
+    checkIntervalMs: every === undefined ? undefined : every * 1000, bodyLimit: number('body-limit', values['body-limit']),
+  });
+  await new Promise<void>((done) => {
+    const stop = (signal: string) => {
+      logger.info({ event: 'stop', signal }, 'stopping; the rules stay in place');
+      running.stop().then(done, done);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => void running.reload());
+  });
+  return 0;
 }
 
 // bigint handles and byte arrays print as strings / hex.

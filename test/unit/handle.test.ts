@@ -91,7 +91,7 @@ describe('the incremental API', () => {
     const { fake, pw } = open();
     await pw.apply(base());
     const commits = fake.commits;
-    const fresh = { id: 'sg-fresh', security_group_rules: [{ id: 'f1', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7, port_range_max: 7 }] };
+    const fresh = { id: 'sg-fresh', security_group_rules: [{ id: 'f1', direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', port_range_min: 7, port_range_max: 7 }] };
     const r = await pw.batch([
       { op: 'upsertGroup', group: fresh },
       { op: 'upsertPort', port: port(3, ['sg-fresh']) },            // valid only after the group above

@@ -1,0 +1,236 @@
+/**
+ * `portwall agent`: the long-running process (docs/agent.md). One {@link Portwall} handle in one namespace, fed
+ * by a state file and the HTTP API on a Unix socket; it adopts what the kernel holds on start (no flush, so no
+ * gap), repairs drift it hears about from nftables' own netlink events, checks the whole state periodically,
+ * logs JSON lines and counts in Prometheus metrics. Stopping it leaves the rules in place.
+ */
+import { readFile } from 'node:fs/promises';
+import { watch, type FSWatcher } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { basename, dirname, resolve } from 'node:path';
+
+import type { Logger } from 'pino';
+
+import { Portwall } from '../apply/portwall.js';
+import { PortwallError } from '../errors.js';
+import { parseState } from '../model/load.js';
+import type { Model } from '../model/types.js';
+import { subscribeNftEvents, type NftEventSubscription, type NftTransactionEvent } from '../nft/events.js';
+import { AgentCore } from './core.js';
+import { startApiServer, type ApiServer } from './http.js';
+import { AgentMetrics } from './metrics.js';
+
+/** Options of {@link startAgent}. */
+export interface AgentOptions {
+  /** Network namespace (a name under /run/netns or a path); default: the agent's own. */
+  netns?: string;
+  /** The state file: applied on start, again on SIGHUP ({@link Agent.reload}) and when the file changes. */
+  stateFile?: string;
+  /** The API's Unix socket (default `/run/portwall/portwall.sock`). */
+  socketPath?: string;
+  /** `HOST:PORT` of an extra TCP listener that serves only `GET /metrics`. */
+  metricsAddress?: string;
+  logger: Logger;
+  /** The periodic full check (list and compare), in milliseconds; default 60 000; 0 turns it off. */
+  checkIntervalMs?: number;
+  /** How long a repair waits for more drift events of the same burst, in milliseconds (default 20). */
+  repairDelayMs?: number;
+  bodyLimit?: number;
+  coalesceMs?: number;
+}
+
+/** A running agent. */
+export interface Agent {
+  readonly core: AgentCore;
+  readonly metrics: AgentMetrics;
+  readonly socketPath: string;
+  /** Re-reads the state file (a no-op without one); an invalid file is logged and the running state kept. */
+  reload(): Promise<void>;
+  /** Stops serving and watching; the rules stay in the kernel. */
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_SOCKET = '/run/portwall/portwall.sock';
+
+/**
+ * Starts the agent. Throws when the state file is unreadable or invalid (naming every bad object and field)
+ * or the socket cannot be served — nothing is applied then.
+ */
+export async function startAgent(o: AgentOptions): Promise<Agent> {
+  const log = o.logger;
+  const metrics = new AgentMetrics();
+  const handle = Portwall.open(o.netns === undefined ? {} : { netns: o.netns });
+  const core = new AgentCore(handle, metrics, log);
+  const closers: (() => Promise<void> | void)[] = [];
+  const stopAll = async () => {
+    for (const c of closers.reverse()) await Promise.resolve().then(c).catch((err: unknown) => log.warn({ err }, 'while stopping'));
+    closers.length = 0;
+  };
+  closers.push(() => handle.close());
+  try {
+    const repairs = new Repairs(core, log, o.repairDelayMs ?? 20);
+    closers.push(() => repairs.stop());
+    // Listen before adopting: a change someone makes while the agent starts is heard, not missed.
+    const events = await subscribeNftEvents(handle.netns, (txs, lost) => onEvents(txs, lost, handle, repairs), {
+      onError: (err) => {
+        log.warn({ err }, 'nftables event subscription error');
+        repairs.schedule('event-error');
+      },
+    });
+    closers.push(() => events.close());
+    if (o.stateFile) {
+      const result = await core.applyState(...(await readStateDoc(o.stateFile, handle)));
+      log.info({ event: 'start', genid: result.genid, changed: result.changed, adopted: result.adopted }, result.changed ? 'adopted and reconciled' : 'adopted; the kernel already matched');
+    } else log.info({ event: 'start' }, 'no state file: waiting for PUT /v1/state');
+
+    const socketPath = o.socketPath ?? DEFAULT_SOCKET;
+    const api: ApiServer = await startApiServer({ socketPath, backend: core, metrics, logger: log, bodyLimit: o.bodyLimit, coalesceMs: o.coalesceMs });
+    closers.push(() => api.close());
+    if (o.metricsAddress) {
+      const server = await serveMetrics(o.metricsAddress, metrics);
+      closers.push(() => new Promise<void>((res) => server.close(() => res())));
+    }
+    const reload = async () => {
+      if (!o.stateFile) return;
+      try {
+        const r = await core.applyState(...(await readStateDoc(o.stateFile, handle)));
+        log.info({ event: 'reload', genid: r.genid, changed: r.changed }, 'state file reloaded');
+      } catch (err) {
+        metrics.countError(err instanceof PortwallError ? err.code : 'ERR_INTERNAL');
+        log.error({ event: 'reload', err: errorFields(err) }, 'state file not applied; the running state stays');
+      }
+    };
+    if (o.stateFile) closers.push(watchFile(o.stateFile, reload));
+    const every = o.checkIntervalMs ?? 60_000;
+    if (every > 0) {
+      const timer = setInterval(() => repairs.schedule('periodic'), every);
+      timer.unref();
+      closers.push(() => clearInterval(timer));
+    }
+    log.info({ event: 'listening', socket: socketPath, netns: handle.netns, metrics: o.metricsAddress }, 'agent ready');
+    return { core, metrics, socketPath, reload, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+/**
+ * Drift: a transaction of another process that touched portwall's tables (the subscription knows our own), or
+ * events the socket lost. Transactions of others on other tables are no drift.
+ */
+function onEvents(txs: readonly NftTransactionEvent[], lost: number, handle: Portwall, repairs: Repairs): void {
+  if (lost > 0) repairs.schedule('events-lost');
+  const { inet, bridge } = handle.config.tables;
+  for (const tx of txs) {
+    if (tx.self) continue;
+    const ours = tx.events.some((e) => (e.family === 'inet' && e.table === inet) || (e.family === 'bridge' && e.table === bridge));
+    if (ours) repairs.schedule('drift');
+  }
+}
+
+/** Debounced, one-at-a-time repairs; each logs how long it took from the first event of its burst. */
+class Repairs {
+  #timer: NodeJS.Timeout | undefined;
+  #since = 0;
+  #causes = new Set<string>();
+  #running: Promise<void> = Promise.resolve();
+  #stopped = false;
+
+  constructor(
+    readonly core: AgentCore,
+    readonly log: Logger,
+    readonly delayMs: number,
+  ) {}
+
+  schedule(cause: string): void {
+    if (this.#stopped) return;
+    this.#causes.add(cause);
+    if (this.#timer) return;
+    this.#since = performance.now();
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      const causes = [...this.#causes];
+      this.#causes.clear();
+      const since = this.#since;
+      this.#running = this.#running.then(() => this.#repair(causes, since));
+    }, this.delayMs);
+  }
+
+  async #repair(causes: string[], since: number): Promise<void> {
+    if (this.#stopped) return;
+    const cause = causes.includes('drift') ? 'drift' : causes[0]!;
+    try {
+      const r = await this.core.repair(cause);
+      if (!r) return;
+      const ms = Math.round((performance.now() - since) * 10) / 10;
+      if (r.changed) this.log.warn({ event: 'drift', causes, repairedInMs: ms, genid: r.genid, elements: r.elements }, `drift repaired in ${ms} ms`);
+      else this.log.debug({ event: 'check', causes, ms }, 'kernel matches the desired state');
+    } catch (err) {
+      this.core.metrics.countError(err instanceof PortwallError ? err.code : 'ERR_INTERNAL');
+      this.log.error({ event: 'repair', causes, err: errorFields(err) }, 'repair failed; retrying');
+      if (!this.#stopped) setTimeout(() => this.schedule(cause), 1000).unref();
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#running;
+  }
+}
+
+/** The state file as a document and as a validated model (problems named with the file's name). */
+async function readStateDoc(file: string, handle: Portwall): Promise<[unknown, string, Model]> {
+  const text = await readFile(file, 'utf8').catch((e: unknown) => {
+    throw new PortwallError('ERR_INVALID_STATE', `cannot read the state file ${file}: ${(e as Error).message}`);
+  });
+  const model = parseState(text, handle.config, file);
+  return [JSON.parse(text) as unknown, `file ${file}`, model];
+}
+
+/** Watches the state file's directory (editors and `mv` replace the file), debounced. Returns the closer. */
+function watchFile(file: string, onChange: () => Promise<void>): () => void {
+  const path = resolve(file);
+  let timer: NodeJS.Timeout | undefined;
+  let running = Promise.resolve();
+  const w: FSWatcher = watch(dirname(path), (_kind, name) => {
+    if (name !== basename(path)) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = undefined;
+      running = running.then(onChange);
+    }, 100);
+  });
+  w.unref();
+  return () => {
+    if (timer) clearTimeout(timer);
+    w.close();
+  };
+}
+
+async function serveMetrics(address: string, metrics: AgentMetrics): Promise<Server> {
+  const m = /^(.*):(\d+)$/.exec(address);
+  if (!m) throw new PortwallError('ERR_INVALID_VALUE', `--metrics must be HOST:PORT, not ${JSON.stringify(address)}`, { field: 'metrics' });
+  const host = m[1]!.replace(/^\[(.*)\]$/, '$1');
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    metrics.text().then(
+      (text) => res.writeHead(200, { 'Content-Type': metrics.contentType }).end(text),
+      (err: unknown) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`${String(err)}\n`),
+    );
+  });
+  await new Promise<void>((res, rej) => {
+    server.once('error', rej);
+    server.listen(Number(m[2]), host, () => res());
+  });
+  return server;
+}
+
+function errorFields(err: unknown): Record<string, unknown> {
+  if (err instanceof PortwallError) return { code: err.code, message: err.message, field: err.field };
+  return { message: err instanceof Error ? err.message : String(err) };
+}

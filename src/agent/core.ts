@@ -1,0 +1,212 @@
+/**
+ * The agent's core: the desired state and the one {@link Portwall} handle that programs it (docs/agent.md).
+ *
+ * The desired state is the last whole state (the state file, or `PUT /v1/state`) with the API's edits on top;
+ * a reload of the file replaces it. A coalesced batch of API changes becomes one {@link Portwall.batch}
+ * (one kernel commit); a whole state is its own `apply`. Floating IPs are kept in the desired state and shown
+ * by the status, but not programmed yet (NAT is a later piece of work); their bodies are only checked to be
+ * objects.
+ */
+import type { Logger } from 'pino';
+
+import { PortwallError } from '../errors.js';
+import { InvalidStateError } from '../model/problems.js';
+import type { ApplyResult, Edit, Portwall } from '../apply/portwall.js';
+import type { AgentBackend, AgentOp, OpOutcome } from './backend.js';
+import type { AgentMetrics, ApplyKind } from './metrics.js';
+
+/** A state document as the agent keeps it: collections by id, in insertion order. */
+interface Desired {
+  /** Everything but the collections below, as last given (networks, and any other top-level fields). */
+  rest: Record<string, unknown>;
+  ports: Map<string, unknown>;
+  groups: Map<string, unknown>;
+  floatingips: Map<string, unknown>;
+}
+
+/** What the core reports after each commit or repair, for the agent's log and metrics. */
+export interface CommitEvent {
+  kind: ApplyKind;
+  ops: number;
+  result: ApplyResult;
+}
+
+export class AgentCore implements AgentBackend {
+  #desired: Desired | undefined;
+  /** When the desired state last came from a whole document, and from where. */
+  #source = 'none';
+
+  constructor(
+    readonly handle: Portwall,
+    readonly metrics: AgentMetrics,
+    readonly logger: Logger,
+  ) {}
+
+  /** Whether a whole state has been applied (the API's edits need one). */
+  get ready(): boolean {
+    return this.#desired !== undefined;
+  }
+
+  /**
+   * Applies a whole state document (the state file, `PUT /v1/state`); throws InvalidStateError when invalid.
+   * `model`: the document already validated (the state file's loader names line and column).
+   */
+  async applyState(doc: unknown, source: string, model: unknown = doc): Promise<ApplyResult> {
+    const t = performance.now();
+    const result = await this.handle.apply(model);
+    this.#desired = toDesired(doc as Record<string, unknown>);
+    this.#source = source;
+    this.#record('state', 1, result, t);
+    return result;
+  }
+
+  /** Lists the kernel and puts the desired state back if it differs (drift, or the periodic check). */
+  async repair(cause: string): Promise<ApplyResult | undefined> {
+    if (!this.#desired) return undefined;
+    const t = performance.now();
+    const result = await this.handle.resync();
+    this.#record('repair', 0, result, t);
+    if (result.changed) this.metrics.countDriftRepair(cause);
+    return result;
+  }
+
+  async commit(ops: readonly AgentOp[]): Promise<OpOutcome[]> {
+    const out: OpOutcome[] = new Array(ops.length);
+    // Runs of edits become one batch each; a whole state is its own apply, in order.
+    let run: number[] = [];
+    const flush = async () => {
+      if (run.length) await this.#commitEdits(ops, run, out);
+      run = [];
+    };
+    for (const [i, op] of ops.entries()) {
+      if (op.kind !== 'state') {
+        run.push(i);
+        continue;
+      }
+      await flush();
+      out[i] = await outcomeOf(() => this.applyState(op.state, 'api'));
+    }
+    await flush();
+    return out;
+  }
+
+  async status(): Promise<unknown> {
+    const d = this.#desired;
+    const s = await this.handle.status();
+    return {
+      netns: this.handle.netns,
+      source: this.#source,
+      genid: s.genid,
+      desired: d ? { ports: d.ports.size, security_groups: d.groups.size, floatingips: d.floatingips.size } : null,
+      programmed: { tables: s.tables, ...s.counts },
+      unusedProfiles: this.handle.unusedProfiles,
+    };
+  }
+
+  /** The desired state as a document (what a restart with `--state` of it would program). */
+  document(): Record<string, unknown> | undefined {
+    const d = this.#desired;
+    if (!d) return undefined;
+    const doc: Record<string, unknown> = { ...d.rest, security_groups: [...d.groups.values()], ports: [...d.ports.values()] };
+    if (d.floatingips.size) doc.floatingips = [...d.floatingips.values()];
+    return doc;
+  }
+
+  async #commitEdits(ops: readonly AgentOp[], idx: readonly number[], out: OpOutcome[]): Promise<void> {
+    const d = this.#desired;
+    if (!d) {
+      const err = new PortwallError('ERR_TRANSACTION_STATE', 'no state yet: PUT /v1/state (or start the agent with --state FILE) first');
+      for (const i of idx) out[i] = { ok: false, error: err };
+      return;
+    }
+    const edits: Edit[] = [];
+    const slots: number[] = [];
+    for (const i of idx) {
+      const op = ops[i]!;
+      if (op.kind === 'state') continue; // never in a run of edits
+      if (op.kind === 'floatingip') {
+        out[i] = storeFloatingIp(d, op);
+        continue;
+      }
+      edits.push(editOf(op));
+      slots.push(i);
+    }
+    if (edits.length === 0) return;
+    const t = performance.now();
+    let result;
+    try {
+      result = await this.handle.batch(edits);
+    } catch (error) {
+      for (const i of slots) out[i] = { ok: false, error };
+      return;
+    }
+    this.#record(kindOf(ops[slots[0]!]!), edits.length, result, t);
+    const { genid, changed, timings, elements } = result;
+    slots.forEach((i, k) => {
+      const refused = result.refused[k];
+      if (refused) {
+        out[i] = { ok: false, error: refused };
+        return;
+      }
+      remember(d, ops[i]!);
+      out[i] = { ok: true, genid, changed, timings: { ...timings }, elements };
+    });
+  }
+
+  #record(kind: ApplyKind, ops: number, r: ApplyResult, started: number): void {
+    this.metrics.observeApply(kind, (performance.now() - started) / 1000);
+    if (r.changed) this.metrics.observeCommit(r.timings.commit / 1000, ops);
+    this.metrics.countElements(r.elements);
+    this.metrics.countConntrackRemoved(r.cleanup.deleted);
+    if (r.genid !== undefined) this.metrics.setGeneration(r.genid);
+    if (r.changed || kind === 'state') {
+      this.logger.info({ event: kind === 'repair' ? 'repair' : 'commit', kind, ops, genid: r.genid, adopted: r.adopted, elements: r.elements, conntrackDeleted: r.cleanup.deleted, timings: rounded(r.timings) }, kind === 'repair' ? 'repaired drift' : 'committed');
+    }
+  }
+}
+
+function toDesired(doc: Record<string, unknown>): Desired {
+  const { ports, security_groups: groups, floatingips, ...rest } = doc;
+  const byId = (xs: unknown) => new Map((Array.isArray(xs) ? xs : []).map((x) => [String((x as { id?: unknown }).id), x] as const));
+  return { rest, ports: byId(ports), groups: byId(groups), floatingips: byId(floatingips) };
+}
+
+function editOf(op: Exclude<AgentOp, { kind: 'state' | 'floatingip' }>): Edit {
+  if (op.kind === 'port') return op.body === undefined ? { op: 'removePort', id: op.id } : { op: 'upsertPort', port: op.body };
+  return op.body === undefined ? { op: 'removeGroup', id: op.id } : { op: 'upsertGroup', group: op.body };
+}
+
+function kindOf(op: AgentOp): ApplyKind {
+  return op.kind === 'group' ? 'group' : 'port';
+}
+
+function remember(d: Desired, op: AgentOp): void {
+  if (op.kind === 'state') return;
+  const map = op.kind === 'port' ? d.ports : op.kind === 'group' ? d.groups : d.floatingips;
+  if (op.body === undefined) map.delete(op.id);
+  else map.set(op.id, op.body);
+}
+
+function storeFloatingIp(d: Desired, op: Extract<AgentOp, { kind: 'floatingip' }>): OpOutcome {
+  const path = `floatingips (${op.id})`;
+  if (op.body === undefined) {
+    if (!d.floatingips.has(op.id)) return { ok: false, error: new InvalidStateError([{ path, message: `unknown floating IP ${JSON.stringify(op.id)}` }], 'floatingip') };
+  } else if (typeof op.body !== 'object' || op.body === null || Array.isArray(op.body)) {
+    return { ok: false, error: new InvalidStateError([{ path, message: 'must be an object' }], 'floatingip') };
+  }
+  remember(d, op);
+  return { ok: true, changed: false, timings: {}, elements: { added: 0, removed: 0 } };
+}
+
+async function outcomeOf(fn: () => Promise<ApplyResult>): Promise<OpOutcome> {
+  try {
+    const { genid, changed, timings, elements } = await fn();
+    return { ok: true, genid, changed, timings: { ...timings }, elements };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+function rounded(t: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(t).map(([k, v]) => [k, Math.round(v * 1000) / 1000]));
+}

@@ -1,0 +1,221 @@
+// The agent (`portwall agent`, docs/agent.md) as a real process on a compute host built in namespaces: its API
+// over the Unix socket with real traffic behind every change, drift repair after someone else's `nft` (S7),
+// and restarts — SIGTERM and kill -9 — under running flows without losing an allowed packet or admitting a
+// denied one, and without committing anything when the state is unchanged (S12).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { Nft } from '../../src/nft/client.js';
+import type { StateInput } from '../../src/model/schema.js';
+import { Bg, ComputeHost, EGRESS_ANY, group, pingCount, probe, sleep, state, type Vm } from '../helpers/hosts.js';
+import { isRoot, run, tryRun } from '../helpers/netns.js';
+
+const CLI = path.resolve(import.meta.dirname, '../../dist/src/cli.js');
+const ICMP_IN = { direction: 'ingress', ethertype: 'IPv4', protocol: 'icmp' } as const;
+
+interface Answer {
+  status: number;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  text: string;
+}
+
+/** One HTTP request over the agent's socket. */
+function call(socketPath: string, method: string, url: string, body?: unknown): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+    const req = request({ socketPath, method, path: url, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {}, timeout: 20_000 }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          parsed = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, body: parsed, text });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: timeout`)));
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+describe.skipIf(!isRoot)('the agent', () => {
+  let h: ComputeHost;
+  let vm1: Vm, vm2: Vm, vm3: Vm;
+  let dir: string;
+  let stateFile: string;
+  let socketPath: string;
+  let agent: Bg | undefined;
+  let nft: Nft;
+
+  // vm1 serves; vm2 may ping it and hold a TCP stream to it; vm3 may not.
+  const srv = (extra: object[] = []) =>
+    group('sg-srv', [{ ...ICMP_IN, id: 'icmp-vm2', remote_ip_prefix: `${vm2.ip4}/32` }, { id: 'tcp-vm2', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 2222, port_range_max: 2222, remote_ip_prefix: `${vm2.ip4}/32` }, ...extra as never[], ...EGRESS_ANY]);
+  const desired = (): StateInput =>
+    state([h.networkState('net-a')], [srv(), group('sg-cli', EGRESS_ANY)], [
+      h.port(vm1, { security_groups: ['sg-srv'] }), h.port(vm2, { security_groups: ['sg-cli'] }), h.port(vm3, { security_groups: ['sg-cli'] }),
+    ]);
+
+  async function startAgent(): Promise<Bg> {
+    const child = spawn(process.execPath, [CLI, 'agent', '--netns', h.host.name, '--state', stateFile, '--socket', socketPath, '--check-interval', '0', '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const bg = new Bg(child);
+    await bg.waitFor((l) => l.includes('agent ready'), 20_000);
+    return bg;
+  }
+
+  async function stopAgent(signal: NodeJS.Signals): Promise<number | null> {
+    const a = agent!;
+    agent = undefined;
+    a.child.kill(signal);
+    return a.done;
+  }
+
+  beforeAll(async () => {
+    h = new ComputeHost('routed', [{ id: 'net-a', zone: 101, macByte: 10 }]);
+    vm1 = h.addVm('vm1', { n: 11 });
+    vm2 = h.addVm('vm2', { n: 12 });
+    vm3 = h.addVm('vm3', { n: 13 });
+    await h.serveEcho(vm1.ns, [2222], 170);
+    dir = mkdtempSync(path.join(tmpdir(), 'pw-agent-'));
+    stateFile = path.join(dir, 'state.json');
+    socketPath = path.join(dir, 'run', 'portwall.sock');
+    writeFileSync(stateFile, JSON.stringify(desired()));
+    nft = new Nft({ netns: h.host.name, persistent: true });
+    agent = await startAgent();
+  });
+  afterAll(async () => {
+    agent?.stop();
+    await agent?.done;
+    await nft?.close();
+    h?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('programs the state file on start and serves its API on a 0600 socket', async () => {
+    expect(statSync(socketPath).mode & 0o777).toBe(0o600);
+    expect(await pingCount(vm2.ns, vm1.ip4)).toBe(2);
+    expect(await pingCount(vm3.ns, vm1.ip4)).toBe(0);
+    const s = await call(socketPath, 'GET', '/v1/status');
+    expect(s.status).toBe(200);
+    expect(s.body).toMatchObject({ desired: { ports: 3, security_groups: 2 }, genid: await nft.genid() });
+    expect((await call(socketPath, 'GET', '/v1/nope')).status).toBe(404);
+  });
+
+  it('API changes are committed before the answer, with real traffic behind them; bad input is 400 and changes nothing', async () => {
+    const before = await nft.genid();
+    // vm3 is let in by a new rule (PUT of the group) …
+    const open = await call(socketPath, 'PUT', '/v1/security-groups/sg-srv', srv([{ ...ICMP_IN, id: 'icmp-vm3', remote_ip_prefix: `${vm3.ip4}/32` }]));
+    expect(open.status).toBe(200);
+    expect(open.body.genid).toBe(before + 1);
+    expect(await pingCount(vm3.ns, vm1.ip4)).toBe(2);
+    // … a running ping from vm3 stops when the rule goes (the agent's cleanup drops its conntrack entry) …
+    const ping = h.longPing(vm3.ns, vm1.ip4, { intervalS: 0.05, count: 80 });
+    try {
+      await ping.waitReplies(5);
+      const t0 = Date.now();
+      const cut = await call(socketPath, 'PUT', '/v1/security-groups/sg-srv', srv());
+      expect(cut.status).toBe(200);
+      await sleep(800);
+      expect(ping.repliesAfter(t0 + 200)).toEqual([]);
+    } finally {
+      ping.stop();
+    }
+    // … and an invalid port is refused by field, nothing applied.
+    const genid = await nft.genid();
+    const bad = await call(socketPath, 'PUT', `/v1/ports/port-${vm3.name}`, { ...h.port(vm3), security_groups: ['sg-none'], mac_address: 'zz' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.problems.map((p: { path: string }) => p.path)).toEqual(expect.arrayContaining([expect.stringContaining('mac_address'), expect.stringContaining('security_groups[0]')]));
+    expect(await nft.genid()).toBe(genid);
+    expect((await call(socketPath, 'PUT', `/v1/ports/port-${vm3.name}`, '{"id": ')).status).toBe(400);
+  });
+
+  it('coalesces concurrent requests into fewer commits; each caller gets its own answer', async () => {
+    const before = await nft.genid();
+    const ports = Array.from({ length: 20 }, (_, i) => ({
+      id: `port-burst-${i}`, network_id: 'net-a', device: `tapburst${i}`, mac_address: `fa:16:3e:00:99:${(0x10 + i).toString(16)}`,
+      fixed_ips: [{ ip_address: `192.0.2.${100 + i}` }], security_groups: ['sg-cli'],
+    }));
+    // One of them clashes (vm1's address): it alone is refused.
+    ports[7]!.fixed_ips = [{ ip_address: vm1.ip4 }];
+    const answers = await Promise.all(ports.map((p) => call(socketPath, 'PUT', `/v1/ports/${p.id}`, p)));
+    expect(answers.map((a) => a.status)).toEqual(ports.map((_, i) => (i === 7 ? 400 : 200)));
+    const commits = (await nft.genid()) - before;
+    console.log(`[agent] 20 concurrent PUTs → ${commits} commits`);
+    expect(commits).toBeGreaterThanOrEqual(1);
+    expect(commits).toBeLessThan(10);
+    const elements = run('ip', ['netns', 'exec', h.host.name, 'nft', 'list', 'set', 'inet', 'portwall', 'ports_dev']);
+    expect(ports.filter((p) => elements.includes(p.device)).map((p) => p.id)).toEqual(ports.filter((_, i) => i !== 7).map((p) => p.id));
+    const gone = await Promise.all(ports.map((p) => call(socketPath, 'DELETE', `/v1/ports/${p.id}`)));
+    expect(gone.map((a) => a.status)).toEqual(ports.map((_, i) => (i === 7 ? 400 : 200)));
+    expect(run('ip', ['netns', 'exec', h.host.name, 'nft', 'list', 'set', 'inet', 'portwall', 'ports_dev'])).not.toContain('tapburst');
+  });
+
+  it('S7: drift is repaired within a second (nft flush ruleset, delete table, an element deleted by hand)', async () => {
+    const ns = h.host.name;
+    const table = () => tryRun('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'inet', 'portwall']);
+    const drifts: [string, string[]][] = [
+      ['nft flush ruleset', ['flush', 'ruleset']],
+      ['nft delete table', ['delete', 'table', 'inet', 'portwall']],
+      ['a port element deleted by hand', ['delete', 'element', 'inet', 'portwall', 'ports_dev', `{ ${vm1.device} }`]],
+    ];
+    for (const [what, args] of drifts) {
+      expect(await pingCount(vm3.ns, vm1.ip4, { count: 1 })).toBe(0);
+      const seen = agent!.lines.length;
+      const t0 = Date.now();
+      run('ip', ['netns', 'exec', ns, 'nft', ...args]);
+      const line = await agent!.waitFor((l) => agent!.lines.indexOf(l) >= seen && l.includes('drift repaired'), 3000);
+      const ms = Date.now() - t0;
+      console.log(`[agent] S7 ${what}: repaired, seen ${ms} ms after the command (${JSON.parse(line).repairedInMs} ms inside the agent)`);
+      expect(ms).toBeLessThan(1000);
+      expect(table().out).toContain('ports_dev');
+      expect(await pingCount(vm2.ns, vm1.ip4)).toBe(2);
+      expect(await pingCount(vm3.ns, vm1.ip4, { count: 1 })).toBe(0);
+    }
+    const metrics = await call(socketPath, 'GET', '/metrics');
+    expect(metrics.text).toMatch(/portwall_drift_repairs_total\{cause="drift"\} [3-9]/);
+  });
+
+  it('S12: SIGTERM and kill -9 restarts under running flows lose no allowed packet, admit no denied one, commit nothing', async () => {
+    const ping = h.longPing(vm2.ns, vm1.ip4, { intervalS: 0.05, count: 160 });
+    const denied = h.longPing(vm3.ns, vm1.ip4, { intervalS: 0.05, count: 160 });
+    const tcp = h.longTcp(vm2.ns, vm1.ip4, 2222, 9);
+    try {
+      await Promise.all([ping.waitReplies(3), tcp.waitReplies(3)]);
+      for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+        const genid = await nft.genid();
+        const code = await stopAgent(signal);
+        if (signal === 'SIGTERM') expect(code).toBe(0);
+        agent = await startAgent();
+        const start = agent.records<{ event?: string; changed?: boolean }>().find((r) => r.event === 'start');
+        expect(start).toMatchObject({ changed: false });
+        expect(await nft.genid()).toBe(genid);
+        console.log(`[agent] S12 ${signal}: restarted, generation ${genid} unchanged`);
+      }
+      await ping.bg.done;
+      await denied.bg.done;
+      await tcp.bg.done;
+      const sent = 160;
+      console.log(`[agent] S12: allowed ping ${ping.replies().length}/${sent} replies, denied ping ${denied.replies().length}, tcp echoes ${tcp.replies().length}`);
+      expect(ping.replies().length).toBe(sent);
+      expect(denied.replies()).toEqual([]);
+      // A byte every 100 ms for 9 s: no gap in the echoes longer than half a second.
+      const echoes = tcp.replies();
+      const gaps = echoes.slice(1).map((t, i) => t - echoes[i]!);
+      expect(echoes.length).toBeGreaterThan(60);
+      expect(Math.max(...gaps)).toBeLessThan(500);
+    } finally {
+      ping.stop();
+      denied.stop();
+      tcp.stop();
+    }
+    expect(await probe(vm3.ns, [{ proto: 'tcp', host: vm1.ip4, port: 2222 }])).toEqual(['timeout']);
+  });
+});

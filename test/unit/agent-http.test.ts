@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 
 import type { AgentBackend, AgentOp, OpOutcome } from '../../src/agent/backend.js';
 import { startApiServer, type ApiServer, type ApiServerOptions } from '../../src/agent/http.js';
@@ -33,6 +33,8 @@ class FakeBackend implements AgentBackend {
   genid = 100;
   failWith: unknown;
   statusCalls = 0;
+  /** While set, a commit waits for it (after its delay) before it finishes. */
+  gate: Promise<void> | undefined;
 
   async commit(ops: readonly AgentOp[]): Promise<OpOutcome[]> {
     this.running++;
@@ -40,6 +42,7 @@ class FakeBackend implements AgentBackend {
     this.batches.push([...ops]);
     try {
       await sleep(this.delayMs);
+      await this.gate;
       if (this.failWith !== undefined) throw this.failWith;
       const genid = ++this.genid;
       return ops.map((op) => outcomeOf(op, genid));
@@ -159,6 +162,19 @@ describe('the socket', () => {
     expect(existsSync(socketPath)).toBe(false);
     await expect(send({ method: 'GET', path: '/v1/status', fresh: true })).rejects.toMatchObject({ code: 'ENOENT' });
     await server.close(); // a second close is harmless
+  });
+
+  test('the bind runs under umask 0177 and the previous umask is put back right after', async () => {
+    const umask = vi.spyOn(process, 'umask');
+    try {
+      await start();
+      const calls = umask.mock.calls.map((c) => c[0]);
+      expect(calls[0]).toBe(0o177);
+      expect(calls).toHaveLength(2);
+      expect(calls[1]).toBe(umask.mock.results[0]!.value);
+    } finally {
+      umask.mockRestore();
+    }
   });
 
   test('a stale socket left by a dead process is replaced', async () => {
@@ -371,6 +387,26 @@ describe('refused requests', () => {
     expect(backend.batches).toHaveLength(1);
   });
 
+  test('Expect: 100-continue: a body that fits is asked for, one declared too large is refused before it is sent', async () => {
+    await start({ bodyLimit: 1024 });
+    const continued = await new Promise<number>((resolve, reject) => {
+      const req = request({ socketPath, method: 'PUT', path: '/v1/ports/p1', agent: false,
+        headers: { 'Content-Type': 'application/json', 'Content-Length': '9', Expect: '100-continue' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('continue', () => req.end('{"n": 12}'));
+      req.on('error', reject);
+      req.flushHeaders();
+    });
+    expect(continued).toBe(200);
+    const refused = await rawExchange(socketPath,
+      'PUT /v1/ports/p1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n');
+    expect(refused).toMatch(/^HTTP\/1\.1 413 /);
+    expect(refused).not.toContain('100 Continue');
+    expect(backend.ops).toHaveLength(1);
+  });
+
   test('415 for a Content-Type that is not JSON; a JSON one with a +json suffix is fine', async () => {
     await start();
     const a = await send({ method: 'PUT', path: '/v1/ports/p1', body: '{}', headers: { 'Content-Type': 'text/plain' } });
@@ -390,6 +426,7 @@ describe('refused requests', () => {
     expect(reply).toMatch(/^HTTP\/1\.1 408 /);
     expect(reply).toContain('"ERR_TIMEOUT"');
     expect(Date.now() - started).toBeLessThan(3000);
+    expect(await metrics.text()).toContain('portwall_api_requests_total{route="unmatched",status="408"} 1');
   });
 
   test('a client that never finishes its body is cut off by requestTimeout; a slow commit is not', async () => {
@@ -399,6 +436,11 @@ describe('refused requests', () => {
     expect(reply).toMatch(/^HTTP\/1\.1 408 /);
     expect(Date.now() - started).toBeLessThan(3000);
     expect(backend.batches).toEqual([]);
+    await sleep(20);
+    const t = await metrics.text();
+    expect(t).toContain('portwall_api_requests_total{route="/v1/ports/{id}",status="408"} 1');
+    expect(t).toContain('portwall_errors_total{code="ERR_TIMEOUT"} 1');
+    expect(t).not.toContain('ERR_BAD_REQUEST');
     backend.delayMs = 800; // longer than requestTimeout: the answer still comes
     expect((await send({ method: 'DELETE', path: '/v1/ports/p1' })).status).toBe(200);
   });
@@ -427,28 +469,33 @@ describe('coalescing', () => {
   });
 
   test('requests arriving during a commit wait for it and are committed together next', async () => {
-    backend.delayMs = 60;
+    let open!: () => void;
+    backend.gate = new Promise((resolve) => (open = resolve));
     await start({ coalesceMs: 1 });
     const first = send({ method: 'DELETE', path: '/v1/ports/first' });
-    await sleep(25);
-    const during = await Promise.all([
+    await until(() => backend.running === 1);
+    const during = Promise.all([
       send({ method: 'PUT', path: '/v1/security-groups/sg-1', body: {} }),
       send({ method: 'DELETE', path: '/v1/floatingips/f-1' }),
       send({ method: 'PUT', path: '/v1/state', body: {} }),
     ]);
+    await sleep(100); // the three are queued behind the running commit
+    expect(backend.batches).toHaveLength(1);
+    open();
     expect((await first).status).toBe(200);
-    expect(during.map((a) => a.status)).toEqual([200, 200, 200]);
+    const answers = await during;
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200]);
     expect(backend.batches.map((b) => b.map((o) => o.kind))).toEqual([['port'], ['group', 'floatingip', 'state']]);
     expect(backend.maxRunning).toBe(1);
     // Outcomes carry their own batch's generation.
-    expect(new Set(during.map((a) => a.json.genid))).toEqual(new Set([102]));
+    expect(answers.map((a) => a.json.genid)).toEqual([102, 102, 102]);
   });
 
   test('close() waits for a request in flight, answers it, then removes the socket', async () => {
     backend.delayMs = 150;
     const server = await start();
     const inFlight = send({ method: 'PUT', path: '/v1/ports/p1', body: {} });
-    await sleep(30);
+    await until(() => backend.running === 1);
     const closing = server.close();
     const answer = await inFlight;
     expect(answer.status).toBe(200);
@@ -523,6 +570,14 @@ describe('AgentMetrics', () => {
     }
   });
 });
+
+async function until(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(2);
+  }
+}
 
 // A socket file whose server is gone: a hard link to a listening socket outlives the server's own path.
 async function staleSocket(p: string): Promise<string> {

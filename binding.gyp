@@ -19,9 +19,11 @@
         "native/core/ipset.cc",
         "native/core/conntrack.cc",
         "native/core/conntrack_events.cc",
+        "native/core/nft_events.cc",
         "native/binding/nft_binding.cc",
         "native/binding/ipset_binding.cc",
-        "native/binding/conntrack_binding.cc"
+        "native/binding/conntrack_binding.cc",
+        "native/binding/nft_events_binding.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   ERR_SET_EXISTS: 'an ipset of that name already exists in the target network namespace',
   ERR_FAMILY_MISMATCH: 'an address is of another family (IPv4/IPv6) than the set, filter or entry it belongs to',
   ERR_NATIVE_MISSING: 'the native addon could not be loaded (build it with `npm run build:native`)',
+  ERR_LISTENER: 'a listener given to an event subscription threw; `cause` is what it threw (the subscription goes on)',
   ERR_INVALID_STATE:
     'a state file is not valid JSON or breaks the schema or its rules; `problems` lists every bad object and field',
 } as const;

@@ -10,9 +10,21 @@ export { Transaction } from './nft/transaction.js';
 export type { CommitOptions, TransactionOptions, TransactionSink } from './nft/transaction.js';
 export { FakeNft, FakeNftSocket } from './nft/fake.js';
 export type { FakeNftOptions } from './nft/fake.js';
+export { subscribeNftEvents, NFT_EVENT_MESSAGES } from './nft/events.js';
+export type {
+  NftEvent,
+  NftEventListener,
+  NftEventOptions,
+  NftEventSubscription,
+  NftEventType,
+  NftTransactionEvent,
+} from './nft/events.js';
 export { PortwallError, ERROR_CODES } from './errors.js';
 export type { ErrorCode, ErrorDetails } from './errors.js';
-export type { CommitResult, ConntrackTarget, NativeConntrackSocket, NativeNftSocket, NftTarget } from './native.js';
+export type {
+  CommitResult, ConntrackTarget, NativeConntrackSocket, NativeNftEvent, NativeNftEventSubscription, NativeNftSocket, NativeNftTransaction,
+  NftEventsBinding, NftTarget,
+} from './native.js';
 export type { IpFamily } from './address.js';
 export { IpsetClient, IPSET_TYPES, IPSET_MAX_NAME } from './ipset.js';
 export type { IpsetType, IpsetCreateOptions, IpsetMember, IpsetInfo } from './ipset.js';

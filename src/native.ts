@@ -168,8 +168,67 @@ export interface ConntrackBinding {
   ): Promise<NativeSubscription>;
 }
 
+/** One nftables notification as the addon reports it (see `src/nft/events.ts` for the meaning). */
+export interface NativeNftEvent {
+  /** NFT_MSG_* of the message. */
+  msg: number;
+  /** nfgen_family: NFPROTO_*. */
+  family: number;
+  /** The table's name, '' when the message names none. */
+  table: string;
+  /** The chain (chains, rules), set (sets, elements), object or flowtable name, else ''. */
+  name: string;
+  /** Consecutive messages about the same object merged into this one (one per set element). */
+  count: number;
+}
+
+/** The notifications of one committed transaction, framed by its NFT_MSG_NEWGEN. */
+export interface NativeNftTransaction {
+  /** NFTA_GEN_ID; 0 when no NEWGEN framed the events (sent outside a commit, or cut short by an overrun). */
+  genid: number;
+  /** NFTA_GEN_PROC_PID: the committing thread's id; 0 when unframed. */
+  pid: number;
+  /** NFTA_GEN_PROC_NAME: the committing thread's name. */
+  procName: string;
+  /** nlmsg_pid of the notifications: the netlink port id of the committing socket. */
+  portid: number;
+  /** The committing thread belonged to this process when the NEWGEN was read. */
+  self: boolean;
+  events: NativeNftEvent[];
+}
+
+/** An open nftables event subscription (from `nftSubscribe`). */
+export interface NativeNftEventSubscription {
+  /**
+   * Final at once: no callback runs after this call. Idempotent. Resolves once the reader thread is joined and
+   * its socket closed (on a pool thread: closing may wait for the kernel's release work).
+   */
+  close(): Promise<void>;
+  /** Lets the process exit while the subscription is open. */
+  unref(): void;
+  /** Undoes unref(). */
+  ref(): void;
+}
+
+/** The nftables event part of the binding. */
+export interface NftEventsBinding {
+  /**
+   * Joins NFNLGRP_NFTABLES in `netns` on a socket and thread of its own; resolves once joined. The callback
+   * gets each wakeup's completed transactions and the number of overruns since the last call (notifications
+   * the kernel dropped, or batches the JS thread did not take in time); `error` (kind 'system') when the
+   * reader stopped on a failure, after which nothing more comes. `receiveBuffer`: the socket's receive buffer
+   * in bytes (default 16 MiB; never less than the system default), which holds what the kernel sends while
+   * the reader is behind — per set element one message of ~100 bytes.
+   */
+  nftSubscribe(
+    netns: string | null,
+    callback: (error: Error | null, transactions: NativeNftTransaction[], lost: number) => void,
+    receiveBuffer?: number,
+  ): Promise<NativeNftEventSubscription>;
+}
+
 /** Everything the addon exports. */
-export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpen'>> & IpsetBinding & ConntrackBinding &
+export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpen'>> & NftEventsBinding & IpsetBinding & ConntrackBinding &
   Required<Pick<ConntrackBinding, 'conntrackSocketOpen' | 'conntrackCount'>>;
 
 let injected: NativeBinding | undefined;

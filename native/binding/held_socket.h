@@ -24,6 +24,7 @@ namespace portwall {
 struct AddonData {
   Napi::FunctionReference nft_socket;
   Napi::FunctionReference conntrack_socket;
+  Napi::FunctionReference nft_events;  // nftSubscribe's handle class (binding/nft_events_binding.cc)
 };
 
 // Which constructor of AddonData a kind of handle is made by.

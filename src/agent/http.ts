@@ -63,20 +63,35 @@ export const API_DEFAULTS = {
 /**
  * Starts the API on `options.socketPath`.
  *
+ * @throws RangeError for a size or time that is not a positive number.
  * @throws PortwallError `ERR_SYSTEM` when another process serves on that socket, the path is not a socket,
  *   or it cannot be bound.
  */
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
+  checkLimits(options);
   const api = new Api(options);
   const removed = await prepareSocketPath(options.socketPath);
   if (removed === 'stale') options.logger.warn({ socketPath: options.socketPath }, 'removed a stale API socket');
   const inode = await listenPrivately(api.server, options.socketPath);
+  // After the bind, a server error (e.g. EMFILE on accept) is logged; it must not end the process.
+  api.server.on('error', (e) => options.logger.error({ err: e }, 'API server error'));
   options.logger.info({ socketPath: options.socketPath }, 'API listening');
   let closing: Promise<void> | undefined;
   return {
     socketPath: options.socketPath,
     close: () => (closing ??= api.close().then(() => removeOwnSocket(options.socketPath, inode))),
   };
+}
+
+// Sizes and times must be positive numbers (a coalescing window may be 0).
+function checkLimits(options: ApiServerOptions): void {
+  for (const key of ['bodyLimit', 'coalesceMs', 'requestTimeoutMs', 'headersTimeoutMs'] as const) {
+    const value = options[key];
+    const min = key === 'coalesceMs' ? 0 : 1;
+    if (value !== undefined && !(Number.isFinite(value) && value >= min)) {
+      throw new RangeError(`${key} must be a number ≥ ${min}, got ${value}`);
+    }
+  }
 }
 
 // What one request's log line and metrics say about it.
@@ -115,7 +130,12 @@ class Api {
       commit: (ops) => this.#commitBatch(ops),
       windowMs: options.coalesceMs ?? API_DEFAULTS.coalesceMs,
     });
-    this.server = createHttpServer(options, (req, res) => void this.#handle(req, res));
+    this.server = createHttpServer(options, (req, res) => {
+      this.#handle(req, res).catch((e: unknown) => {
+        this.#log.error({ err: e }, 'request handling failed');
+        res.destroy();
+      });
+    });
     this.server.on('clientError', (e: NodeJS.ErrnoException, socket: Socket) => this.#clientError(e, socket));
   }
 

@@ -202,6 +202,14 @@ describe('the socket', () => {
     }
   });
 
+  test('limits that are not positive numbers are refused before anything is created', async () => {
+    for (const bad of [{ bodyLimit: 0 }, { coalesceMs: -1 }, { requestTimeoutMs: Number.NaN }, { headersTimeoutMs: 0 }]) {
+      await expect(start(bad)).rejects.toThrow(RangeError);
+    }
+    api = undefined;
+    expect(existsSync(path.dirname(socketPath))).toBe(false);
+  });
+
   test('a file that is not a socket is refused and left as it was', async () => {
     await start().then((s) => s.close()); // creates the directory
     writeFileSync(socketPath, 'not a socket');

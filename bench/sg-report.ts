@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 
 import { run } from '../test/helpers/netns.js';
+import { AGENT_TOOL } from './sg-agent.js';
 import { NOT_IMPLEMENTED, type Row, timed, versionOf } from './sg-harness.js';
 
 export interface Target {
@@ -94,6 +95,10 @@ export function judge(rows: Row[], sizes: number[], changeSize: number): { targe
       bound(`one-port ${c} p50 ≤ ${limit} ms @${n}`, inc, (r) => r.p50, limit, app);
       bound(`one-port ${c} p99 ≤ 5 ms @${n}`, inc, (r) => r.p99, 5, app, 'p99');
       if (ok(inc) && ok(app)) ratios.push({ name: `one-port ${c} @${n}: apply(state ± port) / incremental p50`, value: app.p50 / inc.p50 });
+    }
+    for (const c of ['add', 'change-groups', 'change-ip', 'remove']) {
+      const agent = find('one-port', c, n, AGENT_TOOL);
+      if (agent) bound(`one-port ${c} through the agent's socket API p50 ≤ 2 ms @${n}`, agent, (r) => r.p50, 2);
     }
     for (const c of ['rule-add', 'rule-remove']) {
       const inc = find('group-rule', c, n, 'portwall incremental');

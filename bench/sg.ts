@@ -3,6 +3,7 @@
  *  - one port added / changed (groups, fixed IP) / removed at each size, through one handle after a full
  *    sync, via the incremental API and via apply(state ± port); the same change as Neutron's iptables
  *    driver makes it (ipset delta + full-table restore) at --change-size;
+ *  - the same one-port changes through a `portwall agent` process's socket API (section `agent`);
  *  - a rule added to / removed from a group that --sizes' ports (up to 1000) use;
  *  - a port joining / leaving a remote group of --members members referenced by --member-refs ports;
  *  - full sync: portwall apply vs the replay of its encoded batch (floor), `nft -f`, and ipset + iptables
@@ -15,7 +16,7 @@
  * Usage: node dist/bench/sg.js [--quick] [--sizes 100,1000,5000] [--reps 50] [--apply-reps 50]
  *   [--budget-s 120] [--sync-sizes 1000,5000] [--sync-reps 5] [--change-size 1000] [--change-reps 50]
  *   [--members 10000] [--member-refs 1000] [--dp-sizes …] [--dp-rounds 5] [--dp-seconds 2]
- *   [--dp-concurrency 32] [--mode routed|bridged] [--seed 1] [--only updates,members,sync,memory,datapath]
+ *   [--dp-concurrency 32] [--mode routed|bridged] [--seed 1] [--only updates,agent,members,sync,memory,datapath]
  *   [--skip …] [--out bench/reports]
  * --quick: size 100, a few repetitions, a tiny datapath; a smoke test (under 2 minutes), no timing asserted.
  */
@@ -24,6 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
+import { agentCases } from './sg-agent.js';
 import { datapathCases } from './sg-datapath.js';
 import { fullSyncCases, rssCase } from './sg-competitors.js';
 import { Cleanup, Progress, type Row, errorText } from './sg-harness.js';
@@ -31,7 +33,7 @@ import { consoleTable, judge, machineFacts, markdown, type Report } from './sg-r
 import { memberCases, updateCases } from './sg-updates.js';
 import { type Mode, workload } from './workload.js';
 
-const SECTIONS = ['updates', 'members', 'sync', 'memory', 'datapath'] as const;
+const SECTIONS = ['updates', 'agent', 'members', 'sync', 'memory', 'datapath'] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 const { values: a } = parseArgs({
@@ -116,7 +118,7 @@ async function main(): Promise<void> {
       await fn();
     } catch (e) {
       progress.log(`${name} @${size}: ${errorText(e)}`);
-      rows.push({ section: name === 'updates' ? 'one-port' : name === 'sync' ? 'full-sync' : name === 'members' ? 'member' : name, case: 'harness', size, tool: 'harness', status: errorText(e), unit: 'ms', samples: [] });
+      rows.push({ section: name === 'updates' || name === 'agent' ? 'one-port' : name === 'sync' ? 'full-sync' : name === 'members' ? 'member' : name, case: 'harness', size, tool: 'harness', status: errorText(e), unit: 'ms', samples: [] });
     }
   };
   const facts = (name: string, w: ReturnType<typeof workload>) => workloads.push({
@@ -135,6 +137,7 @@ async function main(): Promise<void> {
       const w = wl(n);
       facts(`ports ${n}`, w);
       await section('updates', n, async () => log(await updateCases(cleanup, w, { reps: args.reps, applyReps: args.applyReps, budgetMs, progress })));
+      await section('agent', n, async () => log(await agentCases(cleanup, w, { reps: args.reps, budgetMs, progress })));
     }
     await section('members', args.memberRefs, async () => {
       const w = wl(args.memberRefs, { members: args.members, sharedUsers: args.memberRefs });

@@ -1,0 +1,96 @@
+/**
+ * One-port changes through the agent's socket API: a `portwall agent` process (the CLI, as deployed) in a
+ * fresh namespace, started with the workload as its state file; each change is one HTTP request over the Unix
+ * socket, timed from sending the request to receiving the answer (which comes after the commit).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { type Cleanup, type Progress, type Row, errorText, finish, newRow, repeat, sleep, timed } from './sg-harness.js';
+import type { Workload } from './workload.js';
+
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
+export const AGENT_TOOL = 'portwall agent (socket API)';
+
+/** One request over the socket; resolves with the status, rejects on a transport error. */
+export function agentCall(socketPath: string, method: string, url: string, body?: unknown): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const req = request({ socketPath, method, path: url, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {} }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${url}: no answer in 30 s`)));
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+/** add / change-groups / change-ip / remove of one port through the agent, as the library rows do. */
+export async function agentCases(cleanup: Cleanup, w: Workload, opts: { reps: number; budgetMs: number; progress: Progress }): Promise<Row[]> {
+  const size = w.opts.ports;
+  const ns = cleanup.netns(`sg-agt${size}`);
+  const dir = mkdtempSync(path.join(tmpdir(), 'pw-bench-agent-'));
+  const socketPath = path.join(dir, 'portwall.sock');
+  const stateFile = path.join(dir, 'state.json');
+  writeFileSync(stateFile, JSON.stringify(w.state));
+  const info = { transport: 'HTTP/1.1 over a Unix socket, one request per change, answered after the commit' };
+  const rows = new Map(['add', 'change-groups', 'change-ip', 'remove'].map((c) => [c, newRow('one-port', c, size, AGENT_TOOL, 'ms', info)]));
+  opts.progress.update(`agent @${size}: start (full sync from its state file)`);
+  const child = cleanup.proc(spawn(process.execPath, [CLI, 'agent', '--netns', ns.name, '--state', stateFile, '--socket', socketPath, '--check-interval', '0', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] }));
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  try {
+    const startMs = await timed(() => waitReady(socketPath, child, () => stderr));
+    for (const row of rows.values()) row.info = { ...row.info, agentStartMs: Math.round(startMs) };
+    const port = (id: string) => `/v1/ports/${encodeURIComponent(id)}`;
+    await repeat(opts.reps, opts.budgetMs, async (r) => {
+      const a = w.extraPort(r % 1000, 'a');
+      const b = w.extraPort(r % 1000, 'b');
+      const c = w.withNewIp(b, r);
+      const steps: [string, () => Promise<{ status: number; text: string }>][] = [
+        ['add', () => agentCall(socketPath, 'PUT', port(a.id), a)],
+        ['change-groups', () => agentCall(socketPath, 'PUT', port(b.id), b)],
+        ['change-ip', () => agentCall(socketPath, 'PUT', port(c.id), c)],
+        ['remove', () => agentCall(socketPath, 'DELETE', port(a.id))],
+      ];
+      for (const [kase, send] of steps) {
+        const row = rows.get(kase)!;
+        let answer!: { status: number; text: string };
+        const ms = await timed(async () => { answer = await send(); });
+        if (answer.status !== 200) {
+          row.status = `HTTP ${answer.status}: ${answer.text.slice(0, 200)}`;
+          return false;
+        }
+        row.samples.push(ms);
+      }
+      opts.progress.update(`agent @${size}`, `rep ${r + 1}/${opts.reps}`);
+    });
+  } catch (e) {
+    for (const row of rows.values()) if (row.status === 'ok') row.status = errorText(e);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((res) => (child.exitCode !== null ? res(undefined) : child.once('exit', res)));
+    cleanup.drop(ns);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return [...rows.values()].map(finish);
+}
+
+async function waitReady(socketPath: string, child: ReturnType<typeof spawn>, stderr: () => string): Promise<void> {
+  const t0 = performance.now();
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the agent exited (${child.exitCode}): ${stderr().slice(-500)}`);
+    if (existsSync(socketPath)) {
+      const s = await agentCall(socketPath, 'GET', '/v1/status').catch(() => undefined);
+      if (s?.status === 200) return;
+    }
+    if (performance.now() - t0 > 120_000) throw new Error('the agent did not answer within 120 s');
+    await sleep(20);
+  }
+}

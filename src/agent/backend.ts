@@ -19,8 +19,8 @@ export type AgentOp =
 export type OpOutcome =
   /**
    * The op was applied. `genid`: the ruleset generation after the batch; `changed`: whether the kernel had to
-   * change for it; `timings`: milliseconds per stage; `elements`: the set elements this op (not the whole
-   * batch) added and removed.
+   * change for it; `timings`: milliseconds per stage; `elements`: the set elements the batch this op was
+   * committed in added and removed (the core counts them in the metrics, once per batch).
    */
   | { ok: true; genid?: number; changed: boolean; timings: Record<string, number>; elements: { added: number; removed: number } }
   /**

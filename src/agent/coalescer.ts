@@ -1,8 +1,9 @@
 /**
  * Request coalescing: changes that arrive close together are committed as one batch, one batch at a time.
  *
- * The first op submitted to an idle coalescer opens a window of `windowMs`; every op submitted before it
- * closes joins the same batch. Ops submitted while a batch is being committed wait and form the next batch,
+ * The first op submitted to an idle coalescer opens a window of `windowMs` (0, the default: until the event
+ * loop has handled the I/O already received, so requests that arrived together are one batch and a lone
+ * request waits for nothing); every op submitted before it closes joins the same batch. Ops submitted while a batch is being committed wait and form the next batch,
  * which starts as soon as the running one settles (they have waited already). Commits never overlap. Each
  * submitter gets its own outcome — the one at its op's index in what `commit` resolved — or, when the commit
  * itself throws, that error.
@@ -15,7 +16,7 @@ export type CommitBatch<Op, Outcome> = (ops: readonly Op[]) => Promise<readonly 
 export interface CoalescerOptions<Op, Outcome> {
   /** Commits one batch. Never called again before the previous call has settled. */
   commit: CommitBatch<Op, Outcome>;
-  /** How long the first op of a batch waits for others (milliseconds, default 2). */
+  /** How long the first op of a batch waits for others (milliseconds; default 0: the current I/O only). */
   windowMs?: number;
 }
 
@@ -30,12 +31,12 @@ export class Coalescer<Op, Outcome> {
   readonly #commit: CommitBatch<Op, Outcome>;
   readonly #windowMs: number;
   #queue: Waiter<Op, Outcome>[] = [];
-  #timer: NodeJS.Timeout | undefined;
+  #timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   #running = false;
   #idle: (() => void)[] = [];
 
   constructor(options: CoalescerOptions<Op, Outcome>) {
-    const windowMs = options.windowMs ?? 2;
+    const windowMs = options.windowMs ?? 0;
     if (!Number.isFinite(windowMs) || windowMs < 0) throw new RangeError(`windowMs must be ≥ 0, got ${windowMs}`);
     this.#commit = options.commit;
     this.#windowMs = windowMs;
@@ -46,10 +47,11 @@ export class Coalescer<Op, Outcome> {
     return new Promise<Outcome>((resolve, reject) => {
       this.#queue.push({ op, resolve, reject });
       if (!this.#running && this.#timer === undefined) {
-        this.#timer = setTimeout(() => {
+        const go = () => {
           this.#timer = undefined;
           void this.#flush();
-        }, this.#windowMs);
+        };
+        this.#timer = this.#windowMs === 0 ? setImmediate(go) : setTimeout(go, this.#windowMs);
       }
     });
   }

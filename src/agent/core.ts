@@ -51,12 +51,12 @@ export class AgentCore implements AgentBackend {
    * Applies a whole state document (the state file, `PUT /v1/state`); throws InvalidStateError when invalid.
    * `model`: the document already validated (the state file's loader names line and column).
    */
-  async applyState(doc: unknown, source: string, model: unknown = doc): Promise<ApplyResult> {
+  async applyState(doc: unknown, source: string, model: unknown = doc, viaApi = false): Promise<ApplyResult> {
     const t = performance.now();
     const result = await this.handle.apply(model);
     this.#desired = toDesired(doc as Record<string, unknown>);
     this.#source = source;
-    this.#record('state', 1, result, t);
+    this.#record('state', 1, result, t, viaApi);
     return result;
   }
 
@@ -65,7 +65,7 @@ export class AgentCore implements AgentBackend {
     if (!this.#desired) return undefined;
     const t = performance.now();
     const result = await this.handle.resync();
-    this.#record('repair', 0, result, t);
+    this.#record('repair', 0, result, t, false);
     if (result.changed) this.metrics.countDriftRepair(cause);
     return result;
   }
@@ -84,7 +84,7 @@ export class AgentCore implements AgentBackend {
         continue;
       }
       await flush();
-      out[i] = await outcomeOf(() => this.applyState(op.state, 'api'));
+      out[i] = await outcomeOf(() => this.applyState(op.state, 'api', op.state, true));
     }
     await flush();
     return out;
@@ -140,7 +140,7 @@ export class AgentCore implements AgentBackend {
       for (const i of slots) out[i] = { ok: false, error };
       return;
     }
-    this.#record(kindOf(ops[slots[0]!]!), edits.length, result, t);
+    this.#record(kindOf(ops[slots[0]!]!), edits.length, result, t, true);
     const { genid, changed, timings, elements } = result;
     slots.forEach((i, k) => {
       const refused = result.refused[k];
@@ -153,14 +153,19 @@ export class AgentCore implements AgentBackend {
     });
   }
 
-  #record(kind: ApplyKind, ops: number, r: ApplyResult, started: number): void {
-    this.metrics.observeApply(kind, (performance.now() - started) / 1000);
-    if (r.changed) this.metrics.observeCommit(r.timings.commit / 1000, ops);
+  /**
+   * Metrics and the log line of one commit. The API layer times the requests and batches it hands over
+   * (`viaApi`); the core counts what only it sees: elements, conntrack entries, the generation, and the
+   * latency of changes that came from the state file or a repair.
+   */
+  #record(kind: ApplyKind, ops: number, r: ApplyResult, started: number, viaApi: boolean): void {
+    if (!viaApi) this.metrics.observeApply(kind, (performance.now() - started) / 1000);
     this.metrics.countElements(r.elements);
     this.metrics.countConntrackRemoved(r.cleanup.deleted);
     if (r.genid !== undefined) this.metrics.setGeneration(r.genid);
     if (r.changed || kind === 'state') {
-      this.logger.info({ event: kind === 'repair' ? 'repair' : 'commit', kind, ops, genid: r.genid, adopted: r.adopted, elements: r.elements, conntrackDeleted: r.cleanup.deleted, timings: rounded(r.timings) }, kind === 'repair' ? 'repaired drift' : 'committed');
+      const line = { event: kind === 'repair' ? 'repair' : 'commit', kind, ops, genid: r.genid, adopted: r.adopted, elements: r.elements, conntrackDeleted: r.cleanup.deleted, timings: rounded(r.timings) };
+      this.logger.info(line, kind === 'repair' ? 'repaired drift' : 'committed');
     }
   }
 }

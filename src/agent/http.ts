@@ -33,7 +33,7 @@ export interface ApiServerOptions {
   logger: Logger;
   /** Largest accepted request body in bytes (default 8 MiB); a larger one is answered 413 unread. */
   bodyLimit?: number;
-  /** How long the first change of a batch waits for others, in milliseconds (default 2). */
+  /** How long the first change of a batch waits for others, in milliseconds (default 0: only for the requests already received). */
   coalesceMs?: number;
   /** Longest time a client may take to send a whole request, in milliseconds (default 30 000). */
   requestTimeoutMs?: number;
@@ -55,7 +55,7 @@ export interface ApiServer {
 /** Defaults of {@link ApiServerOptions}. */
 export const API_DEFAULTS = {
   bodyLimit: 8 * 1024 * 1024,
-  coalesceMs: 2,
+  coalesceMs: 0,
   requestTimeoutMs: 30_000,
   headersTimeoutMs: 10_000,
 } as const;
@@ -219,19 +219,8 @@ class Api {
     } finally {
       const ms = performance.now() - started;
       this.#metrics.observeCommit(ms / 1000, ops.length);
-      if (outcomes !== undefined) this.#recordOutcomes(outcomes);
       this.#log.debug({ ops: ops.length, ms: round(ms), failed: outcomes === undefined }, 'batch committed');
     }
-  }
-
-  #recordOutcomes(outcomes: readonly OpOutcome[]): void {
-    let genid: number | undefined;
-    for (const o of outcomes) {
-      if (!o.ok) continue;
-      this.#metrics.countElements(o.elements);
-      if (o.genid !== undefined && (genid === undefined || o.genid > genid)) genid = o.genid;
-    }
-    if (genid !== undefined) this.#metrics.setGeneration(genid);
   }
 
   async #sendMetrics(res: ServerResponse): Promise<void> {

@@ -1,0 +1,60 @@
+/**
+ * The agent's core on the fake binding (no root): item changes need a whole state first (409 through the API),
+ * a coalesced batch is one commit with each op's own outcome, floating IPs are stored, the desired document
+ * follows every applied change, and the metrics count elements once per batch.
+ */
+import { pino } from 'pino';
+import { describe, expect, test } from 'vitest';
+
+import { AgentCore } from '../../src/agent/core.js';
+import { errorAnswer } from '../../src/agent/answers.js';
+import { AgentMetrics } from '../../src/agent/metrics.js';
+import { Portwall } from '../../src/apply/portwall.js';
+import { FakeNft } from '../../src/nft/fake.js';
+import { port, state, webGroup } from '../helpers/states.js';
+
+function open() {
+  const fake = new FakeNft();
+  const metrics = new AgentMetrics({ processMetrics: false });
+  const core = new AgentCore(Portwall.open({ binding: fake, conntrack: null, profileGc: false }), metrics, pino({ level: 'silent' }));
+  return { fake, core, metrics };
+}
+
+describe('the agent core', () => {
+  test('item changes before any whole state: ERR_TRANSACTION_STATE, answered 409', async () => {
+    const { core, fake } = open();
+    const [o] = await core.commit([{ kind: 'port', id: 'port-00001', body: port(1, ['sg-web']) }]);
+    expect(o!.ok).toBe(false);
+    const err = (o as { error: unknown }).error;
+    expect(errorAnswer(err).status).toBe(409);
+    expect(errorAnswer(err).body.error.code).toBe('ERR_TRANSACTION_STATE');
+    expect(fake.commits).toBe(0);
+    expect(core.ready).toBe(false);
+  });
+
+  test('a batch: one commit, each op its own outcome, floating IPs stored, the document follows', async () => {
+    const { core, fake, metrics } = open();
+    await core.applyState(state('routed', [webGroup()], [port(1, ['sg-web'])]), 'test');
+    const addedSoFar = async () => Number(/portwall_elements_total\{change="added"\} (\d+)/.exec(await metrics.text())![1]);
+    const before = await addedSoFar();
+    const commits = fake.commits;
+    const outcomes = await core.commit([
+      { kind: 'port', id: 'port-00002', body: port(2, ['sg-web']) },
+      { kind: 'port', id: 'port-00003', body: port(3, ['sg-none']) },
+      { kind: 'floatingip', id: 'fip-1', body: { id: 'fip-1', floating_ip_address: '203.0.113.10' } },
+      { kind: 'floatingip', id: 'fip-2', body: 'nope' },
+      { kind: 'port', id: 'port-00001' },
+    ]);
+    expect(outcomes.map((o) => o.ok)).toEqual([true, false, true, false, true]);
+    expect(errorAnswer((outcomes[1] as { error: unknown }).error).status).toBe(400);
+    expect(fake.commits).toBe(commits + 1);
+    const doc = core.document()!;
+    expect((doc.ports as { id: string }[]).map((p) => p.id)).toEqual(['port-00002']);
+    expect(doc.floatingips).toEqual([{ id: 'fip-1', floating_ip_address: '203.0.113.10' }]);
+    const added = (outcomes[0] as { elements: { added: number } }).elements.added;
+    expect(added).toBeGreaterThan(0);
+    expect((outcomes[4] as { elements: { added: number } }).elements.added).toBe(added); // the batch's
+    // Counted once for the batch, though two applied ops carry it.
+    expect(await addedSoFar()).toBe(before + added);
+  });
+});

@@ -239,7 +239,13 @@ Napi::Value Subscribe(const Napi::CallbackInfo& info) {
       [](SubscribeBaton& b) { b.reader = std::make_unique<nft::EventReader>(b.netns, b.rcvbuf); },
       [](Napi::Env env, SubscribeBaton& b) -> Napi::Value {
         auto tsfn = Tsfn::New(env, b.callback.Value(), "portwall.nftEvents", kQueuedBatches, 1);
-        auto sub = std::make_shared<Subscription>(std::move(b.reader), std::move(tsfn));
+        std::shared_ptr<Subscription> sub;
+        try {
+          sub = std::make_shared<Subscription>(std::move(b.reader), tsfn);
+        } catch (...) {
+          tsfn.Abort();  // else it would keep the event loop alive for good
+          throw;
+        }
         auto* data = env.GetInstanceData<AddonData>();
         return data->nft_events.New({Napi::External<std::shared_ptr<Subscription>>::New(env, &sub)});
       });

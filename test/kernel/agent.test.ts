@@ -4,7 +4,6 @@
 // denied one, and without committing anything when the state is unchanged (S12).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -12,40 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Nft } from '../../src/nft/client.js';
 import type { StateInput } from '../../src/model/schema.js';
+import { call } from '../helpers/agent-api.js';
 import { Bg, ComputeHost, EGRESS_ANY, group, pingCount, probe, sleep, state, type Vm } from '../helpers/hosts.js';
 import { isRoot, run, tryRun } from '../helpers/netns.js';
 
 const CLI = path.resolve(import.meta.dirname, '../../dist/src/cli.js');
 const ICMP_IN = { direction: 'ingress', ethertype: 'IPv4', protocol: 'icmp' } as const;
-
-interface Answer {
-  status: number;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  text: string;
-}
-
-/** One HTTP request over the agent's socket. */
-function call(socketPath: string, method: string, url: string, body?: unknown): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
-    const req = request({ socketPath, method, path: url, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {}, timeout: 20_000 }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => {
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          parsed = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, body: parsed, text });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: timeout`)));
-    req.on('error', reject);
-    req.end(data);
-  });
-}
 
 describe.skipIf(!isRoot)('the agent', () => {
   let h: ComputeHost;

@@ -1,11 +1,12 @@
 /**
  * One-port changes through the agent's socket API: a `portwall agent` process (the CLI, as deployed) in a
  * fresh namespace, started with the workload as its state file; each change is one HTTP request over the Unix
- * socket, timed from sending the request to receiving the answer (which comes after the commit).
+ * socket over one kept-alive connection, timed from sending the request to receiving the answer (which comes
+ * after the commit).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,11 +17,14 @@ import type { Workload } from './workload.js';
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
 export const AGENT_TOOL = 'portwall agent (socket API)';
 
+// One kept-alive connection per socket, as an orchestrator's client would hold it.
+const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });
+
 /** One request over the socket; resolves with the status, rejects on a transport error. */
 export function agentCall(socketPath: string, method: string, url: string, body?: unknown): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const req = request({ socketPath, method, path: url, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {} }, (res) => {
+    const req = request({ agent: keepAlive, socketPath, method, path: url, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {} }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
@@ -74,6 +78,7 @@ export async function agentCases(cleanup: Cleanup, w: Workload, opts: { reps: nu
   } catch (e) {
     for (const row of rows.values()) if (row.status === 'ok') row.status = errorText(e);
   } finally {
+    keepAlive.destroy(); // idle kept-alive connections would hold the agent's close()
     child.kill('SIGTERM');
     await new Promise((res) => (child.exitCode !== null ? res(undefined) : child.once('exit', res)));
     cleanup.drop(ns);

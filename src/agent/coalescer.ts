@@ -1,10 +1,11 @@
 /**
  * Request coalescing: changes that arrive close together are committed as one batch, one batch at a time.
  *
- * The first op submitted to an idle coalescer opens a window of `windowMs` (0, the default: until the event
- * loop has handled the I/O already received, so requests that arrived together are one batch and a lone
- * request waits for nothing); every op submitted before it closes joins the same batch. Ops submitted while a batch is being committed wait and form the next batch,
- * which starts as soon as the running one settles (they have waited already). Commits never overlap. Each
+ * A lone op (none arrived in the `windowMs` before it) is committed at once, with whatever the event loop
+ * received in the same turn, so a single request waits for nothing. While ops keep arriving less than
+ * `windowMs` apart — a burst — a batch waits until `windowMs` passed without a new op (at most
+ * `4 × windowMs` from its first op) and then takes everything queued. Ops submitted while a batch is being
+ * committed form the next batch, under the same rule. Commits never overlap. Each
  * submitter gets its own outcome — the one at its op's index in what `commit` resolved — or, when the commit
  * itself throws, that error.
  */
@@ -16,7 +17,7 @@ export type CommitBatch<Op, Outcome> = (ops: readonly Op[]) => Promise<readonly 
 export interface CoalescerOptions<Op, Outcome> {
   /** Commits one batch. Never called again before the previous call has settled. */
   commit: CommitBatch<Op, Outcome>;
-  /** How long the first op of a batch waits for others (milliseconds; default 0: the current I/O only). */
+  /** The gap between ops that makes them a burst, and how long a burst's batch waits for quiet (ms; default 2). */
   windowMs?: number;
 }
 
@@ -32,11 +33,14 @@ export class Coalescer<Op, Outcome> {
   readonly #windowMs: number;
   #queue: Waiter<Op, Outcome>[] = [];
   #timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  /** When the latest op arrived, and when the first op still queued did. */
+  #lastAt = -Infinity;
+  #firstAt = 0;
   #running = false;
   #idle: (() => void)[] = [];
 
   constructor(options: CoalescerOptions<Op, Outcome>) {
-    const windowMs = options.windowMs ?? 0;
+    const windowMs = options.windowMs ?? 2;
     if (!Number.isFinite(windowMs) || windowMs < 0) throw new RangeError(`windowMs must be ≥ 0, got ${windowMs}`);
     this.#commit = options.commit;
     this.#windowMs = windowMs;
@@ -45,14 +49,12 @@ export class Coalescer<Op, Outcome> {
   /** Queues `op` for the next batch; resolves its own outcome, or rejects when the batch's commit threw. */
   submit(op: Op): Promise<Outcome> {
     return new Promise<Outcome>((resolve, reject) => {
+      const now = performance.now();
+      const burst = now - this.#lastAt < this.#windowMs;
+      this.#lastAt = now;
+      if (this.#queue.length === 0) this.#firstAt = now;
       this.#queue.push({ op, resolve, reject });
-      if (!this.#running && this.#timer === undefined) {
-        const go = () => {
-          this.#timer = undefined;
-          void this.#flush();
-        };
-        this.#timer = this.#windowMs === 0 ? setImmediate(go) : setTimeout(go, this.#windowMs);
-      }
+      if (!this.#running && this.#timer === undefined) this.#schedule(burst);
     });
   }
 
@@ -72,6 +74,26 @@ export class Coalescer<Op, Outcome> {
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
+  // A lone op goes at the next turn of the event loop; a burst's batch once it is quiet (or waited long enough).
+  #schedule(burst: boolean): void {
+    if (!burst) {
+      this.#timer = setImmediate(() => {
+        this.#timer = undefined;
+        void this.#flush();
+      });
+      return;
+    }
+    const now = performance.now();
+    const wait = Math.min(this.#lastAt + this.#windowMs, this.#firstAt + 4 * this.#windowMs) - now;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      // Still arriving and not yet waited the most: wait on.
+      const t = performance.now();
+      if (t - this.#lastAt < this.#windowMs && t - this.#firstAt < 4 * this.#windowMs) this.#schedule(true);
+      else void this.#flush();
+    }, Math.max(0, wait));
+  }
+
   // Commits everything queued, settles each waiter, then starts the next batch or reports idleness.
   async #flush(): Promise<void> {
     const batch = this.#queue;
@@ -84,7 +106,7 @@ export class Coalescer<Op, Outcome> {
     } finally {
       this.#running = false;
     }
-    if (this.#queue.length > 0) void this.#flush();
+    if (this.#queue.length > 0) this.#schedule(performance.now() - this.#lastAt < this.#windowMs);
     else for (const done of this.#idle.splice(0)) done();
   }
 

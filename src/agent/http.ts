@@ -33,7 +33,7 @@ export interface ApiServerOptions {
   logger: Logger;
   /** Largest accepted request body in bytes (default 8 MiB); a larger one is answered 413 unread. */
   bodyLimit?: number;
-  /** How long the first change of a batch waits for others, in milliseconds (default 0: only for the requests already received). */
+  /** Requests less than this apart (ms, default 2) are a burst, committed together once quiet; a lone one goes at once. */
   coalesceMs?: number;
   /** Longest time a client may take to send a whole request, in milliseconds (default 30 000). */
   requestTimeoutMs?: number;
@@ -55,7 +55,7 @@ export interface ApiServer {
 /** Defaults of {@link ApiServerOptions}. */
 export const API_DEFAULTS = {
   bodyLimit: 8 * 1024 * 1024,
-  coalesceMs: 0,
+  coalesceMs: 2,
   requestTimeoutMs: 30_000,
   headersTimeoutMs: 10_000,
 } as const;

@@ -109,4 +109,28 @@ describe('Coalescer', () => {
   test('a negative window is refused', () => {
     expect(() => new Coalescer({ commit: async () => [], windowMs: -1 })).toThrow(RangeError);
   });
+
+  test('a lone op is committed at once, not after the window', async () => {
+    const r = recorder(1);
+    const c = new Coalescer({ commit: r.commit, windowMs: 200 });
+    const t0 = performance.now();
+    await c.submit(1);
+    expect(performance.now() - t0).toBeLessThan(100);
+    expect(r.batches).toEqual([[1]]);
+  });
+
+  test('a burst (ops 1 ms apart for 30 ms) is a few commits, not one per op; each op is answered', async () => {
+    const r = recorder(3);
+    const c = new Coalescer({ commit: r.commit, windowMs: 5 });
+    const pending: Promise<{ op: number }>[] = [];
+    for (let i = 0; i < 30; i++) {
+      pending.push(c.submit(i));
+      await sleep(1);
+    }
+    const outcomes = await Promise.all(pending);
+    expect(outcomes.map((o) => o.op)).toEqual([...Array(30).keys()]);
+    expect(r.batches.flat()).toEqual([...Array(30).keys()]);
+    expect(r.batches.length).toBeLessThanOrEqual(10);
+    expect(r.maxRunning()).toBe(1);
+  });
 });

@@ -270,48 +270,64 @@ function remoteSets(input: SkeletonInput, t: TableBuilder): RemoteRefs[] {
 }
 
 /**
- * Conntrack zones, set before conntrack (priority -300). The first `ct zone set` a packet meets wins (the
- * kernel ignores later ones), so the rules go in this order:
- * 1. bridged networks by bridge (`iifname "br-x"`): a frame from a bridge is in the bridge's network whatever its
- *    addresses say, so tenants with identical addresses never share a zone;
+ * Conntrack zones, set before conntrack (priority -300), with one map lookup per rule (docs/dataplane.md,
+ * "Zones"). The first `ct zone set` a packet meets wins (the kernel ignores later ones), so the order is:
+ * 1. bridged networks by bridge (`zone_br`: bridge → zone): a frame from a bridge is in the bridge's network
+ *    whatever its addresses say, so tenants with identical addresses never share a zone;
  * 2. bridged networks by destination address, for packets not from a bridge (routed in from an uplink or a
  *    routed port): the same zone as the port's replies, which come from the bridge;
- * 3. routed networks, lowest zone first, by device and (not from a bridge) by destination address, so a flow
- *    between two local routed ports of different networks gets the lower zone both ways.
- * Each network's addresses are a hash set of the hosts it owns and an interval set of the prefix ranges it
- * owns; ownership is by longest prefix over every port (./layout-units.ts), so the sets of all networks are
- * disjoint and their order among themselves does not matter.
+ * 3. a packet from a routed port to an address a routed port owns: chain `zone_cross`, the only place with a
+ *    rule per network — lowest zone first, by device and by address — so that a flow between two local routed
+ *    ports of different networks gets the lower zone both ways;
+ * 4. routed networks by device (`zone_dev`), then (not from a bridge) by destination address.
+ * Addresses are hash maps of the hosts and interval maps of the prefix ranges each network owns; ownership is
+ * by longest prefix over every port (./layout-units.ts), so no address is in two networks' entries.
  */
 function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut: string, bridges: SetRef | undefined): void {
   const nets = [...input.networks].sort((a, b) => a.zone - b.zone);
   const notFromBridge = bridges ? [notInSet(F.meta.iifname, bridges)] : [];
-  const addrSets = new Map<string, { f: 4 | 6; set: SetRef }[]>();
-  for (const n of nets) {
+  const zoneMap = (name: string, key: 'ifname' | 4 | 6, comment: string, interval = false): SetRef =>
+    t.set(name, [key === 'ifname' ? 'ifname' : addrType(key)], {
+      data: 'ct_zone', typeof: key === 'ifname' ? 'iifname' : key === 4 ? 'ip daddr' : 'ip6 daddr', order: 'first', interval, comment,
+    });
+  const byAddress = (mode: 'routed' | 'bridged') => FAMILIES.flatMap((f) => [
+    { f, set: zoneMap(INET.zoneAddr(mode, f, 'host'), f, `zone of the ${mode} IPv${f} hosts each network owns`) },
+    { f, set: zoneMap(INET.zoneAddr(mode, f, 'net'), f, `zone of the ${mode} IPv${f} prefix ranges each network owns`, true) },
+  ]);
+
+  const bridged = nets.filter((n) => n.mode === 'bridged' && n.bridge !== undefined);
+  for (const n of nets.filter((x) => x.mode === 'bridged')) t.set(zoneSetName(n.id, 'tag'), ['mark'], { order: 'last', comment: clip(`zone ${n.zone} of network ${n.id}`) }); // looked up by no rule
+  if (bridged.length > 0) {
+    const byBridge = zoneMap(INET.zoneBridge, 'ifname', 'zone of each bridged network, by bridge');
+    const first = new Map<string, number>();
+    for (const n of bridged) if (!first.has(n.bridge!)) first.set(n.bridge!, n.zone);
+    t.fill(INET.zoneBridge, [...first].map(([b, zone]) => ({ key: [b], data: zone })));
+    t.rule(rawPre, [set(F.ct.zone, mapOf(F.meta.iifname, byBridge))], 'zone by bridge');
+    t.rule(rawOut, [set(F.ct.zone, mapOf(F.meta.oifname, byBridge))], 'zone by bridge');
+    for (const s of byAddress('bridged')) t.rule(rawPre, [...notFromBridge, set(F.ct.zone, mapOf(daddrOf(s.f), s.set))], 'zone of a bridged network by address');
+  }
+
+  const routed = nets.filter((n) => n.mode === 'routed');
+  if (routed.length === 0) return;
+  const byDev = zoneMap(INET.zoneDev, 'ifname', 'zone of each routed port, by device');
+  const addrs = byAddress('routed');
+  const cross = t.chain(INET.zoneCross);
+  for (const s of addrs) t.rule(rawPre, [inSet(F.meta.iifname, byDev), inSet(daddrOf(s.f), s.set), jump(cross)], 'between routed ports: the lower zone');
+  t.rule(rawPre, [set(F.ct.zone, mapOf(F.meta.iifname, byDev))], 'zone of a routed port by device');
+  t.rule(rawOut, [set(F.ct.zone, mapOf(F.meta.oifname, byDev))], 'zone of a routed port by device');
+  for (const s of addrs) t.rule(rawPre, [...notFromBridge, set(F.ct.zone, mapOf(daddrOf(s.f), s.set))], 'zone of a routed network by address');
+  for (const n of routed) {
     // Set comments start with the zone: an operator reads a port's network and zone from them.
     const about = clip(`zone ${n.zone} of network ${n.id}`);
-    if (n.mode === 'bridged') t.set(zoneSetName(n.id, 'tag'), ['mark'], { order: 'last', comment: about }); // looked up by no rule
-    else t.set(zoneSetName(n.id, 'dev'), ['ifname'], { order: 'last', comment: about });
-    const sets: { f: 4 | 6; set: SetRef }[] = [];
+    const why = clip(`zone of network ${n.id}`);
+    const dev = t.set(zoneSetName(n.id, 'dev'), ['ifname'], { order: 'last', comment: about });
+    t.rule(cross, [inSet(F.meta.iifname, dev), set(F.ct.zone, n.zone)], why);
     for (const f of FAMILIES) {
-      sets.push({ f, set: t.set(zoneSetName(n.id, f === 4 ? 'ip4' : 'ip6'), [addrType(f)], { order: 'last', comment: about }) });
-      sets.push({ f, set: t.set(zoneSetName(n.id, f === 4 ? 'net4' : 'net6'), [addrType(f)], { order: 'last', interval: true, comment: about }) });
+      for (const what of [f === 4 ? 'ip4' : 'ip6', f === 4 ? 'net4' : 'net6'] as const) {
+        const s = t.set(zoneSetName(n.id, what), [addrType(f)], { order: 'last', interval: what.startsWith('net'), comment: about });
+        t.rule(cross, [inSet(daddrOf(f), s), set(F.ct.zone, n.zone)], why);
+      }
     }
-    addrSets.set(n.id, sets);
-  }
-  const why = (n: { id: string }) => clip(`zone of network ${n.id}`);
-  const bridged = nets.filter((n) => n.mode === 'bridged' && n.bridge !== undefined);
-  for (const n of bridged) {
-    t.rule(rawPre, [eq(F.meta.iifname, n.bridge!), set(F.ct.zone, n.zone)], why(n));
-    t.rule(rawOut, [eq(F.meta.oifname, n.bridge!), set(F.ct.zone, n.zone)], why(n));
-  }
-  for (const n of bridged) {
-    for (const s of addrSets.get(n.id)!) t.rule(rawPre, [...notFromBridge, inSet(daddrOf(s.f), s.set), set(F.ct.zone, n.zone)], why(n));
-  }
-  for (const n of nets.filter((x) => x.mode === 'routed')) {
-    const dev: SetRef = { name: zoneSetName(n.id, 'dev') };
-    t.rule(rawPre, [inSet(F.meta.iifname, dev), set(F.ct.zone, n.zone)], why(n));
-    t.rule(rawOut, [inSet(F.meta.oifname, dev), set(F.ct.zone, n.zone)], why(n));
-    for (const s of addrSets.get(n.id)!) t.rule(rawPre, [...notFromBridge, inSet(daddrOf(s.f), s.set), set(F.ct.zone, n.zone)], why(n));
   }
 }
 

@@ -43,7 +43,10 @@ export function portClaims(p: PortPolicy, members: ReadonlyMap<string, ReadonlyS
 
   // Zone bookkeeping and untracking by key: every port, filtered or not.
   if (p.mode === 'bridged') add(inet(zoneSetName(p.networkId, 'tag')), { key: [p.tag!], comment });
-  else add(inet(zoneSetName(p.networkId, 'dev')), { key: [p.device], comment });
+  else {
+    add(inet(INET.zoneDev), { key: [p.device], data: p.zone, comment });
+    add(inet(zoneSetName(p.networkId, 'dev')), { key: [p.device], comment });
+  }
   if (!p.stateful) add(inet(p.mode === 'routed' ? INET.statelessDev : INET.statelessTag), { key: [key], comment });
 
   // Host addresses, decided per address (the longest prefix there is; ties by rank).
@@ -51,7 +54,8 @@ export function portClaims(p: PortPolicy, members: ReadonlyMap<string, ReadonlyS
     for (const prefix of portAddresses(p, f)) {
       if (!isHost(prefix)) continue;
       const addr = hostAddress(prefix);
-      const items = [{ setId: inet(zoneSetName(p.networkId, f === 4 ? 'ip4' : 'ip6')), element: { key: [addr], comment } }];
+      const items: { setId: string; element: Element }[] = [{ setId: inet(INET.zoneAddr(p.mode, f, 'host')), element: { key: [addr], data: p.zone, comment } }];
+      if (p.mode === 'routed') items.push({ setId: inet(zoneSetName(p.networkId, f === 4 ? 'ip4' : 'ip6')), element: { key: [addr], comment } });
       if (!p.stateful) items.push({ setId: inet(INET.stateless(f)), element: { key: [addr], comment } });
       out.push({ slot: `own${f}|${addr}`, rank, items });
       if (p.mode !== 'bridged' || p.bridge === undefined) continue;
@@ -221,7 +225,8 @@ export function prefixClaims(ports: readonly PortPolicy[], members: ReadonlyMap<
   for (const f of FAMILIES) {
     for (const o of longestPrefix(ports, f).filter(wide)) {
       const key = [rangeValue(f, o.lo, o.hi)];
-      add(inet(zoneSetName(o.port.networkId, f === 4 ? 'net4' : 'net6')), { key, comment: clip(o.port.portId) });
+      add(inet(INET.zoneAddr(o.port.mode, f, 'net')), { key, data: o.port.zone, comment: clip(o.port.portId) });
+      if (o.port.mode === 'routed') add(inet(zoneSetName(o.port.networkId, f === 4 ? 'net4' : 'net6')), { key, comment: clip(o.port.portId) });
       if (!o.port.stateful) add(inet(INET.statelessNet(f)), { key, comment: clip(o.port.portId) });
     }
     const bridges = [...new Set(ports.filter((p) => p.mode === 'bridged' && p.bridge !== undefined).map((p) => p.bridge!))].sort();

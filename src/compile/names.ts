@@ -60,6 +60,13 @@ export const INET = {
   statelessTag: 'stateless_tag',
   statelessBr: (f: 4 | 6) => `stateless_br${f}`,
   statelessBrNet: (f: 4 | 6) => `stateless_brnet${f}`,
+  /** Zone maps (docs/dataplane.md, "Zones"): routed port device → zone, bridge → zone … */
+  zoneDev: 'zone_dev',
+  zoneBridge: 'zone_br',
+  /** … and address → zone, hosts (hash) and prefix ranges (interval), per attachment mode. */
+  zoneAddr: (mode: 'routed' | 'bridged', f: 4 | 6, what: 'host' | 'net') => `zone_${mode === 'bridged' ? 'b' : ''}${what === 'host' ? 'ip' : 'net'}${f}`,
+  /** Between two routed ports: one rule per network, lowest zone first. */
+  zoneCross: 'zone_cross',
 } as const;
 
 /** The fixed names of the bridge table. */

@@ -3,13 +3,15 @@
  * in order. It only collects; docs/dataplane.md's layout is decided in `./layout.ts`.
  */
 import { rule, type Part, type SetRef } from '../nft/match.js';
-import type { Chain, DataTypeName, Element, Family, Hook, NftObject, NftSet, Rule } from '../nft/types.js';
+import type { Chain, DataTypeName, Element, Family, Hook, NftObject, NftSet, Rule, TypeofKey } from '../nft/types.js';
 
 /** Options of a set. */
 export interface SetOptions {
   interval?: boolean;
   counter?: boolean;
   data?: DataTypeName;
+  /** The key's expression, for maps of `ct_zone` data (NftSet.typeof). */
+  typeof?: TypeofKey;
   comment?: string;
   /**
    * Where the set goes among the table's sets (default `'middle'`): `'first'` for sets every port change
@@ -50,6 +52,7 @@ export class TableBuilder {
   set(name: string, key: DataTypeName[], opts: SetOptions = {}): SetRef {
     const s: NftSet = { kind: 'set', family: this.family, table: this.name, name, key };
     if (opts.data !== undefined) s.data = opts.data;
+    if (opts.typeof !== undefined) s.typeof = opts.typeof;
     if (opts.interval) s.flags = ['interval'];
     if (opts.counter) s.counter = true;
     if (opts.comment !== undefined) s.comment = opts.comment;

@@ -233,7 +233,13 @@ export const UDATA = {
   RULE_COMMENT: 0,
   SET_KEYBYTEORDER: 0,
   SET_DATABYTEORDER: 1,
+  SET_KEY_TYPEOF: 3,
+  SET_DATA_TYPEOF: 4,
+  SET_DATA_INTERVAL: 6,
   SET_COMMENT: 7,
+  /** Inside a typeof description: the expression kind, and its attributes (nested). */
+  TYPEOF_EXPR: 0,
+  TYPEOF_DATA: 1,
   SET_ELEM_COMMENT: 0,
   SET_ELEM_FLAGS: 1,
   /** NFTNL_SET_ELEM_F_INTERVAL_OPEN: the interval runs to the key's maximum (no end element). */

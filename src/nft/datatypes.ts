@@ -55,6 +55,9 @@ export const DATATYPES: Readonly<Record<DataTypeName, DataType>> = {
   icmp_code: dt('icmp_code', 32, 1, 'big', 'integer'),
   icmpv6_code: dt('icmpv6_code', 33, 1, 'big', 'integer'),
   ifname: dt('ifname', 41, 16, 'big', 'ifname'),
+  // Not a datatype of nft's: a conntrack zone is a 16-bit integer (type 4, length 2 in the kernel), declared
+  // and printed through `typeof … : ct zone` (NftSet.typeof).
+  ct_zone: dt('ct_zone', 4, 2, 'host', 'integer'),
 };
 
 /** Bits per field in a concatenated key type (nft's TYPE_BITS): the type is the field ids shifted in. */
@@ -62,7 +65,7 @@ export const TYPE_BITS = 6;
 /** Most fields a key type can name: 5 × 6 bits fill the kernel's 32-bit key type. */
 const MAX_KEY_FIELDS = 5;
 
-const BY_ID = new Map(Object.values(DATATYPES).map((t) => [t.id, t.name]));
+const BY_ID = new Map(Object.values(DATATYPES).filter((t) => t.name !== 'ct_zone').map((t) => [t.id, t.name]));
 
 /** An inclusive interval of big-endian integers; a single value has lo === hi. */
 export interface Interval {

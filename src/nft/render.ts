@@ -143,7 +143,7 @@ function setText(verb: string, s: NftSet): string {
   const kind = s.data === undefined ? 'set' : 'map';
   const head = `${verb} ${kind} ${s.family} ${ident(s.table)} ${ident(s.name)}`;
   if (verb !== 'add' && verb !== 'create') return head;
-  const body = [`type ${s.key.join(' . ')}${s.data === undefined ? '' : ` : ${s.data}`};`];
+  const body = [s.typeof !== undefined ? `typeof ${s.typeof} : ct zone;` : `type ${s.key.join(' . ')}${s.data === undefined ? '' : ` : ${s.data}`};`];
   const flags = (s.flags ?? []).flatMap((f) => (f === 'eval' ? ['dynamic'] : f === 'map' || f === 'concat' ? [] : [f]));
   if (flags.length) body.push(`flags ${flags.join(', ')};`);
   if (s.timeout !== undefined) body.push(`timeout ${s.timeout}ms;`);

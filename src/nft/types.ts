@@ -39,7 +39,14 @@ export type DataTypeName =
   | 'arp_op'
   | 'nf_proto'
   | 'integer'
+  | 'ct_zone'
   | 'verdict';
+
+/**
+ * The expression a `typeof` map is keyed by, for maps whose data has no datatype of its own (`ct zone`, a
+ * plain 16-bit integer): nft declares them `typeof KEY : ct zone` and prints them back only from this.
+ */
+export type TypeofKey = 'iifname' | 'oifname' | 'ip saddr' | 'ip daddr' | 'ip6 saddr' | 'ip6 daddr';
 
 /**
  * A typed value of one key field or of map data.
@@ -177,6 +184,11 @@ export interface NftSet {
   key: DataTypeName[];
   /** Present for maps: the data type (`'verdict'` for verdict maps). */
   data?: DataTypeName;
+  /**
+   * Maps of `ct_zone` data: the key's expression (`typeof iifname : ct zone`), which nft needs to print and
+   * reload them. Only with a one-field key of that expression's datatype.
+   */
+  typeof?: TypeofKey;
   flags?: SetFlag[];
   /** Every element gets its own packet/byte counter. */
   counter?: boolean;

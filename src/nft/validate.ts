@@ -20,6 +20,7 @@ import {
   UDATA,
 } from './constants.js';
 import { DATATYPES, canonicalValue, encodeKey, setKeyType } from './datatypes.js';
+import { TYPEOF_KEY_TYPE } from './userdata.js';
 import { RULE_MAX_EXPRS, checkVerdict, validateExpr } from './validate-exprs.js';
 import type { Fail } from './validate-exprs.js';
 import { canonicalExpr, canonicalVerdict } from './wire-exprs.js';
@@ -242,12 +243,20 @@ function set(fail: Fail, s: NftSet, identityOnly: boolean): NftSet {
     if (!flags.includes('timeout')) fail('timeout', `needs the 'timeout' flag`);
   }
   comment(fail, s.comment);
+  if (s.data === 'ct_zone' || s.typeof !== undefined) {
+    if (s.data !== 'ct_zone') fail('typeof', 'only maps of ct_zone data are declared by typeof');
+    if (s.typeof === undefined || !Object.hasOwn(TYPEOF_KEY_TYPE, s.typeof)) {
+      fail('typeof', `a ct_zone map needs the key's expression: one of ${Object.keys(TYPEOF_KEY_TYPE).join(', ')}`);
+    }
+    if (s.key.length !== 1 || s.key[0] !== TYPEOF_KEY_TYPE[s.typeof]) fail('typeof', `${s.typeof} is not a key of type ${s.key.join(' . ')}`);
+  }
   // map and concat follow from data and key; the canonical form leaves them implied (as dumps decode).
   const kept = SET_FLAGS.names.filter((f) => f !== 'map' && f !== 'concat' && flags.includes(f));
   return compact({
     ...id,
     key: [...s.key],
     data: s.data,
+    typeof: s.typeof,
     flags: kept.length > 0 ? kept : undefined,
     counter: s.counter || undefined,
     comment: s.comment,

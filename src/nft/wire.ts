@@ -18,6 +18,7 @@ import {
   VERDICTS,
 } from './constants.js';
 import {
+  DATATYPES,
   dataTypeOf,
   decodeKey,
   decodeValue,
@@ -28,7 +29,7 @@ import {
   setKeyType,
 } from './datatypes.js';
 import { increment, mergeIntervals } from './intervals.js';
-import { buildUserdata, commentTlv, commentUserdata, setUserdata, u32Tlv, userdataComment } from './userdata.js';
+import { buildUserdata, commentTlv, commentUserdata, setUserdata, u32Tlv, userdataComment, zoneMapTypeof } from './userdata.js';
 import { verdictOf } from './wire-exprs.js';
 import { VERB_CODES, readRecords, writeRecords } from './wire-records.js';
 import type { RawElement, RawRecord, RawSet } from './wire-records.js';
@@ -267,6 +268,8 @@ function toObject(rec: RawRecord, family: Family, findSet: FindSetByName): NftOb
 
 // Identity-only records (delete/flush of a set) carry no key type: they decode to a set with an empty key.
 function setObject(rec: RawSet, family: Family): NftSet {
+  // A zone map: integer data of 2 bytes that its userdata declares `typeof … : ct zone`.
+  const zone = rec.dataType === DATATYPES.ct_zone.id && rec.dataLen === DATATYPES.ct_zone.size ? zoneMapTypeof(rec.userdata) : undefined;
   const flags = SET_FLAGS.names.filter(
     (f) => f !== 'map' && f !== 'concat' && ((rec.flags ?? 0) & SET_FLAGS.code(f)) !== 0,
   );
@@ -280,7 +283,8 @@ function setObject(rec: RawSet, family: Family): NftSet {
     },
     {
       handle: rec.handle,
-      data: rec.dataType === undefined ? undefined : dataTypeOf(rec.dataType),
+      data: zone ? 'ct_zone' : rec.dataType === undefined ? undefined : dataTypeOf(rec.dataType),
+      typeof: zone,
       flags: flags.length > 0 ? (flags as SetFlag[]) : undefined,
       counter: rec.counter || undefined,
       comment: userdataComment(rec.userdata, UDATA.SET_COMMENT),

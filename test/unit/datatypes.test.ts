@@ -20,6 +20,7 @@ describe('datatype table', () => {
       verdict: 1, nf_proto: 2, integer: 4, ipv4_addr: 7, ipv6_addr: 8, ether_addr: 9, ether_type: 10, arp_op: 11,
       inet_proto: 12, inet_service: 13, icmp_type: 14, mark: 19, ct_state: 26, icmpv6_type: 29, icmp_code: 32,
       icmpv6_code: 33, ifname: 41,
+      ct_zone: 4, // integer data of 2 bytes, declared through typeof (not an nft datatype of its own)
     });
   });
 

@@ -186,18 +186,41 @@ describe('layout details', () => {
     expect(derivedName('m4', '!!!')).toMatch(/^m4_[0-9a-f]{12}$/);
   });
 
-  test('zones: first match wins — bridges, then bridged addresses not from a bridge, then routed lowest zone first', () => {
+  test('zones: first match wins — bridges, then bridged addresses not from a bridge, then between routed ports the lower zone, then routed by device and address', () => {
     const doc = {
       networks: [{ id: 'net-r1', zone: 300, mode: 'routed' as const }, { id: 'net-r2', zone: 200, mode: 'routed' as const }, { id: 'net-b', zone: 250, mode: 'bridged' as const, bridge: 'br-b' }],
       security_groups: [], ports: [port(1, [], {}, 'net-r1'), port(2, [], {}, 'net-r2'), port(3, [], {}, 'net-b')],
     };
-    const t = text(objects(doc).filter((o) => o.kind === 'rule' && o.chain === 'raw_pre'));
-    const zones = [...t.matchAll(/ct zone set (\d+)/g)].map((m) => Number(m[1]));
-    // Per network: its bridge or its devices, then its host addresses and prefix ranges (hash and interval sets).
-    expect(zones).toEqual([250, 250, 250, 250, 250, 200, 200, 200, 200, 200, 300, 300, 300, 300, 300]);
-    expect(t).toContain('iifname "br-b" ct zone set 250');
-    expect(t).toContain(`iifname != @bridges ip daddr @${derivedName('zip4', 'net-b')} ct zone set 250`);
-    expect(t).toContain(`iifname != @bridges ip daddr @${derivedName('zip4', 'net-r2')} ct zone set 200`);
+    const objs = objects(doc);
+    const pre = rules(objs, 'raw_pre').map((r) => text([r]).trim().replace(/^add rule inet portwall raw_pre /, '').replace(/ comment .*$/, ''))
+      .filter((r) => r.includes('zone'));
+    // After the stateless rules, a constant number of rules whatever the number of networks: one map lookup each.
+    expect(pre).toEqual([
+      'ct zone set iifname map @zone_br',
+      'iifname != @bridges ct zone set ip daddr map @zone_bip4',
+      'iifname != @bridges ct zone set ip daddr map @zone_bnet4',
+      'iifname != @bridges ct zone set ip6 daddr map @zone_bip6',
+      'iifname != @bridges ct zone set ip6 daddr map @zone_bnet6',
+      'iifname @zone_dev ip daddr @zone_ip4 jump zone_cross',
+      'iifname @zone_dev ip daddr @zone_net4 jump zone_cross',
+      'iifname @zone_dev ip6 daddr @zone_ip6 jump zone_cross',
+      'iifname @zone_dev ip6 daddr @zone_net6 jump zone_cross',
+      'ct zone set iifname map @zone_dev',
+      'iifname != @bridges ct zone set ip daddr map @zone_ip4',
+      'iifname != @bridges ct zone set ip daddr map @zone_net4',
+      'iifname != @bridges ct zone set ip6 daddr map @zone_ip6',
+      'iifname != @bridges ct zone set ip6 daddr map @zone_net6',
+    ]);
+    // Between routed ports: per network, lowest zone first (device, host addresses, prefix ranges).
+    const cross = text(rules(objs, 'zone_cross'));
+    expect([...cross.matchAll(/ct zone set (\d+)/g)].map((m) => Number(m[1]))).toEqual([200, 200, 200, 200, 200, 300, 300, 300, 300, 300]);
+    expect(cross).toContain(`ip daddr @${derivedName('zip4', 'net-r2')} ct zone set 200`);
+    expect(elements(objs, 'zone_br')).toEqual([{ key: ['br-b'], data: 250 }]);
+    expect(elements(objs, 'zone_dev').map((e) => [e.key[0], e.data]).sort()).toEqual([['tap1', 300], ['tap2', 200]]);
+    expect(elements(objs, 'zone_bip4').map((e) => e.data)).toEqual([250]);
+    const maps = sets(objs).filter((x) => x.name.startsWith('zone_'));
+    expect(maps.every((m) => m.data === 'ct_zone' && m.typeof !== undefined)).toBe(true);
+    expect(text(maps)).toContain('typeof iifname : ct zone');
   });
 });
 
@@ -223,10 +246,11 @@ describe('layout: review fixes', () => {
       expect(covers(s4, '192.0.2.10')).toBe(false);
       expect(covers(s4, '192.0.2.11')).toBe(true);
       expect(covers(s4, '198.51.100.51')).toBe(true);
-      // the address zone sets are disjoint: 192.0.2.10 is net-a's only
-      const zone4 = (net: string) => [...elements(objs, derivedName('zip4', net)), ...elements(objs, derivedName('znet4', net))];
-      expect(covers(zone4('net-a'), '192.0.2.10')).toBe(true);
-      expect(covers(zone4('net-c'), '192.0.2.10')).toBe(false);
+      // the address zone entries are disjoint: 192.0.2.10 is net-a's only
+      const maps = ['zone_ip4', 'zone_net4', 'zone_bip4', 'zone_bnet4'];
+      const zone4 = (zone: number) => maps.flatMap((m) => elements(objs, m)).filter((e) => e.data === zone);
+      expect(covers(zone4(zones[0]), '192.0.2.10')).toBe(true);
+      expect(covers(zone4(zones[1]), '192.0.2.10')).toBe(false);
     }
   });
 

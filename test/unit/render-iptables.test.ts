@@ -76,7 +76,7 @@ function declared(text: string): string[] {
 }
 /** The nft layout's rules of `ir` as `nft` text, per chain, and its set elements. */
 interface NftRuleText { chain: string; text: string }
-function nftRules(ir: PolicyIR): NftRuleText[] & { elements: Map<string, string[]> } {
+function nftRules(ir: PolicyIR): NftRuleText[] & { elements: Map<string, { key: string; data?: string }[]> } {
   const objs = layout(ir);
   const tx = new Transaction();
   for (const o of objs) tx.add(o);
@@ -85,8 +85,10 @@ function nftRules(ir: PolicyIR): NftRuleText[] & { elements: Map<string, string[
     const m = /^add rule inet \S+ (\S+) (.*)$/.exec(l);
     return m ? [{ chain: m[1]!, text: m[2]! }] : [];
   });
-  const elements = new Map<string, string[]>();
-  for (const o of objs) if (o.kind === 'elements') elements.set(o.set, o.elements.map((e) => String(e.key[0])));
+  const elements = new Map<string, { key: string; data?: string }[]>();
+  for (const o of objs) {
+    if (o.kind === 'elements') elements.set(o.set, o.elements.map((e) => ({ key: String(e.key[0]), ...(e.data === undefined ? {} : { data: String(e.data) }) })));
+  }
   return Object.assign(rules, { elements });
 }
 
@@ -148,30 +150,55 @@ function iptZone(text: string, p: Packet): number | undefined {
 
 /**
  * nft: the first `ct zone set` that matches wins — nft_ct_set_zone_eval() returns early once the packet has a
- * conntrack template, as xt_CT does. `matches` counts every rule that would match, to prove the overlaps.
+ * conntrack template, as xt_CT does. `matches` counts every rule that would set a zone, to prove the overlaps.
+ * Understands the raw chains' forms: matches on iifname/oifname/ip daddr/ip6 daddr against a set, a map used
+ * as a set or a literal (optionally negated), then `ct zone set N`, `ct zone set FIELD map @m`, or `jump c`.
  */
 function nftZone(rules: ReturnType<typeof nftRules>, p: Packet): { zone?: number; matches: number } {
   let zone: number | undefined;
   let matches = 0;
-  const inSet = (value: string, v: string | undefined, isAddr: boolean): boolean => {
-    if (v === undefined) return false;
-    const values = value.startsWith('@') ? rules.elements.get(value.slice(1)) ?? [] : [value.slice(1, -1)];
-    return isAddr ? values.some((x) => contains(p.family, x, v)) : values.includes(v);
+  const valueOf = (field: string): string | undefined =>
+    field === 'iifname' ? p.iif : field === 'oifname' ? p.oif
+      : (field === 'ip daddr') === (p.family === 4) ? p.daddr : undefined;
+  const isAddr = (field: string) => field.includes('daddr');
+  // The element (key, data) a value hits in a set or map, or a literal's match.
+  const hit = (ref: string, field: string): { data?: string } | undefined => {
+    const v = valueOf(field);
+    if (v === undefined) return undefined;
+    if (!ref.startsWith('@')) return ref.slice(1, -1) === v ? {} : undefined;
+    const els = rules.elements.get(ref.slice(1)) ?? [];
+    return els.find((e) => (isAddr(field) ? contains(p.family, e.key, v) : e.key === v));
   };
-  for (const r of rules.filter((r) => r.chain === (p.hook === 'pre' ? 'raw_pre' : 'raw_out'))) {
-    if (!r.text.includes('ct zone set')) continue;
-    const m = /^(?:iifname != (@\S+) )?(iifname|oifname|ip daddr|ip6 daddr) (@\S+|"[^"]*") ct zone set (\d+)/.exec(r.text);
-    if (!m) throw new Error(`unknown zone rule ${r.text}`);
-    const [, notFrom, field, value, z] = m as unknown as [string, string | undefined, string, string, string];
-    if (notFrom !== undefined && inSet(notFrom, p.iif, false)) continue;
-    const hit = field === 'iifname' ? inSet(value, p.iif, false)
-      : field === 'oifname' ? inSet(value, p.oif, false)
-      : (field === 'ip daddr') === (p.family === 4) && inSet(value, p.daddr, true);
-    if (hit) {
+  const FIELD = '(iifname|oifname|ip daddr|ip6 daddr)';
+  const cond = new RegExp(`^${FIELD} (!= )?(@\\S+|"[^"]*") `);
+  const run = (chain: string): void => {
+    for (const r of rules.filter((x) => x.chain === chain)) {
+      let text = r.text;
+      let ok = true;
+      for (let m = cond.exec(text); m; m = cond.exec(text)) {
+        const found = hit(m[3]!, m[1]!) !== undefined;
+        if (found === (m[2] !== undefined)) ok = false;
+        text = text.slice(m[0].length);
+      }
+      if (!ok) continue;
+      const jumpTo = /^jump (\S+)/.exec(text);
+      if (jumpTo) {
+        run(jumpTo[1]!);
+        continue;
+      }
+      const fixed = /^ct zone set (\d+)/.exec(text);
+      const mapped = new RegExp(`^ct zone set ${FIELD} map (@\\S+)`).exec(text);
+      if (!fixed && !mapped) {
+        if (text.includes('ct zone set')) throw new Error(`unknown zone rule ${r.text}`);
+        continue;
+      }
+      const z = fixed ? fixed[1] : hit(mapped![2]!, mapped![1]!)?.data;
+      if (z === undefined) continue;
       zone ??= Number(z);
       matches++;
     }
-  }
+  };
+  run(p.hook === 'pre' ? 'raw_pre' : 'raw_out');
   return { zone, matches };
 }
 

@@ -74,7 +74,7 @@ e.g. curl --unix-socket /run/portwall/portwall.sock http://portwall/v1/status
 Requests arriving together are committed as one batch; each caller gets its own answer after the commit.
 When anyone else changes portwall's tables (nft flush ruleset, nft delete table, a rule or element edited by
 hand), the agent hears it from nftables' netlink events and puts its state back, typically within
-milliseconds; every --check-interval it also lists and compares the whole state.
+milliseconds; every --check-interval it also checks whether anyone committed, and if so compares the whole state.
 Logs are JSON lines on stdout (one per commit, drift repair, reload and error).
 
 Options:
@@ -84,7 +84,7 @@ Options:
   --socket PATH            the API socket (default /run/portwall/portwall.sock; its directory is created)
   --metrics HOST:PORT      also serve GET /metrics over TCP on this address
   --log-level LEVEL        fatal, error, warn, info (default), debug or trace
-  --check-interval SECONDS the periodic full check (default 60; 0 turns it off)
+  --check-interval SECONDS the periodic check (default 60; 0 turns it off)
   --body-limit BYTES       the largest request body (default 8388608); larger ones are answered 413
 
 Exit codes: 0 stopped by a signal; 1 the state file was invalid or unreadable, or the socket could not be

@@ -60,9 +60,14 @@ export class AgentCore implements AgentBackend {
     return result;
   }
 
-  /** Lists the kernel and puts the desired state back if it differs (drift, or the periodic check). */
+  /**
+   * Lists the kernel and puts the desired state back if it differs (drift, or the periodic check). The
+   * periodic check lists only when the generation moved since the handle's last commit: an unchanged
+   * generation means nobody changed anything.
+   */
   async repair(cause: string): Promise<ApplyResult | undefined> {
     if (!this.#desired) return undefined;
+    if (cause === 'periodic' && (await this.handle.current())) return undefined;
     const t = performance.now();
     const result = await this.handle.resync();
     this.#record('repair', 0, result, t, false);

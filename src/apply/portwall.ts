@@ -261,6 +261,14 @@ export class Portwall {
     });
   }
 
+  /**
+   * Whether nobody has committed since this handle's last commit or adoption: the kernel's generation is
+   * still the one the handle holds (one GETGEN round trip). False before the first change.
+   */
+  current(): Promise<boolean> {
+    return this.#serial(async () => this.#genid !== undefined && (await this.#nft.genid()) === this.#genid);
+  }
+
   /** One incremental operation: checked against the handle's state, then one change. */
   #edit(edit: Edit, options: ApplyOptions): Promise<ApplyResult> {
     return this.#serial(() => this.#change({ kind: 'edit', edit: this.#prepare(edit, this.#state(edit.op)) }, options));

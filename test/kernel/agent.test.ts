@@ -4,6 +4,7 @@
 // denied one, and without committing anything when the state is unchanged (S12).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -106,6 +107,34 @@ describe.skipIf(!isRoot)('the agent', () => {
     expect(bad.body.error.problems.map((p: { path: string }) => p.path)).toEqual(expect.arrayContaining([expect.stringContaining('mac_address'), expect.stringContaining('security_groups[0]')]));
     expect(await nft.genid()).toBe(genid);
     expect((await call(socketPath, 'PUT', `/v1/ports/port-${vm3.name}`, '{"id": ')).status).toBe(400);
+  });
+
+  it('the rest of the API: a whole state, floating IPs (stored), 405, 413 before the body is read', async () => {
+    const genid = await nft.genid();
+    const same = await call(socketPath, 'PUT', '/v1/state', desired());
+    expect(same.status).toBe(200);
+    expect(same.body.changed).toBe(false);
+    expect(await nft.genid()).toBe(genid);
+    const fip = { id: 'fip-1', floating_ip_address: '203.0.113.50', port_id: `port-${vm1.name}`, fixed_ip_address: vm1.ip4 };
+    expect((await call(socketPath, 'PUT', '/v1/floatingips/fip-1', fip)).status).toBe(200);
+    expect((await call(socketPath, 'GET', '/v1/status')).body.desired.floatingips).toBe(1);
+    expect((await call(socketPath, 'DELETE', '/v1/floatingips/fip-1')).status).toBe(200);
+    expect((await call(socketPath, 'DELETE', '/v1/floatingips/fip-1')).status).toBe(400);
+    expect((await call(socketPath, 'POST', '/v1/ports/x', {})).status).toBe(405);
+    // 9 MiB declared, over the 8 MiB default: answered 413 without waiting for the body.
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request({ socketPath, method: 'PUT', path: '/v1/state', headers: { 'content-type': 'application/json', 'content-length': 9 * 1024 * 1024, expect: '100-continue' }, timeout: 10_000 });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('continue', () => reject(new Error('the agent asked for the body')));
+      req.on('timeout', () => req.destroy(new Error('no answer')));
+      req.on('error', reject);
+      req.flushHeaders();
+    });
+    expect(status).toBe(413);
+    expect(await nft.genid()).toBe(genid);
   });
 
   it('coalesces concurrent requests into fewer commits; each caller gets its own answer', async () => {

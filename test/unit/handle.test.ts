@@ -124,4 +124,17 @@ describe('the incremental API', () => {
     expect((await pw.plan(base())).operations).toEqual([]);
     expect((await pw.resync()).changed).toBe(false);
   });
+
+  test('current(): true while nobody else committed since the handle last did', async () => {
+    const { fake, pw } = open();
+    expect(await pw.current()).toBe(false);
+    await pw.apply(base());
+    expect(await pw.current()).toBe(true);
+    await pw.upsertPort(port(3, ['sg-web']));
+    expect(await pw.current()).toBe(true);
+    const other = Portwall.open({ binding: fake, conntrack: null, profileGc: false });
+    await other.apply(base());
+    expect(await pw.current()).toBe(false);
+  });
 });
+

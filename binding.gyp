@@ -19,6 +19,7 @@
         "native/core/ipset.cc",
         "native/core/conntrack.cc",
         "native/core/conntrack_events.cc",
+        "native/core/event_socket.cc",
         "native/core/nft_events.cc",
         "native/binding/nft_binding.cc",
         "native/binding/ipset_binding.cc",

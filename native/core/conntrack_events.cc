@@ -1,8 +1,6 @@
 #include "core/conntrack_events.h"
 
 #include <libmnl/libmnl.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -10,39 +8,19 @@
 #include <cstdint>
 
 #include "core/error.h"
-#include "core/netns.h"
 
 namespace portwall::conntrack {
 
-EventReader::EventReader(const std::string& netns, unsigned groups) {
-  {
-    NetnsScope scope(netns);
-    sock_ = std::make_unique<NlSocket>(NETLINK_NETFILTER, groups, 8 << 20);
-  }
-  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd_ < 0) throw_errno("eventfd");
-}
+EventReader::EventReader(const std::string& netns, unsigned groups) : sock_(netns, NETLINK_NETFILTER, groups, 8 << 20) {}
 
-EventReader::~EventReader() {
-  if (wake_fd_ >= 0) close(wake_fd_);
-}
-
-void EventReader::stop() {
-  uint64_t one = 1;
-  (void)!write(wake_fd_, &one, sizeof one);
-}
+void EventReader::stop() { sock_.stop(); }
 
 bool EventReader::wait(std::vector<Entry>& out, uint32_t& lost) {
-  pollfd fds[2] = {{sock_->fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-  for (;;) {
-    if (poll(fds, 2, -1) >= 0) break;
-    if (errno != EINTR) throw_errno("poll conntrack events");
-  }
-  if (fds[1].revents) return false;
+  if (sock_.poll(-1, "conntrack events") == EventSocket::Ready::kStopped) return false;
   std::vector<char> buf(64 * 1024);
   // At most a bounded number of datagrams per call, so a steady flood cannot keep stop() from being seen.
   for (int datagrams = 0; datagrams < 256; ++datagrams) {
-    ssize_t n = recv(sock_->fd(), buf.data(), buf.size(), MSG_DONTWAIT);
+    ssize_t n = recv(sock_.fd(), buf.data(), buf.size(), MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {  // the socket overflowed: events were dropped, later ones still come

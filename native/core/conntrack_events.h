@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "core/conntrack.h"
-#include "core/nl_socket.h"
+#include "core/event_socket.h"
 
 namespace portwall::conntrack {
 
@@ -17,7 +17,6 @@ class EventReader {
  public:
   // Opens the socket inside `netns` (on the calling thread); the reader may then run on any thread.
   EventReader(const std::string& netns, unsigned groups);
-  ~EventReader();
   EventReader(const EventReader&) = delete;
   EventReader& operator=(const EventReader&) = delete;
 
@@ -28,8 +27,7 @@ class EventReader {
   void stop();
 
  private:
-  std::unique_ptr<NlSocket> sock_;
-  int wake_fd_ = -1;
+  EventSocket sock_;
 };
 
 }  // namespace portwall::conntrack

@@ -4,8 +4,6 @@
 #include <libmnl/libmnl.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,7 +14,6 @@
 
 #include "core/error.h"
 #include "core/netlink_util.h"
-#include "core/netns.h"
 
 namespace portwall::nft {
 
@@ -61,23 +58,10 @@ bool own_thread(uint32_t tid) {
 
 }  // namespace
 
-EventReader::EventReader(const std::string& netns, size_t rcvbuf) : buf_(kDatagramBuffer) {
-  {
-    NetnsScope scope(netns);
-    sock_ = std::make_unique<NlSocket>(NETLINK_NETFILTER, 1u << (NFNLGRP_NFTABLES - 1), rcvbuf);
-  }
-  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd_ < 0) throw_errno("eventfd");
-}
+EventReader::EventReader(const std::string& netns, size_t rcvbuf)
+    : sock_(netns, NETLINK_NETFILTER, 1u << (NFNLGRP_NFTABLES - 1), rcvbuf), buf_(kDatagramBuffer) {}
 
-EventReader::~EventReader() {
-  if (wake_fd_ >= 0) close(wake_fd_);
-}
-
-void EventReader::stop() {
-  uint64_t one = 1;
-  (void)!write(wake_fd_, &one, sizeof one);
-}
+void EventReader::stop() { sock_.stop(); }
 
 void EventReader::flush_pending(std::vector<Transaction>& out) {
   if (pending_.empty()) return;
@@ -144,20 +128,14 @@ void EventReader::on_message(const nlmsghdr* nlh, std::vector<Transaction>& out)
 }
 
 bool EventReader::wait(std::vector<Transaction>& out, uint32_t& lost) {
-  pollfd fds[2] = {{sock_->fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-  int ready;
-  for (;;) {
-    ready = poll(fds, 2, pending_.empty() ? -1 : kPendingFlushMs);
-    if (ready >= 0) break;
-    if (errno != EINTR) throw_errno("poll nftables events");
-  }
-  if (fds[1].revents) return false;
-  if (ready == 0) {  // events without their NEWGEN, and nothing more came: not a commit's (or it was cut short)
+  EventSocket::Ready ready = sock_.poll(pending_.empty() ? -1 : kPendingFlushMs, "nftables events");
+  if (ready == EventSocket::Ready::kStopped) return false;
+  if (ready == EventSocket::Ready::kTimeout) {  // events without their NEWGEN, and nothing more came: not a commit's (or it was cut short)
     flush_pending(out);
     return true;
   }
   for (int datagrams = 0; datagrams < kDatagramsPerWait; ++datagrams) {
-    ssize_t n = recv(sock_->fd(), buf_.data(), buf_.size(), MSG_DONTWAIT | MSG_TRUNC);
+    ssize_t n = recv(sock_.fd(), buf_.data(), buf_.size(), MSG_DONTWAIT | MSG_TRUNC);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {  // the socket overflowed: notifications were dropped, later ones still come

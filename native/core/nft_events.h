@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "core/nl_socket.h"
+#include "core/event_socket.h"
 
 namespace portwall::nft {
 
@@ -44,7 +44,6 @@ class EventReader {
   // Opens the socket inside `netns` (on the calling thread) with a receive buffer of at least `rcvbuf` bytes
   // (never less than the system default); the reader may then run on any thread.
   explicit EventReader(const std::string& netns, size_t rcvbuf = kReceiveBuffer);
-  ~EventReader();
   EventReader(const EventReader&) = delete;
   EventReader& operator=(const EventReader&) = delete;
 
@@ -66,8 +65,7 @@ class EventReader {
   // Moves the pending events out as one unframed transaction (genid 0).
   void flush_pending(std::vector<Transaction>& out);
 
-  std::unique_ptr<NlSocket> sock_;
-  int wake_fd_ = -1;
+  EventSocket sock_;
   std::vector<char> buf_;
   // Events since the last NEWGEN, and the committing port and generation (low 16 bits) they came with.
   std::vector<Event> pending_;

@@ -154,7 +154,7 @@ export class AgentCore implements AgentBackend {
         return;
       }
       remember(d, ops[i]!);
-      out[i] = { ok: true, genid, changed, timings: { ...timings }, elements };
+      out[i] = { ok: true, genid, changed, timings: rounded(timings), elements };
     });
   }
 
@@ -211,12 +211,13 @@ function storeFloatingIp(d: Desired, op: Extract<AgentOp, { kind: 'floatingip' }
 async function outcomeOf(fn: () => Promise<ApplyResult>): Promise<OpOutcome> {
   try {
     const { genid, changed, timings, elements } = await fn();
-    return { ok: true, genid, changed, timings: { ...timings }, elements };
+    return { ok: true, genid, changed, timings: rounded(timings), elements };
   } catch (error) {
     return { ok: false, error };
   }
 }
 
+/** Milliseconds to the microsecond, for answers and log lines. */
 function rounded(t: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(t).map(([k, v]) => [k, Math.round(v * 1000) / 1000]));
 }

@@ -1,11 +1,11 @@
 /**
  * Request coalescing: changes that arrive close together are committed as one batch, one batch at a time.
  *
- * A lone op (none arrived in the `windowMs` before it) is committed at once, with whatever the event loop
- * received in the same turn, so a single request waits for nothing. While ops keep arriving less than
- * `windowMs` apart — a burst — a batch waits until `windowMs` passed without a new op (at most
- * `4 × windowMs` from its first op) and then takes everything queued. Ops submitted while a batch is being
- * committed form the next batch, under the same rule. Commits never overlap. Each
+ * An op reaching an idle coalescer is committed at once, with whatever the event loop received in the same
+ * turn, so a lone request (or a client that waits for each answer) waits for nothing. Ops arriving while a
+ * batch is being committed form the next batch; if they are still coming (the last less than `windowMs`
+ * ago) it waits until `windowMs` passed without a new op (at most `4 × windowMs` from its first op), then
+ * takes everything queued — so a burst costs a few commits, not one per op. Commits never overlap. Each
  * submitter gets its own outcome — the one at its op's index in what `commit` resolved — or, when the commit
  * itself throws, that error.
  */
@@ -17,7 +17,7 @@ export type CommitBatch<Op, Outcome> = (ops: readonly Op[]) => Promise<readonly 
 export interface CoalescerOptions<Op, Outcome> {
   /** Commits one batch. Never called again before the previous call has settled. */
   commit: CommitBatch<Op, Outcome>;
-  /** The gap between ops that makes them a burst, and how long a burst's batch waits for quiet (ms; default 2). */
+  /** While ops arrive during a commit less than this apart (ms, default 2), the next batch waits for quiet. */
   windowMs?: number;
 }
 
@@ -50,11 +50,11 @@ export class Coalescer<Op, Outcome> {
   submit(op: Op): Promise<Outcome> {
     return new Promise<Outcome>((resolve, reject) => {
       const now = performance.now();
-      const burst = now - this.#lastAt < this.#windowMs;
       this.#lastAt = now;
       if (this.#queue.length === 0) this.#firstAt = now;
       this.#queue.push({ op, resolve, reject });
-      if (!this.#running && this.#timer === undefined) this.#schedule(burst);
+      // Idle: this op is not part of a burst (a client that waits for each answer never waits here).
+      if (!this.#running && this.#timer === undefined) this.#schedule(false);
     });
   }
 

@@ -350,7 +350,7 @@ export class Portwall {
       const e = Engine.build(model, this.config, hintsFrom(listing.objects, this.config));
       const d = diff(e.objects(), listing.objects);
       const tx = this.#nft.transaction();
-      for (const op of d.operations) tx[op.verb](op.object as never);
+      for (const op of d.operations) tx.canonical(op.verb, op.object);
       if (tx.error) throw tx.error;
       return { operations: [...tx.operations], text: tx.toString(), summary: summarize(tx.operations), ir: e.ir() };
     });
@@ -433,7 +433,7 @@ export class Portwall {
       let committed: { size: number; plan: string } | undefined;
       if (d.operations.length > 0) {
         const tx = this.#nft.transaction();
-        for (const op of d.operations) tx[op.verb](op.object as never);
+        for (const op of d.operations) tx.canonical(op.verb, op.object);
         mark = now();
         try {
           if (tx.error) throw tx.error;

@@ -54,9 +54,10 @@ export function describeObject(o: NftObject): string {
 /**
  * Validates one operation and returns its canonical form. Throws PortwallError ERR_INVALID_OBJECT (with
  * `field`, `object`, `opIndex`), ERR_INVALID_VALUE for element values, ERR_UNKNOWN_SET for elements of a set
- * that `resolveSet` cannot find.
+ * that `resolveSet` cannot find. `canonicalElements`: the element list is already canonical (portwall's own
+ * layout made it); only its set and shape are checked here — its values are parsed when the batch is encoded.
  */
-export function validateOperation(verb: Verb, object: NftObject, opIndex: number, resolveSet: SetResolver): Operation {
+export function validateOperation(verb: Verb, object: NftObject, opIndex: number, resolveSet: SetResolver, canonicalElements = false): Operation {
   const fail: Fail = (field, message) => {
     throw error('ERR_INVALID_OBJECT', object, opIndex, field, message);
   };
@@ -82,6 +83,7 @@ export function validateOperation(verb: Verb, object: NftObject, opIndex: number
       if (!found) {
         throw error('ERR_UNKNOWN_SET', object, opIndex, 'set', 'unknown set (add it to the transaction or list it first)');
       }
+      if (canonicalElements) return { verb, object: sameShape(fail, object, found) };
       return { verb, object: elements(fail, object, found, identityOnly, opIndex) };
     }
   }
@@ -263,6 +265,15 @@ function set(fail: Fail, s: NftSet, identityOnly: boolean): NftSet {
     size: s.size,
     timeout: s.timeout,
   });
+}
+
+// Canonical elements: a non-empty list whose keys have the set's number of fields (values are checked by encode).
+function sameShape(fail: Fail, o: Elements, s: NftSet): Elements {
+  if (!Array.isArray(o.elements) || o.elements.length === 0) fail('elements', 'must be a non-empty array');
+  o.elements.forEach((el, i) => {
+    if (el?.key?.length !== s.key.length) fail(`elements[${i}].key`, `must be an array of ${s.key.length} value(s) (${s.key.join(' . ')})`);
+  });
+  return { kind: 'elements', family: o.family, table: o.table, set: o.set, elements: o.elements };
 }
 
 function elements(fail: Fail, o: Elements, s: NftSet, identityOnly: boolean, opIndex: number): Elements {

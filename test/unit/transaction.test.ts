@@ -110,3 +110,24 @@ describe('kernel errors', () => {
     expect(err).toMatchObject({ kind: 'wire' });
   });
 });
+
+describe('canonical(): operations from portwall\'s own layout', () => {
+  const set = { kind: 'set', family: 'inet', table: 'pw', name: 's', key: ['ipv4_addr', 'inet_service'] } as const;
+  const base = () => new Transaction().add({ kind: 'table', family: 'inet', name: 'pw' }).add({ ...set, key: [...set.key] });
+
+  test('encodes to the same batch as the validated path when the values are canonical', () => {
+    const elements = [{ key: ['192.0.2.1', 80] }, { key: ['192.0.2.2', 443], comment: 'x' }];
+    const a = base().add({ kind: 'elements', family: 'inet', table: 'pw', set: 's', elements });
+    const b = base().canonical('add', { kind: 'elements', family: 'inet', table: 'pw', set: 's', elements });
+    expect(b.error).toBeUndefined();
+    expect(b.encode()).toEqual(a.encode());
+  });
+
+  test('still refuses an unknown set or a key of the wrong width at once, and a bad value when encoding', () => {
+    expect(base().canonical('add', { kind: 'elements', family: 'inet', table: 'pw', set: 'nope', elements: [{ key: ['192.0.2.1', 80] }] }).error?.code).toBe('ERR_UNKNOWN_SET');
+    expect(base().canonical('add', { kind: 'elements', family: 'inet', table: 'pw', set: 's', elements: [{ key: ['192.0.2.1'] }] }).error?.field).toBe('elements[0].key');
+    const bad = base().canonical('add', { kind: 'elements', family: 'inet', table: 'pw', set: 's', elements: [{ key: ['192.0.2.300', 80] }] });
+    expect(bad.error).toBeUndefined();
+    expect(() => bad.encode()).toThrow(PortwallError);
+  });
+});

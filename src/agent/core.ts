@@ -3,15 +3,17 @@
  *
  * The desired state is the last whole state (the state file, or `PUT /v1/state`) with the API's edits on top;
  * a reload of the file replaces it. A coalesced batch of API changes becomes one {@link Portwall.batch}
- * (one kernel commit); a whole state is its own `apply`. Floating IPs are kept in the desired state and shown
- * by the status, but not programmed yet (NAT is a later piece of work); their bodies are only checked to be
- * objects.
+ * (one kernel commit); a whole state is its own `apply`. Floating IPs are validated (addresses, port, fixed
+ * IP, uniqueness) and kept in the desired state and the status, but not programmed yet (NAT is a later piece
+ * of work).
  */
 import type { Logger } from 'pino';
 
 import { PortwallError } from '../errors.js';
 import { InvalidStateError } from '../model/problems.js';
 import type { ApplyResult, Edit, Portwall } from '../apply/portwall.js';
+import type { FloatingIp } from '../model/types.js';
+import { validateFloatingIp } from '../model/validate-one.js';
 import type { AgentBackend, AgentOp, OpOutcome } from './backend.js';
 import type { AgentMetrics, ApplyKind } from './metrics.js';
 
@@ -33,6 +35,8 @@ export interface CommitEvent {
 
 export class AgentCore implements AgentBackend {
   #desired: Desired | undefined;
+  /** The desired floating IPs, validated (kept, not yet programmed). */
+  #floating = new Map<string, FloatingIp>();
   /** When the desired state last came from a whole document, and from where. */
   #source = 'none';
 
@@ -55,6 +59,7 @@ export class AgentCore implements AgentBackend {
     const t = performance.now();
     const result = await this.handle.apply(model);
     this.#desired = toDesired(doc as Record<string, unknown>);
+    this.#floating = new Map(this.handle.floatingIps());
     this.#source = source;
     this.#record('state', 1, result, t, viaApi);
     return result;
@@ -130,7 +135,7 @@ export class AgentCore implements AgentBackend {
       const op = ops[i]!;
       if (op.kind === 'state') continue; // never in a run of edits
       if (op.kind === 'floatingip') {
-        out[i] = storeFloatingIp(d, op);
+        out[i] = storeFloatingIp(d, op, this.#floating, this.handle);
         continue;
       }
       edits.push(editOf(op));
@@ -197,12 +202,16 @@ function remember(d: Desired, op: AgentOp): void {
   else map.set(op.id, op.body);
 }
 
-function storeFloatingIp(d: Desired, op: Extract<AgentOp, { kind: 'floatingip' }>): OpOutcome {
-  const path = `floatingips (${op.id})`;
+function storeFloatingIp(d: Desired, op: Extract<AgentOp, { kind: 'floatingip' }>, valid: Map<string, FloatingIp>, handle: Portwall): OpOutcome {
   if (op.body === undefined) {
-    if (!d.floatingips.has(op.id)) return { ok: false, error: new InvalidStateError([{ path, message: `unknown floating IP ${JSON.stringify(op.id)}` }], 'floatingip') };
-  } else if (typeof op.body !== 'object' || op.body === null || Array.isArray(op.body)) {
-    return { ok: false, error: new InvalidStateError([{ path, message: 'must be an object' }], 'floatingip') };
+    if (!d.floatingips.has(op.id)) return { ok: false, error: new InvalidStateError([{ path: `floatingips (${op.id})`, message: `unknown floating IP ${JSON.stringify(op.id)}` }], 'floatingip') };
+    valid.delete(op.id);
+  } else {
+    try {
+      valid.set(op.id, validateFloatingIp(op.body, handle.ports(), valid, handle.config));
+    } catch (error) {
+      return { ok: false, error };
+    }
   }
   remember(d, op);
   return { ok: true, changed: false, timings: {}, elements: { added: 0, removed: 0 } };

@@ -32,7 +32,7 @@ import type { PolicyIR } from '../compile/ir.js';
 import { InvalidStateError } from '../model/problems.js';
 import { validateState } from '../model/validate.js';
 import { groupInUse, validateGroup, validatePort } from '../model/validate-one.js';
-import { DEFAULT_CONFIG, type Model, type PortwallConfig } from '../model/types.js';
+import { DEFAULT_CONFIG, type FloatingIp, type Model, type Port, type PortwallConfig } from '../model/types.js';
 import { Nft } from '../nft/client.js';
 import type { NftBinding } from '../native.js';
 import type { Family, NftObject, Operation } from '../nft/types.js';
@@ -327,6 +327,16 @@ export class Portwall {
     return this.#engine?.unusedProfiles ?? 0;
   }
 
+  /** The ports of the handle's state (empty before its first apply). */
+  ports(): ReadonlyMap<string, Port> {
+    return this.#engine?.model.ports ?? new Map();
+  }
+
+  /** The floating IPs of the handle's state (kept; NAT is not programmed yet). */
+  floatingIps(): ReadonlyMap<string, FloatingIp> {
+    return this.#engine?.model.floatingIps ?? new Map();
+  }
+
   /** The compiled policy the handle programmed (undefined before its first apply). */
   policy(): PolicyIR | undefined {
     return this.#engine?.ir();
@@ -579,9 +589,11 @@ function sameNetworks(a: Model, b: Model): boolean {
   return true;
 }
 
-/** Edits `e` into `model` (same networks): changed groups, then ports, then groups that went. */
+/** Edits `e` into `model` (same networks): changed groups, then ports, then groups that went; NAT state as is. */
 function editTo(e: Engine, model: Model): void {
   const have = e.model;
+  have.floatingIps = model.floatingIps;
+  have.nat = model.nat;
   for (const [id, g] of model.groups) if (JSON.stringify(have.groups.get(id)) !== JSON.stringify(g)) e.setGroup(id, g);
   for (const id of [...have.ports.keys()]) if (!model.ports.has(id)) e.setPort(id, undefined);
   for (const [id, p] of model.ports) {

@@ -48,6 +48,7 @@ const LABEL_FIELD: Readonly<Record<string, string>> = {
   security_groups: 'id',
   security_group_rules: 'id',
   ports: 'device',
+  floatingips: 'id',
 };
 
 /** `ports[3] (tap6e3f2eda-32)`: an array element with its label when the label field is a string. */

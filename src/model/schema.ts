@@ -63,11 +63,30 @@ export const PortSchema = Type.Object({
   kind: Type.Optional(Type.Union([Type.Literal('user'), Type.Literal('system')], { default: 'user' })),
 });
 
+/** A floating IP in Neutron's shape: 1:1 NAT of `floating_ip_address` to `fixed_ip_address` of `port_id`. */
+export const FloatingIpSchema = Type.Object({
+  id: Id,
+  floating_ip_address: Type.String({ description: 'the public address, unique on the host' }),
+  fixed_ip_address: Nullable(Type.String({ description: "a fixed IP of port_id (may be left out when the port has one of the floating IP's family)" })),
+  port_id: Nullable(Type.String({ description: 'the associated port; null or absent: not associated (nothing is programmed)' })),
+});
+
+/** nova-network's NAT options (its option names): default SNAT, its exemptions, the metadata redirect. */
+export const NatSchema = Type.Object({
+  fixed_range: Type.Array(Type.String(), { description: 'prefixes of the fixed (port) addresses, SNATed by default' }),
+  routing_source_ip: Type.String({ description: 'the host address default SNAT translates to' }),
+  dmz_cidr: Type.Optional(Type.Array(Type.String(), { description: 'destinations that fixed addresses reach without SNAT' })),
+  metadata_host: Nullable(Type.String({ description: 'where 169.254.169.254:80 from a port is redirected (IPv4)' })),
+  metadata_port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, default: 8775, description: 'port of metadata_host' })),
+});
+
 export const StateSchema = Type.Object(
   {
     networks: Type.Array(NetworkSchema),
     security_groups: Type.Optional(Type.Array(SecurityGroupSchema)),
     ports: Type.Optional(Type.Array(PortSchema)),
+    floatingips: Type.Optional(Type.Array(FloatingIpSchema)),
+    nat: Type.Optional(NatSchema),
   },
   { $id: 'https://portwall.invalid/state.schema.json', title: 'portwall desired state' },
 );
@@ -77,3 +96,5 @@ export type RuleInput = Static<typeof RuleSchema>;
 export type SecurityGroupInput = Static<typeof SecurityGroupSchema>;
 export type PortInput = Static<typeof PortSchema>;
 export type StateInput = Static<typeof StateSchema>;
+export type FloatingIpInput = Static<typeof FloatingIpSchema>;
+export type NatInput = Static<typeof NatSchema>;

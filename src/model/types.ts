@@ -66,11 +66,41 @@ export interface Port {
   index: number;
 }
 
+/** A floating IP (1:1 NAT), validated: addresses as canonical host prefixes. */
+export interface FloatingIp {
+  id: string;
+  /** The public address, e.g. `203.0.113.50/32`. */
+  floatingIp: Prefix;
+  family: IpFamily;
+  /** Absent: not associated with a port (nothing to program). */
+  portId?: string;
+  /** The port's fixed IP it maps to (same family). */
+  fixedIp?: Prefix;
+  /** Index in the state file's `floatingips` array. */
+  index: number;
+}
+
+/** Default SNAT and the metadata redirect (nova-network's options), validated. */
+export interface Nat {
+  /** Canonical prefixes of the fixed addresses. */
+  fixedRange: Prefix[];
+  /** The host address default SNAT translates to (a host prefix). */
+  routingSourceIp: Prefix;
+  dmzCidr: Prefix[];
+  /** Where 169.254.169.254:80 goes (an IPv4 host prefix); absent: no redirect. */
+  metadataHost?: Prefix;
+  metadataPort: number;
+}
+
 /** A validated desired state. Maps keep file order. */
 export interface Model {
   networks: Map<string, Network>;
   groups: Map<string, SecurityGroup>;
   ports: Map<string, Port>;
+  /** Floating IPs by id (absent in models built before NAT existed: none). */
+  floatingIps?: Map<string, FloatingIp>;
+  /** Absent: no default SNAT and no metadata redirect. */
+  nat?: Nat;
 }
 
 /** Agent/library configuration that is not part of the state file. */

@@ -7,12 +7,13 @@
  */
 import { checkGroups, type GroupIndex } from './checks-groups.js';
 import type { NetworkIndex } from './checks-networks.js';
+import { checkFloatingIp } from './checks-nat.js';
 import { checkPorts } from './checks-ports.js';
 import { soundness, type CheckContext } from './context.js';
 import { InvalidStateError, Problems, elementPath, show } from './problems.js';
 import { matchesSchema, schemaProblems, type SchemaProblem } from './schema-errors.js';
-import type { PortInput } from './schema.js';
-import type { Model, Port, PortwallConfig, SecurityGroup } from './types.js';
+import type { FloatingIpInput, PortInput } from './schema.js';
+import type { FloatingIp, Model, Port, PortwallConfig, SecurityGroup } from './types.js';
 import { parseHostAddress, parseUnicastMac } from './values.js';
 
 /** What a state already holds, as the cross-object checks ask it. */
@@ -120,3 +121,29 @@ export function groupInUse(groupId: string, index: StateIndex): { path: string; 
   }
   return out;
 }
+
+/**
+ * Validates one floating IP (Neutron's object) against the ports and the other floating IPs of a state:
+ * its addresses, its port and fixed IP, a floating address unique on the host, at most one floating IP per
+ * fixed IP. Replacing a floating IP of the same id is allowed.
+ * @throws {@link InvalidStateError} naming every bad field (paths `floatingips[0] (id).field`).
+ */
+export function validateFloatingIp(raw: unknown, ports: ReadonlyMap<string, Port>, others: ReadonlyMap<string, FloatingIp>, config: PortwallConfig, source = 'floatingip'): FloatingIp {
+  const { ctx, problems } = start({ networks: [], floatingips: [raw] }, config);
+  let fip: FloatingIp | undefined;
+  if (ctx.sound('/floatingips/0')) {
+    const f = raw as FloatingIpInput;
+    const at = elementPath('', 'floatingips', 0, raw);
+    fip = checkFloatingIp(f, 0, ports, (field, message) => problems.add(`${at}.${field}`, message));
+    for (const o of fip ? others.values() : []) {
+      if (o.id === f.id) continue;
+      if (o.floatingIp === fip!.floatingIp) problems.add(`${at}.floating_ip_address`, `${show(f.floating_ip_address)} is also floating IP ${show(o.id)}'s; a floating IP is unique on the host`);
+      else if (fip!.portId !== undefined && o.portId === fip!.portId && o.fixedIp === fip!.fixedIp) {
+        problems.add(`${at}.fixed_ip_address`, `port ${show(fip!.portId)}'s ${show(fip!.fixedIp)} already has floating IP ${show(o.id)}`);
+      }
+    }
+  }
+  if (!problems.empty || !fip) throw new InvalidStateError(problems.list, source);
+  return fip;
+}
+

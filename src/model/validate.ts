@@ -4,6 +4,7 @@
  * and reported at once; a state with any problem yields no Model at all, so nothing of it can be applied.
  */
 import { checkGroups } from './checks-groups.js';
+import { checkFloatingIps, checkNat } from './checks-nat.js';
 import { checkNetworks } from './checks-networks.js';
 import { checkPorts } from './checks-ports.js';
 import { soundness, type CheckContext } from './context.js';
@@ -43,7 +44,12 @@ export function validateState(input: unknown, config: PortwallConfig = DEFAULT_C
   const nets = checkNetworks(ctx, doc.networks);
   const groups = checkGroups(ctx, doc.security_groups);
   const ports = checkPorts(ctx, doc.ports, nets, groups);
+  const floatingIps = checkFloatingIps(ctx, doc.floatingips, ports);
+  const nat = checkNat(ctx, doc.nat);
 
   if (!problems.empty) throw new InvalidStateError(problems.list, options.source);
-  return { networks: nets.networks, groups: groups.groups, ports };
+  const model: Model = { networks: nets.networks, groups: groups.groups, ports };
+  if (doc.floatingips !== undefined) model.floatingIps = floatingIps;
+  if (nat) model.nat = nat;
+  return model;
 }

@@ -61,6 +61,12 @@ const port2 = (over: JsonObject = {}): ExampleState['ports'][number] => ({
   fixed_ips: [{ ip_address: '192.0.2.15' }], security_groups: ['sg-web'], allowed_address_pairs: [], ...over,
 });
 
+/** A floating IP of the example's port (192.0.2.14) unless `over` says otherwise. */
+const fip = (id: string, address: string, over: JsonObject = {}): JsonObject => ({
+  id, floating_ip_address: address, port_id: '6e3f2eda-3230-45e8-9be5-f382af5b83ea', fixed_ip_address: '192.0.2.14', ...over,
+});
+const NAT: JsonObject = { fixed_range: ['192.0.2.0/24'], routing_source_ip: '203.0.113.1', dmz_cidr: ['198.51.100.0/24'], metadata_host: '192.0.2.250', metadata_port: 8775 };
+
 function bad(kind: string, paths: string | string[], message: RegExp, mutate: (s: ExampleState) => unknown): BadState {
   const s = exampleState();
   const replaced = mutate(s);
@@ -196,4 +202,20 @@ export const BAD_STATES: readonly BadState[] = [
   bad('port_security_enabled a string', `${PORT}.port_security_enabled`, /must be a boolean/, (s) =>
     void (port(s).port_security_enabled = 'yes')),
   bad('security_groups a string', `${PORT}.security_groups`, /must be an array/, (s) => void (port(s).security_groups = 'sg-web')),
+  // Floating IPs and NAT
+  bad('floating IP mapped to an address that is not the port\'s', 'floatingips[0] (fip-1).fixed_ip_address', /is not a fixed IP of port/, (s) =>
+    ({ ...s, floatingips: [fip('fip-1', '203.0.113.50', { fixed_ip_address: '192.0.2.99' })] })),
+  bad('floating IP used twice', 'floatingips[1] (fip-2).floating_ip_address', /also floatingips\[0\] \(fip-1\)'s; a floating IP is unique/, (s) =>
+    ({ ...s, ports: [...s.ports, port2()], floatingips: [fip('fip-1', '203.0.113.50'), fip('fip-2', '203.0.113.50', { port_id: 'port-2', fixed_ip_address: '192.0.2.15' })] })),
+  bad('two floating IPs for one fixed IP', 'floatingips[1] (fip-2).fixed_ip_address', /already has floatingips\[0\]/, (s) =>
+    ({ ...s, floatingips: [fip('fip-1', '203.0.113.50'), fip('fip-2', '203.0.113.51')] })),
+  bad('floating IP of an unknown port', 'floatingips[0] (fip-1).port_id', /unknown port "port-9"/, (s) =>
+    ({ ...s, floatingips: [fip('fip-1', '203.0.113.50', { port_id: 'port-9' })] })),
+  bad('IPv4 floating IP to an IPv6 fixed IP', 'floatingips[0] (fip-1).fixed_ip_address', /no NAT between families/, (s) =>
+    ({ ...s, floatingips: [fip('fip-1', '203.0.113.50', { fixed_ip_address: '2001:db8::14' })] })),
+  bad('floating IP given as a prefix', 'floatingips[0] (fip-1).floating_ip_address', /not an IP address/, (s) =>
+    ({ ...s, floatingips: [fip('fip-1', '203.0.113.0/24')] })),
+  bad('NAT fixed range not a prefix', 'nat.fixed_range[0]', /not an IP prefix/, (s) => ({ ...s, nat: { ...NAT, fixed_range: ['192.0.2.0/33'] } })),
+  bad('NAT metadata host IPv6', 'nat.metadata_host', /must be an IPv4 address/, (s) => ({ ...s, nat: { ...NAT, metadata_host: '2001:db8::250' } })),
+  bad('NAT metadata port out of range', 'nat.metadata_port', /at most 65535/, (s) => ({ ...s, nat: { ...NAT, metadata_port: 70000 } })),
 ];

@@ -57,4 +57,28 @@ describe('the agent core', () => {
     // Counted once for the batch, though two applied ops carry it.
     expect(await addedSoFar()).toBe(before + added);
   });
+
+  test('floating IPs are validated against the ports and each other (named fields), then kept', async () => {
+    const { core } = open();
+    await core.applyState(state('routed', [webGroup()], [port(1, ['sg-web'])]), 'test');
+    const fixed = port(1, ['sg-web']).fixed_ips![0]!.ip_address;
+    const fip = (id: string, address: string, over: object = {}) => ({ kind: 'floatingip' as const, id, body: { id, floating_ip_address: address, port_id: 'port-00001', fixed_ip_address: fixed, ...over } });
+    const outcomes = await core.commit([
+      fip('fip-1', '203.0.113.10'),
+      fip('fip-2', '203.0.113.10', { port_id: null, fixed_ip_address: null }),
+      fip('fip-3', '203.0.113.11'),
+      fip('fip-4', '203.0.113.12', { fixed_ip_address: '192.0.2.250' }),
+      fip('fip-5', '203.0.113.13', { port_id: 'port-nope' }),
+    ]);
+    expect(outcomes.map((o) => o.ok)).toEqual([true, false, false, false, false]);
+    const paths = outcomes.slice(1).map((o) => ((o as { error: { problems: { path: string; message: string }[] } }).error.problems[0]!));
+    expect(paths.map((p) => p.path)).toEqual([
+      'floatingips[0] (fip-2).floating_ip_address', 'floatingips[0] (fip-3).fixed_ip_address',
+      'floatingips[0] (fip-4).fixed_ip_address', 'floatingips[0] (fip-5).port_id',
+    ]);
+    expect(paths[0]!.message).toContain('unique on the host');
+    expect(paths[1]!.message).toContain('already has floating IP "fip-1"');
+    expect((core.document()!.floatingips as { id: string }[]).map((f) => f.id)).toEqual(['fip-1']);
+  });
 });
+

@@ -19,5 +19,5 @@ test('the generated schema is plain draft-07 JSON Schema of the state file', () 
   expect(schema.$schema).toBe('http://json-schema.org/draft-07/schema#');
   expect(schema.type).toBe('object');
   expect(schema.required).toEqual(['networks']);
-  expect(Object.keys(schema.properties as object)).toEqual(['networks', 'security_groups', 'ports']);
+  expect(Object.keys(schema.properties as object)).toEqual(['networks', 'security_groups', 'ports', 'floatingips', 'nat']);
 });

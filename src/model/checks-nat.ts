@@ -1,0 +1,120 @@
+/**
+ * Floating IPs and NAT options (docs/requirements.md, "Model"): Neutron's floating IP shape and nova-network's
+ * option names. A floating IP is a unique host address; when associated, `fixed_ip_address` is a fixed IP of
+ * `port_id` of the same family (no NAT between families), and a fixed IP has at most one floating IP. The NAT
+ * options are canonical prefixes and host addresses; the metadata host is IPv4 (169.254.169.254 is).
+ */
+import { elements, type CheckContext } from './context.js';
+import { elementPath, show } from './problems.js';
+import type { FloatingIpInput, NatInput } from './schema.js';
+import type { FloatingIp, IpFamily, Nat, Port, Prefix } from './types.js';
+import { parseHostAddress, parseIpPrefix } from './values.js';
+
+/** Checks `floatingips` against the ports; returns the valid ones by id. */
+export function checkFloatingIps(ctx: CheckContext, raw: unknown, ports: ReadonlyMap<string, Port>): Map<string, FloatingIp> {
+  const out = new Map<string, FloatingIp>();
+  const idPaths = new Map<string, string>();
+  const addressPaths = new Map<Prefix, string>();
+  const fixedPaths = new Map<string, string>();
+  elements(raw).forEach((element, i) => {
+    if (!ctx.sound(`/floatingips/${i}`)) return;
+    const f = element as FloatingIpInput;
+    const path = elementPath('', 'floatingips', i, f);
+    const fip = checkFloatingIp(f, i, ports, (field, message) => ctx.problems.add(`${path}.${field}`, message));
+    const fail = (field: string, message: string) => ctx.problems.add(`${path}.${field}`, message);
+    if (idPaths.has(f.id)) return fail('id', `duplicate floating IP id ${show(f.id)}, also ${idPaths.get(f.id)}`);
+    idPaths.set(f.id, path);
+    if (!fip) return;
+    const other = addressPaths.get(fip.floatingIp);
+    if (other !== undefined) return fail('floating_ip_address', `${show(f.floating_ip_address)} is also ${other}'s; a floating IP is unique on the host`);
+    addressPaths.set(fip.floatingIp, path);
+    if (fip.portId !== undefined) {
+      const key = `${fip.portId} ${fip.fixedIp}`;
+      const twice = fixedPaths.get(key);
+      if (twice !== undefined) return fail('fixed_ip_address', `port ${show(fip.portId)}'s ${show(fip.fixedIp)} already has ${twice}`);
+      fixedPaths.set(key, path);
+    }
+    out.set(fip.id, fip);
+  });
+  return out;
+}
+
+/**
+ * One floating IP on its own (the agent's `PUT /v1/floatingips/{id}` and the state file): its addresses and
+ * its association. Reports through `fail(field, message)`; returns undefined when anything is wrong.
+ */
+export function checkFloatingIp(f: FloatingIpInput, index: number, ports: ReadonlyMap<string, Port>, fail: (field: string, message: string) => void): FloatingIp | undefined {
+  const floating = parseHostAddress(f.floating_ip_address);
+  if (floating.problem !== undefined) {
+    fail('floating_ip_address', floating.problem);
+    return undefined;
+  }
+  const fip: FloatingIp = { id: f.id, floatingIp: floating.value.prefix, family: floating.value.family, index };
+  const portId = f.port_id ?? undefined;
+  if (portId === undefined) {
+    if (f.fixed_ip_address != null) fail('port_id', 'is required with fixed_ip_address');
+    return f.fixed_ip_address != null ? undefined : fip;
+  }
+  const port = ports.get(portId);
+  if (!port) {
+    fail('port_id', `unknown port ${show(portId)}`);
+    return undefined;
+  }
+  const fixed = fixedIpOf(port, f.fixed_ip_address ?? undefined, fip.family, fail);
+  if (fixed === undefined) return undefined;
+  return { ...fip, portId, fixedIp: fixed };
+}
+
+// The port's fixed IP the floating IP maps to: the one named (it must be the port's, of the same family), or
+// the port's only one of that family.
+function fixedIpOf(port: Port, named: string | undefined, family: IpFamily, fail: (field: string, message: string) => void): Prefix | undefined {
+  const ofFamily = port.fixedIps.filter((p) => !p.includes(':') === (family === 4));
+  if (named === undefined) {
+    if (ofFamily.length === 1) return ofFamily[0];
+    fail('fixed_ip_address', `port ${show(port.id)} has ${ofFamily.length} IPv${family} fixed IPs: name the one to map`);
+    return undefined;
+  }
+  const fixed = parseHostAddress(named);
+  if (fixed.problem !== undefined) {
+    fail('fixed_ip_address', fixed.problem);
+    return undefined;
+  }
+  if (fixed.value.family !== family) {
+    fail('fixed_ip_address', `${show(named)} is IPv${fixed.value.family}, the floating IP IPv${family}: no NAT between families`);
+    return undefined;
+  }
+  if (!port.fixedIps.includes(fixed.value.prefix)) {
+    fail('fixed_ip_address', `${show(named)} is not a fixed IP of port ${show(port.id)}`);
+    return undefined;
+  }
+  return fixed.value.prefix;
+}
+
+/** Checks `nat`; returns it normalised, or undefined when absent or invalid. */
+export function checkNat(ctx: CheckContext, raw: unknown): Nat | undefined {
+  if (raw === undefined || !ctx.sound('/nat')) return undefined;
+  const n = raw as NatInput;
+  const before = ctx.problems.list.length;
+  const fail = (field: string, message: string) => ctx.problems.add(`nat.${field}`, message);
+  const prefixes = (list: readonly string[] | undefined, field: string): Prefix[] => (list ?? []).flatMap((text, k) => {
+    const p = parseIpPrefix(text);
+    if (p.problem !== undefined) fail(`${field}[${k}]`, p.problem);
+    return p.value ? [p.value.prefix] : [];
+  });
+  const host = (text: string, field: string, family?: IpFamily): Prefix | undefined => {
+    const p = parseHostAddress(text);
+    if (p.problem !== undefined) fail(field, p.problem);
+    else if (family !== undefined && p.value.family !== family) fail(field, `${show(text)} must be an IPv${family} address`);
+    else return p.value.prefix;
+    return undefined;
+  };
+  const fixedRange = prefixes(n.fixed_range, 'fixed_range');
+  if (n.fixed_range.length === 0) fail('fixed_range', 'needs at least one prefix');
+  const routingSourceIp = host(n.routing_source_ip, 'routing_source_ip');
+  const dmzCidr = prefixes(n.dmz_cidr, 'dmz_cidr');
+  const metadataHost = n.metadata_host == null ? undefined : host(n.metadata_host, 'metadata_host', 4);
+  if (ctx.problems.list.length > before || routingSourceIp === undefined) return undefined;
+  const nat: Nat = { fixedRange, routingSourceIp, dmzCidr, metadataPort: n.metadata_port ?? 8775 };
+  if (metadataHost !== undefined) nat.metadataHost = metadataHost;
+  return nat;
+}

@@ -1,13 +1,15 @@
 /**
  * The security-group benchmark's report: the targets of the project spec judged against the rows (met,
  * missed, n/a when the API is not there yet, not measured when the run skipped that size), ratios, the
- * console table, and the JSON (every sample) and Markdown (p50/p99 tables) files.
+ * console table, and the JSON (every sample), Markdown (headline, p50/p99 tables) and SVG chart files.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import path from 'node:path';
 
 import { run } from '../test/helpers/netns.js';
 import { AGENT_TOOL } from './sg-agent.js';
+import { ONE_PORT_CASE, reportCharts } from './sg-charts.js';
 import { NOT_IMPLEMENTED, type Row, timed, versionOf } from './sg-harness.js';
 
 export interface Target {
@@ -188,8 +190,58 @@ export function consoleTable(rows: Row[]): string {
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
 }
 
-export function markdown(report: Report): string {
+/**
+ * The report's headline, one line each, from the rows present (a line whose rows are missing is left out):
+ * the one-port change p50 at the largest size measured for both portwall incremental and legacy
+ * iptables-restore, with their ratio; the full sync against legacy restore and the replay floor; the
+ * datapath rate against the conntrack floor.
+ */
+export function headline(rows: readonly Row[]): string[] {
+  const find = (s: string, c: string, n: number, t: string) => rows.find((r) => r.section === s && r.case === c && r.size === n && r.tool === t);
+  const largest = (s: string, c: string, tools: string[]) =>
+    Math.max(-Infinity, ...rows.filter((r) => r.section === s && r.case === c && ok(r) && tools.every((t) => ok(find(s, c, r.size, t)))).map((r) => r.size));
+  const lines: string[] = [];
+
+  const n1 = largest('one-port', ONE_PORT_CASE, ['portwall incremental', 'iptables-legacy-restore']);
+  if (Number.isFinite(n1)) {
+    const inc = find('one-port', ONE_PORT_CASE, n1, 'portwall incremental') as Row & { p50: number };
+    const legacy = find('one-port', ONE_PORT_CASE, n1, 'iptables-legacy-restore') as Row & { p50: number };
+    lines.push(`One-port change (${ONE_PORT_CASE}) @${n1} ports, p50: portwall incremental ${fmt(inc.p50)}, iptables-legacy-restore ${fmt(legacy.p50)} — legacy restore takes **${times(legacy.p50 / inc.p50)}** as long.`);
+  }
+
+  const n2 = largest('full-sync', 'full-sync', ['portwall apply']);
+  if (Number.isFinite(n2)) {
+    const pw = find('full-sync', 'full-sync', n2, 'portwall apply') as Row & { p50: number };
+    const legacy = find('full-sync', 'full-sync', n2, 'iptables-legacy-restore');
+    const floor = find('full-sync', 'full-sync', n2, 'replay floor');
+    const parts = [
+      ...(ok(legacy) ? [`iptables-legacy-restore ${fmt(legacy.p50)} takes **${times(legacy.p50 / pw.p50)}** as long`] : []),
+      ...(ok(floor) ? [`portwall is **${times(pw.p50 / floor.p50)}** the replay floor (${fmt(floor.p50)})`] : []),
+    ];
+    if (parts.length) lines.push(`Full sync @${n2} ports, p50: portwall apply ${fmt(pw.p50)}; ${parts.join('; ')}.`);
+  }
+
+  const n3 = largest('datapath', 'new-tcp-conn', ['portwall', 'conntrack floor']);
+  if (Number.isFinite(n3)) {
+    const pw = find('datapath', 'new-tcp-conn', n3, 'portwall') as Row & { p50: number };
+    const floor = find('datapath', 'new-tcp-conn', n3, 'conntrack floor') as Row & { p50: number };
+    const legacy = find('datapath', 'new-tcp-conn', n3, 'iptables-legacy');
+    const share = (x: number) => `${((x / floor.p50) * 100).toFixed(1)}%`;
+    lines.push(`Datapath @${n3} ports, new TCP connections/s: portwall ${fmt(pw.p50, 'conn/s')} = **${share(pw.p50)}** of the conntrack floor (${fmt(floor.p50, 'conn/s')})` +
+      `${ok(legacy) ? `; iptables-legacy ${fmt(legacy.p50, 'conn/s')} = ${share(legacy.p50)}` : ''}.`);
+  }
+  return lines;
+}
+
+/** A chart as the Markdown report links it: its title and its file, relative to the report. */
+export interface ChartLink {
+  title: string;
+  file: string;
+}
+
+export function markdown(report: Report, charts: readonly ChartLink[] = []): string {
   const { rows } = report;
+  const top = headline(rows);
   const table = (head: string[], body: string[][]) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...body.map((b) => `| ${b.join(' | ')} |`)].join('\n');
   // Where the time goes, from the ApplyResults: p50 of each stage, elements per batch, listings (adopted).
   const stages = (r: Row) => Object.entries((r.info?.stageP50 ?? {}) as Record<string, number>)
@@ -199,6 +251,8 @@ export function markdown(report: Report): string {
   const out = [
     `# Security-group update benchmark — ${report.started}`, '',
     `Run time ${report.durationS.toFixed(0)} s. Arguments: \`${JSON.stringify(report.args)}\`.`, '',
+    ...(top.length ? ['## Headline', '', ...top.map((l) => `- ${l}`), ''] : []),
+    ...(charts.length ? ['## Charts', '', ...charts.flatMap((c) => [`![${c.title}](${c.file})`, ''])] : []),
     '## Machine', '', table(['fact', 'value'], Object.entries(report.machine).map(([k, v]) => [k, String(v)])), '',
     '## Workloads', '', table(['workload', 'facts'], report.workloads.map((w) => [String(w.name), JSON.stringify({ ...w, name: undefined })])), '',
     '## Targets', '', table(['target', 'measured', 'status'], report.targets.map((t) => [t.target, t.measured, t.status === 'met' ? '**met**' : t.status === 'missed' ? '**missed**' : t.status])), '',
@@ -218,4 +272,17 @@ export function markdown(report: Report): string {
     '## Notes', '', ...report.notes.map((n) => `- ${n}`), '',
   ];
   return out.join('\n');
+}
+
+/**
+ * Writes the report as `<stem>.json` (every sample), `<stem>-<chart>.svg` (the charts there is data for) and
+ * `<stem>.md` (linking the charts); returns the paths, the Markdown first.
+ */
+export function writeReport(report: Report, stem: string): string[] {
+  mkdirSync(path.dirname(stem), { recursive: true });
+  const charts = reportCharts(report.rows).map((c) => ({ ...c, file: `${stem}-${c.key}.svg` }));
+  for (const c of charts) writeFileSync(c.file, c.svg);
+  writeFileSync(`${stem}.json`, JSON.stringify(report, null, 2));
+  writeFileSync(`${stem}.md`, markdown(report, charts.map((c) => ({ title: c.title, file: path.basename(c.file) }))));
+  return [`${stem}.md`, `${stem}.json`, ...charts.map((c) => c.file)];
 }

@@ -10,72 +10,99 @@
  *    restore (legacy and nft back ends); the RSS of a process after a full sync;
  *  - the datapath: new TCP connections/s through one routed port, portwall vs the conntrack floor vs legacy
  *    iptables of the same state.
- * Prints a progress line and a table; writes every sample to <out>/sg-<time>.json and p50/p99 tables,
- * ratios and the spec's targets (met/missed) to <out>/sg-<time>.md.
+ * Prints a progress line and a table; writes every sample to <out>/sg-<time>.json, a headline, p50/p99
+ * tables, ratios and the spec's targets (met/missed) to <out>/sg-<time>.md, and SVG charts next to it
+ * (sg-charts.ts); prints the files' paths at the end.
  *
+ * `portwall bench …` runs it ({@link runBench}, imported by the CLI); so does executing this file directly.
  * Usage: node dist/bench/sg.js [--quick] [--sizes 100,1000,5000] [--reps 50] [--apply-reps 50]
  *   [--budget-s 120] [--sync-sizes 1000,5000] [--sync-reps 5] [--change-size 1000] [--change-reps 50]
  *   [--members 10000] [--member-refs 1000] [--dp-sizes …] [--dp-rounds 5] [--dp-seconds 2]
  *   [--dp-concurrency 32] [--mode routed|bridged] [--seed 1] [--only updates,agent,members,sync,memory,datapath]
- *   [--skip …] [--out bench/reports]
+ *   [--skip …] [--out bench/reports (under the current directory)]
  * --quick: size 100, a few repetitions, a tiny datapath; a smoke test (under 2 minutes), no timing asserted.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { agentCases } from './sg-agent.js';
 import { datapathCases } from './sg-datapath.js';
 import { fullSyncCases, rssCase } from './sg-competitors.js';
 import { Cleanup, Progress, type Row, errorText } from './sg-harness.js';
-import { consoleTable, judge, machineFacts, markdown, type Report } from './sg-report.js';
+import { consoleTable, judge, machineFacts, type Report, writeReport } from './sg-report.js';
 import { memberCases, updateCases } from './sg-updates.js';
 import { type Mode, workload } from './workload.js';
 
-const SECTIONS = ['updates', 'agent', 'members', 'sync', 'memory', 'datapath'] as const;
+/** The benchmark's sections (--only, --skip); `portwall bench --help` describes each. */
+export const SECTIONS = ['updates', 'agent', 'members', 'sync', 'memory', 'datapath'] as const;
 type SectionName = (typeof SECTIONS)[number];
 
-const { values: a } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    sizes: { type: 'string' }, reps: { type: 'string' }, 'apply-reps': { type: 'string' }, 'budget-s': { type: 'string' },
-    'sync-sizes': { type: 'string' }, 'sync-reps': { type: 'string' }, 'change-size': { type: 'string' }, 'change-reps': { type: 'string' },
-    members: { type: 'string' }, 'member-refs': { type: 'string' },
-    'dp-sizes': { type: 'string' }, 'dp-rounds': { type: 'string' }, 'dp-seconds': { type: 'string' }, 'dp-concurrency': { type: 'string' },
-    mode: { type: 'string' }, seed: { type: 'string' }, only: { type: 'string' }, skip: { type: 'string' }, out: { type: 'string' },
-  },
-});
-const quick = a.quick === true;
-// Explicit arguments win; otherwise the full run's defaults, or --quick's.
-const num = (v: string | undefined, full: number, q: number): number => (v === undefined ? (quick ? q : full) : Number(v));
-const list = (v: string | undefined, full: number[], q: number[]): number[] => (v === undefined ? (quick ? q : full) : v.split(',').filter(Boolean).map(Number));
-const sizes = list(a.sizes, [100, 1000, 5000], [100]);
-const args = {
-  quick, sizes,
-  reps: num(a.reps, 50, 5),
-  applyReps: num(a['apply-reps'], 50, 3),
-  budgetS: num(a['budget-s'], 120, 20),
-  syncSizes: list(a['sync-sizes'], sizes.some((n) => n >= 1000) ? sizes.filter((n) => n >= 1000) : [Math.max(...sizes)], [Math.max(...sizes)]),
-  syncReps: num(a['sync-reps'], 5, 2),
-  changeSize: num(a['change-size'], sizes.includes(1000) ? 1000 : Math.min(...sizes), Math.min(...sizes)),
-  changeReps: num(a['change-reps'], 50, 3),
-  members: num(a.members, 10_000, 200),
-  memberRefs: num(a['member-refs'], 1000, 100),
-  dpSizes: list(a['dp-sizes'], sizes, [Math.min(...sizes)]),
-  dpRounds: num(a['dp-rounds'], 5, 1),
-  dpSeconds: num(a['dp-seconds'], 2, 1),
-  dpConcurrency: num(a['dp-concurrency'], 32, 8),
-  mode: (a.mode ?? 'routed') as Mode,
-  seed: num(a.seed, 1, 1),
-  only: (a.only?.split(',') ?? [...SECTIONS]) as SectionName[],
-  skip: (a.skip?.split(',') ?? []) as SectionName[],
-};
-for (const s of [...args.only, ...args.skip]) if (!SECTIONS.includes(s)) throw new Error(`unknown section ${s}; sections: ${SECTIONS.join(', ')}`);
-if (!['routed', 'bridged'].includes(args.mode)) throw new Error('--mode is routed or bridged');
-const enabled = (s: SectionName) => args.only.includes(s) && !args.skip.includes(s);
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const outDir = path.resolve(a.out ?? path.join(root, 'bench', 'reports'));
+/** A bad command line (exit code 2). */
+class UsageError extends Error {}
+
+/** The benchmark's command-line options (parseArgs); `portwall bench --help` documents each. */
+export const OPTIONS = {
+  quick: { type: 'boolean', default: false },
+  sizes: { type: 'string' }, reps: { type: 'string' }, 'apply-reps': { type: 'string' }, 'budget-s': { type: 'string' },
+  'sync-sizes': { type: 'string' }, 'sync-reps': { type: 'string' }, 'change-size': { type: 'string' }, 'change-reps': { type: 'string' },
+  members: { type: 'string' }, 'member-refs': { type: 'string' },
+  'dp-sizes': { type: 'string' }, 'dp-rounds': { type: 'string' }, 'dp-seconds': { type: 'string' }, 'dp-concurrency': { type: 'string' },
+  mode: { type: 'string' }, seed: { type: 'string' }, only: { type: 'string' }, skip: { type: 'string' }, out: { type: 'string' },
+} as const;
+
+function parsed(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, allowPositionals: false, options: OPTIONS }).values;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** A number ≥ 0 from the command line. */
+function count(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`not a number ≥ 0: "${v}"`);
+  return n;
+}
+
+/** The run's settings from its command line. */
+function settings(argv: string[]) {
+  const a = parsed(argv);
+  const quick = a.quick === true;
+  // Explicit arguments win; otherwise the full run's defaults, or --quick's.
+  const num = (v: string | undefined, full: number, q: number): number => (v === undefined ? (quick ? q : full) : count(v));
+  const list = (v: string | undefined, full: number[], q: number[]): number[] => (v === undefined ? (quick ? q : full) : v.split(',').filter(Boolean).map(count));
+  const sizes = list(a.sizes, [100, 1000, 5000], [100]);
+  const args = {
+    quick, sizes,
+    reps: num(a.reps, 50, 5),
+    applyReps: num(a['apply-reps'], 50, 3),
+    budgetS: num(a['budget-s'], 120, 20),
+    syncSizes: list(a['sync-sizes'], sizes.some((n) => n >= 1000) ? sizes.filter((n) => n >= 1000) : [Math.max(...sizes)], [Math.max(...sizes)]),
+    syncReps: num(a['sync-reps'], 5, 2),
+    changeSize: num(a['change-size'], sizes.includes(1000) ? 1000 : Math.min(...sizes), Math.min(...sizes)),
+    changeReps: num(a['change-reps'], 50, 3),
+    members: num(a.members, 10_000, 200),
+    memberRefs: num(a['member-refs'], 1000, 100),
+    dpSizes: list(a['dp-sizes'], sizes, [Math.min(...sizes)]),
+    dpRounds: num(a['dp-rounds'], 5, 1),
+    dpSeconds: num(a['dp-seconds'], 2, 1),
+    dpConcurrency: num(a['dp-concurrency'], 32, 8),
+    mode: (a.mode ?? 'routed') as Mode,
+    seed: num(a.seed, 1, 1),
+    only: (a.only?.split(',') ?? [...SECTIONS]) as SectionName[],
+    skip: (a.skip?.split(',') ?? []) as SectionName[],
+  };
+  for (const s of [...args.only, ...args.skip]) if (!SECTIONS.includes(s)) throw new UsageError(`unknown section ${s}; sections: ${SECTIONS.join(', ')}`);
+  if (!['routed', 'bridged'].includes(args.mode)) throw new UsageError('--mode is routed or bridged');
+  if (sizes.length === 0) throw new UsageError('--sizes: at least one size');
+  const enabled = (s: SectionName) => args.only.includes(s) && !args.skip.includes(s);
+  const outDir = path.resolve(a.out ?? path.join('bench', 'reports'));
+  return { args, sizes, enabled, outDir };
+}
+type Settings = ReturnType<typeof settings>;
 
 const NOTES = [
   'Incremental rows marked n/a: the method rejected with "not implemented"; the state it would reach was reached by an untimed apply, so the following cases start where they expect.',
@@ -89,28 +116,23 @@ const NOTES = [
   'Datapath: server closes first; conntrack flushed before each measurement; rounds alternate the configurations, each reloaded; the rate is the client\'s completed connections over its run.',
 ];
 
-async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('the security-group benchmark needs root (it creates network namespaces)');
+async function main({ args, sizes, enabled, outDir }: Settings): Promise<void> {
   const started = new Date();
   const progress = new Progress();
   const cleanup = new Cleanup();
   const rows: Row[] = [];
   const workloads: Record<string, unknown>[] = [];
   const machine = await machineFacts();
-  const write = (partial: boolean): string => {
+  const write = (partial: boolean): string[] => {
     const { targets, ratios } = judge(rows, sizes, args.changeSize);
     const report: Report = {
       started: started.toISOString(), durationS: (Date.now() - started.getTime()) / 1000, args: { ...args, ...(partial ? { interrupted: true } : {}) },
       machine: { ...machine, loadavgAtEnd: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') }, workloads, rows, ratios, targets, notes: NOTES,
     };
-    mkdirSync(outDir, { recursive: true });
-    const stem = path.join(outDir, `sg-${started.toISOString().replace(/[:.]/g, '-')}`);
-    writeFileSync(`${stem}.json`, JSON.stringify(report, null, 2));
-    writeFileSync(`${stem}.md`, markdown(report));
-    return stem;
+    return writeReport(report, path.join(outDir, `sg-${started.toISOString().replace(/[:.]/g, '-')}`));
   };
   // Ctrl-C: the namespaces go (Cleanup), and what was measured so far is still written.
-  cleanup.installSignalHandlers(() => progress.log(`partial report: ${write(true)}.json`));
+  cleanup.installSignalHandlers(() => progress.log(`partial report: ${write(true).join(', ')}`));
 
   const section = async (name: SectionName, size: number, fn: () => Promise<void>) => {
     if (!enabled(name)) return;
@@ -163,14 +185,43 @@ async function main(): Promise<void> {
     cleanup.all();
     progress.done();
   }
-  const stem = write(false);
+  const files = write(false);
   const { targets } = judge(rows, sizes, args.changeSize);
   console.log(`\n${consoleTable(rows)}\n`);
   for (const t of targets) console.log(`${t.status.padEnd(21)} ${t.target}: ${t.measured}`);
-  console.log(`\nreport: ${stem}.json, ${stem}.md`);
+  console.log(`\nreport:\n${files.map((f) => `  ${f}`).join('\n')}`);
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+/**
+ * Runs the benchmark with the options in `argv` (as after `portwall bench`, e.g. `['--quick', '--out', dir]`)
+ * and resolves with the exit code: 0 the report was written; 1 it could not run (not root, an error outside
+ * the measurements — each measurement's own failure is a row of the report); 2 a usage error.
+ */
+export async function runBench(argv: string[]): Promise<number> {
+  let s: Settings;
+  try {
+    s = settings(argv);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`bench: ${e.message} (portwall bench --help lists the options)`);
+    return 2;
+  }
+  if (process.getuid?.() !== 0) {
+    console.error('bench: the security-group benchmark needs root (it creates network namespaces)');
+    return 1;
+  }
+  try {
+    await main(s);
+    return 0;
+  } catch (err) {
+    console.error(err);
+    return 1;
+  }
+}
+
+// Run when executed (npm run bench:sg), not when imported (portwall bench).
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  runBench(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

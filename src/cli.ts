@@ -31,6 +31,8 @@ Usage:
                                                          the long-running agent with its HTTP API (root)
   portwall schema                                        print the state file's JSON Schema
   portwall demo                                          the built-in demo in its own namespaces (root)
+  portwall bench [--quick] [--sizes 100,1000,5000] [--out DIR]
+                                                         the side-by-side security-group benchmark (root)
   portwall COMMAND --help                                help for one command
 
 ${EXIT_CODES}`;
@@ -103,6 +105,67 @@ applied. Every step checks traffic allowed and blocked (rules, a remote group, a
 about 15 seconds.
 
 Exit codes: 0 every check came out as expected; 1 something did not, or the demo could not run.`,
+  bench: `portwall bench [--quick] [--sizes 100,1000,5000] [--out DIR] [--only SECTIONS] [--skip SECTIONS] [OPTIONS] (root)
+
+The security-group benchmark, side by side with the tools Neutron's iptables driver forks, in network
+namespaces it creates and removes (nothing changes in the current namespace). At each size it loads a seeded
+Neutron-shaped state (tenants of 50 ports, ~20 rules per port from 2-3 groups, remote groups, IPv4 and IPv6)
+and times, sections:
+  updates   one port added, changed (groups, fixed IP), removed through one library handle after a full
+            sync: incremental (upsertPort/removePort) and apply(state ± port); a rule added to and removed
+            from a group many ports use
+  agent     the same one-port changes through a portwall agent process's socket API
+  members   a port joining and leaving a big remote group
+  sync      a full sync into an empty namespace: portwall apply, the replay of its own encoded batch (the
+            floor), nft -f, Neutron-style ipset + iptables-restore (legacy and nft back ends); and their
+            one-port change (an ipset delta and a full-table restore)
+  memory    the RSS of a process after a full sync
+  datapath  new TCP connections per second through one port: portwall, the conntrack floor, legacy iptables
+  conntrack 1k matching conntrack entries deleted among --ct-entries (by zone, by zone and source /24):
+            portwall's list + delete vs conntrack -D
+  churn     sustained churn through an agent serving --churn-size ports: --churn-rate mixed changes per
+            second for --churn-seconds, open loop; latency per kind of change, p99 per second, the agent's CPU
+A progress line shows what runs. At the end it prints a table of every case, the spec's targets (met or
+missed) and the paths of the report files:
+  DIR/sg-TIME.md            headline, p50/p99 tables, targets, ratios, machine facts; links the charts
+  DIR/sg-TIME.json          every sample
+  DIR/sg-TIME-oneport.svg   one-port change p50 vs host size, one line per tool (log scale)
+  DIR/sg-TIME-fullsync.svg  full sync p50 vs host size, one line per tool (log scale)
+  DIR/sg-TIME-churn.svg     p99 and p50 of each second under churn (log scale), when churn ran
+A full run takes about 15 minutes on 2 cores, --quick about a minute. Ctrl-C removes the namespaces and
+still writes what was measured.
+
+Options:
+  --quick               size 100, a few repetitions, a one-second datapath: a smoke test
+  --sizes N,N,...       host sizes in ports (default 100,1000,5000)
+  --out DIR             where the report goes (default bench/reports under the current directory)
+  --only S,S,...        run only these sections (default all)
+  --skip S,S,...        leave these sections out
+  --reps N              repetitions through the incremental API and the agent (default 50; --quick 5)
+  --apply-reps N        repetitions through apply(state ± change) (default 50; --quick 3)
+  --budget-s S          the longest one measurement loop may run (default 120; --quick 20)
+  --sync-sizes N,...    full-sync sizes (default the sizes from 1000 up, else the largest)
+  --sync-reps N         full-sync rounds per tool (default 5; --quick 2)
+  --change-size N       the size of the iptables one-port change (default 1000 if among the sizes, else the
+                        smallest)
+  --change-reps N       its repetitions (default 50; --quick 3)
+  --members N           members of the big remote group (default 10000; --quick 200)
+  --member-refs N       ports whose rules name that group (default 1000; --quick 100)
+  --dp-sizes N,...      datapath sizes (default the sizes; --quick the smallest)
+  --dp-rounds N         datapath rounds per configuration (default 5; --quick 1)
+  --dp-seconds S        seconds per datapath measurement (default 2; --quick 1)
+  --dp-concurrency N    concurrent client connections (default 32; --quick 8)
+  --ct-entries N        conntrack entries in the table (default 100000, a multiple of 1000)
+  --ct-reps N           conntrack cleanup repetitions per tool (default 7; --quick 5)
+  --churn-rate N        changes per second sent to the agent (default 500; --quick 50)
+  --churn-seconds S     how long the churn runs (default 60; --quick 5)
+  --churn-size N        ports the churned agent serves (default 1000)
+  --mode routed|bridged how the ports' networks are built (default routed)
+  --seed N              the workload's seed (default 1)
+
+Exit codes: 0 the report was written (a case that failed is a row saying so); 1 the benchmark could not run
+(not root, an error outside the measurements); 2 usage error; 130 or 143 interrupted (the namespaces are
+removed and what was measured is written).`,
 };
 
 class UsageError extends Error {}
@@ -242,6 +305,12 @@ async function dispatch(io: Io, argv: string[]): Promise<number> {
       // The demo lives outside src/: it is a harness that runs `ip` and `ping`, which the product never does.
       const { runDemo } = await import('../demo/run.js');
       return (await runDemo()) ? 0 : 1;
+    }
+    case 'bench': {
+      if (rest.includes('--help') || rest.includes('-h')) return help(io, 'bench');
+      // Like the demo, the benchmark is a harness outside src/ (it runs ip, nft, iptables-restore, ...).
+      const { runBench } = await import('../bench/sg.js');
+      return runBench(rest);
     }
     default:
       throw new UsageError(`unknown command "${command}"`);

@@ -1,9 +1,9 @@
 /**
  * The security-group benchmark (bench/sg.ts): its workload is valid portwall state — at the sizes it uses,
  * with members, bridged, and after every change the benchmark makes — deterministic and inside the address
- * ranges the project may use; and `--quick` runs end to end into a temporary directory, writing a JSON and a
- * Markdown report with every expected row and leaving no namespace behind. Timings are never asserted: they
- * are the report's business, not the test's.
+ * ranges the project may use; and `portwall bench --quick` (the CLI entry, as CI runs it) goes end to end into a
+ * temporary directory, writing the JSON and Markdown reports and the SVG charts it links, with every expected row,
+ * and leaves no namespace behind. Timings are never asserted: they are the report's business, not the test's.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -80,19 +80,23 @@ describe('the benchmark workload', () => {
   });
 });
 
-/** dist/bench is compiled from bench/; compile again when a source is newer (tsc emits even on type errors elsewhere). */
+/**
+ * dist/ is compiled from bench/ and src/cli.ts; compile again when a source is newer than its output (tsc
+ * emits even on type errors elsewhere). Returns the CLI's path.
+ */
 function ensureBuilt(): string {
-  const script = path.join(ROOT, 'dist', 'bench', 'sg.js');
-  const built = existsSync(script) ? statSync(script).mtimeMs : 0;
-  const sources = readdirSync(path.join(ROOT, 'bench')).filter((f) => f.endsWith('.ts')).map((f) => statSync(path.join(ROOT, 'bench', f)).mtimeMs);
-  if (Math.max(...sources) > built) {
+  const cli = path.join(ROOT, 'dist', 'src', 'cli.js');
+  const outputs = [cli, path.join(ROOT, 'dist', 'bench', 'sg.js')].map((f) => (existsSync(f) ? statSync(f).mtimeMs : 0));
+  const sources = [...readdirSync(path.join(ROOT, 'bench')).filter((f) => f.endsWith('.ts')).map((f) => path.join(ROOT, 'bench', f)), path.join(ROOT, 'src', 'cli.ts')]
+    .map((f) => statSync(f).mtimeMs);
+  if (Math.max(...sources) > Math.min(...outputs)) {
     try {
       run('npx', ['--no-install', 'tsc', '-p', 'tsconfig.json'], { cwd: ROOT, timeoutMs: 120_000 });
     } catch {
       /* the emitted files are what matters; type errors are typecheck's business */
     }
   }
-  return script;
+  return cli;
 }
 
 const ONE_PORT = ['add', 'change-groups', 'change-ip', 'remove'];
@@ -105,22 +109,35 @@ const EXPECTED: [string, string, string][] = [
   ...['portwall', 'conntrack floor', 'iptables-legacy'].map((t): [string, string, string] => ['datapath', 'new-tcp-conn', t]),
 ];
 
-describe.skipIf(!isRoot)('bench:sg --quick', () => {
+describe.skipIf(!isRoot)('portwall bench --quick', () => {
   const out = mkdtempSync(path.join(tmpdir(), 'pw-bench-sg-'));
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-  test('runs end to end and reports every case', async () => {
-    const script = ensureBuilt();
+  test('runs end to end and reports every case, with the charts', async () => {
+    const cli = ensureBuilt();
     const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, [script, '--quick', '--out', out], { cwd: ROOT, timeout: 170_000, maxBuffer: 64 * 1024 * 1024 },
+      execFile(process.execPath, [cli, 'bench', '--quick', '--out', out], { cwd: ROOT, timeout: 170_000, maxBuffer: 64 * 1024 * 1024 },
         (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }));
     });
     expect(result.code, result.stderr).toBe(0);
     const files = readdirSync(out);
     const json = files.find((f) => /^sg-.*\.json$/.test(f));
     expect(json, files.join(', ')).toBeDefined();
-    expect(files).toContain(json!.replace(/\.json$/, '.md'));
+    const stem = json!.replace(/\.json$/, '');
     const report = JSON.parse(readFileSync(path.join(out, json!), 'utf8')) as Report;
+    // The Markdown and the charts it links, and their paths printed at the end.
+    const charts = ['oneport', 'fullsync', ...(report.rows.some((r) => (r.section as string) === 'churn' && r.case === 'timeline' && r.samples.length) ? ['churn'] : [])];
+    expect(files.sort()).toEqual([`${stem}.json`, `${stem}.md`, ...charts.map((c) => `${stem}-${c}.svg`)].sort());
+    const md = readFileSync(path.join(out, `${stem}.md`), 'utf8');
+    expect(md).toMatch(/^## Headline$/m);
+    for (const c of charts) {
+      expect(md).toContain(`](${stem}-${c}.svg)`);
+      const svg = readFileSync(path.join(out, `${stem}-${c}.svg`), 'utf8');
+      expect(svg).toMatch(/<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+      expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
+      expect(svg).toContain('<polyline');
+    }
+    for (const f of files) expect(result.stdout).toContain(path.join(out, f));
 
     expect(report.machine).toMatchObject({ cpus: expect.any(Number), kernel: expect.any(String) });
     for (const [section, kase, tool] of EXPECTED) {

@@ -2,15 +2,17 @@
  * One-port changes through the agent's socket API: a `portwall agent` process (the CLI, as deployed) in a
  * fresh namespace, started with the workload as its state file; each change is one HTTP request over the Unix
  * socket over one kept-alive connection, timed from sending the request to receiving the answer (which comes
- * after the commit).
+ * after the commit). `startAgent` and `agentCall` serve the churn section (sg-churn.ts) too.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import type { StateInput } from '../src/model/schema.js';
+import type { Netns } from '../test/helpers/netns.js';
 import { type Cleanup, type Progress, type Row, errorText, finish, newRow, repeat, sleep, timed } from './sg-harness.js';
 import type { Workload } from './workload.js';
 
@@ -20,11 +22,14 @@ export const AGENT_TOOL = 'portwall agent (socket API)';
 // One kept-alive connection per socket, as an orchestrator's client would hold it.
 const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });
 
-/** One request over the socket; resolves with the status, rejects on a transport error. */
-export function agentCall(socketPath: string, method: string, url: string, body?: unknown): Promise<{ status: number; text: string }> {
+/**
+ * One request over the socket; resolves with the status, rejects on a transport error. `agent` is the
+ * connection pool (default: the one kept-alive connection above).
+ */
+export function agentCall(socketPath: string, method: string, url: string, body?: unknown, agent: Agent = keepAlive): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const req = request({ agent: keepAlive, socketPath, method, path: url, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {} }, (res) => {
+    const req = request({ agent, socketPath, method, path: url, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {} }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
@@ -35,23 +40,66 @@ export function agentCall(socketPath: string, method: string, url: string, body?
   });
 }
 
-/** add / change-groups / change-ip / remove of one port through the agent, as the library rows do. */
-export async function agentCases(cleanup: Cleanup, w: Workload, opts: { reps: number; budgetMs: number; progress: Progress }): Promise<Row[]> {
-  const size = w.opts.ports;
-  const ns = cleanup.netns(`sg-agt${size}`);
+/** A `portwall agent` process serving a workload in a namespace of its own. */
+export interface RunningAgent {
+  readonly ns: Netns;
+  readonly socketPath: string;
+  readonly child: ChildProcess;
+  /** From spawning the process to its first 200 on GET /v1/status (the full sync from the state file). */
+  readonly startMs: number;
+  /** Closes the given connection pools, stops the agent (SIGTERM, SIGKILL after 10 s), removes its namespace and files. */
+  stop(pools?: Agent[]): Promise<void>;
+}
+
+/**
+ * Starts `portwall agent` (the CLI, as deployed) in a fresh namespace with the workload (or `state`, a change of
+ * it) as its state file.
+ */
+export async function startAgent(cleanup: Cleanup, w: Workload, label: string, state: StateInput = w.state): Promise<RunningAgent> {
+  const ns = cleanup.netns(label);
   const dir = mkdtempSync(path.join(tmpdir(), 'pw-bench-agent-'));
   const socketPath = path.join(dir, 'portwall.sock');
   const stateFile = path.join(dir, 'state.json');
-  writeFileSync(stateFile, JSON.stringify(w.state));
+  let child: ChildProcess | undefined;
+  const stop = async (pools: Agent[] = []) => {
+    for (const p of new Set([keepAlive, ...pools])) p.destroy(); // idle kept-alive connections would hold the agent's close()
+    if (child) {
+      const c = child;
+      c.kill('SIGTERM');
+      await new Promise<void>((res) => {
+        if (c.exitCode !== null || c.signalCode !== null) return res();
+        const timer = setTimeout(() => { cleanup.kill(c); res(); }, 10_000);
+        c.once('exit', () => { clearTimeout(timer); res(); });
+      });
+    }
+    cleanup.drop(ns);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    writeFileSync(stateFile, JSON.stringify(state));
+    child = cleanup.proc(spawn(process.execPath, [CLI, 'agent', '--netns', ns.name, '--state', stateFile, '--socket', socketPath, '--check-interval', '0', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] }));
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const c = child;
+    const startMs = await timed(() => waitReady(socketPath, c, () => stderr));
+    return { ns, socketPath, child: c, startMs, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/** add / change-groups / change-ip / remove of one port through the agent, as the library rows do. */
+export async function agentCases(cleanup: Cleanup, w: Workload, opts: { reps: number; budgetMs: number; progress: Progress }): Promise<Row[]> {
+  const size = w.opts.ports;
   const info = { transport: 'HTTP/1.1 over a Unix socket, one request per change, answered after the commit' };
   const rows = new Map(['add', 'change-groups', 'change-ip', 'remove'].map((c) => [c, newRow('one-port', c, size, AGENT_TOOL, 'ms', info)]));
   opts.progress.update(`agent @${size}: start (full sync from its state file)`);
-  const child = cleanup.proc(spawn(process.execPath, [CLI, 'agent', '--netns', ns.name, '--state', stateFile, '--socket', socketPath, '--check-interval', '0', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] }));
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  let agent: RunningAgent | undefined;
   try {
-    const startMs = await timed(() => waitReady(socketPath, child, () => stderr));
-    for (const row of rows.values()) row.info = { ...row.info, agentStartMs: Math.round(startMs) };
+    agent = await startAgent(cleanup, w, `sg-agt${size}`);
+    const { socketPath } = agent;
+    for (const row of rows.values()) row.info = { ...row.info, agentStartMs: Math.round(agent.startMs) };
     const port = (id: string) => `/v1/ports/${encodeURIComponent(id)}`;
     await repeat(opts.reps, opts.budgetMs, async (r) => {
       const a = w.extraPort(r % 1000, 'a');
@@ -78,16 +126,12 @@ export async function agentCases(cleanup: Cleanup, w: Workload, opts: { reps: nu
   } catch (e) {
     for (const row of rows.values()) if (row.status === 'ok') row.status = errorText(e);
   } finally {
-    keepAlive.destroy(); // idle kept-alive connections would hold the agent's close()
-    child.kill('SIGTERM');
-    await new Promise((res) => (child.exitCode !== null ? res(undefined) : child.once('exit', res)));
-    cleanup.drop(ns);
-    rmSync(dir, { recursive: true, force: true });
+    await agent?.stop();
   }
   return [...rows.values()].map(finish);
 }
 
-async function waitReady(socketPath: string, child: ReturnType<typeof spawn>, stderr: () => string): Promise<void> {
+async function waitReady(socketPath: string, child: ChildProcess, stderr: () => string): Promise<void> {
   const t0 = performance.now();
   for (;;) {
     if (child.exitCode !== null) throw new Error(`the agent exited (${child.exitCode}): ${stderr().slice(-500)}`);

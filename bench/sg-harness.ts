@@ -8,9 +8,9 @@ import { performance } from 'node:perf_hooks';
 
 import { Netns, run } from '../test/helpers/netns.js';
 
-export type Section = 'one-port' | 'group-rule' | 'member' | 'full-sync' | 'memory' | 'datapath';
+export type Section = 'one-port' | 'group-rule' | 'member' | 'full-sync' | 'memory' | 'datapath' | 'conntrack' | 'churn';
 
-/** One measured case: every sample kept (ms, or connections/s for the datapath, MB for memory). */
+/** One measured case: every sample kept (ms, or connections/s for the datapath, MB for memory, % of a core for CPU). */
 export interface Row {
   section: Section;
   case: string;
@@ -19,7 +19,8 @@ export interface Row {
   tool: string;
   /** 'ok', 'n/a (not implemented)', 'error: …' or 'skipped: …'. */
   status: string;
-  unit: 'ms' | 'conn/s' | 'MB';
+  /** '%': CPU time over wall time, 100 = one core busy. */
+  unit: 'ms' | 'conn/s' | 'MB' | '%';
   samples: number[];
   p50?: number;
   p99?: number;

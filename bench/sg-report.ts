@@ -178,6 +178,12 @@ export function judge(rows: Row[], sizes: number[], changeSize: number): { targe
     if (ok(legacy) && ok(floor)) ratios.push({ name: `datapath @${n}: iptables-legacy / floor rate`, value: legacy.p50 / floor.p50 });
   }
   if (dpSizes.length === 0) targets.push({ target: 'new-connection rate ≥ 90% of the conntrack floor', measured: 'datapath skipped', status: 'not measured' });
+
+  // Conntrack cleanup: no target in the spec, the ratio only.
+  for (const pw of rows.filter((r) => r.section === 'conntrack' && r.tool === 'portwall')) {
+    const cli = find('conntrack', pw.case, pw.size, 'conntrack -D');
+    if (ok(pw) && ok(cli)) ratios.push({ name: `conntrack cleanup ${pw.case}, 1k of ${pw.size}: conntrack -D / portwall p50`, value: cli.p50 / pw.p50 });
+  }
   return { targets, ratios };
 }
 
@@ -233,6 +239,17 @@ export function headline(rows: readonly Row[]): string[] {
   return lines;
 }
 
+/** One line (and a blank) on the churn run from its timeline row's info, or nothing. */
+function churnSummary(rows: readonly Row[]): string[] {
+  const t = rows.find((r) => r.section === 'churn' && r.case === 'timeline')?.info;
+  if (!t) return [];
+  const cpu = rows.find((r) => r.section === 'churn' && r.case === 'agent-cpu');
+  const errors = Object.keys((t.errors ?? {}) as object).length ? JSON.stringify(t.errors) : 'none';
+  return [`${String(t.rate)} ops/s scheduled for ${String(t.seconds)} s over ${String(t.sockets)} connections: ${String(t.answered200)} of ${String(t.ops)} answered 200, ` +
+    `achieved ${String(t.achievedOpsPerS)} ops/s, ${String(t.commits)} commits, at most ${String(t.maxInFlight)} in flight, not sent ${String(t.notSent)}, errors ${errors}; ` +
+    `agent CPU ${cpu?.p50 === undefined ? '—' : `${cpu.p50} %`} of one core.`, ''];
+}
+
 /** A chart as the Markdown report links it: its title and its file, relative to the report. */
 export interface ChartLink {
   title: string;
@@ -268,6 +285,8 @@ export function markdown(report: Report, charts: readonly ChartLink[] = []): str
         const share = r.p50 !== undefined && floor?.p50 ? `${((r.p50 / floor.p50) * 100).toFixed(1)}%` : '—';
         return [String(r.size), r.tool, String(r.samples.length), fmt(r.p50, ''), fmt(r.min, ''), fmt(r.max, ''), share, r.status];
       })), '',
+    '## Conntrack cleanup: 1k matching entries among the table (size = entries)', '', rowTable('conntrack', true), '',
+    '## Sustained churn through the agent (latency from the scheduled time)', '', ...churnSummary(rows), rowTable('churn'), '',
     '## Ratios (p50 over p50)', '', table(['ratio', 'value'], report.ratios.map((r) => [r.name, times(r.value)])), '',
     '## Notes', '', ...report.notes.map((n) => `- ${n}`), '',
   ];

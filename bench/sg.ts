@@ -9,7 +9,11 @@
  *  - full sync: portwall apply vs the replay of its encoded batch (floor), `nft -f`, and ipset + iptables
  *    restore (legacy and nft back ends); the RSS of a process after a full sync;
  *  - the datapath: new TCP connections/s through one routed port, portwall vs the conntrack floor vs legacy
- *    iptables of the same state.
+ *    iptables of the same state;
+ *  - conntrack cleanup of 1k matching entries among --ct-entries (by zone, by zone + source /24): portwall's
+ *    list + deleteEntries vs `conntrack -D` (section `conntrack`);
+ *  - sustained churn through an agent serving --churn-size ports: --churn-rate mixed changes per second for
+ *    --churn-seconds, open loop; latency per op kind, p99 per second, the agent's CPU (section `churn`).
  * Prints a progress line and a table; writes every sample to <out>/sg-<time>.json, a headline, p50/p99
  * tables, ratios and the spec's targets (met/missed) to <out>/sg-<time>.md, and SVG charts next to it
  * (sg-charts.ts); prints the files' paths at the end.
@@ -18,9 +22,12 @@
  * Usage: node dist/bench/sg.js [--quick] [--sizes 100,1000,5000] [--reps 50] [--apply-reps 50]
  *   [--budget-s 120] [--sync-sizes 1000,5000] [--sync-reps 5] [--change-size 1000] [--change-reps 50]
  *   [--members 10000] [--member-refs 1000] [--dp-sizes …] [--dp-rounds 5] [--dp-seconds 2]
- *   [--dp-concurrency 32] [--mode routed|bridged] [--seed 1] [--only updates,agent,members,sync,memory,datapath]
+ *   [--dp-concurrency 32] [--ct-entries 100000] [--ct-reps 7] [--churn-rate 500] [--churn-seconds 60]
+ *   [--churn-size 1000] [--mode routed|bridged] [--seed 1]
+ *   [--only updates,agent,members,sync,memory,datapath,conntrack,churn]
  *   [--skip …] [--out bench/reports (under the current directory)]
- * --quick: size 100, a few repetitions, a tiny datapath; a smoke test (under 2 minutes), no timing asserted.
+ * --quick: size 100, a few repetitions, a tiny datapath, 5 s of churn at 50/s; a smoke test (under 2 minutes),
+ * no timing asserted.
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
@@ -28,6 +35,8 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { agentCases } from './sg-agent.js';
+import { churnCases } from './sg-churn.js';
+import { conntrackCases } from './sg-conntrack.js';
 import { datapathCases } from './sg-datapath.js';
 import { fullSyncCases, rssCase } from './sg-competitors.js';
 import { Cleanup, Progress, type Row, errorText } from './sg-harness.js';
@@ -36,7 +45,7 @@ import { memberCases, updateCases } from './sg-updates.js';
 import { type Mode, workload } from './workload.js';
 
 /** The benchmark's sections (--only, --skip); `portwall bench --help` describes each. */
-export const SECTIONS = ['updates', 'agent', 'members', 'sync', 'memory', 'datapath'] as const;
+export const SECTIONS = ['updates', 'agent', 'members', 'sync', 'memory', 'datapath', 'conntrack', 'churn'] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 /** A bad command line (exit code 2). */
@@ -49,6 +58,8 @@ export const OPTIONS = {
   'sync-sizes': { type: 'string' }, 'sync-reps': { type: 'string' }, 'change-size': { type: 'string' }, 'change-reps': { type: 'string' },
   members: { type: 'string' }, 'member-refs': { type: 'string' },
   'dp-sizes': { type: 'string' }, 'dp-rounds': { type: 'string' }, 'dp-seconds': { type: 'string' }, 'dp-concurrency': { type: 'string' },
+  'ct-entries': { type: 'string' }, 'ct-reps': { type: 'string' },
+  'churn-rate': { type: 'string' }, 'churn-seconds': { type: 'string' }, 'churn-size': { type: 'string' },
   mode: { type: 'string' }, seed: { type: 'string' }, only: { type: 'string' }, skip: { type: 'string' }, out: { type: 'string' },
 } as const;
 
@@ -90,6 +101,11 @@ function settings(argv: string[]) {
     dpRounds: num(a['dp-rounds'], 5, 1),
     dpSeconds: num(a['dp-seconds'], 2, 1),
     dpConcurrency: num(a['dp-concurrency'], 32, 8),
+    ctEntries: num(a['ct-entries'], 100_000, 100_000),
+    ctReps: num(a['ct-reps'], 7, 5),
+    churnRate: num(a['churn-rate'], 500, 50),
+    churnSeconds: num(a['churn-seconds'], 60, 5),
+    churnSize: num(a['churn-size'], 1000, 1000),
     mode: (a.mode ?? 'routed') as Mode,
     seed: num(a.seed, 1, 1),
     only: (a.only?.split(',') ?? [...SECTIONS]) as SectionName[],
@@ -98,6 +114,7 @@ function settings(argv: string[]) {
   for (const s of [...args.only, ...args.skip]) if (!SECTIONS.includes(s)) throw new UsageError(`unknown section ${s}; sections: ${SECTIONS.join(', ')}`);
   if (!['routed', 'bridged'].includes(args.mode)) throw new UsageError('--mode is routed or bridged');
   if (sizes.length === 0) throw new UsageError('--sizes: at least one size');
+  if (args.churnRate < 1 || args.churnSeconds < 1) throw new UsageError('--churn-rate and --churn-seconds: at least 1');
   const enabled = (s: SectionName) => args.only.includes(s) && !args.skip.includes(s);
   const outDir = path.resolve(a.out ?? path.join('bench', 'reports'));
   return { args, sizes, enabled, outDir };
@@ -114,6 +131,8 @@ const NOTES = [
   'p99 is nearest-rank: with fewer than 100 samples it is the largest sample or close to it.',
   'Memory: RSS of a child process that generates the workload and runs one full sync, nothing else (MB = 10^6 bytes).',
   'Datapath: server closes first; conntrack flushed before each measurement; rounds alternate the configurations, each reloaded; the rate is the client\'s completed connections over its run.',
+  'Conntrack: a fresh namespace holding 100k synthetic entries (size = entries); 1k match — zone A\'s (case zone), or 192.0.2.0/24\'s in zone B, whose other 1k come from another /24 while other zones hold 192.0.2.0/24 entries too (case zone+prefix). portwall runs what its cleanup runs on a persistent client: count, list(filter), deleteEntries(listed); `conntrack -D -w ZONE [-s NET --mask-src MASK]` runs through ip netns exec. Each run is checked (exactly the 1k gone, the rest there) and the 1k re-created, untimed; the tools alternate which goes first.',
+  'Churn: an agent process serving the workload gets a fixed rate of changes, open loop (each sent at its scheduled time over a kept-alive pool of 16 connections, whatever is still unanswered): 400 port slots cycling add → change groups → change IP → remove, started a quarter at each stage (the 300 existing ones in the agent\'s state file), each op a random kind on a random idle slot at that stage; one op in 50 a rule added to / removed from sg-ops. Latency runs from the scheduled time to the answer (so it includes queueing in the pool, the coalescer and behind commits); timeline samples are each second\'s p99 (info: p50/p99, sent and answered per second, commits as nftables generations); agent CPU is its utime + stime over the run (100% = one core).',
 ];
 
 async function main({ args, sizes, enabled, outDir }: Settings): Promise<void> {
@@ -181,6 +200,12 @@ async function main({ args, sizes, enabled, outDir }: Settings): Promise<void> {
     await section('datapath', 0, async () => log(await datapathCases(cleanup, args.dpSizes.map((n) => wl(n)), {
       rounds: args.dpRounds, seconds: args.dpSeconds, concurrency: args.dpConcurrency, progress,
     })));
+    await section('conntrack', args.ctEntries, async () => log(await conntrackCases(cleanup, { reps: args.ctReps, entries: args.ctEntries, budgetMs, progress })));
+    await section('churn', args.churnSize, async () => {
+      const w = wl(args.churnSize);
+      facts(`churn: ports ${args.churnSize}`, w);
+      log(await churnCases(cleanup, w, { rate: args.churnRate, seconds: args.churnSeconds, seed: args.seed, progress }));
+    });
   } finally {
     cleanup.all();
     progress.done();

@@ -151,6 +151,15 @@ describe.skipIf(!isRoot)('portwall bench --quick', () => {
         expect(row!.p99).toEqual(expect.any(Number));
       }
     }
+    // Conntrack cleanup (size = entries in the table) and churn through the agent (size = ports).
+    for (const [section, kase, tool] of [
+      ...['zone', 'zone+prefix'].flatMap((c) => ['portwall', 'conntrack -D'].map((t): [string, string, string] => ['conntrack', c, t])),
+      ...['add', 'change-groups', 'change-ip', 'remove', 'rule-add', 'rule-remove', 'timeline', 'agent-cpu'].map((c): [string, string, string] => ['churn', c, 'portwall agent (socket API)']),
+    ]) {
+      const row = report.rows.find((r) => r.section === section && r.case === kase && r.tool === tool);
+      expect(row?.status, `${section} ${kase} ${tool}`).toBe('ok');
+      expect(row!.samples.length).toBeGreaterThan(0);
+    }
     expect(report.rows.filter((r) => r.status.startsWith('error'))).toEqual([]);
     expect(report.targets.length).toBeGreaterThan(10);
     for (const t of report.targets) expect(['met', 'missed', 'not measured', 'n/a (not implemented)']).toContain(t.status);

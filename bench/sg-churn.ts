@@ -25,6 +25,7 @@ import { performance } from 'node:perf_hooks';
 import { AGENT_TOOL, type RunningAgent, agentCall, startAgent } from './sg-agent.js';
 import { type Cleanup, type Progress, type Row, errorText, finish, newRow, quantile, sleep } from './sg-harness.js';
 import { OPS_GROUP, type Workload } from './workload.js';
+import { mulberry32 } from '../test/helpers/prng.js';
 
 export const CHURN_KINDS = ['add', 'change-groups', 'change-ip', 'remove', 'rule-add', 'rule-remove'] as const;
 type Kind = (typeof CHURN_KINDS)[number];
@@ -71,17 +72,6 @@ function cpuTicks(pid: number): number {
   return Number(f[11]) + Number(f[12]);
 }
 
-/** A small seeded generator (mulberry32), so a run's op sequence is repeatable. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
@@ -109,7 +99,7 @@ export async function churnCases(cleanup: Cleanup, w: Workload, opts: ChurnOptio
     const pid = agent.child.pid!;
     const port = (id: string) => `/v1/ports/${encodeURIComponent(id)}`;
 
-    const random = rng(opts.seed ?? 1);
+    const random = mulberry32(opts.seed ?? 1);
     // Idle slots by the stage they are at (the kind of their next op).
     const idle = PORT_STEPS.map((_, k) => stage.flatMap((x, slot) => (x === k ? [slot] : [])));
     const idleCount = () => idle.reduce((n, l) => n + l.length, 0);

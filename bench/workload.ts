@@ -17,6 +17,7 @@
  * Addresses: ports and members in 198.18.0.0/15 (the documentation ranges hold only ~750 IPv4 hosts),
  * 2001:db8::/32 for IPv6, rule prefixes from 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32.
  */
+import { mulberry32 } from '../test/helpers/prng.js';
 import type { NetworkInput, PortInput, RuleInput, SecurityGroupInput, StateInput } from '../src/model/schema.js';
 
 export type Mode = 'routed' | 'bridged';
@@ -271,16 +272,9 @@ function assertUnique(ports: PortInput[]): void {
 
 interface Rng { int(n: number): number }
 
-/** mulberry32: small, fast, and the same sequence on every platform. */
+/** A seeded generator of integers below n. */
 function rng(seed: number): Rng {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   return { int: (n) => Math.floor(next() * n) };
 }
 

@@ -16,21 +16,15 @@ import { openNft } from '../../src/nft/client.js';
 import type { Element, NftObject, NftSet } from '../../src/nft/types.js';
 import { ComputeHost, OUTSIDE, probe, type Bg, type Probe, type Vm } from '../helpers/hosts.js';
 import { Netns } from '../helpers/netns.js';
+import { mulberry32 } from '../helpers/prng.js';
 
 const SEED = Number(process.env.PW_S13_SEED ?? Date.now() % 1_000_000);
 const OPS = Number(process.env.PW_S13_OPS ?? 1200);
 const TCP_PORTS = [22, 80, 443, 8080];
 
-/** mulberry32: a small seeded PRNG. */
+/** The seeded generator the operations are drawn from. */
 function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   return {
     next,
     int: (n: number) => Math.floor(next() * n),

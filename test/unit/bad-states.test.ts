@@ -7,6 +7,7 @@ import { parseState } from '../../src/model/load.js';
 import { InvalidStateError } from '../../src/model/problems.js';
 import { validateState } from '../../src/model/validate.js';
 import { BAD_STATES, exampleState, rejection, type Json } from '../helpers/bad-states.js';
+import { mulberry32 } from '../helpers/prng.js';
 
 describe('the table of bad states', () => {
   test('has at least forty distinct kinds, all starting from a valid example', () => {
@@ -29,17 +30,6 @@ describe('the table of bad states', () => {
 
 // ---- generated malformed states -------------------------------------------------------------------------
 
-/** mulberry32: a small seeded PRNG, so a failure reproduces from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Container = Json[] | { [key: string]: Json };
 
@@ -101,7 +91,7 @@ describe('generated malformed states', () => {
     let valid = 0;
     let rejected = 0;
     for (let seed = 1; seed <= 3000; seed++) {
-      const rand = prng(seed);
+      const rand = mulberry32(seed);
       const doc = seed % 2 === 0 ? richState() : (exampleState() as unknown as Json);
       const mutations = 1 + Math.floor(rand() * 3);
       for (let m = 0; m < mutations; m++) mutate(doc, rand);

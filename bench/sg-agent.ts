@@ -18,6 +18,7 @@ import type { Workload } from './workload.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
 export const AGENT_TOOL = 'portwall agent (socket API)';
+const WARM_UP_ROUNDS = 25;
 
 // One kept-alive connection per socket, as an orchestrator's client would hold it.
 const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -101,17 +102,22 @@ export async function agentCases(cleanup: Cleanup, w: Workload, opts: { reps: nu
     const { socketPath } = agent;
     for (const row of rows.values()) row.info = { ...row.info, agentStartMs: Math.round(agent.startMs) };
     const port = (id: string) => `/v1/ports/${encodeURIComponent(id)}`;
-    await repeat(opts.reps, opts.budgetMs, async (r) => {
+    const stepsOf = (r: number): [string, () => Promise<{ status: number; text: string }>][] => {
       const a = w.extraPort(r % 1000, 'a');
       const b = w.extraPort(r % 1000, 'b');
       const c = w.withNewIp(b, r);
-      const steps: [string, () => Promise<{ status: number; text: string }>][] = [
+      return [
         ['add', () => agentCall(socketPath, 'PUT', port(a.id), a)],
         ['change-groups', () => agentCall(socketPath, 'PUT', port(b.id), b)],
         ['change-ip', () => agentCall(socketPath, 'PUT', port(c.id), c)],
         ['remove', () => agentCall(socketPath, 'DELETE', port(a.id))],
       ];
-      for (const [kase, send] of steps) {
+    };
+    // A freshly started agent runs its request path unoptimised at first: untimed rounds (on ports the timed
+    // loop does not use) so the rows measure a warm agent, as the library rows measure a warm handle.
+    for (let r = 0; r < WARM_UP_ROUNDS; r++) for (const [, send] of stepsOf(999 - r)) await send();
+    await repeat(opts.reps, opts.budgetMs, async (r) => {
+      for (const [kase, send] of stepsOf(r)) {
         const row = rows.get(kase)!;
         let answer!: { status: number; text: string };
         const ms = await timed(async () => { answer = await send(); });

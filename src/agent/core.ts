@@ -26,13 +26,7 @@ interface Desired {
   floatingips: Map<string, unknown>;
 }
 
-/** What the core reports after each commit or repair, for the agent's log and metrics. */
-export interface CommitEvent {
-  kind: ApplyKind;
-  ops: number;
-  result: ApplyResult;
-}
-
+/** The agent's {@link AgentBackend}: the API's batches, the state file, drift repairs — one handle. */
 export class AgentCore implements AgentBackend {
   #desired: Desired | undefined;
   /** The desired floating IPs, validated (kept, not yet programmed). */

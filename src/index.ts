@@ -71,3 +71,6 @@ export type { CoalescerOptions, CommitBatch } from './agent/coalescer.js';
 export { AgentMetrics, APPLY_KINDS } from './agent/metrics.js';
 export type { AgentMetricsOptions, ApplyKind } from './agent/metrics.js';
 export type { ApiErrorCode } from './agent/answers.js';
+export { startAgent, DEFAULT_SOCKET } from './agent/agent.js';
+export type { Agent, AgentEvents, AgentOptions } from './agent/agent.js';
+export { AgentCore } from './agent/core.js';

@@ -4,6 +4,7 @@
  * gap), repairs drift it hears about from nftables' own netlink events, checks the whole state periodically,
  * logs JSON lines and counts in Prometheus metrics. Stopping it leaves the rules in place.
  */
+import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -44,10 +45,23 @@ export interface Agent {
   readonly core: AgentCore;
   readonly metrics: AgentMetrics;
   readonly socketPath: string;
+  /**
+   * What the agent does, as events (the same as its log lines): `'drift'` (causes) when it hears someone
+   * else change its tables or lost events, `'repaired'` ({ causes, ms, genid, elements }) after a repair that
+   * changed the kernel, `'error'` (error) when a repair or a reload failed.
+   */
+  readonly events: EventEmitter<AgentEvents>;
   /** Re-reads the state file (a no-op without one); an invalid file is logged and the running state kept. */
   reload(): Promise<void>;
   /** Stops serving and watching; the rules stay in the kernel. */
   stop(): Promise<void>;
+}
+
+/** The events of {@link Agent.events}. */
+export interface AgentEvents {
+  drift: [causes: string[]];
+  repaired: [{ causes: string[]; ms: number; genid?: number; elements: { added: number; removed: number } }];
+  error: [error: unknown];
 }
 
 export const DEFAULT_SOCKET = '/run/portwall/portwall.sock';
@@ -68,16 +82,18 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   };
   closers.push(() => handle.close());
   try {
-    const repairs = new Repairs(core, log, o.repairDelayMs ?? 20);
+    // No listener for 'error' must not throw: failures are logged anyway.
+    const events = new EventEmitter<AgentEvents>().on('error', () => undefined);
+    const repairs = new Repairs(core, log, o.repairDelayMs ?? 20, events);
     closers.push(() => repairs.stop());
     // Listen before adopting: a change someone makes while the agent starts is heard, not missed.
-    const events = await subscribeNftEvents(handle.netns, (txs, lost) => onEvents(txs, lost, handle, repairs), {
+    const subscription = await subscribeNftEvents(handle.netns, (txs, lost) => onEvents(txs, lost, handle, repairs), {
       onError: (err) => {
         log.warn({ err }, 'nftables event subscription error');
         repairs.schedule('event-error');
       },
     });
-    closers.push(() => events.close());
+    closers.push(() => subscription.close());
     if (o.stateFile) {
       const result = await core.applyState(...(await readStateDoc(o.stateFile, handle)));
       log.info({ event: 'start', genid: result.genid, changed: result.changed, adopted: result.adopted }, result.changed ? 'adopted and reconciled' : 'adopted; the kernel already matched');
@@ -98,6 +114,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
       } catch (err) {
         metrics.countError(err instanceof PortwallError ? err.code : 'ERR_INTERNAL');
         log.error({ event: 'reload', err: errorFields(err) }, 'state file not applied; the running state stays');
+        events.emit('error', err);
       }
     };
     if (o.stateFile) closers.push(watchFile(o.stateFile, reload));
@@ -108,7 +125,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
       closers.push(() => clearInterval(timer));
     }
     log.info({ event: 'listening', socket: socketPath, netns: handle.netns, metrics: o.metricsAddress }, 'agent ready');
-    return { core, metrics, socketPath, reload, stop: stopAll };
+    return { core, metrics, socketPath, events, reload, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;
@@ -141,6 +158,7 @@ class Repairs {
     readonly core: AgentCore,
     readonly log: Logger,
     readonly delayMs: number,
+    readonly events: EventEmitter<AgentEvents>,
   ) {}
 
   schedule(cause: string): void {
@@ -153,6 +171,7 @@ class Repairs {
       const causes = [...this.#causes];
       this.#causes.clear();
       const since = this.#since;
+      if (causes.some((c) => c !== 'periodic')) this.events.emit('drift', causes);
       this.#running = this.#running.then(() => this.#repair(causes, since));
     }, this.delayMs);
   }
@@ -164,11 +183,14 @@ class Repairs {
       const r = await this.core.repair(cause);
       if (!r) return;
       const ms = Math.round((performance.now() - since) * 10) / 10;
-      if (r.changed) this.log.warn({ event: 'drift', causes, repairedInMs: ms, genid: r.genid, elements: r.elements }, `drift repaired in ${ms} ms`);
-      else this.log.debug({ event: 'check', causes, ms }, 'kernel matches the desired state');
+      if (r.changed) {
+        this.log.warn({ event: 'drift', causes, repairedInMs: ms, genid: r.genid, elements: r.elements }, `drift repaired in ${ms} ms`);
+        this.events.emit('repaired', { causes, ms, genid: r.genid, elements: r.elements });
+      } else this.log.debug({ event: 'check', causes, ms }, 'kernel matches the desired state');
     } catch (err) {
       this.core.metrics.countError(err instanceof PortwallError ? err.code : 'ERR_INTERNAL');
       this.log.error({ event: 'repair', causes, err: errorFields(err) }, 'repair failed; retrying');
+      this.events.emit('error', err);
       if (!this.#stopped) setTimeout(() => this.schedule(cause), 1000).unref();
     }
   }

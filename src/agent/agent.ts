@@ -45,6 +45,8 @@ export interface Agent {
   readonly core: AgentCore;
   readonly metrics: AgentMetrics;
   readonly socketPath: string;
+  /** With `metricsAddress`: the TCP port `GET /metrics` is served on (the one asked for, or the one port 0 got). */
+  readonly metricsPort?: number;
   /**
    * What the agent does, as events (the same as its log lines): `'drift'` (causes) when it hears someone
    * else change its tables or lost events, `'repaired'` ({ causes, ms, genid, elements }) after a repair that
@@ -102,8 +104,10 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
     const socketPath = o.socketPath ?? DEFAULT_SOCKET;
     const api: ApiServer = await startApiServer({ socketPath, backend: core, metrics, logger: log, bodyLimit: o.bodyLimit, coalesceMs: o.coalesceMs });
     closers.push(() => api.close());
+    let metricsPort: number | undefined;
     if (o.metricsAddress) {
       const server = await serveMetrics(o.metricsAddress, metrics);
+      metricsPort = (server.address() as { port: number }).port;
       closers.push(() => new Promise<void>((res) => server.close(() => res())));
     }
     const reload = async () => {
@@ -124,8 +128,8 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
       timer.unref();
       closers.push(() => clearInterval(timer));
     }
-    log.info({ event: 'listening', socket: socketPath, netns: handle.netns, metrics: o.metricsAddress }, 'agent ready');
-    return { core, metrics, socketPath, events, reload, stop: stopAll };
+    log.info({ event: 'listening', socket: socketPath, netns: handle.netns, metricsPort }, 'agent ready');
+    return { core, metrics, socketPath, metricsPort, events, reload, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

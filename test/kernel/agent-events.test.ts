@@ -1,6 +1,7 @@
 // The agent in-process (startAgent): every drift it repairs is an event as well as a log line and a metric —
 // here for the hand edits the process test (agent.test.ts) does not make: an element added by hand and a rule
 // deleted by hand. After each, a fresh handle's plan of the desired state is empty (the kernel matches again).
+// The metrics are also served over TCP (metricsAddress, on a port the kernel picks).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -25,7 +26,7 @@ describe.skipIf(!isRoot)('agent events', () => {
     writeFileSync(path.join(dir, 'state.json'), JSON.stringify(desired));
     agent = await startAgent({
       netns: ns.name, stateFile: path.join(dir, 'state.json'), socketPath: path.join(dir, 'pw.sock'),
-      logger: pino({ level: 'silent' }), checkIntervalMs: 0,
+      logger: pino({ level: 'silent' }), checkIntervalMs: 0, metricsAddress: '127.0.0.1:0',
     });
   });
   afterAll(async () => {
@@ -72,4 +73,16 @@ describe.skipIf(!isRoot)('agent events', () => {
     expect(e.drift).toContain('drift');
     expect(await kernelMatches()).toBe(true);
   });
+
+  it('--metrics serves GET /metrics over TCP (and nothing else); the repairs are counted there', async () => {
+    const base = `http://127.0.0.1:${agent.metricsPort}`;
+    const m = await fetch(`${base}/metrics`);
+    expect(m.status).toBe(200);
+    expect(m.headers.get('content-type')).toMatch(/^text\/plain/);
+    const text = await m.text();
+    expect(text).toMatch(/portwall_drift_repairs_total\{cause="drift"\} [2-9]/);
+    expect(text).toMatch(/^portwall_generation \d+/m);
+    expect((await fetch(`${base}/v1/status`)).status).toBe(404);
+  });
 });
+

@@ -6,12 +6,13 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { StateInput } from '../src/model/schema.js';
+import { call, type Answer } from '../test/helpers/agent-api.js';
 import type { Netns } from '../test/helpers/netns.js';
 import { type Cleanup, type Progress, type Row, errorText, finish, newRow, repeat, sleep, timed } from './sg-harness.js';
 import type { Workload } from './workload.js';
@@ -24,21 +25,11 @@ const WARM_UP_ROUNDS = 25;
 const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });
 
 /**
- * One request over the socket; resolves with the status, rejects on a transport error. `agent` is the
- * connection pool (default: the one kept-alive connection above).
+ * One request over the socket; resolves with the status (and the answer), rejects on a transport error.
+ * `agent` is the connection pool (default: the one kept-alive connection above).
  */
-export function agentCall(socketPath: string, method: string, url: string, body?: unknown, agent: Agent = keepAlive): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const req = request({ agent, socketPath, method, path: url, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {} }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-    });
-    req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${url}: no answer in 30 s`)));
-    req.on('error', reject);
-    req.end(data);
-  });
+export function agentCall(socketPath: string, method: string, url: string, body?: unknown, agent: Agent = keepAlive): Promise<Answer> {
+  return call(socketPath, method, url, body, 30_000, agent);
 }
 
 /** A `portwall agent` process serving a workload in a namespace of its own. */

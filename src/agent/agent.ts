@@ -5,7 +5,6 @@
  * logs JSON lines and counts in Prometheus metrics. Stopping it leaves the rules in place.
  */
 import { EventEmitter } from 'node:events';
-import { readFile } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { basename, dirname, resolve } from 'node:path';
@@ -14,7 +13,7 @@ import type { Logger } from 'pino';
 
 import { Portwall } from '../apply/portwall.js';
 import { PortwallError } from '../errors.js';
-import { parseState } from '../model/load.js';
+import { readStateFile } from '../model/load.js';
 import type { Model } from '../model/types.js';
 import { subscribeNftEvents, type NftEventSubscription, type NftTransactionEvent } from '../nft/events.js';
 import { AgentCore } from './core.js';
@@ -208,11 +207,8 @@ class Repairs {
 
 /** The state file as a document and as a validated model (problems named with the file's name). */
 async function readStateDoc(file: string, handle: Portwall): Promise<[unknown, string, Model]> {
-  const text = await readFile(file, 'utf8').catch((e: unknown) => {
-    throw new PortwallError('ERR_INVALID_STATE', `cannot read the state file ${file}: ${(e as Error).message}`);
-  });
-  const model = parseState(text, handle.config, file);
-  return [JSON.parse(text) as unknown, `file ${file}`, model];
+  const { doc, model } = await readStateFile(file, handle.config);
+  return [doc, `file ${file}`, model];
 }
 
 /** Watches the state file's directory (editors and `mv` replace the file), debounced. Returns the closer. */

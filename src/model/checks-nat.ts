@@ -10,12 +10,27 @@ import type { FloatingIpInput, NatInput } from './schema.js';
 import type { FloatingIp, IpFamily, Nat, Port, Prefix } from './types.js';
 import { parseHostAddress, parseIpPrefix } from './values.js';
 
+/**
+ * Whether `fip` clashes with `other` (named `otherName` in the message): the same floating address, or the
+ * same fixed IP of the same port mapped again. The field and message, or undefined.
+ */
+export function floatingIpClash(fip: FloatingIp, f: FloatingIpInput, other: FloatingIp, otherName: string): { field: string; message: string } | undefined {
+  if (other.floatingIp === fip.floatingIp) {
+    return { field: 'floating_ip_address', message: `${show(f.floating_ip_address)} is also ${otherName}'s; a floating IP is unique on the host` };
+  }
+  if (fip.portId !== undefined && other.portId === fip.portId && other.fixedIp === fip.fixedIp) {
+    return { field: 'fixed_ip_address', message: `port ${show(fip.portId)}'s ${show(fip.fixedIp)} already has ${otherName}` };
+  }
+  return undefined;
+}
+
 /** Checks `floatingips` against the ports; returns the valid ones by id. */
 export function checkFloatingIps(ctx: CheckContext, raw: unknown, ports: ReadonlyMap<string, Port>): Map<string, FloatingIp> {
   const out = new Map<string, FloatingIp>();
   const idPaths = new Map<string, string>();
-  const addressPaths = new Map<Prefix, string>();
-  const fixedPaths = new Map<string, string>();
+  // The floating IPs seen so far by address and by mapped fixed IP: the only ones a new one can clash with.
+  const byAddress = new Map<Prefix, [FloatingIp, string]>();
+  const byFixed = new Map<string, [FloatingIp, string]>();
   elements(raw).forEach((element, i) => {
     if (!ctx.sound(`/floatingips/${i}`)) return;
     const f = element as FloatingIpInput;
@@ -25,14 +40,15 @@ export function checkFloatingIps(ctx: CheckContext, raw: unknown, ports: Readonl
     if (idPaths.has(f.id)) return fail('id', `duplicate floating IP id ${show(f.id)}, also ${idPaths.get(f.id)}`);
     idPaths.set(f.id, path);
     if (!fip) return;
-    const other = addressPaths.get(fip.floatingIp);
-    if (other !== undefined) return fail('floating_ip_address', `${show(f.floating_ip_address)} is also ${other}'s; a floating IP is unique on the host`);
-    addressPaths.set(fip.floatingIp, path);
+    const clash = (seen: [FloatingIp, string] | undefined) => seen && floatingIpClash(fip, f, ...seen);
+    const sameAddress = clash(byAddress.get(fip.floatingIp));
+    if (sameAddress) return fail(sameAddress.field, sameAddress.message);
+    byAddress.set(fip.floatingIp, [fip, path]);
     if (fip.portId !== undefined) {
       const key = `${fip.portId} ${fip.fixedIp}`;
-      const twice = fixedPaths.get(key);
-      if (twice !== undefined) return fail('fixed_ip_address', `port ${show(fip.portId)}'s ${show(fip.fixedIp)} already has ${twice}`);
-      fixedPaths.set(key, path);
+      const sameFixed = clash(byFixed.get(key));
+      if (sameFixed) return fail(sameFixed.field, sameFixed.message);
+      byFixed.set(key, [fip, path]);
     }
     out.set(fip.id, fip);
   });

@@ -17,11 +17,15 @@ import { validateState } from './validate.js';
  * @throws {@link InvalidStateError} (code `ERR_INVALID_STATE`) for bad JSON or an invalid state.
  */
 export function parseState(text: string, config: PortwallConfig = DEFAULT_CONFIG, source = 'state'): Model {
+  return validateState(parseJson(text, source), config, { source });
+}
+
+/** The JSON document of a state file's text; bad JSON is an InvalidStateError naming line and column. */
+function parseJson(text: string, source: string): unknown {
   // A byte-order mark is an editor's habit, not JSON; JSON.parse would call it a syntax error.
   const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
-  let input: unknown;
   try {
-    input = JSON.parse(body);
+    return JSON.parse(body);
   } catch (e) {
     const at = findJsonSyntaxError(body);
     const message = at === undefined
@@ -29,7 +33,6 @@ export function parseState(text: string, config: PortwallConfig = DEFAULT_CONFIG
       : `not valid JSON at line ${at.line}, column ${at.column}: ${at.message}`;
     throw new InvalidStateError([{ path: ROOT_PATH, message }], source);
   }
-  return validateState(input, config, { source });
 }
 
 /**
@@ -39,6 +42,11 @@ export function parseState(text: string, config: PortwallConfig = DEFAULT_CONFIG
  *   cannot be read (with the errno).
  */
 export async function loadStateFile(path: string, config: PortwallConfig = DEFAULT_CONFIG): Promise<Model> {
+  return (await readStateFile(path, config)).model;
+}
+
+/** {@link loadStateFile}, keeping the document as well (the agent keeps it as its desired state). */
+export async function readStateFile(path: string, config: PortwallConfig = DEFAULT_CONFIG): Promise<{ doc: unknown; model: Model }> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -50,5 +58,6 @@ export async function loadStateFile(path: string, config: PortwallConfig = DEFAU
       ...(err.code === undefined ? {} : { errnoName: err.code }),
     });
   }
-  return parseState(text, config, path);
+  const doc = parseJson(text, path);
+  return { doc, model: validateState(doc, config, { source: path }) };
 }

@@ -7,7 +7,7 @@
  */
 import { checkGroups, type GroupIndex } from './checks-groups.js';
 import type { NetworkIndex } from './checks-networks.js';
-import { checkFloatingIp } from './checks-nat.js';
+import { checkFloatingIp, floatingIpClash } from './checks-nat.js';
 import { checkPorts } from './checks-ports.js';
 import { soundness, type CheckContext } from './context.js';
 import { InvalidStateError, Problems, elementPath, show } from './problems.js';
@@ -136,11 +136,8 @@ export function validateFloatingIp(raw: unknown, ports: ReadonlyMap<string, Port
     const at = elementPath('', 'floatingips', 0, raw);
     fip = checkFloatingIp(f, 0, ports, (field, message) => problems.add(`${at}.${field}`, message));
     for (const o of fip ? others.values() : []) {
-      if (o.id === f.id) continue;
-      if (o.floatingIp === fip!.floatingIp) problems.add(`${at}.floating_ip_address`, `${show(f.floating_ip_address)} is also floating IP ${show(o.id)}'s; a floating IP is unique on the host`);
-      else if (fip!.portId !== undefined && o.portId === fip!.portId && o.fixedIp === fip!.fixedIp) {
-        problems.add(`${at}.fixed_ip_address`, `port ${show(fip!.portId)}'s ${show(fip!.fixedIp)} already has floating IP ${show(o.id)}`);
-      }
+      const clash = o.id === f.id ? undefined : floatingIpClash(fip!, f, o, `floating IP ${show(o.id)}`);
+      if (clash) problems.add(`${at}.${clash.field}`, clash.message);
     }
   }
   if (!problems.empty || !fip) throw new InvalidStateError(problems.list, source);

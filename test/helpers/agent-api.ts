@@ -2,7 +2,7 @@
  * The agent's HTTP API as a client sees it (docs/agent.md): one request over its Unix socket with node:http,
  * and the same request as a `curl --unix-socket` command line (for narrations a reader can repeat).
  */
-import { request } from 'node:http';
+import { request, type Agent as HttpAgent } from 'node:http';
 
 export interface Answer {
   status: number;
@@ -10,11 +10,14 @@ export interface Answer {
   text: string;
 }
 
-/** One HTTP request over the agent's socket; a string body is sent as it is, anything else as JSON. */
-export function call(socketPath: string, method: string, url: string, body?: unknown, timeoutMs = 20_000): Promise<Answer> {
+/**
+ * One HTTP request over the agent's socket; a string body is sent as it is, anything else as JSON. `agent`: a
+ * connection pool (e.g. kept-alive connections); default a new connection per request.
+ */
+export function call(socketPath: string, method: string, url: string, body?: unknown, timeoutMs = 20_000, agent?: HttpAgent): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
-    const req = request({ socketPath, method, path: url, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {}, timeout: timeoutMs }, (res) => {
+    const req = request({ agent, socketPath, method, path: url, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {}, timeout: timeoutMs }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));
       res.on('end', () => {

@@ -1,12 +1,13 @@
 // ConntrackClient.count() (IPCTNL_MSG_CT_GET_STATS) against the kernel: the namespace's own number of entries,
 // through a held socket and per call, as `conntrack -C` run inside the namespace reports it; and what it costs
 // next to a dump (printed, not asserted).
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 
 import { ConntrackClient, type ConntrackEntrySpec } from '../../src/conntrack.js';
 import { binding } from '../../src/native.js';
 import { Netns, isRoot } from '../helpers/netns.js';
 import { netfilterSockets } from '../helpers/sockets.js';
+import { twoNamespaces } from '../helpers/two-netns.js';
 
 if (!isRoot) console.warn('skipping conntrack count kernel tests: not root');
 
@@ -32,13 +33,9 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
 describe.skipIf(!isRoot)('conntrack count', () => {
   let a: Netns;
   let b: Netns;
-  beforeAll(() => {
-    a = new Netns('ctcount-a');
-    b = new Netns('ctcount-b');
-  });
-  afterAll(() => {
-    a?.destroy();
-    b?.destroy();
+  twoNamespaces('ctcount', (x, y) => {
+    a = x;
+    b = y;
   });
 
   test('is the namespace own number of entries, held socket and per call alike, as conntrack -C says', async () => {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 
 import { ConntrackClient, type ConntrackEntry, type ConntrackEntrySpec, type ConntrackFilter, encodeEntries } from '../../src/conntrack.js';
 import { binding } from '../../src/native.js';
@@ -19,6 +19,7 @@ import { Nft } from '../../src/nft/client.js';
 import type { Elements, NftSet, Table } from '../../src/nft/types.js';
 import { Netns, isRoot, run } from '../helpers/netns.js';
 import { netfilterSockets } from '../helpers/sockets.js';
+import { twoNamespaces } from '../helpers/two-netns.js';
 
 if (!isRoot) console.warn('skipping conntrack socket kernel tests: not root');
 
@@ -63,13 +64,9 @@ class NetnsPath {
 describe.skipIf(!isRoot)('a persistent conntrack socket', () => {
   let a: Netns;
   let b: Netns;
-  beforeAll(() => {
-    a = new Netns('ctsock-a');
-    b = new Netns('ctsock-b');
-  });
-  afterAll(() => {
-    a?.destroy();
-    b?.destroy();
+  twoNamespaces('ctsock', (x, y) => {
+    a = x;
+    b = y;
   });
 
   test('creates, dumps and deletes through one persistent client use exactly one netlink socket, with the per-call results', async () => {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 
 import type { PortwallError } from '../../src/errors.js';
 import { Nft } from '../../src/nft/client.js';
@@ -17,6 +17,7 @@ import type { NftEventSubscription, NftTransactionEvent } from '../../src/nft/ev
 import type { Elements, NftSet, Table } from '../../src/nft/types.js';
 import { Netns, isRoot, run } from '../helpers/netns.js';
 import { netfilterSockets } from '../helpers/sockets.js';
+import { twoNamespaces } from '../helpers/two-netns.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -83,13 +84,9 @@ const TABLE_TEXT = (t: string) => `table inet ${t} {
 describe.skipIf(!isRoot)('nftables event subscriptions', () => {
   let a: Netns;
   let b: Netns;
-  beforeAll(() => {
-    a = new Netns('nftev-a');
-    b = new Netns('nftev-b');
-  });
-  afterAll(() => {
-    a?.destroy();
-    b?.destroy();
+  twoNamespaces('nftev', (x, y) => {
+    a = x;
+    b = y;
   });
 
   test('nft commits arrive as transactions naming their objects, with nft\'s pid and the generation', async () => {

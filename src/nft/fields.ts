@@ -18,7 +18,7 @@ export type Proto =
 export type Load =
   | { kind: 'payload'; base: PayloadBase; offset: number }
   | { kind: 'meta'; key: MetaKey }
-  | { kind: 'ct'; key: CtKey };
+  | { kind: 'ct'; key: CtKey; dir?: 'original' | 'reply' };
 
 /** A matchable packet field. */
 export interface Field {
@@ -65,8 +65,8 @@ const payload = (proto: Proto, base: PayloadBase, name: string, offset: number, 
 });
 const meta = (name: string, key: MetaKey, type: DataTypeName, len: number, order: ByteOrder, protocolKey = false): Field =>
   ({ name, type, len, order, load: { kind: 'meta', key }, ...(protocolKey ? { protocolKey } : {}) });
-const ct = (key: CtKey, type: DataTypeName, len: number): Field =>
-  ({ name: `ct ${key}`, type, len, order: 'host', load: { kind: 'ct', key } });
+const ct = (key: CtKey, type: DataTypeName, len: number, dir?: 'original' | 'reply'): Field =>
+  ({ name: dir ? `ct ${dir} ${key}` : `ct ${key}`, type, len, order: 'host', load: dir ? { kind: 'ct', key, dir } : { kind: 'ct', key } });
 const ports = (proto: Proto) => ({
   sport: payload(proto, 'transport', 'sport', 0, 2, 'inet_service'),
   dport: payload(proto, 'transport', 'dport', 2, 2, 'inet_service'),
@@ -126,6 +126,10 @@ export const F = {
     state: ct('state', 'ct_state', 4),
     mark: ct('mark', 'mark', 4),
     zone: ct('zone', 'integer', 2),
+    /** The zone of the original direction only (`ct original zone set`): replies are looked up in zone 0. */
+    originalZone: ct('zone', 'integer', 2, 'original'),
+    /** IPS_* status bits; match one with `eq(and(F.ct.status, CT_STATUS_DNAT), 0)` (not DNATed). */
+    status: ct('status', 'integer', 4),
   },
 } as const;
 

@@ -22,7 +22,7 @@ import { DATATYPES, parseInterval, prefixLength, toBytes, type Interval } from '
 import { F, PROTOS, fieldOf, isMasked, layerOf, type Field, type Operand, type Proto } from './fields.js';
 import type { Lookup, MapValue, Match, Part, Statement } from './match.js';
 import type { CmpOp, Expr, Family, PayloadBase, Register, Value } from './types.js';
-import { lowerStatement, storeExpr } from './statements.js';
+import { NAT_FLAGS, lowerStatement, storeExpr } from './statements.js';
 
 type Layer = Exclude<PayloadBase, 'inner'>;
 
@@ -65,7 +65,8 @@ export function slotRegister(slot: number): Register {
 export function loadExpr(field: Field, dreg: Register, len = field.len): Expr {
   const l = field.load;
   if (l.kind === 'payload') return { type: 'payload', base: l.base, offset: l.offset, len, dreg };
-  return l.kind === 'meta' ? { type: 'meta', key: l.key, dreg } : { type: 'ct', key: l.key, dreg };
+  if (l.kind === 'meta') return { type: 'meta', key: l.key, dreg };
+  return l.dir ? { type: 'ct', key: l.key, dreg, dir: l.dir } : { type: 'ct', key: l.key, dreg };
 }
 
 const cmp = (op: CmpOp, data: Uint8Array): Expr => ({ type: 'cmp', sreg: NFT_REG_1, op, data });
@@ -187,10 +188,22 @@ class Evaluator {
       return;
     }
     if (p.kind === 'set' && typeof p.value === 'object') return this.#setFrom(p.field, p.value);
+    if (p.kind === 'nat' && typeof p.addr === 'object') return this.#natFrom(p, p.addr);
     if ((p.kind === 'nat' && p.port !== undefined) && !this.#ctx.transport) {
       throw fail(`${p.nat} to a port needs a transport protocol match first (e.g. meta l4proto tcp)`);
     }
     this.stmts.push({ isMatch: false, exprs: lowerStatement(p as Statement) });
+  }
+
+  /** `dnat ip to KEYS map @m`: the lookup's data in NFT_REG_1 is the address (no ports: nft has none here). */
+  #natFrom(p: Extract<Part, { kind: 'nat' }>, src: MapValue): void {
+    if (p.port !== undefined) throw fail(`${p.nat} to a map with a port is not supported`);
+    for (const k of src.keys) this.#need(fieldOf(k));
+    const l: Lookup = { kind: 'lookup', keys: src.keys, set: src.map, interval: src.interval, negate: false, vmap: false };
+    const nat: Expr = { type: 'nat', nat: p.nat, family: p.family, regAddrMin: NFT_REG_1 };
+    const flags = (p.flags ?? []).reduce((f, x) => f | NAT_FLAGS[x], 0);
+    if (flags) nat.flags = flags;
+    this.stmts.push({ isMatch: false, exprs: [...lowerLookup(l, NFT_REG_1).exprs, nat] });
   }
 
   /** `field set KEYS map @m` (lookup into NFT_REG_1) or `field set other [and mask]` (load, mask), then the store. */

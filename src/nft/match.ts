@@ -65,8 +65,21 @@ export type Statement =
   | { kind: 'notrack' }
   | { kind: 'verdict'; verdict: Verdict }
   | { kind: 'set'; field: Field; value: SetSource }
-  | { kind: 'nat'; nat: 'snat' | 'dnat'; family: 'ip' | 'ip6'; addr: Value; port?: Value; flags?: NatFlag[] }
+  | NatStatement
   | { kind: 'masquerade'; flags?: NatFlag[] };
+
+/**
+ * `snat|dnat FAMILY to ADDR[:PORT]`, or to the data of a map lookup (`dnat ip to ip daddr map @m`, no ports
+ * then; a key missing from the map ends the rule, as in nft).
+ */
+export interface NatStatement {
+  kind: 'nat';
+  nat: 'snat' | 'dnat';
+  family: 'ip' | 'ip6';
+  addr: Value | MapValue;
+  port?: Value;
+  flags?: NatFlag[];
+}
 
 /** One piece of a rule, in nft's left-to-right order. */
 export type Part = Match | Lookup | Statement;
@@ -159,6 +172,11 @@ export const set = (field: Field, value: SetSource): Statement => ({ kind: 'set'
 export function mapOf(keys: Operand | Operand[], map: string | SetRef): MapValue {
   const ref = typeof map === 'string' ? { name: map } : map;
   return { kind: 'map', keys: Array.isArray(keys) ? keys : [keys], map: ref.name, interval: ref.flags?.includes('interval') ?? false };
+}
+
+/** `snat|dnat FAMILY to KEYS map @m`: `natFrom('dnat', 'ip', mapOf(F.ip.daddr, fips))`. */
+export function natFrom(kind: 'snat' | 'dnat', family: 'ip' | 'ip6', map: MapValue): Statement {
+  return { kind: 'nat', nat: kind, family, addr: map };
 }
 
 function nat(kind: 'snat' | 'dnat', to: string, opts: { port?: Value; flags?: NatFlag[] }): Statement {

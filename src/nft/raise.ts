@@ -21,6 +21,10 @@ import { LOG_LEVELS, NAT_FLAGS, NAT_PROTO_SPECIFIED, TIME_UNITS } from './statem
 import type { CmpOp, Expr, Family, PayloadBase, Register, SetFlag } from './types.js';
 
 type Load = Extract<Expr, { type: 'payload' | 'meta' | 'ct' }>;
+
+/** Whether a field is the ct key of `e` in the same direction (`ct zone` vs `ct original zone`). */
+const sameDir = (f: Field, e: { type: string; dir?: 'original' | 'reply' }): boolean =>
+  (f.load.kind === 'ct' ? f.load.dir : undefined) === (e.type === 'ct' ? e.dir : undefined);
 interface Reg {
   load?: Load;
   mask?: Uint8Array;
@@ -91,7 +95,7 @@ class Raiser {
   #field(load: Load, len: number): Field {
     const f = load.type === 'payload'
       ? this.#ctx.fields(load.base, load.offset, len)[0]
-      : ALL_FIELDS.find((x) => x.load.kind === load.type && x.load.key === load.key);
+      : ALL_FIELDS.find((x) => x.load.kind === load.type && x.load.key === load.key && sameDir(x, load));
     if (!f) throw unprintable(`no field for ${load.type} ${'key' in load ? load.key : `${load.base}+${load.offset}`}`);
     return f;
   }
@@ -181,7 +185,7 @@ class Raiser {
 
   /** A meta/ct set statement: from an immediate, a map lookup or a (masked) load in its source register. */
   #store(e: Extract<Expr, { type: 'meta' | 'ct' }>, sreg: Register): void {
-    const f = ALL_FIELDS.find((x) => x.load.kind !== 'payload' && x.load.kind === e.type && x.load.key === e.key);
+    const f = ALL_FIELDS.find((x) => x.load.kind !== 'payload' && x.load.kind === e.type && x.load.key === e.key && sameDir(x, e));
     if (!f) throw unprintable(`${e.type} ${e.key} set`);
     const r = this.#regs.get(sreg);
     if (r?.map) {
@@ -208,6 +212,14 @@ class Raiser {
 
   #nat(e: Extract<Expr, { type: 'nat' }>): void {
     const addrType = e.family === 'ip' ? 'ipv4_addr' : 'ipv6_addr';
+    const map = e.regAddrMin === undefined ? undefined : this.#regs.get(e.regAddrMin)?.map;
+    if (map) {
+      // `dnat ip to ip daddr map @m`: the address is the map's data (a dump repeats it as the max register).
+      if ((e.regAddrMax !== undefined && e.regAddrMax !== e.regAddrMin) || e.regProtoMin !== undefined) throw unprintable('nat from a map with a range or ports');
+      if (((e.flags ?? 0) & ~0x1) !== 0) throw unprintable(`nat flags 0x${(e.flags ?? 0).toString(16)}`);
+      this.parts.push({ kind: 'nat', nat: e.nat, family: e.family, addr: map });
+      return;
+    }
     const lo = this.#imm(e.regAddrMin);
     const hi = this.#imm(e.regAddrMax) ?? lo;
     const plo = this.#imm(e.regProtoMin);

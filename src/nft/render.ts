@@ -85,6 +85,7 @@ export function partText(p: Part): string {
       return `limit rate ${over}${p.rate}/${p.per}${(p.burst ?? 5) !== 5 ? ` burst ${p.burst} packets` : ''}`;
     }
     case 'nat': {
+      if (typeof p.addr === 'object') return `${p.nat} ${p.family} to ${p.addr.keys.map(operandText).join(' . ')} map @${ident(p.addr.map)}`;
       const addr = String(p.addr);
       if (p.family === 'ip6' && p.port !== undefined && addr.includes('-')) throw fail('nat to an IPv6 range with ports');
       const to = p.port === undefined ? addr : `${p.family === 'ip6' ? `[${addr}]` : addr}:${p.port}`;

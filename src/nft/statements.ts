@@ -28,6 +28,7 @@ const u16 = (n: number | undefined, what: string): number | undefined => {
 };
 
 function natExprs(s: Extract<Statement, { kind: 'nat' }>): Expr[] {
+  if (typeof s.addr === 'object') throw fail(`${s.nat} to a map: only inside a rule (the lookup needs its keys loaded)`);
   const addr = parseInterval(s.family === 'ip' ? 'ipv4_addr' : 'ipv6_addr', s.addr, { field: `${s.nat} to` });
   const len = s.family === 'ip' ? 4 : 16;
   const out: Expr[] = [];
@@ -53,9 +54,8 @@ function natExprs(s: Extract<Statement, { kind: 'nat' }>): Expr[] {
 /** The store of NFT_REG_1 into a meta or ct key (the second half of every set statement). */
 export function storeExpr(f: Field): Expr {
   if (f.load.kind === 'payload') throw fail(`${f.name} set: only meta and ct keys can be set`);
-  return f.load.kind === 'meta'
-    ? { type: 'meta', key: f.load.key, sreg: NFT_REG_1 }
-    : { type: 'ct', key: f.load.key, sreg: NFT_REG_1 };
+  if (f.load.kind === 'meta') return { type: 'meta', key: f.load.key, sreg: NFT_REG_1 };
+  return f.load.dir ? { type: 'ct', key: f.load.key, sreg: NFT_REG_1, dir: f.load.dir } : { type: 'ct', key: f.load.key, sreg: NFT_REG_1 };
 }
 
 /** The expressions of one action statement. */

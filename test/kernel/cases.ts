@@ -4,7 +4,7 @@
  */
 import {
   F, accept, and, counter, dnat, drop, eq, ge, goto, inSet, jump, limit, log, lt, mapOf, masquerade, ne, notInSet,
-  notrack, or, ret, set, snat, vmap, type Part,
+  natFrom, notrack, or, ret, set, snat, vmap, type Part,
 } from '../../src/nft/match.js';
 import type { Family, NftSet } from '../../src/nft/types.js';
 
@@ -33,6 +33,8 @@ export const SETS: Record<string, NftSet[]> = {
     s('inet', 'marks', ['mark'], { flags: ['interval'] }),
     s('inet', 'devmarks', ['ifname'], { data: 'mark' }),
     s('inet', 'netmarks', ['ipv4_addr'], { data: 'mark', flags: ['interval'] }),
+    s('inet', 'fips', ['ipv4_addr'], { data: 'ipv4_addr' }),
+    s('inet', 'devzones', ['ifname'], { data: 'ct_zone', typeof: 'iifname' }),
   ],
   bridge: [s('bridge', 'macs', ['ether_addr', 'ipv4_addr']), s('bridge', 'port_tag', ['ifname'], { data: 'mark' })],
 };
@@ -100,6 +102,11 @@ export const CASES: Record<'inet' | 'ip' | 'ip6' | 'bridge' | 'arp' | 'netdev', 
     { nft: 'meta mark set meta mark and 0xffff0000', parts: [set(F.meta.mark, and(F.meta.mark, 0xffff0000))] },
     { nft: 'meta mark set meta mark or 0x8000', parts: [set(F.meta.mark, or(F.meta.mark, 0x8000))] },
     { nft: 'ct mark set meta mark', parts: [set(F.ct.mark, F.meta.mark)] },
+    { nft: 'snat ip to ip saddr map @fips', parts: [natFrom('snat', 'ip', mapOf(F.ip.saddr, set$('inet', 'fips')))], chain: 'p' },
+    { nft: 'ip saddr 192.0.2.0/24 ct status & 0x20 == 0 accept', parts: [eq(F.ip.saddr, '192.0.2.0/24'), eq(and(F.ct.status, 0x20), 0), accept()], chain: 'p' },
+    { nft: 'dnat ip to ip daddr map @fips', parts: [natFrom('dnat', 'ip', mapOf(F.ip.daddr, set$('inet', 'fips')))], chain: 'n' },
+    { nft: 'ct original zone set 5', parts: [set(F.ct.originalZone, 5)] },
+    { nft: 'ct original zone set iifname map @devzones', parts: [set(F.ct.originalZone, mapOf(F.meta.iifname, set$('inet', 'devzones')))] },
     { nft: 'snat ip to 192.0.2.1', parts: [snat('192.0.2.1')], chain: 'p' },
     { nft: 'snat ip to 192.0.2.1-192.0.2.9 persistent', parts: [snat('192.0.2.1-192.0.2.9', { flags: ['persistent'] })], chain: 'p' },
     { nft: 'meta l4proto tcp snat ip to 192.0.2.1:1000-2000 fully-random', parts: [eq(F.meta.l4proto, 'tcp'), snat('192.0.2.1', { port: '1000-2000', flags: ['fully-random'] })], chain: 'p' },

@@ -241,7 +241,7 @@ export function netlinkText(e: Expr): string {
         return `payload load ${e.len}b @ ${BASE_NAMES[e.base]} header + ${e.offset} => reg ${e.dreg}`;
       case 'meta':
       case 'ct':
-        return e.sreg !== undefined ? `${e.type} set ${e.key} with reg ${e.sreg}` : `${e.type} load ${e.key} => reg ${e.dreg}`;
+        return e.sreg !== undefined ? `${e.type} set ${e.key} with reg ${e.sreg}${e.type === 'ct' && e.dir ? ` , dir ${e.dir}` : ''}` : `${e.type} load ${e.key} => reg ${e.dreg}`;
       case 'cmp':
         return `cmp ${e.op} reg ${e.sreg} ${words(e.data)}`;
       case 'bitwise':

@@ -17,7 +17,8 @@ import { remoteUses, withElements } from '../compile/layout.js';
 import { insideAny, portClaims, portHosts, portNets, prefixClaims, profileClaims, profilePointer } from '../compile/layout-units.js';
 import { BRIDGE, INET, profileLabel } from '../compile/names.js';
 import { NumberSpace, RuleCache, assignProfiles, assignTags, compilePort, groupMembers } from '../compile/policy.js';
-import type { Model, Network, Port, PortwallConfig, SecurityGroup } from '../model/types.js';
+import { fipClaims } from '../compile/layout-nat.js';
+import type { FloatingIp, Model, Nat, Network, Port, PortwallConfig, SecurityGroup } from '../model/types.js';
 import type { StateIndex } from '../model/validate-one.js';
 import type { Element, NftObject, NftSet, Operation } from '../nft/types.js';
 
@@ -33,6 +34,12 @@ export interface Hints {
 export interface PortChange {
   old?: PortPolicy;
   now?: PortPolicy;
+}
+
+/** A floating IP moved or removed since the last settle: its old mapping and the zone its flows were in. */
+export interface FipChange {
+  fip: FloatingIp;
+  zone: number;
 }
 
 /** The operations that make the kernel match the engine, and what they remove. */
@@ -73,6 +80,10 @@ export class Engine implements StateIndex {
   #shapeDirty = true;
   #committed: { signature: string; objects: NftObject[]; sets: Map<string, NftSet> } | undefined;
   #changes = new Map<string, PortChange>();
+  /** Port id → the floating IPs associated with it. */
+  readonly #fipsOf = new Map<string, Set<string>>();
+  /** Floating IPs whose old mapping went since the last settle (their NATed flows are deleted). */
+  #fipChanges = new Map<string, FipChange>();
   #undo: (() => void)[] = [];
   #membersView: GroupMembers[] | undefined;
 
@@ -111,6 +122,8 @@ export class Engine implements StateIndex {
       e.#store.set(`pp:${p.portId}`, profilePointer(p));
     }
     e.#refreshPrefixes();
+    for (const f of model.floatingIps?.values() ?? []) e.#fipIndex(f, true);
+    for (const f of model.floatingIps?.values() ?? []) e.#fipClaims(f.id);
     for (const p of policies) e.#changes.set(p.portId, { now: p });
     return e;
   }
@@ -165,6 +178,37 @@ export class Engine implements StateIndex {
   setPort(id: string, port: Port | undefined): void {
     this.#replace(this.model.ports, id, port, (p, add) => this.#indexPort(p, add));
     this.#recompile(id);
+  }
+
+  /**
+   * Adds, replaces (a validated floating IP) or removes (undefined) one floating IP: element changes only,
+   * unless it is the first or last associated one (the NAT table comes or goes).
+   */
+  setFloatingIp(id: string, fip: FloatingIp | undefined): void {
+    const map = (this.model.floatingIps ??= new Map());
+    const before = this.#replace(map, id, fip, (f, add) => this.#fipIndex(f, add));
+    if (before?.fixedIp !== undefined && (before.portId !== fip?.portId || before.fixedIp !== fip?.fixedIp || before.floatingIp !== fip?.floatingIp)) {
+      const zone = this.#policies.get(before.portId!)?.zone;
+      if (zone !== undefined && !this.#fipChanges.has(id)) this.#fipChanges.set(id, { fip: before, zone });
+    }
+    this.#fipClaims(id);
+    this.#shapeDirty = true;
+  }
+
+  /** Sets the `nat` options (undefined: no default SNAT, no metadata redirect): a skeleton change. */
+  setNat(nat: Nat | undefined): void {
+    const before = this.model.nat;
+    this.#undo.push(() => (before ? (this.model.nat = before) : delete this.model.nat));
+    if (nat) this.model.nat = nat;
+    else delete this.model.nat;
+    // Ports with a floating IP are listed for the zone rules only with `nat`.
+    if (!before !== !nat) for (const id of this.model.floatingIps?.keys() ?? []) this.#fipClaims(id);
+    this.#shapeDirty = true;
+  }
+
+  /** Floating IPs whose mapping moved or went since the last settle. */
+  fipChanges(): FipChange[] {
+    return [...this.#fipChanges.values()];
   }
 
   /** Adds, replaces (a validated group) or removes (undefined) one security group. */
@@ -306,6 +350,7 @@ export class Engine implements StateIndex {
       this.#shapeDirty = false;
     }
     this.#changes = new Map();
+    this.#fipChanges = new Map();
     this.#undo = [];
   }
 
@@ -398,6 +443,7 @@ export class Engine implements StateIndex {
     this.#membersView = undefined;
     this.#store.set(`port:${id}`, now ? portClaims(now, this.#members) : []);
     this.#store.set(`pp:${id}`, now ? profilePointer(now) : []);
+    for (const f of this.#fipsOf.get(id) ?? []) this.#fipClaims(f);
     const wide = [...(old ? portNets(old) : []), ...(now ? portNets(now) : [])];
     const ranges = [...this.#wide.values()].flat();
     const hosts = [...(old ? portHosts(old) : []), ...(now ? portHosts(now) : [])];
@@ -421,6 +467,20 @@ export class Engine implements StateIndex {
         if (p && !this.#changes.has(id)) this.#changes.set(id, { old: p, now: p });
       }
     }
+  }
+
+  #fipIndex(f: FloatingIp, add: boolean): void {
+    if (f.portId === undefined) return;
+    let s = this.#fipsOf.get(f.portId);
+    if (!s) this.#fipsOf.set(f.portId, (s = new Set()));
+    if (add) s.add(f.id);
+    else if (s.delete(f.id) && s.size === 0) this.#fipsOf.delete(f.portId);
+  }
+
+  #fipClaims(id: string): void {
+    const f = this.model.floatingIps?.get(id);
+    const port = f?.portId === undefined ? undefined : this.#policies.get(f.portId);
+    this.#store.set(`fip:${id}`, f ? fipClaims(f, port, this.model.nat !== undefined) : []);
   }
 
   #index(p: PortPolicy, add: boolean): void {
@@ -541,7 +601,9 @@ export class Engine implements StateIndex {
   }
 
   #skeletonInput(): SkeletonInput {
-    return { config: this.config, networks: [...this.model.networks.values()], remote: this.#remoteInput() };
+    let floating = false;
+    for (const f of this.model.floatingIps?.values() ?? []) if (f.portId !== undefined) floating = true;
+    return { config: this.config, networks: [...this.model.networks.values()], remote: this.#remoteInput(), nat: this.model.nat, floating };
   }
 }
 

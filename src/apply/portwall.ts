@@ -31,14 +31,15 @@ import { IpsetClient } from '../ipset.js';
 import type { PolicyIR } from '../compile/ir.js';
 import { InvalidStateError } from '../model/problems.js';
 import { validateState } from '../model/validate.js';
-import { groupInUse, validateGroup, validatePort } from '../model/validate-one.js';
+import { groupInUse, validateFloatingIp, validateGroup, validatePort } from '../model/validate-one.js';
 import { DEFAULT_CONFIG, type FloatingIp, type Model, type Port, type PortwallConfig } from '../model/types.js';
 import { Nft } from '../nft/client.js';
 import type { NftBinding } from '../native.js';
 import type { Family, NftObject, Operation } from '../nft/types.js';
 import { affectedPorts, cleanup, mayShrink, type CleanupResult, type ConntrackLike } from './cleanup.js';
 import { diff, type Diff } from './diff.js';
-import { Engine, hintsFrom, type PortChange } from './engine.js';
+import { Engine, hintsFrom, type FipChange, type PortChange } from './engine.js';
+import { hostAddress } from '../compile/addr.js';
 import { publishIpsets, type IpsetLike, type PublishResult } from './ipsets.js';
 import { summarize } from './summary.js';
 
@@ -97,7 +98,9 @@ export type Edit =
   | { op: 'upsertPort'; port: unknown }
   | { op: 'removePort'; id: string }
   | { op: 'upsertGroup'; group: unknown }
-  | { op: 'removeGroup'; id: string };
+  | { op: 'removeGroup'; id: string }
+  | { op: 'upsertFloatingIp'; floatingIp: unknown }
+  | { op: 'removeFloatingIp'; id: string };
 
 /** What {@link Portwall.batch} did. */
 export interface BatchResult extends ApplyResult {
@@ -220,6 +223,20 @@ export class Portwall {
   }
 
   /**
+   * Adds, moves or removes the association of one floating IP (Neutron's object, as in the state file's
+   * `floatingips`), validated against the handle's ports and floating IPs. An element-only batch (the first
+   * floating IP creates the NAT table); moving or disassociating it deletes the flows NATed through it.
+   */
+  upsertFloatingIp(floatingIp: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
+    return this.#edit({ op: 'upsertFloatingIp', floatingIp }, options);
+  }
+
+  /** Removes one floating IP by id, and the flows NATed through it. */
+  removeFloatingIp(id: string, options: ApplyOptions = {}): Promise<ApplyResult> {
+    return this.#edit({ op: 'removeFloatingIp', id }, options);
+  }
+
+  /**
    * Several edits in one atomic batch (what an agent does with a burst of requests). Each edit is checked
    * against the state after the edits before it (a group, then a port in it); an invalid one is left out and
    * reported in `refused` at its index, the others are committed together. Anything else that goes wrong
@@ -297,6 +314,15 @@ export class Portwall {
         if (used.length) throw new InvalidStateError(used, edit.op);
         return (x) => x.setGroup(id, undefined);
       }
+      case 'upsertFloatingIp': {
+        const f = validateFloatingIp(edit.floatingIp, e.model.ports, e.model.floatingIps ?? new Map(), this.config, edit.op);
+        return (x) => x.setFloatingIp(f.id, f);
+      }
+      case 'removeFloatingIp': {
+        const id = edit.id;
+        if (!e.model.floatingIps?.has(id)) throw new InvalidStateError([{ path: `floatingips (${id})`, message: `unknown floating IP ${JSON.stringify(id)}` }], edit.op);
+        return (x) => x.setFloatingIp(id, undefined);
+      }
       default:
         throw new InvalidStateError([{ path: 'op', message: `unknown edit ${JSON.stringify((edit as { op: unknown }).op)}` }], 'batch');
     }
@@ -332,7 +358,7 @@ export class Portwall {
     return this.#engine?.model.ports ?? new Map();
   }
 
-  /** The floating IPs of the handle's state (kept; NAT is not programmed yet). */
+  /** The floating IPs of the handle's state. */
   floatingIps(): ReadonlyMap<string, FloatingIp> {
     return this.#engine?.model.floatingIps ?? new Map();
   }
@@ -439,6 +465,7 @@ export class Portwall {
       const adopted = !trusted;
       // What the cleanup judges: the engine's record of the change, or (a rebuild) every port before and after.
       const changes = previous ? rebuilt(previous, e) : e.changes();
+      const moved = previous ? rebuiltFips(previous, e) : e.fipChanges();
       let genid = base;
       let committed: { size: number; plan: string } | undefined;
       if (d.operations.length > 0) {
@@ -475,6 +502,7 @@ export class Portwall {
       const ipsets = 'error' in outcome ? await publishing?.catch(() => undefined) : await publishing;
       if ('error' in outcome) throw outcome.error;
       const cleaned = outcome.r;
+      if (options.cleanup ?? true) cleaned.deleted += await this.#natCleanup(moved);
       if (adopt) this.#lastChange = now();
       this.#scheduleGc();
       const removed = d.removed.reduce((n, r) => n + r.elements.length, 0);
@@ -528,6 +556,24 @@ export class Portwall {
     return r;
   }
 
+  /**
+   * Deletes the flows NATed through floating IPs that moved or went, in the zone they were in: DNATed ones
+   * (original destination the floating IP) and SNATed ones (reply destination the floating IP), so an old
+   * session stops at once instead of reaching the old VM (or leaving from its address) until it times out.
+   */
+  async #natCleanup(moved: readonly FipChange[]): Promise<number> {
+    if (!this.#ct || moved.length === 0) return 0;
+    let deleted = 0;
+    for (const { fip, zone } of moved) {
+      const floating = hostAddress(fip.floatingIp);
+      const fixed = hostAddress(fip.fixedIp!);
+      const entries = await this.#ct.list([{ zone, family: 'ipv4', dst: floating }, { zone, family: 'ipv4', src: fixed }]);
+      const natted = entries.filter((x) => x.orig.dst === floating || x.reply.dst === floating);
+      if (natted.length > 0) deleted += await this.#ct.deleteEntries(natted);
+    }
+    return deleted;
+  }
+
   #scheduleGc(gap = 0): void {
     if (!this.#gc || this.#closed || this.#gcTimer || !this.#engine || this.#genid === undefined || this.#engine.unusedProfiles === 0) return;
     const { delayMs, max } = this.#gc;
@@ -542,19 +588,21 @@ export class Portwall {
     this.#gcTimer.unref();
   }
 
-  // Both tables in one consistent generation (listed again if a commit landed between the two dumps).
+  // All tables in one consistent generation (listed again if a commit landed between the dumps).
   async #list(): Promise<{ objects: NftObject[]; genid: number }> {
-    const { inet, bridge } = this.config.tables;
+    const { inet, bridge, nat } = this.config.tables;
+    const wanted: [Family, string][] = [['inet', inet], ['bridge', bridge], ['ip', nat]];
+    const names = [...new Set(wanted.map(([, name]) => name))];
     for (let attempt = 0; ; attempt++) {
-      if (inet === bridge) {
-        const l = await this.#nft.list({ table: inet });
-        return { objects: l.objects.filter((o) => o.family === 'inet' || o.family === 'bridge'), genid: l.genid };
+      // One dump per distinct name (a dump by name alone returns that name in every family).
+      const lists = await Promise.all(names.map((table) => this.#nft.list({ table })));
+      const genids = new Set(lists.map((l) => l.genid));
+      // Still different after retries (writers kept committing): the first (oldest) generation, so that a batch
+      // computed from this listing is refused by the kernel instead of resting on a stale part.
+      if (genids.size === 1 || attempt > 2) {
+        const objects = lists.flatMap((l) => l.objects).filter((o) => wanted.some(([f, t]) => o.family === f && tableOf(o) === t));
+        return { objects, genid: lists[0]!.genid };
       }
-      const a = await this.#nft.list({ family: 'inet', table: inet });
-      const b = await this.#nft.list({ family: 'bridge', table: bridge });
-      // Still different after retries (writers kept committing): the older generation, so that a batch computed
-      // from this listing is refused by the kernel instead of resting on a stale part.
-      if (a.genid === b.genid || attempt > 2) return { objects: [...a.objects, ...b.objects], genid: a.genid };
     }
   }
 
@@ -564,6 +612,8 @@ export class Portwall {
     return run;
   }
 }
+
+const tableOf = (o: NftObject): string => (o.kind === 'table' ? o.name : o.table);
 
 /** Every port before (`old`) and after (`now`) a rebuild, for the cleanup. */
 function rebuilt(old: Engine, now: Engine): PortChange[] {
@@ -589,11 +639,16 @@ function sameNetworks(a: Model, b: Model): boolean {
   return true;
 }
 
-/** Edits `e` into `model` (same networks): changed groups, then ports, then groups that went; NAT state as is. */
+/**
+ * Edits `e` into `model` (same networks): the NAT options, floating IPs that changed or went, changed groups,
+ * then ports, groups that went, and new floating IPs (their ports exist by then).
+ */
 function editTo(e: Engine, model: Model): void {
   const have = e.model;
-  have.floatingIps = model.floatingIps;
-  have.nat = model.nat;
+  if (JSON.stringify(have.nat) !== JSON.stringify(model.nat)) e.setNat(model.nat);
+  const fips = model.floatingIps ?? new Map<string, FloatingIp>();
+  const sameFip = (a: FloatingIp | undefined, b: FloatingIp | undefined) => JSON.stringify({ ...a, index: 0 }) === JSON.stringify({ ...b, index: 0 });
+  for (const [id, f] of [...(have.floatingIps ?? [])]) if (!sameFip(f, fips.get(id))) e.setFloatingIp(id, fips.get(id));
   for (const [id, g] of model.groups) if (JSON.stringify(have.groups.get(id)) !== JSON.stringify(g)) e.setGroup(id, g);
   for (const id of [...have.ports.keys()]) if (!model.ports.has(id)) e.setPort(id, undefined);
   for (const [id, p] of model.ports) {
@@ -601,6 +656,19 @@ function editTo(e: Engine, model: Model): void {
     if (!old || JSON.stringify({ ...old, index: 0 }) !== JSON.stringify({ ...p, index: 0 })) e.setPort(id, p);
   }
   for (const id of [...have.groups.keys()]) if (!model.groups.has(id)) e.setGroup(id, undefined);
+  for (const [id, f] of fips) if (!have.floatingIps?.has(id)) e.setFloatingIp(id, f);
+}
+
+/** The floating IPs whose mapping a rebuild moved or removed, for the NAT cleanup. */
+function rebuiltFips(old: Engine, now: Engine): FipChange[] {
+  const out: FipChange[] = [];
+  for (const [id, f] of old.model.floatingIps ?? []) {
+    const n = now.model.floatingIps?.get(id);
+    const zone = f.portId === undefined ? undefined : old.policy(f.portId)?.zone;
+    if (f.fixedIp === undefined || zone === undefined) continue;
+    if (n?.portId !== f.portId || n?.fixedIp !== f.fixedIp || n?.floatingIp !== f.floatingIp) out.push({ fip: f, zone });
+  }
+  return out;
 }
 
 function isModel(x: unknown): x is Model {

@@ -10,7 +10,8 @@ import {
   type Operand, type SetRef,
 } from '../nft/match.js';
 import type { NftObject } from '../nft/types.js';
-import type { Network, PortwallConfig } from '../model/types.js';
+import type { Nat, Network, PortwallConfig } from '../model/types.js';
+import { hasNat, natTable, natZoneRules } from './layout-nat.js';
 import { clip } from './layout-ports.js';
 import { markBits } from './policy.js';
 import {
@@ -40,6 +41,10 @@ export interface SkeletonInput {
   networks: readonly Network[];
   /** Remote group → the (direction, family, shape) combinations some live profile's rules use it in. */
   remote: ReadonlyMap<string, ReadonlySet<RemoteUse>>;
+  /** The `nat` options (absent: no default SNAT, no metadata redirect). */
+  nat?: Nat | undefined;
+  /** Whether a floating IP is associated (the NAT table exists then, with or without `nat`). */
+  floating?: boolean;
 }
 
 /** The (family, group) member sets a skeleton declares. */
@@ -57,13 +62,15 @@ export function memberFamilies(remote: SkeletonInput['remote']): Map<string, Set
 export function skeletonSignature(input: SkeletonInput): string {
   const nets = [...input.networks].sort((a, b) => a.zone - b.zone).map((n) => [n.id, n.zone, n.mode, n.bridge ?? null]);
   const remote = [...input.remote].filter(([, u]) => u.size > 0).map(([g, u]) => [g, [...u].sort()]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
-  return JSON.stringify([input.config, nets, remote]);
+  return JSON.stringify([input.config, nets, remote, input.nat ?? null, !!input.floating]);
 }
 
 /** The skeleton objects of both tables (the bridge table only when a network is bridged). */
 export function skeleton(input: SkeletonInput): NftObject[] {
   const out = inetSkeleton(input).objects();
   if (input.networks.some((n) => n.mode === 'bridged')) out.push(...bridgeSkeleton(input.config).objects());
+  const nat = { nat: input.nat, floating: !!input.floating };
+  if (hasNat(nat)) out.push(...natTable(input.config.tables.nat, nat).objects());
   return out;
 }
 
@@ -285,6 +292,12 @@ function remoteSets(input: SkeletonInput, t: TableBuilder): RemoteRefs[] {
  */
 function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut: string, bridges: SetRef | undefined): void {
   const nets = [...input.networks].sort((a, b) => a.zone - b.zone);
+  if (input.nat) {
+    natZoneRules(t, rawPre, input.nat, {
+      ...(nets.some((n) => n.mode === 'bridged' && n.bridge !== undefined) ? { bridge: { name: INET.zoneBridge } } : {}),
+      ...(nets.some((n) => n.mode === 'routed') ? { dev: { name: INET.zoneDev } } : {}),
+    });
+  }
   const notFromBridge = bridges ? [notInSet(F.meta.iifname, bridges)] : [];
   const zoneMap = (name: string, key: 'ifname' | 4 | 6, comment: string, interval = false): SetRef =>
     t.set(name, [key === 'ifname' ? 'ifname' : addrType(key)], {
@@ -305,6 +318,8 @@ function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut
     t.rule(rawPre, [set(F.ct.zone, mapOf(F.meta.iifname, byBridge))], 'zone by bridge');
     t.rule(rawOut, [set(F.ct.zone, mapOf(F.meta.oifname, byBridge))], 'zone by bridge');
     for (const s of byAddress('bridged')) t.rule(rawPre, [...notFromBridge, set(F.ct.zone, mapOf(daddrOf(s.f), s.set))], 'zone of a bridged network by address');
+    // From the host to an address whose route is not the bridge yet (a floating IP, DNATed in output).
+    if (input.floating) for (const s of byAddress('bridged')) t.rule(rawOut, [set(F.ct.zone, mapOf(daddrOf(s.f), s.set))], 'zone of a bridged network by address');
   }
 
   const routed = nets.filter((n) => n.mode === 'routed');
@@ -316,6 +331,7 @@ function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut
   t.rule(rawPre, [set(F.ct.zone, mapOf(F.meta.iifname, byDev))], 'zone of a routed port by device');
   t.rule(rawOut, [set(F.ct.zone, mapOf(F.meta.oifname, byDev))], 'zone of a routed port by device');
   for (const s of addrs) t.rule(rawPre, [...notFromBridge, set(F.ct.zone, mapOf(daddrOf(s.f), s.set))], 'zone of a routed network by address');
+  if (input.floating) for (const s of addrs) t.rule(rawOut, [set(F.ct.zone, mapOf(daddrOf(s.f), s.set))], 'zone of a routed network by address');
   for (const n of routed) {
     // Set comments start with the zone: an operator reads a port's network and zone from them.
     const about = clip(`zone ${n.zone} of network ${n.id}`);

@@ -67,6 +67,23 @@ export const INET = {
   zoneAddr: (mode: 'routed' | 'bridged', f: 4 | 6, what: 'host' | 'net') => `zone_${mode === 'bridged' ? 'b' : ''}${what === 'host' ? 'ip' : 'net'}${f}`,
   /** Between two routed ports: one rule per network, lowest zone first. */
   zoneCross: 'zone_cross',
+  /** With `nat`: the fixed ranges, and where their traffic is not SNATed to the host (docs/dataplane.md, "NAT"). */
+  natFixed: 'nat_fixed4',
+  natKeep: 'nat_keep4',
+  /** Source (routed device or bridge, fixed IP) of the ports with a floating IP. */
+  natFipSrc: 'nat_fip_src',
+} as const;
+
+/** The fixed names of the NAT table (`ip portwall_nat`). */
+export const NAT = {
+  pre: 'nat_pre',
+  out: 'nat_out',
+  post: 'nat_post',
+  /** Floating IP → fixed IP, and fixed IP → floating IP. */
+  dnat: 'fip_dnat',
+  snat: 'fip_snat',
+  fixed: 'fixed',
+  dmz: 'dmz',
 } as const;
 
 /** The fixed names of the bridge table. */

@@ -3,7 +3,7 @@
  * in order. It only collects; docs/dataplane.md's layout is decided in `./layout.ts`.
  */
 import { rule, type Part, type SetRef } from '../nft/match.js';
-import type { Chain, DataTypeName, Element, Family, Hook, NftObject, NftSet, Rule, TypeofKey } from '../nft/types.js';
+import type { Chain, ChainType, DataTypeName, Element, Family, Hook, NftObject, NftSet, Rule, TypeofKey } from '../nft/types.js';
 
 /** Options of a set. */
 export interface SetOptions {
@@ -39,10 +39,10 @@ export class TableBuilder {
     readonly name: string,
   ) {}
 
-  /** Declares a chain; base chains are filter chains with policy accept (portwall only ever drops). */
-  chain(name: string, base?: { hook: Hook; priority: number }): string {
+  /** Declares a chain; base chains are filter chains (or `type`) with policy accept (portwall only ever drops). */
+  chain(name: string, base?: { hook: Hook; priority: number; type?: ChainType }): string {
     const c: Chain = { kind: 'chain', family: this.family, table: this.name, name };
-    if (base) Object.assign(c, { hook: base.hook, priority: base.priority, type: 'filter', policy: 'accept' });
+    if (base) Object.assign(c, { hook: base.hook, priority: base.priority, type: base.type ?? 'filter', policy: 'accept' });
     this.#chains.push(c);
     this.#rules.set(name, []);
     return name;

@@ -105,8 +105,8 @@ export interface Model {
 
 /** Agent/library configuration that is not part of the state file. */
 export interface PortwallConfig {
-  /** nftables table names (families inet and bridge). */
-  tables: { inet: string; bridge: string };
+  /** nftables table names (families inet and bridge; `nat` is the `ip` table of floating IPs and SNAT). */
+  tables: { inet: string; bridge: string; nat: string };
   /** Bridged mode: skb mark bits portwall uses to tag bridge ports (low 16 bits by default). */
   markMask: number;
   /** Network zones must lie in this range, so they never collide with another agent's. */
@@ -116,7 +116,7 @@ export interface PortwallConfig {
 }
 
 export const DEFAULT_CONFIG: PortwallConfig = {
-  tables: { inet: 'portwall', bridge: 'portwall' },
+  tables: { inet: 'portwall', bridge: 'portwall', nat: 'portwall_nat' },
   markMask: 0xffff,
   zoneRange: { min: 1, max: 65535 },
   publishIpsets: false,

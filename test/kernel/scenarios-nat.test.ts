@@ -1,0 +1,157 @@
+/**
+ * S8 (docs/requirements.md, "Acceptance scenarios"): NAT with real traffic, routed mode — the compute host
+ * routes between its VMs and an uplink, as nova-network's host does. The outside namespace sits on the uplink
+ * (198.51.100.2 and 203.0.113.2, the DMZ host and a remote host; 203.0.113.200 is the metadata host); the host
+ * holds routing_source_ip 203.0.113.1 there (the outside namespace of test/helpers/hosts.ts has all three). Floating IP 203.0.113.50 starts on vm1; the outside reaches it
+ * through a host route, as the network agent that binds it would arrange.
+ *
+ * Every server reports the source address of each connection: that is what NAT changes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import type { Portwall } from '../../src/apply/portwall.js';
+import type { StateInput } from '../../src/model/schema.js';
+import { isRoot } from '../helpers/netns.js';
+import { ComputeHost, EGRESS_ANY, group, openFirewall, probe, sleep, state, type Bg, type Vm } from '../helpers/hosts.js';
+
+const FIP = '203.0.113.50';
+const RSI = '203.0.113.1';
+const DMZ_HOST = '198.51.100.2';
+const REMOTE = '203.0.113.2';
+const METADATA = '203.0.113.200';
+
+describe.skipIf(!isRoot)('S8: floating IPs, metadata redirect, default SNAT with exemptions (routed)', () => {
+  let h: ComputeHost;
+  let vm1: Vm, vm2: Vm;
+  let fw: Portwall;
+  const servers: Bg[] = [];
+
+  const s8 = (fipOn: Vm | null): StateInput => ({
+    ...state(
+      [h.networkState('net-a')],
+      [group('sg', [{ direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7000, port_range_max: 7100 }, ...EGRESS_ANY])],
+      [h.port(vm1, { security_groups: ['sg'] }), h.port(vm2, { security_groups: ['sg'] })],
+    ),
+    floatingips: [{ id: 'fip-1', floating_ip_address: FIP, fixed_ip_address: fipOn?.ip4 ?? null, port_id: fipOn ? `port-${fipOn.name}` : null }],
+    nat: { fixed_range: ['192.0.2.0/24'], routing_source_ip: RSI, dmz_cidr: ['198.51.100.0/24'], metadata_host: METADATA, metadata_port: 8775 },
+  });
+
+  /** The source address the server on `port` saw for its latest connection. */
+  const lastSource = async (srv: Bg, port: number, before: number): Promise<string> => {
+    const line = await srv.waitFor((l) => l.startsWith('{') && JSON.parse(l).port === port && srv.lines.indexOf(l) >= before, 3000);
+    return (JSON.parse(line) as { src: string }).src;
+  };
+
+  /** Connects from `from` to host:port and returns the source address the server (on `srvPort`) saw. */
+  const seenFrom = async (from: Vm | ComputeHost['outside'], srv: Bg, host: string, port: number, srvPort = port): Promise<string> => {
+    const before = srv.lines.length;
+    const ns = 'ns' in from ? from.ns : from;
+    const [r] = await probe(ns, [{ proto: 'tcp', host, port }], 2);
+    expect(r, `tcp ${host}:${port}`).toBe('open');
+    return lastSource(srv, srvPort, before);
+  };
+  const element = (key: string, data: string) => new RegExp(`${key.replaceAll('.', '\\.')} (comment "[^"]*" )?: ${data.replaceAll('.', '\\.')}`);
+
+  beforeAll(async () => {
+    h = new ComputeHost('routed', [{ id: 'net-a', zone: 101, macByte: 1 }]);
+    vm1 = h.addVm('n8a', { n: 10 });
+    vm2 = h.addVm('n8b', { n: 11 });
+    h.outside.exec('ip', ['route', 'add', `${FIP}/32`, 'via', RSI]);
+    fw = openFirewall(h);
+    await fw.apply(s8(vm1));
+    servers.push(await h.serve(vm1.ns, { tcp: [7001] }, 90), await h.serve(vm2.ns, { tcp: [7001] }, 90));
+    servers.push(await h.serve(h.outside, { tcp: [7002, 8775] }, 90));
+  }, 60_000);
+
+  afterAll(async () => {
+    await fw?.close();
+    h?.destroy();
+  });
+
+  it('the outside reaches vm1 by its floating IP (DNAT), and vm1 sees the outside address', async () => {
+    expect(await seenFrom(h.outside, servers[0]!, FIP, 7001)).toBe(REMOTE);
+  });
+
+  it("the host's own processes reach vm1 by its floating IP (DNAT in output)", async () => {
+    const before = servers[0]!.lines.length;
+    const [r] = await probe(h.host, [{ proto: 'tcp', host: FIP, port: 7001 }], 2);
+    expect(r).toBe('open');
+    await lastSource(servers[0]!, 7001, before);
+  });
+
+  it("vm1's outbound connection arrives from its floating IP; vm2's from routing_source_ip", async () => {
+    expect(await seenFrom(vm1, servers[2]!, REMOTE, 7002)).toBe(FIP);
+    expect(await seenFrom(vm2, servers[2]!, REMOTE, 7002)).toBe(RSI);
+  });
+
+  it('traffic to dmz_cidr and VM-to-VM traffic keep their source', async () => {
+    expect(await seenFrom(vm1, servers[2]!, DMZ_HOST, 7002)).toBe(vm1.ip4);
+    expect(await seenFrom(vm2, servers[2]!, DMZ_HOST, 7002)).toBe(vm2.ip4);
+    expect(await seenFrom(vm2, servers[0]!, vm1.ip4, 7001)).toBe(vm2.ip4);
+    expect(await seenFrom(vm1, servers[1]!, vm2.ip4, 7001)).toBe(vm1.ip4);
+  });
+
+  it('the metadata redirect reaches metadata_host:metadata_port, which sees the fixed IP', async () => {
+    expect(await seenFrom(vm2, servers[2]!, '169.254.169.254', 80, 8775)).toBe(vm2.ip4);
+    expect(await seenFrom(vm1, servers[2]!, '169.254.169.254', 80, 8775)).toBe(vm1.ip4);
+  });
+
+  it('the NAT lives in its own table, with the floating IP as map elements (nft as the oracle)', () => {
+    const text = h.host.exec('nft', ['list', 'table', 'ip', 'portwall_nat']);
+    expect(text).toMatch(/dnat (ip )?to ip daddr map @fip_dnat/);
+    expect(text).toMatch(/snat (ip )?to ip saddr map @fip_snat/);
+    expect(text).toMatch(element(FIP, vm1.ip4));
+    expect(text).toMatch(element(vm1.ip4, FIP));
+  });
+
+  it("moving the floating IP to vm2 is element-only and cuts vm1's sessions through it, both ways", async () => {
+    const echo = await h.serveEcho(vm1.ns, [7010], 60);
+    const echoOut = await h.serveEcho(h.outside, [7020], 60);
+    const inbound = h.longTcp(h.outside, FIP, 7010, 20);
+    const outbound = h.longTcp(vm1.ns, REMOTE, 7020, 20);
+    try {
+      await Promise.all([inbound.waitReplies(5), outbound.waitReplies(5)]);
+      const r = await fw.apply(s8(vm2));
+      expect(r.plan).not.toMatch(/rule|chain/);
+      expect(r.cleanup.deleted).toBeGreaterThanOrEqual(2);
+      const t0 = Date.now();
+      await sleep(1500);
+      expect(inbound.repliesAfter(t0 + 300)).toEqual([]);
+      expect(outbound.repliesAfter(t0 + 300)).toEqual([]);
+      // The floating IP now leads to vm2, and vm2 leaves from it; vm1 from routing_source_ip.
+      expect(await seenFrom(h.outside, servers[1]!, FIP, 7001)).toBe(REMOTE);
+      expect(await seenFrom(vm2, servers[2]!, REMOTE, 7002)).toBe(FIP);
+      expect(await seenFrom(vm1, servers[2]!, REMOTE, 7002)).toBe(RSI);
+    } finally {
+      inbound.stop();
+      outbound.stop();
+      echo.stop();
+      echoOut.stop();
+    }
+  });
+
+  it("without the NAT cleanup, vm1's outbound session keeps leaving from the moved floating IP (what the cleanup is for)", async () => {
+    await fw.apply(s8(vm1));
+    const echoOut = await h.serveEcho(h.outside, [7021], 60);
+    const outbound = h.longTcp(vm1.ns, REMOTE, 7021, 20);
+    try {
+      await outbound.waitReplies(5);
+      await fw.apply(s8(vm2), { cleanup: false });
+      const t0 = Date.now();
+      await sleep(1500);
+      expect(outbound.repliesAfter(t0 + 300).length).toBeGreaterThan(3);
+    } finally {
+      outbound.stop();
+      echoOut.stop();
+    }
+  });
+
+  it('disassociating the floating IP removes its elements and the NAT to it', async () => {
+    await fw.apply(s8(null));
+    const text = h.host.exec('nft', ['list', 'table', 'ip', 'portwall_nat']);
+    expect(text).not.toContain(FIP);
+    const [r] = await probe(h.outside, [{ proto: 'tcp', host: FIP, port: 7001 }], 1);
+    expect(r).not.toBe('open');
+    expect(await seenFrom(vm1, servers[2]!, REMOTE, 7002)).toBe(RSI);
+  });
+});

@@ -141,10 +141,10 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
  */
 function onEvents(txs: readonly NftTransactionEvent[], lost: number, handle: Portwall, repairs: Repairs): void {
   if (lost > 0) repairs.schedule('events-lost');
-  const { inet, bridge } = handle.config.tables;
+  const { inet, bridge, nat } = handle.config.tables;
   for (const tx of txs) {
     if (tx.self) continue;
-    const ours = tx.events.some((e) => (e.family === 'inet' && e.table === inet) || (e.family === 'bridge' && e.table === bridge));
+    const ours = tx.events.some((e) => (e.family === 'inet' && e.table === inet) || (e.family === 'bridge' && e.table === bridge) || (e.family === 'ip' && e.table === nat));
     if (ours) repairs.schedule('drift');
   }
 }

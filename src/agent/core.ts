@@ -3,17 +3,13 @@
  *
  * The desired state is the last whole state (the state file, or `PUT /v1/state`) with the API's edits on top;
  * a reload of the file replaces it. A coalesced batch of API changes becomes one {@link Portwall.batch}
- * (one kernel commit); a whole state is its own `apply`. Floating IPs are validated (addresses, port, fixed
- * IP, uniqueness) and kept in the desired state and the status, but not programmed yet (NAT is a later piece
- * of work).
+ * (one kernel commit); a whole state is its own `apply`. Floating IPs are edits like ports and groups
+ * (validated against the ports and each other, programmed as NAT map elements).
  */
 import type { Logger } from 'pino';
 
 import { PortwallError } from '../errors.js';
-import { InvalidStateError } from '../model/problems.js';
 import type { ApplyResult, Edit, Portwall } from '../apply/portwall.js';
-import type { FloatingIp } from '../model/types.js';
-import { validateFloatingIp } from '../model/validate-one.js';
 import type { AgentBackend, AgentOp, OpOutcome } from './backend.js';
 import type { AgentMetrics, ApplyKind } from './metrics.js';
 
@@ -29,8 +25,6 @@ interface Desired {
 /** The agent's {@link AgentBackend}: the API's batches, the state file, drift repairs — one handle. */
 export class AgentCore implements AgentBackend {
   #desired: Desired | undefined;
-  /** The desired floating IPs, validated (kept, not yet programmed). */
-  #floating = new Map<string, FloatingIp>();
   /** When the desired state last came from a whole document, and from where. */
   #source = 'none';
 
@@ -53,7 +47,6 @@ export class AgentCore implements AgentBackend {
     const t = performance.now();
     const result = await this.handle.apply(model);
     this.#desired = toDesired(doc as Record<string, unknown>);
-    this.#floating = new Map(this.handle.floatingIps());
     this.#source = source;
     this.#record('state', 1, result, t, viaApi);
     return result;
@@ -128,10 +121,6 @@ export class AgentCore implements AgentBackend {
     for (const i of idx) {
       const op = ops[i]!;
       if (op.kind === 'state') continue; // never in a run of edits
-      if (op.kind === 'floatingip') {
-        out[i] = storeFloatingIp(d, op, this.#floating, this.handle);
-        continue;
-      }
       edits.push(editOf(op));
       slots.push(i);
     }
@@ -180,13 +169,14 @@ function toDesired(doc: Record<string, unknown>): Desired {
   return { rest, ports: byId(ports), groups: byId(groups), floatingips: byId(floatingips) };
 }
 
-function editOf(op: Exclude<AgentOp, { kind: 'state' | 'floatingip' }>): Edit {
+function editOf(op: Exclude<AgentOp, { kind: 'state' }>): Edit {
   if (op.kind === 'port') return op.body === undefined ? { op: 'removePort', id: op.id } : { op: 'upsertPort', port: op.body };
+  if (op.kind === 'floatingip') return op.body === undefined ? { op: 'removeFloatingIp', id: op.id } : { op: 'upsertFloatingIp', floatingIp: op.body };
   return op.body === undefined ? { op: 'removeGroup', id: op.id } : { op: 'upsertGroup', group: op.body };
 }
 
 function kindOf(op: AgentOp): ApplyKind {
-  return op.kind === 'group' ? 'group' : 'port';
+  return op.kind === 'group' ? 'group' : op.kind === 'floatingip' ? 'floatingip' : 'port';
 }
 
 function remember(d: Desired, op: AgentOp): void {
@@ -194,21 +184,6 @@ function remember(d: Desired, op: AgentOp): void {
   const map = op.kind === 'port' ? d.ports : op.kind === 'group' ? d.groups : d.floatingips;
   if (op.body === undefined) map.delete(op.id);
   else map.set(op.id, op.body);
-}
-
-function storeFloatingIp(d: Desired, op: Extract<AgentOp, { kind: 'floatingip' }>, valid: Map<string, FloatingIp>, handle: Portwall): OpOutcome {
-  if (op.body === undefined) {
-    if (!d.floatingips.has(op.id)) return { ok: false, error: new InvalidStateError([{ path: `floatingips (${op.id})`, message: `unknown floating IP ${JSON.stringify(op.id)}` }], 'floatingip') };
-    valid.delete(op.id);
-  } else {
-    try {
-      valid.set(op.id, validateFloatingIp(op.body, handle.ports(), valid, handle.config));
-    } catch (error) {
-      return { ok: false, error };
-    }
-  }
-  remember(d, op);
-  return { ok: true, changed: false, timings: {}, elements: { added: 0, removed: 0 } };
 }
 
 async function outcomeOf(fn: () => Promise<ApplyResult>): Promise<OpOutcome> {

@@ -65,6 +65,16 @@ export function checkFloatingIp(f: FloatingIpInput, index: number, ports: Readon
     fail('floating_ip_address', floating.problem);
     return undefined;
   }
+  if (floating.value.family !== 4) {
+    fail('floating_ip_address', `${show(f.floating_ip_address)} is IPv6: floating IPs are IPv4 (portwall's NAT table is IPv4, as Neutron's floating IPs are)`);
+    return undefined;
+  }
+  // The floating address must not be a port's own: it would name two zones in the zone maps.
+  const owner = addressOwner(ports, floating.value.prefix);
+  if (owner !== undefined) {
+    fail('floating_ip_address', `${show(f.floating_ip_address)} is a fixed IP of port ${show(owner)}`);
+    return undefined;
+  }
   const fip: FloatingIp = { id: f.id, floatingIp: floating.value.prefix, family: floating.value.family, index };
   const portId = f.port_id ?? undefined;
   if (portId === undefined) {
@@ -79,6 +89,19 @@ export function checkFloatingIp(f: FloatingIpInput, index: number, ports: Readon
   const fixed = fixedIpOf(port, f.fixed_ip_address ?? undefined, fip.family, fail);
   if (fixed === undefined) return undefined;
   return { ...fip, portId, fixedIp: fixed };
+}
+
+// The port holding `address` as a fixed IP. A linear walk, cached per ports map (a state's check asks once per
+// floating IP; the maps are not changed while one is being validated).
+const ownerCache = new WeakMap<ReadonlyMap<string, Port>, Map<Prefix, string>>();
+function addressOwner(ports: ReadonlyMap<string, Port>, address: Prefix): string | undefined {
+  let index = ownerCache.get(ports);
+  if (!index) {
+    index = new Map();
+    for (const p of ports.values()) for (const ip of p.fixedIps) index.set(ip, p.id);
+    ownerCache.set(ports, index);
+  }
+  return index.get(address);
 }
 
 // The port's fixed IP the floating IP maps to: the one named (it must be the port's, of the same family), or
@@ -112,10 +135,13 @@ export function checkNat(ctx: CheckContext, raw: unknown): Nat | undefined {
   const n = raw as NatInput;
   const before = ctx.problems.list.length;
   const fail = (field: string, message: string) => ctx.problems.add(`nat.${field}`, message);
+  // portwall's NAT table is IPv4 (`ip portwall_nat`): every address here is IPv4.
   const prefixes = (list: readonly string[] | undefined, field: string): Prefix[] => (list ?? []).flatMap((text, k) => {
     const p = parseIpPrefix(text);
     if (p.problem !== undefined) fail(`${field}[${k}]`, p.problem);
-    return p.value ? [p.value.prefix] : [];
+    else if (p.value.family !== 4) fail(`${field}[${k}]`, `${show(text)} is IPv6: NAT is IPv4 only`);
+    else return [p.value.prefix];
+    return [];
   });
   const host = (text: string, field: string, family?: IpFamily): Prefix | undefined => {
     const p = parseHostAddress(text);
@@ -126,7 +152,7 @@ export function checkNat(ctx: CheckContext, raw: unknown): Nat | undefined {
   };
   const fixedRange = prefixes(n.fixed_range, 'fixed_range');
   if (n.fixed_range.length === 0) fail('fixed_range', 'needs at least one prefix');
-  const routingSourceIp = host(n.routing_source_ip, 'routing_source_ip');
+  const routingSourceIp = host(n.routing_source_ip, 'routing_source_ip', 4);
   const dmzCidr = prefixes(n.dmz_cidr, 'dmz_cidr');
   const metadataHost = n.metadata_host == null ? undefined : host(n.metadata_host, 'metadata_host', 4);
   if (ctx.problems.list.length > before || routingSourceIp === undefined) return undefined;

@@ -215,6 +215,12 @@ export const BAD_STATES: readonly BadState[] = [
     ({ ...s, floatingips: [fip('fip-1', '203.0.113.50', { fixed_ip_address: '2001:db8::14' })] })),
   bad('floating IP given as a prefix', 'floatingips[0] (fip-1).floating_ip_address', /not an IP address/, (s) =>
     ({ ...s, floatingips: [fip('fip-1', '203.0.113.0/24')] })),
+  bad('IPv6 floating IP', 'floatingips[0] (fip-1).floating_ip_address', /is IPv6: floating IPs are IPv4/, (s) =>
+    ({ ...s, floatingips: [fip('fip-1', '2001:db8::50', { fixed_ip_address: '2001:db8::14' })] })),
+  bad('floating IP that is a fixed IP of a port', 'floatingips[0] (fip-1).floating_ip_address', /is a fixed IP of port "port-2"/, (s) =>
+    ({ ...s, ports: [...s.ports, port2()], floatingips: [fip('fip-1', '192.0.2.15')] })),
+  bad('NAT routing_source_ip IPv6', 'nat.routing_source_ip', /must be an IPv4 address/, (s) => ({ ...s, nat: { ...NAT, routing_source_ip: '2001:db8::1' } })),
+  bad('NAT dmz_cidr IPv6', 'nat.dmz_cidr[0]', /is IPv6: NAT is IPv4 only/, (s) => ({ ...s, nat: { ...NAT, dmz_cidr: ['2001:db8::/64'] } })),
   bad('NAT fixed range not a prefix', 'nat.fixed_range[0]', /not an IP prefix/, (s) => ({ ...s, nat: { ...NAT, fixed_range: ['192.0.2.0/33'] } })),
   bad('NAT metadata host IPv6', 'nat.metadata_host', /must be an IPv4 address/, (s) => ({ ...s, nat: { ...NAT, metadata_host: '2001:db8::250' } })),
   bad('NAT metadata port out of range', 'nat.metadata_port', /at most 65535/, (s) => ({ ...s, nat: { ...NAT, metadata_port: 70000 } })),

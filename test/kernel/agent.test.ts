@@ -109,16 +109,19 @@ describe.skipIf(!isRoot)('the agent', () => {
     expect((await call(socketPath, 'PUT', `/v1/ports/port-${vm3.name}`, '{"id": ')).status).toBe(400);
   });
 
-  it('the rest of the API: a whole state, floating IPs (stored), 405, 413 before the body is read', async () => {
+  it('the rest of the API: a whole state, floating IPs (programmed as NAT map elements), 405, 413 before the body is read', async () => {
     const genid = await nft.genid();
     const same = await call(socketPath, 'PUT', '/v1/state', desired());
     expect(same.status).toBe(200);
     expect(same.body.changed).toBe(false);
     expect(await nft.genid()).toBe(genid);
     const fip = { id: 'fip-1', floating_ip_address: '203.0.113.50', port_id: `port-${vm1.name}`, fixed_ip_address: vm1.ip4 };
+    const natMap = () => tryRun('ip', ['netns', 'exec', h.host.name, 'nft', 'list', 'map', 'ip', 'portwall_nat', 'fip_dnat']).out;
     expect((await call(socketPath, 'PUT', '/v1/floatingips/fip-1', fip)).status).toBe(200);
     expect((await call(socketPath, 'GET', '/v1/status')).body.desired.floatingips).toBe(1);
+    expect(natMap()).toMatch(new RegExp(`203\\.0\\.113\\.50 (comment "fip-1" )?: ${vm1.ip4.replaceAll('.', '\\.')}`));
     expect((await call(socketPath, 'DELETE', '/v1/floatingips/fip-1')).status).toBe(200);
+    expect(natMap()).not.toContain('203.0.113.50');
     expect((await call(socketPath, 'DELETE', '/v1/floatingips/fip-1')).status).toBe(400);
     expect((await call(socketPath, 'POST', '/v1/ports/x', {})).status).toBe(405);
     // 9 MiB declared, over the 8 MiB default: answered 413 without waiting for the body.

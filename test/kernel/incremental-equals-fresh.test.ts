@@ -1,6 +1,6 @@
 /**
  * Scenario S13 (docs/requirements.md), incremental = fresh: thousands of random incremental operations (ports, groups, rules, members,
- * address pairs, port security) through one long-lived handle, then the kernel's tables must equal, element
+ * address pairs, port security, floating IPs) through one long-lived handle, then the kernel's tables must equal, element
  * for element, a fresh apply of the final state into an empty namespace — and real probes through three real
  * VMs must give the same verdicts as a fresh apply of that state on the same host.
  *
@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { Portwall } from '../../src/apply/portwall.js';
 import { validateState } from '../../src/model/validate.js';
-import type { NetworkInput, PortInput, RuleInput, SecurityGroupInput, StateInput } from '../../src/model/schema.js';
+import type { FloatingIpInput, NetworkInput, PortInput, RuleInput, SecurityGroupInput, StateInput } from '../../src/model/schema.js';
 import { openNft } from '../../src/nft/client.js';
 import type { Element, NftObject, NftSet } from '../../src/nft/types.js';
 import { ComputeHost, OUTSIDE, probe, type Bg, type Probe, type Vm } from '../helpers/hosts.js';
@@ -54,9 +54,22 @@ const STATELESS = ['s0', 's1'];
 class Expected {
   readonly groups = new Map<string, SecurityGroupInput>();
   readonly ports = new Map<string, PortInput>();
+  readonly fips = new Map<string, FloatingIpInput>();
   doc(): StateInput {
-    return { networks: NETWORKS, security_groups: [...this.groups.values()], ports: [...this.ports.values()] };
+    return { networks: NETWORKS, security_groups: [...this.groups.values()], ports: [...this.ports.values()], floatingips: [...this.fips.values()], nat: NAT };
   }
+}
+
+/** NAT on: the outside client's two subnets are DMZ, so probes from them reach the VMs' fixed IPs directly. */
+const NAT = { fixed_range: ['192.0.2.0/24'], routing_source_ip: '198.51.100.1', dmz_cidr: ['198.51.100.0/24', '203.0.113.0/24'] };
+
+/** A floating IP (203.0.113.240–245) mapped to a random port's IPv4 fixed IP, or unassociated. */
+function randomFip(r: Rng, e: Expected): FloatingIpInput {
+  const k = r.int(6);
+  const ports = [...e.ports.values()].filter((p) => p.port_security_enabled !== false || r.chance(0.5));
+  const p = ports.length && r.chance(0.85) ? r.pick(ports) : undefined;
+  const fixed = p?.fixed_ips?.find((x) => !x.ip_address.includes(':'))?.ip_address;
+  return { id: `f${k}`, floating_ip_address: `203.0.113.${240 + k}`, port_id: p && fixed ? p.id : null, fixed_ip_address: p && fixed ? fixed : null };
 }
 
 let ruleSeq = 0;
@@ -230,10 +243,20 @@ describe('S13: incremental = fresh', () => {
           const g = randomGroup(r, e, id, stateful);
           await pw.upsertGroup(g);
           e.groups.set(id, g);
-        } else if (kind < 0.96) {
+        } else if (kind < 0.93) {
           const id = r.pick([...e.groups.keys()]);
           await pw.removeGroup(id);
           e.groups.delete(id);
+        } else if (kind < 0.98) {
+          // A floating IP associated, moved, disassociated or removed.
+          const f = randomFip(r, e);
+          if (e.fips.has(f.id) && r.chance(0.3)) {
+            await pw.removeFloatingIp(f.id);
+            e.fips.delete(f.id);
+          } else {
+            await pw.upsertFloatingIp(f);
+            e.fips.set(f.id, f);
+          }
         } else {
           counts.collected += await pw.collectProfiles(r.int(3) + 1);
         }
@@ -246,14 +269,18 @@ describe('S13: incremental = fresh', () => {
     }
     counts.collected += await pw.collectProfiles();
     console.log(`[S13] seed ${SEED}: ${OPS} operations (${counts.ok} applied, ${counts.refused} refused as invalid), ` +
-      `${e.ports.size} ports, ${e.groups.size} groups, ${counts.collected} profiles collected`);
+      `${e.ports.size} ports, ${e.groups.size} groups, ${[...e.fips.values()].filter((f) => f.port_id).length}/${e.fips.size} floating IPs associated, ${counts.collected} profiles collected`);
 
     // 1. Element for element, against a fresh apply of the final state in an empty namespace.
     const fresh = new Netns('s13fresh');
     try {
       await Portwall.open({ netns: fresh.name, conntrack: null }).apply(e.doc());
-      const mine = normalise((await openNft({ netns: h.host.name }).list({ table: 'portwall' })).objects);
-      const theirs = normalise((await openNft({ netns: fresh.name }).list({ table: 'portwall' })).objects);
+      const listing = async (netns: string) => normalise([
+        ...(await openNft({ netns }).list({ table: 'portwall' })).objects,
+        ...(await openNft({ netns }).list({ table: 'portwall_nat' })).objects,
+      ]);
+      const mine = await listing(h.host.name);
+      const theirs = await listing(fresh.name);
       expect([...mine.keys()].sort(), why).toEqual([...theirs.keys()].sort());
       for (const [k, v] of theirs) expect(mine.get(k), `${why}: ${k}`).toEqual(v);
       // The nft oracle agrees on the sizes.

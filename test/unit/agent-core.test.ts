@@ -1,6 +1,6 @@
 /**
  * The agent's core on the fake binding (no root): item changes need a whole state first (409 through the API),
- * a coalesced batch is one commit with each op's own outcome, floating IPs are stored, the desired document
+ * a coalesced batch is one commit with each op's own outcome, floating IPs are edits in the same commit, the desired document
  * follows every applied change, and the metrics count elements once per batch.
  */
 import { pino } from 'pino';
@@ -32,7 +32,7 @@ describe('the agent core', () => {
     expect(core.ready).toBe(false);
   });
 
-  test('a batch: one commit, each op its own outcome, floating IPs stored, the document follows', async () => {
+  test('a batch: one commit, each op its own outcome, floating IPs among the edits, the document follows', async () => {
     const { core, fake, metrics } = open();
     await core.applyState(state('routed', [webGroup()], [port(1, ['sg-web'])]), 'test');
     const addedSoFar = async () => Number(/portwall_elements_total\{change="added"\} (\d+)/.exec(await metrics.text())![1]);
@@ -58,7 +58,7 @@ describe('the agent core', () => {
     expect(await addedSoFar()).toBe(before + added);
   });
 
-  test('floating IPs are validated against the ports and each other (named fields), then kept', async () => {
+  test('floating IPs are validated against the ports and each other (named fields), then programmed', async () => {
     const { core } = open();
     await core.applyState(state('routed', [webGroup()], [port(1, ['sg-web'])]), 'test');
     const fixed = port(1, ['sg-web']).fixed_ips![0]!.ip_address;

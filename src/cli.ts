@@ -9,7 +9,8 @@ import { parseArgs } from 'node:util';
 import { Portwall } from './apply/portwall.js';
 import { PortwallError } from './errors.js';
 import { compilePolicy } from './compile/policy.js';
-import { loadStateFile, parseState } from './model/load.js';
+import { readStateFile, readStateText } from './model/load.js';
+import { InvalidStateError, type Problem } from './model/problems.js';
 import type { Model, PortwallConfig } from './model/types.js';
 import { renderIptables } from './render/iptables.js';
 import { stateJsonSchema } from './model/emit-schema.js';
@@ -43,7 +44,10 @@ const COMMAND_HELP: Record<string, string> = {
 Validates the state FILE (JSON in Neutron's shapes, see schema/state.schema.json), compiles it, compares it
 with portwall's nftables tables in the namespace and commits the difference as one atomic batch; then deletes
 the conntrack entries of flows the new policy no longer admits (in the affected ports' zones only). Running it
-twice changes nothing the second time. FILE "-" reads stdin.
+twice changes nothing the second time. FILE "-" reads stdin. Keys the schema does not know (a misspelt field,
+the openstack CLI's column names) are ignored and printed on stderr, one line each:
+  warning: PATH: unknown key, ignored (did you mean remote_ip_prefix?)
+They do not change the exit code.
 
 Options:
   --netns NAME  the network namespace (a name under /run/netns or a path); default: the current one
@@ -52,7 +56,8 @@ Options:
 ${EXIT_CODES}`,
   plan: `portwall plan [--netns NAME] [--format nft|iptables] FILE
 
-Prints what apply would change, without changing anything.
+Prints what apply would change, without changing anything. Keys of FILE the schema does not know are printed
+on stderr as "warning: PATH: ..." lines, as apply prints them.
   --format nft       (default) the batch as nft -f commands
   --format iptables  the whole compiled policy as Neutron-style iptables-restore input
 
@@ -68,7 +73,8 @@ ${EXIT_CODES}`,
 
 Runs until SIGTERM or SIGINT, which stop it and leave the rules in place. On start it adopts what portwall's
 tables hold (no flush, no traffic gap) and makes them match FILE; SIGHUP, or a change of FILE, reloads FILE
-through the same incremental diff (an invalid file is logged and the running state kept). Changes also come
+through the same incremental diff (an invalid file is logged and the running state kept). Keys the schema does
+not know are logged at warn, one line each; in API answers they are listed in "warnings". Changes also come
 through the HTTP/1.1 + JSON API on a Unix socket (mode 0600; see docs/agent.md for every route):
   GET /v1/status   PUT /v1/state   PUT|DELETE /v1/ports/{id}   PUT|DELETE /v1/security-groups/{id}
   PUT|DELETE /v1/floatingips/{id} (stored, not yet programmed)   GET /metrics
@@ -199,12 +205,23 @@ function handle(netns: string | undefined): Portwall {
   return Portwall.open(netns === undefined ? {} : { netns });
 }
 
+/** Reads and validates FILE ("-": stdin); the keys the schema does not know are printed as warnings. */
 async function readState(io: Io, file: string | undefined, config: PortwallConfig): Promise<Model> {
   if (file === undefined) throw new UsageError('missing FILE');
-  if (file !== '-') return loadStateFile(file, config);
-  let text = '';
-  for await (const chunk of io.stdin) text += String(chunk);
-  return parseState(text, config, 'stdin');
+  let loaded;
+  if (file !== '-') loaded = await readStateFile(file, config);
+  else {
+    let text = '';
+    for await (const chunk of io.stdin) text += String(chunk);
+    loaded = readStateText(text, config, 'stdin');
+  }
+  printWarnings(io, loaded.warnings);
+  return loaded.model;
+}
+
+// One line each on stderr; they never change the exit code.
+function printWarnings(io: Io, warnings: readonly Problem[]): void {
+  for (const w of warnings) io.err(`warning: ${w.path}: ${w.message}\n`);
 }
 
 async function apply(io: Io, args: string[]): Promise<number> {
@@ -275,6 +292,7 @@ export async function run(argv: string[], io: Io = PROCESS_IO): Promise<number> 
       io.err(`portwall: ${err.message}\n\n${HELP}\n`);
       return 2;
     }
+    if (err instanceof InvalidStateError) printWarnings(io, err.warnings);
     if (err instanceof PortwallError) io.err(`portwall: ${err.code}: ${err.message}\n`);
     else io.err(`portwall: ${err instanceof Error ? err.stack : String(err)}\n`);
     return 1;

@@ -43,7 +43,9 @@ export type {
   TcpState,
 } from './conntrack.js';
 export { validateState } from './model/validate.js';
-export { parseState, loadStateFile } from './model/load.js';
+export { parseState, loadStateFile, readStateFile, readStateText } from './model/load.js';
+export type { LoadedState } from './model/load.js';
+export { unknownKeys } from './model/unknown-keys.js';
 export { stateJsonSchema } from './model/emit-schema.js';
 export { InvalidStateError, ROOT_PATH } from './model/problems.js';
 export type { Problem } from './model/problems.js';

@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { Portwall } from '../apply/portwall.js';
 import { PortwallError } from '../errors.js';
 import { readStateFile } from '../model/load.js';
+import { InvalidStateError, type Problem } from '../model/problems.js';
 import type { Model } from '../model/types.js';
 import { subscribeNftEvents, type NftEventSubscription, type NftTransactionEvent } from '../nft/events.js';
 import { AgentCore } from './core.js';
@@ -96,7 +97,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
     });
     closers.push(() => subscription.close());
     if (o.stateFile) {
-      const result = await core.applyState(...(await readStateDoc(o.stateFile, handle)));
+      const result = await core.applyState(...(await readStateDoc(o.stateFile, handle, log)));
       log.info({ event: 'start', genid: result.genid, changed: result.changed, adopted: result.adopted }, result.changed ? 'adopted and reconciled' : 'adopted; the kernel already matched');
     } else log.info({ event: 'start' }, 'no state file: waiting for PUT /v1/state');
 
@@ -112,7 +113,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
     const reload = async () => {
       if (!o.stateFile) return;
       try {
-        const r = await core.applyState(...(await readStateDoc(o.stateFile, handle)));
+        const r = await core.applyState(...(await readStateDoc(o.stateFile, handle, log)));
         log.info({ event: 'reload', genid: r.genid, changed: r.changed }, 'state file reloaded');
       } catch (err) {
         metrics.countError(err instanceof PortwallError ? err.code : 'ERR_INTERNAL');
@@ -205,10 +206,21 @@ class Repairs {
   }
 }
 
-/** The state file as a document and as a validated model (problems named with the file's name). */
-async function readStateDoc(file: string, handle: Portwall): Promise<[unknown, string, Model]> {
-  const { doc, model } = await readStateFile(file, handle.config);
+/**
+ * The state file as a document and as a validated model (problems named with the file's name); keys the
+ * schema does not know are logged at warn, one line each, and do not stop the load.
+ */
+async function readStateDoc(file: string, handle: Portwall, log: Logger): Promise<[unknown, string, Model]> {
+  const { doc, model, warnings } = await readStateFile(file, handle.config).catch((err: unknown) => {
+    if (err instanceof InvalidStateError) logWarnings(log, file, err.warnings);
+    throw err;
+  });
+  logWarnings(log, file, warnings);
   return [doc, `file ${file}`, model];
+}
+
+function logWarnings(log: Logger, file: string, warnings: readonly Problem[]): void {
+  for (const w of warnings) log.warn({ event: 'warning', file, path: w.path }, `${w.path}: ${w.message}`);
 }
 
 /** Watches the state file's directory (editors and `mv` replace the file), debounced. Returns the closer. */

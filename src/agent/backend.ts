@@ -3,6 +3,7 @@
  * handle. The API turns requests into {@link AgentOp}s and hands a coalesced batch of them to
  * {@link AgentBackend.commit}; it never touches the handle itself.
  */
+import type { Problem } from '../model/problems.js';
 
 /** One change a caller asked for; a delete has no body. */
 export type AgentOp =
@@ -15,8 +16,11 @@ export type AgentOp =
   /** `PUT` (body) or `DELETE` (no body) `/v1/floatingips/{id}`. */
   | { kind: 'floatingip'; id: string; body?: unknown };
 
-/** The outcome of one op inside a committed batch. */
-export type OpOutcome =
+/**
+ * The outcome of one op inside a committed batch. `warnings`, applied or not: keys of the op's body the schema
+ * does not know (ignored), as `{ path, message }`; absent or empty when there are none.
+ */
+export type OpOutcome = (
   /**
    * The op was applied. `genid`: the ruleset generation after the batch; `changed`: whether the kernel had to
    * change for it; `timings`: milliseconds per stage; `elements`: the set elements the batch this op was
@@ -27,7 +31,8 @@ export type OpOutcome =
    * The op was not applied: e.g. an InvalidStateError (the op was invalid and skipped, the rest of the batch
    * went ahead) or any PortwallError.
    */
-  | { ok: false; error: unknown };
+  | { ok: false; error: unknown }
+) & { warnings?: readonly Problem[] };
 
 /** What the HTTP API needs from the agent's core. */
 export interface AgentBackend {

@@ -9,7 +9,9 @@
 import type { Logger } from 'pino';
 
 import { PortwallError } from '../errors.js';
+import type { Problem } from '../model/problems.js';
 import type { ApplyResult, Edit, Portwall } from '../apply/portwall.js';
+import { objectUnknownKeys, unknownKeys } from '../model/unknown-keys.js';
 import type { AgentBackend, AgentOp, OpOutcome } from './backend.js';
 import type { AgentMetrics, ApplyKind } from './metrics.js';
 
@@ -84,6 +86,11 @@ export class AgentCore implements AgentBackend {
       out[i] = await outcomeOf(() => this.applyState(op.state, 'api', op.state, true));
     }
     await flush();
+    // Applied or refused, the caller hears which of its keys were ignored.
+    ops.forEach((op, i) => {
+      const warnings = bodyWarnings(op);
+      if (warnings.length) out[i]!.warnings = warnings;
+    });
     return out;
   }
 
@@ -167,6 +174,13 @@ function toDesired(doc: Record<string, unknown>): Desired {
   const { ports, security_groups: groups, floatingips, ...rest } = doc;
   const byId = (xs: unknown) => new Map((Array.isArray(xs) ? xs : []).map((x) => [String((x as { id?: unknown }).id), x] as const));
   return { rest, ports: byId(ports), groups: byId(groups), floatingips: byId(floatingips) };
+}
+
+/** The keys of an op's body the schema does not know, with the paths its validation problems have. */
+function bodyWarnings(op: AgentOp): Problem[] {
+  if (op.kind === 'state') return unknownKeys(op.state);
+  if (op.body === undefined) return [];
+  return objectUnknownKeys(op.kind === 'port' ? 'ports' : op.kind === 'group' ? 'security_groups' : 'floatingips', op.body);
 }
 
 function editOf(op: Exclude<AgentOp, { kind: 'state' }>): Edit {

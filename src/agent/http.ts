@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 
 import type { Logger } from 'pino';
 
+import type { Problem } from '../model/problems.js';
 import { ApiError, errorAnswer, sendJson, type ErrorAnswer } from './answers.js';
 import type { AgentBackend, AgentOp, OpOutcome } from './backend.js';
 import { badBody, checkBodyHeaders, parseJsonBody, readBody } from './body.js';
@@ -104,6 +105,8 @@ interface Exchange {
   code?: string;
   /** A status Node answered for us (a request timeout while the body was being read). */
   status?: number;
+  /** Keys of the body the schema does not know (the core's finding), answered with success and refusal alike. */
+  warnings?: readonly Problem[];
 }
 
 // The server, its request handling and its shutdown.
@@ -170,8 +173,8 @@ class Api {
     if (target.kind === 'status') return sendJson(res, 200, await this.#backend.status());
     if (target.kind === 'metrics') return this.#sendMetrics(res);
     const op = exchange.method === 'DELETE' ? deleteOp(target) : await this.#readPut(req, res, target);
-    const outcome = await this.#submit(op);
-    sendJson(res, 200, { genid: outcome.genid, changed: outcome.changed, timings: outcome.timings, elements: outcome.elements });
+    const outcome = await this.#submit(op, exchange);
+    sendJson(res, 200, { genid: outcome.genid, changed: outcome.changed, timings: outcome.timings, elements: outcome.elements, ...withWarnings(exchange) });
   }
 
   // The matched route, recorded on the exchange; 404 / 400 when there is none.
@@ -200,10 +203,11 @@ class Api {
     return { kind: target.item, id: target.id, body: withPathId(body, target.id) };
   }
 
-  // One op through the coalescer; its outcome if applied, else its error thrown.
-  async #submit(op: AgentOp): Promise<Extract<OpOutcome, { ok: true }>> {
+  // One op through the coalescer; its outcome if applied, else its error thrown (its warnings kept on the exchange).
+  async #submit(op: AgentOp, exchange: Exchange): Promise<Extract<OpOutcome, { ok: true }>> {
     const submitted = performance.now();
     const outcome = await this.#coalescer.submit(op);
+    if (outcome.warnings?.length) exchange.warnings = outcome.warnings;
     if (!outcome.ok) throw outcome.error;
     this.#metrics.observeApply(op.kind, (performance.now() - submitted) / 1000);
     return outcome;
@@ -238,7 +242,7 @@ class Api {
     // A body refused unread: the connection closes after the answer, so the rest is never read.
     const headers = answer.status === 413 ? { ...answer.headers, Connection: 'close' } : answer.headers;
     if (answer.status === 413) res.once('finish', () => res.socket?.destroy());
-    sendJson(res, answer.status, answer.body, headers);
+    sendJson(res, answer.status, { ...answer.body, ...withWarnings(exchange) }, headers);
   }
 
   #logFailure(exchange: Exchange, answer: ErrorAnswer, e: unknown): void {
@@ -321,6 +325,11 @@ export function withPathId(body: unknown, id: string): Record<string, unknown> {
   if (!Object.hasOwn(record, 'id')) return { id, ...record };
   if (record.id !== id) throw badBody(`${JSON.stringify(record.id)} does not match the id in the path ${JSON.stringify(id)}`, 'id');
   return record;
+}
+
+/** `{ warnings }` for an answer body when the request's body had keys the schema does not know, else nothing. */
+function withWarnings(exchange: Exchange): { warnings?: Problem[] } {
+  return exchange.warnings === undefined ? {} : { warnings: exchange.warnings.map((w) => ({ path: String(w.path), message: String(w.message) })) };
 }
 
 function round(ms: number): number {

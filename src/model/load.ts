@@ -1,14 +1,24 @@
 /**
  * Reading a state file: text → JSON → {@link validateState}. A JSON syntax error is reported like any other
- * problem (ERR_INVALID_STATE), naming the file and the line and column of the mistake.
+ * problem (ERR_INVALID_STATE), naming the file and the line and column of the mistake. Keys the schema does not
+ * know come back as `warnings` (`./unknown-keys.ts`); they never make the state invalid.
  */
 import { readFile } from 'node:fs/promises';
 
 import { PortwallError } from '../errors.js';
 import { findJsonSyntaxError } from './json-syntax.js';
-import { InvalidStateError, ROOT_PATH } from './problems.js';
+import { InvalidStateError, ROOT_PATH, type Problem } from './problems.js';
 import { DEFAULT_CONFIG, type Model, type PortwallConfig } from './types.js';
+import { unknownKeys } from './unknown-keys.js';
 import { validateState } from './validate.js';
+
+/** A state read and validated: the document as parsed, its model, and the keys the schema does not know. */
+export interface LoadedState {
+  doc: unknown;
+  model: Model;
+  /** `{ path, message }` per unknown key, e.g. `ports[0] (tap1).fixed_ip: unknown key, ignored (did you mean fixed_ips?)`. */
+  warnings: Problem[];
+}
 
 /**
  * Parses and validates the text of a state file.
@@ -17,7 +27,23 @@ import { validateState } from './validate.js';
  * @throws {@link InvalidStateError} (code `ERR_INVALID_STATE`) for bad JSON or an invalid state.
  */
 export function parseState(text: string, config: PortwallConfig = DEFAULT_CONFIG, source = 'state'): Model {
-  return validateState(parseJson(text, source), config, { source });
+  return readStateText(text, config, source).model;
+}
+
+/**
+ * {@link parseState} with the document and the warnings.
+ *
+ * @throws {@link InvalidStateError} as parseState; its `warnings` hold the document's unknown keys.
+ */
+export function readStateText(text: string, config: PortwallConfig = DEFAULT_CONFIG, source = 'state'): LoadedState {
+  const doc = parseJson(text, source);
+  const warnings = unknownKeys(doc);
+  try {
+    return { doc, model: validateState(doc, config, { source }), warnings };
+  } catch (e) {
+    if (e instanceof InvalidStateError) e.warnings = warnings;
+    throw e;
+  }
 }
 
 /** The JSON document of a state file's text; bad JSON is an InvalidStateError naming line and column. */
@@ -45,8 +71,12 @@ export async function loadStateFile(path: string, config: PortwallConfig = DEFAU
   return (await readStateFile(path, config)).model;
 }
 
-/** {@link loadStateFile}, keeping the document as well (the agent keeps it as its desired state). */
-export async function readStateFile(path: string, config: PortwallConfig = DEFAULT_CONFIG): Promise<{ doc: unknown; model: Model }> {
+/**
+ * {@link loadStateFile}, keeping the document (the agent keeps it as its desired state) and the warnings.
+ *
+ * @throws as loadStateFile; an {@link InvalidStateError}'s `warnings` hold the document's unknown keys.
+ */
+export async function readStateFile(path: string, config: PortwallConfig = DEFAULT_CONFIG): Promise<LoadedState> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -58,6 +88,5 @@ export async function readStateFile(path: string, config: PortwallConfig = DEFAU
       ...(err.code === undefined ? {} : { errnoName: err.code }),
     });
   }
-  const doc = parseJson(text, path);
-  return { doc, model: validateState(doc, config, { source: path }) };
+  return readStateText(text, config, path);
 }

@@ -20,6 +20,11 @@ export const ROOT_PATH = '(root)';
 /** Thrown by validation: code `ERR_INVALID_STATE`, `field` = the first problem's path, all in `problems`. */
 export class InvalidStateError extends PortwallError {
   readonly problems: readonly Problem[];
+  /**
+   * Keys of the same document the schema does not know (`./unknown-keys.ts`), set by the loaders so that a
+   * misspelt field is named beside the error it caused (e.g. a required field "missing").
+   */
+  warnings: readonly Problem[] = [];
 
   constructor(problems: readonly Problem[], source?: string) {
     const head = `${source ?? 'state'}: ${problems.length} problem${problems.length === 1 ? '' : 's'}`;

@@ -4,9 +4,10 @@
  * stateful). This TypeBox schema is the single source of the TypeScript types below and of the JSON Schema
  * shipped as `schema/state.schema.json`.
  *
- * Unknown fields are allowed (Neutron payloads carry many — tenant_id, revision_number, …) and ignored;
- * every field portwall reads is checked here or, where JSON Schema cannot say it (a prefix, a duplicate id,
- * a reference), by `./validate.ts`.
+ * Unknown fields are allowed and ignored, each reported as a warning (`./unknown-keys.ts`) except Neutron's
+ * attributes portwall does not read (tenant_id, revision_number, binding:host_id, …); every field portwall
+ * reads is checked here or, where JSON Schema cannot say it (a prefix, a duplicate id, a reference), by
+ * `./validate.ts`.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 

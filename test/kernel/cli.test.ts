@@ -13,9 +13,13 @@ import { Netns, isRoot } from '../helpers/netns.js';
 import { port, state, webGroup } from '../helpers/states.js';
 
 async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  return cliWithStdin([], ...argv);
+}
+
+async function cliWithStdin(stdin: string[], ...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await run(argv, { out: (t) => { out += t; }, err: (t) => { err += t; }, stdin: [] });
+  const code = await run(argv, { out: (t) => { out += t; }, err: (t) => { err += t; }, stdin });
   return { code, out, err };
 }
 
@@ -58,6 +62,35 @@ describe.skipIf(!isRoot)('portwall CLI', () => {
     } finally {
       fresh.destroy();
     }
+  });
+
+  test('unknown keys: one "warning:" line each on stderr (apply, plan, stdin), the exit code unchanged', async () => {
+    const doc = state('routed', [webGroup()], [port(1, ['sg-web']), port(2, ['sg-web'])]) as unknown as {
+      security_groups: { security_group_rules: Record<string, unknown>[] }[]; ports: Record<string, unknown>[];
+    };
+    const http = doc.security_groups[0]!.security_group_rules[0]!;
+    http.remote_ip_prefx = http.remote_ip_prefix;
+    delete http.remote_ip_prefix;
+    doc.ports[1]!['Fixed IP Addresses'] = "ip_address='192.0.2.3'";
+    const expected = [
+      'warning: security_groups[0] (sg-web).security_group_rules[0] (sg-web-http).remote_ip_prefx: unknown key, ignored (did you mean remote_ip_prefix?)',
+      'warning: ports[1] (tap2).Fixed IP Addresses: unknown key, ignored ("Fixed IP Addresses" is the openstack CLI\'s name; the state file has fixed_ips)',
+      '',
+    ].join('\n');
+    const f = file('warn.json', doc);
+    const applied = await cli('apply', '--netns', ns.name, f);
+    expect(applied).toMatchObject({ code: 0, err: expected });
+    expect(await cli('plan', '--netns', ns.name, f)).toMatchObject({ code: 0, out: '# no changes\n', err: expected });
+    expect(await cliWithStdin([JSON.stringify(doc)], 'plan', '--format', 'iptables', '-')).toMatchObject({ code: 0, err: expected });
+    // An invalid state: the warnings come first, then the error (a misspelt required field is both); exit 1 still.
+    const rule = doc.security_groups[0]!.security_group_rules[0]!;
+    rule.Direction = rule.direction;
+    delete rule.direction;
+    const bad = await cli('apply', '--netns', ns.name, file('warn-bad.json', doc));
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/^(?:warning: .*\n){3}portwall: ERR_INVALID_STATE: /);
+    expect(bad.err).toContain('warning: security_groups[0] (sg-web).security_group_rules[0] (sg-web-http).Direction: unknown key, ignored (the state file spells it direction)\n');
+    expect(bad.err).toMatch(/security_group_rules\[0\] \(sg-web-http\)\.direction: is required/);
   });
 
   test('plan: prints the batch as nft commands without applying it', async () => {

@@ -63,6 +63,12 @@ class FakeBackend implements AgentBackend {
 
 function outcomeOf(op: AgentOp, genid: number): OpOutcome {
   const body = (op.kind === 'state' ? op.state : op.body) as Record<string, unknown> | undefined;
+  // `warn: "key"` in a body: the outcome (applied or refused) says that key was ignored.
+  const warnings = typeof body?.warn === 'string' ? { warnings: [{ path: body.warn, message: 'unknown key, ignored' }] } : {};
+  return { ...judged(body, genid), ...warnings };
+}
+
+function judged(body: Record<string, unknown> | undefined, genid: number): OpOutcome {
   if (body?.bad === true) {
     return { ok: false, error: new InvalidStateError([{ path: 'ports[0] (tap-bad).mac_address', message: 'not a MAC address: "zz"' }]) };
   }
@@ -360,6 +366,20 @@ describe('refused requests', () => {
       problems: [{ path: 'ports[0] (tap-bad).mac_address', message: 'not a MAC address: "zz"' }],
     });
     expect(logLines.some((l) => l.level === 40 && l.code === 'ERR_INVALID_STATE')).toBe(true);
+  });
+
+  test("the backend's warnings are answered beside the outcome and beside a refusal's problems", async () => {
+    await start();
+    const ok = await send({ method: 'PUT', path: '/v1/security-groups/sg-web', body: { warn: 'rulez', n: 2 } });
+    expect(ok.status).toBe(200);
+    expect(ok.json).toEqual({
+      genid: backend.genid, changed: true, timings: { compile: 0.5, commit: 1.25 }, elements: { added: 2, removed: 0 },
+      warnings: [{ path: 'rulez', message: 'unknown key, ignored' }],
+    });
+    const refused = await send({ method: 'PUT', path: '/v1/ports/p1', body: { bad: true, warn: 'MAC' } });
+    expect(refused.status).toBe(400);
+    expect(refused.json.warnings).toEqual([{ path: 'MAC', message: 'unknown key, ignored' }]);
+    expect(refused.json.error.problems).toHaveLength(1);
   });
 
   test('409 for ERR_CONFLICT', async () => {

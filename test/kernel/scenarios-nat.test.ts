@@ -1,9 +1,13 @@
 /**
- * S8 (docs/requirements.md, "Acceptance scenarios"): NAT with real traffic, routed mode — the compute host
- * routes between its VMs and an uplink, as nova-network's host does. The outside namespace sits on the uplink
- * (198.51.100.2 and 203.0.113.2, the DMZ host and a remote host; 203.0.113.200 is the metadata host); the host
- * holds routing_source_ip 203.0.113.1 there (the outside namespace of test/helpers/hosts.ts has all three). Floating IP 203.0.113.50 starts on vm1; the outside reaches it
- * through a host route, as the network agent that binds it would arrange.
+ * S8 (docs/requirements.md, "Acceptance scenarios"): NAT with real traffic. The compute host routes between its
+ * VMs and an uplink, as nova-network's host does; a "wan" namespace sits on the uplink (198.51.100.2 and
+ * 203.0.113.2, the DMZ host and a remote host; 203.0.113.200 is the metadata host) and the host holds
+ * routing_source_ip 203.0.113.1 there. Floating IP 203.0.113.50 starts on vm1; the wan reaches it through a
+ * route to the host, as the network agent that binds it would arrange.
+ *
+ * - routed: the wan is the outside namespace of test/helpers/hosts.ts (it has all three addresses);
+ * - bridged: the VMs sit on a bridge whose gateway is the host (192.0.2.2 on the bridge, nova-network's
+ *   layout), and the wan is a separate namespace on its own uplink.
  *
  * Every server reports the source address of each connection: that is what NAT changes.
  */
@@ -11,8 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { Portwall } from '../../src/apply/portwall.js';
 import type { StateInput } from '../../src/model/schema.js';
-import { isRoot } from '../helpers/netns.js';
-import { ComputeHost, EGRESS_ANY, group, openFirewall, probe, sleep, state, type Bg, type Vm } from '../helpers/hosts.js';
+import { Netns, isRoot, veth } from '../helpers/netns.js';
+import { ComputeHost, EGRESS_ANY, MODES, group, openFirewall, probe, sleep, state, type Bg, type Mode, type Vm } from '../helpers/hosts.js';
 
 const FIP = '203.0.113.50';
 const RSI = '203.0.113.1';
@@ -20,10 +24,13 @@ const DMZ_HOST = '198.51.100.2';
 const REMOTE = '203.0.113.2';
 const METADATA = '203.0.113.200';
 
-describe.skipIf(!isRoot)('S8: floating IPs, metadata redirect, default SNAT with exemptions (routed)', () => {
+describe.skipIf(!isRoot).each(MODES)('S8: floating IPs, metadata redirect, default SNAT with exemptions (%s)', (mode: Mode) => {
   let h: ComputeHost;
   let vm1: Vm, vm2: Vm;
   let fw: Portwall;
+  /** Where the remote, DMZ and metadata hosts live. */
+  let wan: Netns;
+  let ownWan: Netns | undefined;
   const servers: Bg[] = [];
 
   const s8 = (fipOn: Vm | null): StateInput => ({
@@ -43,7 +50,7 @@ describe.skipIf(!isRoot)('S8: floating IPs, metadata redirect, default SNAT with
   };
 
   /** Connects from `from` to host:port and returns the source address the server (on `srvPort`) saw. */
-  const seenFrom = async (from: Vm | ComputeHost['outside'], srv: Bg, host: string, port: number, srvPort = port): Promise<string> => {
+  const seenFrom = async (from: Vm | Netns, srv: Bg, host: string, port: number, srvPort = port): Promise<string> => {
     const before = srv.lines.length;
     const ns = 'ns' in from ? from.ns : from;
     const [r] = await probe(ns, [{ proto: 'tcp', host, port }], 2);
@@ -53,23 +60,33 @@ describe.skipIf(!isRoot)('S8: floating IPs, metadata redirect, default SNAT with
   const element = (key: string, data: string) => new RegExp(`${key.replaceAll('.', '\\.')} (comment "[^"]*" )?: ${data.replaceAll('.', '\\.')}`);
 
   beforeAll(async () => {
-    h = new ComputeHost('routed', [{ id: 'net-a', zone: 101, macByte: 1 }]);
+    h = new ComputeHost(mode, [{ id: 'net-a', zone: 101, bridge: 'br-s8', macByte: 1 }]);
     vm1 = h.addVm('n8a', { n: 10 });
     vm2 = h.addVm('n8b', { n: 11 });
-    h.outside.exec('ip', ['route', 'add', `${FIP}/32`, 'via', RSI]);
+    if (mode === 'routed') {
+      wan = h.outside;
+    } else {
+      h.host.exec('ip', ['addr', 'add', '192.0.2.2/24', 'dev', 'br-s8']);
+      for (const vm of [vm1, vm2]) vm.ns.exec('ip', ['route', 'replace', 'default', 'via', '192.0.2.2']);
+      wan = ownWan = new Netns('wan8');
+      veth(h.host, 'wan0', wan, 'eth0', { a: ['198.51.100.1/24', `${RSI}/24`], b: [`${DMZ_HOST}/24`, `${REMOTE}/24`, `${METADATA}/24`] });
+      wan.exec('ip', ['route', 'add', '192.0.2.0/24', 'via', '198.51.100.1']);
+    }
+    wan.exec('ip', ['route', 'add', `${FIP}/32`, 'via', RSI]);
     fw = openFirewall(h);
     await fw.apply(s8(vm1));
     servers.push(await h.serve(vm1.ns, { tcp: [7001] }, 90), await h.serve(vm2.ns, { tcp: [7001] }, 90));
-    servers.push(await h.serve(h.outside, { tcp: [7002, 8775] }, 90));
+    servers.push(await h.serve(wan, { tcp: [7002, 8775] }, 90));
   }, 60_000);
 
   afterAll(async () => {
     await fw?.close();
     h?.destroy();
+    ownWan?.destroy();
   });
 
-  it('the outside reaches vm1 by its floating IP (DNAT), and vm1 sees the outside address', async () => {
-    expect(await seenFrom(h.outside, servers[0]!, FIP, 7001)).toBe(REMOTE);
+  it('the wan reaches vm1 by its floating IP (DNAT), and vm1 sees the wan address', async () => {
+    expect(await seenFrom(wan, servers[0]!, FIP, 7001)).toBe(REMOTE);
   });
 
   it("the host's own processes reach vm1 by its floating IP (DNAT in output)", async () => {
@@ -106,8 +123,8 @@ describe.skipIf(!isRoot)('S8: floating IPs, metadata redirect, default SNAT with
 
   it("moving the floating IP to vm2 is element-only and cuts vm1's sessions through it, both ways", async () => {
     const echo = await h.serveEcho(vm1.ns, [7010], 60);
-    const echoOut = await h.serveEcho(h.outside, [7020], 60);
-    const inbound = h.longTcp(h.outside, FIP, 7010, 20);
+    const echoOut = await h.serveEcho(wan, [7020], 60);
+    const inbound = h.longTcp(wan, FIP, 7010, 20);
     const outbound = h.longTcp(vm1.ns, REMOTE, 7020, 20);
     try {
       await Promise.all([inbound.waitReplies(5), outbound.waitReplies(5)]);
@@ -119,7 +136,7 @@ describe.skipIf(!isRoot)('S8: floating IPs, metadata redirect, default SNAT with
       expect(inbound.repliesAfter(t0 + 300)).toEqual([]);
       expect(outbound.repliesAfter(t0 + 300)).toEqual([]);
       // The floating IP now leads to vm2, and vm2 leaves from it; vm1 from routing_source_ip.
-      expect(await seenFrom(h.outside, servers[1]!, FIP, 7001)).toBe(REMOTE);
+      expect(await seenFrom(wan, servers[1]!, FIP, 7001)).toBe(REMOTE);
       expect(await seenFrom(vm2, servers[2]!, REMOTE, 7002)).toBe(FIP);
       expect(await seenFrom(vm1, servers[2]!, REMOTE, 7002)).toBe(RSI);
     } finally {
@@ -132,7 +149,7 @@ describe.skipIf(!isRoot)('S8: floating IPs, metadata redirect, default SNAT with
 
   it("without the NAT cleanup, vm1's outbound session keeps leaving from the moved floating IP (what the cleanup is for)", async () => {
     await fw.apply(s8(vm1));
-    const echoOut = await h.serveEcho(h.outside, [7021], 60);
+    const echoOut = await h.serveEcho(wan, [7021], 60);
     const outbound = h.longTcp(vm1.ns, REMOTE, 7021, 20);
     try {
       await outbound.waitReplies(5);
@@ -150,7 +167,7 @@ describe.skipIf(!isRoot)('S8: floating IPs, metadata redirect, default SNAT with
     await fw.apply(s8(null));
     const text = h.host.exec('nft', ['list', 'table', 'ip', 'portwall_nat']);
     expect(text).not.toContain(FIP);
-    const [r] = await probe(h.outside, [{ proto: 'tcp', host: FIP, port: 7001 }], 1);
+    const [r] = await probe(wan, [{ proto: 'tcp', host: FIP, port: 7001 }], 1);
     expect(r).not.toBe('open');
     expect(await seenFrom(vm1, servers[2]!, REMOTE, 7002)).toBe(RSI);
   });

@@ -11,7 +11,7 @@
 import { diff, type Diff } from './diff.js';
 import { prefixRange, type AddrRange } from '../compile/addr.js';
 import { ClaimStore, type Claim } from '../compile/claims.js';
-import { lostRules, profileKey, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
+import { lostRules, profileGroups, profileKey, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
 import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type SkeletonInput } from '../compile/layout-skeleton.js';
 import { remoteUses, withElements } from '../compile/layout.js';
 import { insideAny, portClaims, portHosts, portNets, prefixClaims, profileClaims, profilePointer } from '../compile/layout-units.js';
@@ -248,8 +248,8 @@ export class Engine implements StateIndex {
     const old = this.#policies.get(id);
     if (!old) return;
     // Same groups and addresses: the indexes (by port id) stay; the profile number may be new (see setGroup).
-    const now: PortPolicy = { ...old, rules: this.#rules.rules(old.groupIds) };
-    if (old.filtered) now.profile = this.#profiles.get(profileKey(old.groupIds))!.policy.id;
+    const now: PortPolicy = { ...old, rules: this.#rules.rules(profileGroups(old)) };
+    if (old.filtered) now.profile = this.#profiles.get(profileKey(profileGroups(old)))!.policy.id;
     this.#policies.set(id, now);
     if (now.profile !== old.profile) this.#store.set(`pp:${id}`, profilePointer(now));
     const change = this.#changes.get(id) ?? { old };
@@ -505,7 +505,7 @@ export class Engine implements StateIndex {
 
   /** Points a filtered port at its profile, creating the profile when its combination of groups is new. */
   #use(p: PortPolicy): void {
-    const key = profileKey(p.groupIds);
+    const key = profileKey(profileGroups(p));
     let prof = this.#profiles.get(key);
     if (!prof) {
       prof = this.#addProfile(key, this.#profileSpace.next());
@@ -517,7 +517,7 @@ export class Engine implements StateIndex {
   }
 
   #release(p: PortPolicy): void {
-    const key = profileKey(p.groupIds);
+    const key = profileKey(profileGroups(p));
     const prof = this.#profiles.get(key);
     if (!prof) return;
     prof.users.delete(p.portId);

@@ -35,7 +35,10 @@ export type Direction = 'ingress' | 'egress';
 /** Why a packet is admitted or dropped. */
 export interface Decision {
   allowed: boolean;
-  /** The step of the chain that decided: 'unfiltered', 'anti-spoof', 'dhcp', 'nd', 'router-advert', 'rule', 'default'. */
+  /**
+   * The step of the chain that decided: 'unfiltered', 'l2-guard', 'anti-spoof', 'dhcp', 'nd', 'router-advert',
+   * 'rule', 'default'.
+   */
   reason: string;
   /** The security-group rule that admitted the packet (reason 'rule'). */
   ruleId?: string;
@@ -50,6 +53,7 @@ const RA = 134;
 /** The decision of a port's chain for a packet (see {@link Decision}). */
 export function evaluate(ir: Members, port: PortPolicy, direction: Direction, pkt: Packet): Decision {
   if (!port.filtered) return { allowed: true, reason: 'unfiltered' };
+  if (guarded(port, direction, pkt)) return { allowed: false, reason: 'l2-guard' };
   const dhcp = pkt.family === 4 ? DHCP4 : DHCP6;
   const isUdp = (sport: number, dport: number) => pkt.protocol === UDP && pkt.sport === sport && pkt.dport === dport;
   const icmp6 = pkt.family === 6 && pkt.protocol === ICMPV6 ? pkt.icmp?.type : undefined;
@@ -73,6 +77,26 @@ export function evaluate(ir: Members, port: PortPolicy, direction: Direction, pk
 /** Whether the port's policy admits the packet in that direction. */
 export function allows(ir: Members, port: PortPolicy, direction: Direction, pkt: Packet): boolean {
   return evaluate(ir, port, direction, pkt).allowed;
+}
+
+const IPV4_BROADCAST = ['255.255.255.255/32', '224.0.0.0/4'];
+
+/**
+ * Whether a layer-2 guard of the bridge table drops the packet before the inet chains see it (the guards
+ * that an IP packet can show: DHCP snooping, IPv4 broadcast and multicast by address, IPv6). What only the
+ * frame shows — ARP, VLAN tags, a group MAC on a unicast address — is not a packet this function is asked about.
+ */
+function guarded(port: PortPolicy, direction: Direction, pkt: Packet): boolean {
+  const g = port.l2Guards;
+  if (!g) return false;
+  if (pkt.family === 6) return g.dropIpv6;
+  const udp = pkt.protocol === UDP;
+  if (g.dhcpSnooping && udp) {
+    if (direction === 'egress' && (pkt.sport === DHCP4.server || pkt.dport === DHCP4.client)) return true;
+    if (direction === 'ingress' && pkt.dport === DHCP4.server) return true;
+  }
+  const dhcp = udp && (pkt.dport === DHCP4.server || pkt.dport === DHCP4.client);
+  return g.broadcast && !dhcp && IPV4_BROADCAST.some((b) => prefixContains(b, pkt.dst));
 }
 
 function matches(ir: Members, r: CompiledRule, direction: Direction, pkt: Packet): boolean {

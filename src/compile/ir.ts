@@ -4,7 +4,7 @@
  * rendered from this one form: the nftables layout (`./layout.ts`), Neutron-style iptables-restore input
  * (`../render/iptables.ts`), and the evaluator used for conntrack cleanup and `explain`.
  */
-import type { IpFamily, Network, PortwallConfig, Prefix, SgRule } from '../model/types.js';
+import { CLOUDSTACK_GROUP, type IpFamily, type L2Guards, type Network, type PortwallConfig, type Prefix, type SgRule } from '../model/types.js';
 
 /** Where a rule's remote side may be. */
 export type Remote =
@@ -52,8 +52,24 @@ export interface PortPolicy {
   routers: Prefix[];
   /** The port's security groups, in state-file order. */
   groupIds: string[];
-  /** The union of the port's groups' rules. Empty for a filtered port with no group: only DHCP/ND pass. */
+  /** Ports of CloudStack-flavour networks (absent: Neutron's semantics). */
+  flavor?: 'cloudstack';
+  /** Bridged ports of networks with layer-2 guards on (docs/dataplane.md, "Layer-2 guards"). */
+  l2Guards?: L2Guards;
+  /**
+   * The union of the port's groups' rules (plus, for the CloudStack flavour, its built-in rules: see
+   * {@link profileGroups}). Empty for a filtered Neutron port with no group: only DHCP/ND pass.
+   */
   rules: CompiledRule[];
+}
+
+/**
+ * The groups whose rules a port's profile holds: its own, and for a CloudStack-flavour port the reserved
+ * {@link CLOUDSTACK_GROUP}, whose rules (DNS, and egress while no group of the port has an egress rule) depend on
+ * the others — so a Neutron and a CloudStack port with the same groups have different profiles.
+ */
+export function profileGroups(p: Pick<PortPolicy, 'groupIds' | 'flavor'>): string[] {
+  return p.flavor === 'cloudstack' ? [...p.groupIds, CLOUDSTACK_GROUP] : p.groupIds;
 }
 
 /** The member addresses of a remote group, per family (what its member set holds). */

@@ -15,7 +15,7 @@ import { hasNat, natTable, natZoneRules } from './layout-nat.js';
 import { clip } from './layout-ports.js';
 import { markBits } from './policy.js';
 import {
-  BRIDGE, INET, groupRefSetName, memberNetSetName, memberSetName, ruleSetName, zoneSetName, type KeyKind, type Shape,
+  BRIDGE, GUARD_SETS, INET, groupRefSetName, memberNetSetName, memberSetName, ruleSetName, zoneSetName, type KeyKind, type Shape,
 } from './names.js';
 import { TableBuilder } from './tables.js';
 import { KEY_TYPE, ruleSetKey } from './layout-ports.js';
@@ -29,6 +29,12 @@ export const ND_IN = [130, 131, 132, 135, 136, 143];
 export const ND_DAD = [131, 135, 143];
 /** EtherTypes a filtered bridged port may send: IPv4, ARP, IPv6. */
 const L2_TYPES = [0x0800, 0x0806, 0x86dd];
+/** ARP operations the `arp` guard lets a port send: request and reply. */
+const ARP_OPS = [1, 2];
+/** EtherTypes of VLAN-tagged frames (802.1Q, 802.1ad), which the `drop_vlan` guard drops. */
+const TAGGED_TYPES = [0x8100, 0x88a8];
+/** DHCP's ports (server, client): the `broadcast` guard's exception. */
+const DHCP_PORTS = [67, 68];
 export const SHAPES: Shape[] = ['ports', 'proto', 'icmp', 'any'];
 const FAMILIES = [4, 6] as const;
 
@@ -419,5 +425,44 @@ function bridgeSkeleton(config: PortwallConfig): TableBuilder {
   // The flag tells inet forward a bridge-forwarded frame (tagged here) from one the host routes back out of
   // the bridge it came from (iif = oif = the bridge too, but still the source's tag): set on every frame.
   t.rule(to, [set(F.meta.mark, or(F.meta.mark, flag))], 'bridge-forwarded');
+  guardRules(t, from, to);
   return t;
+}
+
+/**
+ * Layer-2 guards (docs/dataplane.md, "Layer-2 guards"), CloudStack's ebtables defaults: constant rules, one
+ * port set per guard, so turning a guard on for a port is one hash element. They follow the tagging and the
+ * anti-spoof rules in both chains and only ever drop. The transport matches carry `ether type ip` (DHCP and
+ * broadcast are IPv4 matters here; DHCPv6 servers on a port are dropped by the inet egress chain).
+ */
+function guardRules(t: TableBuilder, from: string, to: string): void {
+  const g = {
+    arp: t.set(GUARD_SETS.arp, ['ifname'], { comment: 'ports sending ARP requests and replies only' }),
+    dhcp: t.set(GUARD_SETS.dhcpSnooping, ['ifname'], { comment: 'ports with DHCP snooping' }),
+    bcast: t.set(GUARD_SETS.broadcast, ['ifname'], { comment: 'ports without IPv4 broadcast and multicast but DHCP' }),
+    ip6: t.set(GUARD_SETS.dropIpv6, ['ifname'], { comment: 'ports without IPv6' }),
+    vlan: t.set(GUARD_SETS.dropVlan, ['ifname'], { comment: 'ports without VLAN-tagged frames' }),
+  };
+  const arpOps = t.set('arp_ops', ['arp_op'], { comment: 'ARP operations a guarded port may send' });
+  t.fill('arp_ops', ARP_OPS.map((n) => ({ key: [n] })));
+  const tagged = t.set('tagged_types', ['ether_type'], { comment: 'EtherTypes of VLAN-tagged frames' });
+  t.fill('tagged_types', TAGGED_TYPES.map((n) => ({ key: [n] })));
+  const ip4 = eq(F.ether.type, 0x0800);
+
+  const bcast = t.chain(BRIDGE.bcast);
+  for (const port of DHCP_PORTS) t.rule(bcast, [eq(F.udp.dport, port), ret()], 'DHCP');
+  t.rule(bcast, [eq(and(F.ether.daddr, '01:00:00:00:00:00'), '01:00:00:00:00:00'), drop()], 'broadcast or multicast MAC');
+  t.rule(bcast, [eq(F.ip.daddr, '255.255.255.255'), drop()], 'IPv4 broadcast');
+  t.rule(bcast, [eq(F.ip.daddr, '224.0.0.0/4'), drop()], 'IPv4 multicast');
+
+  t.rule(from, [inSet(F.meta.iifname, g.arp), notInSet(F.arp.operation, arpOps), drop()], 'ARP request and reply only');
+  t.rule(from, [inSet(F.meta.iifname, g.dhcp), ip4, eq(F.udp.sport, 67), drop()], 'DHCP snooping: no DHCP server on a port');
+  t.rule(from, [inSet(F.meta.iifname, g.dhcp), ip4, eq(F.udp.dport, 68), drop()], 'DHCP snooping: no DHCP server on a port');
+  t.rule(from, [inSet(F.meta.iifname, g.bcast), ip4, jump(bcast)], 'no IPv4 broadcast or multicast but DHCP');
+  t.rule(from, [inSet(F.meta.iifname, g.ip6), eq(F.ether.type, 0x86dd), drop()], 'no IPv6');
+  t.rule(from, [inSet(F.meta.iifname, g.vlan), inSet(F.ether.type, tagged), drop()], 'no VLAN-tagged frames');
+  t.rule(to, [inSet(F.meta.oifname, g.dhcp), ip4, eq(F.udp.dport, 67), drop()], 'DHCP snooping: no DHCP client messages to a port');
+  t.rule(to, [inSet(F.meta.oifname, g.bcast), ip4, jump(bcast)], 'no IPv4 broadcast or multicast but DHCP');
+  t.rule(to, [inSet(F.meta.oifname, g.ip6), eq(F.ether.type, 0x86dd), drop()], 'no IPv6');
+  t.rule(to, [inSet(F.meta.oifname, g.vlan), inSet(F.ether.type, tagged), drop()], 'no VLAN-tagged frames');
 }

@@ -16,7 +16,7 @@ import { familyOf, hostAddress, mergeRanges, prefixRange, rangeValue } from './a
 import { own, type Claim } from './claims.js';
 import type { PortPolicy, ProfilePolicy } from './ir.js';
 import { ElementSink, clip, keyKind, portAddresses, portKey, ruleSetKey, shapeOf, shapeValues } from './layout-ports.js';
-import { BRIDGE, INET, groupRefSetName, memberNetSetName, memberSetName, profileLabel, ruleSetName, zoneSetName } from './names.js';
+import { BRIDGE, GUARD_SETS, INET, groupRefSetName, memberNetSetName, memberSetName, profileLabel, ruleSetName, zoneSetName } from './names.js';
 
 const FAMILIES = [4, 6] as const;
 const inet = (set: string): string => `inet:${set}`;
@@ -93,6 +93,9 @@ export function portClaims(p: PortPolicy, members: ReadonlyMap<string, ReadonlyS
   for (const router of p.routers) if (familyOf(router) === 6) add(inet(INET.ra6(k)), { key: [key, hostAddress(router)], comment });
   if (p.mode === 'bridged') {
     add(bridge(BRIDGE.l2Ports), { key: [p.device], comment });
+    // Layer-2 guards: the port's device in each guard's set (the rules are constant).
+    const guards = p.l2Guards;
+    if (guards) for (const [g, setName] of Object.entries(GUARD_SETS)) if (guards[g as keyof typeof GUARD_SETS]) add(bridge(setName), { key: [p.device], comment });
     for (const s of p.spoof) {
       add(bridge(BRIDGE.macOk), { key: [p.device, s.mac], comment });
       if (s.family !== 4) continue;

@@ -95,6 +95,16 @@ export const BRIDGE = {
   macOk: 'mac_ok',
   arpOk: 'arp_ok',
   arpOkNet: 'arp_oknet',
+  bcast: 'bcast_v4',
+} as const;
+
+/** The bridge table's port set of each layer-2 guard (docs/dataplane.md, "Layer-2 guards"). */
+export const GUARD_SETS = {
+  arp: 'guard_arp',
+  dhcpSnooping: 'guard_dhcp',
+  broadcast: 'guard_bcast',
+  dropIpv6: 'guard_ip6',
+  dropVlan: 'guard_vlan',
 } as const;
 
 /** Shapes of security-group rule sets (docs/dataplane.md). */

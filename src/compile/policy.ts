@@ -4,9 +4,9 @@
  * it, anti-spoofing allows the port's own (MAC, IP) combinations. Pure: no kernel, no clock, no randomness.
  */
 import { PortwallError } from '../errors.js';
-import type { Model, Network, Port, PortwallConfig, Prefix, SecurityGroup, SgRule } from '../model/types.js';
+import { CLOUDSTACK_GROUP, type Model, type Network, type Port, type PortwallConfig, type Prefix, type SecurityGroup, type SgRule } from '../model/types.js';
 import { familyOf, isDefaultRoute, linkLocalOf } from './addr.js';
-import { profileKey, type CompiledRule, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy, type SpoofPair } from './ir.js';
+import { profileGroups, profileKey, type CompiledRule, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy, type SpoofPair } from './ir.js';
 
 /** Options of {@link compilePolicy}. */
 export interface CompileOptions {
@@ -47,11 +47,18 @@ export class RuleCache {
   readonly #byKey = new Map<string, CompiledRule[]>();
   constructor(readonly groups: ReadonlyMap<string, SecurityGroup>) {}
 
-  /** The union of the groups' rules (in group order), shared by every caller with the same groups. */
+  /**
+   * The union of the groups' rules (in group order), shared by every caller with the same groups; with
+   * {@link CLOUDSTACK_GROUP} among them, followed by the CloudStack flavour's built-in rules.
+   */
   rules(groupIds: readonly string[]): CompiledRule[] {
     const key = JSON.stringify(groupIds);
     let r = this.#byKey.get(key);
-    if (!r) this.#byKey.set(key, (r = groupIds.flatMap((id) => this.groups.get(id)?.rules.map(compileRule) ?? [])));
+    if (!r) {
+      r = groupIds.flatMap((id) => this.groups.get(id)?.rules.map(compileRule) ?? []);
+      if (groupIds.includes(CLOUDSTACK_GROUP)) r.push(...cloudstackRules(r));
+      this.#byKey.set(key, r);
+    }
     return r;
   }
 
@@ -59,6 +66,23 @@ export class RuleCache {
   forget(groupId: string): void {
     for (const k of this.#byKey.keys()) if ((JSON.parse(k) as string[]).includes(groupId)) this.#byKey.delete(k);
   }
+}
+
+/**
+ * The CloudStack flavour's built-in rules for a port whose groups have `rules` (docs/dataplane.md, "Flavours"):
+ * DNS to anywhere (udp and tcp 53: answers too large for a datagram are retried over TCP), and egress to
+ * anywhere while none of the groups has an egress rule — the first egress rule restricts egress to the rules.
+ */
+function cloudstackRules(rules: readonly CompiledRule[]): CompiledRule[] {
+  const any = { kind: 'any' } as const;
+  const rule = (id: string, family: 4 | 6, protocol?: number): CompiledRule => ({
+    ruleId: `${CLOUDSTACK_GROUP}:${id}${family}`, groupId: CLOUDSTACK_GROUP, direction: 'egress', family, remote: any,
+    ...(protocol === undefined ? {} : { protocol, ports: { min: 53, max: 53 } }),
+  });
+  const out: CompiledRule[] = [];
+  for (const f of [4, 6] as const) out.push(rule('dns-udp', f, 17), rule('dns-tcp', f, 6));
+  if (!rules.some((r) => r.direction === 'egress')) for (const f of [4, 6] as const) out.push(rule('egress', f));
+  return out;
 }
 
 /** One port's policy (without its profile number, which {@link assignProfiles} or the engine sets). */
@@ -80,8 +104,11 @@ export function compilePort(port: Port, net: Network, groups: ReadonlyMap<string
     dhcpServers: [...net.dhcpServers],
     routers: [...net.routers],
     groupIds: [...port.groupIds],
-    rules: rules.rules(port.groupIds),
+    rules: [],
   };
+  if (net.flavor === 'cloudstack') policy.flavor = 'cloudstack';
+  policy.rules = rules.rules(profileGroups(policy));
+  if (net.l2Guards !== undefined && net.mode === 'bridged') policy.l2Guards = { ...net.l2Guards };
   if (net.bridge !== undefined) policy.bridge = net.bridge;
   if (tag !== undefined) policy.tag = tag;
   return policy;
@@ -97,7 +124,7 @@ export function assignProfiles(ports: readonly PortPolicy[], config: PortwallCon
   const byKey = new Map<string, { groupIds: string[]; ports: PortPolicy[] }>();
   for (const p of ports) {
     if (!p.filtered) continue;
-    const key = profileKey(p.groupIds);
+    const key = profileKey(profileGroups(p));
     const ids = JSON.parse(key) as string[];
     let e = byKey.get(key);
     if (!e) byKey.set(key, (e = { groupIds: ids, ports: [] }));

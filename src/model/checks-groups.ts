@@ -7,7 +7,7 @@ import { checkRule } from './checks-rules.js';
 import { elements, stringField, type CheckContext } from './context.js';
 import { elementPath, show } from './problems.js';
 import type { RuleInput, SecurityGroupInput } from './schema.js';
-import type { SecurityGroup, SgRule } from './types.js';
+import { CLOUDSTACK_GROUP, type SecurityGroup, type SgRule } from './types.js';
 
 /** The groups of a state and what ports need to check against them. */
 export interface GroupIndex {
@@ -50,6 +50,10 @@ export function checkGroups(ctx: CheckContext, raw: unknown, known: Iterable<str
       problems.add(`${groupPath(i)}.id`, `duplicate security group id ${show(g.id)}, also ${groupPath(sameId)}`);
       valid = false;
     } else groupAt.set(g.id, i);
+    if (g.id === CLOUDSTACK_GROUP) {
+      problems.add(`${groupPath(i)}.id`, `${show(g.id)} is reserved for the built-in rules of CloudStack-flavour networks`);
+      valid = false;
+    }
 
     const rules: SgRule[] = [];
     const shapes = new Map<string, number>();

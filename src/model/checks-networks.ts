@@ -1,11 +1,11 @@
 /**
  * Networks: unique ids, zones (unique, inside the configured range — docs/requirements.md), attachment mode and
- * bridge, DHCP servers and IPv6 routers as canonical host prefixes.
+ * bridge, DHCP servers and IPv6 routers as canonical host prefixes, flavour and layer-2 guards (bridged only).
  */
 import { elements, stringField, type CheckContext } from './context.js';
 import { elementPath, show } from './problems.js';
-import type { NetworkInput } from './schema.js';
-import type { Network } from './types.js';
+import type { L2GuardsInput, NetworkInput } from './schema.js';
+import type { L2Guards, Network, NetworkFlavor } from './types.js';
 import { deviceNameProblem, parseHostAddress } from './values.js';
 
 /** The networks of a state and what ports need to check against them. */
@@ -59,6 +59,11 @@ export function checkNetworks(ctx: CheckContext, raw: unknown): NetworkIndex {
 
     const dhcpServers = hostList(n.dhcp_servers, (k, message) => fail(`dhcp_servers[${k}]`, message));
     const routers = hostList(n.routers, (k, message) => fail(`routers[${k}]`, message), 6);
+    const flavor: NetworkFlavor = n.flavor ?? 'neutron';
+    const guards = l2Guards(flavor, n.l2_guards);
+    if (n.mode === 'routed' && n.l2_guards !== undefined && guards !== undefined) {
+      fail('l2_guards', 'layer-2 guards need a bridged network (a routed port is no bridge port)');
+    }
 
     if (valid && sameId === undefined) {
       index.networks.set(n.id, {
@@ -68,10 +73,28 @@ export function checkNetworks(ctx: CheckContext, raw: unknown): NetworkIndex {
         ...(n.mode === 'bridged' ? { bridge: n.bridge! } : {}),
         dhcpServers,
         routers,
+        ...(flavor === 'cloudstack' ? { flavor } : {}),
+        ...(n.mode === 'bridged' && guards !== undefined ? { l2Guards: guards } : {}),
       });
     }
   });
   return index;
+}
+
+/**
+ * The guards a network's ports get: each field as given, else the flavour's default (CloudStack's ebtables
+ * rules: all on; Neutron: all off). Undefined when none is on.
+ */
+export function l2Guards(flavor: NetworkFlavor, given: L2GuardsInput | undefined): L2Guards | undefined {
+  const on = flavor === 'cloudstack';
+  const g: L2Guards = {
+    arp: given?.arp ?? on,
+    dhcpSnooping: given?.dhcp_snooping ?? on,
+    broadcast: given?.broadcast ?? on,
+    dropIpv6: given?.drop_ipv6 ?? on,
+    dropVlan: given?.drop_vlan ?? on,
+  };
+  return Object.values(g).some(Boolean) ? g : undefined;
 }
 
 // fe80::/10 in canonical (lowercase, compressed) spelling.

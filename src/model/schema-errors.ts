@@ -50,6 +50,10 @@ function describeError(e: ValueError): string {
       return s.minLength === 1 ? 'must not be empty' : `must be at least ${String(s.minLength)} characters`;
     case ValueErrorType.StringMaxLength:
       return `must be at most ${String(s.maxLength)} characters`;
+    // Only objects portwall defines itself are closed (l2_guards): a misspelt field there would be a guard
+    // silently left off.
+    case ValueErrorType.ObjectAdditionalProperties:
+      return 'is not a field of this object';
     default:
       return `must be ${expected(s)}, is ${kindOf(e.value)}`;
   }

@@ -1,6 +1,6 @@
 /**
  * The state file (docs/requirements.md, "Model"): one JSON document in the Neutron API's own shapes and field names, plus
- * portwall's extensions (networks: zone, mode, bridge, dhcp_servers, routers; ports: device, kind; groups:
+ * portwall's extensions (networks: zone, mode, bridge, dhcp_servers, routers, flavor, l2_guards; ports: device, kind; groups:
  * stateful). This TypeBox schema is the single source of the TypeScript types below and of the JSON Schema
  * shipped as `schema/state.schema.json`.
  *
@@ -14,6 +14,17 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 const Id = Type.String({ minLength: 1, maxLength: 255, description: 'Neutron-style identifier (any non-empty string)' });
 const Nullable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
 
+const guard = (description: string) => Type.Optional(Type.Boolean({ description }));
+
+/** Layer-2 guards of a bridged network's filtered ports (docs/dataplane.md, "Layer-2 guards"); a field left out takes the flavour's default. */
+export const L2GuardsSchema = Type.Object({
+  arp: guard('ARP from a port only as request or reply (its sender MAC and IPv4 address are always checked)'),
+  dhcp_snooping: guard('a port sends no DHCP server message (udp source port 67, destination port 68) and receives no DHCP client message (udp destination port 67)'),
+  broadcast: guard('IPv4 broadcast and multicast (group MAC, 255.255.255.255, 224.0.0.0/4) to or from a port dropped, DHCP (udp 67/68) excepted'),
+  drop_ipv6: guard('IPv6 frames to or from a port dropped'),
+  drop_vlan: guard('802.1Q / 802.1ad tagged frames to or from a port dropped'),
+}, { additionalProperties: false, description: 'layer-2 guards on the ports of a bridged network; defaults: all true for flavor cloudstack, all false for neutron' });
+
 export const NetworkSchema = Type.Object({
   id: Id,
   zone: Type.Integer({ minimum: 1, maximum: 65535, description: 'conntrack zone of the network (unique per network)' }),
@@ -21,6 +32,11 @@ export const NetworkSchema = Type.Object({
   bridge: Type.Optional(Type.String({ description: 'bridge device of a bridged network' })),
   dhcp_servers: Type.Optional(Type.Array(Type.String(), { description: 'DHCP/DHCPv6 server addresses allowed to answer ports' })),
   routers: Type.Optional(Type.Array(Type.String(), { description: 'IPv6 routers allowed to send router advertisements' })),
+  flavor: Type.Optional(Type.Union([Type.Literal('neutron'), Type.Literal('cloudstack')], {
+    default: 'neutron',
+    description: "whose security-group semantics the network's ports follow: neutron (no egress rule: egress denied) or cloudstack (no egress rule in any of the port's groups: egress allowed; DNS from the port always allowed; layer-2 guards on by default)",
+  })),
+  l2_guards: Type.Optional(L2GuardsSchema),
 });
 
 export const RuleSchema = Type.Object({
@@ -93,6 +109,7 @@ export const StateSchema = Type.Object(
 );
 
 export type NetworkInput = Static<typeof NetworkSchema>;
+export type L2GuardsInput = Static<typeof L2GuardsSchema>;
 export type RuleInput = Static<typeof RuleSchema>;
 export type SecurityGroupInput = Static<typeof SecurityGroupSchema>;
 export type PortInput = Static<typeof PortSchema>;

@@ -18,6 +18,35 @@ export interface Network {
   /** Canonical host prefixes (/32, /128). */
   dhcpServers: Prefix[];
   routers: Prefix[];
+  /** Set for CloudStack semantics (absent: Neutron's); see {@link NetworkFlavor}. */
+  flavor?: NetworkFlavor;
+  /** Bridged networks with at least one guard on: the layer-2 guards of their filtered ports. */
+  l2Guards?: L2Guards;
+}
+
+/**
+ * Whose security-group semantics a network's ports follow. `cloudstack`: with no egress rule in any of a
+ * port's groups, egress is allowed (Neutron: denied); DNS from the port is always allowed; layer-2 guards
+ * default to on.
+ */
+export type NetworkFlavor = 'neutron' | 'cloudstack';
+
+/**
+ * The id under which a CloudStack-flavour port's built-in rules (DNS, the open egress) join its rule profile:
+ * reserved, no security group may take it.
+ */
+export const CLOUDSTACK_GROUP = '@cloudstack';
+
+/** Layer-2 guards of a bridged port (docs/dataplane.md, "Layer-2 guards"). */
+export interface L2Guards {
+  /** ARP only as request or reply. */
+  arp: boolean;
+  /** No DHCP server messages from the port, no DHCP client messages to it. */
+  dhcpSnooping: boolean;
+  /** IPv4 broadcast and multicast dropped, DHCP excepted. */
+  broadcast: boolean;
+  dropIpv6: boolean;
+  dropVlan: boolean;
 }
 
 export interface SgRule {

@@ -241,6 +241,7 @@ function stateRules(t: Table, chain: string, v: PortView): void {
  */
 function ingressChain(t: Table, v: PortView, family: IpFamily, setOf: SetNamer): void {
   const f = FAMILY[family];
+  guardRules(t, v, 'ingress', family);
   if (family === 6) {
     for (const type of ND_IN) t.add(v.i, `${f.icmp} ${type} -j RETURN`);
     for (const router of ofFamily(v.port.routers, family)) {
@@ -260,6 +261,7 @@ function ingressChain(t: Table, v: PortView, family: IpFamily, setOf: SetNamer):
 
 function egressChain(t: Table, v: PortView, family: IpFamily, setOf: SetNamer): void {
   const f = FAMILY[family];
+  guardRules(t, v, 'egress', family);
   if (family === 6) {
     // Any destination, as in the nft layout (`ip6 saddr :: icmpv6 type @nd_dad return`): what DAD and MLD
     // from `::` may be sent to is left to the receivers (RFC 4861 §7.1.1 has them drop an NS from `::` not
@@ -279,6 +281,37 @@ function egressChain(t: Table, v: PortView, family: IpFamily, setOf: SetNamer): 
   stateRules(t, v.o, v);
   securityGroupRules(t, v, 'egress', family, setOf);
   t.add(v.o, `-j ${FALLBACK}`);
+}
+
+/**
+ * The layer-2 guards that an IP rule can state, first in the port's chains as the bridge table's drops come
+ * before the inet chains (docs/dataplane.md, "Layer-2 guards"): DHCP snooping, IPv4 broadcast and multicast
+ * by destination address (DHCP excepted), IPv6. ARP operations, VLAN tags and group MACs on unicast addresses
+ * need ebtables/arptables, which this rendering does not produce.
+ */
+function guardRules(t: Table, v: PortView, direction: 'ingress' | 'egress', family: IpFamily): void {
+  const g = v.port.l2Guards;
+  if (!g) return;
+  const chain = direction === 'ingress' ? v.i : v.o;
+  if (family === 6) {
+    if (g.dropIpv6) t.add(chain, `${commentMatch('portwall: l2 guard: no IPv6')} -j DROP`);
+    return;
+  }
+  const { dhcpServer, dhcpClient } = FAMILY[4];
+  if (g.dhcpSnooping) {
+    const why = commentMatch('portwall: l2 guard: DHCP snooping');
+    if (direction === 'egress') {
+      t.add(chain, `-p udp -m udp --sport ${dhcpServer} ${why} -j DROP`);
+      t.add(chain, `-p udp -m udp --dport ${dhcpClient} ${why} -j DROP`);
+    } else t.add(chain, `-p udp -m udp --dport ${dhcpServer} ${why} -j DROP`);
+  }
+  if (g.broadcast) {
+    const why = commentMatch('portwall: l2 guard: IPv4 broadcast and multicast');
+    for (const dst of ['255.255.255.255/32', '224.0.0.0/4']) {
+      t.add(chain, `-d ${dst} ! -p udp ${why} -j DROP`);
+      t.add(chain, `-d ${dst} -p udp -m multiport ! --dports ${dhcpServer},${dhcpClient} ${why} -j DROP`);
+    }
+  }
 }
 
 /** Source address and MAC must form one of the port's pairs (fixed IPs, address pairs, link-local, DHCP). */

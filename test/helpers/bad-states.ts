@@ -107,7 +107,15 @@ export const BAD_STATES: readonly BadState[] = [
   bad('IPv4 router', `${NET}.routers[0]`, /IPv6 router advertisements/, (s) => void (s.networks[0]!.routers = ['192.0.2.1'])),
   bad('multicast router', `${NET}.routers[0]`, /multicast/, (s) => void (s.networks[0]!.routers = ['ff02::1'])),
   bad('router that is not link-local', `${NET}.routers[0]`, /link-local/, (s) => void (s.networks[0]!.routers = ['2001:db8::1'])),
+  bad('unknown flavour', `${NET}.flavor`, /"neutron" or "cloudstack"/, (s) => void (s.networks[0]!.flavor = 'openstack')),
+  bad('l2 guard not a boolean', `${NET}.l2_guards.arp`, /boolean/, (s) => void (s.networks[0]!.l2_guards = { arp: 'yes' })),
+  bad('misspelt l2 guard', `${NET}.l2_guards.dhcp_snoop`, /not a field of this object/, (s) =>
+    void (s.networks[0]!.l2_guards = { dhcp_snoop: true })),
+  bad('l2 guards on a routed network', 'networks[1] (net-b).l2_guards', /need a bridged network/, (s) =>
+    void s.networks.push({ ...routedNet('net-b', 102), l2_guards: { arp: true } })),
   // Security groups and rules
+  bad('group takes the reserved CloudStack id', 'security_groups[1] (@cloudstack).id', /reserved/, (s) =>
+    void s.security_groups.push({ id: '@cloudstack', security_group_rules: [] })),
   bad('duplicate group id', 'security_groups[1] (sg-web).id', /duplicate security group id/, (s) =>
     void s.security_groups.push({ id: 'sg-web', security_group_rules: [] })),
   bad('duplicate rule id across groups', 'security_groups[1] (sg-db).security_group_rules[0] (r1).id', /duplicate rule id/, (s) =>

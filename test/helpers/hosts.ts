@@ -18,7 +18,7 @@ import { Portwall } from '../../src/apply/portwall.js';
 import { ConntrackClient } from '../../src/conntrack.js';
 import type { NetworkInput, PortInput, RuleInput, SecurityGroupInput, StateInput } from '../../src/model/schema.js';
 import { Netns, veth } from './netns.js';
-import { Bg, LongPing, LongTcp, NETPROBE, execIn, sleep, type FrameSpec, type LiveFlow } from './probes.js';
+import { Bg, LongPing, LongTcp, NETPROBE, execIn, sleep, type ArpFrameSpec, type FrameSpec, type LiveFlow } from './probes.js';
 
 export * from './probes.js';
 
@@ -287,7 +287,7 @@ export class ComputeHost {
   }
 
   /** Sends a hand-made frame out of `dev` in `ns`. */
-  async sendFrame(ns: Netns, dev: string, f: FrameSpec): Promise<void> {
+  async sendFrame(ns: Netns, dev: string, f: FrameSpec | ArpFrameSpec): Promise<void> {
     const r = await execIn(ns, 'python3', [NETPROBE, 'frame', '--dev', dev, '--json', JSON.stringify(f)]);
     if (r.status !== 0) throw new Error(`frame failed: ${r.out}`);
   }

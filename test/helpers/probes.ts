@@ -199,6 +199,19 @@ export interface Frame {
   tip?: string;
 }
 
+/** A hand-made ARP frame (netprobe.py frame): sender MAC `sha` defaults to `smac`. */
+export interface ArpFrameSpec {
+  proto: 'arp';
+  smac: string;
+  dmac: string;
+  op: number;
+  sha?: string;
+  sip: string;
+  tha?: string;
+  tip: string;
+  count?: number;
+}
+
 /** A hand-made frame (netprobe.py frame). */
 export interface FrameSpec {
   smac: string;
@@ -214,4 +227,6 @@ export interface FrameSpec {
   ttl?: number;
   count?: number;
   payload?: string;
+  /** An 802.1Q tag with this VLAN id. */
+  vlan?: number;
 }

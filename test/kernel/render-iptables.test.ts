@@ -34,6 +34,8 @@ const bridged: PortPolicy = {
     { mac: MAC_B, prefix: 'fe80::f816:3eff:fe00:b/128', family: 6 },
   ],
   dhcpServers: ['192.0.2.254/32'], routers: ['fe80::1/128'], groupIds: ['sg-b'], memberPrefixes: ['192.0.2.10/32', '2001:db8:1::10/128'],
+  // The IP-level layer-2 guards load and print back too (IPv6 stays on: the traffic tests below use it).
+  l2Guards: { arp: true, dhcpSnooping: true, broadcast: true, dropIpv6: false, dropVlan: true },
   rules: [
     rule('11111111-aaaa-4bbb-8ccc-000000000001', 'ingress', { protocol: 1, remote: { kind: 'group', groupId: 'sg-c' } }),
     rule('11111111-aaaa-4bbb-8ccc-000000000002', 'ingress', { protocol: 6, ports: { min: 22, max: 22 }, remote: { kind: 'prefix', prefix: '203.0.113.0/24' } }),

@@ -229,3 +229,45 @@ describe('problems', () => {
     });
   });
 });
+
+describe('flavour and layer-2 guards', () => {
+  const net = (fields: JsonObject, mode = 'bridged') => {
+    const s = exampleState();
+    Object.assign(s.networks[0]!, fields);
+    if (mode === 'routed') {
+      s.networks[0]!.mode = 'routed';
+      delete s.networks[0]!.bridge;
+    }
+    return validateState(s).networks.get('net-a')!;
+  };
+  const ALL = { arp: true, dhcpSnooping: true, broadcast: true, dropIpv6: true, dropVlan: true };
+
+  test('neutron is the default and has no guards; "neutron" spelt out is the same network', () => {
+    expect(net({})).toEqual(EXPECTED.networks.get('net-a'));
+    expect(net({ flavor: 'neutron' })).toEqual(EXPECTED.networks.get('net-a'));
+  });
+
+  test('cloudstack turns every guard on; a guard given overrides the default', () => {
+    expect(net({ flavor: 'cloudstack' })).toMatchObject({ flavor: 'cloudstack', l2Guards: ALL });
+    expect(net({ flavor: 'cloudstack', l2_guards: { drop_ipv6: false } }).l2Guards).toEqual({ ...ALL, dropIpv6: false });
+    const off = { arp: false, dhcp_snooping: false, broadcast: false, drop_ipv6: false, drop_vlan: false };
+    expect(net({ flavor: 'cloudstack', l2_guards: off })).not.toHaveProperty('l2Guards');
+  });
+
+  test('a neutron network takes the guards it names', () => {
+    expect(net({ l2_guards: { arp: true, dhcp_snooping: true } }).l2Guards).toEqual({
+      arp: true, dhcpSnooping: true, broadcast: false, dropIpv6: false, dropVlan: false,
+    });
+  });
+
+  test('a routed cloudstack network keeps the flavour and has no guards (there is no bridge port to guard)', () => {
+    const n = net({ flavor: 'cloudstack' }, 'routed');
+    expect(n.flavor).toBe('cloudstack');
+    expect(n).not.toHaveProperty('l2Guards');
+    expect(rejection(() => net({ l2_guards: { broadcast: true } }, 'routed')).problems).toEqual([
+      { path: 'networks[0] (net-a).l2_guards', message: 'layer-2 guards need a bridged network (a routed port is no bridge port)' },
+    ]);
+    // All off on a routed network says nothing wrong.
+    expect(net({ l2_guards: { broadcast: false } }, 'routed')).not.toHaveProperty('l2Guards');
+  });
+});

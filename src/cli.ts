@@ -14,6 +14,9 @@ import { InvalidStateError, type Problem } from './model/problems.js';
 import type { Model, PortwallConfig } from './model/types.js';
 import { renderIptables } from './render/iptables.js';
 import { stateJsonSchema } from './model/emit-schema.js';
+import { explain, packetText, type Explanation } from './explain.js';
+import { DEFAULT_SOCKET } from './agent/socket-path.js';
+import { request as httpRequest } from 'node:http';
 
 const EXIT_CODES = `Exit codes:
   0  success (apply: the kernel matches FILE; plan: the changes were printed)
@@ -28,6 +31,8 @@ Usage:
   portwall plan [--netns NAME] [--format nft|iptables] FILE
                                                          print the changes apply would make, without applying
   portwall status [--netns NAME] [--json]                what portwall's tables hold
+  portwall explain --port ID [--state FILE | --socket PATH] [--netns NAME] [--direction D] [--json] PACKET
+                                                         which rule or policy step admits or drops PACKET
   portwall agent [--netns NAME] [--state FILE] [--socket PATH] [--metrics HOST:PORT]
                                                          the long-running agent with its HTTP API (root)
   portwall schema                                        print the state file's JSON Schema
@@ -39,6 +44,31 @@ Usage:
 ${EXIT_CODES}`;
 
 const COMMAND_HELP: Record<string, string> = {
+  explain: `portwall explain --port ID [--state FILE | --socket PATH] [--netns NAME] [--direction ingress|egress] [--json] PACKET
+
+Says whether port ID's policy admits PACKET and which step decides: the security-group rule (its id, group
+and what it allows), or a base-policy step (anti-spoof, DHCP, neighbour discovery, router advertisements, a
+layer-2 guard, the default drop). PACKET is one argument:
+  "tcp 198.51.100.7:40000 -> 192.0.2.14:22"      tcp, udp, sctp, udplite, dccp: both ports
+  "icmp 198.51.100.7 -> 192.0.2.14 type 8"       icmp, icmpv6: type and code (default echo request)
+  "udp [2001:db8::7]:5353 -> [2001:db8:a::14]:53"   IPv6 addresses in brackets before a port
+  "... mac fa:16:3e:00:00:01"                    the source MAC, for anti-spoof
+The direction is ingress when the destination is the port's address, egress when the source is; give
+--direction when neither or both are.
+
+Where the policy comes from:
+  --socket PATH  the running agent's programmed state (GET /v1/explain); the default, at ${DEFAULT_SOCKET}
+  --state FILE   the state file; the kernel of --netns is compared with it first, and a difference is a
+                 warning on stderr (the answer is then about FILE, not about what is programmed)
+
+Options:
+  --json        print the answer as JSON
+
+Exit codes:
+  0  the packet is allowed
+  3  the packet is dropped
+  1  failure (unknown port, a packet that does not parse, an invalid state file, no agent)
+  2  usage error`,
   apply: `portwall apply [--netns NAME] [--json] FILE
 
 Validates the state FILE (JSON in Neutron's shapes, see schema/state.schema.json), compiles it, compares it
@@ -241,6 +271,73 @@ async function apply(io: Io, args: string[]): Promise<number> {
   return 0;
 }
 
+const EXPLAIN_OPTIONS = {
+  ...WITH_JSON,
+  port: { type: 'string' },
+  direction: { type: 'string' },
+  state: { type: 'string' },
+  socket: { type: 'string' },
+} as const;
+
+async function explainCommand(io: Io, args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, options: EXPLAIN_OPTIONS });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return help(io, 'explain');
+  if (!values.port) throw new UsageError('explain needs --port ID');
+  if (positionals.length !== 1) throw new UsageError('explain needs one PACKET argument, e.g. "tcp 198.51.100.7:40000 -> 192.0.2.14:22"');
+  const direction = values.direction;
+  if (direction !== undefined && direction !== 'ingress' && direction !== 'egress') throw new UsageError(`--direction ${direction}: use ingress or egress`);
+  if (values.state !== undefined && values.socket !== undefined) throw new UsageError('--state and --socket: give one');
+  let answer: Explanation;
+  if (values.state !== undefined) {
+    const pw = handle(values.netns);
+    try {
+      const model = await readState(io, values.state, pw.config);
+      const pending = (await pw.plan(model)).operations.length;
+      if (pending > 0) io.err(`warning: the kernel does not hold ${values.state} (${pending} operations differ): explaining the file, not what is programmed\n`);
+      answer = explain(compilePolicy(model, pw.config), values.port, positionals[0]!, direction);
+    } finally {
+      await pw.close();
+    }
+  } else {
+    if (values.netns !== undefined) throw new UsageError('--netns goes with --state (the agent answers for its own namespace)');
+    answer = await askAgent(values.socket ?? DEFAULT_SOCKET, values.port, positionals[0]!, direction);
+  }
+  if (values.json) io.out(`${JSON.stringify(answer, null, 2)}\n`);
+  else io.out(`${answer.direction} ${packetText(answer.packet)} at port ${answer.portId}: ${answer.why}\n`);
+  return answer.allowed ? 0 : 3;
+}
+
+// GET /v1/explain from the agent over its socket.
+function askAgent(socketPath: string, port: string, packet: string, direction: string | undefined): Promise<Explanation> {
+  const q = new URLSearchParams({ port, packet, ...(direction ? { direction } : {}) });
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ socketPath, method: 'GET', path: `/v1/explain?${q}`, timeout: 10_000 }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => {
+        let body: { error?: { code?: string; message?: string } } & Partial<Explanation>;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          return reject(new PortwallError('ERR_SYSTEM', `the agent at ${socketPath} answered ${res.statusCode} without JSON`));
+        }
+        if (res.statusCode === 200) return resolve(body as Explanation);
+        const code = body.error?.code === 'ERR_INVALID_VALUE' ? 'ERR_INVALID_VALUE' : body.error?.code === 'ERR_TRANSACTION_STATE' ? 'ERR_TRANSACTION_STATE' : 'ERR_SYSTEM';
+        reject(new PortwallError(code, `the agent answered ${res.statusCode}: ${body.error?.message ?? text}`));
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e) => reject(new PortwallError('ERR_SYSTEM', `no agent at ${socketPath} (${e.message}); give --state FILE to explain a state file`)));
+    req.end();
+  });
+}
+
 async function plan(io: Io, args: string[]): Promise<number> {
   const { values, positionals } = options(args, WITH_FORMAT);
   if (values.help) return help(io, 'plan');
@@ -312,6 +409,8 @@ async function dispatch(io: Io, argv: string[]): Promise<number> {
       return plan(io, rest);
     case 'status':
       return status(io, rest);
+    case 'explain':
+      return explainCommand(io, rest);
     case 'agent':
       return agent(io, rest);
     case 'schema':

@@ -20,6 +20,7 @@ import { subscribeNftEvents, type NftEventSubscription, type NftTransactionEvent
 import { AgentCore } from './core.js';
 import { startApiServer, type ApiServer } from './http.js';
 import { AgentMetrics } from './metrics.js';
+import { DEFAULT_SOCKET } from './socket-path.js';
 
 /** Options of {@link startAgent}. */
 export interface AgentOptions {
@@ -66,7 +67,8 @@ export interface AgentEvents {
   error: [error: unknown];
 }
 
-export const DEFAULT_SOCKET = '/run/portwall/portwall.sock';
+/** Where the agent listens unless told otherwise. */
+export { DEFAULT_SOCKET };
 
 /**
  * Starts the agent. Throws when the state file is unreadable or invalid (naming every bad object and field)

@@ -45,14 +45,17 @@ export interface ErrorAnswer {
 
 /**
  * Maps an error to its answer: an {@link ApiError} as it says; an invalid state (code `ERR_INVALID_STATE`
- * with `problems`, i.e. an InvalidStateError) 400 with its problems; `ERR_CONFLICT` and `ERR_TRANSACTION_STATE` (no
+ * with `problems`, i.e. an InvalidStateError) 400 with its problems, as `ERR_INVALID_VALUE` (a bad query value); `ERR_CONFLICT` and `ERR_TRANSACTION_STATE` (no
  * state yet) 409; any other error 500
  * (a PortwallError keeps its code, anything else is `ERR_INTERNAL`).
  */
 export function errorAnswer(e: unknown): ErrorAnswer {
   if (e instanceof ApiError) return answer(e.status, e.code, e.message, e.problems, e.headers);
   if (isInvalidState(e)) return answer(400, e.code, e.message, e.problems);
-  if (e instanceof PortwallError) return answer(e.code === 'ERR_CONFLICT' || e.code === 'ERR_TRANSACTION_STATE' ? 409 : 500, e.code, e.message);
+  if (e instanceof PortwallError) {
+    const status = e.code === 'ERR_CONFLICT' || e.code === 'ERR_TRANSACTION_STATE' ? 409 : e.code === 'ERR_INVALID_VALUE' ? 400 : 500;
+    return answer(status, e.code, e.message);
+  }
   return answer(500, 'ERR_INTERNAL', e instanceof Error ? e.message : String(e));
 }
 

@@ -40,4 +40,6 @@ export interface AgentBackend {
   commit(ops: readonly AgentOp[]): Promise<OpOutcome[]>;
   /** JSON-able status for GET /v1/status. */
   status(): Promise<unknown>;
+  /** GET /v1/explain: which step of a port's programmed policy decides a packet (query `port`, `packet`, `direction`). */
+  explain?(query: { port: string; packet: string; direction?: 'ingress' | 'egress' }): unknown;
 }

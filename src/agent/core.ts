@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { PortwallError } from '../errors.js';
 import type { Problem } from '../model/problems.js';
 import type { ApplyResult, Edit, Portwall } from '../apply/portwall.js';
+import type { Explanation } from '../explain.js';
 import { objectUnknownKeys, unknownKeys } from '../model/unknown-keys.js';
 import type { AgentBackend, AgentOp, OpOutcome } from './backend.js';
 import type { AgentMetrics, ApplyKind } from './metrics.js';
@@ -151,6 +152,11 @@ export class AgentCore implements AgentBackend {
       remember(d, ops[i]!);
       out[i] = { ok: true, genid, changed, timings: rounded(timings), elements };
     });
+  }
+
+  /** GET /v1/explain, from the handle's programmed state. */
+  explain(query: { port: string; packet: string; direction?: 'ingress' | 'egress' }): Explanation {
+    return this.handle.explain(query.port, query.packet, query.direction);
   }
 
   /**

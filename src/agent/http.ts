@@ -172,9 +172,20 @@ class Api {
     const target = route.target;
     if (target.kind === 'status') return sendJson(res, 200, await this.#backend.status());
     if (target.kind === 'metrics') return this.#sendMetrics(res);
+    if (target.kind === 'explain') return sendJson(res, 200, this.#explain(req.url ?? ''));
     const op = exchange.method === 'DELETE' ? deleteOp(target) : await this.#readPut(req, res, target);
     const outcome = await this.#submit(op, exchange);
     sendJson(res, 200, { genid: outcome.genid, changed: outcome.changed, timings: outcome.timings, elements: outcome.elements, ...withWarnings(exchange) });
+  }
+
+  // GET /v1/explain?port=ID&packet=TEXT[&direction=ingress|egress]
+  #explain(url: string): unknown {
+    const q = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
+    const port = q.get('port'), packet = q.get('packet'), direction = q.get('direction') ?? undefined;
+    if (!port || !packet) throw new ApiError(400, 'ERR_BAD_REQUEST', 'explain needs the query parameters port and packet (and optionally direction)');
+    if (direction !== undefined && direction !== 'ingress' && direction !== 'egress') throw new ApiError(400, 'ERR_BAD_REQUEST', `direction must be ingress or egress, not ${JSON.stringify(direction)}`);
+    if (!this.#backend.explain) throw new ApiError(404, 'ERR_NOT_FOUND', 'this agent does not explain');
+    return this.#backend.explain({ port, packet, ...(direction ? { direction } : {}) });
   }
 
   // The matched route, recorded on the exchange; 404 / 400 when there is none.

@@ -18,6 +18,7 @@ export type RouteTarget =
   | { kind: 'status' }
   | { kind: 'state' }
   | { kind: 'metrics' }
+  | { kind: 'explain' }
   | { kind: 'item'; item: ItemKind; id: string };
 
 /** A matched path: its template, the methods it answers, its target. */
@@ -35,6 +36,7 @@ export const UNMATCHED_ROUTE = 'unmatched';
 export const ROUTES: readonly { template: string; methods: readonly string[] }[] = [
   { template: '/v1/status', methods: ['GET'] },
   { template: '/v1/state', methods: ['PUT'] },
+  { template: '/v1/explain', methods: ['GET'] },
   ...Object.keys(COLLECTIONS).map((c) => ({ template: `/v1/${c}/{id}`, methods: ['PUT', 'DELETE'] })),
   { template: '/metrics', methods: ['GET'] },
 ];
@@ -61,6 +63,7 @@ export function matchRoute(url: string): RouteMatch | undefined {
   if (pathname === '/v1/status') return fixed(pathname, 'GET', { kind: 'status' });
   if (pathname === '/v1/state') return fixed(pathname, 'PUT', { kind: 'state' });
   if (pathname === '/metrics') return fixed(pathname, 'GET', { kind: 'metrics' });
+  if (pathname === '/v1/explain') return fixed(pathname, 'GET', { kind: 'explain' });
   const m = /^\/v1\/([a-z-]+)\/([^/]+)$/.exec(pathname);
   if (m === null || !Object.hasOwn(COLLECTIONS, m[1]!)) return undefined;
   const collection = m[1] as keyof typeof COLLECTIONS;

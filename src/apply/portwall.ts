@@ -42,6 +42,8 @@ import { Engine, hintsFrom, type FipChange, type PortChange } from './engine.js'
 import { hostAddress } from '../compile/addr.js';
 import { publishIpsets, type IpsetLike, type PublishResult } from './ipsets.js';
 import { summarize } from './summary.js';
+import { explain, type Explanation } from '../explain.js';
+import type { Direction, Packet } from '../compile/evaluate.js';
 
 /** Options of {@link Portwall.open}. */
 export interface PortwallOptions {
@@ -365,6 +367,16 @@ export class Portwall {
   /** The floating IPs of the handle's state. */
   floatingIps(): ReadonlyMap<string, FloatingIp> {
     return this.#engine?.model.floatingIps ?? new Map();
+  }
+
+  /**
+   * Which step of the programmed policy decides `packet` for one port: a security-group rule, or a base-policy
+   * step (anti-spoof, DHCP, ND, a layer-2 guard, the default drop) — see {@link explain}. From memory; no
+   * kernel round trip.
+   */
+  explain(portId: string, packet: string | Packet, direction?: Direction): Explanation {
+    const ir = this.#state('explain').ir();
+    return explain(ir, portId, packet, direction);
   }
 
   /** The compiled policy the handle programmed (undefined before its first apply). */

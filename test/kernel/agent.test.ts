@@ -126,6 +126,16 @@ describe.skipIf(!isRoot)('the agent', () => {
     expect(afterFip).toBe(genid + 2); // one commit each
     expect((await call(socketPath, 'DELETE', '/v1/floatingips/fip-1')).status).toBe(400);
     expect((await call(socketPath, 'POST', '/v1/ports/x', {})).status).toBe(405);
+    // explain, from the agent's programmed state
+    const packet = encodeURIComponent(`tcp 198.51.100.2:40000 -> ${vm1.ip4}:8`);
+    const ex = await call(socketPath, 'GET', `/v1/explain?port=port-${vm1.name}&packet=${packet}`);
+    expect(ex.status, ex.text).toBe(200);
+    expect(ex.body).toMatchObject({ portId: `port-${vm1.name}`, direction: 'ingress', packet: { dport: 8 } });
+    expect(ex.body.why).toMatch(/^(ALLOWED|DROPPED): /);
+    const badPacket = await call(socketPath, 'GET', `/v1/explain?port=port-${vm1.name}&packet=tcp%20nope`);
+    expect([badPacket.status, badPacket.body.error.code]).toEqual([400, 'ERR_INVALID_VALUE']);
+    expect((await call(socketPath, 'GET', '/v1/explain?packet=x')).status).toBe(400);
+    expect((await call(socketPath, 'GET', `/v1/explain?port=nope&packet=${packet}`)).body.error.message).toContain('unknown port');
     // 9 MiB declared, over the 8 MiB default: answered 413 without waiting for the body.
     const status = await new Promise<number>((resolve, reject) => {
       const req = request({ socketPath, method: 'PUT', path: '/v1/state', headers: { 'content-type': 'application/json', 'content-length': 9 * 1024 * 1024, expect: '100-continue' }, timeout: 10_000 });

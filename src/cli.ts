@@ -15,6 +15,7 @@ import type { Model, PortwallConfig } from './model/types.js';
 import { renderIptables } from './render/iptables.js';
 import { stateJsonSchema } from './model/emit-schema.js';
 import { explain, packetText, type Explanation } from './explain.js';
+import { narrowCounters, readCounters, type CounterReport } from './apply/counters.js';
 import { DEFAULT_SOCKET } from './agent/socket-path.js';
 import { request as httpRequest } from 'node:http';
 
@@ -30,7 +31,8 @@ Usage:
   portwall apply [--netns NAME] FILE                     make the kernel match the state FILE ("-" = stdin)
   portwall plan [--netns NAME] [--format nft|iptables] FILE
                                                          print the changes apply would make, without applying
-  portwall status [--netns NAME] [--json]                what portwall's tables hold
+  portwall status [--netns NAME] [--port ID | --group ID] [--state FILE] [--json]
+                                                         what portwall's tables hold, rule hits, drops per step
   portwall explain --port ID [--state FILE | --socket PATH] [--netns NAME] [--direction D] [--json] PACKET
                                                          which rule or policy step admits or drops PACKET
   portwall agent [--netns NAME] [--state FILE] [--socket PATH] [--metrics HOST:PORT]
@@ -92,10 +94,18 @@ on stderr as "warning: PATH: ..." lines, as apply prints them.
   --format iptables  the whole compiled policy as Neutron-style iptables-restore input
 
 ${EXIT_CODES}`,
-  status: `portwall status [--netns NAME] [--json]
+  status: `portwall status [--netns NAME] [--port ID | --group ID] [--state FILE] [--json]
 
-Lists portwall's tables over netlink: tables and counts of chains, rules, sets and elements; --json prints
-every object (handles and byte strings as strings).
+Lists portwall's tables over netlink: tables and counts of chains, rules, sets and elements; the kernel's hit
+counters per security-group rule (packets, bytes) and the drops per base-policy step (anti-spoof, DHCP, the
+default drop, …). --json prints every object (handles and byte strings as strings) and "counters".
+
+Options:
+  --port ID     the rule hits of the port's rule profile (ports with the same groups share one: the count
+                of ports sharing it is printed)
+  --group ID    the rule hits of one group (with --state, exactly its rules; without, every rule of a rule
+                profile the group is in)
+  --state FILE  the state file, to name each rule's group (the kernel keeps only the rule id)
 
 ${EXIT_CODES}`,
   agent: `portwall agent [--netns NAME] [--state FILE] [--socket PATH] [--metrics HOST:PORT]
@@ -107,7 +117,7 @@ through the same incremental diff (an invalid file is logged and the running sta
 not know are logged at warn, one line each; in API answers they are listed in "warnings". Changes also come
 through the HTTP/1.1 + JSON API on a Unix socket (mode 0600; see docs/agent.md for every route):
   GET /v1/status   PUT /v1/state   PUT|DELETE /v1/ports/{id}   PUT|DELETE /v1/security-groups/{id}
-  PUT|DELETE /v1/floatingips/{id} (stored, not yet programmed)   GET /metrics
+  PUT|DELETE /v1/floatingips/{id}   GET /v1/explain?port=ID&packet=TEXT   GET /metrics
 e.g. curl --unix-socket /run/portwall/portwall.sock http://portwall/v1/status
 Requests arriving together are committed as one batch; each caller gets its own answer after the commit.
 When anyone else changes portwall's tables (nft flush ruleset, nft delete table, a rule or element edited by
@@ -357,19 +367,48 @@ function planIptables(io: Io, pw: Portwall, model: Model): number {
   return 0;
 }
 
+const STATUS_OPTIONS = { ...WITH_JSON, port: { type: 'string' }, group: { type: 'string' }, state: { type: 'string' } } as const;
+
 async function status(io: Io, args: string[]): Promise<number> {
-  const { values } = options(args, WITH_JSON);
-  if (values.help) return help(io, 'status');
-  const s = await handle(values.netns).status();
-  if (values.json) {
-    io.out(`${JSON.stringify(s, jsonBytes, 2)}\n`);
-    return 0;
+  let values;
+  try {
+    ({ values } = parseArgs({ args, allowPositionals: false, options: STATUS_OPTIONS }));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
   }
-  if (s.tables.length === 0) io.out('no portwall tables\n');
-  for (const t of s.tables) io.out(`table ${t.family} ${t.name}\n`);
-  const c = s.counts;
-  io.out(`${c.chains} chains, ${c.rules} rules, ${c.sets} sets, ${c.elements} elements (generation ${s.genid})\n`);
-  return 0;
+  if (values.help) return help(io, 'status');
+  if (values.port !== undefined && values.group !== undefined) throw new UsageError('--port and --group: give one');
+  const pw = handle(values.netns);
+  try {
+    const model = values.state === undefined ? undefined : await readState(io, values.state, pw.config);
+    const s = await pw.status();
+    const by = { ...(values.port !== undefined ? { port: values.port } : {}), ...(values.group !== undefined ? { group: values.group } : {}) };
+    const counters = narrowCounters(readCounters(s.objects, model), by);
+    if (values.json) {
+      io.out(`${JSON.stringify({ ...s, counters }, jsonBytes, 2)}\n`);
+      return 0;
+    }
+    if (s.tables.length === 0) io.out('no portwall tables\n');
+    for (const t of s.tables) io.out(`table ${t.family} ${t.name}\n`);
+    const c = s.counts;
+    io.out(`${c.chains} chains, ${c.rules} rules, ${c.sets} sets, ${c.elements} elements (generation ${s.genid})\n`);
+    printCounters(io, counters, by);
+    return 0;
+  } finally {
+    await pw.close();
+  }
+}
+
+function printCounters(io: Io, c: CounterReport, by: { port?: string; group?: string }): void {
+  const scope = by.port !== undefined ? ` of port ${by.port}` : by.group !== undefined ? ` of group ${by.group}` : '';
+  if (by.port !== undefined && c.profiles.length === 0) io.out(`port ${by.port}: not filtered here (unknown, or port security off)\n`);
+  for (const p of c.profiles.length === 1 ? c.profiles : []) io.out(`rule profile ${p.id} (${p.label}), shared by ${p.ports.length} port${p.ports.length === 1 ? '' : 's'}\n`);
+  io.out(`security-group rule hits${scope} (packets, bytes):\n`);
+  if (c.rules.length === 0) io.out('  none\n');
+  for (const r of c.rules) io.out(`  ${r.ruleId}${r.groupId === undefined ? '' : ` (${r.groupId})`}: ${r.packets} packets, ${r.bytes} bytes\n`);
+  const hit = c.steps.filter((s) => s.packets > 0);
+  io.out(`drops per policy step (host-wide; ${c.steps.length - hit.length} steps with none):\n`);
+  for (const s of hit) io.out(`  ${s.family} ${s.table} ${s.chain}: ${s.step || 'unnamed'}: ${s.packets} packets, ${s.bytes} bytes\n`);
 }
 
 function help(io: Io, command: string): number {

@@ -43,6 +43,7 @@ import { hostAddress } from '../compile/addr.js';
 import { publishIpsets, type IpsetLike, type PublishResult } from './ipsets.js';
 import { summarize } from './summary.js';
 import { explain, type Explanation } from '../explain.js';
+import { readCounters, type CounterReport } from './counters.js';
 import type { Direction, Packet } from '../compile/evaluate.js';
 
 /** Options of {@link Portwall.open}. */
@@ -406,6 +407,15 @@ export class Portwall {
       if (tx.error) throw tx.error;
       return { operations: [...tx.operations], text: tx.toString(), summary: summarize(tx.operations), ir: e.ir() };
     });
+  }
+
+  /**
+   * The kernel's hit counters: packets and bytes per security-group rule (per rule profile, so per port) and
+   * drops per base-policy step. Rules are named by group too once the handle holds a state.
+   */
+  async counters(): Promise<CounterReport> {
+    const { objects } = await this.#list();
+    return readCounters(objects, this.#engine?.model);
   }
 
   /** What portwall's tables hold now. */

@@ -200,29 +200,29 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
 
     // Egress, anti-spoof before the DHCP allowance (Neutron LP 1558658). Anti-spoof reads `ether
     // saddr`, which a routed port that is not an Ethernet device (tun) lacks: such ports send nothing.
-    if (k === 'dev') t.rule(egress, [ne(F.meta.iiftype, 1), drop()], 'routed ports must be Ethernet devices');
+    if (k === 'dev') t.rule(egress, [ne(F.meta.iiftype, 1), counter(), drop()], 'routed ports must be Ethernet devices');
     t.rule(egress, [eq(F.ip6.saddr, '::'), inSet(F.icmpv6.type, ndDad), ret()], 'ND and MLD from :: (DAD)');
-    t.rule(egress, [notInSet([from, F.ether.saddr, F.ip.saddr], spoof[4]), notInSet([from, F.ether.saddr, F.ip.saddr], spoofNet[4]), drop()], 'IPv4 anti-spoof');
-    t.rule(egress, [notInSet([from, F.ether.saddr, F.ip6.saddr], spoof[6]), notInSet([from, F.ether.saddr, F.ip6.saddr], spoofNet[6]), drop()], 'IPv6 anti-spoof');
+    t.rule(egress, [notInSet([from, F.ether.saddr, F.ip.saddr], spoof[4]), notInSet([from, F.ether.saddr, F.ip.saddr], spoofNet[4]), counter(), drop()], 'IPv4 anti-spoof');
+    t.rule(egress, [notInSet([from, F.ether.saddr, F.ip6.saddr], spoof[6]), notInSet([from, F.ether.saddr, F.ip6.saddr], spoofNet[6]), counter(), drop()], 'IPv6 anti-spoof');
     t.rule(egress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 68), eq(F.udp.dport, 67), ret()], 'DHCP client');
-    t.rule(egress, [eq(F.ip.saddr, '0.0.0.0'), drop()], '0.0.0.0 is for DHCP discover only');
+    t.rule(egress, [eq(F.ip.saddr, '0.0.0.0'), counter(), drop()], '0.0.0.0 is for DHCP discover only');
     t.rule(egress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 546), eq(F.udp.dport, 547), ret()], 'DHCPv6 client');
-    t.rule(egress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 67), eq(F.udp.dport, 68), drop()], 'DHCP server on a port');
-    t.rule(egress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546), drop()], 'DHCPv6 server on a port');
-    t.rule(egress, [eq(F.icmpv6.type, 'nd-router-advert'), drop()], 'router advertisement from a port');
+    t.rule(egress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 67), eq(F.udp.dport, 68), counter(), drop()], 'DHCP server on a port');
+    t.rule(egress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546), counter(), drop()], 'DHCPv6 server on a port');
+    t.rule(egress, [eq(F.icmpv6.type, 'nd-router-advert'), counter(), drop()], 'router advertisement from a port');
     t.rule(egress, [inSet(F.icmpv6.type, ndOut), ret()], 'ND and MLD');
-    t.rule(egress, [eq(F.ct.state, 'invalid'), drop()]);
+    t.rule(egress, [eq(F.ct.state, 'invalid'), counter(), drop()], 'invalid conntrack state');
     t.rule(egress, [eq(F.ct.state, 'established,related'), ret()]);
 
     t.rule(ingress, [inSet(F.icmpv6.type, ndIn), ret()], 'ND and MLD');
     t.rule(ingress, [inSet([to, F.ip6.saddr], ra6), eq(F.icmpv6.type, 'nd-router-advert'), ret()], 'RA from the network routers');
-    t.rule(ingress, [eq(F.icmpv6.type, 'nd-router-advert'), drop()], 'RA from anyone else');
-    t.rule(ingress, [eq(F.ct.state, 'invalid'), drop()]);
+    t.rule(ingress, [eq(F.icmpv6.type, 'nd-router-advert'), counter(), drop()], 'RA from anyone else');
+    t.rule(ingress, [eq(F.ct.state, 'invalid'), counter(), drop()], 'invalid conntrack state');
     t.rule(ingress, [eq(F.ct.state, 'established,related'), ret()]);
     t.rule(ingress, [inSet([to, F.ip.saddr], dhcp[4]), eq(F.udp.sport, 67), eq(F.udp.dport, 68), ret()], 'DHCP from the network servers');
     t.rule(ingress, [inSet([to, F.ip6.saddr], dhcp[6]), eq(F.udp.sport, 547), eq(F.udp.dport, 546), ret()], 'DHCPv6 from the network servers');
-    t.rule(ingress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 67), eq(F.udp.dport, 68), drop()], 'DHCP from anyone else');
-    t.rule(ingress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546), drop()], 'DHCPv6 from anyone else');
+    t.rule(ingress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 67), eq(F.udp.dport, 68), counter(), drop()], 'DHCP from anyone else');
+    t.rule(ingress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546), counter(), drop()], 'DHCPv6 from anyone else');
 
     // Security-group rules: the port's profile goes into the mark (a map value replaces the whole mark: on a
     // filtered port's packets the mask's bits are portwall's), then one constant rule per (direction, family,
@@ -415,10 +415,10 @@ function bridgeSkeleton(config: PortwallConfig): TableBuilder {
   const from = t.chain(BRIDGE.fromPort, { hook: 'prerouting', priority: -300 });
   t.rule(from, [clear], 'clear the port tag bits');
   t.rule(from, [set(F.meta.mark, mapOf(F.meta.iifname, portTag))], 'tag frames from ports');
-  t.rule(from, [inSet(F.meta.iifname, l2Ports), notInSet(F.ether.type, l2Types), drop()], 'only IPv4, ARP and IPv6 from ports');
-  t.rule(from, [inSet(F.meta.iifname, l2Ports), notInSet([F.meta.iifname, F.ether.saddr], macOk), drop()], 'MAC anti-spoof');
+  t.rule(from, [inSet(F.meta.iifname, l2Ports), notInSet(F.ether.type, l2Types), counter(), drop()], 'only IPv4, ARP and IPv6 from ports');
+  t.rule(from, [inSet(F.meta.iifname, l2Ports), notInSet([F.meta.iifname, F.ether.saddr], macOk), counter(), drop()], 'MAC anti-spoof');
   const arpKey = [F.meta.iifname, F.arp.saddrEther, F.arp.saddrIp];
-  t.rule(from, [inSet(F.meta.iifname, l2Ports), notInSet(arpKey, arpOk), notInSet(arpKey, arpOkNet), drop()], 'ARP anti-spoof');
+  t.rule(from, [inSet(F.meta.iifname, l2Ports), notInSet(arpKey, arpOk), notInSet(arpKey, arpOkNet), counter(), drop()], 'ARP anti-spoof');
   const to = t.chain(BRIDGE.toPort, { hook: 'forward', priority: -200 });
   t.rule(to, [clear], 'clear the source port tag');
   t.rule(to, [set(F.meta.mark, mapOf(F.meta.oifname, portTag))], 'tag frames to ports');
@@ -451,18 +451,18 @@ function guardRules(t: TableBuilder, from: string, to: string): void {
 
   const bcast = t.chain(BRIDGE.bcast);
   for (const port of DHCP_PORTS) t.rule(bcast, [eq(F.udp.dport, port), ret()], 'DHCP');
-  t.rule(bcast, [eq(and(F.ether.daddr, '01:00:00:00:00:00'), '01:00:00:00:00:00'), drop()], 'broadcast or multicast MAC');
-  t.rule(bcast, [eq(F.ip.daddr, '255.255.255.255'), drop()], 'IPv4 broadcast');
-  t.rule(bcast, [eq(F.ip.daddr, '224.0.0.0/4'), drop()], 'IPv4 multicast');
+  t.rule(bcast, [eq(and(F.ether.daddr, '01:00:00:00:00:00'), '01:00:00:00:00:00'), counter(), drop()], 'broadcast or multicast MAC');
+  t.rule(bcast, [eq(F.ip.daddr, '255.255.255.255'), counter(), drop()], 'IPv4 broadcast');
+  t.rule(bcast, [eq(F.ip.daddr, '224.0.0.0/4'), counter(), drop()], 'IPv4 multicast');
 
-  t.rule(from, [inSet(F.meta.iifname, g.arp), notInSet(F.arp.operation, arpOps), drop()], 'ARP request and reply only');
-  t.rule(from, [inSet(F.meta.iifname, g.dhcp), ip4, eq(F.udp.sport, 67), drop()], 'DHCP snooping: no DHCP server on a port');
-  t.rule(from, [inSet(F.meta.iifname, g.dhcp), ip4, eq(F.udp.dport, 68), drop()], 'DHCP snooping: no DHCP server on a port');
+  t.rule(from, [inSet(F.meta.iifname, g.arp), notInSet(F.arp.operation, arpOps), counter(), drop()], 'ARP request and reply only');
+  t.rule(from, [inSet(F.meta.iifname, g.dhcp), ip4, eq(F.udp.sport, 67), counter(), drop()], 'DHCP snooping: no DHCP server on a port');
+  t.rule(from, [inSet(F.meta.iifname, g.dhcp), ip4, eq(F.udp.dport, 68), counter(), drop()], 'DHCP snooping: no DHCP server on a port');
   t.rule(from, [inSet(F.meta.iifname, g.bcast), ip4, jump(bcast)], 'no IPv4 broadcast or multicast but DHCP');
-  t.rule(from, [inSet(F.meta.iifname, g.ip6), eq(F.ether.type, 0x86dd), drop()], 'no IPv6');
-  t.rule(from, [inSet(F.meta.iifname, g.vlan), inSet(F.ether.type, tagged), drop()], 'no VLAN-tagged frames');
-  t.rule(to, [inSet(F.meta.oifname, g.dhcp), ip4, eq(F.udp.dport, 67), drop()], 'DHCP snooping: no DHCP client messages to a port');
+  t.rule(from, [inSet(F.meta.iifname, g.ip6), eq(F.ether.type, 0x86dd), counter(), drop()], 'no IPv6');
+  t.rule(from, [inSet(F.meta.iifname, g.vlan), inSet(F.ether.type, tagged), counter(), drop()], 'no VLAN-tagged frames');
+  t.rule(to, [inSet(F.meta.oifname, g.dhcp), ip4, eq(F.udp.dport, 67), counter(), drop()], 'DHCP snooping: no DHCP client messages to a port');
   t.rule(to, [inSet(F.meta.oifname, g.bcast), ip4, jump(bcast)], 'no IPv4 broadcast or multicast but DHCP');
-  t.rule(to, [inSet(F.meta.oifname, g.ip6), eq(F.ether.type, 0x86dd), drop()], 'no IPv6');
-  t.rule(to, [inSet(F.meta.oifname, g.vlan), inSet(F.ether.type, tagged), drop()], 'no VLAN-tagged frames');
+  t.rule(to, [inSet(F.meta.oifname, g.ip6), eq(F.ether.type, 0x86dd), counter(), drop()], 'no IPv6');
+  t.rule(to, [inSet(F.meta.oifname, g.vlan), inSet(F.ether.type, tagged), counter(), drop()], 'no VLAN-tagged frames');
 }

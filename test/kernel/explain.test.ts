@@ -1,8 +1,10 @@
 /**
- * `explain` against real traffic: for a table of packets (ingress from the outside namespace's three addresses,
+ * `explain` and the counters against real traffic: for a table of packets (ingress from the outside namespace's three addresses,
  * egress from the VM, TCP and ICMP), the library's answer — allowed or dropped, and by which rule or step —
  * must match what a real packet does through the kernel (a TCP probe that is answered or refused arrived; one
  * that times out was dropped). Then the CLI (`--state`, exit 0 allowed / 3 dropped) gives the same answers.
+ * The kernel's counters (`Portwall.counters()`, `portwall status --port`) rise with the traffic each rule and
+ * each drop step sees.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
@@ -10,6 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
 import type { Portwall } from '../../src/apply/portwall.js';
+import { narrowCounters } from '../../src/apply/counters.js';
 import { packetText } from '../../src/explain.js';
 import type { StateInput } from '../../src/model/schema.js';
 import { isRoot, tryRun } from '../helpers/netns.js';
@@ -94,6 +97,30 @@ describe.skipIf(!isRoot).each(MODES)('explain agrees with real packets (%s)', (m
     } finally {
       vm.ns.exec('ip', ['addr', 'del', '192.0.2.99/32', 'dev', 'eth0']);
     }
+  });
+
+  it('counters rise with traffic: the admitting rule per connection, the default drop per refused one', async () => {
+    const port = `port-${vm.name}`;
+    const hits = async () => {
+      const c = narrowCounters(await fw.counters(), { port });
+      const rule = c.rules.find((r) => r.ruleId === 'ssh-admins');
+      const drops = c.steps.filter((x) => x.step === 'no rule allows it' && x.chain.startsWith('ingress')).reduce((n, x) => n + x.packets, 0);
+      return { ssh: rule?.packets ?? 0, group: rule?.groupId, drops };
+    };
+    const before = await hits();
+    const allowed = await probe(h.outside, [1, 2, 3].map((i) => ({ proto: 'tcp' as const, host: vm.ip4, port: 22, src: OUTSIDE.a4, sport: 41000 + i })), 1);
+    const dropped = await probe(h.outside, [1, 2].map((i) => ({ proto: 'tcp' as const, host: vm.ip4, port: 22, src: OUTSIDE.b4, sport: 42000 + i })), 1);
+    expect([...allowed, ...dropped]).toEqual(['open', 'open', 'open', 'timeout', 'timeout']);
+    const after = await hits();
+    console.log(`[${mode}] counters: ssh-admins ${before.ssh} -> ${after.ssh}, ingress default drops ${before.drops} -> ${after.drops}`);
+    expect(after.group).toBe('sg-web');
+    expect(after.ssh - before.ssh).toBeGreaterThanOrEqual(3);
+    expect(after.drops - before.drops).toBeGreaterThanOrEqual(2);
+    const out = tryRun('node', [CLI, 'status', '--netns', h.host.name, '--port', port, '--state', path.join(dir, 'state.json')]);
+    expect(out.status, out.out).toBe(0);
+    expect(out.out).toMatch(new RegExp(`ssh-admins \\(sg-web\\): ${after.ssh} packets`));
+    expect(out.out).toMatch(/shared by 1 port\n/);
+    expect(out.out).toMatch(/no rule allows it: \d+ packets/);
   });
 
   it('the CLI with --state: the same answer, exit 0 allowed and 3 dropped; bad input is exit 1 with the reason', () => {

@@ -111,13 +111,13 @@ describe('layer-2 guards', () => {
     // The same rules whichever guards the ports have: only elements differ.
     expect(ruleText(guarded)).toBe(ruleText(plain));
     const t = ruleText(guarded);
-    expect(t).toContain('iifname @guard_arp arp operation != @arp_ops drop');
-    expect(t).toContain('iifname @guard_dhcp ether type ip udp sport 67 drop');
-    expect(t).toContain('oifname @guard_dhcp ether type ip udp dport 67 drop');
+    expect(t).toContain('iifname @guard_arp arp operation != @arp_ops counter drop');
+    expect(t).toContain('iifname @guard_dhcp ether type ip udp sport 67 counter drop');
+    expect(t).toContain('oifname @guard_dhcp ether type ip udp dport 67 counter drop');
     expect(t).toContain('iifname @guard_bcast ether type ip jump bcast_v4');
-    expect(t).toContain('ip daddr 224.0.0.0/4 drop');
-    expect(t).toContain('oifname @guard_ip6 ether type ip6 drop');
-    expect(t).toContain('iifname @guard_vlan ether type @tagged_types drop');
+    expect(t).toContain('ip daddr 224.0.0.0/4 counter drop');
+    expect(t).toContain('oifname @guard_ip6 ether type ip6 counter drop');
+    expect(t).toContain('iifname @guard_vlan ether type @tagged_types counter drop');
     for (const name of Object.values(GUARD_SETS)) {
       expect(elementsOf(guarded, name, 'bridge').map((e) => e.key)).toEqual([['tap1'], ['tap2']]);
       expect(elementsOf(plain, name, 'bridge')).toEqual([]);

@@ -128,7 +128,7 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
 
   test('the whole layout prints as nft syntax; anti-spoof before the DHCP allowance', () => {
     const t = text(objs);
-    const spoof = t.indexOf(`ether saddr . ip saddr != @spoofnet4_${k} drop`);
+    const spoof = t.indexOf(`ether saddr . ip saddr != @spoofnet4_${k} counter drop`);
     const dhcp = t.indexOf('udp sport 68 udp dport 67 return');
     expect(spoof).toBeGreaterThan(0);
     expect(dhcp).toBeGreaterThan(spoof);
@@ -153,8 +153,8 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     const t = text(bridge);
     expect(t).toContain('meta mark set iifname map @port_tag');
     expect(t).toContain('meta mark set oifname map @port_tag');
-    expect(t).toContain('iifname . arp saddr ether . arp saddr ip != @arp_ok iifname . arp saddr ether . arp saddr ip != @arp_oknet drop');
-    expect(t).toContain('iifname . ether saddr != @mac_ok drop');
+    expect(t).toContain('iifname . arp saddr ether . arp saddr ip != @arp_ok iifname . arp saddr ether . arp saddr ip != @arp_oknet counter drop');
+    expect(t).toContain('iifname . ether saddr != @mac_ok counter drop');
   });
 });
 
@@ -256,9 +256,9 @@ describe('layout: review fixes', () => {
 
   test('routed ports: non-Ethernet devices are dropped first; 0.0.0.0 only for the DHCP client', () => {
     const t = text(objects(state('routed', [webGroup()], [port(1, ['sg-web'])])).filter((o) => o.kind === 'rule' && o.chain === 'egress_dev'));
-    expect(t.split('\n').find((l) => l.includes('egress_dev') || l.includes('iiftype'))).toMatch(/meta iiftype != 1 drop/);
+    expect(t.split('\n').find((l) => l.includes('egress_dev') || l.includes('iiftype'))).toMatch(/meta iiftype != 1 counter drop/);
     const dhcp = t.indexOf('udp sport 68 udp dport 67 return');
-    expect(t.indexOf('ip saddr 0.0.0.0 drop')).toBeGreaterThan(dhcp);
+    expect(t.indexOf('ip saddr 0.0.0.0 counter drop')).toBeGreaterThan(dhcp);
   });
 
   test('bridged: traffic routed or sent by the host to a bridge finds the port tag from its address', () => {

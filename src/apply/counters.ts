@@ -1,0 +1,116 @@
+/**
+ * Hit counters from a listing of portwall's tables (docs/dataplane.md, "Counters"): packets and bytes per
+ * security-group rule — the rule sets keep a counter per element, and each element is one rule of one rule
+ * profile, commented with the rule id — and drops per base-policy step (every drop rule of the skeleton counts,
+ * commented with its step). Ports share a profile, so a port's rule hits are its profile's: the report says
+ * how many ports share it.
+ */
+import type { Model } from '../model/types.js';
+import { INET } from '../compile/names.js';
+import type { NftObject, NftSet } from '../nft/types.js';
+
+/** Hits of one security-group rule, in total and per rule profile. */
+export interface RuleHits {
+  ruleId: string;
+  /** From the model, when the caller has one (the kernel keeps only the rule id). */
+  groupId?: string;
+  packets: number;
+  bytes: number;
+  byProfile: { profile: number; packets: number; bytes: number }[];
+}
+
+/** Packets one drop rule of the base policy dropped. */
+export interface StepHits {
+  family: string;
+  table: string;
+  chain: string;
+  /** The rule's comment: which step it is ("IPv4 anti-spoof", "no rule allows it", …). */
+  step: string;
+  packets: number;
+  bytes: number;
+}
+
+/** A rule profile: its groups (the `profiles` set's label) and the ports that use it. */
+export interface ProfileInfo {
+  id: number;
+  label: string;
+  ports: string[];
+}
+
+export interface CounterReport {
+  rules: RuleHits[];
+  steps: StepHits[];
+  profiles: ProfileInfo[];
+}
+
+const num = (v: unknown): number => Number(typeof v === 'bigint' ? v : String(v));
+const RULE_SET = /^(in|out)[46]/;
+
+/** Reads the counters of a listing; `model` names each rule's group. */
+export function readCounters(objects: readonly NftObject[], model?: Model): CounterReport {
+  const groupOf = new Map<string, string>();
+  for (const g of model?.groups.values() ?? []) for (const r of g.rules) groupOf.set(r.id, g.id);
+  const sets = new Map<string, NftSet>();
+  for (const o of objects) if (o.kind === 'set') sets.set(`${o.family} ${o.table} ${o.name}`, o);
+  const profiles = new Map<number, ProfileInfo>();
+  const profile = (id: number): ProfileInfo => {
+    let p = profiles.get(id);
+    if (!p) profiles.set(id, (p = { id, label: '', ports: [] }));
+    return p;
+  };
+  const rules = new Map<string, RuleHits>();
+  const steps: StepHits[] = [];
+  for (const o of objects) {
+    if (o.kind === 'elements' && o.family === 'inet') {
+      if (o.set === INET.profiles) for (const e of o.elements) profile(num(e.key[0])).label = e.comment ?? '';
+      else if (o.set === INET.profile('dev') || o.set === INET.profile('tag')) {
+        for (const e of o.elements) if (e.comment) profile(num(e.data)).ports.push(e.comment);
+      } else if (RULE_SET.test(o.set) && sets.get(`${o.family} ${o.table} ${o.set}`)?.counter) {
+        for (const e of o.elements) {
+          if (!e.comment) continue;
+          let r = rules.get(e.comment);
+          if (!r) {
+            rules.set(e.comment, (r = { ruleId: e.comment, packets: 0, bytes: 0, byProfile: [] }));
+            const g = groupOf.get(e.comment);
+            if (g !== undefined) r.groupId = g;
+          }
+          const packets = num(e.counter?.packets ?? 0), bytes = num(e.counter?.bytes ?? 0);
+          r.packets += packets;
+          r.bytes += bytes;
+          const id = num(e.key[0]);
+          const p = r.byProfile.find((x) => x.profile === id);
+          if (p) {
+            p.packets += packets;
+            p.bytes += bytes;
+          } else r.byProfile.push({ profile: id, packets, bytes });
+        }
+      }
+    } else if (o.kind === 'rule' && o.exprs.some((x) => x.type === 'immediate' && 'verdict' in x && x.verdict.code === 'drop')) {
+      const c = o.exprs.find((x) => x.type === 'counter');
+      if (c && c.type === 'counter') {
+        steps.push({ family: o.family, table: o.table, chain: o.chain, step: o.comment ?? '', packets: num(c.packets ?? 0), bytes: num(c.bytes ?? 0) });
+      }
+    }
+  }
+  return { rules: [...rules.values()].sort((a, b) => b.packets - a.packets || (a.ruleId < b.ruleId ? -1 : 1)), steps, profiles: [...profiles.values()].sort((a, b) => a.id - b.id) };
+}
+
+/** The report narrowed to one port (its profile's rule hits; steps stay host-wide) or one group's rules. */
+export function narrowCounters(r: CounterReport, by: { port?: string; group?: string }): CounterReport {
+  if (by.port !== undefined) {
+    const p = r.profiles.find((x) => x.ports.includes(by.port!));
+    const rules = p === undefined ? [] : r.rules.flatMap((x) => {
+      const mine = x.byProfile.filter((b) => b.profile === p.id);
+      return mine.length ? [{ ...x, packets: mine[0]!.packets, bytes: mine[0]!.bytes, byProfile: mine }] : [];
+    });
+    return { ...r, rules, profiles: p ? [p] : [] };
+  }
+  if (by.group !== undefined) {
+    const profiles = r.profiles.filter((p) => p.label.split(/[ ,]/).includes(by.group!));
+    const ids = new Set(profiles.map((p) => p.id));
+    // With the model, the group's own rules; without it, every rule of a profile the group is in.
+    const rules = r.rules.filter((x) => (x.groupId !== undefined ? x.groupId === by.group : x.byProfile.some((b) => ids.has(b.profile))));
+    return { ...r, rules, profiles };
+  }
+  return r;
+}

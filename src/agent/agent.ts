@@ -79,6 +79,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   const metrics = new AgentMetrics();
   const handle = Portwall.open(o.netns === undefined ? {} : { netns: o.netns });
   const core = new AgentCore(handle, metrics, log);
+  metrics.watchCounters(() => handle.counters());
   const closers: (() => Promise<void> | void)[] = [];
   const stopAll = async () => {
     for (const c of closers.reverse()) await Promise.resolve().then(c).catch((err: unknown) => log.warn({ err }, 'while stopping'));

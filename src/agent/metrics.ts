@@ -5,6 +5,8 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+import type { CounterReport } from '../apply/counters.js';
+
 /** What an apply was for: one op kind of the API, a whole state, or the core's own drift repair. */
 export type ApplyKind = 'port' | 'group' | 'floatingip' | 'state' | 'repair';
 
@@ -144,6 +146,48 @@ export class AgentMetrics {
   /** The ruleset generation after a commit. */
   setGeneration(genid: number): void {
     this.#generation.set(genid);
+  }
+
+  /**
+   * Exports the kernel's hit counters, read by `read` when scraped (at most once per `maxAgeMs`: a read lists
+   * portwall's tables): packets dropped per base-policy step (label `step`: the drop rule's comment, a fixed
+   * set of a few dozen) and packets admitted per security group (label `group`: one series per group).
+   */
+  watchCounters(read: () => Promise<CounterReport>, maxAgeMs = 10_000): void {
+    let cached: { at: number; report: Promise<CounterReport> } | undefined;
+    const report = (): Promise<CounterReport> => {
+      if (!cached || performance.now() - cached.at > maxAgeMs) cached = { at: performance.now(), report: read() };
+      return cached.report;
+    };
+    const registers = [this.registry];
+    new Gauge({
+      name: 'portwall_policy_dropped_packets',
+      help: "Packets dropped per base-policy step (the kernel's rule counters, summed over chains)",
+      labelNames: ['step'],
+      registers,
+      async collect() {
+        const r = await report().catch(() => undefined);
+        if (!r) return;
+        this.reset();
+        const by = new Map<string, number>();
+        for (const s of r.steps) by.set(s.step || 'unnamed', (by.get(s.step || 'unnamed') ?? 0) + s.packets);
+        for (const [step, n] of by) this.set({ step }, n);
+      },
+    });
+    new Gauge({
+      name: 'portwall_group_rule_hits',
+      help: "Flows (and stateless packets) admitted per security group: its rules' element counters, summed",
+      labelNames: ['group'],
+      registers,
+      async collect() {
+        const r = await report().catch(() => undefined);
+        if (!r) return;
+        this.reset();
+        const by = new Map<string, number>();
+        for (const x of r.rules) if (x.groupId !== undefined) by.set(x.groupId, (by.get(x.groupId) ?? 0) + x.packets);
+        for (const [group, n] of by) this.set({ group }, n);
+      },
+    });
   }
 
   // Series with known label values exist (at zero) from the start, so rates work before the first event.

@@ -196,6 +196,10 @@ describe.skipIf(!isRoot)('the agent', () => {
     }
     const metrics = await call(socketPath, 'GET', '/metrics');
     expect(metrics.text).toMatch(/portwall_drift_repairs_total\{cause="drift"\} [3-9]/);
+    // The kernel's counters: every drop step is a series; groups that admitted traffic have theirs.
+    expect(metrics.text).toMatch(/portwall_policy_dropped_packets\{step="no rule allows it"\} \d+/);
+    expect(metrics.text).toMatch(/portwall_policy_dropped_packets\{step="IPv4 anti-spoof"\} \d+/);
+    expect(metrics.text).toMatch(/portwall_group_rule_hits\{group="[^"]+"\} [1-9]\d*/);
   });
 
   it('S12: SIGTERM and kill -9 restarts under running flows lose no allowed packet, admit no denied one, commit nothing', async () => {

@@ -3,7 +3,7 @@
  * problem (ERR_INVALID_STATE), naming the file and the line and column of the mistake. Keys the schema does not
  * know come back as `warnings` (`./unknown-keys.ts`); they never make the state invalid.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 
 import { PortwallError } from '../errors.js';
 import { findJsonSyntaxError } from './json-syntax.js';
@@ -71,16 +71,23 @@ export async function loadStateFile(path: string, config: PortwallConfig = DEFAU
   return (await readStateFile(path, config)).model;
 }
 
+/** The largest state file {@link readStateFile} reads (256 MiB; a 10k-port host's state is a few tens of MB). */
+export const MAX_STATE_BYTES = 256 * 1024 * 1024;
+
 /**
  * {@link loadStateFile}, keeping the document (the agent keeps it as its desired state) and the warnings.
  *
  * @throws as loadStateFile; an {@link InvalidStateError}'s `warnings` hold the document's unknown keys.
  */
-export async function readStateFile(path: string, config: PortwallConfig = DEFAULT_CONFIG): Promise<LoadedState> {
+export async function readStateFile(path: string, config: PortwallConfig = DEFAULT_CONFIG, maxBytes = MAX_STATE_BYTES): Promise<LoadedState> {
   let text: string;
   try {
+    // Bounded before it is read: a state file is data from an orchestrator, not something to trust blindly.
+    const size = (await stat(path)).size;
+    if (size > maxBytes) throw new InvalidStateError([{ path: ROOT_PATH, message: `${path} is ${size} bytes, over the limit of ${maxBytes}` }], path);
     text = await readFile(path, 'utf8');
   } catch (e) {
+    if (e instanceof InvalidStateError) throw e;
     const err = e as NodeJS.ErrnoException;
     throw new PortwallError('ERR_SYSTEM', `cannot read state file ${path}: ${err.message}`, {
       cause: e,

@@ -14,5 +14,10 @@ export default class SummaryReporter implements Reporter {
       }
     }
     process.stdout.write(`\nTests: ${count.passed} passed, ${count.failed} failed, ${count.skipped} skipped\n`);
+    // Without root the kernel tests skip themselves: say so loudly, so a green unit run is not read as proof.
+    if (process.getuid?.() !== 0) {
+      process.stdout.write(`\n*** NOT ROOT: ${count.skipped} tests were skipped, among them every kernel test (network namespaces, real\n` +
+        '*** packets). This run proves the unit tests only; run `npm test` as root for the rest. ***\n');
+    }
   }
 }

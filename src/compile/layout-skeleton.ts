@@ -6,8 +6,8 @@
  * elements the claims of `./layout-units.ts` provide.
  */
 import {
-  F, and, counter, drop, eq, goto, inSet, jump, mapOf, ne, notInSet, notrack, accept, or, ret, set,
-  type Operand, type SetRef,
+  F, and, counter, drop, eq, goto, inSet, jump, limit, log, mapOf, ne, notInSet, notrack, accept, or, ret, set,
+  type Operand, type Part, type SetRef,
 } from '../nft/match.js';
 import type { NftObject } from '../nft/types.js';
 import type { Nat, Network, PortwallConfig } from '../model/types.js';
@@ -66,7 +66,7 @@ export function memberFamilies(remote: SkeletonInput['remote']): Map<string, Set
 
 /** A string that changes exactly when the skeleton would. */
 export function skeletonSignature(input: SkeletonInput): string {
-  const nets = [...input.networks].sort((a, b) => a.zone - b.zone).map((n) => [n.id, n.zone, n.mode, n.bridge ?? null]);
+  const nets = [...input.networks].sort((a, b) => a.zone - b.zone).map((n) => [n.id, n.zone, n.mode, n.bridge ?? null, n.logDrops ?? 0, n.l2Guards ?? null, n.flavor ?? null]);
   const remote = [...input.remote].filter(([, u]) => u.size > 0).map(([g, u]) => [g, [...u].sort()]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
   return JSON.stringify([input.config, nets, remote, input.nat ?? null, !!input.floating]);
 }
@@ -198,31 +198,34 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
       t.rule(toBridge, [inSet(tagKey, ports), goto(ingress)], 'to bridged ports');
     }
 
+    // Every drop counts; on networks with `log_drops` it is logged first (a chain per drop rule).
+    const stop = (chain: string, matches: Part[], step: string): void => t.rule(chain, [...matches, ...dropAs(t, input, chain, step)], step);
+
     // Egress, anti-spoof before the DHCP allowance (Neutron LP 1558658). Anti-spoof reads `ether
     // saddr`, which a routed port that is not an Ethernet device (tun) lacks: such ports send nothing.
-    if (k === 'dev') t.rule(egress, [ne(F.meta.iiftype, 1), counter(), drop()], 'routed ports must be Ethernet devices');
+    if (k === 'dev') stop(egress, [ne(F.meta.iiftype, 1)], 'routed ports must be Ethernet devices');
     t.rule(egress, [eq(F.ip6.saddr, '::'), inSet(F.icmpv6.type, ndDad), ret()], 'ND and MLD from :: (DAD)');
-    t.rule(egress, [notInSet([from, F.ether.saddr, F.ip.saddr], spoof[4]), notInSet([from, F.ether.saddr, F.ip.saddr], spoofNet[4]), counter(), drop()], 'IPv4 anti-spoof');
-    t.rule(egress, [notInSet([from, F.ether.saddr, F.ip6.saddr], spoof[6]), notInSet([from, F.ether.saddr, F.ip6.saddr], spoofNet[6]), counter(), drop()], 'IPv6 anti-spoof');
+    stop(egress, [notInSet([from, F.ether.saddr, F.ip.saddr], spoof[4]), notInSet([from, F.ether.saddr, F.ip.saddr], spoofNet[4])], 'IPv4 anti-spoof');
+    stop(egress, [notInSet([from, F.ether.saddr, F.ip6.saddr], spoof[6]), notInSet([from, F.ether.saddr, F.ip6.saddr], spoofNet[6])], 'IPv6 anti-spoof');
     t.rule(egress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 68), eq(F.udp.dport, 67), ret()], 'DHCP client');
-    t.rule(egress, [eq(F.ip.saddr, '0.0.0.0'), counter(), drop()], '0.0.0.0 is for DHCP discover only');
+    stop(egress, [eq(F.ip.saddr, '0.0.0.0')], '0.0.0.0 is for DHCP discover only');
     t.rule(egress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 546), eq(F.udp.dport, 547), ret()], 'DHCPv6 client');
-    t.rule(egress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 67), eq(F.udp.dport, 68), counter(), drop()], 'DHCP server on a port');
-    t.rule(egress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546), counter(), drop()], 'DHCPv6 server on a port');
-    t.rule(egress, [eq(F.icmpv6.type, 'nd-router-advert'), counter(), drop()], 'router advertisement from a port');
+    stop(egress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 67), eq(F.udp.dport, 68)], 'DHCP server on a port');
+    stop(egress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546)], 'DHCPv6 server on a port');
+    stop(egress, [eq(F.icmpv6.type, 'nd-router-advert')], 'router advertisement from a port');
     t.rule(egress, [inSet(F.icmpv6.type, ndOut), ret()], 'ND and MLD');
-    t.rule(egress, [eq(F.ct.state, 'invalid'), counter(), drop()], 'invalid conntrack state');
+    stop(egress, [eq(F.ct.state, 'invalid')], 'invalid conntrack state');
     t.rule(egress, [eq(F.ct.state, 'established,related'), ret()]);
 
     t.rule(ingress, [inSet(F.icmpv6.type, ndIn), ret()], 'ND and MLD');
     t.rule(ingress, [inSet([to, F.ip6.saddr], ra6), eq(F.icmpv6.type, 'nd-router-advert'), ret()], 'RA from the network routers');
-    t.rule(ingress, [eq(F.icmpv6.type, 'nd-router-advert'), counter(), drop()], 'RA from anyone else');
-    t.rule(ingress, [eq(F.ct.state, 'invalid'), counter(), drop()], 'invalid conntrack state');
+    stop(ingress, [eq(F.icmpv6.type, 'nd-router-advert')], 'RA from anyone else');
+    stop(ingress, [eq(F.ct.state, 'invalid')], 'invalid conntrack state');
     t.rule(ingress, [eq(F.ct.state, 'established,related'), ret()]);
     t.rule(ingress, [inSet([to, F.ip.saddr], dhcp[4]), eq(F.udp.sport, 67), eq(F.udp.dport, 68), ret()], 'DHCP from the network servers');
     t.rule(ingress, [inSet([to, F.ip6.saddr], dhcp[6]), eq(F.udp.sport, 547), eq(F.udp.dport, 546), ret()], 'DHCPv6 from the network servers');
-    t.rule(ingress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 67), eq(F.udp.dport, 68), counter(), drop()], 'DHCP from anyone else');
-    t.rule(ingress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546), counter(), drop()], 'DHCPv6 from anyone else');
+    stop(ingress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 67), eq(F.udp.dport, 68)], 'DHCP from anyone else');
+    stop(ingress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546)], 'DHCPv6 from anyone else');
 
     // Security-group rules: the port's profile goes into the mark (a map value replaces the whole mark: on a
     // filtered port's packets the mask's bits are portwall's), then one constant rule per (direction, family,
@@ -241,10 +244,30 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
         t.rule(chain, [inSet(remoteField(m.family, dir), m.hosts), inSet(fields, m.refs), ret()], why);
         t.rule(chain, [inSet(remoteField(m.family, dir), m.nets), inSet(fields, m.refs), ret()], why);
       }
-      t.rule(chain, [counter(), drop()], 'no rule allows it');
+      stop(chain, [], 'no rule allows it');
     }
   }
   return t;
+}
+
+/**
+ * The end of a drop rule: `counter drop`, or — when some network logs its drops — `counter goto CHAIN`, where
+ * CHAIN logs the packet for each such network (matched by its conntrack zone, rate-limited per network) with
+ * the prefix `pw ZONE STEP`, then drops it (docs/dataplane.md, "Drop log"). Untracked packets have no zone
+ * and are not logged.
+ */
+function dropAs(t: TableBuilder, input: SkeletonInput, chain: string, step: string): Part[] {
+  const logged = input.networks.filter((n) => n.logDrops).sort((a, b) => a.zone - b.zone);
+  if (logged.length === 0) return [counter(), drop()];
+  let i = 0;
+  while (t.hasChain(`${chain}_d${i}`)) i++;
+  const c = t.chain(`${chain}_d${i}`);
+  for (const n of logged) {
+    const rate = n.logDrops!;
+    t.rule(c, [eq(F.ct.zone, n.zone), limit({ rate, per: 'second', burst: Math.min(rate, 5) }), log({ group: input.config.logGroup, prefix: `pw ${n.zone} ${step}` })], clip(`log drops of network ${n.id}`));
+  }
+  t.rule(c, [drop()]);
+  return [counter(), goto(c)];
 }
 
 interface RemoteRefs {

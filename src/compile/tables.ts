@@ -61,6 +61,11 @@ export class TableBuilder {
     return s;
   }
 
+  /** Whether a chain was declared. */
+  hasChain(name: string): boolean {
+    return this.#rules.has(name);
+  }
+
   /** Whether a set was declared. */
   hasSet(name: string): boolean {
     return this.#sets.has(name);

@@ -75,6 +75,7 @@ export function checkNetworks(ctx: CheckContext, raw: unknown): NetworkIndex {
         routers,
         ...(flavor === 'cloudstack' ? { flavor } : {}),
         ...(n.mode === 'bridged' && guards !== undefined ? { l2Guards: guards } : {}),
+        ...(n.log_drops ? { logDrops: n.log_drops } : {}),
       });
     }
   });

@@ -37,6 +37,12 @@ export const NetworkSchema = Type.Object({
     description: "whose security-group semantics the network's ports follow: neutron (no egress rule: egress denied) or cloudstack (no egress rule in any of the port's groups: egress allowed; DNS from the port always allowed; layer-2 guards on by default)",
   })),
   l2_guards: Type.Optional(L2GuardsSchema),
+  log_drops: Type.Optional(Type.Integer({
+    minimum: 0,
+    maximum: 10000,
+    default: 0,
+    description: "packets per second the network's ports may log when their policy drops them (NFLOG, read by portwall and written as JSON lines); 0: no logging",
+  })),
 });
 
 export const RuleSchema = Type.Object({

@@ -22,6 +22,8 @@ export interface Network {
   flavor?: NetworkFlavor;
   /** Bridged networks with at least one guard on: the layer-2 guards of their filtered ports. */
   l2Guards?: L2Guards;
+  /** Drops of the network's ports logged (NFLOG), at most this many packets per second per policy step. */
+  logDrops?: number;
 }
 
 /**
@@ -142,6 +144,8 @@ export interface PortwallConfig {
   zoneRange: { min: number; max: number };
   /** Also publish remote-group memberships as ipsets (for iptables consumers). */
   publishIpsets: boolean;
+  /** The NFLOG group of the drop log (networks' `log_drops`; docs/dataplane.md, "Drop log"). */
+  logGroup: number;
 }
 
 export const DEFAULT_CONFIG: PortwallConfig = {
@@ -149,4 +153,5 @@ export const DEFAULT_CONFIG: PortwallConfig = {
   markMask: 0xffff,
   zoneRange: { min: 1, max: 65535 },
   publishIpsets: false,
+  logGroup: 28791,
 };

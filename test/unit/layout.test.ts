@@ -275,3 +275,21 @@ describe('layout: review fixes', () => {
     expect(elements(objs, 'route_tagnet4').map((e) => [e.key[1], e.data])).toEqual([['192.0.2.0-192.0.2.2', 1], ['192.0.2.4-192.0.2.15', 1]]);
   });
 });
+
+describe('layout: drop log', () => {
+  test('log_drops: every port-chain drop goes through a chain that logs it per network (zone, rate, step prefix); without it, plain drops', () => {
+    const doc = state('routed', [webGroup()], [port(1, ['sg-web'])]);
+    const plain = text(objects(doc));
+    expect(plain).not.toMatch(/ log /);
+    expect(plain).toMatch(/ip saddr != @spoofnet4_dev counter drop comment "IPv4 anti-spoof"/);
+    const logged = text(objects({ ...doc, networks: [{ ...doc.networks![0]!, log_drops: 20 }] }));
+    expect(logged).toMatch(/ip saddr != @spoofnet4_dev counter goto egress_dev_d\d+ comment "IPv4 anti-spoof"/);
+    expect(logged).toMatch(/add rule inet portwall egress_dev_d\d+ ct zone 101 limit rate 20\/second log prefix "pw 101 IPv4 anti-spoof" group 28791/);
+    expect(logged).toMatch(/add rule inet portwall ingress_dev_d\d+ ct zone 101 limit rate 20\/second log prefix "pw 101 no rule allows it" group 28791/);
+    // Each log chain ends in the drop; no plain drop is left in the port chains.
+    const chainsLogged = logged.split('\n').filter((l) => /^add chain inet portwall (egress|ingress)_dev_d\d+$/.test(l)).length;
+    expect(chainsLogged).toBeGreaterThanOrEqual(12);
+    expect(logged.split('\n').filter((l) => /portwall (egress|ingress)_dev_d\d+ drop$/.test(l))).toHaveLength(chainsLogged);
+    expect(logged.split('\n').filter((l) => /portwall (egress|ingress)_dev .*counter drop/.test(l))).toEqual([]);
+  });
+});

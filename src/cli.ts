@@ -142,7 +142,7 @@ missed) and the paths of the report files:
   DIR/sg-TIME-oneport.svg   one-port change p50 vs host size, one line per tool (log scale)
   DIR/sg-TIME-fullsync.svg  full sync p50 vs host size, one line per tool (log scale)
   DIR/sg-TIME-churn.svg     p99 and p50 of each second under churn (log scale), when churn ran
-A full run takes about 20 minutes on 2 cores, --quick about a minute. Ctrl-C removes the namespaces and
+A full run takes about 25 minutes on 2 cores, --quick about a minute. Ctrl-C removes the namespaces and
 still writes what was measured.
 
 Options:

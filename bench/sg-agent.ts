@@ -2,10 +2,11 @@
  * One-port changes through the agent's socket API: a `portwall agent` process (the CLI, as deployed) in a
  * fresh namespace, started with the workload as its state file; each change is one HTTP request over the Unix
  * socket over one kept-alive connection, timed from sending the request to receiving the answer (which comes
- * after the commit). `startAgent` and `agentCall` serve the churn section (sg-churn.ts) too.
+ * after the commit). Also the agent's full sync (`PUT /v1/state`) and its RSS after starting with the workload.
+ * `startAgent` and `agentCall` serve the churn, members and start cases too.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,8 +18,10 @@ import type { Netns } from '../test/helpers/netns.js';
 import { type Cleanup, type Progress, type Row, errorText, finish, newRow, repeat, sleep, timed } from './sg-harness.js';
 import type { Workload } from './workload.js';
 
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
+export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
 export const AGENT_TOOL = 'portwall agent (socket API)';
+/** The agent as a process (its memory, its start), not a request path. */
+export const AGENT_PROCESS = 'portwall agent';
 const WARM_UP_ROUNDS = 25;
 
 // One kept-alive connection per socket, as an orchestrator's client would hold it.
@@ -45,10 +48,10 @@ export interface RunningAgent {
 
 /**
  * Starts `portwall agent` (the CLI, as deployed) in a fresh namespace with the workload (or `state`, a change of
- * it) as its state file.
+ * it) as its state file — or in `where.ns`, a namespace the caller owns (and keeps: `stop()` leaves it).
  */
-export async function startAgent(cleanup: Cleanup, w: Workload, label: string, state: StateInput = w.state): Promise<RunningAgent> {
-  const ns = cleanup.netns(label);
+export async function startAgent(cleanup: Cleanup, w: Workload, label: string, state: StateInput = w.state, where: { ns?: Netns } = {}): Promise<RunningAgent> {
+  const ns = where.ns ?? cleanup.netns(label);
   const dir = mkdtempSync(path.join(tmpdir(), 'pw-bench-agent-'));
   const socketPath = path.join(dir, 'portwall.sock');
   const stateFile = path.join(dir, 'state.json');
@@ -64,7 +67,7 @@ export async function startAgent(cleanup: Cleanup, w: Workload, label: string, s
         c.once('exit', () => { clearTimeout(timer); res(); });
       });
     }
-    cleanup.drop(ns);
+    if (!where.ns) cleanup.drop(ns);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
@@ -139,4 +142,70 @@ async function waitReady(socketPath: string, child: ChildProcess, stderr: () => 
     if (performance.now() - t0 > 120_000) throw new Error('the agent did not answer within 120 s');
     await sleep(20);
   }
+}
+
+/** A state that holds nothing: what an agent started before its orchestrator's first full sync serves. */
+export const EMPTY_STATE: StateInput = { networks: [], security_groups: [], ports: [] };
+
+/**
+ * Full sync through the agent's socket API: an agent started with an empty state gets the whole workload in
+ * one `PUT /v1/state`, timed to its answer (which comes after the commit). Between rounds an empty state
+ * (untimed) takes the kernel back to nothing; one untimed round first, so a warm agent is measured as the
+ * library's row measures a fresh handle in a warm process.
+ */
+export async function agentFullSyncCase(cleanup: Cleanup, w: Workload, opts: { reps: number; budgetMs: number; settleMs: number; progress: Progress }): Promise<Row> {
+  const size = w.opts.ports;
+  const row = newRow('full-sync', 'full-sync', size, AGENT_TOOL, 'ms', { request: 'PUT /v1/state of the whole state into an agent holding nothing' });
+  let agent: RunningAgent | undefined;
+  try {
+    opts.progress.update(`full sync @${size}: ${AGENT_TOOL}, PUT /v1/state`);
+    agent = await startAgent(cleanup, w, `sg-agsync${size}`, EMPTY_STATE);
+    const { socketPath } = agent;
+    // Serialised once: the agent's read and parse of the body are timed, the benchmark's stringify is not.
+    const body = JSON.stringify(w.state);
+    const put = async (doc: unknown) => {
+      const a = await agentCall(socketPath, 'PUT', '/v1/state', doc);
+      if (a.status !== 200) throw new Error(`PUT /v1/state: HTTP ${a.status}: ${a.text.slice(0, 200)}`);
+    };
+    await put(body);
+    await repeat(opts.reps, opts.budgetMs, async (r) => {
+      await put(EMPTY_STATE);
+      await sleep(opts.settleMs);
+      opts.progress.update(`full sync @${size}: ${AGENT_TOOL}`, `round ${r + 1}/${opts.reps}`);
+      row.samples.push(await timed(() => put(body)));
+    });
+    row.info = { ...row.info, bodyBytes: body.length, agentStartMs: Math.round(agent.startMs) };
+  } catch (e) {
+    row.status = errorText(e);
+  } finally {
+    await agent?.stop();
+  }
+  return finish(row);
+}
+
+/** VmRSS and VmHWM (the peak) of a process in MB (10^6 bytes), from /proc/PID/status. */
+export function processMemory(pid: number): { rssMB: number; hwmMB: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kB = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  const mb = (x: number) => Math.round((x * 1024) / 1e5) / 10;
+  return { rssMB: mb(kB('VmRSS')), hwmMB: mb(kB('VmHWM')) };
+}
+
+/** The RSS of a `portwall agent` process once it has started with the workload as its state file (a full sync). */
+export async function agentRssCase(cleanup: Cleanup, w: Workload, progress: Progress): Promise<Row> {
+  const size = w.opts.ports;
+  const row = newRow('memory', 'rss-after-full-sync', size, AGENT_PROCESS, 'MB');
+  let agent: RunningAgent | undefined;
+  try {
+    progress.update(`memory @${size}: ${AGENT_PROCESS} (full sync from its state file)`);
+    agent = await startAgent(cleanup, w, `sg-agrss${size}`);
+    const m = processMemory(agent.child.pid!);
+    row.samples.push(m.rssMB);
+    row.info = { vmHwmMB: m.hwmMB, agentStartMs: Math.round(agent.startMs) };
+  } catch (e) {
+    row.status = errorText(e);
+  } finally {
+    await agent?.stop();
+  }
+  return finish(row);
 }

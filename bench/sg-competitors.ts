@@ -217,14 +217,14 @@ export function ipsetDelta(before: string, after: string): string {
  * The process's memory after a full sync, measured in a child process (`sg-rss.js`) that does nothing
  * else — this process's own heap holds every earlier case's garbage. RSS now and the peak (maxRSS).
  */
-export async function rssCase(cleanup: Cleanup, w: Workload, progress: Progress): Promise<Row> {
+export async function rssCase(cleanup: Cleanup, w: Workload, progress: Progress, kase = 'rss-after-full-sync'): Promise<Row> {
   const size = w.opts.ports;
-  const row = newRow('memory', 'rss-after-full-sync', size, 'portwall apply', 'MB');
+  const row = newRow('memory', kase, size, 'portwall apply', 'MB', { rulesPerPort: Math.round(w.rulesPerPort * 10) / 10 });
   const ns = cleanup.netns(`sg-rss${size}`);
   try {
-    progress.update(`memory @${size}: full sync in a child process`);
+    progress.update(`memory @${size}: full sync in a child process (${row.info!.rulesPerPort} rules per port)`);
     const script = fileURLToPath(new URL('./sg-rss.js', import.meta.url));
-    const args = [script, '--netns', ns.name, '--ports', String(size), '--mode', w.opts.mode, '--seed', String(w.opts.seed)];
+    const args = [script, '--netns', ns.name, '--ports', String(size), '--extra-rules', String(w.opts.extraRules), '--mode', w.opts.mode, '--seed', String(w.opts.seed)];
     const child = cleanup.proc(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     let out = '';
     let err = '';
@@ -237,7 +237,7 @@ export async function rssCase(cleanup: Cleanup, w: Workload, progress: Progress)
     if (code !== 0 || !line) throw new Error(`sg-rss exited ${code}: ${err.trim().split('\n').pop() ?? ''}`);
     const m = JSON.parse(line) as { rssMB: number; maxRssMB: number; heapUsedMB: number; applyMs: number };
     row.samples.push(m.rssMB);
-    row.info = { maxRssMB: m.maxRssMB, heapUsedMB: m.heapUsedMB, applyMs: m.applyMs };
+    row.info = { ...row.info, maxRssMB: m.maxRssMB, heapUsedMB: m.heapUsedMB, applyMs: m.applyMs };
   } catch (e) {
     row.status = errorText(e);
   } finally {

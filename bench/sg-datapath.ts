@@ -1,8 +1,8 @@
 /**
- * The datapath case: the rate of new TCP connections through one routed port while portwall holds a
- * workload of N ports, against the conntrack floor (a minimal stateful forward chain: `ct state
- * established,related accept; tcp dport 80 accept`) and against Neutron-style iptables (legacy) of the same
- * state.
+ * The datapath cases: the rate of new TCP connections, and the throughput of one bulk TCP stream, through one
+ * routed port while portwall holds a workload of N ports (N = 1: the port alone, no other port loaded),
+ * against the conntrack floor (a minimal stateful forward chain: `ct state established,related accept; tcp
+ * dport 80 accept`) and against Neutron-style iptables (legacy) of the same state.
  *
  *   client ns (198.51.100.2) ─ uplink ─ host ns (the firewall, forwarding) ─ <port 0's device> ─ VM ns
  *
@@ -23,9 +23,11 @@ import { DATAPATH_TCP_PORT, type Workload } from './workload.js';
 
 export interface DatapathOptions {
   rounds: number;
-  /** Seconds of each measurement. */
+  /** Seconds of each measurement (the bulk stream's upper bound). */
   seconds: number;
   concurrency: number;
+  /** Upper bound of the bulk stream's bytes. */
+  bulkBytes: number;
   progress: Progress;
 }
 
@@ -41,6 +43,9 @@ class Path {
   readonly vm: Netns;
   readonly vmAddr: string;
   #server: ChildProcess | undefined;
+  /** Lines the server printed and nobody awaited yet; the waiter for the next one. */
+  #lines: string[] = [];
+  #onLine: (() => void) | undefined;
 
   constructor(private readonly cleanup: Cleanup, port: PortInput) {
     this.host = cleanup.netns('sg-dp-host');
@@ -70,24 +75,56 @@ class Path {
     c.exec('ip', ['neigh', 'replace', '198.51.100.1', 'lladdr', macOf(h, 'uplink'), 'dev', 'eth0', 'nud', 'permanent']);
   }
 
-  /** The VM's TCP server, for at most `seconds`. */
+  /** The VM's TCP server, for at most `seconds`; it answers each connection ("accept") until told to sink. */
   async serve(seconds: number): Promise<void> {
-    const child = this.#server = this.cleanup.proc(spawn('ip', ['netns', 'exec', this.vm.name, process.execPath, PEER, 'server', '--port', String(DATAPATH_TCP_PORT), '--seconds', String(seconds)], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const child = this.#server = this.cleanup.proc(spawn('ip', ['netns', 'exec', this.vm.name, process.execPath, PEER, 'server', '--port', String(DATAPATH_TCP_PORT), '--seconds', String(seconds)], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    let buffered = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop()!;
+      this.#lines.push(...lines.map((l) => l.trim()).filter(Boolean));
+      this.#onLine?.();
+    });
+    child.on('exit', () => this.#onLine?.());
+    await this.#expect('ready');
+  }
+
+  /** Switches the server between answering each connection ("accept") and reading streams ("sink"). */
+  async mode(m: 'accept' | 'sink'): Promise<void> {
+    this.#server!.stdin!.write(`${m}\n`);
+    await this.#expect(`mode ${m}`);
+  }
+
+  async #expect(line: string): Promise<void> {
+    const server = this.#server!;
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('tcp server did not start')), 10_000);
-      child.stdout.on('data', (d: Buffer) => {
-        if (d.toString().includes('ready')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.on('exit', () => reject(new Error('tcp server exited')));
+      const timer = setTimeout(() => done(new Error(`tcp server: no "${line}" within 10 s`)), 10_000);
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        this.#onLine = undefined;
+        if (err) reject(err);
+        else resolve();
+      };
+      this.#onLine = () => {
+        const k = this.#lines.indexOf(line);
+        if (k >= 0) {
+          this.#lines.splice(0, k + 1);
+          done();
+        } else if (server.exitCode !== null || server.signalCode !== null) done(new Error('tcp server exited'));
+      };
+      this.#onLine();
     });
   }
 
   /** One client run from the outside namespace (bounded by its own clock and by a kill timer). */
   async connect(seconds: number, concurrency: number, max = 200_000): Promise<{ connections: number; failures: number; rate: number }> {
     const args = [PEER, 'client', '--host', this.vmAddr, '--port', String(DATAPATH_TCP_PORT), '--seconds', String(seconds), '--max', String(max), '--concurrency', String(concurrency)];
+    return this.#run(args, seconds) as Promise<{ connections: number; failures: number; rate: number }>;
+  }
+
+  /** A client in the outside namespace; its one JSON line. */
+  async #run(args: string[], seconds: number): Promise<unknown> {
     const child = this.cleanup.proc(spawn('ip', ['netns', 'exec', this.client.name, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
     let out = '';
     child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
@@ -95,8 +132,14 @@ class Path {
     const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
     clearTimeout(timer);
     const line = out.split('\n').find((l) => l.startsWith('{'));
-    if (code !== 0 || !line) throw new Error(`tcp client exited ${code}`);
-    return JSON.parse(line) as { connections: number; failures: number; rate: number };
+    if (code !== 0 || !line) throw new Error(`tcp ${args[1]} exited ${code}`);
+    return JSON.parse(line);
+  }
+
+  /** One bulk stream from the outside namespace to the sink (bounded in bytes, in time and by a kill timer). */
+  async bulk(seconds: number, bytes: number): Promise<{ bytes: number; elapsedMs: number; mbps: number }> {
+    const args = [PEER, 'bulk', '--host', this.vmAddr, '--port', String(DATAPATH_TCP_PORT), '--seconds', String(seconds), '--bytes', String(bytes)];
+    return this.#run(args, seconds) as Promise<{ bytes: number; elapsedMs: number; mbps: number }>;
   }
 
   flushConntrack(): void {
@@ -109,7 +152,10 @@ class Path {
   }
 }
 
-/** The rate at each size, for portwall, the floor and legacy iptables, over `rounds` alternating rounds. */
+/**
+ * At each size, for portwall, the floor and legacy iptables, over `rounds` alternating rounds: each
+ * configuration loaded, then the new-connection rate (server answering), then one bulk stream (server sinking).
+ */
 export async function datapathCases(cleanup: Cleanup, workloads: Workload[], opts: DatapathOptions): Promise<Row[]> {
   const rows: Row[] = [];
   for (const w of workloads) {
@@ -118,7 +164,7 @@ export async function datapathCases(cleanup: Cleanup, workloads: Workload[], opt
     const p = new Path(cleanup, port);
     const loaded = new Loaded(p.host);
     try {
-      const budgetS = opts.rounds * 3 * (opts.seconds + 60) + 60;
+      const budgetS = opts.rounds * 3 * (2 * opts.seconds + 60) + 60;
       await p.serve(budgetS);
       const rendered = renderFor(w.state);
       const configs: { tool: string; load: () => Promise<void> }[] = [
@@ -131,15 +177,22 @@ export async function datapathCases(cleanup: Cleanup, workloads: Workload[], opt
         { tool: 'conntrack floor', load: async () => { loaded.nft = true; p.host.nftLoad(FLOOR); } },
         ...(BACKENDS.includes('legacy') ? [{ tool: 'iptables-legacy', load: async () => loaded.restore('legacy', rendered) }] : []),
       ];
-      const info = { seconds: opts.seconds, concurrency: opts.concurrency, port: port.device };
+      const alone = size === 1 ? { otherPorts: 0 } : {};
+      const info = { seconds: opts.seconds, concurrency: opts.concurrency, port: port.device, ...alone };
+      const bulkInfo = { maxSeconds: opts.seconds, maxBytes: opts.bulkBytes, streams: 1, port: port.device, ...alone };
       const byTool = configs.map((c) => newRow('datapath', 'new-tcp-conn', size, c.tool, 'conn/s', { ...info }));
-      if (!BACKENDS.includes('legacy')) rows.push({ ...newRow('datapath', 'new-tcp-conn', size, 'iptables-legacy', 'conn/s'), status: 'skipped: tool missing' });
-      rows.push(...byTool);
+      const bulkRows = configs.map((c) => newRow('datapath', 'bulk-tcp', size, c.tool, 'Mbit/s', { ...bulkInfo }));
+      if (!BACKENDS.includes('legacy')) {
+        for (const kase of ['new-tcp-conn', 'bulk-tcp']) rows.push({ ...newRow('datapath', kase, size, 'iptables-legacy', kase === 'bulk-tcp' ? 'Mbit/s' : 'conn/s'), status: 'skipped: tool missing' });
+      }
+      rows.push(...byTool, ...bulkRows);
       const failures = configs.map(() => 0);
+      const bytes = configs.map(() => [] as number[]);
       for (let round = 0; round < opts.rounds; round++) {
         for (const [k, c] of configs.entries()) {
           const row = byTool[k]!;
-          if (row.status !== 'ok') continue;
+          const bulkRow = bulkRows[k]!;
+          if (row.status !== 'ok' && bulkRow.status !== 'ok') continue;
           opts.progress.update(`datapath @${size}`, `round ${round + 1}/${opts.rounds}: ${c.tool}`);
           try {
             loaded.reset();
@@ -149,17 +202,32 @@ export async function datapathCases(cleanup: Cleanup, workloads: Workload[], opt
             // The port must really admit the client, or the rate would measure timeouts.
             const probe = await p.connect(1, 1, 3);
             if (probe.connections === 0) throw new Error(`no connection passed ${c.tool}`);
-            await p.connect(Math.min(0.5, opts.seconds), opts.concurrency);
-            p.flushConntrack();
-            const r = await p.connect(opts.seconds, opts.concurrency);
-            row.samples.push(r.rate);
-            failures[k]! += r.failures;
+            if (row.status === 'ok') {
+              await p.connect(Math.min(0.5, opts.seconds), opts.concurrency);
+              p.flushConntrack();
+              const r = await p.connect(opts.seconds, opts.concurrency);
+              row.samples.push(r.rate);
+              failures[k]! += r.failures;
+            }
+            await p.mode('sink');
+            try {
+              const b = await p.bulk(opts.seconds, opts.bulkBytes);
+              if (b.bytes <= 0) throw new Error(`no byte passed ${c.tool}`);
+              bulkRow.samples.push(b.mbps);
+              bytes[k]!.push(b.bytes);
+            } catch (e) {
+              bulkRow.status = errorText(e);
+            } finally {
+              await p.mode('accept');
+            }
           } catch (e) {
-            row.status = errorText(e);
+            if (row.status === 'ok') row.status = errorText(e);
+            if (bulkRow.status === 'ok') bulkRow.status = errorText(e);
           }
         }
       }
       byTool.forEach((row, k) => { row.info = { ...row.info, failures: failures[k] }; });
+      bulkRows.forEach((row, k) => { row.info = { ...row.info, bytesP50: bytes[k]!.length ? [...bytes[k]!].sort((a, b) => a - b)[Math.ceil(bytes[k]!.length / 2) - 1] : undefined }; });
     } finally {
       p.close();
     }

@@ -8,9 +8,9 @@ import { performance } from 'node:perf_hooks';
 
 import { Netns, run } from '../test/helpers/netns.js';
 
-export type Section = 'one-port' | 'group-rule' | 'member' | 'full-sync' | 'memory' | 'datapath' | 'conntrack' | 'churn';
+export type Section = 'one-port' | 'group-rule' | 'member' | 'full-sync' | 'memory' | 'start' | 'datapath' | 'conntrack' | 'churn';
 
-/** One measured case: every sample kept (ms, or connections/s for the datapath, MB for memory, % of a core for CPU). */
+/** One measured case: every sample kept (ms, or connections/s and Mbit/s for the datapath, MB for memory, % of a core for CPU). */
 export interface Row {
   section: Section;
   case: string;
@@ -20,7 +20,7 @@ export interface Row {
   /** 'ok', 'n/a (not implemented)', 'error: …' or 'skipped: …'. */
   status: string;
   /** '%': CPU time over wall time, 100 = one core busy. */
-  unit: 'ms' | 'conn/s' | 'MB' | '%';
+  unit: 'ms' | 'conn/s' | 'Mbit/s' | 'MB' | '%';
   samples: number[];
   p50?: number;
   p99?: number;

@@ -31,7 +31,7 @@ interface Step {
   state: () => StateInput;
 }
 
-type Stages = Record<string, number[]>;
+export type Stages = Record<string, number[]>;
 
 /** Cases for one size: one-port changes and group-rule changes, in a fresh namespace. */
 export async function updateCases(cleanup: Cleanup, w: Workload, opts: UpdateOptions): Promise<Row[]> {
@@ -159,7 +159,7 @@ async function measure(pw: Portwall, section: Section, size: number, stepsOf: (r
  * call's wall time that no stage accounts for (validation before the stages, waiting behind the handle's
  * queue, event-loop and GC pauses).
  */
-function collect(stages: Stages, kase: string, res: ApplyResult | undefined, wallMs: number): void {
+export function collect(stages: Stages, kase: string, res: ApplyResult | undefined, wallMs: number): void {
   let accounted = 0;
   for (const [k, v] of Object.entries(res?.timings ?? {})) {
     if (typeof v !== 'number') continue;
@@ -173,7 +173,7 @@ function collect(stages: Stages, kase: string, res: ApplyResult | undefined, wal
   if (adopted !== undefined) (stages[`${kase}/adoptedCount`] ??= [0])[0]! += adopted === true ? 1 : 0;
 }
 
-function stagesP50(stages: Stages, kase: string): Record<string, number> | undefined {
+export function stagesP50(stages: Stages, kase: string): Record<string, number> | undefined {
   const out: Record<string, number> = {};
   for (const [key, xs] of Object.entries(stages)) {
     if (!key.startsWith(`${kase}/`) || xs.length === 0) continue;

@@ -5,11 +5,16 @@
  *    driver makes it (ipset delta + full-table restore) at --change-size;
  *  - the same one-port changes through a `portwall agent` process's socket API (section `agent`);
  *  - a rule added to / removed from a group that --sizes' ports (up to 1000) use;
- *  - a port joining / leaving a remote group of --members members referenced by --member-refs ports;
+ *  - a port joining / leaving a remote group of --members members referenced by --member-refs ports, and
+ *    --member-bulk members leaving / joining at once (one library batch; a burst of agent requests), against
+ *    `ipset restore` (and `ipset add`/`del` for one member) of Neutron's member sets (sg-members.ts);
  *  - full sync: portwall apply vs the replay of its encoded batch (floor), `nft -f`, and ipset + iptables
- *    restore (legacy and nft back ends); the RSS of a process after a full sync;
- *  - the datapath: new TCP connections/s through one routed port, portwall vs the conntrack floor vs legacy
- *    iptables of the same state;
+ *    restore (legacy and nft back ends); the same through the agent (`PUT /v1/state`);
+ *  - memory: the RSS of a process after a full sync, of a `portwall agent` after its start, and of a process
+ *    after a full sync of --wide-ports ports with --wide-rules rules each;
+ *  - start: a fresh handle and a fresh agent adopting a kernel that already holds the state (sg-start.ts);
+ *  - the datapath: new TCP connections/s and one bulk stream's Mbit/s through one routed port, with the port
+ *    alone (size 1) and at --dp-sizes, portwall vs the conntrack floor vs legacy iptables of the same state;
  *  - conntrack cleanup of 1k matching entries among --ct-entries (by zone, by zone + source /24): portwall's
  *    list + deleteEntries vs `conntrack -D` (section `conntrack`);
  *  - sustained churn through an agent serving --churn-size ports: --churn-rate mixed changes per second for
@@ -21,13 +26,14 @@
  * `portwall bench …` runs it ({@link runBench}, imported by the CLI); so does executing this file directly.
  * Usage: node dist/bench/sg.js [--quick] [--sizes 100,1000,5000] [--reps 50] [--apply-reps 50]
  *   [--budget-s 120] [--sync-sizes 1000,5000] [--sync-reps 5] [--change-size 1000] [--change-reps 50]
- *   [--members 10000] [--member-refs 1000] [--dp-sizes …] [--dp-rounds 5] [--dp-seconds 2]
+ *   [--members 10000] [--member-refs 1000] [--member-bulk 1000] [--bulk-reps 10] [--wide-ports 10000]
+ *   [--wide-rules 50] [--start-reps 5] [--dp-sizes 1,…] [--dp-rounds 5] [--dp-seconds 2] [--dp-mb 4000]
  *   [--dp-concurrency 32] [--ct-entries 100000] [--ct-reps 7] [--churn-rate 500] [--churn-seconds 60]
  *   [--churn-size 1000] [--mode routed|bridged] [--seed 1]
- *   [--only updates,agent,members,sync,memory,datapath,conntrack,churn]
+ *   [--only updates,agent,members,sync,memory,start,datapath,conntrack,churn]
  *   [--skip …] [--out bench/reports (under the current directory)]
- * --quick: size 100, a few repetitions, a tiny datapath, 5 s of churn at 50/s; a smoke test (under 2 minutes),
- * no timing asserted.
+ * --quick: size 100, a few repetitions, 50 members at once, 200 wide ports, a tiny datapath, 5 s of churn at
+ * 50/s; a smoke test (about a minute), no timing asserted.
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
@@ -38,14 +44,17 @@ import { agentCases } from './sg-agent.js';
 import { churnCases } from './sg-churn.js';
 import { conntrackCases } from './sg-conntrack.js';
 import { datapathCases } from './sg-datapath.js';
+import { agentFullSyncCase, agentRssCase } from './sg-agent.js';
 import { fullSyncCases, rssCase } from './sg-competitors.js';
 import { Cleanup, Progress, type Row, errorText } from './sg-harness.js';
-import { consoleTable, judge, machineFacts, type Report, writeReport } from './sg-report.js';
+import { WIDE_RSS_CASE, consoleTable, judge, machineFacts, type Report, writeReport } from './sg-report.js';
+import { memberBulkCases } from './sg-members.js';
+import { startCases } from './sg-start.js';
 import { memberCases, updateCases } from './sg-updates.js';
 import { type Mode, workload } from './workload.js';
 
 /** The benchmark's sections (--only, --skip); `portwall bench --help` describes each. */
-export const SECTIONS = ['updates', 'agent', 'members', 'sync', 'memory', 'datapath', 'conntrack', 'churn'] as const;
+export const SECTIONS = ['updates', 'agent', 'members', 'sync', 'memory', 'start', 'datapath', 'conntrack', 'churn'] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 /** A bad command line (exit code 2). */
@@ -56,8 +65,9 @@ export const OPTIONS = {
   quick: { type: 'boolean', default: false },
   sizes: { type: 'string' }, reps: { type: 'string' }, 'apply-reps': { type: 'string' }, 'budget-s': { type: 'string' },
   'sync-sizes': { type: 'string' }, 'sync-reps': { type: 'string' }, 'change-size': { type: 'string' }, 'change-reps': { type: 'string' },
-  members: { type: 'string' }, 'member-refs': { type: 'string' },
-  'dp-sizes': { type: 'string' }, 'dp-rounds': { type: 'string' }, 'dp-seconds': { type: 'string' }, 'dp-concurrency': { type: 'string' },
+  members: { type: 'string' }, 'member-refs': { type: 'string' }, 'member-bulk': { type: 'string' }, 'bulk-reps': { type: 'string' },
+  'wide-ports': { type: 'string' }, 'wide-rules': { type: 'string' }, 'start-reps': { type: 'string' },
+  'dp-sizes': { type: 'string' }, 'dp-rounds': { type: 'string' }, 'dp-seconds': { type: 'string' }, 'dp-mb': { type: 'string' }, 'dp-concurrency': { type: 'string' },
   'ct-entries': { type: 'string' }, 'ct-reps': { type: 'string' },
   'churn-rate': { type: 'string' }, 'churn-seconds': { type: 'string' }, 'churn-size': { type: 'string' },
   mode: { type: 'string' }, seed: { type: 'string' }, only: { type: 'string' }, skip: { type: 'string' }, out: { type: 'string' },
@@ -97,9 +107,16 @@ function settings(argv: string[]) {
     changeReps: num(a['change-reps'], 50, 3),
     members: num(a.members, 10_000, 200),
     memberRefs: num(a['member-refs'], 1000, 100),
-    dpSizes: list(a['dp-sizes'], sizes, [Math.min(...sizes)]),
+    memberBulk: num(a['member-bulk'], 1000, 50),
+    bulkReps: num(a['bulk-reps'], 10, 2),
+    widePorts: num(a['wide-ports'], 10_000, 200),
+    wideRules: num(a['wide-rules'], 50, 50),
+    startReps: num(a['start-reps'], 5, 1),
+    // Size 1: the port alone, no other port loaded.
+    dpSizes: list(a['dp-sizes'], [1, ...sizes], [1]),
     dpRounds: num(a['dp-rounds'], 5, 1),
     dpSeconds: num(a['dp-seconds'], 2, 1),
+    dpMB: num(a['dp-mb'], 4000, 500),
     dpConcurrency: num(a['dp-concurrency'], 32, 8),
     ctEntries: num(a['ct-entries'], 100_000, 100_000),
     ctReps: num(a['ct-reps'], 7, 5),
@@ -115,6 +132,8 @@ function settings(argv: string[]) {
   if (!['routed', 'bridged'].includes(args.mode)) throw new UsageError('--mode is routed or bridged');
   if (sizes.length === 0) throw new UsageError('--sizes: at least one size');
   if (args.churnRate < 1 || args.churnSeconds < 1) throw new UsageError('--churn-rate and --churn-seconds: at least 1');
+  if (args.dpSizes.some((n) => n < 1)) throw new UsageError('--dp-sizes: each at least 1 (1: the measured port alone)');
+  if (args.wideRules < 21) throw new UsageError('--wide-rules: at least 21 (the workload\'s ports have ~20 rules without the extra group)');
   const enabled = (s: SectionName) => args.only.includes(s) && !args.skip.includes(s);
   const outDir = path.resolve(a.out ?? path.join('bench', 'reports'));
   return { args, sizes, enabled, outDir };
@@ -129,8 +148,11 @@ const NOTES = [
   'Competitors run through `ip netns exec` (its fork/exec cost is netnsExecMs in the machine facts), as an agent forking the tools pays it too.',
   'Stages p50: from each call\'s ApplyResult.timings (compile = validate and recompute, list, diff, commit, cleanup = conntrack), elements per batch, adoptions (listings); `other` is the wall time no stage accounts for (validation before the stages, waiting behind the handle\'s queue, event-loop and GC pauses).',
   'p99 is nearest-rank: with fewer than 100 samples it is the largest sample or close to it.',
-  'Memory: RSS of a child process that generates the workload and runs one full sync, nothing else (MB = 10^6 bytes).',
-  'Datapath: server closes first; conntrack flushed before each measurement; rounds alternate the configurations, each reloaded; the rate is the client\'s completed connections over its run.',
+  'Members at once (bulk-leave / bulk-join): the first --member-bulk members leave `sg-clients` and join it again. portwall batch: one `batch()` of that many upsertPort edits on one handle. Agent: that many PUT /v1/ports sent at once over 16 kept-alive connections, timed to the last answer (info: most commits per burst). ipset restore: the same element dels / adds to Neutron\'s member sets (rendered from the same state, loaded next to portwall\'s tables) in one `ipset restore -exist`; ipset add/del: one call per element (v4 and v6), as Neutron\'s ipset manager does for a few members. Neutron\'s iptables rules only name the sets, so no restore is due.',
+  'Full sync through the agent: an agent started with an empty state gets the whole state in one PUT /v1/state, timed to the answer (after the commit); an empty state between rounds, untimed; one untimed round first.',
+  'Memory: RSS of a child process that generates the workload and runs one full sync, nothing else; of a `portwall agent` process once started with the workload as its state file (VmRSS from /proc/PID/status, VmHWM in info); the wide case: --wide-ports ports with ~--wide-rules rules each (a per-tenant group of the extra rules on every port). MB = 10^6 bytes.',
+  'Start: the namespace holds the state (one handle loaded it and closed). portwall apply: a fresh handle in the benchmark\'s (warm) process, apply(state) — adopt: list, compile, diff, nothing to commit — and, on another fresh handle, apply(state + one port) (adopt-first-change). portwall agent: spawned with the same state file, to its first 200 on GET /v1/status (adopt-ready: it listens once adopted), plus its first PUT /v1/ports answered right after (adopt-first-change); info cliVersionMs is `portwall --version`\'s run, the floor of any process start. commitsWhileAdopting counts generations that moved while adopting (0 expected).',
+  'Datapath: size 1 is the measured port alone (no other port loaded). New connections: server closes first; conntrack flushed before each measurement; rounds alternate the configurations, each reloaded; the rate is the client\'s completed connections over its run. Bulk: after the rate, in the same load, one TCP stream client → VM through the port, bounded by --dp-mb and --dp-seconds; Mbit/s of the bytes the server read, from connecting to the server\'s count.',
   'Conntrack: a fresh namespace holding 100k synthetic entries (size = entries); 1k match — zone A\'s (case zone), or 192.0.2.0/24\'s in zone B, whose other 1k come from another /24 while other zones hold 192.0.2.0/24 entries too (case zone+prefix). portwall runs what its cleanup runs on a persistent client: count, list(filter), deleteEntries(listed); `conntrack -D -w ZONE [-s NET --mask-src MASK]` runs through ip netns exec. Each run is checked (exactly the 1k gone, the rest there) and the 1k re-created, untimed; the tools alternate which goes first.',
   'Churn: an agent process serving the workload gets a fixed rate of changes, open loop (each sent at its scheduled time over a kept-alive pool of 16 connections, whatever is still unanswered): 400 port slots cycling add → change groups → change IP → remove, started a quarter at each stage (the 300 existing ones in the agent\'s state file), each op a random kind on a random idle slot at that stage; one op in 50 a rule added to / removed from sg-ops. Latency runs from the scheduled time to the answer (so it includes queueing in the pool, the coalescer and behind commits); timeline samples are each second\'s p99 (info: p50/p99, sent and answered per second, commits as nftables generations); agent CPU is its utime + stime over the run (100% = one core).',
 ];
@@ -159,14 +181,15 @@ async function main({ args, sizes, enabled, outDir }: Settings): Promise<void> {
       await fn();
     } catch (e) {
       progress.log(`${name} @${size}: ${errorText(e)}`);
-      rows.push({ section: name === 'updates' || name === 'agent' ? 'one-port' : name === 'sync' ? 'full-sync' : name === 'members' ? 'member' : name, case: 'harness', size, tool: 'harness', status: errorText(e), unit: 'ms', samples: [] });
+      const rowSection = name === 'updates' || name === 'agent' ? 'one-port' : name === 'sync' ? 'full-sync' : name === 'members' ? 'member' : name;
+      rows.push({ section: rowSection, case: 'harness', size, tool: 'harness', status: errorText(e), unit: 'ms', samples: [] });
     }
   };
   const facts = (name: string, w: ReturnType<typeof workload>) => workloads.push({
     name, ports: w.opts.ports, members: w.opts.members, tenants: w.tenants, groups: w.state.security_groups?.length,
     rulesPerPort: Math.round(w.rulesPerPort * 10) / 10, sharedGroupUsers: w.opts.sharedUsers, mode: w.opts.mode, seed: w.opts.seed,
   });
-  const wl = (ports: number, extra: { members?: number; sharedUsers?: number } = {}) => workload({ ports, mode: args.mode, seed: args.seed, ...extra });
+  const wl = (ports: number, extra: { members?: number; sharedUsers?: number; extraRules?: number } = {}) => workload({ ports, mode: args.mode, seed: args.seed, ...extra });
   const budgetMs = args.budgetS * 1000;
   const log = (rs: Row[]) => {
     rows.push(...rs);
@@ -184,11 +207,13 @@ async function main({ args, sizes, enabled, outDir }: Settings): Promise<void> {
       const w = wl(args.memberRefs, { members: args.members, sharedUsers: args.memberRefs });
       facts(`members ${args.members}, ${args.memberRefs} referencing ports`, w);
       log((await memberCases(cleanup, w, { reps: args.reps, applyReps: args.applyReps, budgetMs, progress })).rows);
+      log(await memberBulkCases(cleanup, w, { bulk: args.memberBulk, reps: args.bulkReps, budgetMs, progress }));
     });
     for (const n of args.syncSizes) {
-      await section('sync', n, async () => log(await fullSyncCases(cleanup, wl(n), {
-        reps: args.syncReps, changeReps: args.changeReps, budgetMs, settleMs: 300, progress,
-      }, n === args.changeSize)));
+      await section('sync', n, async () => {
+        log(await fullSyncCases(cleanup, wl(n), { reps: args.syncReps, changeReps: args.changeReps, budgetMs, settleMs: 300, progress }, n === args.changeSize));
+        log([await agentFullSyncCase(cleanup, wl(n), { reps: args.syncReps, budgetMs, settleMs: 300, progress })]);
+      });
     }
     // The iptables one-port change runs at --change-size even when no full sync runs there.
     if (!args.syncSizes.includes(args.changeSize)) {
@@ -196,9 +221,16 @@ async function main({ args, sizes, enabled, outDir }: Settings): Promise<void> {
         reps: 0, changeReps: args.changeReps, budgetMs, settleMs: 300, progress,
       }, true)).filter((r) => r.section === 'one-port')));
     }
-    for (const n of sizes) await section('memory', n, async () => log([await rssCase(cleanup, wl(n), progress)]));
+    for (const n of sizes) await section('memory', n, async () => log([await rssCase(cleanup, wl(n), progress), await agentRssCase(cleanup, wl(n), progress)]));
+    await section('memory', args.widePorts, async () => {
+      // ~20 rules per port from the usual groups, the rest from a per-tenant group every port carries.
+      const w = wl(args.widePorts, { extraRules: args.wideRules - 20 });
+      facts(`memory: ports ${args.widePorts} × ${args.wideRules} rules`, w);
+      log([await rssCase(cleanup, w, progress, WIDE_RSS_CASE)]);
+    });
+    for (const n of sizes) await section('start', n, async () => log(await startCases(cleanup, wl(n), { reps: args.startReps, budgetMs, progress })));
     await section('datapath', 0, async () => log(await datapathCases(cleanup, args.dpSizes.map((n) => wl(n)), {
-      rounds: args.dpRounds, seconds: args.dpSeconds, concurrency: args.dpConcurrency, progress,
+      rounds: args.dpRounds, seconds: args.dpSeconds, concurrency: args.dpConcurrency, bulkBytes: args.dpMB * 1e6, progress,
     })));
     await section('conntrack', args.ctEntries, async () => log(await conntrackCases(cleanup, { reps: args.ctReps, entries: args.ctEntries, budgetMs, progress })));
     await section('churn', args.churnSize, async () => {

@@ -8,6 +8,8 @@
  * - User port i has `default`, app i%3 and a third group: the global `sg-ops` for the first `sharedUsers`
  *   ports (the "group used by 1000 ports" of the group-rule case), else app (i+1)%3 for three ports in four,
  *   else none — 22 or 13 rules, ~20 on average.
+ * - With `extraRules` (the memory case's "10k ports × 50 rules"), each tenant also has a `bulk` group of that many
+ *   rules (tcp/udp ports from prefixes, v4 and v6) that every user port of the tenant carries.
  * - `sg-ops` admits tcp 8443 from members of `sg-clients` (v4 and v6): the "10k-member remote group
  *   referenced by 1000 ports". Its members are `members` extra ports (groups `sg-egress` + `sg-clients`) in
  *   tenants of their own; membership changes are those ports joining and leaving `sg-clients`.
@@ -32,6 +34,8 @@ export interface WorkloadOptions {
   sharedUsers?: number;
   /** Member ports of `sg-clients` (default 0). */
   members?: number;
+  /** Rules of a per-tenant `bulk` group every user port carries besides its others (default 0: no such group). */
+  extraRules?: number;
 }
 
 export interface Workload {
@@ -68,7 +72,7 @@ const MAX_MEMBERS = 0x7ff0;
 
 export function workload(options: WorkloadOptions): Workload {
   const opts: Required<WorkloadOptions> = {
-    mode: 'routed', seed: 1, portsPerTenant: 50, sharedUsers: Math.min(1000, options.ports), members: 0, ...options,
+    mode: 'routed', seed: 1, portsPerTenant: 50, sharedUsers: Math.min(1000, options.ports), members: 0, extraRules: 0, ...options,
   };
   if (opts.ports + 1000 > MAX_USER_SLOTS) throw new Error(`at most ${MAX_USER_SLOTS - 1000} ports`);
   if (opts.members > MAX_MEMBERS) throw new Error(`at most ${MAX_MEMBERS} members`);
@@ -85,6 +89,7 @@ export function workload(options: WorkloadOptions): Workload {
   for (let t = 0; t < tenants; t++) {
     groups.push(defaultGroup(t));
     for (let k = 0; k < 3; k++) groups.push(appGroup(t, k, rng(seedOf('group', t * 3 + k))));
+    if (opts.extraRules > 0) groups.push(bulkGroup(t, opts.extraRules, rng(seedOf('bulk', t))));
   }
   const ops = opsGroup(rng(seedOf('ops', 0)));
   groups.push(ops, { id: CLIENTS_GROUP, stateful: true, security_group_rules: [] }, egressGroup());
@@ -105,6 +110,7 @@ export function workload(options: WorkloadOptions): Workload {
     const g = [groupId(t, 'default'), groupId(t, `app${i % 3}`)];
     if (i < opts.sharedUsers) g.push(OPS_GROUP);
     else if (i % 4 !== 3) g.push(groupId(t, `app${(i + 1) % 3}`));
+    if (opts.extraRules > 0) g.push(groupId(t, 'bulk'));
     return g;
   };
   const memberPort = (j: number, joined: boolean): PortInput => {
@@ -203,6 +209,21 @@ function appGroup(t: number, k: number, r: Rng): SecurityGroupInput {
     { direction: 'ingress', ethertype: 'IPv6', protocol: 'udp', port_range_min: 4789, port_range_max: 4799, remote_group_id: groupId(t, 'default') },
   ];
   return { id, stateful: true, security_group_rules: rules.map((rule, n) => ({ ...rule, id: `${id}-r${n}` })) };
+}
+
+/** `n` ingress/egress port rules from prefixes (the memory case's wide rule sets), a tenant's own. */
+function bulkGroup(t: number, n: number, r: Rng): SecurityGroupInput {
+  const id = groupId(t, 'bulk');
+  const rules: RuleInput[] = [];
+  for (let k = 0; k < n; k++) {
+    const v6 = k % 4 === 3;
+    const lo = 1024 + r.int(60_000);
+    rules.push({
+      id: `${id}-r${k}`, direction: k % 5 === 4 ? 'egress' : 'ingress', ethertype: v6 ? 'IPv6' : 'IPv4', protocol: k % 3 === 2 ? 'udp' : 'tcp',
+      port_range_min: lo, port_range_max: lo + r.int(4), remote_ip_prefix: v6 ? prefix6(r) : prefix4(r),
+    });
+  }
+  return { id, stateful: true, security_group_rules: rules };
 }
 
 /** Operations access shared by many ports: ssh/monitoring from admin prefixes, tcp 8443 from `sg-clients`. */

@@ -161,12 +161,16 @@ and times, sections:
             sync: incremental (upsertPort/removePort) and apply(state ± port); a rule added to and removed
             from a group many ports use
   agent     the same one-port changes through a portwall agent process's socket API
-  members   a port joining and leaving a big remote group
+  members   a port joining and leaving a big remote group; --member-bulk members leaving and joining at
+            once (one library batch, a burst of agent requests); ipset restore / ipset add of the same
   sync      a full sync into an empty namespace: portwall apply, the replay of its own encoded batch (the
-            floor), nft -f, Neutron-style ipset + iptables-restore (legacy and nft back ends); and their
-            one-port change (an ipset delta and a full-table restore)
-  memory    the RSS of a process after a full sync
-  datapath  new TCP connections per second through one port: portwall, the conntrack floor, legacy iptables
+            floor), nft -f, Neutron-style ipset + iptables-restore (legacy and nft back ends), the agent's
+            PUT /v1/state; and the iptables one-port change (an ipset delta and a full-table restore)
+  memory    the RSS of a process after a full sync, of an agent process after its start, and of a process
+            after a full sync of --wide-ports ports × --wide-rules rules
+  start     adopt-on-start: a fresh handle and a fresh agent taking over a kernel that holds the state
+  datapath  new TCP connections per second and one bulk stream's Mbit/s through one port, alone (size 1)
+            and among --dp-sizes ports: portwall, the conntrack floor, legacy iptables
   conntrack 1k matching conntrack entries deleted among --ct-entries (by zone, by zone and source /24):
             portwall's list + delete vs conntrack -D
   churn     sustained churn through an agent serving --churn-size ports: --churn-rate mixed changes per
@@ -178,11 +182,11 @@ missed) and the paths of the report files:
   DIR/sg-TIME-oneport.svg   one-port change p50 vs host size, one line per tool (log scale)
   DIR/sg-TIME-fullsync.svg  full sync p50 vs host size, one line per tool (log scale)
   DIR/sg-TIME-churn.svg     p99 and p50 of each second under churn (log scale), when churn ran
-A full run takes about 15 minutes on 2 cores, --quick under a minute. Ctrl-C removes the namespaces and
+A full run takes about 25 minutes on 2 cores, --quick about a minute. Ctrl-C removes the namespaces and
 still writes what was measured.
 
 Options:
-  --quick               size 100, a few repetitions, a one-second datapath: a smoke test
+  --quick               size 100, a few repetitions, a one-second datapath of the port alone: a smoke test
   --sizes N,N,...       host sizes in ports (default 100,1000,5000)
   --out DIR             where the report goes (default bench/reports under the current directory)
   --only S,S,...        run only these sections (default all)
@@ -197,9 +201,15 @@ Options:
   --change-reps N       its repetitions (default 50; --quick 3)
   --members N           members of the big remote group (default 10000; --quick 200)
   --member-refs N       ports whose rules name that group (default 1000; --quick 100)
-  --dp-sizes N,...      datapath sizes (default the sizes; --quick the smallest)
+  --member-bulk N       members changed at once (default 1000; --quick 50)
+  --bulk-reps N         repetitions of the members-at-once changes (default 10; --quick 2)
+  --wide-ports N        ports of the wide memory case (default 10000; --quick 200)
+  --wide-rules N        rules per port of the wide memory case (default 50, at least 21)
+  --start-reps N        adopt-on-start rounds per size, library and agent (default 5; --quick 1)
+  --dp-sizes N,...      datapath sizes, 1 = the port alone (default 1 and the sizes; --quick 1)
   --dp-rounds N         datapath rounds per configuration (default 5; --quick 1)
-  --dp-seconds S        seconds per datapath measurement (default 2; --quick 1)
+  --dp-seconds S        seconds per datapath measurement, the bulk stream's limit too (default 2; --quick 1)
+  --dp-mb N             the bulk stream's limit in MB (default 4000; --quick 500)
   --dp-concurrency N    concurrent client connections (default 32; --quick 8)
   --ct-entries N        conntrack entries in the table (default 100000, a multiple of 1000)
   --ct-reps N           conntrack cleanup repetitions per tool (default 7; --quick 5)

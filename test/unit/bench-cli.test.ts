@@ -98,4 +98,19 @@ describe('report headline', () => {
     expect(md).toContain('![Full sync](sg-x-fullsync.svg)');
     expect(markdown({ ...report, rows: [] })).not.toMatch(/^## (Headline|Charts)$/m);
   });
+
+  test('members at once, the bulk stream and the start rows have their headline parts and tables', () => {
+    const bulk = (tool: string, p50: number): Row => ({ ...row('member', 'bulk-leave', 1000, tool, p50), info: { changedAtOnce: 1000, members: 10000 } });
+    const rows = [...FULL, bulk('portwall batch', 50), bulk('ipset restore', 10),
+      row('datapath', 'bulk-tcp', 5000, 'portwall', 9000, 'Mbit/s'), row('datapath', 'bulk-tcp', 5000, 'conntrack floor', 10000, 'Mbit/s'),
+      row('datapath', 'bulk-tcp', 1, 'portwall', 9500, 'Mbit/s'), row('start', 'adopt', 5000, 'portwall apply', 800)];
+    const lines = headline(rows);
+    expect(lines[2]).toMatch(/; one bulk stream: portwall 9000 Mbit\/s = 90\.0% of the floor's\.$/);
+    expect(lines[3]).toBe('1000 of 10000 remote-group members leaving at once, p50: portwall batch 50.0 ms, Neutron-style ipset restore 10.0 ms — ipset restore takes **0.20×** as long.');
+    const md = markdown({ started: 'x', durationS: 1, args: {}, machine: {}, workloads: [], rows, ratios: [], targets: [], notes: [] });
+    expect(md).toContain('## Datapath: one bulk TCP stream, Mbit/s through one routed port');
+    expect(md).toContain('| 1 (the port alone) | portwall | 1 | 9500 |');
+    expect(md).toMatch(/^## Start: adopting a kernel that already holds the state$/m);
+    expect(md).toMatch(/^\| 1000 \| bulk-leave \| 1000 \| portwall batch \|/m);
+  });
 });

@@ -1,0 +1,99 @@
+/**
+ * Adopt-on-start: a namespace already holding the workload's state (loaded by a handle that is then closed)
+ * is taken over, as after a restart:
+ * - by a fresh library handle: `apply(state)` lists the kernel, compiles and diffs, and finds nothing to
+ *   commit (case `adopt`); another fresh handle's `apply(state + one port)` adopts and commits that port
+ *   (`adopt-first-change`);
+ * - by a freshly spawned `portwall agent` with the same state file: from the spawn to its first 200 on
+ *   GET /v1/status (`adopt-ready`; it listens once it has adopted), and to the answer of its first
+ *   PUT /v1/ports right after (`adopt-first-change`).
+ * Commits made while adopting are counted from the ruleset generation (none expected: spec S12).
+ */
+import { spawnSync } from 'node:child_process';
+
+import { Portwall } from '../src/apply/portwall.js';
+import { binding } from '../src/native.js';
+import { AGENT_PROCESS, CLI, agentCall, startAgent } from './sg-agent.js';
+import { type Cleanup, type Progress, type Row, errorText, finish, newRow, repeat, timed } from './sg-harness.js';
+import type { Workload } from './workload.js';
+
+export interface StartOptions {
+  /** Rounds of each (a fresh handle, or a fresh agent process, per round). */
+  reps: number;
+  budgetMs: number;
+  progress: Progress;
+}
+
+export async function startCases(cleanup: Cleanup, w: Workload, opts: StartOptions): Promise<Row[]> {
+  const size = w.opts.ports;
+  const ns = cleanup.netns(`sg-start${size}`);
+  const [adopt, libFirst] = ['adopt', 'adopt-first-change'].map((c) => newRow('start', c, size, 'portwall apply', 'ms', { handle: 'fresh, in the benchmark\'s warm process' }));
+  const [ready, agentFirst] = ['adopt-ready', 'adopt-first-change'].map((c) => newRow('start', c, size, AGENT_PROCESS, 'ms', { process: 'spawned per round, same state file' }));
+  const rows = [adopt!, libFirst!, ready!, agentFirst!];
+  const genid = () => binding().nftGenid(ns.name);
+  try {
+    opts.progress.update(`start @${size}: loading the state to adopt`);
+    // Also after each round: the extra port's rule profile, unused once the port is gone, would otherwise stay
+    // in the kernel (no handle lives long enough to collect it) and the next adoption would commit its removal.
+    const settle = async () => {
+      const pw = Portwall.open({ netns: ns.name, profileGc: false });
+      try {
+        const ms = await timed(() => pw.apply(w.state));
+        await pw.collectProfiles();
+        return ms;
+      } finally {
+        await pw.close();
+      }
+    };
+    const loadMs = await settle();
+    const extra = w.extraPort(0, 'a');
+
+    let libCommits = 0;
+    await repeat(opts.reps, opts.budgetMs, async (r) => {
+      opts.progress.update(`start @${size}: a fresh handle adopts`, `round ${r + 1}/${opts.reps}`);
+      const g0 = await genid();
+      const pw = Portwall.open({ netns: ns.name });
+      try {
+        adopt!.samples.push(await timed(() => pw.apply(w.state)));
+      } finally {
+        await pw.close();
+      }
+      libCommits += (await genid()) - g0;
+      const pw2 = Portwall.open({ netns: ns.name });
+      try {
+        libFirst!.samples.push(await timed(() => pw2.apply(w.with({ ports: [extra] }))));
+      } finally {
+        await pw2.close();
+      }
+      await settle();
+    });
+
+    // The floor of any agent start: node starting and loading the CLI's modules.
+    const cliVersionMs = await timed(() => spawnSync(process.execPath, [CLI, '--version'], { stdio: 'ignore', timeout: 30_000 }));
+    let agentCommits = 0;
+    const url = `/v1/ports/${encodeURIComponent(extra.id)}`;
+    await repeat(opts.reps, opts.budgetMs, async (r) => {
+      opts.progress.update(`start @${size}: a fresh ${AGENT_PROCESS} adopts`, `round ${r + 1}/${opts.reps}`);
+      const g0 = await genid();
+      const agent = await startAgent(cleanup, w, '', w.state, { ns });
+      try {
+        ready!.samples.push(agent.startMs);
+        agentCommits += (await genid()) - g0;
+        let status = 0;
+        const putMs = await timed(async () => { status = (await agentCall(agent.socketPath, 'PUT', url, extra)).status; });
+        if (status !== 200) throw new Error(`PUT ${url}: HTTP ${status}`);
+        agentFirst!.samples.push(agent.startMs + putMs);
+      } finally {
+        await agent.stop();
+      }
+      await settle();
+    });
+    for (const row of [adopt!, libFirst!]) row.info = { ...row.info, loadMs: Math.round(loadMs), commitsWhileAdopting: libCommits };
+    for (const row of [ready!, agentFirst!]) row.info = { ...row.info, cliVersionMs: Math.round(cliVersionMs), commitsWhileAdopting: agentCommits };
+  } catch (e) {
+    for (const row of rows) if (row.status === 'ok') row.status = errorText(e);
+  } finally {
+    cleanup.drop(ns);
+  }
+  return rows.map(finish);
+}

@@ -17,6 +17,8 @@ const HEADERS = [
   ['libnetfilter_conntrack/libnetfilter_conntrack.h', 'libnetfilter-conntrack-dev'],
 ];
 const TOOLS = [['g++', 'g++'], ['make', 'make'], ['python3', 'python3'], ['pkg-config', 'pkg-config']];
+// Where the headers are looked for; a test points it at an empty directory.
+const INCLUDE = process.env.PORTWALL_INCLUDE_DIR ?? '/usr/include';
 
 const say = (line) => process.stderr.write(`portwall: ${line}\n`);
 
@@ -44,7 +46,7 @@ const onPath = (tool) => (process.env.PATH ?? '').split(path.delimiter).some((di
 });
 const missing = [
   ...TOOLS.filter(([tool]) => !onPath(tool)).map(([, pkg]) => pkg),
-  ...HEADERS.filter(([header]) => !existsSync(path.join('/usr/include', header))).map(([, pkg]) => pkg),
+  ...HEADERS.filter(([header]) => !existsSync(path.join(INCLUDE, header))).map(([, pkg]) => pkg),
 ];
 if (missing.length > 0) {
   say(`building the addon from source needs: apt-get install ${missing.join(' ')}`);

@@ -94,6 +94,7 @@ describe.skipIf(!isRoot)('npm package', () => {
     expect(imported.schema).toBe(JSON.parse(readFileSync(path.join(root, 'schema/state.schema.json'), 'utf8')).$id);
 
     const cli = path.join(project, 'node_modules/.bin/portwall');
+    expect(run(cli, ['--version'], { env }).trim()).toBe(pkg.version);
     const ns = new Netns('package');
     try {
       const file = path.join(project, 'state.json');

@@ -4,8 +4,10 @@
 import { accessSync, existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const root = path.resolve(import.meta.dirname, '..');
+// import.meta.dirname is newer than the oldest Node.js 20 the package supports.
+const root = fileURLToPath(new URL('..', import.meta.url));
 const require = createRequire(import.meta.url);
 
 // What the addon links against at run time, and what building it needs on top (Debian/Ubuntu names).

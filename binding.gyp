@@ -1,6 +1,7 @@
 {
   "variables": {
-    "pw_libs": "libmnl libnftnl libipset libnetfilter_conntrack"
+    "pw_libs": "libmnl libnftnl libipset libnetfilter_conntrack",
+    "pw_werror%": "<!(node -p \"process.env.PORTWALL_WERROR === '1' ? 1 : 0\")"
   },
   "targets": [
     {
@@ -38,7 +39,8 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
       "cflags": ["<!@(pkg-config --cflags <(pw_libs))"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [["pw_werror==1", { "cflags_cc": ["-Werror"] }]],
       "libraries": ["<!@(pkg-config --libs <(pw_libs))"]
     }
   ]

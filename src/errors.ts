@@ -19,10 +19,12 @@ export const ERROR_CODES = {
   ERR_SET_NOT_FOUND: 'the named ipset does not exist in the target network namespace',
   ERR_SET_EXISTS: 'an ipset of that name already exists in the target network namespace',
   ERR_FAMILY_MISMATCH: 'an address is of another family (IPv4/IPv6) than the set, filter or entry it belongs to',
-  ERR_NATIVE_MISSING: 'the native addon could not be loaded (build it with `npm run build:native`)',
+  ERR_NATIVE_MISSING: 'the native addon could not be loaded; the message names why (usually a missing shared library) and the packages it needs',
   ERR_LISTENER: 'a listener given to an event subscription threw; `cause` is what it threw (the subscription goes on)',
   ERR_INVALID_STATE:
     'a state file is not valid JSON or breaks the schema or its rules; `problems` lists every bad object and field',
+  ERR_INVALID_CONFIG:
+    'a configuration file (`--config`) is not valid JSON, has a bad value or an unknown key; `problems` names each by its key path',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

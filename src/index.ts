@@ -78,3 +78,8 @@ export type { ApiErrorCode } from './agent/answers.js';
 export { startAgent, DEFAULT_SOCKET } from './agent/agent.js';
 export type { Agent, AgentEvents, AgentOptions } from './agent/agent.js';
 export { AgentCore } from './agent/core.js';
+export { parseConfig, readConfigFile, InvalidConfigError } from './model/config.js';
+export { teardown } from './apply/teardown.js';
+export type { TeardownOptions, TeardownResult } from './apply/teardown.js';
+export { preflight } from './preflight.js';
+export type { PreflightOptions } from './preflight.js';

@@ -234,6 +234,9 @@ export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpe
 let injected: NativeBinding | undefined;
 let loaded: NativeBinding | undefined;
 
+/** The Debian packages of the shared libraries the addon loads (README, "Install"). */
+const RUNTIME_PACKAGES = 'libmnl0 libnftnl11 libipset13 libnetfilter-conntrack3';
+
 /** Replaces the binding (tests); pass undefined to go back to the real addon. */
 export function setBinding(binding: NativeBinding | undefined): void {
   injected = binding;
@@ -248,7 +251,10 @@ export function binding(): NativeBinding {
     try {
       loaded = require('node-gyp-build')(root) as NativeBinding;
     } catch (cause) {
-      throw new PortwallError('ERR_NATIVE_MISSING', `cannot load the portwall addon from ${root}`, { cause });
+      // Usually a shared library the addon links against is not installed: say which, and the packages.
+      const why = cause instanceof Error ? `: ${cause.message.split('\n')[0]}` : '';
+      throw new PortwallError('ERR_NATIVE_MISSING', `cannot load the portwall addon from ${root}${why} ` +
+        `(it needs libmnl, libnftnl, libipset and libnetfilter_conntrack: on Debian, apt-get install ${RUNTIME_PACKAGES})`, { cause });
     }
   }
   return loaded;

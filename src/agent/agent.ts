@@ -15,7 +15,7 @@ import { Portwall } from '../apply/portwall.js';
 import { PortwallError } from '../errors.js';
 import { readStateFile } from '../model/load.js';
 import { InvalidStateError, type Problem } from '../model/problems.js';
-import type { Model } from '../model/types.js';
+import type { Model, PortwallConfig } from '../model/types.js';
 import { subscribeNftEvents, type NftEventSubscription, type NftTransactionEvent } from '../nft/events.js';
 import { AgentCore } from './core.js';
 import { startApiServer, type ApiServer } from './http.js';
@@ -26,6 +26,8 @@ import { DEFAULT_SOCKET } from './socket-path.js';
 export interface AgentOptions {
   /** Network namespace (a name under /run/netns or a path); default: the agent's own. */
   netns?: string;
+  /** Table names, mark mask, zone range, ipset publishing (defaults: DEFAULT_CONFIG). */
+  config?: Partial<PortwallConfig>;
   /** The state file: applied on start, again on SIGHUP ({@link Agent.reload}) and when the file changes. */
   stateFile?: string;
   /** The API's Unix socket (default `/run/portwall/portwall.sock`). */
@@ -77,7 +79,7 @@ export { DEFAULT_SOCKET };
 export async function startAgent(o: AgentOptions): Promise<Agent> {
   const log = o.logger;
   const metrics = new AgentMetrics();
-  const handle = Portwall.open(o.netns === undefined ? {} : { netns: o.netns });
+  const handle = Portwall.open({ ...(o.netns === undefined ? {} : { netns: o.netns }), ...(o.config ? { config: o.config } : {}) });
   const core = new AgentCore(handle, metrics, log);
   metrics.watchCounters(() => handle.counters());
   const closers: (() => Promise<void> | void)[] = [];

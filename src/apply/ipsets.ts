@@ -21,7 +21,7 @@ export interface PublishResult {
   inUse: string[];
 }
 
-const OURS = /^pw[46]-/;
+export const OURS = /^pw[46]-/;
 
 /**
  * Makes the namespace's `pw4-…`/`pw6-…` ipsets hold exactly the IR's remote-group members. Sets that already

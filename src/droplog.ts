@@ -1,0 +1,115 @@
+/**
+ * The drop log (docs/dataplane.md, "Drop log"): packets the port chains dropped on networks with `log_drops`,
+ * as NFLOG delivers them (prefix `pw ZONE STEP`, the packet from its network header), turned into one record
+ * each — port, network, zone, policy step, direction and 5-tuple — for a JSON log line.
+ */
+import type { Model, Port } from './model/types.js';
+import { prefixContains } from './compile/addr.js';
+
+/** One logged packet as the native reader hands it over. */
+export interface LoggedPacket {
+  /** The log statement's prefix. */
+  prefix: string;
+  /** The packet from its network header (as much as NFLOG copied). */
+  payload: Uint8Array;
+  /** EtherType of the packet (0x0800 IPv4, 0x86dd IPv6). */
+  hwProtocol: number;
+}
+
+/** What the drop log writes for one packet. */
+export interface DropRecord {
+  event: 'drop';
+  step: string;
+  zone: number;
+  network?: string;
+  /** The port whose policy dropped it (by address within the zone's network), when one is found. */
+  port?: string;
+  direction?: 'ingress' | 'egress';
+  family: 4 | 6;
+  protocol: number;
+  src: string;
+  dst: string;
+  sport?: number;
+  dport?: number;
+  icmp?: { type: number; code: number };
+}
+
+/** The prefix portwall's drop rules log with. */
+export function dropPrefix(zone: number, step: string): string {
+  return `pw ${zone} ${step}`;
+}
+
+const PORTED = new Set([6, 17, 33, 132, 136]);
+
+function ipv6Text(b: Uint8Array, at: number): string {
+  const words: string[] = [];
+  for (let i = 0; i < 8; i++) words.push(((b[at + 2 * i]! << 8) | b[at + 2 * i + 1]!).toString(16));
+  // The longest run of zero words becomes "::" (RFC 5952).
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && words[j] === '0') j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j === i ? i + 1 : j;
+  }
+  if (best < 0) return words.join(':');
+  return `${words.slice(0, best).join(':')}::${words.slice(best + bestLen).join(':')}`;
+}
+
+/** The 5-tuple of an IPv4 or IPv6 packet (undefined when it is neither or too short). */
+export function packetTuple(payload: Uint8Array): Pick<DropRecord, 'family' | 'protocol' | 'src' | 'dst' | 'sport' | 'dport' | 'icmp'> | undefined {
+  const version = payload[0]! >> 4;
+  let protocol: number, l4: number, src: string, dst: string, family: 4 | 6;
+  if (version === 4 && payload.length >= 20) {
+    family = 4;
+    protocol = payload[9]!;
+    l4 = (payload[0]! & 0x0f) * 4;
+    src = Array.from(payload.subarray(12, 16)).join('.');
+    dst = Array.from(payload.subarray(16, 20)).join('.');
+  } else if (version === 6 && payload.length >= 40) {
+    family = 6;
+    protocol = payload[6]!;
+    l4 = 40;
+    src = ipv6Text(payload, 8);
+    dst = ipv6Text(payload, 24);
+  } else return undefined;
+  const out: ReturnType<typeof packetTuple> = { family, protocol, src, dst };
+  if (PORTED.has(protocol) && payload.length >= l4 + 4) {
+    out!.sport = (payload[l4]! << 8) | payload[l4 + 1]!;
+    out!.dport = (payload[l4 + 2]! << 8) | payload[l4 + 3]!;
+  } else if ((protocol === 1 || protocol === 58) && payload.length >= l4 + 2) {
+    out!.icmp = { type: payload[l4]!, code: payload[l4 + 1]! };
+  }
+  return out;
+}
+
+const owns = (p: Port, addr: string): boolean =>
+  p.fixedIps.some((ip) => prefixContains(ip, addr)) || p.addressPairs.some((a) => prefixContains(a.prefix, addr));
+
+/**
+ * The record of one logged packet, or undefined when it is not portwall's (another prefix). The port is the
+ * one of the zone's network that owns the source (egress) or the destination (ingress) address.
+ */
+export function dropRecord(pkt: LoggedPacket, model: Model | undefined): DropRecord | undefined {
+  const m = /^pw (\d+) (.*)$/.exec(pkt.prefix);
+  if (!m) return undefined;
+  const tuple = packetTuple(pkt.payload);
+  if (!tuple) return undefined;
+  const rec: DropRecord = { event: 'drop', step: m[2]!, zone: Number(m[1]), ...tuple };
+  const net = model && [...model.networks.values()].find((n) => n.zone === rec.zone);
+  if (net) {
+    rec.network = net.id;
+    for (const p of model!.ports.values()) {
+      if (p.networkId !== net.id) continue;
+      if (owns(p, rec.src)) {
+        Object.assign(rec, { port: p.id, direction: 'egress' });
+        break;
+      }
+      if (owns(p, rec.dst)) {
+        Object.assign(rec, { port: p.id, direction: 'ingress' });
+        break;
+      }
+    }
+  }
+  return rec;
+}

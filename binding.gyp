@@ -24,7 +24,8 @@
         "native/binding/nft_binding.cc",
         "native/binding/ipset_binding.cc",
         "native/binding/conntrack_binding.cc",
-        "native/binding/nft_events_binding.cc"
+        "native/binding/nft_events_binding.cc",
+        "native/binding/subscription.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -1,6 +1,8 @@
 {
   "variables": {
-    "pw_libs": "libmnl libnftnl libipset libnetfilter_conntrack"
+    "pw_libs": "libmnl libnftnl libipset libnetfilter_conntrack",
+    # 1: AddressSanitizer + UBSan build for scripts/memcheck.sh (configure -- -Dpw_sanitize=1); never shipped.
+    "pw_sanitize%": 0
   },
   "targets": [
     {
@@ -40,7 +42,16 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
       "cflags": ["<!@(pkg-config --cflags <(pw_libs))"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"],
-      "libraries": ["<!@(pkg-config --libs <(pw_libs))"]
+      "libraries": ["<!@(pkg-config --libs <(pw_libs))"],
+      "conditions": [
+        ["pw_sanitize==1", {
+          "defines": ["PORTWALL_SANITIZE"],
+          # vptr needs RTTI, which node's common.gypi turns off; every other UBSan check aborts at once.
+          "cflags": ["-fsanitize=address,undefined", "-fno-sanitize=vptr", "-fno-sanitize-recover=all",
+                     "-fno-omit-frame-pointer", "-g"],
+          "ldflags": ["-fsanitize=address,undefined"]
+        }]
+      ]
     }
   ]
 }

@@ -238,16 +238,20 @@ export function setBinding(binding: NativeBinding | undefined): void {
   injected = binding;
 }
 
-/** The binding in use: an injected one, else the addon loaded through node-gyp-build. */
+/**
+ * The binding in use: an injected one, else the addon file named by the environment variable `PORTWALL_ADDON`
+ * (the sanitizer build of scripts/memcheck.sh), else the addon node-gyp-build finds in the package.
+ */
 export function binding(): NativeBinding {
   if (injected) return injected;
   if (!loaded) {
     const require = createRequire(import.meta.url);
+    const file = process.env.PORTWALL_ADDON;
     const root = packageRoot(path.dirname(fileURLToPath(import.meta.url)));
     try {
-      loaded = require('node-gyp-build')(root) as NativeBinding;
+      loaded = (file ? require(path.resolve(file)) : require('node-gyp-build')(root)) as NativeBinding;
     } catch (cause) {
-      throw new PortwallError('ERR_NATIVE_MISSING', `cannot load the portwall addon from ${root}`, { cause });
+      throw new PortwallError('ERR_NATIVE_MISSING', `cannot load the portwall addon from ${file || root}`, { cause });
     }
   }
   return loaded;

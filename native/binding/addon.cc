@@ -8,6 +8,17 @@
 #include "binding/nft_events_binding.h"
 #include "binding/subscription.h"
 
+#ifdef PORTWALL_SANITIZE
+#include <sanitizer/lsan_interface.h>
+
+// The sanitizer build only (binding.gyp, pw_sanitize): a leak check the tests run while the process is alive,
+// since the test runner kills its workers before LeakSanitizer's check at exit could finish. Reports go to
+// ASAN_OPTIONS' log_path; returns whether any leak was found.
+static Napi::Value SanitizerLeakCheck(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), __lsan_do_recoverable_leak_check() != 0);
+}
+#endif
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new portwall::AddonData();  // the handle classes, filled in by the Register functions
   env.SetInstanceData(data);
@@ -21,6 +32,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   portwall::RegisterNftEvents(env, exports);
   portwall::RegisterIpset(env, exports);
   portwall::RegisterConntrack(env, exports);
+#ifdef PORTWALL_SANITIZE
+  exports.Set("sanitizerLeakCheck", Napi::Function::New(env, SanitizerLeakCheck, "sanitizerLeakCheck"));
+#endif
   return exports;
 }
 

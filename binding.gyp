@@ -1,7 +1,9 @@
 {
   "variables": {
     "pw_libs": "libmnl libnftnl libipset libnetfilter_conntrack",
-    "pw_werror%": "<!(node -p \"process.env.PORTWALL_WERROR === '1' ? 1 : 0\")"
+    "pw_werror%": "<!(node -p \"process.env.PORTWALL_WERROR === '1' ? 1 : 0\")",
+    # 1: AddressSanitizer + UBSan build for scripts/memcheck.sh (configure -- -Dpw_sanitize=1); never shipped.
+    "pw_sanitize%": 0
   },
   "targets": [
     {
@@ -25,7 +27,8 @@
         "native/binding/nft_binding.cc",
         "native/binding/ipset_binding.cc",
         "native/binding/conntrack_binding.cc",
-        "native/binding/nft_events_binding.cc"
+        "native/binding/nft_events_binding.cc",
+        "native/binding/subscription.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
@@ -40,8 +43,17 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
       "cflags": ["<!@(pkg-config --cflags <(pw_libs))"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "conditions": [["pw_werror==1", { "cflags_cc": ["-Werror"] }]],
-      "libraries": ["<!@(pkg-config --libs <(pw_libs))"]
+      "libraries": ["<!@(pkg-config --libs <(pw_libs))"],
+      "conditions": [
+        ["pw_werror==1", { "cflags_cc": ["-Werror"] }],
+        ["pw_sanitize==1", {
+          "defines": ["PORTWALL_SANITIZE"],
+          # vptr needs RTTI, which node's common.gypi turns off; every other UBSan check aborts at once.
+          "cflags": ["-fsanitize=address,undefined", "-fno-sanitize=vptr", "-fno-sanitize-recover=all",
+                     "-fno-omit-frame-pointer", "-g"],
+          "ldflags": ["-fsanitize=address,undefined"]
+        }]
+      ]
     }
   ]
 }

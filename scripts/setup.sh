@@ -8,7 +8,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 packages=(pkg-config make g++ python3
   libmnl-dev libnftnl-dev libipset-dev libnetfilter-conntrack-dev
-  nftables iptables ipset conntrack iproute2 iputils-ping kmod)
+  nftables iptables ipset conntrack iproute2 iputils-ping kmod valgrind)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -25,6 +25,7 @@ import { HeldSocketQueue } from './held-socket.js';
 import { binding as loadBinding } from './native.js';
 import type { ConntrackBinding, ConntrackTarget, NativeConntrackSocket, NativeSubscription } from './native.js';
 import { fromNativeItems } from './native-errors.js';
+import { type EventSubscription, type SubscriptionState, Subscription, deliver, errorReporter } from './subscription.js';
 
 export type ProtocolName = 'tcp' | 'udp' | 'icmp' | 'icmpv6' | 'sctp' | 'udplite' | 'dccp';
 /** A protocol by name or IANA number. */
@@ -101,15 +102,20 @@ export interface ConntrackEntrySpec {
   reply?: { src: string; dst: string; sport?: number; dport?: number };
 }
 
-export interface ConntrackSubscription {
-  /** Stops delivery; idempotent. */
-  close(): Promise<void>;
-}
+/**
+ * An open subscription: close() is final at once (no listener or onError call after it), idempotent (the same
+ * promise) and never rejects; unref() lets the process exit while subscribed.
+ */
+export type ConntrackSubscription = EventSubscription;
 
 export interface SubscribeOptions {
   /** Default both. */
   events?: readonly ('new' | 'destroy')[];
-  /** Called if the reader fails; delivery has stopped then. */
+  /**
+   * Called with what went wrong outside the listener's control: `ERR_LISTENER` when the listener threw (the
+   * subscription goes on), `ERR_WIRE` when a delivery could not be decoded (counted as lost), `ERR_SYSTEM`
+   * when the reader failed (delivery has stopped then). Without it such errors are emitted as process warnings.
+   */
   onError?: (error: PortwallError) => void;
 }
 
@@ -227,7 +233,8 @@ export class ConntrackClient {
 
   /**
    * Delivers batches of new/destroy events until closed. The socket reads on its own thread; a batch is
-   * whatever queued up since the last one. `lost` counts socket overruns (events dropped by the kernel).
+   * whatever queued up since the last one. `lost` counts overruns (events the kernel dropped, or batches the
+   * JS thread did not take in time). The listener is never called after close().
    */
   async subscribe(
     listener: (events: ConntrackEvent[], lost: number) => void,
@@ -241,16 +248,16 @@ export class ConntrackClient {
       else invalid(`events[${i}]`, k, "must be 'new' or 'destroy'");
     }
     if (groups === 0) invalid('events', kinds, 'must name at least one event');
+    // Shared with the callback, which must not reference the handle (see src/subscription.ts).
+    const state: SubscriptionState = { closed: false };
+    const report = errorReporter(state, options.onError);
     const native: NativeSubscription = await call(() =>
       this.#native.conntrackSubscribe(this.netns, groups, (error, entries, lost) => {
-        if (error) {
-          options.onError?.(fromNativeItems(error, null));
-          return;
-        }
-        listener(decodeEntries(entries) as ConntrackEvent[], lost);
+        deliver(state, report, 'conntrack events', entries, lost, (b) => decodeEntries(b) as ConntrackEvent[], listener);
+        if (error) report(fromNativeItems(error, null));
       }),
     );
-    return { close: async () => native.close() };
+    return new Subscription(this.netns, native, state);
   }
 }
 

@@ -42,10 +42,17 @@ export interface NativeIpsetCreate {
   comment?: boolean;
 }
 
-/** An open conntrack event subscription. */
+/** An open conntrack event subscription (from `conntrackSubscribe`). */
 export interface NativeSubscription {
-  /** Stops the reader thread; no callback runs afterwards. Idempotent. */
-  close(): void;
+  /**
+   * Final at once: no callback runs after this call. Idempotent. Resolves once the reader thread is joined and
+   * its socket closed (on a pool thread: closing may wait for the kernel's release work).
+   */
+  close(): Promise<void>;
+  /** Lets the process exit while the subscription is open. */
+  unref(): void;
+  /** Undoes unref(). */
+  ref(): void;
 }
 
 /**
@@ -158,8 +165,10 @@ export interface ConntrackBinding {
   /** family 0 = both. */
   conntrackFlushZone(target: ConntrackTarget, zone: number, family: number): Promise<void>;
   /**
-   * groups: 1 = new, 4 = destroy. The callback gets batches of entry records and a count of overruns. A
-   * subscription always opens a socket of its own (it reads on its own thread), so it takes a namespace only.
+   * groups: 1 = new, 4 = destroy. The callback gets batches of entry records and a count of overruns (events
+   * the kernel dropped, or batches the JS thread did not take in time); `error` (kind 'system') when the reader
+   * stopped on a failure, after which nothing more comes. A subscription always opens a socket of its own (it
+   * reads on its own thread), so it takes a namespace only. Resolves once the socket has joined the groups.
    */
   conntrackSubscribe(
     netns: string | null,
@@ -197,18 +206,8 @@ export interface NativeNftTransaction {
   events: NativeNftEvent[];
 }
 
-/** An open nftables event subscription (from `nftSubscribe`). */
-export interface NativeNftEventSubscription {
-  /**
-   * Final at once: no callback runs after this call. Idempotent. Resolves once the reader thread is joined and
-   * its socket closed (on a pool thread: closing may wait for the kernel's release work).
-   */
-  close(): Promise<void>;
-  /** Lets the process exit while the subscription is open. */
-  unref(): void;
-  /** Undoes unref(). */
-  ref(): void;
-}
+/** An open nftables event subscription (from `nftSubscribe`): the same handle as conntrack's. */
+export type NativeNftEventSubscription = NativeSubscription;
 
 /** The nftables event part of the binding. */
 export interface NftEventsBinding {
@@ -242,18 +241,22 @@ export function setBinding(binding: NativeBinding | undefined): void {
   injected = binding;
 }
 
-/** The binding in use: an injected one, else the addon loaded through node-gyp-build. */
+/**
+ * The binding in use: an injected one, else the addon file named by the environment variable `PORTWALL_ADDON`
+ * (the sanitizer build of scripts/memcheck.sh), else the addon node-gyp-build finds in the package.
+ */
 export function binding(): NativeBinding {
   if (injected) return injected;
   if (!loaded) {
     const require = createRequire(import.meta.url);
+    const file = process.env.PORTWALL_ADDON;
     const root = packageRoot(path.dirname(fileURLToPath(import.meta.url)));
     try {
-      loaded = require('node-gyp-build')(root) as NativeBinding;
+      loaded = (file ? require(path.resolve(file)) : require('node-gyp-build')(root)) as NativeBinding;
     } catch (cause) {
       // Usually a shared library the addon links against is not installed: say which, and the packages.
       const why = cause instanceof Error ? `: ${cause.message.split('\n')[0]}` : '';
-      throw new PortwallError('ERR_NATIVE_MISSING', `cannot load the portwall addon from ${root}${why} ` +
+      throw new PortwallError('ERR_NATIVE_MISSING', `cannot load the portwall addon from ${file || root}${why} ` +
         `(it needs libmnl, libnftnl, libipset and libnetfilter_conntrack: on Debian, apt-get install ${RUNTIME_PACKAGES})`, { cause });
     }
   }

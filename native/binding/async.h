@@ -43,8 +43,14 @@ class PromiseWorker : public Napi::AsyncWorker {
       SetError(e.what());
     }
   }
-  void OnOK() override { deferred_.Resolve(result_(Env(), *baton_)); }
-  void OnError(const Napi::Error&) override { deferred_.Reject(to_js_error(Env(), *error_).Value()); }
+  // Building the result or the error may throw (a JS exception, such as a property setter a caller put on
+  // Object.prototype, or an allocation failure); the promise then rejects with that instead of staying pending.
+  void OnOK() override {
+    Settle([this] { deferred_.Resolve(result_(Env(), *baton_)); });
+  }
+  void OnError(const Napi::Error&) override {
+    Settle([this] { deferred_.Reject(to_js_error(Env(), *error_).Value()); });
+  }
 
  private:
   PromiseWorker(Napi::Env env, std::unique_ptr<Baton> baton, Work work, Result result)
@@ -53,6 +59,17 @@ class PromiseWorker : public Napi::AsyncWorker {
         baton_(std::move(baton)),
         work_(std::move(work)),
         result_(std::move(result)) {}
+
+  template <typename Fn>
+  void Settle(Fn settle) {
+    try {
+      settle();
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (const std::exception& e) {
+      deferred_.Reject(Napi::Error::New(Env(), e.what()).Value());
+    }
+  }
 
   Napi::Promise::Deferred deferred_;
   std::unique_ptr<Baton> baton_;

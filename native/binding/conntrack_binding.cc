@@ -1,12 +1,13 @@
 #include "binding/conntrack_binding.h"
 
-#include <atomic>
 #include <cstring>
 #include <memory>
-#include <thread>
+#include <string>
+#include <vector>
 
 #include "binding/async.h"
 #include "binding/held_socket.h"
+#include "binding/subscription.h"
 #include "core/conntrack.h"
 #include "core/conntrack_events.h"
 
@@ -198,96 +199,17 @@ Napi::Value FlushZone(const Napi::CallbackInfo& info) {
       [](Napi::Env env, FilterBaton&) -> Napi::Value { return env.Undefined(); });
 }
 
-// One batch of events on its way to the JS thread.
-struct EventBatch {
-  std::vector<Entry> entries;
-  uint32_t lost = 0;
-  std::string error;
-};
+Napi::Value events_value(Napi::Env env, const std::vector<Entry>& entries) { return entries_buffer(env, entries); }
 
-constexpr size_t kQueuedBatches = 1024;
-
-// A reader thread delivering event batches through a thread-safe function until closed.
-class Subscription {
- public:
-  Subscription(std::unique_ptr<conntrack::EventReader> reader, Napi::ThreadSafeFunction tsfn)
-      : reader_(std::move(reader)), tsfn_(std::move(tsfn)) {
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~Subscription() { Close(); }
-
-  void Close() {
-    if (closed_.exchange(true)) return;
-    reader_->stop();
-    thread_.join();
-    reader_.reset();  // closes the netlink socket: the kernel stops queueing events for it
-    tsfn_.Release();
-  }
-
- private:
-  void Loop() {
-    for (bool more = true; more;) {
-      auto batch = std::make_unique<EventBatch>();
-      try {
-        more = reader_->wait(batch->entries, batch->lost);
-      } catch (const Error& e) {
-        batch->error = e.what();
-        more = false;
-      }
-      batch->lost += dropped_;
-      dropped_ = 0;
-      if (batch->entries.empty() && batch->lost == 0 && batch->error.empty()) continue;
-      // A bounded queue: a listener that falls behind loses batches (counted as overruns) instead of the
-      // process growing without bound.
-      if (tsfn_.NonBlockingCall(batch.get(), Deliver) == napi_ok) batch.release();
-      else ++dropped_;
-    }
-  }
-
-  static void Deliver(Napi::Env env, Napi::Function callback, EventBatch* raw) {
-    std::unique_ptr<EventBatch> batch(raw);
-    if (!env || !callback) return;
-    Napi::Value err = batch->error.empty() ? env.Null() : Napi::Error::New(env, batch->error).Value();
-    callback.Call({err, entries_buffer(env, batch->entries), Napi::Number::New(env, batch->lost)});
-  }
-
-  std::unique_ptr<conntrack::EventReader> reader_;
-  Napi::ThreadSafeFunction tsfn_;
-  std::thread thread_;
-  std::atomic<bool> closed_{false};
-  uint32_t dropped_ = 0;  // batches the full queue refused, reported with the next one
-};
-
-struct SubscribeBaton {
-  std::string netns;
-  unsigned groups = 0;
-  Napi::FunctionReference callback;
-  std::unique_ptr<conntrack::EventReader> reader;
-};
-
-Napi::Value Subscribe(const Napi::CallbackInfo& info) {
-  auto b = std::make_unique<SubscribeBaton>();
-  b->netns = netns_arg(info[0]);
-  b->groups = info[1].As<Napi::Number>().Uint32Value();
+// conntrackSubscribe(netns, groups, callback(error, entries, lost)): resolves with a subscription handle
+// (binding/subscription.h) once the socket is open and joined to the groups.
+Napi::Value ConntrackSubscribe(const Napi::CallbackInfo& info) {
+  std::string netns = netns_arg(info[0]);
+  unsigned groups = info[1].As<Napi::Number>().Uint32Value();
   if (!info[2].IsFunction()) throw Napi::TypeError::New(info.Env(), "callback must be a function");
-  b->callback = Napi::Persistent(info[2].As<Napi::Function>());
-  return PromiseWorker<SubscribeBaton>::Run(
-      info.Env(), std::move(b),
-      [](SubscribeBaton& b) { b.reader = std::make_unique<conntrack::EventReader>(b.netns, b.groups); },
-      [](Napi::Env env, SubscribeBaton& b) -> Napi::Value {
-        auto tsfn = Napi::ThreadSafeFunction::New(env, b.callback.Value(), "portwall.conntrackEvents", kQueuedBatches, 1);
-        auto sub = std::make_shared<Subscription>(std::move(b.reader), std::move(tsfn));
-        // Weak: the hook must not keep a closed subscription (and its thread) alive until the process exits.
-        env.AddCleanupHook([weak = std::weak_ptr<Subscription>(sub)] {
-          if (auto s = weak.lock()) s->Close();
-        });
-        Napi::Object handle = Napi::Object::New(env);
-        handle.Set("close", Napi::Function::New(env, [sub](const Napi::CallbackInfo& info) {
-                     sub->Close();
-                     return info.Env().Undefined();
-                   }));
-        return handle;
-      });
+  return Subscribe<conntrack::EventReader, Entry, events_value>(
+      info.Env(), info[2].As<Napi::Function>(),
+      [netns, groups] { return std::make_unique<conntrack::EventReader>(netns, groups); }, "conntrack events");
 }
 
 }  // namespace
@@ -302,7 +224,7 @@ void RegisterConntrack(Napi::Env env, Napi::Object exports) {
   exports.Set("conntrackDeleteEntries", Napi::Function::New(env, DeleteEntries));
   exports.Set("conntrackCreate", Napi::Function::New(env, Create));
   exports.Set("conntrackFlushZone", Napi::Function::New(env, FlushZone));
-  exports.Set("conntrackSubscribe", Napi::Function::New(env, Subscribe));
+  exports.Set("conntrackSubscribe", Napi::Function::New(env, ConntrackSubscribe));
 }
 
 }  // namespace portwall

@@ -14,18 +14,11 @@
 #include <string>
 #include <utility>
 
+#include "binding/addon_data.h"
 #include "binding/async.h"
 #include "core/held_socket.h"
 
 namespace portwall {
-
-// The addon's per-environment data (napi keeps one per environment): the constructors of the handle classes,
-// to recognise handles among arguments. Set by addon.cc before anything registers.
-struct AddonData {
-  Napi::FunctionReference nft_socket;
-  Napi::FunctionReference conntrack_socket;
-  Napi::FunctionReference nft_events;  // nftSubscribe's handle class (binding/nft_events_binding.cc)
-};
 
 // Which constructor of AddonData a kind of handle is made by.
 using HandleClass = Napi::FunctionReference AddonData::*;
@@ -40,12 +33,10 @@ class HeldSocketHandle : public Napi::ObjectWrap<HeldSocketHandle<Socket>> {
     return HeldSocketHandle::DefineClass(env, name, {HeldSocketHandle::template InstanceMethod<&HeldSocketHandle::Close>("close")});
   }
 
-  // Only open_held() makes handles: it passes the socket as an External, which JS cannot forge.
-  explicit HeldSocketHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<HeldSocketHandle>(info) {
-    if (info.Length() < 1 || !info[0].IsExternal()) {
-      throw Napi::TypeError::New(info.Env(), "socket objects come from nftSocketOpen() or conntrackSocketOpen()");
-    }
-    held_ = *info[0].As<Napi::External<std::shared_ptr<Held>>>().Data();
+  // Only open_held() makes handles (AddonData::Construct).
+  explicit HeldSocketHandle(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<HeldSocketHandle>(info), held_(info.Env().GetInstanceData<AddonData>()->Constructing<Held>()) {
+    if (!held_) throw Napi::TypeError::New(info.Env(), "socket objects come from nftSocketOpen() or conntrackSocketOpen()");
   }
 
   const std::shared_ptr<Held>& held() const { return held_; }
@@ -112,7 +103,7 @@ Napi::Value open_held(const Napi::CallbackInfo& info, HandleClass cls, const cha
       [](OpenBaton& b) { b.held = std::make_shared<HeldSocket<Socket>>(b.netns, b.closed_message); },
       [cls](Napi::Env env, OpenBaton& b) -> Napi::Value {
         auto* data = env.GetInstanceData<AddonData>();
-        return (data->*cls).New({Napi::External<std::shared_ptr<HeldSocket<Socket>>>::New(env, &b.held)});
+        return data->Construct(data->*cls, b.held);
       });
 }
 

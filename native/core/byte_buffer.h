@@ -1,7 +1,8 @@
 // A growable byte buffer for encoded netlink batches.
 //
-// Unlike std::vector it leaves new memory uninitialised and grows with realloc, which remaps large blocks
-// instead of copying them: an encoded 50k-rule batch is ~25 MB and is written exactly once.
+// It grows with realloc, which remaps large blocks instead of copying them: an encoded 50k-rule batch is
+// ~25 MB. New memory is zeroed: libmnl before 1.0.5 leaves the padding of attributes unwritten, and those
+// bytes are sent to the kernel.
 #pragma once
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -29,6 +31,7 @@ class ByteBuffer {
     if (p == nullptr) throw Error(ErrorKind::kSystem, ENOMEM, "out of memory for " + std::to_string(cap) + " bytes");
     data_.release();
     data_.reset(static_cast<uint8_t*>(p));
+    std::memset(data_.get() + cap_, 0, cap - cap_);
     cap_ = cap;
   }
   uint8_t* tail() { return data_.get() + size_; }

@@ -25,6 +25,7 @@ import { PortwallError } from '../errors.js';
 import { binding as loadBinding } from '../native.js';
 import type { NativeNftEvent, NativeNftEventSubscription, NativeNftTransaction, NftEventsBinding } from '../native.js';
 import { fromNativeItems } from '../native-errors.js';
+import { type EventSubscription, type SubscriptionState, Subscription, deliver, errorReporter } from '../subscription.js';
 import { FAMILIES } from './constants.js';
 import type { Family } from './types.js';
 
@@ -162,20 +163,7 @@ export interface NftEventOptions {
 }
 
 /** An open subscription; see {@link subscribeNftEvents}. */
-export interface NftEventSubscription {
-  /** The namespace subscribed to (null: the caller's). */
-  readonly netns: string | null;
-  /**
-   * Stops the subscription for good: no listener or onError call happens after close() is called (a delivery
-   * already queued is dropped). Resolves once the reader thread has ended and its socket is closed. Calling
-   * it again returns the same promise. Never rejects.
-   */
-  close(): Promise<void>;
-  /** Lets the process exit while the subscription is open (it keeps the event loop alive by default). */
-  unref(): void;
-  /** Undoes {@link unref}. */
-  ref(): void;
-}
+export type NftEventSubscription = EventSubscription;
 
 /**
  * Subscribes to the nftables notifications of `netns` (a name under /run/netns, a path, or null for the
@@ -200,36 +188,10 @@ export async function subscribeNftEvents(
   const native = options.binding ?? loadBinding();
   // Shared with the callback, which must not reference the handle: the callback stays reachable from the
   // addon for as long as the subscription runs, and the handle must stay collectable.
-  const state = { closed: false };
-  const report = (error: PortwallError): void => {
-    if (state.closed) return;
-    if (!options.onError) {
-      process.emitWarning(error);
-      return;
-    }
-    try {
-      options.onError(error);
-    } catch {
-      // An onError that throws has nowhere left to report to.
-    }
-  };
+  const state: SubscriptionState = { closed: false };
+  const report = errorReporter(state, options.onError?.bind(options));
   const callback = (error: Error | null, raw: NativeNftTransaction[], lost: number): void => {
-    if (state.closed) return;
-    let transactions: NftTransactionEvent[];
-    try {
-      transactions = raw.map(decodeTransaction);
-    } catch (cause) {
-      report(new PortwallError('ERR_WIRE', `nftables events: cannot decode a delivery: ${String(cause)}`, { cause }));
-      transactions = [];
-      lost += 1;
-    }
-    if (transactions.length > 0 || lost > 0) {
-      try {
-        listener(transactions, lost);
-      } catch (cause) {
-        report(new PortwallError('ERR_LISTENER', `nftables events: the listener threw: ${String(cause)}`, { cause }));
-      }
-    }
+    deliver(state, report, 'nftables events', raw, lost, (r) => r.map(decodeTransaction), listener);
     if (error) report(fromNativeItems(error, netns));
   };
   let handle: NativeNftEventSubscription;
@@ -239,33 +201,6 @@ export async function subscribeNftEvents(
     throw fromNativeItems(cause, netns);
   }
   return new Subscription(netns, handle, state);
-}
-
-class Subscription implements NftEventSubscription {
-  readonly netns: string | null;
-  readonly #handle: NativeNftEventSubscription;
-  readonly #state: { closed: boolean };
-  #closing: Promise<void> | undefined;
-
-  constructor(netns: string | null, handle: NativeNftEventSubscription, state: { closed: boolean }) {
-    this.netns = netns;
-    this.#handle = handle;
-    this.#state = state;
-  }
-
-  close(): Promise<void> {
-    this.#state.closed = true;
-    this.#closing ??= this.#handle.close().catch(() => undefined);
-    return this.#closing;
-  }
-
-  unref(): void {
-    this.#handle.unref();
-  }
-
-  ref(): void {
-    this.#handle.ref();
-  }
 }
 
 /** The addon's event record as an {@link NftEvent}. */

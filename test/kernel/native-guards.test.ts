@@ -1,5 +1,5 @@
 // Guards in the native layer for input the TypeScript side never produces but a bug could: each is refused
-// before any netlink message is sent.
+// before any netlink message is sent. And a promise of the addon always settles.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { binding } from '../../src/native.js';
@@ -42,9 +42,68 @@ describe.skipIf(!isRoot)('native input guards', () => {
     expect(ns.nftText()).toContain('192.0.2.7');
   });
 
+  test('a promise settles when building its result or its error throws: it rejects with what was thrown', async () => {
+    // A setter on Object.prototype runs when the addon sets that property on a result (or error) object it
+    // builds on the JS thread; before, the exception escaped into the event loop and the promise never settled.
+    const boom = new Error('setter threw');
+    const trap = (name: string) =>
+      Object.defineProperty(Object.prototype, name, { configurable: true, set() { throw boom; } });
+    const withTimeout = <T>(p: Promise<T>) =>
+      Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error('the promise never settled')), 5000))]);
+    const empty = writeRecords([]);
+    const refused = writeRecords([{ verb: 5, family: 0, kind: 'table', name: 'keep' }]);
+    try {
+      trap('messages'); // the result of nftCommit: { genid, messages }
+      await expect(withTimeout(binding().nftCommit(ns.name, empty))).rejects.toBe(boom);
+    } finally {
+      delete (Object.prototype as Record<string, unknown>).messages;
+    }
+    try {
+      trap('opIndex'); // every rejection's error carries kind, errno, opIndex
+      await expect(withTimeout(binding().nftCommit(ns.name, refused))).rejects.toBe(boom);
+    } finally {
+      delete (Object.prototype as Record<string, unknown>).opIndex;
+    }
+    await expect(binding().nftCommit(ns.name, empty)).resolves.toMatchObject({ messages: 2 });
+  });
+
+  test('an encoded batch has no unwritten bytes: every attribute\'s padding is zero', async () => {
+    // Names of every length modulo 4, so that most attributes are padded; encoded repeatedly, so that the
+    // buffers reuse memory that held other data. libmnl before 1.0.5 does not write the padding itself.
+    const nonZero: string[] = [];
+    for (let round = 0; round < 20; round++) {
+      const names = ['a', 'ab', 'abc', 'abcd', 'abcde'].map((n) => `${n}${round}`);
+      const batch = writeRecords(names.flatMap((name) => [
+        { verb: 1, family: 1, kind: 'table' as const, name },
+        { verb: 1, family: 1, kind: 'chain' as const, table: name, name: `${name}c`, type: 'filter', hook: 1, priority: 0 },
+      ]));
+      const bytes = await binding().nftEncode(batch);
+      for (let at = 0; at < bytes.length;) {
+        const len = bytes.readUInt32LE(at);
+        checkAttributes(bytes.subarray(at + 20, at + len), `message at ${at}`, nonZero);
+        at += (len + 3) & ~3;
+      }
+    }
+    expect(nonZero).toEqual([]);
+  });
+
   test('an ipset member buffer whose count exceeds its length is refused, not allocated', () => {
     const buf = Buffer.alloc(4);
     buf.writeUInt32LE(0x7fffffff, 0);
     expect(() => binding().ipsetAdd(ns.name, 'pw-none', buf)).toThrow(/malformed/);
   });
 });
+
+/** Walks netlink attributes (nested ones too: NLA_F_NESTED) and records each non-zero padding byte. */
+function checkAttributes(buf: Buffer, where: string, nonZero: string[]): void {
+  for (let at = 0; at + 4 <= buf.length;) {
+    const len = buf.readUInt16LE(at);
+    const type = buf.readUInt16LE(at + 2);
+    if (len < 4) return;
+    if (type & 0x8000) checkAttributes(buf.subarray(at + 4, at + len), `${where} / nest ${type & 0x3fff}`, nonZero);
+    for (let p = at + len; p < Math.min(at + ((len + 3) & ~3), buf.length); p++) {
+      if (buf[p] !== 0) nonZero.push(`${where}, attribute ${type & 0x3fff}: padding byte ${p - at} is ${buf[p]}`);
+    }
+    at += (len + 3) & ~3;
+  }
+}

@@ -44,7 +44,7 @@ class FakeConntrack implements ConntrackBinding {
   conntrackDeleteEntries = async () => 0;
   conntrackCreate = async () => 0;
   conntrackFlushZone = async () => undefined;
-  conntrackSubscribe = async () => ({ close: () => undefined });
+  conntrackSubscribe = async () => ({ close: async () => undefined, ref: () => undefined, unref: () => undefined });
 }
 
 describe('ConntrackClient.count', () => {

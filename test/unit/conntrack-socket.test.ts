@@ -50,7 +50,7 @@ class FakeConntrack implements ConntrackBinding {
   conntrackDeleteEntries = async (target: ConntrackTarget) => (await this.#record('deleteEntries', target), 1);
   conntrackCreate = async (target: ConntrackTarget) => (await this.#record('create', target), 1);
   conntrackFlushZone = async (target: ConntrackTarget) => this.#record('flush', target);
-  conntrackSubscribe = async () => ({ close: () => undefined });
+  conntrackSubscribe = async () => ({ close: async () => undefined, ref: () => undefined, unref: () => undefined });
 }
 
 const entry = { family: 'ipv4', protocol: 17, zone: 1, id: 5, orig: { src: '192.0.2.1', dst: '192.0.2.2', sport: 1, dport: 2 } } as const;

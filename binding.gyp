@@ -24,11 +24,13 @@
         "native/core/conntrack_events.cc",
         "native/core/event_socket.cc",
         "native/core/nft_events.cc",
+        "native/core/nflog.cc",
         "native/binding/nft_binding.cc",
         "native/binding/ipset_binding.cc",
         "native/binding/conntrack_binding.cc",
         "native/binding/nft_events_binding.cc",
-        "native/binding/subscription.cc"
+        "native/binding/subscription.cc",
+        "native/binding/nflog_binding.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -163,7 +163,7 @@ ${PRIVILEGE}
 Exit codes: 0 nothing of portwall's is left; 1 something could not be removed (named on stderr), or a
 system error; 2 usage error.`,
   agent: `portwall agent [--netns NAME] [--config FILE] [--state FILE] [--socket PATH] [--metrics HOST:PORT]
-               [--log-level LEVEL] [--check-interval SECONDS] [--body-limit BYTES]
+               [--log-level LEVEL] [--check-interval SECONDS] [--body-limit BYTES] [--drop-log]
 
 Runs until SIGTERM or SIGINT, which stop it and leave the rules in place. On start it adopts what portwall's
 tables hold (no flush, no traffic gap) and makes them match FILE; SIGHUP, or a change of FILE, reloads FILE
@@ -190,6 +190,9 @@ Options:
   --log-level LEVEL        fatal, error, warn, info (default), debug or trace
   --check-interval SECONDS the periodic check (default 60; 0 turns it off)
   --body-limit BYTES       the largest request body (default 8388608); larger ones are answered 413
+  --drop-log               read the drop log (NFLOG group logGroup of the config) and write one line per
+                           packet the policy dropped on a network with log_drops: {"event":"drop", "port",
+                           "network", "zone", "step", "direction", "src", "dst", "sport", "dport", ...}
 
 Exit codes: 0 stopped by a signal; 1 the state file was invalid or unreadable, or the socket could not be
 served (nothing was applied); 2 usage error.`,

@@ -356,6 +356,7 @@ const AGENT_OPTIONS = {
   metrics: { type: 'string' },
   'log-level': { type: 'string' },
   'check-interval': { type: 'string' },
+  'drop-log': { type: 'boolean' },
   'body-limit': { type: 'string' },
 } as const;
 
@@ -382,7 +383,7 @@ async function agent(io: Io, args: string[]): Promise<number> {
   const logger = pino({ level, base: { pid: process.pid } });
   const running = await startAgent({
     netns: values.netns, config: cfg, stateFile: values.state, socketPath: values.socket, metricsAddress: values.metrics, logger,
-    checkIntervalMs: every === undefined ? undefined : every * 1000, bodyLimit,
+    checkIntervalMs: every === undefined ? undefined : every * 1000, bodyLimit, dropLog: values['drop-log'] ?? false,
   });
   await new Promise<void>((done) => {
     const stop = (signal: string) => {

@@ -5,6 +5,11 @@
  */
 import type { Model, Port } from './model/types.js';
 import { prefixContains } from './compile/addr.js';
+import { DEFAULT_CONFIG } from './model/types.js';
+import { binding as loadBinding, type NativeLoggedPacket, type NflogBinding } from './native.js';
+import { fromNativeItems } from './native-errors.js';
+import { type EventSubscription, type SubscriptionState, Subscription, deliver, errorReporter } from './subscription.js';
+import type { PortwallError } from './errors.js';
 
 /** One logged packet as the native reader hands it over. */
 export interface LoggedPacket {
@@ -112,4 +117,47 @@ export function dropRecord(pkt: LoggedPacket, model: Model | undefined): DropRec
     }
   }
   return rec;
+}
+
+/** Options of {@link subscribeDropLog}. */
+export interface DropLogOptions {
+  /** The network namespace (null or absent: the caller's). */
+  netns?: string | null;
+  /** The NFLOG group (default: the config's `logGroup`, 28791). */
+  group?: number;
+  /** The state the records are named from (networks, ports), read at each packet: a handle's current model. */
+  model?: () => Model | undefined;
+  /** Errors of the reader (it stopped) and of the listener; default: process warnings. */
+  onError?: (error: PortwallError) => void;
+  /** The addon (tests inject a double). */
+  binding?: NflogBinding;
+}
+
+// Enough for an IPv6 header with extension headers and the transport ports.
+const COPY_RANGE = 128;
+
+/**
+ * Reads portwall's drop log in a namespace: binds the NFLOG group over netlink and calls `listener` with one
+ * {@link DropRecord} per dropped packet that portwall's rules logged (other prefixes are skipped). Resolves
+ * once bound; rejects with ERR_KERNEL (EBUSY) when another process of the namespace reads the group.
+ */
+export async function subscribeDropLog(listener: (records: DropRecord[], lost: number) => void, options: DropLogOptions = {}): Promise<EventSubscription> {
+  const netns = options.netns ?? null;
+  const native = options.binding ?? loadBinding();
+  const state: SubscriptionState = { closed: false };
+  const report = errorReporter(state, options.onError);
+  const decode = (packets: NativeLoggedPacket[]): DropRecord[] => {
+    const model = options.model?.();
+    return packets.flatMap((p) => dropRecord(p, model) ?? []);
+  };
+  const callback = (error: Error | null, raw: NativeLoggedPacket[], lost: number): void => {
+    deliver(state, report, 'drop log', raw, lost, decode, listener);
+    if (error) report(fromNativeItems(error, netns));
+  };
+  try {
+    const handle = await native.nflogSubscribe(netns, options.group ?? DEFAULT_CONFIG.logGroup, COPY_RANGE, callback);
+    return new Subscription(netns, handle, state);
+  } catch (cause) {
+    throw fromNativeItems(cause, netns);
+  }
 }

@@ -226,8 +226,39 @@ export interface NftEventsBinding {
   ): Promise<NativeNftEventSubscription>;
 }
 
+/** One packet an NFLOG group delivered (`log group N` in a rule). */
+export interface NativeLoggedPacket {
+  prefix: string;
+  /** EtherType (0x0800, 0x86dd). */
+  hwProtocol: number;
+  /** The netfilter hook that logged it. */
+  hook: number;
+  /** Interface indexes (0: absent); phys*: the bridge ports under br_netfilter. */
+  indev: number;
+  outdev: number;
+  physindev: number;
+  physoutdev: number;
+  /** The packet from its network header, at most the copy range. */
+  payload: Uint8Array;
+}
+
+/** The NFLOG part of the binding. */
+export interface NflogBinding {
+  /**
+   * Binds NFLOG `group` in `netns` on a socket and thread of its own (copying `copyRange` bytes of each packet);
+   * resolves once bound — rejects (kind 'netlink', EBUSY) when another socket of the namespace has the group.
+   * The callback gets each wakeup's packets and the overruns since the last call.
+   */
+  nflogSubscribe(
+    netns: string | null,
+    group: number,
+    copyRange: number,
+    callback: (error: Error | null, packets: NativeLoggedPacket[], lost: number) => void,
+  ): Promise<NativeSubscription>;
+}
+
 /** Everything the addon exports. */
-export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpen'>> & NftEventsBinding & IpsetBinding & ConntrackBinding &
+export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpen'>> & NftEventsBinding & NflogBinding & IpsetBinding & ConntrackBinding &
   Required<Pick<ConntrackBinding, 'conntrackSocketOpen' | 'conntrackCount'>>;
 
 let injected: NativeBinding | undefined;

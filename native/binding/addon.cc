@@ -5,6 +5,7 @@
 #include "binding/conntrack_binding.h"
 #include "binding/ipset_binding.h"
 #include "binding/nft_binding.h"
+#include "binding/nflog_binding.h"
 #include "binding/nft_events_binding.h"
 #include "binding/subscription.h"
 
@@ -30,6 +31,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
       env, [](void* d) { static_cast<portwall::AddonData*>(d)->subscriptions.CloseAll(); }, data);
   portwall::RegisterNft(env, exports);
   portwall::RegisterNftEvents(env, exports);
+  portwall::RegisterNflog(env, exports);
   portwall::RegisterIpset(env, exports);
   portwall::RegisterConntrack(env, exports);
 #ifdef PORTWALL_SANITIZE

@@ -24,6 +24,8 @@ class EventSocket {
   // subsystem in errors.
   Ready poll(int timeout_ms, const char* what);
   int fd() const { return sock_->fd(); }
+  // The socket itself, for subscriptions configured by request (NFLOG binds its group with a message).
+  NlSocket& socket() { return *sock_; }
   // Wakes poll() for good; callable from any thread.
   void stop();
 

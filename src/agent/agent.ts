@@ -17,6 +17,7 @@ import { readStateFile } from '../model/load.js';
 import { InvalidStateError, type Problem } from '../model/problems.js';
 import type { Model, PortwallConfig } from '../model/types.js';
 import { subscribeNftEvents, type NftEventSubscription, type NftTransactionEvent } from '../nft/events.js';
+import { subscribeDropLog } from '../droplog.js';
 import { AgentCore } from './core.js';
 import { startApiServer, type ApiServer } from './http.js';
 import { AgentMetrics } from './metrics.js';
@@ -41,6 +42,11 @@ export interface AgentOptions {
   repairDelayMs?: number;
   bodyLimit?: number;
   coalesceMs?: number;
+  /**
+   * Write the drop log: every packet the networks with `log_drops` drop, as a JSON line with `event: "drop"`
+   * (port, network, zone, policy step, direction, 5-tuple; docs/dataplane.md, "Drop log").
+   */
+  dropLog?: boolean;
 }
 
 /** A running agent. */
@@ -101,6 +107,13 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
       },
     });
     closers.push(() => subscription.close());
+    if (o.dropLog) {
+      const drops = await subscribeDropLog((records, lost) => {
+        for (const r of records) log.info(r, 'dropped');
+        if (lost > 0) log.warn({ event: 'drop-log-lost', lost }, 'drop log: packets lost (the reader fell behind)');
+      }, { netns: handle.netns, group: handle.config.logGroup, model: () => handle.programmed(), onError: (err) => log.warn({ err }, 'drop log error') });
+      closers.push(() => drops.close());
+    }
     if (o.stateFile) {
       const result = await core.applyState(...(await readStateDoc(o.stateFile, handle, log)));
       log.info({ event: 'start', genid: result.genid, changed: result.changed, adopted: result.adopted }, result.changed ? 'adopted and reconciled' : 'adopted; the kernel already matched');

@@ -43,6 +43,9 @@ export interface CounterReport {
   profiles: ProfileInfo[];
 }
 
+// A drop, or (with a drop log) the jump to the chain that logs and then drops: `egress_dev_d3`.
+const dropsHere = (v: { code: string; chain?: string }): boolean => v.code === 'drop' || (v.code === 'goto' && /_d\d+$/.test(v.chain ?? ''));
+
 const num = (v: unknown): number => Number(typeof v === 'bigint' ? v : String(v));
 const RULE_SET = /^(in|out)[46]/;
 
@@ -85,7 +88,7 @@ export function readCounters(objects: readonly NftObject[], model?: Model): Coun
           } else r.byProfile.push({ profile: id, packets, bytes });
         }
       }
-    } else if (o.kind === 'rule' && o.exprs.some((x) => x.type === 'immediate' && 'verdict' in x && x.verdict.code === 'drop')) {
+    } else if (o.kind === 'rule' && o.exprs.some((x) => x.type === 'immediate' && 'verdict' in x && dropsHere(x.verdict))) {
       const c = o.exprs.find((x) => x.type === 'counter');
       if (c && c.type === 'counter') {
         steps.push({ family: o.family, table: o.table, chain: o.chain, step: o.comment ?? '', packets: num(c.packets ?? 0), bytes: num(c.bytes ?? 0) });

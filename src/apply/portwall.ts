@@ -365,6 +365,11 @@ export class Portwall {
     return this.#engine?.model.ports ?? new Map();
   }
 
+  /** The validated state the handle programmed (undefined before its first apply). */
+  programmed(): Model | undefined {
+    return this.#engine?.model;
+  }
+
   /** The floating IPs of the handle's state. */
   floatingIps(): ReadonlyMap<string, FloatingIp> {
     return this.#engine?.model.floatingIps ?? new Map();

@@ -65,7 +65,7 @@ EventReader::EventReader(const std::string& netns, uint16_t group, uint32_t copy
 }
 
 void EventReader::configure(uint16_t group, uint16_t attr, const void* data, size_t len) {
-  char buf[256];
+  char buf[256] = {};  // zeroed: libmnl < 1.0.5 leaves attribute padding unwritten, and it goes to the kernel
   nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
   nlh->nlmsg_type = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG;
   nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;

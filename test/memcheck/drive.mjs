@@ -78,12 +78,25 @@ try {
   const nft = openNft({ netns: ns, persistent: true });
   const perCall = openNft({ netns: ns });
   const sets = new IpsetClient({ netns: ns });
+  // NFLOG: a log rule on the namespace's output, a group bound twice (the second refused: EBUSY).
+  let logged = 0;
+  const logSub = await binding().nflogSubscribe(ns, 7, 128, (_e, packets) => void (logged += packets.length));
+  const busy = await binding().nflogSubscribe(ns, 7, 128, () => {}).then(() => 'bound twice', (e) => e.kind);
+  if (busy !== 'netlink') throw new Error(`a second reader of one NFLOG group: ${busy}`);
+  const logTx = nft.transaction();
+  logTx.add({ kind: 'table', family: 'inet', name: 'mclog' });
+  logTx.add({ kind: 'chain', family: 'inet', table: 'mclog', name: 'out', hook: 'output', priority: 0, type: 'filter', policy: 'accept' });
+  logTx.add({ kind: 'rule', family: 'inet', table: 'mclog', chain: 'out', exprs: rule('inet', [{ kind: 'log', group: 7, prefix: 'mc' }]) });
+  await logTx.commit();
   for (let i = 0; i < ROUNDS; i++) await round(nft, perCall, i % 2 ? new ConntrackClient({ netns: ns }) : ct, sets);
+  execFileSync('ip', ['netns', 'exec', ns, 'ping', '-c', '3', '-i', '0.2', '-W', '1', '127.0.0.1'], { stdio: 'ignore' });
   await sleep(300);
-  await Promise.all([nftSub.close(), ctSub.close(), nft.close(), ct.close()]);
+  await Promise.all([nftSub.close(), ctSub.close(), nft.close(), ct.close(), logSub.close()]);
+  if (logged === 0) throw new Error('no NFLOG packets delivered');
   // One more subscription of each kind that is never closed: the environment's exit stops it.
   (await subscribeNftEvents(ns, () => {})).unref();
   (await ct.subscribe(() => {})).unref();
+  (await binding().nflogSubscribe(ns, 8, 64, () => {})).unref();
   console.log(`memcheck workload: ${ROUNDS} rounds, ${txs.length} nftables transactions and ${ctEvents.length} conntrack events seen`);
   if (txs.length === 0 || ctEvents.length === 0) throw new Error('no events delivered');
 } finally {

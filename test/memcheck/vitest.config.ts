@@ -22,6 +22,7 @@ export const ASAN_TESTS = [
   'conntrack-subscribe',
   'ipset',
   'nft-events',
+  'droplog',
 ];
 
 export default defineConfig({

@@ -83,7 +83,9 @@ function walk(value: unknown, schema: TSchema, path: string, out: Problem[]): vo
     const child = record[key];
     const field = Object.hasOwn(properties, key) ? properties[key]! : undefined;
     if (field === undefined) {
-      if (!quietlyAccepted(s, key)) out.push({ path: join(path, key), message: `unknown key, ignored${hint(key, Object.keys(properties))}` });
+      // Neutron sends remote_address_group_id: null on every rule; a non-null one is refused by validation.
+      const nullAddressGroup = key === 'remote_address_group_id' && child === null;
+      if (!nullAddressGroup && !quietlyAccepted(s, key)) out.push({ path: join(path, key), message: `unknown key, ignored${hint(key, Object.keys(properties))}` });
       continue;
     }
     const f = shapeFor(child, field);

@@ -26,6 +26,14 @@ describe('unknownKeys', () => {
     expect(unknownKeys(s)).toEqual([]);
   });
 
+  test("Neutron's remote_address_group_id: null is quiet; a value still warns here (validation refuses it)", () => {
+    const s = exampleState() as unknown as { security_groups: { security_group_rules: Record<string, unknown>[] }[] };
+    s.security_groups[0]!.security_group_rules[0]!.remote_address_group_id = null;
+    expect(unknownKeys(s)).toEqual([]);
+    s.security_groups[0]!.security_group_rules[0]!.remote_address_group_id = 'ag-1';
+    expect(unknownKeys(s).map((w) => w.path)).toEqual([expect.stringMatching(/remote_address_group_id$/)]);
+  });
+
   test('a misspelt rule field: its path through the group and the rule, and the field it probably is', () => {
     const s = exampleState();
     const rule = s.security_groups[0]!.security_group_rules![1]! as unknown as JsonObject;

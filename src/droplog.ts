@@ -5,6 +5,7 @@
  */
 import type { Model, Port } from './model/types.js';
 import { prefixContains } from './compile/addr.js';
+import type { Packet } from './compile/evaluate.js';
 import { DEFAULT_CONFIG } from './model/types.js';
 import { binding as loadBinding, type NativeLoggedPacket, type NflogBinding } from './native.js';
 import { fromNativeItems } from './native-errors.js';
@@ -21,8 +22,8 @@ export interface LoggedPacket {
   hwProtocol: number;
 }
 
-/** What the drop log writes for one packet. */
-export interface DropRecord {
+/** What the drop log writes for one packet: its 5-tuple (as {@link Packet}) and where the policy dropped it. */
+export interface DropRecord extends Omit<Packet, 'srcMac'> {
   event: 'drop';
   step: string;
   zone: number;
@@ -30,13 +31,6 @@ export interface DropRecord {
   /** The port whose policy dropped it (by address within the zone's network), when one is found. */
   port?: string;
   direction?: 'ingress' | 'egress';
-  family: 4 | 6;
-  protocol: number;
-  src: string;
-  dst: string;
-  sport?: number;
-  dport?: number;
-  icmp?: { type: number; code: number };
 }
 
 /** The prefix portwall's drop rules log with. */
@@ -62,7 +56,7 @@ function ipv6Text(b: Uint8Array, at: number): string {
 }
 
 /** The 5-tuple of an IPv4 or IPv6 packet (undefined when it is neither or too short). */
-export function packetTuple(payload: Uint8Array): Pick<DropRecord, 'family' | 'protocol' | 'src' | 'dst' | 'sport' | 'dport' | 'icmp'> | undefined {
+export function packetTuple(payload: Uint8Array): Omit<Packet, 'srcMac'> | undefined {
   const version = payload[0]! >> 4;
   let protocol: number, l4: number, src: string, dst: string, family: 4 | 6;
   if (version === 4 && payload.length >= 20) {

@@ -159,35 +159,24 @@ export class AgentMetrics {
       if (!cached || performance.now() - cached.at > maxAgeMs) cached = { at: performance.now(), report: read() };
       return cached.report;
     };
-    const registers = [this.registry];
-    new Gauge({
-      name: 'portwall_policy_dropped_packets',
-      help: "Packets dropped per base-policy step (the kernel's rule counters, summed over chains)",
-      labelNames: ['step'],
-      registers,
-      async collect() {
-        const r = await report().catch(() => undefined);
-        if (!r) return;
-        this.reset();
-        const by = new Map<string, number>();
-        for (const s of r.steps) by.set(s.step || 'unnamed', (by.get(s.step || 'unnamed') ?? 0) + s.packets);
-        for (const [step, n] of by) this.set({ step }, n);
-      },
-    });
-    new Gauge({
-      name: 'portwall_group_rule_hits',
-      help: "Flows (and stateless packets) admitted per security group: its rules' element counters, summed",
-      labelNames: ['group'],
-      registers,
-      async collect() {
-        const r = await report().catch(() => undefined);
-        if (!r) return;
-        this.reset();
-        const by = new Map<string, number>();
-        for (const x of r.rules) if (x.groupId !== undefined) by.set(x.groupId, (by.get(x.groupId) ?? 0) + x.packets);
-        for (const [group, n] of by) this.set({ group }, n);
-      },
-    });
+    // One gauge per label: its series are the sums `sums` makes of the latest report, replaced at each scrape.
+    const summed = (name: string, help: string, label: string, sums: (r: CounterReport, add: (key: string, n: number) => void) => void): void => {
+      new Gauge({
+        name, help, labelNames: [label], registers: [this.registry],
+        async collect() {
+          const r = await report().catch(() => undefined);
+          if (!r) return;
+          this.reset();
+          const by = new Map<string, number>();
+          sums(r, (key, n) => by.set(key, (by.get(key) ?? 0) + n));
+          for (const [key, n] of by) this.set({ [label]: key }, n);
+        },
+      });
+    };
+    summed('portwall_policy_dropped_packets', "Packets dropped per base-policy step (the kernel's rule counters, summed over chains)", 'step',
+      (r, add) => r.steps.forEach((s) => add(s.step || 'unnamed', s.packets)));
+    summed('portwall_group_rule_hits', "Flows (and stateless packets) admitted per security group: its rules' element counters, summed", 'group',
+      (r, add) => r.rules.forEach((x) => x.groupId !== undefined && add(x.groupId, x.packets)));
   }
 
   // Series with known label values exist (at zero) from the start, so rates work before the first event.

@@ -3,9 +3,16 @@
 // nft_events.h) each own one and run on their own thread.
 #pragma once
 
+#include <libmnl/libmnl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "core/error.h"
 #include "core/nl_socket.h"
 
 namespace portwall {
@@ -28,6 +35,28 @@ class EventSocket {
   NlSocket& socket() { return *sock_; }
   // Wakes poll() for good; callable from any thread.
   void stop();
+
+  // Reads what is queued without blocking — at most kDrainDatagrams datagrams, so a steady flood cannot keep
+  // stop() from being seen — and calls on_message(const nlmsghdr*) for each message. An overrun (ENOBUFS: the
+  // kernel dropped messages; later ones still come) adds one to `lost`. `what` names the subscription in errors.
+  template <typename OnMessage>
+  void drain(std::vector<char>& buf, uint32_t& lost, const char* what, OnMessage&& on_message) {
+    for (int datagrams = 0; datagrams < kDrainDatagrams; ++datagrams) {
+      ssize_t n = recv(fd(), buf.data(), buf.size(), MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == ENOBUFS) {
+          ++lost;
+          continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        throw_errno(std::string("recv ") + what);
+      }
+      int len = static_cast<int>(n);
+      for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len)) on_message(h);
+    }
+  }
+  static constexpr int kDrainDatagrams = 256;
 
  private:
   std::unique_ptr<NlSocket> sock_;

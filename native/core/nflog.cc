@@ -94,24 +94,10 @@ void EventReader::stop() { sock_.stop(); }
 bool EventReader::wait(std::vector<Packet>& out, uint32_t& lost) {
   if (sock_.poll(-1, "nflog") == EventSocket::Ready::kStopped) return false;
   std::vector<char> buf(64 * 1024);
-  // At most a bounded number of datagrams per call, so a steady flood cannot keep stop() from being seen.
-  for (int datagrams = 0; datagrams < 256; ++datagrams) {
-    ssize_t n = recv(sock_.fd(), buf.data(), buf.size(), MSG_DONTWAIT);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == ENOBUFS) {  // the socket overflowed: packets were dropped, later ones still come
-        ++lost;
-        continue;
-      }
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-      throw_errno("recv nflog");
-    }
-    int len = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len)) {
-      Packet p;
-      if (parse_packet(h, p)) out.push_back(std::move(p));
-    }
-  }
+  sock_.drain(buf, lost, "nflog", [&out](const nlmsghdr* h) {
+    Packet p;
+    if (parse_packet(h, p)) out.push_back(std::move(p));
+  });
   return true;
 }
 

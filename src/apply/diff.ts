@@ -10,6 +10,7 @@
  * of our tables that are not desired are deleted. Other tables are never looked at.
  */
 import type { Chain, Element, Expr, NftObject, NftSet, Operation, Rule } from '../nft/types.js';
+import { natAsSent } from '../nft/raise.js';
 
 /** Elements one diff removes from a set (for conntrack cleanup): the set as the kernel had it, and them. */
 export interface RemovedElements {
@@ -90,9 +91,9 @@ function sameSet(a: NftSet, b: NftSet): boolean {
     a.comment === b.comment && a.size === b.size && a.timeout === b.timeout;
 }
 
-/** Expressions as the kernel compares them: counter values dropped, keys sorted, false flags dropped. */
+/** Expressions as the kernel compares them: counter values and nat dump additions dropped, keys sorted, false flags dropped. */
 function exprText(exprs: Expr[]): string {
-  return JSON.stringify(exprs.map((e) => (e.type === 'counter' ? { type: 'counter' } : e)), (_k, v: unknown) => {
+  return JSON.stringify(exprs.map((e) => (e.type === 'counter' ? { type: 'counter' } : e.type === 'nat' ? natAsSent(e) : e)), (_k, v: unknown) => {
     if (v === false || v === undefined) return undefined;
     if (v instanceof Uint8Array) return Buffer.from(v).toString('hex');
     if (typeof v === 'bigint') return v.toString();

@@ -329,17 +329,24 @@ class Raiser {
   }
 }
 
-/** What a dump adds to what nft sent: counter values, nat max registers equal to the min, MAP_IPS. */
+/**
+ * A nat expression without what a dump adds to what nft sent: max registers equal to the min, the flag
+ * NF_NAT_RANGE_MAP_IPS (and PROTO_SPECIFIED without ports), a zero flags word.
+ */
+export function natAsSent(e: Extract<Expr, { type: 'nat' }>): Extract<Expr, { type: 'nat' }> {
+  const n: Extract<Expr, { type: 'nat' }> = { ...e };
+  let flags = (e.flags ?? 0) & ~0x1;
+  if (n.regAddrMax === n.regAddrMin) delete n.regAddrMax;
+  if (n.regProtoMax === n.regProtoMin) delete n.regProtoMax;
+  if (n.regProtoMin === undefined) flags &= ~NAT_PROTO_SPECIFIED;
+  if (flags === 0) delete n.flags;
+  else n.flags = flags;
+  return n;
+}
+
+/** What a dump adds to what nft sent: counter values, and the nat additions of {@link natAsSent}. */
 function comparable(exprs: Expr[]): string {
-  const norm = exprs.map((e) => {
-    if (e.type === 'counter') return { type: 'counter' };
-    if (e.type !== 'nat') return e;
-    const n = { ...e, flags: (e.flags ?? 0) & ~0x1 };
-    if (n.regAddrMax === n.regAddrMin) delete n.regAddrMax;
-    if (n.regProtoMax === n.regProtoMin) delete n.regProtoMax;
-    if (n.regProtoMin === undefined) n.flags &= ~NAT_PROTO_SPECIFIED;
-    return n;
-  });
+  const norm = exprs.map((e) => (e.type === 'counter' ? { type: 'counter' } : e.type === 'nat' ? natAsSent(e) : e));
   // Keys sorted and false flags dropped: a decoded dump need not spell fields the way the builder does.
   return JSON.stringify(norm, (_k, v: unknown) => {
     if (v === false) return undefined;

@@ -121,6 +121,16 @@ describe.skipIf(!isRoot).each(MODES)('S8: floating IPs, metadata redirect, defau
     expect(text).toMatch(element(vm1.ip4, FIP));
   });
 
+  it('a new handle adopting the same state changes nothing: the NAT rules list back equal', async () => {
+    const other = openFirewall(h);
+    try {
+      const r = await other.apply(s8(vm1));
+      expect(r.changed, r.plan).toBe(false);
+    } finally {
+      await other.close();
+    }
+  });
+
   it("moving the floating IP to vm2 is element-only and cuts vm1's sessions through it, both ways", async () => {
     const echo = await h.serveEcho(vm1.ns, [7010], 60);
     const echoOut = await h.serveEcho(wan, [7020], 60);

@@ -133,7 +133,7 @@ function fixedIpOf(port: Port, named: string | undefined, family: IpFamily, fail
 export function checkNat(ctx: CheckContext, raw: unknown): Nat | undefined {
   if (raw === undefined || !ctx.sound('/nat')) return undefined;
   const n = raw as NatInput;
-  const before = ctx.problems.list.length;
+  const before = ctx.problems.count;
   const fail = (field: string, message: string) => ctx.problems.add(`nat.${field}`, message);
   // portwall's NAT table is IPv4 (`ip portwall_nat`): every address here is IPv4.
   const prefixes = (list: readonly string[] | undefined, field: string): Prefix[] => (list ?? []).flatMap((text, k) => {
@@ -155,7 +155,7 @@ export function checkNat(ctx: CheckContext, raw: unknown): Nat | undefined {
   const routingSourceIp = host(n.routing_source_ip, 'routing_source_ip', 4);
   const dmzCidr = prefixes(n.dmz_cidr, 'dmz_cidr');
   const metadataHost = n.metadata_host == null ? undefined : host(n.metadata_host, 'metadata_host', 4);
-  if (ctx.problems.list.length > before || routingSourceIp === undefined) return undefined;
+  if (ctx.problems.count > before || routingSourceIp === undefined) return undefined;
   const nat: Nat = { fixedRange, routingSourceIp, dmzCidr, metadataPort: n.metadata_port ?? 8775 };
   if (metadataHost !== undefined) nat.metadataHost = metadataHost;
   return nat;

@@ -8,7 +8,7 @@ import { elements, type CheckContext } from './context.js';
 import { elementPath, show } from './problems.js';
 import type { FloatingIpInput, NatInput } from './schema.js';
 import type { FloatingIp, IpFamily, Nat, Port, Prefix } from './types.js';
-import { parseHostAddress, parseIpPrefix } from './values.js';
+import { parseHostAddress, parseIpPrefix, textProblem } from './values.js';
 
 /**
  * Whether `fip` clashes with `other` (named `otherName` in the message): the same floating address, or the
@@ -60,6 +60,11 @@ export function checkFloatingIps(ctx: CheckContext, raw: unknown, ports: Readonl
  * its association. Reports through `fail(field, message)`; returns undefined when anything is wrong.
  */
 export function checkFloatingIp(f: FloatingIpInput, index: number, ports: ReadonlyMap<string, Port>, fail: (field: string, message: string) => void): FloatingIp | undefined {
+  const idText = textProblem(f.id);
+  if (idText !== undefined) {
+    fail('id', idText);
+    return undefined;
+  }
   const floating = parseHostAddress(f.floating_ip_address);
   if (floating.problem !== undefined) {
     fail('floating_ip_address', floating.problem);

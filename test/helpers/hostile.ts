@@ -258,7 +258,7 @@ function overlap(r: Rng, doc: Value): Value {
       if (fips[0] && p) Object.assign(fips[0], { port_id: p.id, fixed_ip_address: r.chance(0.5) ? null : addr });
       break;
     default:
-      if (s.nat && typeof s.nat === 'object') (s.nat as Record<string, Value>).routing_source_ip = r.pick([addr, '203.0.113.201', '0.0.0.0']);
+      if (s.nat && typeof s.nat === 'object') (s.nat as unknown as Record<string, Value>).routing_source_ip = r.pick([addr, '203.0.113.201', '0.0.0.0']);
   }
   return doc;
 }

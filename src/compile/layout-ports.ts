@@ -15,7 +15,9 @@ import type { KeyKind, Shape } from './names.js';
 export function clip(text: string): string {
   if (Buffer.byteLength(text) <= 128) return text;
   let out = text.slice(0, 128);
-  while (Buffer.byteLength(out) > 128) out = out.slice(0, -1);
+  // Never half a surrogate pair: it has no UTF-8, and the kernel would give back U+FFFD (a comment that
+  // never matches again, so every apply rewrites the element).
+  while (Buffer.byteLength(out) > 128 || /[\ud800-\udbff]$/.test(out)) out = out.slice(0, -1);
   return out;
 }
 

@@ -6,6 +6,7 @@
 import { checkRule } from './checks-rules.js';
 import { elements, stringField, type CheckContext } from './context.js';
 import { elementPath, show } from './problems.js';
+import { textProblem } from './values.js';
 import type { RuleInput, SecurityGroupInput } from './schema.js';
 import { CLOUDSTACK_GROUP, type SecurityGroup, type SgRule } from './types.js';
 
@@ -50,6 +51,11 @@ export function checkGroups(ctx: CheckContext, raw: unknown, known: Iterable<str
       problems.add(`${groupPath(i)}.id`, `duplicate security group id ${show(g.id)}, also ${groupPath(sameId)}`);
       valid = false;
     } else groupAt.set(g.id, i);
+    const idText = textProblem(g.id);
+    if (idText !== undefined) {
+      problems.add(`${groupPath(i)}.id`, idText);
+      valid = false;
+    }
     if (g.id === CLOUDSTACK_GROUP) {
       problems.add(`${groupPath(i)}.id`, `${show(g.id)} is reserved for the built-in rules of CloudStack-flavour networks`);
       valid = false;
@@ -68,6 +74,11 @@ export function checkGroups(ctx: CheckContext, raw: unknown, known: Iterable<str
       const sameRuleId = ruleAt.get(r.id);
       if (sameRuleId !== undefined) fail('id', `duplicate rule id ${show(r.id)}, also ${rulePath(...sameRuleId)}`);
       else ruleAt.set(r.id, [i, k]);
+      const ruleIdText = textProblem(r.id);
+      if (ruleIdText !== undefined) {
+        fail('id', ruleIdText);
+        valid = false;
+      }
 
       const rule = checkRule(r, g.id, fail);
       if (rule?.remoteGroupId !== undefined && index.complete && !index.ids.has(rule.remoteGroupId)) {

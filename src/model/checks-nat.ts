@@ -8,7 +8,7 @@ import { elements, type CheckContext } from './context.js';
 import { elementPath, show } from './problems.js';
 import type { FloatingIpInput, NatInput } from './schema.js';
 import type { FloatingIp, IpFamily, Nat, Port, Prefix } from './types.js';
-import { parseHostAddress, parseIpPrefix } from './values.js';
+import { parseHostAddress, parseIpPrefix, textProblem } from './values.js';
 
 /**
  * Whether `fip` clashes with `other` (named `otherName` in the message): the same floating address, or the
@@ -60,6 +60,11 @@ export function checkFloatingIps(ctx: CheckContext, raw: unknown, ports: Readonl
  * its association. Reports through `fail(field, message)`; returns undefined when anything is wrong.
  */
 export function checkFloatingIp(f: FloatingIpInput, index: number, ports: ReadonlyMap<string, Port>, fail: (field: string, message: string) => void): FloatingIp | undefined {
+  const idText = textProblem(f.id);
+  if (idText !== undefined) {
+    fail('id', idText);
+    return undefined;
+  }
   const floating = parseHostAddress(f.floating_ip_address);
   if (floating.problem !== undefined) {
     fail('floating_ip_address', floating.problem);
@@ -133,7 +138,7 @@ function fixedIpOf(port: Port, named: string | undefined, family: IpFamily, fail
 export function checkNat(ctx: CheckContext, raw: unknown): Nat | undefined {
   if (raw === undefined || !ctx.sound('/nat')) return undefined;
   const n = raw as NatInput;
-  const before = ctx.problems.list.length;
+  const before = ctx.problems.count;
   const fail = (field: string, message: string) => ctx.problems.add(`nat.${field}`, message);
   // portwall's NAT table is IPv4 (`ip portwall_nat`): every address here is IPv4.
   const prefixes = (list: readonly string[] | undefined, field: string): Prefix[] => (list ?? []).flatMap((text, k) => {
@@ -155,7 +160,7 @@ export function checkNat(ctx: CheckContext, raw: unknown): Nat | undefined {
   const routingSourceIp = host(n.routing_source_ip, 'routing_source_ip', 4);
   const dmzCidr = prefixes(n.dmz_cidr, 'dmz_cidr');
   const metadataHost = n.metadata_host == null ? undefined : host(n.metadata_host, 'metadata_host', 4);
-  if (ctx.problems.list.length > before || routingSourceIp === undefined) return undefined;
+  if (ctx.problems.count > before || routingSourceIp === undefined) return undefined;
   const nat: Nat = { fixedRange, routingSourceIp, dmzCidr, metadataPort: n.metadata_port ?? 8775 };
   if (metadataHost !== undefined) nat.metadataHost = metadataHost;
   return nat;

@@ -6,7 +6,7 @@ import { elements, stringField, type CheckContext } from './context.js';
 import { elementPath, show } from './problems.js';
 import type { L2GuardsInput, NetworkInput } from './schema.js';
 import type { L2Guards, Network, NetworkFlavor } from './types.js';
-import { deviceNameProblem, parseHostAddress } from './values.js';
+import { deviceNameProblem, parseHostAddress, textProblem } from './values.js';
 
 /** The networks of a state and what ports need to check against them. */
 export interface NetworkIndex {
@@ -38,6 +38,8 @@ export function checkNetworks(ctx: CheckContext, raw: unknown): NetworkIndex {
     };
 
     const sameId = idPaths.get(n.id);
+    const idText = textProblem(n.id);
+    if (idText !== undefined) fail('id', idText);
     if (sameId !== undefined) fail('id', `duplicate network id ${show(n.id)}, also ${sameId}`);
     else idPaths.set(n.id, path);
 

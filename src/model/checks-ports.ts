@@ -10,7 +10,7 @@ import { elements, type CheckContext } from './context.js';
 import { elementPath, show } from './problems.js';
 import type { PortInput } from './schema.js';
 import type { AddressPair, Port } from './types.js';
-import { deviceNameProblem, parseHostAddress, parseIpPrefix, parseUnicastMac } from './values.js';
+import { deviceNameProblem, parseHostAddress, parseIpPrefix, parseUnicastMac, textProblem } from './values.js';
 
 /** Neutron's default `max_allowed_address_pair`. */
 export const MAX_ADDRESS_PAIRS = 10;
@@ -40,6 +40,8 @@ export function checkPorts(ctx: CheckContext, raw: unknown, nets: NetworkIndex, 
     };
 
     const sameId = idAt.get(p.id);
+    const idText = textProblem(p.id);
+    if (idText !== undefined) fail('id', idText);
     if (sameId !== undefined) fail('id', `duplicate port id ${show(p.id)}, also ${portPath(sameId)}`);
     else idAt.set(p.id, i);
 

@@ -34,16 +34,37 @@ export class InvalidStateError extends PortwallError {
   }
 }
 
-/** Collects problems in the order they are found. */
+/**
+ * Most problems one error lists. A state of 100 000 copies of one group has millions of problems; listing
+ * them all made an error (and an API answer) of hundreds of megabytes and ran a process out of memory.
+ */
+export const MAX_PROBLEMS = 1000;
+
+/** Collects problems in the order they are found: the first {@link MAX_PROBLEMS}, and how many more. */
 export class Problems {
-  readonly list: Problem[] = [];
+  readonly #kept: Problem[] = [];
+  #count = 0;
+  #firstUnlisted = '';
 
   add(path: string, message: string): void {
-    this.list.push({ path, message });
+    if (this.#count++ < MAX_PROBLEMS) this.#kept.push({ path, message });
+    else if (this.#count === MAX_PROBLEMS + 1) this.#firstUnlisted = path;
+  }
+
+  /** Every problem found, listed or not. */
+  get count(): number {
+    return this.#count;
   }
 
   get empty(): boolean {
-    return this.list.length === 0;
+    return this.#count === 0;
+  }
+
+  /** The problems; past {@link MAX_PROBLEMS}, a last one at the first unlisted problem's path says how many more. */
+  get list(): Problem[] {
+    const more = this.#count - MAX_PROBLEMS;
+    if (more <= 0) return this.#kept;
+    return [...this.#kept, { path: this.#firstUnlisted, message: `and ${more} more problem${more === 1 ? '' : 's'} from here on, not listed (at most ${MAX_PROBLEMS} are)` }];
   }
 }
 

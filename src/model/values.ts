@@ -79,6 +79,20 @@ export function parseUnicastMac(text: string): Parsed<string> {
   return ok(formatMac(n));
 }
 
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Why an id or a name cannot name a kernel object, or undefined: it becomes an element comment or a device
+ * name, which travel as UTF-8 and C strings. A NUL cuts it short (the batch is refused), and a lone surrogate
+ * has no UTF-8 (it comes back from the kernel as U+FFFD, so the object never matches again and every apply
+ * rewrites it).
+ */
+export function textProblem(text: string): string | undefined {
+  if (text.includes('\0')) return `${show(text)} contains a NUL character`;
+  if (LONE_SURROGATE.test(text)) return `${show(text)} is not well-formed Unicode (a lone surrogate)`;
+  return undefined;
+}
+
 /**
  * A network device name as the kernel's dev_valid_name() accepts it (1–15 bytes, not `.` or `..`, no `/`,
  * `:` or whitespace) and as portwall can program it in nftables and iptables (no quotes, backslash, `*`, NUL or a
@@ -88,6 +102,8 @@ export function parseUnicastMac(text: string): Parsed<string> {
 export function deviceNameProblem(name: string): string | undefined {
   const bytes = Buffer.byteLength(name, 'utf8');
   if (bytes === 0) return 'must not be empty';
+  const text = textProblem(name);
+  if (text !== undefined) return text;
   if (bytes > 15) return `${show(name)} is ${bytes} bytes; device names have at most 15 (IFNAMSIZ - 1)`;
   if (name === '.' || name === '..') return `${show(name)} is not a legal device name`;
   if (name === 'lo') return '"lo" is the host\'s loopback device, never a port or a bridge';

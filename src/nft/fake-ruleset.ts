@@ -298,30 +298,35 @@ function checkElement(t: FakeTable, s: RawSet, e: RawElement): void {
 
 function applyElements(t: FakeTable, rec: RawRecord & RawElements): void {
   const s = t.sets.get(rec.set ?? '') ?? refuse(ENOENT, `set ${rec.set} does not exist`);
+  // By identity, in the set's order (a Map keeps insertion order): one lookup per element, not a scan of the
+  // set, so a batch of n elements into a set of n costs n, not n².
+  const held = new Map(s.elements.map((x) => [identity(x), x]));
   for (const e of rec.elements) {
-    const i = s.elements.findIndex((x) => identity(x) === identity(e));
+    const id = identity(e);
+    const have = held.get(id);
     switch (rec.verb) {
       case VERB_CODES.add:
       case VERB_CODES.create: {
         checkElement(t, s.set, e);
-        if (i < 0) {
+        if (have === undefined) {
           const kept: RawElement = s.set.counter ? { ...e, counter: { packets: 0n, bytes: 0n } } : { ...e };
           if (kept.timeout === s.set.timeout) delete kept.timeout; // dumped only when not the default
-          s.elements.push(kept);
+          held.set(id, kept);
         } else if (rec.verb === VERB_CODES.create) {
           refuse(EEXIST, 'element exists');
-        } else if (!sameData(s.elements[i]!, e)) {
+        } else if (!sameData(have, e)) {
           refuse(EEXIST, 'element exists with other data'); // as nft_add_set_elem(): a clash, not EBUSY
         }
         break;
       }
       case VERB_CODES.delete:
       case VERB_CODES.destroy:
-        if (i >= 0) s.elements.splice(i, 1);
+        if (have !== undefined) held.delete(id);
         else if (!tolerant(rec.verb)) refuse(ENOENT, 'element does not exist');
         break;
       default:
         refuse(EINVAL, 'unsupported element verb');
     }
   }
+  s.elements = [...held.values()];
 }

@@ -170,6 +170,13 @@ export const BAD_STATES: readonly BadState[] = [
   bad('device is the loopback device', 'ports[0] (lo).device', /loopback device/, (s) => void (port(s).device = 'lo')),
   bad('device is the bridge', 'ports[0] (br-a).device', /bridge of networks\[0\]/, (s) => void (port(s).device = 'br-a')),
   bad('device missing', 'ports[0].device', /is required/, (s) => void delete port(s).device),
+  // Ids and names become element comments and device names (UTF-8, C strings): a NUL cuts them, a lone
+  // surrogate comes back from the kernel as U+FFFD and never matches again.
+  bad('port id with a NUL', `${PORT}.id`, /contains a NUL character/, (s) => void (port(s).id = 'port\u00001')),
+  bad('port id with a lone surrogate', `${PORT}.id`, /not well-formed Unicode/, (s) => void (port(s).id = 'port-\ud800')),
+  bad('device with a lone surrogate', 'ports[0] ("tap\\udfff").device', /not well-formed Unicode/, (s) => void (port(s).device = 'tap\udfff')),
+  bad('rule id with a NUL', `${SG}.security_group_rules[0] ("r1\\u0000").id`, /contains a NUL character/, (s) => void (rule(s, 0).id = 'r1\u0000')),
+  bad('network id with a lone surrogate', ['networks[0] ("net-\\udc00").id', `${PORT}.network_id`], /not well-formed Unicode/, (s) => void (s.networks[0]!.id = 'net-\udc00')),
   bad('unknown network', `${PORT}.network_id`, /unknown network "net-z"/, (s) => void (port(s).network_id = 'net-z')),
   bad('MAC too short', `${PORT}.mac_address`, /not a MAC address/, (s) => void (port(s).mac_address = 'fa:16:3e:f3:1e')),
   bad('multicast MAC', `${PORT}.mac_address`, /multicast/, (s) => void (port(s).mac_address = '01:00:5e:00:00:01')),
@@ -213,6 +220,8 @@ export const BAD_STATES: readonly BadState[] = [
   // Floating IPs and NAT
   bad('floating IP mapped to an address that is not the port\'s', 'floatingips[0] (fip-1).fixed_ip_address', /is not a fixed IP of port/, (s) =>
     ({ ...s, floatingips: [fip('fip-1', '203.0.113.50', { fixed_ip_address: '192.0.2.99' })] })),
+  bad('floating IP id with a NUL', 'floatingips[0] ("fip\\u00001").id', /contains a NUL character/, (s) =>
+    ({ ...s, floatingips: [fip('fip\u00001', '203.0.113.50')] })),
   bad('floating IP used twice', 'floatingips[1] (fip-2).floating_ip_address', /also floatingips\[0\] \(fip-1\)'s; a floating IP is unique/, (s) =>
     ({ ...s, ports: [...s.ports, port2()], floatingips: [fip('fip-1', '203.0.113.50'), fip('fip-2', '203.0.113.50', { port_id: 'port-2', fixed_ip_address: '192.0.2.15' })] })),
   bad('two floating IPs for one fixed IP', 'floatingips[1] (fip-2).fixed_ip_address', /already has floatingips\[0\]/, (s) =>

@@ -457,6 +457,38 @@ describe('refused requests', () => {
     expect(await metrics.text()).toContain('portwall_api_requests_total{route="unmatched",status="408"} 1');
   });
 
+  test('100 slow-loris clients at once: every one cut off within the bounds, a normal request answered meanwhile', async () => {
+    await start({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    const started = Date.now();
+    // Each sends its request a byte at a time, 50 ms apart, and never finishes (headers or body).
+    const loris = Array.from({ length: 100 }, (_, k) => new Promise<{ reply: string; ms: number }>((resolve) => {
+      const text = k % 2 === 0 ? 'GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'a'.repeat(1000)
+        : 'PUT /v1/ports/p1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n' + ' '.repeat(1000);
+      const c = createConnection(socketPath);
+      let reply = '';
+      let i = 0;
+      const drip = setInterval(() => (i < text.length && !c.destroyed ? c.write(text[i++]!) : undefined), 50);
+      const end = () => {
+        clearInterval(drip);
+        resolve({ reply, ms: Date.now() - started });
+      };
+      c.on('data', (d: Buffer) => (reply += d.toString()));
+      c.on('close', end);
+      c.on('error', () => undefined);
+      // The test's own bound: a client still held after 10 s fails the test below.
+      setTimeout(() => c.destroy(), 10_000);
+    }));
+    await sleep(100);
+    const normal = await send({ method: 'GET', path: '/v1/status', fresh: true });
+    expect(normal.status).toBe(200);
+    const results = await Promise.all(loris);
+    for (const { reply, ms } of results) {
+      expect(reply).toMatch(/^HTTP\/1\.1 408 /);
+      expect(ms).toBeLessThan(3000);
+    }
+    expect(backend.batches).toEqual([]);
+  });
+
   test('a client that never finishes its body is cut off by requestTimeout; a slow commit is not', async () => {
     await start({ headersTimeoutMs: 200, requestTimeoutMs: 400 });
     const started = Date.now();

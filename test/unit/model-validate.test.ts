@@ -8,6 +8,7 @@ import { describe, expect, test } from 'vitest';
 
 import { PortwallError } from '../../src/errors.js';
 import { loadStateFile, parseState } from '../../src/model/load.js';
+import { MAX_PROBLEMS } from '../../src/model/problems.js';
 import { DEFAULT_CONFIG, type Model, type SgRule } from '../../src/model/types.js';
 import { validateState } from '../../src/model/validate.js';
 import { EXAMPLE_STATE_FILE, exampleState, rejection, type ExampleState, type JsonObject } from '../helpers/bad-states.js';
@@ -269,5 +270,21 @@ describe('flavour and layer-2 guards', () => {
     ]);
     // All off on a routed network says nothing wrong.
     expect(net({ l2_guards: { broadcast: false } }, 'routed')).not.toHaveProperty('l2Guards');
+  });
+});
+
+describe('problems', () => {
+  test('a state with millions of problems lists the first 1000 and how many more (listing all ran a process out of memory)', () => {
+    // 100 000 copies of a group of five rules: every copy and every rule a duplicate.
+    const s = exampleState();
+    s.security_groups = new Array(100_000).fill(s.security_groups[0]);
+    const err = rejection(() => validateState(s));
+    expect(err.problems).toHaveLength(MAX_PROBLEMS + 1);
+    expect(err.problems.slice(0, 2).map((p) => p.path)).toEqual(['security_groups[1] (sg-web).id', 'security_groups[1] (sg-web).security_group_rules[0] (r1).id']);
+    expect(err.problems.at(-1)).toEqual({
+      path: expect.stringMatching(/^security_groups\[\d+\] \(sg-web\)\./),
+      message: expect.stringMatching(/^and \d{6,} more problems from here on, not listed \(at most 1000 are\)$/),
+    });
+    expect(err.message.length).toBeLessThan(200_000);
   });
 });

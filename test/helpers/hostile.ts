@@ -1,5 +1,5 @@
 /**
- * Hostile input for validation, the incremental API and the agent's HTTP API (issue 11, item 3): seeded
+ * Hostile input for validation, the incremental API and the agent's HTTP API: seeded
  * generators of state documents and single objects that are wrong in every way a caller can be wrong —
  * wrong types, huge arrays, deep nesting, Unicode and control characters, ids whose derived names share a
  * slug (only the hash tells them apart), duplicate and clashing zones, floating IPs and address pairs that

@@ -1,5 +1,5 @@
 /**
- * The evaluator against the kernel (issue 11, item 4): for seeded random policies, `evaluate()`'s verdict on a
+ * The evaluator against the kernel: for seeded random policies, `evaluate()`'s verdict on a
  * packet equals what a real probe through the kernel sees — TCP and UDP from outside to each VM (IPv4 from
  * three sources, IPv6), from each VM to the outside, between VMs (the source's egress and the destination's
  * ingress), and pings — in both modes, on one compute host (test/helpers/hosts.ts) with servers on every

@@ -1,5 +1,5 @@
 /**
- * Hostile input against the real kernel (issue 11, item 3): a sample of the generated hostile edits
+ * Hostile input against the real kernel: a sample of the generated hostile edits
  * (test/helpers/hostile.ts) through a handle in a namespace, and hostile bodies, malformed HTTP and
  * connections from a non-root user through the agent's API (the agent in-process, its socket in a temp dir).
  * Each is applied correctly or refused naming its fields; after a refusal the kernel's tables are exactly as

@@ -1,5 +1,5 @@
 /**
- * Hostile input (issue 11, item 3; SPEC §8 "thousands of generated malformed states"), without the kernel:
+ * Hostile input (docs/reliability.md, "Hostile input and the evaluator"), without the kernel:
  * seeded states and single objects that are wrong in every way (test/helpers/hostile.ts) through validation
  * and through the incremental API of a handle on the fake binding. Each is applied correctly (the handle's
  * tables then equal a fresh compile of what it was given) or refused with an InvalidStateError whose every

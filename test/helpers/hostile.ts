@@ -202,7 +202,7 @@ function slugTwins(r: Rng, doc: Value): Value {
     g.id = a;
     for (const p of objs(s.ports)) if (Array.isArray(p.security_groups)) p.security_groups = p.security_groups.map((x) => (x === old ? a : x));
     for (const x of groups) for (const rule of objs(x.security_group_rules)) if (rule.remote_group_id === old) rule.remote_group_id = a;
-    const twin = { ...(copy(g) as Record<string, Value>), id: b, security_group_rules: objs(g.security_group_rules).map((x, i) => ({ ...x, id: `${b}-${i}-${String(x.id)}`, ...(x.remote_group_id === a ? { remote_group_id: b } : {}) })) };
+    const twin = { ...(copy(g) as Record<string, Value>), id: b, security_group_rules: objs(g.security_group_rules).map((x, i) => ({ ...x, id: `${b}-${i}-${typeof x.id === 'string' || typeof x.id === 'number' ? x.id : 'v'}`, ...(x.remote_group_id === a ? { remote_group_id: b } : {}) })) };
     (s.security_groups as Value[]).push(twin);
     const p = objs(s.ports)[r.int(objs(s.ports).length || 1)];
     if (p && Array.isArray(p.security_groups) && r.chance(0.7)) p.security_groups.push(b);

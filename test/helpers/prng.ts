@@ -9,3 +9,13 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * The seed of a seeded test: `env` when set; in CI (`CI` set) `ciSeed`, a seed that passed, so that a CI run is
+ * repeatable; otherwise a new one per run, so that local runs keep exploring (every test prints its seed and
+ * names it in failures).
+ */
+export function testSeed(env: string | undefined, ciSeed: number): number {
+  if (env !== undefined && env !== '') return Number(env);
+  return process.env.CI ? ciSeed : Date.now() % 1_000_000;
+}

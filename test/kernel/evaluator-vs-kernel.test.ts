@@ -8,6 +8,7 @@
  * Seeded: PW_EVAL_SEED (default: time-based) and PW_EVAL_POLICIES (policies per mode, default 4).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { testSeed } from '../helpers/prng.js';
 
 import { Portwall } from '../../src/apply/portwall.js';
 import { evaluate, type Direction, type Packet } from '../../src/compile/evaluate.js';
@@ -17,7 +18,7 @@ import { ComputeHost, MODES, OUTSIDE, pingCount, probe, type Bg, type Mode, type
 import { rng, type Rng } from '../helpers/hostile.js';
 import { isRoot } from '../helpers/netns.js';
 
-const SEED = Number(process.env.PW_EVAL_SEED ?? Date.now() % 1_000_000);
+const SEED = testSeed(process.env.PW_EVAL_SEED, 358207);
 const POLICIES = Number(process.env.PW_EVAL_POLICIES ?? 4);
 const TCP = [22, 80, 443, 8080];
 const UDP = [53, 5353];

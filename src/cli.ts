@@ -228,7 +228,7 @@ async function status(io: Io, args: string[]): Promise<number> {
 function printCounters(io: Io, c: CounterReport, by: { port?: string; group?: string }): void {
   const scope = by.port !== undefined ? ` of port ${by.port}` : by.group !== undefined ? ` of group ${by.group}` : '';
   if (by.port !== undefined && c.profiles.length === 0) io.out(`port ${by.port}: not filtered here (unknown, or port security off)\n`);
-  for (const p of c.profiles.length === 1 ? c.profiles : []) io.out(`rule profile ${p.id} (${p.label}), shared by ${p.ports.length} port${p.ports.length === 1 ? '' : 's'}\n`);
+  for (const p of by.port !== undefined ? c.profiles : []) io.out(`rule profile ${p.id} (${p.label}), shared by ${p.ports.length} port${p.ports.length === 1 ? '' : 's'}\n`);
   io.out(`security-group rule hits${scope} (packets, bytes):\n`);
   if (c.rules.length === 0) io.out('  none\n');
   for (const r of c.rules) io.out(`  ${r.ruleId}${r.groupId === undefined ? '' : ` (${r.groupId})`}: ${r.packets} packets, ${r.bytes} bytes\n`);

@@ -18,11 +18,11 @@
  * or a transport error marks the row's status, as does an op that could not be sent because MAX_IN_FLIGHT were.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { performance } from 'node:perf_hooks';
 
-import { AGENT_TOOL, type RunningAgent, agentCall, startAgent } from './sg-agent.js';
+import { AGENT_TOOL, type RunningAgent, agentCall, processMemory, startAgent } from './sg-agent.js';
 import { type Cleanup, type Progress, type Row, errorText, finish, newRow, quantile, sleep } from './sg-harness.js';
 import { OPS_GROUP, type Workload } from './workload.js';
 import { mulberry32 } from '../test/helpers/prng.js';
@@ -49,6 +49,11 @@ export interface ChurnOptions {
   sockets?: number;
   seed?: number;
   progress: Progress;
+  /**
+   * Also sample the agent process every this many milliseconds: rows `agent-rss` (MB, VmRSS) and `agent-fds`
+   * (open file descriptors), one sample per tick, with the tick times in their info (the soak's curves).
+   */
+  sampleEveryMs?: number;
 }
 
 /** Clock ticks per second of /proc/<pid>/stat's utime and stime (getconf CLK_TCK; 100 on Linux). */
@@ -83,7 +88,10 @@ export async function churnCases(cleanup: Cleanup, w: Workload, opts: ChurnOptio
   const rows = new Map<Kind, Row>(CHURN_KINDS.map((k) => [k, newRow('churn', k, size, AGENT_TOOL, 'ms', { ...info })]));
   const timeline = newRow('churn', 'timeline', size, AGENT_TOOL, 'ms', { ...info });
   const cpu = newRow('churn', 'agent-cpu', size, AGENT_TOOL, '%', { ...info });
-  const all = [...rows.values(), timeline, cpu];
+  const rss = newRow('churn', 'agent-rss', size, AGENT_TOOL, 'MB', { ...info, everyMs: opts.sampleEveryMs });
+  const fds = newRow('churn', 'agent-fds', size, AGENT_TOOL, 'count', { ...info, everyMs: opts.sampleEveryMs });
+  const all = [...rows.values(), timeline, cpu, ...(opts.sampleEveryMs ? [rss, fds] : [])];
+  let sampler: NodeJS.Timeout | undefined;
   const pool = new Agent({ keepAlive: true, maxSockets: sockets });
   let agent: RunningAgent | undefined;
   try {
@@ -126,6 +134,22 @@ export async function churnCases(cleanup: Cleanup, w: Workload, opts: ChurnOptio
     const cpu0 = cpuTicks(pid);
     const client0 = process.cpuUsage();
     const t0 = performance.now();
+    if (opts.sampleEveryMs) {
+      const at: number[] = [];
+      const tick = () => {
+        try {
+          rss.samples.push(processMemory(pid).rssMB);
+          fds.samples.push(readdirSync(`/proc/${pid}/fd`).length);
+          at.push(Math.round((performance.now() - t0) / 100) / 10);
+        } catch {
+          // the agent is gone: the rows end there (its status says why)
+        }
+      };
+      rss.info = { ...rss.info, atS: at };
+      fds.info = { ...fds.info, atS: at };
+      tick();
+      sampler = setInterval(tick, opts.sampleEveryMs);
+    }
 
     const send = (i: number): void => {
       const scheduled = t0 + i * interval;
@@ -243,6 +267,7 @@ export async function churnCases(cleanup: Cleanup, w: Workload, opts: ChurnOptio
   } catch (e) {
     for (const row of all) if (row.status === 'ok') row.status = errorText(e);
   } finally {
+    if (sampler) clearInterval(sampler);
     if (agent) await agent.stop([pool]);
     else pool.destroy();
   }

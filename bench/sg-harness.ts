@@ -20,7 +20,7 @@ export interface Row {
   /** 'ok', 'n/a (not implemented)', 'error: …' or 'skipped: …'. */
   status: string;
   /** '%': CPU time over wall time, 100 = one core busy. */
-  unit: 'ms' | 'conn/s' | 'Mbit/s' | 'MB' | '%';
+  unit: 'ms' | 'conn/s' | 'Mbit/s' | 'MB' | '%' | 'count';
   samples: number[];
   p50?: number;
   p99?: number;

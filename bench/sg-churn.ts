@@ -54,6 +54,8 @@ export interface ChurnOptions {
    * (open file descriptors), one sample per tick, with the tick times in their info (the soak's curves).
    */
   sampleEveryMs?: number;
+  /** One op in this many is a group rule change (default GROUP_EVERY; 0: none, port changes only). */
+  groupEvery?: number;
 }
 
 /** Clock ticks per second of /proc/<pid>/stat's utime and stime (getconf CLK_TCK; 100 on Linux). */
@@ -84,7 +86,8 @@ export async function churnCases(cleanup: Cleanup, w: Workload, opts: ChurnOptio
   const size = w.opts.ports;
   const sockets = opts.sockets ?? 16;
   const total = Math.max(1, Math.round(opts.rate * opts.seconds));
-  const info = { rate: opts.rate, seconds: opts.seconds, sockets, groupChangeEvery: GROUP_EVERY };
+  const groupEvery = opts.groupEvery ?? GROUP_EVERY;
+  const info = { rate: opts.rate, seconds: opts.seconds, sockets, groupChangeEvery: opts.groupEvery ?? GROUP_EVERY };
   const rows = new Map<Kind, Row>(CHURN_KINDS.map((k) => [k, newRow('churn', k, size, AGENT_TOOL, 'ms', { ...info })]));
   const timeline = newRow('churn', 'timeline', size, AGENT_TOOL, 'ms', { ...info });
   const cpu = newRow('churn', 'agent-cpu', size, AGENT_TOOL, '%', { ...info });
@@ -156,7 +159,7 @@ export async function churnCases(cleanup: Cleanup, w: Workload, opts: ChurnOptio
       let kind: Kind;
       let method = 'PUT', url: string, body: unknown;
       let release: () => void;
-      if (i % GROUP_EVERY === GROUP_EVERY - 1 && !groupBusy) {
+      if (groupEvery > 0 && i % groupEvery === groupEvery - 1 && !groupBusy) {
         const add = groupChanges % 2 === 0;
         kind = add ? 'rule-add' : 'rule-remove';
         url = `/v1/security-groups/${encodeURIComponent(OPS_GROUP)}`;

@@ -15,11 +15,12 @@ import { churnCases } from './sg-churn.js';
 import { Cleanup, Progress, quantile, type Row } from './sg-harness.js';
 import { workload } from './workload.js';
 
-const HELP = `npm run soak -- [--minutes N] [--rate OPS] [--ports N] [--every SECONDS] [--out DIR]
+const HELP = `npm run soak -- [--minutes N] [--rate OPS] [--ports N] [--every SECONDS] [--group-every N] [--out DIR]
 
 Mixed churn through a portwall agent for --minutes (default 10) at --rate changes per second (default 200) on
 a host of --ports ports (default 1000), sampling the agent's RSS and open file descriptors every --every
-seconds (default 5). Writes soak-<time>.md and .json to --out (default bench/reports). Exit 0 when both curves
+seconds (default 5). One change in --group-every (default 50; 0: none) is a rule added to or removed from a
+group 1000 ports use, the rest are port changes. Writes soak-<time>.md and .json to --out (default bench/reports). Exit 0 when both curves
 are flat and every op was answered, 1 otherwise, 2 on a usage error. Needs root.`;
 
 interface Verdict {
@@ -51,7 +52,10 @@ export async function runSoak(argv: string[]): Promise<number> {
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: { minutes: { type: 'string' }, rate: { type: 'string' }, ports: { type: 'string' }, every: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        minutes: { type: 'string' }, rate: { type: 'string' }, ports: { type: 'string' }, every: { type: 'string' },
+        'group-every': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      },
     }));
   } catch (e) {
     console.error(`soak: ${(e as Error).message}\n${HELP}`);
@@ -66,9 +70,11 @@ export async function runSoak(argv: string[]): Promise<number> {
     if (!(n > 0)) throw new Error(`--${name} must be a positive number`);
     return n;
   };
-  let minutes: number, rate: number, ports: number, every: number;
+  let minutes: number, rate: number, ports: number, every: number, groupEvery: number;
   try {
     [minutes, rate, ports, every] = [num(values.minutes, 10, 'minutes'), num(values.rate, 200, 'rate'), num(values.ports, 1000, 'ports'), num(values.every, 5, 'every')];
+    groupEvery = values['group-every'] === undefined ? 50 : Number(values['group-every']);
+    if (!Number.isInteger(groupEvery) || groupEvery < 0) throw new Error('--group-every must be a whole number');
   } catch (e) {
     console.error(`soak: ${(e as Error).message}`);
     return 2;
@@ -82,7 +88,7 @@ export async function runSoak(argv: string[]): Promise<number> {
   const started = new Date();
   let rows: Row[];
   try {
-    rows = await churnCases(cleanup, workload({ ports, seed: 1 }), { rate, seconds: Math.round(minutes * 60), progress: new Progress(), sampleEveryMs: every * 1000 });
+    rows = await churnCases(cleanup, workload({ ports, seed: 1 }), { rate, seconds: Math.round(minutes * 60), progress: new Progress(), sampleEveryMs: every * 1000, groupEvery });
   } finally {
     cleanup.all();
   }
@@ -96,7 +102,7 @@ export async function runSoak(argv: string[]): Promise<number> {
   const lines = [
     `# Soak — ${started.toISOString()}`,
     '',
-    `${minutes} min of mixed churn at ${rate} ops/s through a portwall agent serving ${ports} ports; the agent's RSS and open descriptors every ${every} s.`,
+    `${minutes} min of mixed churn at ${rate} ops/s through a portwall agent serving ${ports} ports (${groupEvery ? `one change in ${groupEvery} a rule of a group 1000 ports use` : 'port changes only'}); the agent's RSS and open descriptors every ${every} s.`,
     '',
     `**${ok ? 'Flat' : 'NOT flat'}**: RSS median ${verdict.rss.firstMB.toFixed(1)} MB (first third after the warm-up fifth) → ${verdict.rss.lastMB.toFixed(1)} MB (last third); open descriptors ${verdict.fds.first} → ${verdict.fds.last}.${verdict.why.length ? ` ${verdict.why.join('; ')}.` : ''}`,
     '',
@@ -111,7 +117,7 @@ export async function runSoak(argv: string[]): Promise<number> {
   mkdirSync(out, { recursive: true });
   const base = path.join(out, `soak-${started.toISOString().replace(/[:.]/g, '-')}`);
   writeFileSync(`${base}.md`, lines.join('\n'));
-  writeFileSync(`${base}.json`, JSON.stringify({ started, minutes, rate, ports, every, verdict, rows }));
+  writeFileSync(`${base}.json`, JSON.stringify({ started, minutes, rate, ports, every, groupEvery, verdict, rows }));
   console.log(lines.slice(0, 7).join('\n'));
   console.log(`written: ${base}.md, ${base}.json`);
   return ok ? 0 : 1;

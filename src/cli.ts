@@ -138,9 +138,10 @@ async function explainCommand(io: Io, args: string[]): Promise<number> {
     const pw = await handle(values);
     try {
       const model = await readState(io, 'explain', values.state, pw.config);
-      const pending = (await pw.plan(model)).operations.length;
-      if (pending > 0) io.err(`warning: the kernel does not hold ${values.state} (${pending} operations differ): explaining the file, not what is programmed\n`);
-      answer = explain(compilePolicy(model, pw.config), values.port, positionals[0]!, direction);
+      // The plan compiles the file anyway: its policy is the one explained.
+      const p = await pw.plan(model);
+      if (p.operations.length > 0) io.err(`warning: the kernel does not hold ${values.state} (${p.operations.length} operations differ): explaining the file, not what is programmed\n`);
+      answer = explain(p.ir, values.port, positionals[0]!, direction);
     } finally {
       await pw.close();
     }

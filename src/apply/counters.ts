@@ -44,7 +44,7 @@ export interface CounterReport {
 }
 
 // A drop, or (with a drop log) the jump to the chain that logs and then drops: `egress_dev_d3`.
-const dropsHere = (v: { code: string; chain?: string }): boolean => v.code === 'drop' || (v.code === 'goto' && /_d\d+$/.test(v.chain ?? ''));
+const dropsHere = (v: { code: string; chain?: string }): boolean => v.code === 'drop' || (v.code === 'goto' && INET.isDropChain(v.chain ?? ''));
 
 const num = (v: unknown): number => Number(typeof v === 'bigint' ? v : String(v));
 const RULE_SET = /^(in|out)[46]/;

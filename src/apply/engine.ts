@@ -42,6 +42,11 @@ export interface FipChange {
   zone: number;
 }
 
+/** Whether floating IP `before` (associated) no longer maps the same way in `after` (moved, changed or gone). */
+export function fipMoved(before: FloatingIp, after: FloatingIp | undefined): boolean {
+  return after?.portId !== before.portId || after?.fixedIp !== before.fixedIp || after?.floatingIp !== before.floatingIp;
+}
+
 /** The operations that make the kernel match the engine, and what they remove. */
 export interface Pending extends Diff {
   /** The skeleton changed (a full diff was needed). */
@@ -187,7 +192,7 @@ export class Engine implements StateIndex {
   setFloatingIp(id: string, fip: FloatingIp | undefined): void {
     const map = (this.model.floatingIps ??= new Map());
     const before = this.#replace(map, id, fip, (f, add) => this.#fipIndex(f, add));
-    if (before?.fixedIp !== undefined && (before.portId !== fip?.portId || before.fixedIp !== fip?.fixedIp || before.floatingIp !== fip?.floatingIp)) {
+    if (before?.fixedIp !== undefined && fipMoved(before, fip)) {
       const zone = this.#policies.get(before.portId!)?.zone;
       if (zone !== undefined && !this.#fipChanges.has(id)) this.#fipChanges.set(id, { fip: before, zone });
     }

@@ -38,7 +38,7 @@ import type { NftBinding } from '../native.js';
 import type { Family, NftObject, Operation } from '../nft/types.js';
 import { affectedPorts, cleanup, mayShrink, type CleanupResult, type ConntrackLike } from './cleanup.js';
 import { diff, type Diff } from './diff.js';
-import { Engine, hintsFrom, type FipChange, type PortChange } from './engine.js';
+import { Engine, fipMoved, hintsFrom, type FipChange, type PortChange } from './engine.js';
 import { hostAddress } from '../compile/addr.js';
 import { publishIpsets, type IpsetLike, type PublishResult } from './ipsets.js';
 import { summarize } from './summary.js';
@@ -710,10 +710,9 @@ function floatingIpsLost(model: Model, portId: string, port: Port | undefined): 
 function rebuiltFips(old: Engine, now: Engine): FipChange[] {
   const out: FipChange[] = [];
   for (const [id, f] of old.model.floatingIps ?? []) {
-    const n = now.model.floatingIps?.get(id);
     const zone = f.portId === undefined ? undefined : old.policy(f.portId)?.zone;
     if (f.fixedIp === undefined || zone === undefined) continue;
-    if (n?.portId !== f.portId || n?.fixedIp !== f.fixedIp || n?.floatingIp !== f.floatingIp) out.push({ fip: f, zone });
+    if (fipMoved(f, now.model.floatingIps?.get(id))) out.push({ fip: f, zone });
   }
   return out;
 }

@@ -260,8 +260,8 @@ function dropAs(t: TableBuilder, input: SkeletonInput, chain: string, step: stri
   const logged = input.networks.filter((n) => n.logDrops).sort((a, b) => a.zone - b.zone);
   if (logged.length === 0) return [counter(), drop()];
   let i = 0;
-  while (t.hasChain(`${chain}_d${i}`)) i++;
-  const c = t.chain(`${chain}_d${i}`);
+  while (t.hasChain(INET.dropChain(chain, i))) i++;
+  const c = t.chain(INET.dropChain(chain, i));
   for (const n of logged) {
     const rate = n.logDrops!;
     t.rule(c, [eq(F.ct.zone, n.zone), limit({ rate, per: 'second', burst: Math.min(rate, 5) }), log({ group: input.config.logGroup, prefix: `pw ${n.zone} ${step}` })], clip(`log drops of network ${n.id}`));

@@ -70,6 +70,9 @@ export const INET = {
   /** With `nat`: the fixed ranges, and where their traffic is not SNATed to the host (docs/dataplane.md, "NAT"). */
   natFixed: 'nat_fixed4',
   natKeep: 'nat_keep4',
+  /** With a drop log: the chain a port chain's drop rule goes to, which logs and drops (`egress_dev_d3`). */
+  dropChain: (chain: string, i: number) => `${chain}_d${i}`,
+  isDropChain: (name: string) => /_d\d+$/.test(name),
   /** Source (routed device or bridge, fixed IP) of the ports with a floating IP. */
   natFipSrc: 'nat_fip_src',
 } as const;

@@ -1,9 +1,10 @@
 /**
  * The in-memory state of a library handle: the model it programmed, every port's compiled policy, the rule
- * profiles, and the claims (`../compile/claims.ts`) that add up to the content of portwall's sets. A change
- * to one port or one group recomputes only what depends on it and yields the element adds and deletes that
- * make the kernel match — no listing, no whole-host compile, no whole-host diff (docs/dataplane.md,
- * "Incremental updates"). The skeleton is recomputed only when its inputs (networks, remote-group use) change.
+ * profiles, the claims (`../compile/claims.ts`) that add up to the content of portwall's sets, and the chains
+ * and sets of each group and profile (`../compile/layout-groups.ts`). A change to one port or one group
+ * recomputes only what depends on it and yields the operations that make the kernel match — no listing, no
+ * whole-host compile, no whole-host diff (docs/dataplane.md, "Incremental updates"). The skeleton is
+ * recomputed only when its inputs (networks, remote-group use) change.
  *
  * The engine trusts that the kernel holds what it last committed; the handle guarantees that with the
  * generation id. After a failed commit it is thrown away and rebuilt from the model (see {@link Engine.undo}).
@@ -11,23 +12,26 @@
 import { diff, type Diff } from './diff.js';
 import { prefixRange, type AddrRange } from '../compile/addr.js';
 import { ClaimStore, type Claim } from '../compile/claims.js';
-import { lostRules, profileGroups, profileKey, type GroupMembers, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
+import { profileGroups, profileKey, type CompiledRule, type GroupMembers, type GroupPolicy, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
 import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type SkeletonInput } from '../compile/layout-skeleton.js';
 import { remoteUses, withElements } from '../compile/layout.js';
-import { insideAny, portClaims, portHosts, portNets, prefixClaims, profileClaims, profilePointer } from '../compile/layout-units.js';
-import { BRIDGE, INET, profileLabel } from '../compile/names.js';
-import { NumberSpace, RuleCache, assignProfiles, assignTags, compilePort, groupMembers } from '../compile/policy.js';
+import { insideAny, portClaims, portHosts, portNets, prefixClaims, profilePointer } from '../compile/layout-units.js';
+import { groupElements, groupObjects, profileObjects } from '../compile/layout-groups.js';
+import { BRIDGE, GROUP_VERSIONS, INET, derivedTail, groupSetVersion, profileLabel } from '../compile/names.js';
+import { NumberSpace, RuleCache, assignProfiles, assignTags, compilePort, groupMembers, profileSpace } from '../compile/policy.js';
 import { fipClaims } from '../compile/layout-nat.js';
-import type { FloatingIp, Model, Nat, Network, Port, PortwallConfig, SecurityGroup } from '../model/types.js';
+import { CLOUDSTACK_GROUP, type FloatingIp, type Model, type Nat, type Network, type Port, type PortwallConfig, type SecurityGroup } from '../model/types.js';
 import type { StateIndex } from '../model/validate-one.js';
 import type { Element, NftObject, NftSet, Operation } from '../nft/types.js';
 
-/** Numbers the kernel already gives ports and profiles (read from a listing), kept by a rebuild. */
+/** Numbers the kernel already gives ports, profiles and groups (read from a listing), kept by a rebuild. */
 export interface Hints {
   /** Port id → tag (the bridge table's `port_tag` comments). */
   tags: ReadonlyMap<string, number>;
   /** Profile label → number (the `profiles` set's comments). */
   profiles: ReadonlyMap<string, number>;
+  /** The `slug_hash` tail of a group's set names → the version they carry. */
+  versions?: ReadonlyMap<string, number>;
 }
 
 /** A port whose admitted traffic may have changed: its policy before and after (undefined: absent). */
@@ -58,6 +62,9 @@ interface Profile {
   users: Set<string>;
 }
 
+/** Operations of one batch that must come after the claims' element changes (deleting sets and chains). */
+const isLate = (op: Operation): boolean => op.verb === 'delete' && (op.object.kind === 'set' || op.object.kind === 'chain');
+
 const FULL_PREFIX_UNIT = 'prefixes';
 
 export class Engine implements StateIndex {
@@ -66,10 +73,14 @@ export class Engine implements StateIndex {
   readonly #tagSpace: NumberSpace;
   readonly #profileSpace: NumberSpace;
   readonly #profiles = new Map<string, Profile>();
-  /** Profiles no port uses: their elements stay until {@link collect} removes them (pipapo deletes are slow). */
+  /** Profiles no port uses: they stay until {@link collect} removes them (a port may want them back). */
   readonly #unused = new Set<string>();
-  /** Profiles being collected, with the claims (elements) still in the kernel. */
-  #retiring: { policy: ProfilePolicy; left: Claim[] }[] = [];
+  /** The security groups as programmed: rules and the version of their sets. */
+  readonly #groups = new Map<string, GroupPolicy>();
+  /** Chains and sets of each group (`group:ID`) and profile (`profile:N`): desired, and as last committed. */
+  readonly #units = new Map<string, NftObject[]>();
+  #unitsCommitted = new Map<string, NftObject[]>();
+  readonly #unitsDirty = new Set<string>();
   readonly #remote = new Map<string, Map<RemoteUse, number>>();
   #members = new Map<string, Set<4 | 6>>();
   readonly #groupPorts = new Map<string, Set<string>>();
@@ -95,7 +106,7 @@ export class Engine implements StateIndex {
   private constructor(readonly model: Model, readonly config: PortwallConfig) {
     this.#rules = new RuleCache(model.groups);
     this.#tagSpace = new NumberSpace(config.markMask, 'bridged ports');
-    this.#profileSpace = new NumberSpace(config.markMask, 'rule profiles');
+    this.#profileSpace = profileSpace(config);
   }
 
   /**
@@ -106,6 +117,7 @@ export class Engine implements StateIndex {
     const e = new Engine(model, config);
     for (const p of model.ports.values()) e.#indexPort(p, true);
     for (const g of model.groups.values()) e.#indexGroup(g, true);
+    for (const id of [...model.groups.keys()].sort()) e.#setGroupUnit(id, hintedVersion(id, model, hints));
     // Numbering as compilePolicy does it: hinted tags and profile numbers kept, the rest lowest free first.
     const tags = assignTags(model, config, hints.tags);
     for (const t of tags.values()) e.#tagSpace.claim(t);
@@ -135,7 +147,7 @@ export class Engine implements StateIndex {
 
   /** The desired objects of portwall's tables. */
   objects(): NftObject[] {
-    return withElements(skeleton(this.#skeletonInput()), this.#store);
+    return withElements([...skeleton(this.#skeletonInput()), ...[...this.#units.values()].flat()], this.#store);
   }
 
   /** The compiled policy, as `compilePolicy` gives it (for renderers and explain). */
@@ -143,6 +155,7 @@ export class Engine implements StateIndex {
     return {
       config: this.config, networks: [...this.model.networks.values()], ports: [...this.#policies.values()],
       members: this.members, profiles: [...this.#profiles.values()].map((p) => p.policy).sort((a, b) => a.id - b.id),
+      groups: [...this.#groups.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
     };
   }
 
@@ -172,9 +185,9 @@ export class Engine implements StateIndex {
     return [...this.#wide].flatMap(([id, rs]) => rs.map((r) => ({ r, port: this.#policies.get(id)! })));
   }
 
-  /** Rule profiles no port uses any more (their elements are still in the kernel). */
+  /** Rule profiles no port uses any more (still in the kernel). */
   get unusedProfiles(): number {
-    return this.#unused.size + this.#retiring.length;
+    return this.#unused.size;
   }
 
   // ---- changes -----------------------------------------------------------------------------------------
@@ -216,27 +229,20 @@ export class Engine implements StateIndex {
     return [...this.#fipChanges.values()];
   }
 
-  /** Adds, replaces (a validated group) or removes (undefined) one security group. */
+  /**
+   * Adds, replaces (a validated group) or removes (undefined) one security group: its own chains and sets
+   * change (in place when only adding, else as a new version), the profiles that contain it only when it
+   * appears or goes (or, for CloudStack-flavour profiles, its egress rules do).
+   */
   setGroup(id: string, group: SecurityGroup | undefined): void {
     const before = this.#replace(this.model.groups, id, group, (g, add) => this.#indexGroup(g, add));
     this.#rules.forget(id);
-    for (const [key, prof] of [...this.#profiles]) {
+    const old = this.#groups.get(id);
+    this.#setGroupUnit(id, old?.version ?? 0);
+    for (const prof of this.#profiles.values()) {
       if (!prof.policy.groupIds.includes(id)) continue;
-      const rules = this.#rules.rules(prof.policy.groupIds);
-      if (lostRules(prof.policy.rules, rules)) {
-        // Deleting what the profile lost would put concatenated-interval (pipapo) deletes on this change: the
-        // combination gets a new profile number with the new rules instead (adds only), its ports move to it
-        // (one hash element each), and the old profile is retired and collected off the hot path.
-        this.#profiles.delete(key);
-        this.#unused.delete(key);
-        this.#retire(prof.policy);
-        if (prof.users.size) this.#addProfile(key, this.#profileSpace.next()).users = prof.users;
-        continue;
-      }
-      this.#unuse(prof.policy);
-      prof.policy = { ...prof.policy, rules };
-      this.#reuse(prof.policy);
-      this.#store.set(`profile:${prof.policy.id}`, profileClaims(prof.policy));
+      prof.policy = { ...prof.policy, rules: this.#rules.rules(prof.policy.groupIds) };
+      if (!before || !group || prof.policy.groupIds.includes(CLOUDSTACK_GROUP)) this.#setProfileUnit(prof.policy);
     }
     this.#refreshMembers();
     // The group's ports keep their profile (same groups): only their rules change, unless the group's kind
@@ -252,51 +258,32 @@ export class Engine implements StateIndex {
   #rerule(id: string): void {
     const old = this.#policies.get(id);
     if (!old) return;
-    // Same groups and addresses: the indexes (by port id) stay; the profile number may be new (see setGroup).
+    // Same groups and addresses: the indexes (by port id), the profile and the claims stay.
     const now: PortPolicy = { ...old, rules: this.#rules.rules(profileGroups(old)) };
-    if (old.filtered) now.profile = this.#profiles.get(profileKey(profileGroups(old)))!.policy.id;
     this.#policies.set(id, now);
-    if (now.profile !== old.profile) this.#store.set(`pp:${id}`, profilePointer(now));
     const change = this.#changes.get(id) ?? { old };
     change.now = now;
     this.#changes.set(id, change);
   }
 
   /**
-   * Removes unused rule profiles, at most `maxElements` of their elements per call (each is a delete from a
-   * concatenated interval set: milliseconds each, and every other commit waits for it). A profile being
-   * removed is retired at once — a port that wants its combination again gets a fresh profile — and its
-   * number is released with its last element. Returns how many elements and whole profiles went.
+   * Removes rule profiles no port uses, at most `max` of them (each is a few hash elements and two chains:
+   * cheap, but a port that wants the combination back would have to build it again). Returns how many went.
    */
-  collect(maxElements = Infinity): { elements: number; profiles: number } {
-    let budget = maxElements;
-    let removed = 0;
+  collect(max = Infinity): { profiles: number } {
     let profiles = 0;
-    while (budget > 0) {
-      let r = this.#retiring[0];
-      if (!r) {
-        const key = this.#unused.values().next().value as string | undefined;
-        if (key === undefined) break;
-        const prof = this.#profiles.get(key)!;
-        this.#unused.delete(key);
-        this.#profiles.delete(key);
-        r = { policy: prof.policy, left: [...this.#store.claims(`profile:${prof.policy.id}`)] };
-        this.#retiring.push(r);
-      }
-      const take = Math.min(budget, r.left.length);
-      r.left = r.left.slice(take);
-      budget -= take;
-      removed += take;
-      this.#store.set(`profile:${r.policy.id}`, r.left);
-      if (r.left.length === 0) {
-        this.#retiring.shift();
-        this.#unuse(r.policy);
-        this.#profileSpace.release(r.policy.id);
-        this.#refreshMembers();
-        profiles++;
-      }
+    for (const key of [...this.#unused]) {
+      if (profiles >= max) break;
+      const prof = this.#profiles.get(key)!;
+      this.#unused.delete(key);
+      this.#profiles.delete(key);
+      this.#store.set(`profile:${prof.policy.id}`, []);
+      this.#setUnit(`profile:${prof.policy.id}`, []);
+      this.#profileSpace.release(prof.policy.id);
+      profiles++;
     }
-    return { elements: removed, profiles };
+    if (profiles) this.#refreshMembers();
+    return { profiles };
   }
 
   /** The ports changed since the last {@link settle} (for conntrack cleanup). */
@@ -314,13 +301,17 @@ export class Engine implements StateIndex {
     // The skeleton's inputs are compared only when one may have changed: the common change costs nothing here.
     const input = !committed || this.#shapeDirty ? this.#skeletonInput() : undefined;
     if (!committed || (input && committed.signature !== skeletonSignature(input))) {
-      const next = skeleton(input!);
-      const before = committed?.objects ?? [];
+      const next = [...skeleton(input!), ...[...this.#units.values()].flat()];
+      const before = [...(committed?.objects ?? []), ...[...this.#unitsCommitted.values()].flat()];
       const current = withBefore(before, this.#store);
       this.#store.takeDelta();
       return { ...diff(withElements(next, this.#store), current), skeleton: true };
     }
-    const ops: Operation[] = [];
+    // The chains and sets of the groups and profiles that changed: one diff of the old against the new, its
+    // set and chain deletes after the claims' element changes (a verdict-map element leaves before its chain).
+    const dirty = [...this.#unitsDirty];
+    const unitDiff = diff(dirty.flatMap((u) => this.#units.get(u) ?? []), dirty.flatMap((u) => this.#unitsCommitted.get(u) ?? []));
+    const ops: Operation[] = unitDiff.operations.filter((op) => !isLate(op));
     const adds: Operation[] = [];
     const removed: Diff['removed'] = [];
     let elementsAdded = 0;
@@ -337,12 +328,21 @@ export class Engine implements StateIndex {
         elementsAdded += d.added.length;
       }
     }
-    return { operations: [...ops, ...adds], removed, elementsAdded, skeleton: false };
+    return {
+      operations: [...ops, ...adds, ...unitDiff.operations.filter(isLate)],
+      removed: [...unitDiff.removed, ...removed], elementsAdded: elementsAdded + unitDiff.elementsAdded, skeleton: false,
+    };
   }
 
   /** The kernel now holds the engine's state (a commit succeeded, or there was nothing to commit). */
   settle(): void {
     this.#store.takeDelta();
+    for (const u of this.#unitsDirty) {
+      const objects = this.#units.get(u);
+      if (objects) this.#unitsCommitted.set(u, objects);
+      else this.#unitsCommitted.delete(u);
+    }
+    this.#unitsDirty.clear();
     if (!this.#committed || this.#shapeDirty) {
       const input = this.#skeletonInput();
       const signature = skeletonSignature(input);
@@ -383,13 +383,15 @@ export class Engine implements StateIndex {
     return this.#groupPorts.get(groupId) ?? [];
   }
 
-  /** Tag and profile numbers as a listing would give them (to keep them across a rebuild). */
+  /** Tag, profile and group-set numbers as a listing would give them (to keep them across a rebuild). */
   hints(): Hints {
     const tags = new Map<string, number>();
     for (const p of this.#policies.values()) if (p.tag !== undefined) tags.set(p.portId, p.tag);
     const profiles = new Map<string, number>();
     for (const prof of this.#profiles.values()) profiles.set(profileLabel(prof.policy.key), prof.policy.id);
-    return { tags, profiles };
+    const versions = new Map<string, number>();
+    for (const objects of this.#unitsCommitted.values()) for (const o of objects) if (o.kind === 'set') collectVersion(versions, o.name);
+    return { tags, profiles, versions };
   }
 
   // ---- internals ---------------------------------------------------------------------------------------
@@ -512,10 +514,7 @@ export class Engine implements StateIndex {
   #use(p: PortPolicy): void {
     const key = profileKey(profileGroups(p));
     let prof = this.#profiles.get(key);
-    if (!prof) {
-      prof = this.#addProfile(key, this.#profileSpace.next());
-      this.#refreshMembers();
-    }
+    if (!prof) prof = this.#addProfile(key, this.#profileSpace.next());
     prof.users.add(p.portId);
     this.#unused.delete(key);
     p.profile = prof.policy.id;
@@ -529,38 +528,55 @@ export class Engine implements StateIndex {
     if (prof.users.size === 0) this.#unused.add(key);
   }
 
-  /**
-   * Starts collecting a profile: its `profiles` entry goes now (a hash element, so a listing never shows two
-   * numbers for one combination), its other elements with {@link collect}.
-   */
-  #retire(policy: ProfilePolicy): void {
-    const unit = `profile:${policy.id}`;
-    const left = this.#store.claims(unit).filter((c) => !c.items.some((i) => i.setId === `inet:${INET.profiles}`));
-    this.#store.set(unit, left);
-    this.#retiring.push({ policy, left });
-  }
-
   #addProfile(key: string, id: number): Profile {
     const groupIds = JSON.parse(key) as string[];
     const policy: ProfilePolicy = { id, key, groupIds, rules: this.#rules.rules(groupIds) };
     const prof = { policy, users: new Set<string>() };
     this.#profiles.set(key, prof);
-    this.#reuse(policy);
-    this.#store.set(`profile:${id}`, profileClaims(policy));
+    this.#setProfileUnit(policy);
     return prof;
   }
 
-  #reuse(p: ProfilePolicy): void {
-    this.#countUses(p, 1);
+  #setProfileUnit(policy: ProfilePolicy): void {
+    const p = profileObjects(this.config, policy, (g) => this.#groups.has(g));
+    this.#store.set(`profile:${policy.id}`, p.claims);
+    this.#setUnit(`profile:${policy.id}`, p.objects);
   }
 
-  #unuse(p: ProfilePolicy): void {
-    this.#countUses(p, -1);
+  /**
+   * Recomputes a group's chains and sets at `version`, or at the next version when the kernel's (committed)
+   * ones would lose anything: set and chain deletes are cheap, element deletes from interval sets are not.
+   */
+  #setGroupUnit(id: string, version: number): void {
+    const unit = `group:${id}`;
+    const old = this.#groups.get(id);
+    if (old) this.#countUses(old.rules, -1);
+    if (!this.model.groups.has(id)) {
+      this.#groups.delete(id);
+      this.#setUnit(unit, []);
+      return;
+    }
+    const rules = this.#rules.rules([id]);
+    let g: GroupPolicy = { id, version, rules };
+    let objects = groupObjects(this.config, g);
+    const committed = this.#unitsCommitted.get(unit);
+    if (committed && !onlyAdds(committed, objects)) {
+      g = { id, version: (version + 1) % GROUP_VERSIONS, rules };
+      objects = groupObjects(this.config, g);
+    }
+    this.#groups.set(id, g);
+    this.#countUses(rules, 1);
+    this.#setUnit(unit, objects);
   }
 
-  #countUses(p: ProfilePolicy, by: 1 | -1): void {
-    for (const u of remoteUses([p])) {
-      const [g, uses] = u;
+  #setUnit(unit: string, objects: NftObject[]): void {
+    if (objects.length) this.#units.set(unit, objects);
+    else this.#units.delete(unit);
+    this.#unitsDirty.add(unit);
+  }
+
+  #countUses(rules: readonly CompiledRule[], by: 1 | -1): void {
+    for (const [g, uses] of remoteUses([rules])) {
       let m = this.#remote.get(g);
       if (!m) this.#remote.set(g, (m = new Map()));
       for (const use of uses) {
@@ -641,11 +657,50 @@ function withBefore(objects: readonly NftObject[], store: ClaimStore): NftObject
   return out;
 }
 
-/** Hints from a listing of portwall's tables: tags (`port_tag` comments) and profiles (`profiles` comments). */
+/**
+ * Whether `after` holds everything `before` does (same sets, chains and rules; elements only added): then the
+ * change is element adds in place.
+ */
+function onlyAdds(before: readonly NftObject[], after: readonly NftObject[]): boolean {
+  const shape = (objects: readonly NftObject[]) => JSON.stringify(objects.filter((o) => o.kind !== 'elements'));
+  if (shape(before) !== shape(after)) return false;
+  const next = groupElements(after);
+  for (const [set, elements] of groupElements(before)) {
+    const have = new Set((next.get(set) ?? []).map((e) => `${JSON.stringify(e.key)} ${e.comment ?? ''}`));
+    if (elements.some((e) => !have.has(`${JSON.stringify(e.key)} ${e.comment ?? ''}`))) return false;
+  }
+  return true;
+}
+
+/** Records the version a group set's name carries, by the name's `slug_hash` tail. */
+function collectVersion(versions: Map<string, number>, name: string): void {
+  const v = groupSetVersion(name);
+  if (v) versions.set(v.tail, v.version);
+}
+
+/** The version a listing (hints) gives a group's sets: by its own sets' names, else by its remote references'. */
+function hintedVersion(id: string, model: Model, hints: Hints): number {
+  const versions = hints.versions;
+  if (!versions?.size) return 0;
+  const own = versions.get(derivedTail(id));
+  if (own !== undefined) return own;
+  for (const r of model.groups.get(id)?.rules ?? []) {
+    const v = r.remoteGroupId === undefined ? undefined : versions.get(derivedTail(`${id}\n${r.remoteGroupId}`));
+    if (v !== undefined) return v;
+  }
+  return 0;
+}
+
+/**
+ * Hints from a listing of portwall's tables: tags (`port_tag` comments), profiles (`profiles` comments) and
+ * the versions of the groups' sets (their names).
+ */
 export function hintsFrom(objects: readonly NftObject[], config: PortwallConfig): Hints {
   const tags = new Map<string, number>();
   const profiles = new Map<string, number>();
+  const versions = new Map<string, number>();
   for (const o of objects) {
+    if (o.kind === 'set' && o.family === 'inet' && o.table === config.tables.inet) collectVersion(versions, o.name);
     if (o.kind !== 'elements') continue;
     if (o.family === 'bridge' && o.table === config.tables.bridge && o.set === BRIDGE.portTag) {
       for (const e of o.elements) if (e.comment !== undefined && typeof e.data === 'number') tags.set(e.comment, e.data);
@@ -654,6 +709,6 @@ export function hintsFrom(objects: readonly NftObject[], config: PortwallConfig)
       for (const e of o.elements) if (e.comment !== undefined && typeof e.key[0] === 'number') profiles.set(e.comment, e.key[0]);
     }
   }
-  return { tags, profiles };
+  return { tags, profiles, versions };
 }
 

@@ -21,9 +21,9 @@
  * handle, and the first after an adoption or a cleanup that threw, judges every port (a full pass), so a
  * cleanup is never skipped for good. Changes on one handle run one at a time.
  *
- * Rule profiles that no port uses any more stay in the kernel until they are collected off the hot path
- * (deleting from concatenated interval sets is slow): a timer collects a few per batch after a quiet delay
- * ({@link PortwallOptions.profileGc}), or call {@link Portwall.collectProfiles}.
+ * Rule profiles that no port uses any more stay in the kernel a while (a port may want the combination back
+ * soon): a timer collects a few per batch after a quiet delay ({@link PortwallOptions.profileGc}), or call
+ * {@link Portwall.collectProfiles}. Removing one is cheap (hash elements and two chains).
  */
 import { ConntrackClient } from '../conntrack.js';
 import { PortwallError } from '../errors.js';
@@ -60,9 +60,8 @@ export interface PortwallOptions {
   ipsets?: IpsetLike;
   /**
    * Collection of rule profiles no port uses: once the handle has been idle (no change) for `delayMs`, a batch
-   * deletes at most `max` of their elements, then the next after another idle `delayMs`, while some remain —
-   * so a busy host never has a port update wait behind these slow deletes. `false`: only
-   * {@link Portwall.collectProfiles} collects. Default `{ delayMs: 1000, max: 8 }`.
+   * removes at most `max` of them, then the next after another idle `delayMs`, while some remain. `false`:
+   * only {@link Portwall.collectProfiles} collects. Default `{ delayMs: 1000, max: 64 }`.
    */
   profileGc?: { delayMs: number; max: number } | false;
 }
@@ -134,7 +133,7 @@ const now = (): number => performance.now();
 const MAX_PENDING = 4096;
 // A refused batch (another writer committed since) is recomputed against a fresh listing this many times.
 const MAX_CONFLICTS = 5;
-const GC_DEFAULT = { delayMs: 1000, max: 8 };
+const GC_DEFAULT = { delayMs: 1000, max: 64 };
 
 /** How a change is computed: from the handle's memory, or by a full rebuild. */
 type Mutation =
@@ -336,17 +335,16 @@ export class Portwall {
   }
 
   /**
-   * Removes rule profiles that no port uses, at most `maxElements` of their elements in this batch (each a
-   * delete from a concatenated interval set, milliseconds each — why this runs off the hot path). Returns how
-   * many profiles were removed completely. It never adopts: if another writer committed since this handle's
-   * last change, it collects nothing (that writer's state stands; the handle's next change adopts).
+   * Removes rule profiles that no port uses, at most `max` in this batch. Returns how many were removed. It
+   * never adopts: if another writer committed since this handle's last change, it collects nothing (that
+   * writer's state stands; the handle's next change adopts).
    */
-  collectProfiles(maxElements = Infinity): Promise<number> {
+  collectProfiles(max = Infinity): Promise<number> {
     return this.#serial(async () => {
       const e = this.#engine;
       if (!e || this.#genid === undefined || e.unusedProfiles === 0) return 0;
       let n = 0;
-      const done = await this.#change({ kind: 'edit', edit: (x) => void (n = x.collect(maxElements).profiles) }, { cleanup: false }, false)
+      const done = await this.#change({ kind: 'edit', edit: (x) => void (n = x.collect(max).profiles) }, { cleanup: false }, false)
         .then(() => true, (err: unknown) => {
           if (err instanceof PortwallError && err.code === 'ERR_CONFLICT') return false;
           throw err;

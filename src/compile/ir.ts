@@ -81,13 +81,24 @@ export interface GroupMembers {
 
 /**
  * A rule profile: the security-group rules of a combination of groups, shared by every filtered port with
- * exactly those groups (docs/dataplane.md, "Rule profiles"). Its number lives in the same mark bits as tags.
+ * exactly those groups (docs/dataplane.md, "Rule profiles"). Its number lives in the same mark bits as tags;
+ * its chains jump to its groups' chains.
  */
 export interface ProfilePolicy {
   id: number;
   /** The identity of the combination: {@link profileKey} of its groups. */
   key: string;
   groupIds: string[];
+  rules: CompiledRule[];
+}
+
+/**
+ * A security group as the layout programs it: its compiled rules, and the version its sets are named with
+ * (docs/dataplane.md, "Rule profiles"; a fresh layout uses 0, a handle counts up as rules are taken away).
+ */
+export interface GroupPolicy {
+  id: string;
+  version: number;
   rules: CompiledRule[];
 }
 
@@ -99,6 +110,8 @@ export interface PolicyIR {
   members: GroupMembers[];
   /** The rule profiles of the filtered ports, by number. */
   profiles: ProfilePolicy[];
+  /** Every security group of the model, by id. */
+  groups: GroupPolicy[];
 }
 
 /** The identity of a combination of groups (order and repetition do not matter). */
@@ -125,4 +138,21 @@ export function lostRules(prev: readonly CompiledRule[], next: readonly Compiled
   const have = keys(next);
   for (const k of keys(prev)) if (!have.has(k)) return true;
   return false;
+}
+
+/**
+ * The groups behind hand-made policies (tests, renderers fed without a model): each group's rules as the
+ * ports carry them, version 0. The CloudStack flavour's built-in rules belong to no group.
+ */
+export function groupsOfPorts(ports: readonly PortPolicy[]): GroupPolicy[] {
+  const out = new Map<string, Map<string, CompiledRule>>();
+  for (const p of ports) {
+    for (const r of p.rules) {
+      if (r.groupId === CLOUDSTACK_GROUP) continue;
+      let g = out.get(r.groupId);
+      if (!g) out.set(r.groupId, (g = new Map()));
+      g.set(r.ruleId, r);
+    }
+  }
+  return [...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([id, rules]) => ({ id, version: 0, rules: [...rules.values()] }));
 }

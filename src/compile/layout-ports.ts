@@ -43,7 +43,7 @@ export function shapeOf(r: CompiledRule): Shape {
   return icmp && r.icmp !== undefined ? 'icmp' : 'proto';
 }
 
-/** Key types of a rule set: the profile (a mark), the shape's fields, then the remote address (unless a group set). */
+/** Key types of a group's rule set: the shape's fields, then the remote address (unless a remote-group set). */
 export function ruleSetKey(family: 4 | 6, shape: Shape, remote: boolean): DataTypeName[] {
   const fields: Record<Shape, DataTypeName[]> = {
     ports: ['inet_proto', 'inet_service'],
@@ -51,10 +51,10 @@ export function ruleSetKey(family: 4 | 6, shape: Shape, remote: boolean): DataTy
     icmp: family === 4 ? ['icmp_type', 'icmp_code'] : ['icmpv6_type', 'icmpv6_code'],
     any: [],
   };
-  return ['mark', ...fields[shape], ...(remote ? [family === 4 ? 'ipv4_addr' as const : 'ipv6_addr' as const] : [])];
+  return [...fields[shape], ...(remote ? [family === 4 ? 'ipv4_addr' as const : 'ipv6_addr' as const] : [])];
 }
 
-/** The shape fields of a rule's key (after the profile, before the remote address). */
+/** The shape fields of a rule's key (before the remote address). */
 export function shapeValues(r: CompiledRule, shape: Shape): Value[] {
   switch (shape) {
     case 'ports':
@@ -72,11 +72,14 @@ export function shapeValues(r: CompiledRule, shape: Shape): Value[] {
 export class ElementSink {
   readonly #boxes = new Map<string, { types: DataTypeName[]; boxes: Box<string>[] }>();
 
-  /** Adds one key (values may be ranges or prefixes) labelled with a comment. */
-  add(set: string, types: DataTypeName[], values: Value[], label: string): void {
+  /**
+   * Adds one key (values may be ranges or prefixes) labelled with a comment. Keys of different `group`s never
+   * overlap (by default the first value, a port key); a group's rule sets pass one group for all.
+   */
+  add(set: string, types: DataTypeName[], values: Value[], label: string, group = String(values[0])): void {
     let entry = this.#boxes.get(set);
     if (!entry) this.#boxes.set(set, (entry = { types, boxes: [] }));
-    entry.boxes.push({ dims: values.map((v, i) => parseInterval(types[i]!, v)), label, group: String(values[0]) });
+    entry.boxes.push({ dims: values.map((v, i) => parseInterval(types[i]!, v)), label, group });
   }
 
   /** Set names that received elements. */

@@ -1,12 +1,13 @@
 /**
  * The skeleton of portwall's tables (docs/dataplane.md): chains, rules and set declarations, plus the few
  * constant elements (ICMPv6 types, bridges, EtherTypes). It depends only on the networks, the attachment
- * modes in use and which remote groups the rule profiles use per (direction, family, shape) — never on ports,
- * so a port, a profile or a member coming or going leaves it alone. Every lookup it makes is a set whose
- * elements the claims of `./layout-units.ts` provide.
+ * modes in use and which remote groups the groups' rules name per family — never on ports, profiles or rules,
+ * so a port, a profile, a rule or a member coming or going leaves it alone. Every lookup it makes is a set
+ * whose elements the claims of `./layout-units.ts` provide; the groups' and profiles' own chains and sets come
+ * from `./layout-groups.ts`.
  */
 import {
-  F, and, counter, drop, eq, goto, inSet, jump, limit, log, mapOf, ne, notInSet, notrack, accept, or, ret, set,
+  F, and, counter, drop, eq, goto, inSet, jump, limit, log, mapOf, ne, notInSet, notrack, accept, or, ret, set, vmap,
   type Operand, type Part, type SetRef,
 } from '../nft/match.js';
 import type { NftObject } from '../nft/types.js';
@@ -15,9 +16,10 @@ import { hasNat, natTable, natZoneRules } from './layout-nat.js';
 import { clip } from './layout-ports.js';
 import { markBits } from './policy.js';
 import {
-  BRIDGE, GUARD_SETS, INET, groupRefSetName, memberNetSetName, memberSetName, ruleSetName, zoneSetName, type KeyKind, type Shape,
+  BRIDGE, GUARD_SETS, INET, memberNetSetName, memberSetName, zoneSetName, type KeyKind, type Shape,
 } from './names.js';
 import { TableBuilder } from './tables.js';
+import { allowedMark } from './layout-groups.js';
 import { KEY_TYPE, ruleSetKey } from './layout-ports.js';
 
 // The same ICMPv6 allowances as the iptables renderer (src/render/iptables.ts), so both say one policy.
@@ -35,7 +37,6 @@ const ARP_OPS = [1, 2];
 const TAGGED_TYPES = [0x8100, 0x88a8];
 /** DHCP's ports (server, client): the `broadcast` guard's exception. */
 const DHCP_PORTS = [67, 68];
-export const SHAPES: Shape[] = ['ports', 'proto', 'icmp', 'any'];
 const FAMILIES = [4, 6] as const;
 
 /** A remote group's use by the rule profiles: `in|4|ports`. */
@@ -67,7 +68,7 @@ export function memberFamilies(remote: SkeletonInput['remote']): Map<string, Set
 /** A string that changes exactly when the skeleton would. */
 export function skeletonSignature(input: SkeletonInput): string {
   const nets = [...input.networks].sort((a, b) => a.zone - b.zone).map((n) => [n.id, n.zone, n.mode, n.bridge ?? null, n.logDrops ?? 0, n.l2Guards ?? null, n.flavor ?? null]);
-  const remote = [...input.remote].filter(([, u]) => u.size > 0).map(([g, u]) => [g, [...u].sort()]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
+  const remote = [...memberFamilies(input.remote)].map(([g, f]) => [g, [...f].sort()]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
   return JSON.stringify([input.config, nets, remote, input.nat ?? null, !!input.floating]);
 }
 
@@ -82,16 +83,6 @@ export function skeleton(input: SkeletonInput): NftObject[] {
 
 const addrType = (f: 4 | 6) => (f === 4 ? 'ipv4_addr' as const : 'ipv6_addr' as const);
 const daddrOf = (f: 4 | 6) => (f === 4 ? F.ip.daddr : F.ip6.daddr);
-
-function remoteField(f: 4 | 6, dir: 'in' | 'out'): Operand {
-  const ip = f === 4 ? F.ip : F.ip6;
-  return dir === 'in' ? ip.saddr : ip.daddr;
-}
-
-function shapeFields(f: 4 | 6, shape: Shape): Operand[] {
-  const icmp = f === 4 ? F.icmp : F.icmpv6;
-  return { ports: [F.meta.l4proto, F.th.dport], proto: [F.meta.l4proto], icmp: [icmp.type, icmp.code], any: [] }[shape];
-}
 
 function inetSkeleton(input: SkeletonInput): TableBuilder {
   const { config, networks } = input;
@@ -131,18 +122,14 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
   t.fill(INET.ndIn, ND_IN.map((n) => ({ key: [n] })));
   t.fill(INET.ndDad, ND_DAD.map((n) => ({ key: [n] })));
 
-  // Rule sets, keyed by profile: shared by both modes (a profile is a profile whichever way its ports attach).
-  const ruleSets = new Map<string, SetRef>();
-  for (const dir of ['in', 'out'] as const) {
-    for (const f of FAMILIES) {
-      for (const shape of SHAPES) {
-        const name = ruleSetName(dir, f, shape);
-        ruleSets.set(name, t.set(name, ruleSetKey(f, shape, true), { interval: true, counter: true, comment: `${dir === 'in' ? 'ingress' : 'egress'} IPv${f} ${shape} rules per profile` }));
-      }
-    }
-  }
+  // Security groups (./layout-groups.ts): a port's profile picks the chain of its groups' rules per direction.
   t.set(INET.profiles, ['mark'], { comment: 'rule profiles in use' });
-  const members = remoteSets(input, t);
+  const profileChains = {
+    in: t.set(INET.profileChains('in'), ['mark'], { data: 'verdict', comment: 'ingress chain of each rule profile' }),
+    out: t.set(INET.profileChains('out'), ['mark'], { data: 'verdict', comment: 'egress chain of each rule profile' }),
+  };
+  memberSets(input, t);
+  const allowed = allowedMark(config);
 
   for (const k of modes) {
     const kt = KEY_TYPE[k];
@@ -228,22 +215,12 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
     stop(ingress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546)], 'DHCPv6 from anyone else');
 
     // Security-group rules: the port's profile goes into the mark (a map value replaces the whole mark: on a
-    // filtered port's packets the mask's bits are portwall's), then one constant rule per (direction, family,
-    // shape) looks up PROFILE . fields . remote address; remote groups add one rule per group and shape.
+    // filtered port's packets the mask's bits are portwall's), the profile's chain jumps to its groups' chains,
+    // and a group that allows the packet leaves the "allowed" mark.
     for (const [chain, dir, key] of [[egress, 'out', from], [ingress, 'in', to]] as const) {
       t.rule(chain, [set(F.meta.mark, mapOf(key, profile))], 'the port\'s rule profile');
-      for (const f of FAMILIES) {
-        for (const shape of SHAPES) {
-          t.rule(chain, [inSet([tagKey, ...shapeFields(f, shape), remoteField(f, dir)], ruleSets.get(ruleSetName(dir, f, shape))!), ret()]);
-        }
-      }
-      for (const m of members) {
-        if (m.dir !== dir) continue;
-        const fields = [tagKey, ...shapeFields(m.family, m.shape)];
-        const why = clip(`remote group ${m.groupId}`);
-        t.rule(chain, [inSet(remoteField(m.family, dir), m.hosts), inSet(fields, m.refs), ret()], why);
-        t.rule(chain, [inSet(remoteField(m.family, dir), m.nets), inSet(fields, m.refs), ret()], why);
-      }
+      t.rule(chain, [vmap(tagKey, profileChains[dir])], 'its security groups');
+      t.rule(chain, [eq(tagKey, allowed), ret()], 'allowed by a security group rule');
       stop(chain, [], 'no rule allows it');
     }
   }
@@ -270,39 +247,15 @@ function dropAs(t: TableBuilder, input: SkeletonInput, chain: string, step: stri
   return [counter(), goto(c)];
 }
 
-interface RemoteRefs {
-  groupId: string;
-  dir: 'in' | 'out';
-  family: 4 | 6;
-  shape: Shape;
-  hosts: SetRef;
-  nets: SetRef;
-  refs: SetRef;
-}
-
-/** Member sets (hosts: hash, prefixes: interval) and per-profile reference sets of the remote groups in use. */
-function remoteSets(input: SkeletonInput, t: TableBuilder): RemoteRefs[] {
-  const out: RemoteRefs[] = [];
-  const groups = [...input.remote.keys()].sort();
-  for (const g of groups) {
-    const uses = input.remote.get(g)!;
+/** Member sets (hosts: hash, prefixes: interval) of the remote groups some group's rules name. */
+function memberSets(input: SkeletonInput, t: TableBuilder): void {
+  for (const [g, fams] of [...memberFamilies(input.remote)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     for (const f of FAMILIES) {
-      if (![...uses].some((u) => u.split('|')[1] === String(f))) continue;
-      const hosts = t.set(memberSetName(g, f), [addrType(f)], { order: 'last', comment: clip(`member addresses of ${g}`) });
-      const nets = t.set(memberNetSetName(g, f), [addrType(f)], { order: 'last', interval: true, comment: clip(`member prefixes of ${g}`) });
-      for (const dir of ['in', 'out'] as const) {
-        for (const shape of SHAPES) {
-          if (!uses.has(`${dir}|${f}|${shape}`)) continue;
-          const refs = t.set(groupRefSetName(g, dir, f, shape), ruleSetKey(f, shape, false), {
-            order: 'last', interval: shape === 'ports' || shape === 'icmp', counter: true,
-            comment: clip(`${dir === 'in' ? 'ingress' : 'egress'} IPv${f} ${shape} rules with remote group ${g}`),
-          });
-          out.push({ groupId: g, dir, family: f, shape, hosts, nets, refs });
-        }
-      }
+      if (!fams.has(f)) continue;
+      t.set(memberSetName(g, f), [addrType(f)], { order: 'last', comment: clip(`member addresses of ${g}`) });
+      t.set(memberNetSetName(g, f), [addrType(f)], { order: 'last', interval: true, comment: clip(`member prefixes of ${g}`) });
     }
   }
-  return out;
 }
 
 /**

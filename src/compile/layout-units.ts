@@ -6,17 +6,18 @@
  *   host address is the longest there is, so equal claims are broken by rank), and its host addresses in the
  *   member sets of its remote groups. All hash sets, apart from the address-pair prefixes of its own
  *   anti-spoof (a concatenated interval set that only ports with such pairs touch);
- * - a **rule profile**: the security-group rule elements of one combination of groups, keyed by its number;
+ * - a port's **profile pointer**: its element in `profile_dev`/`profile_tag`;
  * - the **prefixes**: everything that depends on address-pair prefixes wider than a host (ranges owned by
  *   longest prefix, members that are prefixes). Computed from the few ports that have such prefixes, or whose
  *   host addresses lie inside one.
+ * Rule profiles and security groups have chains and sets of their own (`./layout-groups.ts`).
  */
 import type { Element } from '../nft/types.js';
 import { familyOf, hostAddress, mergeRanges, prefixRange, rangeValue } from './addr.js';
 import { own, type Claim } from './claims.js';
-import type { PortPolicy, ProfilePolicy } from './ir.js';
-import { ElementSink, clip, keyKind, portAddresses, portKey, ruleSetKey, shapeOf, shapeValues } from './layout-ports.js';
-import { BRIDGE, GUARD_SETS, INET, groupRefSetName, memberNetSetName, memberSetName, profileLabel, ruleSetName, zoneSetName } from './names.js';
+import type { PortPolicy } from './ir.js';
+import { ElementSink, clip, keyKind, portAddresses, portKey } from './layout-ports.js';
+import { BRIDGE, GUARD_SETS, INET, memberNetSetName, memberSetName, zoneSetName } from './names.js';
 
 const FAMILIES = [4, 6] as const;
 const inet = (set: string): string => `inet:${set}`;
@@ -110,32 +111,10 @@ export function portClaims(p: PortPolicy, members: ReadonlyMap<string, ReadonlyS
   return out;
 }
 
-/**
- * A filtered port's pointer to its rule profile (its own unit, so that moving the ports of a profile to a new
- * profile number touches this one element per port and nothing else of theirs).
- */
+/** A filtered port's pointer to its rule profile (its own unit: a port changing profile touches this element only). */
 export function profilePointer(p: PortPolicy): Claim[] {
   if (!p.filtered) return [];
   return [own(inet(INET.profile(keyKind(p))), { key: [portKey(p)], data: p.profile!, comment: clip(p.portId) })];
-}
-
-/** The claims of one rule profile: its rule elements (commented with the rule id) and its `profiles` entry. */
-export function profileClaims(pr: ProfilePolicy): Claim[] {
-  const sink = new ElementSink();
-  for (const r of pr.rules) {
-    const dir = r.direction === 'ingress' ? 'in' : 'out';
-    const shape = shapeOf(r);
-    const values = [pr.id, ...shapeValues(r, shape)];
-    if (r.remote.kind === 'group') {
-      sink.add(groupRefSetName(r.remote.groupId, dir, r.family, shape), ruleSetKey(r.family, shape, false), values, r.ruleId);
-    } else {
-      const remote = r.remote.kind === 'prefix' ? r.remote.prefix : r.family === 4 ? '0.0.0.0/0' : '::/0';
-      sink.add(ruleSetName(dir, r.family, shape), ruleSetKey(r.family, shape, true), [...values, remote], r.ruleId);
-    }
-  }
-  const out = [own(inet(INET.profiles), { key: [pr.id], comment: profileLabel(pr.key) })];
-  for (const name of sink.names()) for (const e of sink.elements(name)) out.push(own(inet(name), e));
-  return out;
 }
 
 /** The non-host prefixes a port brings into the prefix unit (ownership and membership). */

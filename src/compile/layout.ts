@@ -1,38 +1,45 @@
 /**
  * The layout stage (PolicyIR → nftables objects): the desired content of portwall's own tables, as
  * docs/dataplane.md describes it — a small fixed skeleton of rules whose matches are set lookups
- * (`./layout-skeleton.ts`), and set elements claimed by ports, rule profiles and address-pair prefixes
- * (`./layout-units.ts`). This module computes everything at once (a fresh apply, `plan`, the tests); the
+ * (`./layout-skeleton.ts`), set elements claimed by ports, rule profiles and address-pair prefixes
+ * (`./layout-units.ts`), and the chains and sets of the security groups and rule profiles (`./layout-groups.ts`). This module computes everything at once (a fresh apply, `plan`, the tests); the
  * library handle keeps the same units and recomputes only those a change touches.
  */
 import type { NftObject } from '../nft/types.js';
 import { ClaimStore } from './claims.js';
-import type { PolicyIR, ProfilePolicy } from './ir.js';
+import type { CompiledRule, PolicyIR } from './ir.js';
 import { memberFamilies, skeleton, type RemoteUse, type SkeletonInput } from './layout-skeleton.js';
-import { portClaims, prefixClaims, prefixPorts, profileClaims, profilePointer } from './layout-units.js';
+import { groupObjects, profileObjects } from './layout-groups.js';
+import { portClaims, prefixClaims, prefixPorts, profilePointer } from './layout-units.js';
 import { shapeOf } from './layout-ports.js';
 
 export { ND_DAD, ND_IN, ND_OUT } from './layout-skeleton.js';
 
 /** The desired objects of portwall's tables (inet always, bridge when a network is bridged). */
 export function layout(ir: PolicyIR): NftObject[] {
-  const input: SkeletonInput = { config: ir.config, networks: ir.networks, remote: remoteUses(ir.profiles) };
+  const input: SkeletonInput = { config: ir.config, networks: ir.networks, remote: remoteUses(ir.groups.map((g) => g.rules)) };
   const members = memberFamilies(input.remote);
   const store = new ClaimStore();
   for (const p of ir.ports) {
     store.set(`port:${p.portId}`, portClaims(p, members));
     store.set(`pp:${p.portId}`, profilePointer(p));
   }
-  for (const pr of ir.profiles) store.set(`profile:${pr.id}`, profileClaims(pr));
+  const groups = new Set(ir.groups.map((g) => g.id));
+  const own: NftObject[] = ir.groups.flatMap((g) => groupObjects(ir.config, g));
+  for (const pr of ir.profiles) {
+    const p = profileObjects(ir.config, pr, (id) => groups.has(id));
+    store.set(`profile:${pr.id}`, p.claims);
+    own.push(...p.objects);
+  }
   store.set('prefixes', prefixClaims(prefixPorts(ir.ports), members));
-  return withElements(skeleton(input), store);
+  return withElements([...skeleton(input), ...own], store);
 }
 
-/** Which remote groups the profiles use, per (direction, family, shape). */
-export function remoteUses(profiles: Iterable<ProfilePolicy>): Map<string, Set<RemoteUse>> {
+/** Which remote groups the rule lists name, per (direction, family, shape). */
+export function remoteUses(lists: Iterable<readonly CompiledRule[]>): Map<string, Set<RemoteUse>> {
   const out = new Map<string, Set<RemoteUse>>();
-  for (const pr of profiles) {
-    for (const r of pr.rules) {
+  for (const rules of lists) {
+    for (const r of rules) {
       if (r.remote.kind !== 'group') continue;
       let uses = out.get(r.remote.groupId);
       if (!uses) out.set(r.remote.groupId, (uses = new Set()));

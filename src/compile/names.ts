@@ -40,6 +40,8 @@ export const INET = {
   profile: (k: KeyKind) => `profile_${k}`,
   /** Every rule profile in use, commented with its groups (how a restart finds the numbers again). */
   profiles: 'profiles',
+  /** Rule profile → `jump` to its chain, per direction (a verdict map: the only jump elements). */
+  profileChains: (dir: 'in' | 'out') => `prof_${dir}`,
   /** Anti-spoof: exact (MAC, address) per port (hash) … */
   spoof: (f: 4 | 6, k: KeyKind) => `spoof${f}_${k}`,
   /** … and address-pair prefixes (interval, only ports with such pairs). */
@@ -113,11 +115,6 @@ export const GUARD_SETS = {
 /** Shapes of security-group rule sets (docs/dataplane.md). */
 export type Shape = 'ports' | 'proto' | 'icmp' | 'any';
 
-/** A rule set of the base skeleton, keyed by rule profile: `in4_ports`. */
-export function ruleSetName(dir: 'in' | 'out', family: 4 | 6, shape: Shape): string {
-  return `${dir}${family}_${shape}`;
-}
-
 /** A remote group's member set of host addresses (hash): `m4_<slug>_<hash>`. */
 export function memberSetName(groupId: string, family: 4 | 6): string {
   return derivedName(`m${family}`, groupId);
@@ -129,10 +126,44 @@ export function memberNetSetName(groupId: string, family: 4 | 6): string {
 }
 
 const SHAPE_LETTER: Record<Shape, string> = { ports: 'p', proto: 'l', icmp: 'i', any: 'a' };
+const DIR_LETTER = { in: 'i', out: 'o' } as const;
 
-/** The per-profile references of a remote group for one rule shape: `in4p_<slug>_<hash>`. */
-export function groupRefSetName(groupId: string, dir: 'in' | 'out', family: 4 | 6, shape: Shape): string {
-  return derivedName(`${dir}${family}${SHAPE_LETTER[shape]}`, groupId);
+/** Versions of a group's rule sets cycle through this many names (only the current one and the next coexist). */
+export const GROUP_VERSIONS = 36 ** 3;
+
+/** A group's chain per direction (docs/dataplane.md, "Rule profiles"): `gi_<slug>_<hash>`, `go_…`. */
+export function groupChainName(groupId: string, dir: 'in' | 'out'): string {
+  return derivedName(`g${DIR_LETTER[dir]}`, groupId);
+}
+
+/**
+ * One of a group's rule sets, per (direction, family, shape) and version: `i4p0_<slug>_<hash>`. A rule taken
+ * from the group gives it a new version (new sets, the chain refilled, the old sets deleted whole), never
+ * element deletes from a concatenated interval set.
+ */
+export function groupSetName(groupId: string, dir: 'in' | 'out', family: 4 | 6, shape: Shape, version: number): string {
+  return derivedName(`${DIR_LETTER[dir]}${family}${SHAPE_LETTER[shape]}${version.toString(36)}`, groupId);
+}
+
+/** A group's references to one remote group for one rule shape: `ri4p0_<slug>_<hash>` (hash of both ids). */
+export function groupRefSetName(groupId: string, remoteId: string, dir: 'in' | 'out', family: 4 | 6, shape: Shape, version: number): string {
+  return derivedName(`r${DIR_LETTER[dir]}${family}${SHAPE_LETTER[shape]}${version.toString(36)}`, `${groupId}\n${remoteId}`);
+}
+
+/** The version in a group set's name (what {@link groupSetName} or {@link groupRefSetName} put there), if it is one. */
+export function groupSetVersion(name: string): { version: number; tail: string } | undefined {
+  const m = /^r?[io][46][plia]([0-9a-z]{1,3})_(.+)$/.exec(name);
+  return m ? { version: parseInt(m[1]!, 36), tail: m[2]! } : undefined;
+}
+
+/** The `slug_hash` tail every name derived from `id` ends with (to find a group's sets in a listing). */
+export function derivedTail(id: string): string {
+  return derivedName('x', id).slice(2);
+}
+
+/** A rule profile's chain per direction: `prof_in_12` (the profile's number). */
+export function profileChainName(dir: 'in' | 'out', profile: number): string {
+  return `prof_${dir}_${profile}`;
 }
 
 /**

@@ -18,6 +18,8 @@ export interface CompileOptions {
   tags?: ReadonlyMap<string, number>;
   /** Numbers rule profiles already carry (profile key → number), kept when valid. */
   profiles?: ReadonlyMap<string, number>;
+  /** Versions the groups' sets already carry (group id → version). */
+  versions?: ReadonlyMap<string, number>;
 }
 
 /** DHCP discover leaves a port before it has an address (Incus #4027). */
@@ -39,7 +41,8 @@ export function compilePolicy(model: Model, config: PortwallConfig, options: Com
     ports.push(compilePort(port, net, model.groups, rules, tags.get(port.id)));
   }
   const profiles = assignProfiles(ports, config, (key) => options.profiles?.get(key));
-  return { config, networks: [...model.networks.values()], ports, members: groupMembers(ports), profiles };
+  const groups = [...model.groups.keys()].sort().map((id) => ({ id, version: options.versions?.get(id) ?? 0, rules: rules.rules([id]) }));
+  return { config, networks: [...model.networks.values()], ports, members: groupMembers(ports), profiles, groups };
 }
 
 /** The compiled rules of each combination of groups, computed once per combination. */
@@ -130,7 +133,7 @@ export function assignProfiles(ports: readonly PortPolicy[], config: PortwallCon
     if (!e) byKey.set(key, (e = { groupIds: ids, ports: [] }));
     e.ports.push(p);
   }
-  const numbers = new NumberSpace(config.markMask, 'rule profiles');
+  const numbers = profileSpace(config);
   const keys = [...byKey.keys()].sort();
   const ids = new Map<string, number>();
   for (const k of keys) {
@@ -197,6 +200,13 @@ export class NumberSpace {
     this.#used.add(this.#cursor);
     return this.#cursor * 2 ** this.#shift;
   }
+}
+
+/** The numbers of rule profiles: the tag space without the mark that says "allowed" (every tag bit set). */
+export function profileSpace(config: Pick<PortwallConfig, 'markMask'>): NumberSpace {
+  const space = new NumberSpace(config.markMask, 'rule profiles');
+  space.claim(markBits(config.markMask >>> 0).tagMask);
+  return space;
 }
 
 function compileRule(r: SgRule): CompiledRule {

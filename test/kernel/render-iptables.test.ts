@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { CompiledRule, PolicyIR, PortPolicy } from '../../src/compile/ir.js';
+import { groupsOfPorts, type CompiledRule, type PolicyIR, type PortPolicy } from '../../src/compile/ir.js';
 import { assignProfiles } from '../../src/compile/policy.js';
 import { DEFAULT_CONFIG } from '../../src/model/types.js';
 import { renderIptables, type IptablesRender } from '../../src/render/iptables.js';
@@ -74,6 +74,7 @@ function policy(ports: PortPolicy[]): PolicyIR {
       { groupId: 'sg-c', family: 6, prefixes: ['2001:db8:1::20/128'] },
     ],
     profiles: assignProfiles(ports, DEFAULT_CONFIG),
+    groups: groupsOfPorts(ports),
   };
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 
-import type { CompiledRule, PolicyIR, PortPolicy } from '../../src/compile/ir.js';
+import { groupsOfPorts, type CompiledRule, type PolicyIR, type PortPolicy } from '../../src/compile/ir.js';
 import { ND_DAD, layout } from '../../src/compile/layout.js';
 import { assignProfiles } from '../../src/compile/policy.js';
 import { parseInterval } from '../../src/nft/datatypes.js';
@@ -65,6 +65,7 @@ const IR: PolicyIR = {
     { groupId: 'sg-web', family: 6, prefixes: ['2001:db8::14/128'] },
   ],
   profiles: assignProfiles([web, routed, off], DEFAULT_CONFIG),
+  groups: groupsOfPorts([web, routed, off]),
 };
 
 /** The `-A` rules of `chain`, in order, without the `-A chain ` head. */
@@ -438,7 +439,7 @@ describe('renderIptables', () => {
         { mac: mac(3), prefix: '2001:db8:a::/64', family: 6 },
       ],
     };
-    const ir: PolicyIR = { config: DEFAULT_CONFIG, networks: nets, ports: [pa, pb, pc], members: [], profiles: assignProfiles([pa, pb, pc], DEFAULT_CONFIG) };
+    const ir: PolicyIR = { config: DEFAULT_CONFIG, networks: nets, ports: [pa, pb, pc], members: [], profiles: assignProfiles([pa, pb, pc], DEFAULT_CONFIG), groups: groupsOfPorts([pa, pb, pc]) };
     const r = renderIptables(ir);
     const nft = nftRules(ir);
     const devices = ['veth-a', 'veth-c', 'br-b', 'eth-up'];

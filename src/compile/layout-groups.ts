@@ -1,0 +1,158 @@
+/**
+ * Security-group rules as chains and sets (docs/dataplane.md, "Rule profiles"):
+ * - a **group** is one chain per direction (`gi_…`, `go_…`) whose rules look up the group's own small sets —
+ *   per (family, shape) `FIELDS . REMOTE_ADDR`, and per remote group and shape the rules' fields behind the
+ *   remote group's member sets. A match writes {@link allowedMark} into the mark and returns. Its sets carry
+ *   a version in their name: a change that only adds elements adds them in place; any other change builds the
+ *   next version (new sets, the chain refilled, the old sets deleted whole), so no element is ever deleted
+ *   from a concatenated interval set — those deletes cost milliseconds each in the kernel;
+ * - a **rule profile** (the combination of groups a port has) is one chain per direction that jumps to its
+ *   groups' chains and returns as soon as one allowed the packet, reached from the port chains through the
+ *   `prof_in`/`prof_out` verdict maps. A port joining a profile is one hash element; a rule change touches
+ *   only its group, however many ports and profiles use it.
+ */
+import { F, and, eq, inSet, jump, ret, set, type Operand, type Part } from '../nft/match.js';
+import type { Element, NftObject } from '../nft/types.js';
+import { CLOUDSTACK_GROUP, type PortwallConfig } from '../model/types.js';
+import { own, type Claim } from './claims.js';
+import type { CompiledRule, GroupPolicy, ProfilePolicy } from './ir.js';
+import { ElementSink, clip, ruleSetKey, shapeOf, shapeValues } from './layout-ports.js';
+import {
+  INET, groupChainName, groupRefSetName, groupSetName, memberNetSetName, memberSetName, profileChainName, profileLabel, type Shape,
+} from './names.js';
+import { markBits } from './policy.js';
+import { TableBuilder } from './tables.js';
+
+const FAMILIES = [4, 6] as const;
+const DIRS = ['in', 'out'] as const;
+export const SHAPES: Shape[] = ['ports', 'proto', 'icmp', 'any'];
+
+/**
+ * The mark a group's chain writes when one of its rules allows a packet: every tag bit set, a value no tag and
+ * no profile number takes (both number spaces leave it out).
+ */
+export function allowedMark(config: Pick<PortwallConfig, 'markMask'>): number {
+  return markBits(config.markMask >>> 0).tagMask;
+}
+
+const dirOf = (r: CompiledRule): 'in' | 'out' => (r.direction === 'ingress' ? 'in' : 'out');
+
+/** `ip saddr` for ingress, `ip daddr` for egress (the remote side). */
+export function remoteField(f: 4 | 6, dir: 'in' | 'out'): Operand {
+  const ip = f === 4 ? F.ip : F.ip6;
+  return dir === 'in' ? ip.saddr : ip.daddr;
+}
+
+/** The packet fields of a shape, in key order. */
+export function shapeFields(f: 4 | 6, shape: Shape): Operand[] {
+  const icmp = f === 4 ? F.icmp : F.icmpv6;
+  return { ports: [F.meta.l4proto, F.th.dport], proto: [F.meta.l4proto], icmp: [icmp.type, icmp.code], any: [] }[shape];
+}
+
+/**
+ * The shape of a rule's entry among its group's references to a remote group: a rule for any protocol is
+ * kept as every protocol (`meta l4proto 0-255`), so that it too is an element with a counter and its rule id.
+ */
+function refShape(r: CompiledRule): Exclude<Shape, 'any'> {
+  const s = shapeOf(r);
+  return s === 'any' ? 'proto' : s;
+}
+
+/** The chains and sets of one group (see the module comment); no table object. */
+export function groupObjects(config: PortwallConfig, g: GroupPolicy): NftObject[] {
+  const t = new TableBuilder('inet', config.tables.inet);
+  const allow = set(F.meta.mark, allowedMark(config));
+  const word = { in: 'ingress', out: 'egress' } as const;
+  for (const dir of DIRS) {
+    const chain = t.chain(groupChainName(g.id, dir));
+    const sink = new ElementSink();
+    const refs = new ElementSink();
+    const remotes = new Set<string>();
+    for (const r of g.rules) {
+      if (dirOf(r) !== dir) continue;
+      if (r.remote.kind === 'group') {
+        const shape = refShape(r);
+        const values = shapeOf(r) === 'any' ? ['0-255'] : shapeValues(r, shape);
+        remotes.add(r.remote.groupId);
+        refs.add(groupRefSetName(g.id, r.remote.groupId, dir, r.family, shape, g.version), ruleSetKey(r.family, shape, false), values, r.ruleId, '');
+      } else {
+        const shape = shapeOf(r);
+        const remote = r.remote.kind === 'prefix' ? r.remote.prefix : r.family === 4 ? '0.0.0.0/0' : '::/0';
+        sink.add(groupSetName(g.id, dir, r.family, shape, g.version), ruleSetKey(r.family, shape, true), [...shapeValues(r, shape), remote], r.ruleId, '');
+      }
+    }
+    for (const f of FAMILIES) {
+      for (const shape of SHAPES) {
+        const name = groupSetName(g.id, dir, f, shape, g.version);
+        const elements = sink.elements(name);
+        if (elements.length === 0) continue;
+        const s = t.set(name, ruleSetKey(f, shape, true), { interval: true, counter: true, order: 'last', comment: clip(`${word[dir]} IPv${f} ${shape} rules of ${g.id}`) });
+        t.fill(name, elements);
+        t.rule(chain, [inSet([...shapeFields(f, shape), remoteField(f, dir)], s), allow, ret()]);
+      }
+    }
+    for (const remoteId of [...remotes].sort()) {
+      for (const f of FAMILIES) {
+        for (const shape of SHAPES) {
+          if (shape === 'any') continue;
+          const name = groupRefSetName(g.id, remoteId, dir, f, shape, g.version);
+          const elements = refs.elements(name);
+          if (elements.length === 0) continue;
+          const s = t.set(name, ruleSetKey(f, shape, false), {
+            interval: true, counter: true, order: 'last', comment: clip(`${word[dir]} IPv${f} ${shape} rules of ${g.id} with remote group ${remoteId}`),
+          });
+          t.fill(name, elements);
+          const why = clip(`remote group ${remoteId}`);
+          t.rule(chain, [inSet(remoteField(f, dir), memberSetName(remoteId, f)), inSet(shapeFields(f, shape), s), allow, ret()], why);
+          t.rule(chain, [inSet(remoteField(f, dir), { name: memberNetSetName(remoteId, f), flags: ['interval'] }), inSet(shapeFields(f, shape), s), allow, ret()], why);
+        }
+      }
+    }
+  }
+  return t.objects().filter((o) => o.kind !== 'table');
+}
+
+/** The elements of a group's sets (to tell a change that only adds from one that needs a new version). */
+export function groupElements(objects: readonly NftObject[]): Map<string, Element[]> {
+  const out = new Map<string, Element[]>();
+  for (const o of objects) if (o.kind === 'elements') out.set(o.set, o.elements);
+  return out;
+}
+
+/**
+ * The chains of one rule profile and its claims (its `profiles` entry, its verdict-map elements). `hasGroup`
+ * says which of its groups exist (a chain is jumped to only when it does). A CloudStack-flavour profile's
+ * built-in rules (DNS, open egress) are rules of its own chain.
+ */
+export function profileObjects(config: PortwallConfig, pr: ProfilePolicy, hasGroup: (id: string) => boolean): { objects: NftObject[]; claims: Claim[] } {
+  const t = new TableBuilder('inet', config.tables.inet);
+  const allowed = allowedMark(config);
+  const tagKey = and(F.meta.mark, allowed);
+  const claims: Claim[] = [own(`inet:${INET.profiles}`, { key: [pr.id], comment: profileLabel(pr.key) })];
+  const groups = [...new Set(pr.groupIds)].filter((g) => g !== CLOUDSTACK_GROUP && hasGroup(g)).sort();
+  const builtIn = pr.rules.filter((r) => r.groupId === CLOUDSTACK_GROUP);
+  for (const dir of DIRS) {
+    const mine = builtIn.filter((r) => dirOf(r) === dir);
+    if (groups.length === 0 && mine.length === 0) continue;
+    const chain = t.chain(profileChainName(dir, pr.id));
+    groups.forEach((g, i) => {
+      t.rule(chain, [jump(groupChainName(g, dir))], clip(g));
+      // After the last group the port chain checks the mark itself.
+      if (i < groups.length - 1 || mine.length > 0) t.rule(chain, [eq(tagKey, allowed), ret()]);
+    });
+    for (const r of mine) t.rule(chain, [...inlineMatch(r), set(F.meta.mark, allowed), ret()], clip(r.ruleId));
+    const element: Element = { key: [pr.id], verdict: { code: 'jump', chain }, comment: profileLabel(pr.key) };
+    claims.push(own(`inet:${INET.profileChains(dir)}`, element));
+  }
+  return { objects: t.objects().filter((o) => o.kind !== 'table'), claims };
+}
+
+/** A built-in rule (remote: anywhere, a protocol and one port at most) as plain matches. */
+function inlineMatch(r: CompiledRule): Part[] {
+  if (r.remote.kind !== 'any' || shapeOf(r) === 'icmp') throw new Error(`built-in rule ${r.ruleId} is not a plain rule`);
+  const parts: Part[] = [eq(F.meta.nfproto, r.family === 4 ? 'ipv4' : 'ipv6')];
+  if (r.protocol !== undefined) parts.push(eq(F.meta.l4proto, r.protocol));
+  if (r.ports !== undefined && r.ports.min === r.ports.max) parts.push(eq(F.th.dport, r.ports.min));
+  else if (r.ports !== undefined) throw new Error(`built-in rule ${r.ruleId} has a port range`);
+  return parts;
+}

@@ -1,22 +1,21 @@
 /**
  * Hit counters from a listing of portwall's tables (docs/dataplane.md, "Counters"): packets and bytes per
- * security-group rule — the rule sets keep a counter per element, and each element is one rule of one rule
- * profile, commented with the rule id — and drops per base-policy step (every drop rule of the skeleton counts,
- * commented with its step). Ports share a profile, so a port's rule hits are its profile's: the report says
- * how many ports share it.
+ * security-group rule — each group's rule sets keep a counter per element, commented with the rule id — and
+ * drops per base-policy step (every drop rule of the skeleton counts, commented with its step). A group's
+ * rules are shared by every port in the group, so a rule's hits are the group's, whichever port they came
+ * through; a port's report lists the rules of its groups.
  */
 import type { Model } from '../model/types.js';
-import { INET } from '../compile/names.js';
+import { INET, groupSetVersion } from '../compile/names.js';
 import type { NftObject, NftSet } from '../nft/types.js';
 
-/** Hits of one security-group rule, in total and per rule profile. */
+/** Hits of one security-group rule (every port in its group together). */
 export interface RuleHits {
   ruleId: string;
-  /** From the model, when the caller has one (the kernel keeps only the rule id). */
+  /** From the model when the caller has one, else from the comment of the group's set. */
   groupId?: string;
   packets: number;
   bytes: number;
-  byProfile: { profile: number; packets: number; bytes: number }[];
 }
 
 /** Packets one drop rule of the base policy dropped. */
@@ -47,7 +46,8 @@ export interface CounterReport {
 const dropsHere = (v: { code: string; chain?: string }): boolean => v.code === 'drop' || (v.code === 'goto' && INET.isDropChain(v.chain ?? ''));
 
 const num = (v: unknown): number => Number(typeof v === 'bigint' ? v : String(v));
-const RULE_SET = /^(in|out)[46]/;
+/** The group a set's comment names (`ingress IPv4 ports rules of sg-web[ with remote group …]`). */
+const groupOfComment = (comment: string | undefined): string | undefined => /rules of (.*?)(?: with remote group .*)?$/.exec(comment ?? '')?.[1];
 
 /** Reads the counters of a listing; `model` names each rule's group. */
 export function readCounters(objects: readonly NftObject[], model?: Model): CounterReport {
@@ -68,24 +68,18 @@ export function readCounters(objects: readonly NftObject[], model?: Model): Coun
       if (o.set === INET.profiles) for (const e of o.elements) profile(num(e.key[0])).label = e.comment ?? '';
       else if (o.set === INET.profile('dev') || o.set === INET.profile('tag')) {
         for (const e of o.elements) if (e.comment) profile(num(e.data)).ports.push(e.comment);
-      } else if (RULE_SET.test(o.set) && sets.get(`${o.family} ${o.table} ${o.set}`)?.counter) {
+      } else if (groupSetVersion(o.set) && sets.get(`${o.family} ${o.table} ${o.set}`)?.counter) {
+        const fromSet = groupOfComment(sets.get(`${o.family} ${o.table} ${o.set}`)?.comment);
         for (const e of o.elements) {
           if (!e.comment) continue;
           let r = rules.get(e.comment);
           if (!r) {
-            rules.set(e.comment, (r = { ruleId: e.comment, packets: 0, bytes: 0, byProfile: [] }));
-            const g = groupOf.get(e.comment);
+            rules.set(e.comment, (r = { ruleId: e.comment, packets: 0, bytes: 0 }));
+            const g = groupOf.get(e.comment) ?? (model ? undefined : fromSet);
             if (g !== undefined) r.groupId = g;
           }
-          const packets = num(e.counter?.packets ?? 0), bytes = num(e.counter?.bytes ?? 0);
-          r.packets += packets;
-          r.bytes += bytes;
-          const id = num(e.key[0]);
-          const p = r.byProfile.find((x) => x.profile === id);
-          if (p) {
-            p.packets += packets;
-            p.bytes += bytes;
-          } else r.byProfile.push({ profile: id, packets, bytes });
+          r.packets += num(e.counter?.packets ?? 0);
+          r.bytes += num(e.counter?.bytes ?? 0);
         }
       }
     } else if (o.kind === 'rule' && o.exprs.some((x) => x.type === 'immediate' && 'verdict' in x && dropsHere(x.verdict))) {
@@ -98,22 +92,26 @@ export function readCounters(objects: readonly NftObject[], model?: Model): Coun
   return { rules: [...rules.values()].sort((a, b) => b.packets - a.packets || (a.ruleId < b.ruleId ? -1 : 1)), steps, profiles: [...profiles.values()].sort((a, b) => a.id - b.id) };
 }
 
-/** The report narrowed to one port (its profile's rule hits; steps stay host-wide) or one group's rules. */
+/** The groups a profile's label names (`profile g1,g2`); undefined when the label is a hash. */
+function labelGroups(label: string): string[] | undefined {
+  if (label === 'profile (no groups)') return [];
+  return label.startsWith('profile ') && !label.startsWith('profile #') ? label.slice('profile '.length).split(',') : undefined;
+}
+
+/**
+ * The report narrowed to one port (the rules of its groups, hits of every port in them; steps stay host-wide)
+ * or one group's rules.
+ */
 export function narrowCounters(r: CounterReport, by: { port?: string; group?: string }): CounterReport {
   if (by.port !== undefined) {
     const p = r.profiles.find((x) => x.ports.includes(by.port!));
-    const rules = p === undefined ? [] : r.rules.flatMap((x) => {
-      const mine = x.byProfile.filter((b) => b.profile === p.id);
-      return mine.length ? [{ ...x, packets: mine[0]!.packets, bytes: mine[0]!.bytes, byProfile: mine }] : [];
-    });
+    const groups = p === undefined ? [] : labelGroups(p.label);
+    const rules = groups === undefined ? r.rules : r.rules.filter((x) => x.groupId !== undefined && groups.includes(x.groupId));
     return { ...r, rules, profiles: p ? [p] : [] };
   }
   if (by.group !== undefined) {
-    const profiles = r.profiles.filter((p) => p.label.split(/[ ,]/).includes(by.group!));
-    const ids = new Set(profiles.map((p) => p.id));
-    // With the model, the group's own rules; without it, every rule of a profile the group is in.
-    const rules = r.rules.filter((x) => (x.groupId !== undefined ? x.groupId === by.group : x.byProfile.some((b) => ids.has(b.profile))));
-    return { ...r, rules, profiles };
+    const profiles = r.profiles.filter((p) => labelGroups(p.label)?.includes(by.group!) ?? false);
+    return { ...r, rules: r.rules.filter((x) => x.groupId === by.group), profiles };
   }
   return r;
 }

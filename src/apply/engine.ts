@@ -32,6 +32,8 @@ export interface Hints {
   profiles: ReadonlyMap<string, number>;
   /** The `slug_hash` tail of a group's set names → the version they carry. */
   versions?: ReadonlyMap<string, number>;
+  /** The elements of the groups' sets as listed (so a change that would delete some gets a new version). */
+  elements?: ReadonlyMap<string, readonly Element[]>;
 }
 
 /** A port whose admitted traffic may have changed: its policy before and after (undefined: absent). */
@@ -117,7 +119,7 @@ export class Engine implements StateIndex {
     const e = new Engine(model, config);
     for (const p of model.ports.values()) e.#indexPort(p, true);
     for (const g of model.groups.values()) e.#indexGroup(g, true);
-    for (const id of [...model.groups.keys()].sort()) e.#setGroupUnit(id, hintedVersion(id, model, hints));
+    for (const id of [...model.groups.keys()].sort()) e.#setGroupUnit(id, hintedVersion(id, model, hints), hints.elements);
     // Numbering as compilePolicy does it: hinted tags and profile numbers kept, the rest lowest free first.
     const tags = assignTags(model, config, hints.tags);
     for (const t of tags.values()) e.#tagSpace.claim(t);
@@ -547,7 +549,7 @@ export class Engine implements StateIndex {
    * Recomputes a group's chains and sets at `version`, or at the next version when the kernel's (committed)
    * ones would lose anything: set and chain deletes are cheap, element deletes from interval sets are not.
    */
-  #setGroupUnit(id: string, version: number): void {
+  #setGroupUnit(id: string, version: number, listed?: ReadonlyMap<string, readonly Element[]>): void {
     const unit = `group:${id}`;
     const old = this.#groups.get(id);
     if (old) this.#countUses(old.rules, -1);
@@ -560,7 +562,8 @@ export class Engine implements StateIndex {
     let g: GroupPolicy = { id, version, rules };
     let objects = groupObjects(this.config, g);
     const committed = this.#unitsCommitted.get(unit);
-    if (committed && !onlyAdds(committed, objects)) {
+    const before = committed ? groupElements(committed) : listed;
+    if (before && losesElements(before, groupElements(objects))) {
       g = { id, version: (version + 1) % GROUP_VERSIONS, rules };
       objects = groupObjects(this.config, g);
     }
@@ -658,18 +661,18 @@ function withBefore(objects: readonly NftObject[], store: ClaimStore): NftObject
 }
 
 /**
- * Whether `after` holds everything `before` does (same sets, chains and rules; elements only added): then the
- * change is element adds in place.
+ * Whether some set of `before` loses an element (by key and comment) in `after` — a set that goes altogether
+ * does not count: deleting a whole set is cheap, deleting elements from an interval set is not.
  */
-function onlyAdds(before: readonly NftObject[], after: readonly NftObject[]): boolean {
-  const shape = (objects: readonly NftObject[]) => JSON.stringify(objects.filter((o) => o.kind !== 'elements'));
-  if (shape(before) !== shape(after)) return false;
-  const next = groupElements(after);
-  for (const [set, elements] of groupElements(before)) {
-    const have = new Set((next.get(set) ?? []).map((e) => `${JSON.stringify(e.key)} ${e.comment ?? ''}`));
-    if (elements.some((e) => !have.has(`${JSON.stringify(e.key)} ${e.comment ?? ''}`))) return false;
+function losesElements(before: ReadonlyMap<string, readonly Element[]>, after: ReadonlyMap<string, readonly Element[]>): boolean {
+  const id = (e: Element) => `${JSON.stringify(e.key)} ${e.comment ?? ''}`;
+  for (const [set, elements] of before) {
+    const next = after.get(set);
+    if (!next) continue;
+    const have = new Set(next.map(id));
+    if (elements.some((e) => !have.has(id(e)))) return true;
   }
-  return true;
+  return false;
 }
 
 /** Records the version a group set's name carries, by the name's `slug_hash` tail. */
@@ -699,8 +702,10 @@ export function hintsFrom(objects: readonly NftObject[], config: PortwallConfig)
   const tags = new Map<string, number>();
   const profiles = new Map<string, number>();
   const versions = new Map<string, number>();
+  const elements = new Map<string, Element[]>();
   for (const o of objects) {
     if (o.kind === 'set' && o.family === 'inet' && o.table === config.tables.inet) collectVersion(versions, o.name);
+    if (o.kind === 'elements' && o.family === 'inet' && o.table === config.tables.inet && groupSetVersion(o.set)) elements.set(o.set, o.elements);
     if (o.kind !== 'elements') continue;
     if (o.family === 'bridge' && o.table === config.tables.bridge && o.set === BRIDGE.portTag) {
       for (const e of o.elements) if (e.comment !== undefined && typeof e.data === 'number') tags.set(e.comment, e.data);
@@ -709,6 +714,6 @@ export function hintsFrom(objects: readonly NftObject[], config: PortwallConfig)
       for (const e of o.elements) if (e.comment !== undefined && typeof e.key[0] === 'number') profiles.set(e.comment, e.key[0]);
     }
   }
-  return { tags, profiles, versions };
+  return { tags, profiles, versions, elements };
 }
 

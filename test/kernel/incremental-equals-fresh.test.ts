@@ -132,7 +132,13 @@ function randomPort(r: Rng, e: Expected, i: number): PortInput {
   return p;
 }
 
-/** A listing with profile numbers and tags replaced by what they stand for (comments), and counters dropped. */
+/** A group set's name without its version (`i4p3_…` → `i4p*_…`): the versions depend on the history. */
+const unversioned = (name: string): string => name.replace(/^(r?[io][46][plia])[0-9a-z]{1,3}_/, '$1*_');
+
+/**
+ * A listing with profile numbers and tags replaced by what they stand for (comments), group set versions
+ * dropped, and counters dropped.
+ */
 function normalise(objects: NftObject[]): Map<string, string[]> {
   const profiles = new Map<unknown, string>();
   const tags = new Map<unknown, string>();
@@ -141,8 +147,10 @@ function normalise(objects: NftObject[]): Map<string, string[]> {
     if (o.set === 'profiles') for (const e of o.elements) profiles.set(e.key[0], `P(${e.comment})`);
     if (o.family === 'bridge' && o.set === 'port_tag') for (const e of o.elements) tags.set(e.data, `T(${e.comment})`);
   }
-  // Marks hold profile numbers (rule sets, `profiles`, the data of `profile_*`) or tags (everything else).
-  const byProfile = (name: string) => /^(in|out)[46]/.test(name) || name === 'profiles';
+  // Marks hold profile numbers (`profiles`, `prof_in`/`prof_out`, the data of `profile_*`) or tags (everything else).
+  const byProfile = (name: string) => /^(profiles|prof_in|prof_out)$/.test(name);
+  const chain = (name: string) => name.replace(/^prof_(in|out)_(\d+)$/, (_m, d: string, n: string) => `prof_${d}_${profiles.get(Number(n)) ?? `?${n}`}`);
+  const names = (text: string) => text.replace(/"(set|chain)":"([^"]+)"/g, (_m, k: string, n: string) => `"${k}":"${chain(unversioned(n))}"`);
   const sets = new Map(objects.filter((o) => o.kind === 'set').map((o) => [`${o.family} ${o.name}`, o as NftSet]));
   const out = new Map<string, string[]>();
   for (const o of objects) {
@@ -151,16 +159,19 @@ function normalise(objects: NftObject[]): Map<string, string[]> {
       const els = o.elements.map((e: Element) => {
         const key = e.key.map((v, i) => (def.key[i] !== 'mark' ? v : i === 0 && byProfile(o.set) ? profiles.get(v) ?? `?${String(v)}` : tags.get(v) ?? `?${String(v)}`));
         const data = def.data !== 'mark' ? e.data : o.set.startsWith('profile_') ? profiles.get(e.data) : tags.get(e.data) ?? `?${String(e.data)}`;
-        return JSON.stringify({ key, data, comment: e.comment }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+        const verdict = e.verdict && { ...e.verdict, chain: e.verdict.chain && chain(e.verdict.chain) };
+        return JSON.stringify({ key, data, verdict, comment: e.comment }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
       });
-      out.set(`${o.family} ${o.set}`, [...(out.get(`${o.family} ${o.set}`) ?? []), ...els].sort());
+      const k = `${o.family} ${unversioned(o.set)}`;
+      out.set(k, [...(out.get(k) ?? []), ...els].sort());
     } else if (o.kind === 'rule') {
-      const k = `${o.family} rules ${o.chain}`;
-      const text = JSON.stringify({ c: o.comment, e: o.exprs.map((x) => (x.type === 'counter' ? { type: 'counter' } : x)) }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
+      const k = `${o.family} rules ${chain(o.chain)}`;
+      const text = names(JSON.stringify({ c: o.comment, e: o.exprs.map((x) => (x.type === 'counter' ? { type: 'counter' } : x)) }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v)));
       out.set(k, [...(out.get(k) ?? []), text]);
     } else if (o.kind === 'set' || o.kind === 'chain') {
       const { handle: _h, ...rest } = o as NftObject & { handle?: unknown };
-      out.set(`${o.family} ${o.kind} ${o.name}`, [JSON.stringify(rest)]);
+      const name = o.kind === 'set' ? unversioned(o.name) : chain(o.name);
+      out.set(`${o.family} ${o.kind} ${name}`, [names(JSON.stringify({ ...rest, name }))]);
     }
   }
   return out;
@@ -285,7 +296,7 @@ describe('S13: incremental = fresh', () => {
       for (const [k, v] of theirs) expect(mine.get(k), `${why}: ${k}`).toEqual(v);
       // The nft oracle agrees on the sizes.
       const sizes = (ns: Netns) => JSON.stringify((JSON.parse(ns.exec('nft', ['-j', 'list', 'sets'])).nftables as { set?: { family: string; name: string; elem?: unknown[] } }[])
-        .filter((x) => x.set).map((x) => [x.set!.family, x.set!.name, x.set!.elem?.length ?? 0]).sort());
+        .filter((x) => x.set).map((x) => [x.set!.family, unversioned(x.set!.name), x.set!.elem?.length ?? 0]).sort());
       expect(sizes(h.host), why).toBe(sizes(fresh));
     } finally {
       fresh.destroy();

@@ -10,6 +10,7 @@ import { openNft } from '../../src/nft/client.js';
 import { FakeNft } from '../../src/nft/fake.js';
 import { F, accept, eq, rule } from '../../src/nft/match.js';
 import type { NftBinding } from '../../src/native.js';
+import { groupChainName, groupSetName } from '../../src/compile/names.js';
 import { busyGroup, elementOnly, port, state, webGroup, type Mode } from '../helpers/states.js';
 
 function open(fake = new FakeNft()) {
@@ -42,34 +43,56 @@ describe.each<Mode>(['routed', 'bridged'])('apply on the fake, %s', (mode) => {
     expect(elementOnly(addPlan.operations)).toBe(true);
     await pw.apply(added);
 
+    // A combination of groups no port had: the new profile's two chains (jumps to the group's chains) and its
+    // elements, nothing of any group.
     const moved = { ...added, ports: added.ports!.map((p) => (p.id === 'port-00099' ? { ...p, security_groups: ['sg-web'], fixed_ips: [...p.fixed_ips!, { ip_address: '203.0.113.200' }] } : p)) };
     const changePlan = await pw.plan(moved);
-    expect(elementOnly(changePlan.operations)).toBe(true);
+    const objects = changePlan.operations.filter((op) => op.object.kind !== 'elements');
+    expect(objects.map((op) => `${op.verb} ${op.object.kind} ${'name' in op.object ? op.object.name : ''}`).sort())
+      .toEqual(['add chain prof_in_2', 'add chain prof_out_2', 'add rule ', 'add rule ']);
+    expect(changePlan.summary).toContain('add element inet portwall prof_in (1)');
     expect(changePlan.operations.some((op) => op.verb === 'delete')).toBe(true);
     await pw.apply(moved);
 
+    // A plan is a fresh compile: it would drop the profile no port uses any more with the port (its chains).
     const removePlan = await pw.plan(base);
-    expect(elementOnly(removePlan.operations)).toBe(true);
-    expect(removePlan.operations.every((op) => op.verb === 'delete')).toBe(true);
+    expect(elementOnly(removePlan.operations.filter((op) => !/^prof_(in|out)(_2)?$/.test(String('chain' in op.object ? op.object.chain : 'set' in op.object ? op.object.set : 'name' in op.object ? op.object.name : ''))))).toBe(true);
+    expect(removePlan.operations.every((op) => op.verb === 'delete' || op.verb === 'flush')).toBe(true);
     await pw.apply(base);
-    // The port's rule profile (sg-web alone) is unused now: it goes when collected, off the hot path.
+    // The port's rule profile (sg-web alone) is unused now: it goes when collected (a port may want it back).
     expect(pw.unusedProfiles).toBe(1);
     const gc = await pw.plan(base);
-    expect(gc.operations.every((op) => op.verb === 'delete' && op.object.kind === 'elements')).toBe(true);
-    expect(gc.summary).toContain('delete element inet portwall profiles (1)');
+    expect(gc.summary.split('\n').sort()).toEqual([
+      'delete chain inet portwall prof_in_2', 'delete chain inet portwall prof_out_2',
+      'delete element inet portwall prof_in (1)', 'delete element inet portwall prof_out (1)', 'delete element inet portwall profiles (1)',
+      'flush chain inet portwall prof_in_2', 'flush chain inet portwall prof_out_2',
+    ]);
     expect(await pw.collectProfiles()).toBe(1);
     expect((await pw.plan(base)).operations).toEqual([]);
   });
 
-  test('a changed rule replaces its elements (delete + add), nothing else', async () => {
+  test('a changed rule changes its group\'s sets only (a new version: sets added, chain refilled, old sets deleted whole)', async () => {
     const { pw } = open();
     await pw.apply(base);
     const g = webGroup();
     g.security_group_rules![0] = { ...g.security_group_rules![0]!, port_range_min: 8080, port_range_max: 8080 };
     const p = await pw.plan({ ...base, security_groups: [g, groups[1]!] });
-    expect(elementOnly(p.operations)).toBe(true);
-    // The 20 ports share one rule profile: one element per profile, not per port.
-    expect(p.summary).toMatch(/delete element inet portwall in4_ports \(1\)/);
+    // No element is deleted from a set that stays; nothing outside sg-web's chains and sets changes.
+    expect(p.operations.some((op) => op.verb === 'delete' && op.object.kind === 'elements')).toBe(false);
+    const touched = new Set(p.operations.map((op) => ('chain' in op.object ? op.object.chain : 'set' in op.object ? op.object.set : op.object.name)));
+    for (const name of touched) expect(String(name)).toMatch(/sg_web/);
+    expect(p.summary).toContain(`flush chain inet portwall ${groupChainName('sg-web', 'in')}`);
+    expect(p.summary).toContain(`delete set inet portwall ${groupSetName('sg-web', 'in', 4, 'ports', 0)}`);
+    expect(p.summary).toContain(`add element inet portwall ${groupSetName('sg-web', 'in', 4, 'ports', 1)} (1)`);
+  });
+
+  test('a rule added to a group only adds its elements', async () => {
+    const { pw } = open();
+    await pw.apply(base);
+    const g = webGroup();
+    g.security_group_rules!.push({ ...g.security_group_rules![0]!, id: 'sg-web-https', port_range_min: 443, port_range_max: 443 });
+    const p = await pw.plan({ ...base, security_groups: [g, groups[1]!] });
+    expect(p.summary).toBe(`add element inet portwall ${groupSetName('sg-web', 'in', 4, 'ports', 0)} (1)`);
   });
 });
 

@@ -5,7 +5,7 @@
 import { describe, expect, test } from 'vitest';
 
 import { layout } from '../../src/compile/layout.js';
-import { derivedName, MAX_NAME } from '../../src/compile/names.js';
+import { derivedName, groupChainName, groupRefSetName, groupSetName, MAX_NAME } from '../../src/compile/names.js';
 import { compilePolicy } from '../../src/compile/policy.js';
 import { validateState } from '../../src/model/validate.js';
 import { DEFAULT_CONFIG } from '../../src/model/types.js';
@@ -57,51 +57,59 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     // The kernel finds an element operation's set by walking the table's sets in creation order.
     const names = sets(objs).map((s) => s.name);
     const perPort = [`ports_${k}`, `profile_${k}`, `spoof4_${k}`, `spoof6_${k}`, `dhcp4_${k}`, `ra6_${k}`].map((n) => names.indexOf(n));
-    const perNetworkOrGroup = names.flatMap((n, i) => (/^(z(dev|tag|ip4|ip6|net4|net6)|m4|m6|n4|n6|in4p|in6p|out4p|out6p)_/.test(n) ? [i] : []));
+    const perNetworkOrGroup = names.flatMap((n, i) => (/^(z(dev|tag|ip4|ip6|net4|net6)|m4|m6|n4|n6|[io][46][plia]0|r[io][46][plia]0)_/.test(n) ? [i] : []));
     expect(perPort.every((i) => i >= 0)).toBe(true);
     expect(perNetworkOrGroup.length).toBeGreaterThan(0);
     // Sets that change only with rule profiles: after the per-port ones, before the per-network ones.
-    const profileSets = names.flatMap((n, i) => (/^((in|out)[46]_(ports|proto|icmp|any)|profiles)$/.test(n) ? [i] : []));
-    expect(profileSets.length).toBeGreaterThan(4);
+    const profileSets = ['profiles', 'prof_in', 'prof_out'].map((n) => names.indexOf(n));
+    expect(profileSets.every((i) => i >= 0)).toBe(true);
     expect(Math.max(...perPort)).toBeLessThan(Math.min(...profileSets));
     expect(Math.max(...profileSets)).toBeLessThan(Math.min(...perNetworkOrGroup));
   });
 
-  test('the skeleton: base chains, port chains, one rule per rule shape; verdicts only in rules', () => {
+  test('the skeleton: base chains, port chains ending in the profile\'s chain; jumps only to profile chains', () => {
     const base = chains(objs).filter((c) => c.hook !== undefined).map((c) => `${c.name}:${c.hook}:${c.priority}`);
     expect(base).toEqual(mode === 'routed'
       ? ['raw_pre:prerouting:-300', 'raw_out:output:-300', 'fwd_filter:forward:0', 'in_filter:input:0', 'out_filter:output:0']
       : ['raw_pre:prerouting:-300', 'raw_out:output:-300', 'pre_filter:prerouting:0', 'fwd_filter:forward:0', 'out_filter:output:0']);
     expect(chains(objs).map((c) => c.name)).toEqual(expect.arrayContaining([`egress_${k}`, `ingress_${k}`]));
-    // 16 base rule-set lookups (2 directions x 2 families x 4 shapes) + the remote-group rules of sg-web ssh
-    // (IPv4 ingress): one for member hosts, one for member prefixes.
-    const ruleSetLookups = [...rules(objs, `egress_${k}`), ...rules(objs, `ingress_${k}`)]
-      .filter((r) => r.exprs.some((e) => e.type === 'lookup' && /^(in|out)[46][a-z]?_/.test(e.set)));
-    expect(ruleSetLookups).toHaveLength(18);
-    // Each port chain writes the port's profile into the mark first.
-    for (const c of [`egress_${k}`, `ingress_${k}`]) expect(text(rules(objs, c))).toContain(`map @profile_${k}`);
-    // No verdict map and no element with a verdict anywhere: dispatch is by plain set lookups.
-    expect(sets(objs).concat(sets(objs, 'bridge')).some((s) => s.data === 'verdict')).toBe(false);
-    expect(objs.some((o) => o.kind === 'elements' && o.elements.some((e) => e.verdict))).toBe(false);
+    // Each port chain ends: the port's profile into the mark, its chain through the verdict map, "allowed?", drop.
+    for (const [c, dir] of [[`egress_${k}`, 'out'], [`ingress_${k}`, 'in']] as const) {
+      const tail = rules(objs, c).slice(-4).map((r) => text([r]).trim().replace(/^add rule inet portwall \S+ /, '').replace(/ comment .*$/, ''));
+      expect(tail[0]).toContain(`map @profile_${k}`);
+      expect(tail.slice(1)).toEqual([`meta mark and 0x7fff vmap @prof_${dir}`, 'meta mark and 0x7fff == 0x7fff return', 'counter drop']);
+    }
+    // The only verdict maps are the profiles' chains; their elements jump to the profiles' chains.
+    expect(sets(objs).concat(sets(objs, 'bridge')).filter((s) => s.data === 'verdict').map((s) => s.name)).toEqual(['prof_in', 'prof_out']);
+    const jumps = objs.flatMap((o) => (o.kind === 'elements' ? o.elements.flatMap((e) => (e.verdict ? [`${o.set} ${e.verdict.code} ${e.verdict.chain}`] : [])) : []));
+    expect(jumps).toEqual(['prof_in jump prof_in_1', 'prof_out jump prof_out_1']);
+    // A profile's chain jumps to its groups' chains; a group's chain looks up its own sets, and those of its
+    // remote groups (sg-web ssh from members of sg-web: one rule for member hosts, one for member prefixes).
+    expect(text(rules(objs, 'prof_in_1'))).toContain(`jump ${groupChainName('sg-web', 'in')}`);
+    const gi = rules(objs, groupChainName('sg-web', 'in')).map((r) => text([r]));
+    expect(gi).toHaveLength(5);
+    for (const r of gi) expect(r).toContain('meta mark set 0x7fff return');
+    expect(gi.filter((r) => r.includes(`@${derivedName('m4', 'sg-web')} `) || r.includes(`@${derivedName('n4', 'sg-web')} `))).toHaveLength(2);
   });
 
-  test('SG rules are elements per rule profile, commented with the rule id; per-element counters', () => {
-    // Both filtered ports have the same group: one profile, one element per rule, shared.
+  test('SG rules are elements of their group\'s sets, commented with the rule id; per-element counters', () => {
+    // Both filtered ports have the same group: one profile, pointed at by each port.
     const profile = elements(objs, `profile_${k}`);
     expect(profile.map((e) => e.comment)).toEqual(['port-00001', 'port-00002']);
     expect(new Set(profile.map((e) => e.data)).size).toBe(1);
     const id = profile[0]!.data;
     expect(elements(objs, 'profiles').map((e) => [e.key[0], e.comment])).toEqual([[id, 'profile sg-web']]);
-    const http = elements(objs, 'in4_ports');
+    const httpSet = groupSetName('sg-web', 'in', 4, 'ports', 0);
+    const http = elements(objs, httpSet);
     expect(http.map((e) => e.comment)).toEqual(['sg-web-http']);
-    expect(http[0]!.key).toEqual([id, 6, 80, '198.51.100.0/24']);
-    expect(sets(objs).find((s) => s.name === 'in4_ports')).toMatchObject({ counter: true, flags: ['interval'], key: ['mark', 'inet_proto', 'inet_service', 'ipv4_addr'] });
-    const ssh = elements(objs, derivedName('in4p', 'sg-web'));
-    expect(ssh.map((e) => [e.key, e.comment])).toEqual([[[id, 6, 22], 'sg-web-ssh']]);
+    expect(http[0]!.key).toEqual([6, 80, '198.51.100.0/24']);
+    expect(sets(objs).find((s) => s.name === httpSet)).toMatchObject({ counter: true, flags: ['interval'], key: ['inet_proto', 'inet_service', 'ipv4_addr'] });
+    const ssh = elements(objs, groupRefSetName('sg-web', 'sg-web', 'in', 4, 'ports', 0));
+    expect(ssh.map((e) => [e.key, e.comment])).toEqual([[[6, 22], 'sg-web-ssh']]);
     // Members with host addresses go to a hash set; prefixes (none here) to an interval set.
     expect(elements(objs, derivedName('m4', 'sg-web')).map((e) => e.key[0]).sort()).toEqual(['192.0.2.2', '192.0.2.3']);
     expect(sets(objs).find((s) => s.name === derivedName('m4', 'sg-web'))!.flags ?? []).toEqual([]);
-    expect(elements(objs, 'out4_any').map((e) => e.key)).toEqual([[id, '0.0.0.0/0']]);
+    expect(elements(objs, groupSetName('sg-web', 'out', 4, 'any', 0)).map((e) => e.key)).toEqual([['0.0.0.0/0']]);
   });
 
   test('anti-spoof: exact addresses in a hash set, prefixes in an interval set', () => {
@@ -115,15 +123,14 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
   });
 
   test('ICMPv6 is matched by layer-4 protocol, never by next header (Incus #4025)', () => {
-    const egress = rules(objs, `egress_${k}`);
-    const all = [...egress, ...rules(objs, `ingress_${k}`)];
-    const icmp6 = all.filter((r) => r.exprs.some((e) => e.type === 'lookup' && /6_icmp$/.test(e.set)));
-    expect(icmp6).toHaveLength(2);
+    const all = objs.filter((o): o is Rule => o.kind === 'rule' && o.family === 'inet');
+    const icmp6 = all.filter((r) => r.exprs.some((e) => e.type === 'lookup' && /^[io]6i0_/.test(e.set)));
+    expect(icmp6).toHaveLength(1);
     for (const r of all) {
       // ip6 nexthdr is network header byte 6 (one byte); nothing may load it.
       expect(r.exprs.some((e) => e.type === 'payload' && e.base === 'network' && e.offset === 6 && e.len === 1)).toBe(false);
     }
-    expect(text(objs)).toContain('icmpv6 type . icmpv6 code . ip6 saddr @in6_icmp return');
+    expect(text(objs)).toContain(`icmpv6 type . icmpv6 code . ip6 saddr @${groupSetName('sg-web', 'in', 6, 'icmp', 0)} meta mark set 0x7fff return`);
   });
 
   test('the whole layout prints as nft syntax; anti-spoof before the DHCP allowance', () => {
@@ -165,8 +172,8 @@ describe('layout details', () => {
       { id: 'all-from-24', direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', port_range_min: 1, port_range_max: 1000, remote_ip_prefix: '198.51.100.0/24' },
       { id: 'dup80', direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', port_range_min: 80, port_range_max: 80, remote_ip_prefix: '198.51.100.0/25' },
     ] };
-    const els = elements(objects(state('routed', [g], [port(1, ['sg'])])), 'in4_ports');
-    expect(els.map((e) => [e.key.slice(2), e.comment])).toEqual([
+    const els = elements(objects(state('routed', [g], [port(1, ['sg'])])), groupSetName('sg', 'in', 4, 'ports', 0));
+    expect(els.map((e) => [e.key.slice(1), e.comment])).toEqual([
       [['1-79', '198.51.100.0/24'], 'all-from-24'],
       [[80, '0.0.0.0/0'], 'any80'],
       [['81-1000', '198.51.100.0/24'], 'all-from-24'],

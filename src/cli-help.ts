@@ -113,11 +113,10 @@ into a command that stops reading early (portwall status --json | head -1) it st
 Options:
   --netns NAME   the network namespace; default: the current one
 ${CONFIG}
-  --port ID      the rule hits of the port's rule profile (ports with the same groups share one: the count of
-                 ports sharing it is printed)
-  --group ID     the rule hits of one group (with --state, exactly its rules; without, every rule of a rule
-                 profile the group is in)
-  --state FILE   the state file, to name each rule's group (the kernel keeps only the rule id)
+  --port ID      the rule hits of the port's groups (a group's rules count for all its ports together); the
+                 port's rule profile and the number of ports sharing it are printed
+  --group ID     the rule hits of one group
+  --state FILE   the state file, to name each rule's group (else read from the group's set comments)
   --json         every object and the counters as JSON
 
 ${EXIT_CODES}`,

@@ -208,9 +208,11 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
       expect(tcpConnect(client, '203.0.113.10', 81)).toBe(false);
       const ct = host.exec('conntrack', ['-L', '-p', 'tcp', '--dport', '80']);
       expect(ct).toContain('zone=201');
-      // The port's profile goes into the mark, the rule sets are keyed by it.
+      // The port's profile goes into the mark, its chain is found through the verdict map, the group's chain
+      // looks the packet up in the group's own set (nft as the oracle: it prints and reads all of it).
       expect(host.nftText()).toMatch(/meta mark set oifname map @profile_dev/);
-      expect(host.nftText()).toMatch(/meta mark & 0x00007fff \. meta l4proto \. th dport \. ip saddr @in4_ports return/);
+      expect(host.nftText()).toMatch(/meta mark & 0x00007fff vmap @prof_in/);
+      expect(host.nftText()).toMatch(/meta l4proto \. th dport \. ip saddr @i4p0_\w+ meta mark set 0x00007fff return/);
     } finally {
       for (const s of servers) s.kill();
       for (const ns of [client, host, vm]) ns.destroy();

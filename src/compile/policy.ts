@@ -47,27 +47,36 @@ export function compilePolicy(model: Model, config: PortwallConfig, options: Com
 
 /** The compiled rules of each combination of groups, computed once per combination. */
 export class RuleCache {
-  readonly #byKey = new Map<string, CompiledRule[]>();
+  readonly #byKey = new Map<string, { groupIds: readonly string[]; rules: CompiledRule[] }>();
+  readonly #byGroup = new Map<string, CompiledRule[]>();
   constructor(readonly groups: ReadonlyMap<string, SecurityGroup>) {}
 
   /**
    * The union of the groups' rules (in group order), shared by every caller with the same groups; with
-   * {@link CLOUDSTACK_GROUP} among them, followed by the CloudStack flavour's built-in rules.
+   * {@link CLOUDSTACK_GROUP} among them, followed by the CloudStack flavour's built-in rules. Each group's
+   * rules are compiled once, whatever the number of combinations it is in.
    */
   rules(groupIds: readonly string[]): CompiledRule[] {
     const key = JSON.stringify(groupIds);
-    let r = this.#byKey.get(key);
-    if (!r) {
-      r = groupIds.flatMap((id) => this.groups.get(id)?.rules.map(compileRule) ?? []);
-      if (groupIds.includes(CLOUDSTACK_GROUP)) r.push(...cloudstackRules(r));
-      this.#byKey.set(key, r);
+    let entry = this.#byKey.get(key);
+    if (!entry) {
+      const rules = groupIds.flatMap((id) => this.#group(id));
+      if (groupIds.includes(CLOUDSTACK_GROUP)) rules.push(...cloudstackRules(rules));
+      this.#byKey.set(key, (entry = { groupIds: [...groupIds], rules }));
     }
-    return r;
+    return entry.rules;
   }
 
-  /** Forgets combinations that contain a group (after the group changed). */
+  /** Forgets a group's rules and the combinations that contain it (after the group changed). */
   forget(groupId: string): void {
-    for (const k of this.#byKey.keys()) if ((JSON.parse(k) as string[]).includes(groupId)) this.#byKey.delete(k);
+    this.#byGroup.delete(groupId);
+    for (const [k, e] of this.#byKey) if (e.groupIds.includes(groupId)) this.#byKey.delete(k);
+  }
+
+  #group(id: string): CompiledRule[] {
+    let r = this.#byGroup.get(id);
+    if (!r) this.#byGroup.set(id, (r = this.groups.get(id)?.rules.map(compileRule) ?? []));
+    return r;
   }
 }
 

@@ -12,7 +12,7 @@
 import { diff, type Diff } from './diff.js';
 import { prefixRange, type AddrRange } from '../compile/addr.js';
 import { ClaimStore, type Claim } from '../compile/claims.js';
-import { profileGroups, profileKey, type CompiledRule, type GroupMembers, type GroupPolicy, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
+import { lostRules, profileGroups, profileKey, type CompiledRule, type GroupMembers, type GroupPolicy, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
 import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type SkeletonInput } from '../compile/layout-skeleton.js';
 import { remoteUses, withElements } from '../compile/layout.js';
 import { insideAny, portClaims, portHosts, portNets, prefixClaims, profilePointer } from '../compile/layout-units.js';
@@ -263,9 +263,10 @@ export class Engine implements StateIndex {
     // Same groups and addresses: the indexes (by port id), the profile and the claims stay.
     const now: PortPolicy = { ...old, rules: this.#rules.rules(profileGroups(old)) };
     this.#policies.set(id, now);
-    const change = this.#changes.get(id) ?? { old };
-    change.now = now;
-    this.#changes.set(id, change);
+    const change = this.#changes.get(id);
+    // Rules only added: no flow of the port loses permission, so conntrack cleanup has nothing to judge.
+    if (!change && !lostRules(old.rules, now.rules)) return;
+    this.#changes.set(id, { old: change ? change.old : old, now });
   }
 
   /**

@@ -238,34 +238,48 @@ export class Engine implements StateIndex {
    */
   setGroup(id: string, group: SecurityGroup | undefined): void {
     const before = this.#replace(this.model.groups, id, group, (g, add) => this.#indexGroup(g, add));
+    const oldRules = this.#rules.rules([id]);
     this.#rules.forget(id);
+    // Whether the group lost a rule: a port's union of groups can only have lost what the group lost (the
+    // CloudStack flavour's built-in rules aside, which depend on the groups' egress rules).
+    const groupLost = lostRules(oldRules, this.#rules.rules([id]));
     const old = this.#groups.get(id);
     this.#setGroupUnit(id, old?.version ?? 0);
     for (const prof of this.#profiles.values()) {
       if (!prof.policy.groupIds.includes(id)) continue;
-      prof.policy = { ...prof.policy, rules: this.#rules.rules(prof.policy.groupIds) };
+      const rules = this.#rules.rules(prof.policy.groupIds);
+      prof.policy = { ...prof.policy, rules };
       if (!before || !group || prof.policy.groupIds.includes(CLOUDSTACK_GROUP)) this.#setProfileUnit(prof.policy);
     }
     this.#refreshMembers();
     // The group's ports keep their profile (same groups): only their rules change, unless the group's kind
     // did (untracking is per port), which recompiles them in full.
     const kindChanged = before?.stateful !== group?.stateful;
+    // Ports with the same groups (in the same order) share one rule list: its successor is computed once.
+    const lists = new Map<readonly CompiledRule[], { rules: CompiledRule[]; lost: boolean }>();
     for (const portId of [...(this.#groupPorts.get(id) ?? [])]) {
       if (kindChanged) this.#recompile(portId);
-      else this.#rerule(portId);
+      else this.#rerule(portId, lists, groupLost);
     }
   }
 
   /** A port whose groups' rules changed: a new policy object with the new rules, claims unchanged. */
-  #rerule(id: string): void {
+  #rerule(id: string, lists: Map<readonly CompiledRule[], { rules: CompiledRule[]; lost: boolean }>, groupLost: boolean): void {
     const old = this.#policies.get(id);
     if (!old) return;
     // Same groups and addresses: the indexes (by port id), the profile and the claims stay.
-    const now: PortPolicy = { ...old, rules: this.#rules.rules(profileGroups(old)) };
+    let next = lists.get(old.rules);
+    if (!next) {
+      const groups = profileGroups(old);
+      const rules = this.#rules.rules(groups);
+      const lost = groups.includes(CLOUDSTACK_GROUP) ? lostRules(old.rules, rules) : groupLost;
+      lists.set(old.rules, (next = { rules, lost }));
+    }
+    const now: PortPolicy = { ...old, rules: next.rules };
     this.#policies.set(id, now);
     const change = this.#changes.get(id);
     // Rules only added: no flow of the port loses permission, so conntrack cleanup has nothing to judge.
-    if (!change && !lostRules(old.rules, now.rules)) return;
+    if (!change && !next.lost) return;
     this.#changes.set(id, { old: change ? change.old : old, now });
   }
 

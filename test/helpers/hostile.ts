@@ -87,7 +87,9 @@ type Container = Record<string, Value> | Value[];
 
 // Every (container, key) in a document, root excluded, so one can be replaced.
 function slots(doc: Value, out: [Container, string | number][] = [], depth = 0): [Container, string | number][] {
-  if (depth > 8 || typeof doc !== 'object' || doc === null) return out;
+  // Typed arrays are values here, not containers: a slot in one cannot be deleted, and writing a nested array
+  // into it converts the array to a number (a string first, which a deep nesting overflows).
+  if (depth > 8 || typeof doc !== 'object' || doc === null || ArrayBuffer.isView(doc)) return out;
   if (Array.isArray(doc)) doc.forEach((v, i) => (out.push([doc, i]), slots(v, out, depth + 1)));
   else for (const [k, v] of Object.entries(doc)) out.push([doc as Record<string, Value>, k]), slots(v, out, depth + 1);
   return out;
@@ -113,7 +115,7 @@ export function mutate(r: Rng, doc: Value, jsonOnly: boolean): { doc: Value; har
   };
   const strings = all.filter(([c, k]) => typeof (c as Record<string | number, Value>)[k] === 'string');
   const arrays = all.filter(([c, k]) => Array.isArray((c as Record<string | number, Value>)[k]));
-  const objects = all.filter(([c, k]) => { const v = (c as Record<string | number, Value>)[k]; return typeof v === 'object' && v !== null && !Array.isArray(v); });
+  const objects = all.filter(([c, k]) => { const v = (c as Record<string | number, Value>)[k]; return typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v); });
   const roll = r.int(100);
   if (roll < 18) return set(r.pick(WRONG)()) ? { doc, harm: 'wrong type' } : { doc: r.pick(WRONG)(), harm: 'wrong type' };
   if (roll < 26 && objects.length) {

@@ -168,6 +168,13 @@ CommitResult send_scanned(NftSocket& sock, const uint8_t* bytes, size_t len, con
 #else
     Ack ack = parse_ack(nlh);
 #endif
+    // An acknowledgement we cannot read says nothing about whether the kernel applied the batch: that is
+    // not a refusal (which would promise nothing was applied) but an unknown outcome (docs/netlink.md).
+    if (ack.malformed) {
+      throw Error(ErrorKind::kSystem, EBADMSG,
+                  "netlink: a malformed acknowledgement of message " + std::to_string(i) +
+                      ": whether the kernel applied the batch is unknown");
+    }
     if (ack.err != 0 && (!failed || i < fail_index)) {
       failed = true;
       fail_index = i;

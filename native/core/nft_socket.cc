@@ -92,6 +92,7 @@ Ack parse_ack(const nlmsghdr* nlh) {
   Ack ack;
   if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(nlmsgerr)) {
     ack.err = EBADMSG;
+    ack.malformed = true;
     ack.message = "truncated netlink error message";
     return ack;
   }

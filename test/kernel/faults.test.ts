@@ -209,7 +209,8 @@ describe.skipIf(!isRoot || (!present && !process.env.CI))('injected faults leave
         }
         const hits = fault.arm ? fb.faults.hits() : [];
         if (fault.arm && hits.length === 0) problems.push('the fault never fired');
-        const where = hits.map((h) => (h.of ? `${h.point} ${h.index}/${h.of}` : `${h.point} #${h.index}`)).join(', ');
+        const where = hits.slice(0, 3).map((h) => (h.of ? `${h.point} ${h.index}/${h.of}` : `${h.point} #${h.index}`)).join(', ') +
+          (hits.length > 3 ? ` … (${hits.length} times)` : '');
         const failed = error !== undefined;
         if (failed && !(error instanceof PortwallError)) problems.push(`not a PortwallError: ${String(error)}`);
         if (fault.expect === 'error' && !failed) problems.push('succeeded, expected an error');

@@ -512,7 +512,7 @@ export class Portwall {
           // the change. If it does, the change succeeded (docs/netlink.md, "Unknown outcomes").
           const landed = !tx.error && err instanceof PortwallError && err.code === 'ERR_SYSTEM' ? await this.#landed(e) : undefined;
           if (landed === undefined) {
-            // Nothing was applied: put the model back and adopt again before the next change.
+            // Not applied (or not known to be): put the model back and adopt again before the next change.
             if (m.kind === 'edit') {
               e.undo();
               this.#forget(e);

@@ -3,7 +3,9 @@
     "pw_libs": "libmnl libnftnl libipset libnetfilter_conntrack",
     "pw_werror%": "<!(node -p \"process.env.PORTWALL_WERROR === '1' ? 1 : 0\")",
     # 1: AddressSanitizer + UBSan build for scripts/memcheck.sh (configure -- -Dpw_sanitize=1); never shipped.
-    "pw_sanitize%": 0
+    "pw_sanitize%": 0,
+    # 1: the fault-injection build for test/kernel/faults.test.ts (scripts/memcheck.sh faults-build); never shipped.
+    "pw_faults%": 0
   },
   "targets": [
     {
@@ -48,6 +50,10 @@
       "libraries": ["<!@(pkg-config --libs <(pw_libs))"],
       "conditions": [
         ["pw_werror==1", { "cflags_cc": ["-Werror"] }],
+        ["pw_faults==1", {
+          "defines": ["PORTWALL_FAULTS"],
+          "sources": ["native/core/faults.cc", "native/binding/faults_binding.cc"]
+        }],
         ["pw_sanitize==1", {
           "defines": ["PORTWALL_SANITIZE"],
           # vptr needs RTTI, which node's common.gypi turns off; every other UBSan check aborts at once.

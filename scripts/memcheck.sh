@@ -4,6 +4,8 @@
 #                                  untouched), then the kernel tests that drive it (test/memcheck/vitest.config.ts)
 #                                  with LeakSanitizer checking after each file
 #   scripts/memcheck.sh valgrind   valgrind memcheck of node running test/memcheck/drive.mjs on the normal build
+#   scripts/memcheck.sh faults-build   the fault-injection build of the addon in build-faults/ (when stale), which
+#                                  test/kernel/faults.test.ts loads (docs/reliability.md, "Fault injection")
 # Each exits non-zero on any error or definite leak.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,17 +15,23 @@ nodedir=$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")
 gyp_args=(--loglevel=error --jobs="$(nproc)")
 if [ -f "$nodedir/include/node/node_api.h" ]; then gyp_args+=(--nodedir="$nodedir"); fi
 
-asan() {
-  # node-gyp builds into ./build of its working directory: build-asan/ holds links to the sources.
-  mkdir -p build-asan
-  ln -sfn ../binding.gyp build-asan/binding.gyp
-  ln -sfn ../native build-asan/native
-  local addon=build-asan/build/Release/portwall.node
+# build_variant DIR GYP_DEFINE: the addon built with one binding.gyp variable set, into DIR/build (when stale).
+build_variant() {
+  local dir=$1 define=$2
+  # node-gyp builds into ./build of its working directory: $dir holds links to the sources.
+  mkdir -p "$dir"
+  ln -sfn ../binding.gyp "$dir/binding.gyp"
+  ln -sfn ../native "$dir/native"
+  local addon=$dir/build/Release/portwall.node
   if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp -newer "$addon" -print -quit)" ]; then
-    log "building the sanitizer addon"
-    (cd build-asan && npx --no-install node-gyp configure "${gyp_args[@]}" -- -Dpw_sanitize=1 >/dev/null &&
+    log "building the addon with $define into $dir"
+    (cd "$dir" && npx --no-install node-gyp configure "${gyp_args[@]}" -- "-D$define" >/dev/null &&
       npx --no-install node-gyp build "${gyp_args[@]}" >/dev/null)
   fi
+}
+
+asan() {
+  build_variant build-asan pw_sanitize=1
   local logs
   logs=$(mktemp -d /tmp/portwall-asan.XXXXXX)
   PORTWALL_SANITIZER_LOG="$logs/report" npx --no-install vitest run --config test/memcheck/vitest.config.ts "$@" || {
@@ -50,5 +58,6 @@ valgrind_run() {
 case "${1:-}" in
   asan) shift; asan "$@" ;;
   valgrind) valgrind_run ;;
-  *) echo "usage: $0 asan [vitest args] | valgrind" >&2; exit 2 ;;
+  faults-build) build_variant build-faults pw_faults=1 ;;
+  *) echo "usage: $0 asan [vitest args] | valgrind | faults-build" >&2; exit 2 ;;
 esac

@@ -38,6 +38,9 @@ if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp -newer "$addon" -print -
   npx --no-install node-gyp "${gyp_args[@]}" >/dev/null
 fi
 
+# The fault-injection build that test/kernel/faults.test.ts loads (never shipped; docs/reliability.md).
+bash scripts/memcheck.sh faults-build
+
 if [ ! -f dist/.built ] || [ -n "$(find src bench demo test/helpers tsconfig.json package.json -newer dist/.built -print -quit)" ]; then
   log "compiling TypeScript"
   npx --no-install tsc -p tsconfig.json

@@ -3,6 +3,7 @@
 
 #include "binding/addon_data.h"
 #include "binding/conntrack_binding.h"
+#include "binding/faults_binding.h"
 #include "binding/ipset_binding.h"
 #include "binding/nft_binding.h"
 #include "binding/nflog_binding.h"
@@ -34,6 +35,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   portwall::RegisterNflog(env, exports);
   portwall::RegisterIpset(env, exports);
   portwall::RegisterConntrack(env, exports);
+#ifdef PORTWALL_FAULTS
+  portwall::RegisterFaults(env, exports);  // the faults build only (docs/reliability.md, "Fault injection")
+#endif
 #ifdef PORTWALL_SANITIZE
   exports.Set("sanitizerLeakCheck", Napi::Function::New(env, SanitizerLeakCheck, "sanitizerLeakCheck"));
 #endif

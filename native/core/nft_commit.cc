@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/faults.h"
 #include "core/netlink_util.h"
 #include "core/nft_encode.h"
 #include "core/nft_socket.h"
@@ -126,6 +127,25 @@ CommitResult send_scanned(NftSocket& sock, const uint8_t* bytes, size_t len, con
   sock.discard_queued();
   // An ACK costs ~1 KiB of receive buffer in the kernel's accounting (skb overhead included).
   sock.size_buffers(len + (64u << 10), l.acks * 1024 + (256u << 10));
+#ifdef PORTWALL_FAULTS
+  // docs/reliability.md, "Fault injection": make operation k invalid so the kernel itself refuses it (an
+  // unknown message type: EINVAL), or cut the acknowledgement of message k short as it is read.
+  faults::Phase phase("commit");
+  std::vector<uint8_t> mangled;
+  int fault_err = 0;
+  if (const int k = faults::pick("commit.reject", static_cast<int>(n) - 2, &fault_err); k >= 0) {
+    mangled.assign(bytes, bytes + len);
+    auto* m = reinterpret_cast<nlmsghdr*>(mangled.data() + l.offset[k + 1]);
+    m->nlmsg_type = static_cast<uint16_t>((m->nlmsg_type & 0xff00) | 0xff);
+    bytes = mangled.data();
+  }
+  size_t short_ack = n;
+  if (const int k = faults::pick("commit.ack", static_cast<int>(l.acks), &fault_err); k >= 0) {
+    for (size_t i = 0, a = 0; i < n; ++i) {
+      if (l.wants_ack[i] && a++ == static_cast<size_t>(k)) short_ack = i;
+    }
+  }
+#endif
   sock.send(bytes, len);
 
   // The kernel processes the whole batch inside our sendmsg and queues one ACK per NLM_F_ACK message
@@ -141,7 +161,20 @@ CommitResult send_scanned(NftSocket& sock, const uint8_t* bytes, size_t len, con
     if (nlh->nlmsg_type != NLMSG_ERROR) return;  // e.g. a NEWGEN notification
     const uint32_t i = nlh->nlmsg_seq - l.first_seq;
     if (i >= n) return;
+#ifdef PORTWALL_FAULTS
+    nlmsghdr cut = *nlh;
+    cut.nlmsg_len = NLMSG_HDRLEN + 2;
+    Ack ack = parse_ack(i == short_ack ? &cut : nlh);
+#else
     Ack ack = parse_ack(nlh);
+#endif
+    // An acknowledgement we cannot read says nothing about whether the kernel applied the batch: that is
+    // not a refusal (which would promise nothing was applied) but an unknown outcome (docs/netlink.md).
+    if (ack.malformed) {
+      throw Error(ErrorKind::kSystem, EBADMSG,
+                  "netlink: a malformed acknowledgement of message " + std::to_string(i) +
+                      ": whether the kernel applied the batch is unknown");
+    }
     if (ack.err != 0 && (!failed || i < fail_index)) {
       failed = true;
       fail_index = i;

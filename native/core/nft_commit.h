@@ -23,7 +23,8 @@ struct CommitResult {
 // refused as ERESTART on BEGIN: op_index -1 with a map, 0 without. After a kNetlink error every reply has
 // been read, so the socket serves the next request as it is.
 // Malformed bytes throw kWire before anything is sent; socket trouble (including ENOBUFS: acknowledgements
-// lost, and ETIMEDOUT) throws kSystem and may leave replies queued: such a socket should be closed.
+// lost, ETIMEDOUT, and EBADMSG: an acknowledgement too short to read) throws kSystem and may leave replies
+// queued: such a socket should be closed. After kSystem the kernel may or may not have applied the batch.
 CommitResult send_batch(NftSocket& sock, const uint8_t* bytes, size_t len,
                         const std::vector<int32_t>* record_of_message);
 

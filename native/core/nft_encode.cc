@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/faults.h"
 #include "core/nft_expr.h"
 #include "core/nft_handles.h"
 #include "core/wire.h"
@@ -352,10 +353,20 @@ EncodedBatch encode(const uint8_t* data, size_t len, uint32_t genid) {
   wire::Reader r(data, len);
   if (r.u32("magic") != wire::kMagic) r.fail("bad magic: not a PWB1 stream");
   uint32_t count = r.u32("record count");
+#ifdef PORTWALL_FAULTS
+  int fault_err = 0;
+  const int fail_at = faults::pick("encode", static_cast<int>(std::min<uint32_t>(count, 1u << 30)), &fault_err);
+#endif
   BatchBuilder b(len);
   b.envelope(true, genid);
   for (uint32_t i = 0; i < count; ++i) {
     r.set_record(static_cast<int>(i));
+#ifdef PORTWALL_FAULTS
+    if (static_cast<int>(i) == fail_at) {
+      throw Error(ErrorKind::kSystem, fault_err ? fault_err : ENOMEM,
+                  "injected fault: encoding record " + std::to_string(i) + " failed", static_cast<int>(i));
+    }
+#endif
     Record rec{};
     rec.start = r.offset();
     rec.index = static_cast<int>(i);

@@ -11,6 +11,7 @@
 #include <exception>
 
 #include "core/error.h"
+#include "core/faults.h"
 #include "core/netlink_util.h"
 #include "core/netns.h"
 
@@ -21,6 +22,23 @@ namespace {
 // Dump replies are at most ~32 KiB per datagram, acknowledgements are small (NETLINK_CAP_ACK).
 constexpr size_t kRxSlotSize = 64u << 10;
 constexpr unsigned kRxSlots = 16;
+
+// A receive that failed with `err` (EAGAIN: the receive timeout ran out).
+[[noreturn]] void receive_failed(int err) {
+  if (err == EAGAIN || err == EWOULDBLOCK || err == ETIMEDOUT) {
+    throw Error(ErrorKind::kSystem, ETIMEDOUT,
+                "netlink: no reply from the kernel within " + std::to_string(NlSocket::kReceiveTimeoutS) + " s");
+  }
+  if (err == ENOBUFS) {
+    throw Error(ErrorKind::kSystem, ENOBUFS,
+                "netlink receive buffer overrun: the kernel dropped replies, so the outcome is unknown");
+  }
+  if (err == EMSGSIZE) {
+    throw Error(ErrorKind::kSystem, EMSGSIZE, "netlink reply larger than " + std::to_string(kRxSlotSize) + " bytes");
+  }
+  errno = err;
+  throw_errno("netlink recvmmsg");
+}
 
 std::unique_ptr<NlSocket> open_in(const std::string& netns) {
   NetnsScope scope(netns);
@@ -49,24 +67,19 @@ bool NftSocket::receive(bool wait, const std::function<void(const nlmsghdr*)>& o
     msgs[i].msg_hdr.msg_iov = &iov[i];
     msgs[i].msg_hdr.msg_iovlen = 1;
   }
+#ifdef PORTWALL_FAULTS
+  // docs/reliability.md, "Fault injection": this receive fails (ETIMEDOUT: no reply; ENOBUFS: replies
+  // dropped; EMSGSIZE: a datagram cut short), with the kernel's replies left queued.
+  if (const int injected = faults::at("recv")) receive_failed(injected);
+#endif
   int n;
   while ((n = recvmmsg(fd_, msgs, kRxSlots, wait ? MSG_WAITFORONE : MSG_DONTWAIT, nullptr)) < 0) {
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (!wait) return false;
-      throw Error(ErrorKind::kSystem, ETIMEDOUT,
-                  "netlink: no reply from the kernel within " + std::to_string(NlSocket::kReceiveTimeoutS) + " s");
-    }
-    if (errno == ENOBUFS) {
-      throw Error(ErrorKind::kSystem, ENOBUFS,
-                  "netlink receive buffer overrun: the kernel dropped replies, so the outcome is unknown");
-    }
-    throw_errno("netlink recvmmsg");
+    if ((errno == EAGAIN || errno == EWOULDBLOCK) && !wait) return false;
+    receive_failed(errno);
   }
   for (int i = 0; i < n; ++i) {
-    if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
-      throw Error(ErrorKind::kSystem, EMSGSIZE, "netlink reply larger than " + std::to_string(kRxSlotSize) + " bytes");
-    }
+    if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) receive_failed(EMSGSIZE);
     if (from[i].nl_pid != 0) continue;  // only the kernel talks to us; ignore anything else
     const auto* nlh = static_cast<const nlmsghdr*>(iov[i].iov_base);
     int len = static_cast<int>(msgs[i].msg_len);
@@ -79,6 +92,7 @@ Ack parse_ack(const nlmsghdr* nlh) {
   Ack ack;
   if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(nlmsgerr)) {
     ack.err = EBADMSG;
+    ack.malformed = true;
     ack.message = "truncated netlink error message";
     return ack;
   }
@@ -101,6 +115,9 @@ Ack parse_ack(const nlmsghdr* nlh) {
 }
 
 bool NftSocket::dump(const nlmsghdr* request, const std::function<void(const nlmsghdr*)>& on_message) {
+#ifdef PORTWALL_FAULTS
+  faults::Phase phase("dump");
+#endif
   send(request, request->nlmsg_len);
   const uint32_t seq = request->nlmsg_seq;
   bool interrupted = false, done = false;
@@ -112,6 +129,9 @@ bool NftSocket::dump(const nlmsghdr* request, const std::function<void(const nlm
       if (done || nlh->nlmsg_seq != seq || nlh->nlmsg_pid != portid_) return;  // stale reply of an earlier request
       // The kernel keeps sending after flagging an interrupted dump; read to the end before restarting.
       if (nlh->nlmsg_flags & NLM_F_DUMP_INTR) interrupted = true;
+#ifdef PORTWALL_FAULTS
+      if (faults::at("intr")) interrupted = true;  // as if this message carried NLM_F_DUMP_INTR
+#endif
       if (nlh->nlmsg_type == NLMSG_DONE) {
         int status = 0;
         if (mnl_nlmsg_get_payload_len(nlh) >= sizeof(int)) std::memcpy(&status, mnl_nlmsg_get_payload(nlh), sizeof status);
@@ -144,6 +164,9 @@ void NftSocket::discard_queued() {
 }
 
 uint32_t NftSocket::genid() {
+#ifdef PORTWALL_FAULTS
+  faults::Phase phase("genid");
+#endif
   char buf[256];
   const uint32_t seq = next_seq();
   nlmsghdr* req = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETGEN, AF_UNSPEC, 0, seq);

@@ -68,6 +68,7 @@ struct Ack {
   int err = 0;
   std::string message;
   int64_t offset = -1;  // of the offending attribute, from the start of the refused message
+  bool malformed = false;  // too short to hold an nlmsgerr: err is EBADMSG, and says nothing about the request
 };
 Ack parse_ack(const nlmsghdr* nlh);
 

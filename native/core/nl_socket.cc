@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/faults.h"
 
 namespace portwall {
 
@@ -56,7 +57,13 @@ void NlSocket::grow_buffers(size_t sndbuf, size_t rcvbuf) {
 
 void NlSocket::send(const void* buf, size_t len) {
   for (;;) {
+#ifdef PORTWALL_FAULTS
+    const int injected = faults::at("send");  // docs/reliability.md, "Fault injection"
+    if (injected) errno = injected;
+    ssize_t n = injected ? -1 : mnl_socket_sendto(sock_, buf, len);
+#else
     ssize_t n = mnl_socket_sendto(sock_, buf, len);
+#endif
     if (n >= 0 && static_cast<size_t>(n) == len) return;
     if (n < 0 && errno == EINTR) continue;
     if (n >= 0) {

@@ -505,13 +505,20 @@ export class Portwall {
           if (tx.error) throw tx.error;
           genid = (await tx.commit({ genid: base })).genid;
         } catch (err) {
-          // Nothing was applied: put the model back and adopt again before the next change.
-          if (m.kind === 'edit') {
-            e.undo();
-            this.#forget(e);
-          } else if (this.#engine) this.#forget(this.#engine);
-          if (err instanceof PortwallError && err.code === 'ERR_CONFLICT' && adopt && attempt < MAX_CONFLICTS) continue;
-          throw err;
+          // ERR_SYSTEM once the batch may have been sent (an acknowledgement lost or unreadable, the generation
+          // read after the commit failing) leaves the outcome unknown: a listing says whether the kernel holds
+          // the change. If it does, the change succeeded (docs/netlink.md, "Unknown outcomes").
+          const landed = !tx.error && err instanceof PortwallError && err.code === 'ERR_SYSTEM' ? await this.#landed(e) : undefined;
+          if (landed === undefined) {
+            // Not applied (or not known to be): put the model back and adopt again before the next change.
+            if (m.kind === 'edit') {
+              e.undo();
+              this.#forget(e);
+            } else if (this.#engine) this.#forget(this.#engine);
+            if (err instanceof PortwallError && err.code === 'ERR_CONFLICT' && adopt && attempt < MAX_CONFLICTS) continue;
+            throw err;
+          }
+          genid = landed;
         }
         t.commit = now() - mark;
         committed = { size: tx.size, plan: summarize(tx.operations) };
@@ -547,6 +554,19 @@ export class Portwall {
         timings: t,
         adopted,
       };
+    }
+  }
+
+  /**
+   * After a commit whose outcome is unknown: the generation of a listing that equals `e` (the kernel holds the
+   * change), else undefined (it does not, or the listing failed too).
+   */
+  async #landed(e: Engine): Promise<number | undefined> {
+    try {
+      const listing = await this.#list();
+      return diff(e.objects(), listing.objects).operations.length === 0 ? listing.genid : undefined;
+    } catch {
+      return undefined;
     }
   }
 

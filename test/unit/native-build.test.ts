@@ -66,3 +66,17 @@ test('without a loadable prebuild, the install check names the missing tools and
   const ok = spawnSync(process.execPath, [path.join(root, 'scripts/build-deps.mjs')], { encoding: 'utf8', timeout: 30_000 });
   expect(ok.status).toBe(0);
 });
+
+// docs/reliability.md, "Fault injection": the seam is compiled into build-faults/ only.
+test('the product addon has no fault-injection seam: no faults export, no portwall::faults symbol', () => {
+  const addon = path.join(root, 'build/Release/portwall.node');
+  const symbols = execFileSync('nm', ['-C', addon], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  expect(symbols).toContain('portwall::nft::encode');
+  expect(symbols).not.toContain('portwall::faults');
+  expect(symbols).not.toContain('RegisterFaults');
+  const exports = execFileSync(process.execPath, ['-p', `Object.keys(require(${JSON.stringify(addon)})).join(' ')`], { encoding: 'utf8' });
+  expect(exports).toContain('nftCommit');
+  expect(exports.split(/\s+/)).not.toContain('faults');
+  const faults = path.join(root, 'build-faults/build/Release/portwall.node');
+  if (existsSync(faults)) expect(execFileSync('nm', ['-C', faults], { encoding: 'utf8', maxBuffer: 64 << 20 })).toContain('portwall::faults::arm');
+});

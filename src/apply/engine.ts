@@ -299,7 +299,6 @@ export class Engine implements StateIndex {
       this.#profileSpace.release(prof.policy.id);
       profiles++;
     }
-    if (profiles) this.#refreshMembers();
     return { profiles };
   }
 
@@ -407,8 +406,13 @@ export class Engine implements StateIndex {
     const profiles = new Map<string, number>();
     for (const prof of this.#profiles.values()) profiles.set(profileLabel(prof.policy.key), prof.policy.id);
     const versions = new Map<string, number>();
-    for (const objects of this.#unitsCommitted.values()) for (const o of objects) if (o.kind === 'set') collectVersion(versions, o.name);
-    return { tags, profiles, versions };
+    const elements = new Map<string, readonly Element[]>();
+    for (const [unit, objects] of this.#unitsCommitted) {
+      if (!unit.startsWith('group:')) continue;
+      for (const o of objects) if (o.kind === 'set') collectVersion(versions, o.name);
+      for (const [set, e] of groupElements(objects)) elements.set(set, e);
+    }
+    return { tags, profiles, versions, elements };
   }
 
   // ---- internals ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import { FakeNft } from '../../src/nft/fake.js';
 import { F, accept, eq, rule } from '../../src/nft/match.js';
 import type { NftBinding } from '../../src/native.js';
 import { groupChainName, groupSetName } from '../../src/compile/names.js';
-import { busyGroup, elementOnly, port, state, webGroup, type Mode } from '../helpers/states.js';
+import { busyGroup, elementOnly, network, port, state, webGroup, type Mode } from '../helpers/states.js';
 
 function open(fake = new FakeNft()) {
   return { fake, pw: Portwall.open({ binding: fake, conntrack: null }), nft: openNft({ binding: fake }) };
@@ -84,6 +84,16 @@ describe.each<Mode>(['routed', 'bridged'])('apply on the fake, %s', (mode) => {
     expect(p.summary).toContain(`flush chain inet portwall ${groupChainName('sg-web', 'in')}`);
     expect(p.summary).toContain(`delete set inet portwall ${groupSetName('sg-web', 'in', 4, 'ports', 0)}`);
     expect(p.summary).toContain(`add element inet portwall ${groupSetName('sg-web', 'in', 4, 'ports', 1)} (1)`);
+  });
+
+  test('a whole-state apply that also adds a network (a rebuild in memory) gives a group that lost a rule a new version', async () => {
+    const { pw } = open();
+    await pw.apply(base);
+    const g = webGroup();
+    g.security_group_rules![0] = { ...g.security_group_rules![0]!, port_range_min: 8080, port_range_max: 8080 };
+    const r = await pw.apply({ ...base, networks: [...base.networks!, network('routed', 'net-x', 77)], security_groups: [g, groups[1]!] });
+    expect(r.plan).toContain(`delete set inet portwall ${groupSetName('sg-web', 'in', 4, 'ports', 0)}`);
+    expect(r.plan).not.toMatch(/delete element inet portwall [io][46][plia]/);
   });
 
   test('a rule added to a group only adds its elements', async () => {

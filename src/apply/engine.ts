@@ -117,6 +117,8 @@ export class Engine implements StateIndex {
    */
   static build(model: Model, config: PortwallConfig, hints: Hints = { tags: new Map(), profiles: new Map() }): Engine {
     const e = new Engine(model, config);
+    // Its first batch comes from a full diff: no element changes to record while it fills.
+    e.#store.untracked();
     for (const p of model.ports.values()) e.#indexPort(p, true);
     for (const g of model.groups.values()) e.#indexGroup(g, true);
     for (const id of [...model.groups.keys()].sort()) e.#setGroupUnit(id, hintedVersion(id, model, hints), hints.elements);

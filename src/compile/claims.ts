@@ -14,6 +14,8 @@ import type { Element } from '../nft/types.js';
 export interface ClaimItem {
   setId: string;
   element: Element;
+  /** {@link elementKey} of the element, when the claim's maker computed it already. */
+  key?: string;
 }
 
 /** A unit's statement about one slot. */
@@ -36,7 +38,8 @@ export function sameElement(a: Element, b: Element): boolean {
 
 /** A plain claim: the element is its own slot. */
 export function own(setId: string, element: Element): Claim {
-  return { slot: `${setId}\0${elementKey(element)}`, rank: '', items: [{ setId, element }] };
+  const key = elementKey(element);
+  return { slot: `${setId}\0${key}`, rank: '', items: [{ setId, element, key }] };
 }
 
 /** What changed in one set since the last {@link ClaimStore.takeDelta}. */
@@ -58,6 +61,17 @@ export class ClaimStore {
   readonly #sets = new Map<string, Map<string, Element>>();
   /** Per set and key: the element before the pending changes (null: absent). */
   #before = new Map<string, Map<string, Element | null>>();
+  /** Whether changes are recorded for {@link takeDelta} (off while a store is first filled). */
+  #tracking = true;
+
+  /**
+   * Stops recording changes until {@link takeDelta}: for filling a store whose first delta nobody reads (a
+   * fresh engine's first batch comes from a full diff), which saves a copy of every element.
+   */
+  untracked(): void {
+    this.#tracking = false;
+    this.#before = new Map();
+  }
 
   /** Replaces the claims of `unit` (an empty list removes the unit). */
   set(unit: string, given: readonly Claim[]): void {
@@ -115,6 +129,7 @@ export class ClaimStore {
       if (d.added.length || d.removed.length) out.set(setId, d);
     }
     this.#before = new Map();
+    this.#tracking = true;
     return out;
   }
 
@@ -142,24 +157,26 @@ export class ClaimStore {
       if (best) this.#winners.set(slot, best);
       return;
     }
-    if (was) for (const it of was.claim.items) this.#put(it.setId, elementKey(it.element), null);
+    if (was) for (const it of was.claim.items) this.#put(it.setId, it.key ?? elementKey(it.element), null);
     if (best) {
       this.#winners.set(slot, best);
-      for (const it of best.claim.items) this.#put(it.setId, elementKey(it.element), it.element);
+      for (const it of best.claim.items) this.#put(it.setId, it.key ?? elementKey(it.element), it.element);
     } else this.#winners.delete(slot);
   }
 
   #put(setId: string, key: string, element: Element | null): void {
     let set = this.#sets.get(setId);
     if (!set) this.#sets.set(setId, (set = new Map()));
-    let before = this.#before.get(setId);
-    if (!before) this.#before.set(setId, (before = new Map()));
-    if (!before.has(key)) before.set(key, set.get(key) ?? null);
+    if (this.#tracking) {
+      let before = this.#before.get(setId);
+      if (!before) this.#before.set(setId, (before = new Map()));
+      if (!before.has(key)) before.set(key, set.get(key) ?? null);
+    }
     if (element) set.set(key, element);
     else set.delete(key);
   }
 }
 
 function sameItems(a: readonly ClaimItem[], b: readonly ClaimItem[]): boolean {
-  return a.length === b.length && a.every((x, i) => x.setId === b[i]!.setId && elementKey(x.element) === elementKey(b[i]!.element) && sameElement(x.element, b[i]!.element));
+  return a.length === b.length && a.every((x, i) => x.setId === b[i]!.setId && (x.key ?? elementKey(x.element)) === (b[i]!.key ?? elementKey(b[i]!.element)) && sameElement(x.element, b[i]!.element));
 }

@@ -14,6 +14,21 @@ const HASH_HEX = 12;
 
 /** `prefix_slug_hash`: [A-Za-z_][A-Za-z0-9_]*, at most {@link MAX_NAME} bytes. */
 export function derivedName(prefix: string, id: string): string {
+  const key = `${prefix}\0${id}`;
+  let name = DERIVED.get(key);
+  if (name === undefined) {
+    name = deriveName(prefix, id);
+    if (DERIVED.size >= DERIVED_MAX) DERIVED.clear();
+    DERIVED.set(key, name);
+  }
+  return name;
+}
+
+// Derived names are asked for again and again (every rule of a group, every port of a network): a bounded memo.
+const DERIVED = new Map<string, string>();
+const DERIVED_MAX = 100_000;
+
+function deriveName(prefix: string, id: string): string {
   const slug = id.replace(/[^A-Za-z0-9]+/g, '_').replace(/^_+|_+$/g, '').slice(0, SLUG_MAX).replace(/_+$/, '');
   const hash = createHash('sha256').update(id).digest('hex').slice(0, HASH_HEX);
   const name = slug ? `${prefix}_${slug}_${hash}` : `${prefix}_${hash}`;

@@ -7,6 +7,7 @@
 #include "binding/nft_binding.h"
 #include "binding/nflog_binding.h"
 #include "binding/nft_events_binding.h"
+#include "binding/nft_trace_binding.h"
 #include "binding/subscription.h"
 
 #ifdef PORTWALL_SANITIZE
@@ -32,6 +33,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   portwall::RegisterNft(env, exports);
   portwall::RegisterNftEvents(env, exports);
   portwall::RegisterNflog(env, exports);
+  portwall::RegisterNftTrace(env, exports);
   portwall::RegisterIpset(env, exports);
   portwall::RegisterConntrack(env, exports);
 #ifdef PORTWALL_SANITIZE

@@ -35,7 +35,7 @@ const CONFIG = `  --config FILE  a JSON file of settings (all optional; an unkno
                  tables: the nftables tables portwall owns; markMask: the skb mark bits of bridged ports (one
                  run of bits); zoneRange: the conntrack zones networks may use; publishIpsets: also keep
                  remote groups' members as ipsets pw4-/pw6-... for iptables consumers; logGroup: the NFLOG
-                 group of the drop log (networks' log_drops)`;
+                 group of the drop log (networks' log_drops and log_accepts)`;
 
 const PRIVILEGE = `apply, plan, status, teardown and agent talk netlink to nftables, ipset and conntrack: they need
 CAP_NET_ADMIN (root), and --netns also CAP_SYS_ADMIN to enter the namespace.`;
@@ -201,8 +201,10 @@ Options:
   --check-interval SECONDS the periodic check (default 60; 0 turns it off)
   --body-limit BYTES       the largest request body (default 8388608); larger ones are answered 413
   --drop-log               read the drop log (NFLOG group logGroup of the config) and write one line per
-                           packet the policy dropped on a network with log_drops: {"event":"drop", "port",
-                           "network", "zone", "step", "direction", "src", "dst", "sport", "dport", ...}
+                           packet the policy dropped on a network with log_drops: {"event":"drop",
+                           "verdict":"drop", "port", "network", "zone", "step", "direction", "src", "dst",
+                           "sport", "dport", ...}; and per new connection the policy allowed on a network
+                           with log_accepts: {"event":"accept", "verdict":"accept", "port", "direction", ...}
 
 Exit codes: 0 stopped by a signal; 1 the state file was invalid or unreadable, or the socket could not be
 served (nothing was applied); 2 usage error.`,

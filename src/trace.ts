@@ -336,15 +336,17 @@ export async function traceLive(packet: Packet, options: TraceOptions = {}): Pro
         if (id === undefined && now >= deadline) break;
         if (id !== undefined && (now - lastAt >= QUIET_MS || now - t0 >= timeoutMs + COLLECT_MAX_MS)) break;
         const wait = id === undefined ? deadline - now : QUIET_MS - (now - lastAt);
+        // Woken by the timer, a delivery or the abort, whichever comes first; the others are undone.
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, Math.max(1, wait));
-          const onAbort = (): void => resolve();
-          options.signal?.addEventListener('abort', onAbort, { once: true });
-          wake = () => {
+          const finish = (): void => {
             clearTimeout(timer);
-            options.signal?.removeEventListener('abort', onAbort);
+            options.signal?.removeEventListener('abort', finish);
+            wake = () => {};
             resolve();
           };
+          const timer = setTimeout(finish, Math.max(1, wait));
+          options.signal?.addEventListener('abort', finish, { once: true });
+          wake = finish;
         });
       }
     } finally {

@@ -3,7 +3,8 @@
  * netlink by the native addon, follows one packet through the hooks. An allowed TCP connect ends accepted, a
  * ping no rule admits ends dropped at a drop rule, both as the static explanation says; with no packet the
  * trace times out; and the trace tables are gone afterwards every time (`nft list ruleset` as the oracle).
- * The CLI prints the same path and exits 0 / 3 as `explain` does.
+ * The CLI prints the same path and exits 0 / 3 as `explain` does (1 on timeout; Ctrl-C removes the trace), and
+ * the agent answers `GET /v1/explain?live=1` with the trace beside the static answer, one at a time.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
@@ -11,7 +12,11 @@ import path from 'node:path';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
+import { pino } from 'pino';
+
+import { startAgent } from '../../src/agent/agent.js';
 import type { Portwall } from '../../src/apply/portwall.js';
+import { call } from '../helpers/agent-api.js';
 import { formatTrace } from '../../src/trace.js';
 import { isRoot } from '../helpers/netns.js';
 import { ComputeHost, MODES, OUTSIDE, group, openFirewall, pingCount, probe, sleep, state, type Bg, type Mode, type Vm } from '../helpers/hosts.js';
@@ -132,6 +137,51 @@ describe.skipIf(!isRoot).each(MODES)('explain --live (%s)', (mode: Mode) => {
       c.on('exit', (n) => resolve({ code: n ?? -1, out: o }));
     });
     expect(timeout.code, timeout.out).toBe(1);
-    expect(timeout.out).toMatch(/live: no packet .* came within 1\.\d s/);
+    expect(timeout.out).toMatch(/live: no packet .* came within \d+\.\d s/);
+  }, 40_000);
+
+  it('the CLI: Ctrl-C while it waits removes the trace table and exits 1', async () => {
+    const child = spawn('node', [CLI, 'explain', '--live', '--timeout', '30', '--netns', h.host.name, '--state', path.join(dir, 'state.json'), '--port', `port-${vm.name}`, `icmp ${OUTSIDE.c4} -> ${vm.ip4}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const armed = new Promise<void>((resolve) => {
+      const on = (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('send the packet now')) resolve();
+      };
+      child.stdout.on('data', on);
+      child.stderr.on('data', on);
+    });
+    const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
+    await Promise.race([armed, sleep(15_000)]);
+    expect(h.host.nftText()).toContain('table inet portwall_trace');
+    const t0 = Date.now();
+    child.kill('SIGINT');
+    expect(await exited, out).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(out).toMatch(/live: no packet .* came within/);
+  }, 30_000);
+
+  it('the agent: GET /v1/explain?live=1 traces in its namespace and answers with both verdicts; a second live request meanwhile is 409', async () => {
+    const socketPath = path.join(dir, 'pw.sock');
+    const agent = await startAgent({ netns: h.host.name, stateFile: path.join(dir, 'state.json'), socketPath, logger: pino({ level: 'silent' }), checkIntervalMs: 0 });
+    try {
+      const q = `/v1/explain?port=port-${vm.name}&packet=${encodeURIComponent(`icmp ${OUTSIDE.b4} -> ${vm.ip4}`)}&live=1&timeout=8`;
+      const answer = call(socketPath, 'GET', q, undefined, 20_000);
+      await sleep(500); // armed by now
+      const second = await call(socketPath, 'GET', q, undefined, 20_000);
+      expect(second.status).toBe(409);
+      expect(second.body.error.message).toContain('a live trace is already running');
+      let replies = 0;
+      for (let i = 0; i < 10 && replies === 0; i++) replies = await pingCount(h.outside, vm.ip4, { count: 1, src: OUTSIDE.b4, waitS: 1 });
+      expect(replies).toBe(1);
+      const a = await answer;
+      expect(a.status, a.text).toBe(200);
+      expect(a.body).toMatchObject({ allowed: true, ruleId: 'ping-b', agrees: true, live: { timedOut: false, trace: { verdict: 'accepted' } } });
+      expect(a.body.live.trace.steps.some((s: { table: string; hook?: string }) => s.table === 'portwall' && s.hook === 'forward')).toBe(true);
+      const bad = await call(socketPath, 'GET', `${q.replace('timeout=8', 'timeout=600')}`);
+      expect(bad.status).toBe(400);
+    } finally {
+      await agent.stop();
+    }
   }, 40_000);
 });

@@ -251,10 +251,10 @@ export function stepLine(s: TraceStep): string {
 }
 
 /**
- * The trace as text: a head naming the packet, one line per step (trace-table steps left out), the verdict,
+ * The trace as text: a head naming the packet, one line per step, the verdict,
  * and — with the static explanation — whether the two agree.
  */
-export function formatTrace(result: LiveTraceResult, explanation?: Explanation, traceTable = 'portwall_trace'): string {
+export function formatTrace(result: LiveTraceResult, explanation?: Explanation): string {
   const lines: string[] = [];
   const what = explanation ? `${explanation.direction} ${packetText(result.packet)} at port ${explanation.portId}` : packetText(result.packet);
   if (!result.trace) {
@@ -262,7 +262,7 @@ export function formatTrace(result: LiveTraceResult, explanation?: Explanation, 
   } else {
     const t = result.trace;
     lines.push(`live trace of ${what} (trace id 0x${t.id.toString(16).padStart(8, '0')}):`);
-    for (const s of t.steps) if (s.table !== traceTable) lines.push(`  ${stepLine(s)}`);
+    for (const s of t.steps) lines.push(`  ${stepLine(s)}`);
     lines.push(`  => ${t.verdict.toUpperCase()}`);
   }
   if (explanation) {
@@ -372,7 +372,8 @@ export async function traceLive(packet: Packet, options: TraceOptions = {}): Pro
       // A table deleted meanwhile: its steps keep their handles only.
     }
   }
-  const named = traceSteps(steps, indexRules(listed));
+  // The trace tables' own steps (our rule, their policy) are not the packet's path through the ruleset.
+  const named = traceSteps(steps.filter((e) => e.table !== names.inet && e.table !== names.bridge), indexRules(listed));
   const trace: LiveTrace = { id, steps: named, verdict: traceVerdict(named) };
   const first = steps.find((e) => e.network);
   const seen = first?.network && packetTuple(first.transport ? concat(first.network, first.transport) : first.network);

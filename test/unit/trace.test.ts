@@ -25,7 +25,6 @@ const objects: NftObject[] = [
 const ev = (e: Partial<NativeTraceEvent>): NativeTraceEvent => ({ id: 0xabc, type: 3, family: 1, nfproto: 2, table: T, chain: 'fwd', iif: 0, oif: 0, mark: 0, ...e });
 
 const accepted: NativeTraceEvent[] = [
-  ev({ table: 'portwall_trace', chain: 'trace_pre', handle: 2n, verdict: -1 }),
   ev({ chain: 'fwd', handle: 7n, verdict: -3, target: 'port_in', iif: 3, oif: 5 }),
   ev({ chain: 'port_in', handle: 9n, verdict: -5 }),
   ev({ chain: 'fwd', verdict: -1 }), // the kernel's end-of-rules marker: no handle
@@ -42,12 +41,11 @@ describe('trace records → path', () => {
   it('names each step: the hook of the base chain, the rule by comment or nft rendering, the verdict and jump target', () => {
     const steps = traceSteps(accepted, index);
     expect(steps.map((s) => [s.kind, s.chain, s.hook, s.verdict, s.target, s.comment, s.text])).toEqual([
-      ['rule', 'trace_pre', undefined, 'continue', undefined, undefined, undefined],
       ['rule', 'fwd', 'forward', 'jump', 'port_in', 'to ports', 'oifname @ports jump port_in'],
       ['rule', 'port_in', 'forward', 'return', undefined, undefined, 'tcp dport 22 return'],
       ['policy', 'fwd', 'forward', 'accept', undefined, undefined, undefined],
     ]);
-    expect(steps[2]).toMatchObject({ base: false, handle: 9 });
+    expect(steps[1]).toMatchObject({ base: false, handle: 9 });
     expect(traceVerdict(steps)).toBe('accepted');
     expect(traceVerdict(traceSteps(dropped, index))).toBe('dropped');
   });

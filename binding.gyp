@@ -27,12 +27,14 @@
         "native/core/event_socket.cc",
         "native/core/nft_events.cc",
         "native/core/nflog.cc",
+        "native/core/nft_trace.cc",
         "native/binding/nft_binding.cc",
         "native/binding/ipset_binding.cc",
         "native/binding/conntrack_binding.cc",
         "native/binding/nft_events_binding.cc",
         "native/binding/subscription.cc",
-        "native/binding/nflog_binding.cc"
+        "native/binding/nflog_binding.cc",
+        "native/binding/nft_trace_binding.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -10,7 +10,7 @@ export const USAGE: Readonly<Record<string, string>> = {
   apply: 'portwall apply [--netns NAME] [--config FILE] [--json] FILE',
   plan: 'portwall plan [--netns NAME] [--config FILE] [--format nft|iptables] [--detailed-exitcode] FILE',
   status: 'portwall status [--netns NAME] [--config FILE] [--port ID | --group ID] [--state FILE] [--json]',
-  explain: 'portwall explain --port ID [--state FILE | --socket PATH] [--netns NAME] [--config FILE] [--direction ingress|egress] [--json] PACKET',
+  explain: 'portwall explain --port ID [--state FILE | --socket PATH] [--netns NAME] [--config FILE] [--direction ingress|egress] [--live [--timeout SECONDS]] [--json] PACKET',
   teardown: 'portwall teardown [--netns NAME] [--config FILE]',
   agent: 'portwall agent [--netns NAME] [--config FILE] [--state FILE] [--socket PATH] [--metrics HOST:PORT] [OPTIONS]',
   schema: 'portwall schema',
@@ -35,7 +35,7 @@ const CONFIG = `  --config FILE  a JSON file of settings (all optional; an unkno
                  tables: the nftables tables portwall owns; markMask: the skb mark bits of bridged ports (one
                  run of bits); zoneRange: the conntrack zones networks may use; publishIpsets: also keep
                  remote groups' members as ipsets pw4-/pw6-... for iptables consumers; logGroup: the NFLOG
-                 group of the drop log (networks' log_drops)`;
+                 group of the drop log (networks' log_drops and log_accepts)`;
 
 const PRIVILEGE = `apply, plan, status, teardown and agent talk netlink to nftables, ipset and conntrack: they need
 CAP_NET_ADMIN (root), and --netns also CAP_SYS_ADMIN to enter the namespace.`;
@@ -49,8 +49,9 @@ Usage:
                                   print the changes apply would make, without applying
   portwall status [--netns NAME] [--config FILE] [--port ID | --group ID] [--state FILE] [--json]
                                   what portwall's tables hold, rule hits, drops per policy step
-  portwall explain --port ID [--state FILE | --socket PATH] [--netns NAME] [--direction D] [--json] PACKET
-                                  which rule or policy step admits or drops PACKET
+  portwall explain --port ID [--state FILE | --socket PATH] [--netns NAME] [--direction D] [--live] [--json] PACKET
+                                  which rule or policy step admits or drops PACKET; --live also traces
+                                  the next real such packet through the kernel and prints its path
   portwall teardown [--netns NAME] [--config FILE]
                                   remove everything portwall owns (its tables and published ipsets)
   portwall agent [--netns NAME] [--config FILE] [--state FILE] [--socket PATH] [--metrics HOST:PORT]
@@ -120,7 +121,7 @@ ${CONFIG}
   --json         every object and the counters as JSON
 
 ${EXIT_CODES}`,
-  explain: `portwall explain --port ID [--state FILE | --socket PATH] [--netns NAME] [--config FILE] [--direction ingress|egress] [--json] PACKET
+  explain: `portwall explain --port ID [--state FILE | --socket PATH] [--netns NAME] [--config FILE] [--direction ingress|egress] [--live [--timeout SECONDS]] [--json] PACKET
 
 Says whether port ID's policy admits PACKET and which step decides: the security-group rule (its id, group
 and what it allows), or a base-policy step (anti-spoof, DHCP, neighbour discovery, router advertisements, a
@@ -139,11 +140,20 @@ Where the policy comes from:
 
 Options:
   --json        print the answer as JSON
+  --live        also trace the next real packet matching PACKET (its addresses, protocol, ports, ICMP type
+                and code) with nftables tracing, read over netlink: a temporary table (inet portwall_trace,
+                and bridge portwall_trace for a bridged port) marks it at priority -350 and is removed
+                afterwards, also on timeout or Ctrl-C. Send the packet while it waits (it says when). Prints
+                each step — hook, table and chain, the rule (comment or nft text), verdict — then ACCEPTED or
+                DROPPED, the static answer, and whether they agree. With --state the trace runs in --netns;
+                without, the agent traces in its namespace (GET /v1/explain?live=1, at most 60 s)
+  --timeout SECONDS   how long --live waits for the packet (default 10, at most 300)
 
 Exit codes:
-  0  the packet is allowed
-  3  the packet is dropped
-  1  failure (unknown port, a packet that does not parse, an invalid state file, no agent)
+  0  the packet is allowed (--live: the traced packet was accepted)
+  3  the packet is dropped (--live: the traced packet was dropped)
+  1  failure (unknown port, a packet that does not parse, an invalid state file, no agent; --live: no
+     matching packet came within the timeout)
   2  usage error`,
   teardown: `portwall teardown [--netns NAME] [--config FILE]
 
@@ -170,7 +180,7 @@ through the same incremental diff (an invalid file is logged and the running sta
 not know are logged at warn, one line each; in API answers they are listed in "warnings". Changes also come
 through the HTTP/1.1 + JSON API on a Unix socket (mode 0600; see docs/agent.md for every route):
   GET /v1/status   PUT /v1/state   PUT|DELETE /v1/ports/{id}   PUT|DELETE /v1/security-groups/{id}
-  PUT|DELETE /v1/floatingips/{id}   GET /v1/explain?port=ID&packet=TEXT   GET /metrics
+  PUT|DELETE /v1/floatingips/{id}   GET /v1/explain?port=ID&packet=TEXT[&live=1&timeout=S]   GET /metrics
 e.g. curl --unix-socket /run/portwall/portwall.sock http://portwall/v1/status
 Requests arriving together are committed as one batch; each caller gets its own answer after the commit.
 When anyone else changes portwall's tables (nft flush ruleset, nft delete table, a rule or element edited by
@@ -190,8 +200,10 @@ Options:
   --check-interval SECONDS the periodic check (default 60; 0 turns it off)
   --body-limit BYTES       the largest request body (default 8388608); larger ones are answered 413
   --drop-log               read the drop log (NFLOG group logGroup of the config) and write one line per
-                           packet the policy dropped on a network with log_drops: {"event":"drop", "port",
-                           "network", "zone", "step", "direction", "src", "dst", "sport", "dport", ...}
+                           packet the policy dropped on a network with log_drops: {"event":"drop",
+                           "verdict":"drop", "port", "network", "zone", "step", "direction", "src", "dst",
+                           "sport", "dport", ...}; and per new connection the policy allowed on a network
+                           with log_accepts: {"event":"accept", "verdict":"accept", "port", "direction", ...}
 
 Exit codes: 0 stopped by a signal; 1 the state file was invalid or unreadable, or the socket could not be
 served (nothing was applied); 2 usage error.`,

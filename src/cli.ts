@@ -20,11 +20,16 @@ import { preflight } from './preflight.js';
 import { renderIptables } from './render/iptables.js';
 import { stateJsonSchema } from './model/emit-schema.js';
 import { explain, packetText, type Explanation } from './explain.js';
+import { explainLive, formatTrace, type LiveExplanation } from './trace.js';
 import { narrowCounters, readCounters, type CounterReport } from './apply/counters.js';
 import { DEFAULT_SOCKET } from './agent/socket-path.js';
 import { request as httpRequest } from 'node:http';
 
 /** A mistake in the command line: its message and the command's one usage line are printed, exit 2. */
+/** `explain --live`: how long it waits for the packet by default, and at most (seconds). */
+const DEFAULT_LIVE_TIMEOUT_MS = 10_000;
+const MAX_LIVE_TIMEOUT_S = 300;
+
 class UsageError extends Error {
   constructor(message: string, readonly command?: string) {
     super(message);
@@ -51,7 +56,7 @@ const OPTIONS = {
   apply: { ...BASE, json: { type: 'boolean' } },
   plan: { ...BASE, format: { type: 'string' }, 'detailed-exitcode': { type: 'boolean' } },
   status: { ...BASE, json: { type: 'boolean' }, port: { type: 'string' }, group: { type: 'string' }, state: { type: 'string' } },
-  explain: { ...BASE, json: { type: 'boolean' }, port: { type: 'string' }, direction: { type: 'string' }, state: { type: 'string' }, socket: { type: 'string' } },
+  explain: { ...BASE, json: { type: 'boolean' }, port: { type: 'string' }, direction: { type: 'string' }, state: { type: 'string' }, socket: { type: 'string' }, live: { type: 'boolean' }, timeout: { type: 'string' } },
   teardown: BASE,
   schema: { help: BASE.help },
   demo: { help: BASE.help },
@@ -133,7 +138,14 @@ async function explainCommand(io: Io, args: string[]): Promise<number> {
   const direction = values.direction;
   if (direction !== undefined && direction !== 'ingress' && direction !== 'egress') throw new UsageError(`--direction ${direction}: use ingress or egress`, 'explain');
   if (values.state !== undefined && values.socket !== undefined) throw new UsageError('--state and --socket: give one', 'explain');
-  let answer: Explanation;
+  if (values.timeout !== undefined && !values.live) throw new UsageError('--timeout goes with --live', 'explain');
+  let timeoutMs: number | undefined;
+  if (values.timeout !== undefined) {
+    const t = Number(values.timeout);
+    if (!(t > 0 && t <= MAX_LIVE_TIMEOUT_S)) throw new UsageError(`--timeout ${values.timeout}: seconds, more than 0 and at most ${MAX_LIVE_TIMEOUT_S}`, 'explain');
+    timeoutMs = Math.round(t * 1000);
+  }
+  let answer: Explanation | LiveExplanation;
   if (values.state !== undefined) {
     const pw = await handle(values);
     try {
@@ -141,24 +153,48 @@ async function explainCommand(io: Io, args: string[]): Promise<number> {
       // The plan compiles the file anyway: its policy is the one explained.
       const p = await pw.plan(model);
       if (p.operations.length > 0) io.err(`warning: the kernel does not hold ${values.state} (${p.operations.length} operations differ): explaining the file, not what is programmed\n`);
-      answer = explain(p.ir, values.port, positionals[0]!, direction);
+      if (values.live) {
+        // Ctrl-C ends the wait; the trace tables are removed before the answer is printed.
+        const abort = new AbortController();
+        const onSignal = (): void => abort.abort();
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        try {
+          answer = await explainLive(p.ir, values.port, positionals[0]!, {
+            netns: values.netns ?? null, tables: pw.config.tables, signal: abort.signal,
+            onArmed: () => io.err(`tracing: send the packet now (waiting up to ${((timeoutMs ?? DEFAULT_LIVE_TIMEOUT_MS) / 1000).toFixed(0)} s)\n`),
+            ...(direction ? { direction } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : { timeoutMs: DEFAULT_LIVE_TIMEOUT_MS }),
+          });
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
+      } else {
+        answer = explain(p.ir, values.port, positionals[0]!, direction);
+      }
     } finally {
       await pw.close();
     }
   } else {
     if (values.netns !== undefined) throw new UsageError('--netns goes with --state (the agent answers for its own namespace)', 'explain');
-    answer = await askAgent(values.socket ?? DEFAULT_SOCKET, values.port, positionals[0]!, direction);
+    answer = await askAgent(values.socket ?? DEFAULT_SOCKET, values.port, positionals[0]!, direction, values.live ? timeoutMs ?? DEFAULT_LIVE_TIMEOUT_MS : undefined);
   }
-  if (values.json) io.out(`${JSON.stringify(answer, null, 2)}\n`);
+  if (values.json) io.out(`${JSON.stringify(answer, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`);
+  else if ('live' in answer) io.out(formatTrace(answer.live, answer));
   else io.out(`${answer.direction} ${packetText(answer.packet)} at port ${answer.portId}: ${answer.why}\n`);
+  if ('live' in answer) {
+    if (!answer.live.trace) return 1;
+    return answer.live.trace.verdict === 'accepted' ? 0 : 3;
+  }
   return answer.allowed ? 0 : 3;
 }
 
 // GET /v1/explain from the agent over its socket.
-function askAgent(socketPath: string, port: string, packet: string, direction: string | undefined): Promise<Explanation> {
-  const q = new URLSearchParams({ port, packet, ...(direction ? { direction } : {}) });
+function askAgent(socketPath: string, port: string, packet: string, direction: string | undefined, liveMs?: number): Promise<Explanation | LiveExplanation> {
+  const live: Record<string, string> = liveMs === undefined ? {} : { live: '1', timeout: String(liveMs / 1000) };
+  const q = new URLSearchParams({ port, packet, ...(direction ? { direction } : {}), ...live });
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ socketPath, method: 'GET', path: `/v1/explain?${q}`, timeout: 10_000 }, (res) => {
+    const req = httpRequest({ socketPath, method: 'GET', path: `/v1/explain?${q}`, timeout: 10_000 + (liveMs ?? 0) + 5000 }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));
       res.on('end', () => {

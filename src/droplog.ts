@@ -1,7 +1,8 @@
 /**
  * The drop log (docs/dataplane.md, "Drop log"): packets the port chains dropped on networks with `log_drops`,
- * as NFLOG delivers them (prefix `pw ZONE STEP`, the packet from its network header), turned into one record
- * each — port, network, zone, policy step, direction and 5-tuple — for a JSON log line.
+ * and new connections they allowed on networks with `log_accepts`, as NFLOG delivers them (prefix `pw ZONE
+ * STEP` or `pw ZONE accept-DIRECTION`, the packet from its network header), turned into one record each —
+ * port, network, zone, verdict, policy step or direction, and 5-tuple — for a JSON log line.
  */
 import type { Model, Port } from './model/types.js';
 import { prefixContains } from './compile/addr.js';
@@ -22,9 +23,10 @@ export interface LoggedPacket {
   hwProtocol: number;
 }
 
-/** What the drop log writes for one packet: its 5-tuple (as {@link Packet}) and where the policy dropped it. */
+/** What the drop log writes for one dropped packet: its 5-tuple (as {@link Packet}) and where the policy dropped it. */
 export interface DropRecord extends Omit<Packet, 'srcMac'> {
   event: 'drop';
+  verdict: 'drop';
   step: string;
   zone: number;
   network?: string;
@@ -33,9 +35,31 @@ export interface DropRecord extends Omit<Packet, 'srcMac'> {
   direction?: 'ingress' | 'egress';
 }
 
+/**
+ * What the drop log writes for the first packet of a new connection a port's policy allowed (networks with
+ * `log_accepts`): its 5-tuple, the direction through the port, and the port.
+ */
+export interface AcceptRecord extends Omit<Packet, 'srcMac'> {
+  event: 'accept';
+  verdict: 'accept';
+  zone: number;
+  direction: 'ingress' | 'egress';
+  network?: string;
+  /** The port whose policy allowed it: of the zone's network, owning the source (egress) or destination (ingress). */
+  port?: string;
+}
+
+/** A record of the drop log: a drop, or (with `log_accepts`) an allowed new connection. */
+export type LogRecord = DropRecord | AcceptRecord;
+
 /** The prefix portwall's drop rules log with. */
 export function dropPrefix(zone: number, step: string): string {
   return `pw ${zone} ${step}`;
+}
+
+/** The prefix portwall's accept-log rules log with (docs/dataplane.md, "Drop log"). */
+export function acceptPrefix(zone: number, direction: 'ingress' | 'egress'): string {
+  return `pw ${zone} accept-${direction}`;
 }
 
 const PORTED = new Set([6, 17, 33, 132, 136]);
@@ -86,20 +110,32 @@ const owns = (p: Port, addr: string): boolean =>
   p.fixedIps.some((ip) => prefixContains(ip, addr)) || p.addressPairs.some((a) => prefixContains(a.prefix, addr));
 
 /**
- * The record of one logged packet, or undefined when it is not portwall's (another prefix). The port is the
- * one of the zone's network that owns the source (egress) or the destination (ingress) address.
+ * The record of one logged packet, or undefined when it is not portwall's (another prefix). A drop's port is
+ * the one of the zone's network that owns the source (egress) or the destination (ingress) address; an
+ * accept's direction comes with its prefix, and its port owns the source (egress) or destination (ingress).
  */
-export function dropRecord(pkt: LoggedPacket, model: Model | undefined): DropRecord | undefined {
+export function dropRecord(pkt: LoggedPacket, model: Model | undefined): LogRecord | undefined {
   const m = /^pw (\d+) (.*)$/.exec(pkt.prefix);
   if (!m) return undefined;
   const tuple = packetTuple(pkt.payload);
   if (!tuple) return undefined;
-  const rec: DropRecord = { event: 'drop', step: m[2]!, zone: Number(m[1]), ...tuple };
+  const zone = Number(m[1]);
+  const accepted = /^accept-(ingress|egress)$/.exec(m[2]!);
+  const rec: LogRecord = accepted
+    ? { event: 'accept', verdict: 'accept', zone, direction: accepted[1] as 'ingress' | 'egress', ...tuple }
+    : { event: 'drop', verdict: 'drop', step: m[2]!, zone, ...tuple };
   const net = model && [...model.networks.values()].find((n) => n.zone === rec.zone);
   if (net) {
     rec.network = net.id;
     for (const p of model!.ports.values()) {
       if (p.networkId !== net.id) continue;
+      if (rec.event === 'accept') {
+        if (owns(p, rec.direction === 'egress' ? rec.src : rec.dst)) {
+          rec.port = p.id;
+          break;
+        }
+        continue;
+      }
       if (owns(p, rec.src)) {
         Object.assign(rec, { port: p.id, direction: 'egress' });
         break;
@@ -132,15 +168,16 @@ const COPY_RANGE = 128;
 
 /**
  * Reads portwall's drop log in a namespace: binds the NFLOG group over netlink and calls `listener` with one
- * {@link DropRecord} per dropped packet that portwall's rules logged (other prefixes are skipped). Resolves
+ * {@link DropRecord} per dropped packet that portwall's rules logged, and one {@link AcceptRecord} per allowed
+ * new connection on networks with `log_accepts` (other prefixes are skipped). Resolves
  * once bound; rejects with ERR_KERNEL (EBUSY) when another process of the namespace reads the group.
  */
-export async function subscribeDropLog(listener: (records: DropRecord[], lost: number) => void, options: DropLogOptions = {}): Promise<EventSubscription> {
+export async function subscribeDropLog(listener: (records: LogRecord[], lost: number) => void, options: DropLogOptions = {}): Promise<EventSubscription> {
   const netns = options.netns ?? null;
   const native = options.binding ?? loadBinding();
   const state: SubscriptionState = { closed: false };
   const report = errorReporter(state, options.onError);
-  const decode = (packets: NativeLoggedPacket[]): DropRecord[] => {
+  const decode = (packets: NativeLoggedPacket[]): LogRecord[] => {
     const model = options.model?.();
     return packets.flatMap((p) => dropRecord(p, model) ?? []);
   };

@@ -64,7 +64,11 @@ export type { CompileOptions } from './compile/policy.js';
 export { layout } from './compile/layout.js';
 export { allows, evaluate } from './compile/evaluate.js';
 export { explain, parsePacket, packetText, type Explanation } from './explain.js';
-export { subscribeDropLog, dropRecord, packetTuple, type DropRecord, type DropLogOptions } from './droplog.js';
+export {
+  traceLive, explainLive, formatTrace, traceObjects, traceSteps, traceTables, TRACE_PRIORITY,
+  type LiveExplainOptions, type LiveExplanation, type LiveTrace, type LiveTraceResult, type TraceOptions, type TraceStep, type TraceStepKind,
+} from './trace.js';
+export { subscribeDropLog, dropRecord, packetTuple, type AcceptRecord, type DropRecord, type DropLogOptions, type LogRecord } from './droplog.js';
 export { readCounters, narrowCounters, type CounterReport, type RuleHits, type StepHits } from './apply/counters.js';
 export type { Decision, Direction, Packet } from './compile/evaluate.js';
 export type * from './compile/ir.js';

@@ -257,8 +257,49 @@ export interface NflogBinding {
   ): Promise<NativeSubscription>;
 }
 
+/** One step of a traced packet (`meta nftrace set 1`), as NFT_MSG_TRACE reports it. */
+export interface NativeTraceEvent {
+  /** The same for every step of one packet. */
+  id: number;
+  /** NFT_TRACETYPE_*: 1 a base chain's policy, 2 the end of a chain (return), 3 a rule. */
+  type: number;
+  /** The table's family (NFPROTO_*: 1 inet, 2 ip, 7 bridge, 10 ip6). */
+  family: number;
+  /** The packet's family (NFPROTO_IPV4 2, NFPROTO_IPV6 10), 0 when absent. */
+  nfproto: number;
+  table: string;
+  chain: string;
+  /** The rule's handle (rule events). */
+  handle?: bigint;
+  /** NF_DROP 0, NF_ACCEPT 1, NFT_CONTINUE -1, NFT_BREAK -2, NFT_JUMP -3, NFT_GOTO -4, NFT_RETURN -5. */
+  verdict?: number;
+  /** The chain of a jump or goto. */
+  target?: string;
+  /** A base chain's policy (policy events): NF_DROP 0, NF_ACCEPT 1. */
+  policy?: number;
+  /** Interface indexes, 0 when absent. */
+  iif: number;
+  oif: number;
+  mark: number;
+  /** The packet's network and transport headers, when the kernel sent them. */
+  network?: Uint8Array;
+  transport?: Uint8Array;
+}
+
+/** The nftables trace part of the binding. */
+export interface NftTraceBinding {
+  /**
+   * Joins the nftables trace group (NFNLGRP_NFTRACE) in `netns` on a socket and thread of its own; resolves
+   * once joined. The callback gets each wakeup's events and the overruns since the last call.
+   */
+  nftTraceSubscribe(
+    netns: string | null,
+    callback: (error: Error | null, events: NativeTraceEvent[], lost: number) => void,
+  ): Promise<NativeSubscription>;
+}
+
 /** Everything the addon exports. */
-export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpen'>> & NftEventsBinding & NflogBinding & IpsetBinding & ConntrackBinding &
+export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpen'>> & NftEventsBinding & NflogBinding & NftTraceBinding & IpsetBinding & ConntrackBinding &
   Required<Pick<ConntrackBinding, 'conntrackSocketOpen' | 'conntrackCount'>>;
 
 let injected: NativeBinding | undefined;

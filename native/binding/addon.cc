@@ -8,6 +8,7 @@
 #include "binding/nft_binding.h"
 #include "binding/nflog_binding.h"
 #include "binding/nft_events_binding.h"
+#include "binding/nft_trace_binding.h"
 #include "binding/subscription.h"
 
 #ifdef PORTWALL_SANITIZE
@@ -33,6 +34,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   portwall::RegisterNft(env, exports);
   portwall::RegisterNftEvents(env, exports);
   portwall::RegisterNflog(env, exports);
+  portwall::RegisterNftTrace(env, exports);
   portwall::RegisterIpset(env, exports);
   portwall::RegisterConntrack(env, exports);
 #ifdef PORTWALL_FAULTS

@@ -44,7 +44,8 @@ export interface AgentOptions {
   coalesceMs?: number;
   /**
    * Write the drop log: every packet the networks with `log_drops` drop, as a JSON line with `event: "drop"`
-   * (port, network, zone, policy step, direction, 5-tuple; docs/dataplane.md, "Drop log").
+   * (port, network, zone, policy step, direction, 5-tuple; docs/dataplane.md, "Drop log"), and every new
+   * connection the networks with `log_accepts` allow, with `event: "accept"`, `verdict: "accept"`.
    */
   dropLog?: boolean;
 }
@@ -109,7 +110,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
     closers.push(() => subscription.close());
     if (o.dropLog) {
       const drops = await subscribeDropLog((records, lost) => {
-        for (const r of records) log.info(r, 'dropped');
+        for (const r of records) log.info(r, r.event === 'accept' ? 'accepted' : 'dropped');
         if (lost > 0) log.warn({ event: 'drop-log-lost', lost }, 'drop log: packets lost (the reader fell behind)');
       }, { netns: handle.netns, group: handle.config.logGroup, model: () => handle.programmed(), onError: (err) => log.warn({ err }, 'drop log error') });
       closers.push(() => drops.close());

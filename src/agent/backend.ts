@@ -40,6 +40,9 @@ export interface AgentBackend {
   commit(ops: readonly AgentOp[]): Promise<OpOutcome[]>;
   /** JSON-able status for GET /v1/status. */
   status(): Promise<unknown>;
-  /** GET /v1/explain: which step of a port's programmed policy decides a packet (query `port`, `packet`, `direction`). */
-  explain?(query: { port: string; packet: string; direction?: 'ingress' | 'egress' }): unknown;
+  /**
+   * GET /v1/explain: which step of a port's programmed policy decides a packet (query `port`, `packet`,
+   * `direction`); with `liveMs`, also the path of the next real packet like it, traced for at most that long.
+   */
+  explain?(query: { port: string; packet: string; direction?: 'ingress' | 'egress'; liveMs?: number }): unknown;
 }

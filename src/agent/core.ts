@@ -12,6 +12,7 @@ import { PortwallError } from '../errors.js';
 import type { Problem } from '../model/problems.js';
 import type { ApplyResult, Edit, Portwall } from '../apply/portwall.js';
 import type { Explanation } from '../explain.js';
+import type { LiveExplanation } from '../trace.js';
 import { objectUnknownKeys, unknownKeys } from '../model/unknown-keys.js';
 import type { AgentBackend, AgentOp, OpOutcome } from './backend.js';
 import type { AgentMetrics, ApplyKind } from './metrics.js';
@@ -154,10 +155,27 @@ export class AgentCore implements AgentBackend {
     });
   }
 
-  /** GET /v1/explain, from the handle's programmed state. */
-  explain(query: { port: string; packet: string; direction?: 'ingress' | 'egress' }): Explanation {
-    return this.handle.explain(query.port, query.packet, query.direction);
+  /**
+   * GET /v1/explain, from the handle's programmed state; with `liveMs`, the live trace too (one at a time: the
+   * trace tables are the namespace's, so a second live request while one runs is refused, 409).
+   */
+  explain(query: { port: string; packet: string; direction?: 'ingress' | 'egress'; liveMs?: number }): Explanation | Promise<LiveExplanation> {
+    if (query.liveMs === undefined) return this.handle.explain(query.port, query.packet, query.direction);
+    if (this.#tracing) throw new PortwallError('ERR_CONFLICT', 'a live trace is already running in this namespace; try again when it has ended');
+    this.#tracing = true;
+    const done = (): void => {
+      this.#tracing = false;
+    };
+    try {
+      const p = this.handle.explainLive(query.port, query.packet, { timeoutMs: query.liveMs, ...(query.direction ? { direction: query.direction } : {}) });
+      p.then(done, done);
+      return p;
+    } catch (e) {
+      done();
+      throw e;
+    }
   }
+  #tracing = false;
 
   /**
    * Metrics and the log line of one commit. The API layer times the requests and batches it hands over

@@ -24,6 +24,10 @@ import type { AgentMetrics } from './metrics.js';
 import { BadPathError, matchRoute, UNMATCHED_ROUTE, type RouteMatch, type RouteTarget } from './routes.js';
 import { listenPrivately, prepareSocketPath, removeOwnSocket } from './socket.js';
 
+/** GET /v1/explain?live=1: how long the agent waits for the packet by default, and at most (seconds). */
+export const LIVE_TIMEOUT_DEFAULT_S = 10;
+export const LIVE_TIMEOUT_MAX_S = 60;
+
 /** Options of {@link startApiServer}. */
 export interface ApiServerOptions {
   /** The Unix socket to serve on, e.g. `/run/portwall/portwall.sock`; its directory is created if missing. */
@@ -172,20 +176,29 @@ class Api {
     const target = route.target;
     if (target.kind === 'status') return sendJson(res, 200, await this.#backend.status());
     if (target.kind === 'metrics') return this.#sendMetrics(res);
-    if (target.kind === 'explain') return sendJson(res, 200, this.#explain(req.url ?? ''));
+    if (target.kind === 'explain') return sendJson(res, 200, await this.#explain(req.url ?? ''));
     const op = exchange.method === 'DELETE' ? deleteOp(target) : await this.#readPut(req, res, target);
     const outcome = await this.#submit(op, exchange);
     sendJson(res, 200, { genid: outcome.genid, changed: outcome.changed, timings: outcome.timings, elements: outcome.elements, ...withWarnings(exchange) });
   }
 
-  // GET /v1/explain?port=ID&packet=TEXT[&direction=ingress|egress]
+  // GET /v1/explain?port=ID&packet=TEXT[&direction=ingress|egress][&live=1[&timeout=SECONDS]]
   #explain(url: string): unknown {
     const q = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
     const port = q.get('port'), packet = q.get('packet'), direction = q.get('direction') ?? undefined;
     if (!port || !packet) throw new ApiError(400, 'ERR_BAD_REQUEST', 'explain needs the query parameters port and packet (and optionally direction)');
     if (direction !== undefined && direction !== 'ingress' && direction !== 'egress') throw new ApiError(400, 'ERR_BAD_REQUEST', `direction must be ingress or egress, not ${JSON.stringify(direction)}`);
+    const live = q.get('live'), timeout = q.get('timeout');
+    if (live !== null && live !== '0' && live !== '1') throw new ApiError(400, 'ERR_BAD_REQUEST', `live must be 1 or 0, not ${JSON.stringify(live)}`);
+    if (timeout !== null && live !== '1') throw new ApiError(400, 'ERR_BAD_REQUEST', 'timeout goes with live=1');
+    let liveMs: number | undefined;
+    if (live === '1') {
+      const t = timeout === null ? LIVE_TIMEOUT_DEFAULT_S : Number(timeout);
+      if (!(t > 0 && t <= LIVE_TIMEOUT_MAX_S)) throw new ApiError(400, 'ERR_BAD_REQUEST', `timeout must be seconds, more than 0 and at most ${LIVE_TIMEOUT_MAX_S}, not ${JSON.stringify(timeout)}`);
+      liveMs = Math.round(t * 1000);
+    }
     if (!this.#backend.explain) throw new ApiError(404, 'ERR_NOT_FOUND', 'this agent does not explain');
-    return this.#backend.explain({ port, packet, ...(direction ? { direction } : {}) });
+    return this.#backend.explain({ port, packet, ...(direction ? { direction } : {}), ...(liveMs !== undefined ? { liveMs } : {}) });
   }
 
   // The matched route, recorded on the exchange; 404 / 400 when there is none.

@@ -43,6 +43,7 @@ import { hostAddress } from '../compile/addr.js';
 import { publishIpsets, type IpsetLike, type PublishResult } from './ipsets.js';
 import { summarize } from './summary.js';
 import { explain, type Explanation } from '../explain.js';
+import { explainLive, type LiveExplainOptions, type LiveExplanation } from '../trace.js';
 import { readCounters, type CounterReport } from './counters.js';
 import type { Direction, Packet } from '../compile/evaluate.js';
 
@@ -381,6 +382,19 @@ export class Portwall {
   explain(portId: string, packet: string | Packet, direction?: Direction): Explanation {
     const ir = this.#state('explain').ir();
     return explain(ir, portId, packet, direction);
+  }
+
+  /**
+   * Traces the next real packet matching `packet` through the kernel (nftables tracing: see {@link traceLive})
+   * and explains it statically as well: the answer holds both, and `agrees` says whether the kernel's verdict
+   * matches the static one (undefined when no packet came within `timeoutMs`, default 10 s). The packet must
+   * be sent by someone else while this waits (`onArmed` says when). The handle's port gives the direction
+   * (unless given) and, for a routed port's egress, the input device the trace matches.
+   * @throws PortwallError ERR_INVALID_VALUE as {@link Portwall.explain}; ERR_KERNEL when the trace cannot be armed.
+   */
+  explainLive(portId: string, packet: string | Packet, options: LiveExplainOptions = {}): Promise<LiveExplanation> {
+    const ir = this.#state('explainLive').ir();
+    return explainLive(ir, portId, packet, { ...options, netns: this.netns, tables: this.config.tables });
   }
 
   /** The compiled policy the handle programmed (undefined before its first apply). */

@@ -67,7 +67,7 @@ export function memberFamilies(remote: SkeletonInput['remote']): Map<string, Set
 
 /** A string that changes exactly when the skeleton would. */
 export function skeletonSignature(input: SkeletonInput): string {
-  const nets = [...input.networks].sort((a, b) => a.zone - b.zone).map((n) => [n.id, n.zone, n.mode, n.bridge ?? null, n.logDrops ?? 0, n.l2Guards ?? null, n.flavor ?? null]);
+  const nets = [...input.networks].sort((a, b) => a.zone - b.zone).map((n) => [n.id, n.zone, n.mode, n.bridge ?? null, n.logDrops ?? 0, n.logAccepts ?? 0, n.l2Guards ?? null, n.flavor ?? null]);
   const remote = [...memberFamilies(input.remote)].map(([g, f]) => [g, [...f].sort()]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
   return JSON.stringify([input.config, nets, remote, input.nat ?? null, !!input.floating]);
 }
@@ -149,13 +149,17 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
     const ingress = t.chain(INET.ingress(k));
     const from = KEY[k];
     const to = KEY_TO[k];
+    // Dispatch enters the port chains through these (the port chains themselves, or with `log_accepts` a
+    // chain that calls them and logs the new connections they let through).
+    const toEgress = acceptLogged(t, input, egress, 'egress');
+    const toIngress = acceptLogged(t, input, ingress, 'ingress');
 
     // Dispatch: constant rules whose lookups are sets, so ports come and go as elements.
     if (k === 'dev') {
-      t.rule(fwdFilter, [inSet(F.meta.iifname, ports), jump(egress)], 'from routed ports');
-      t.rule(fwdFilter, [inSet(F.meta.oifname, ports), jump(ingress)], 'to routed ports');
-      t.rule(inFilter, [inSet(F.meta.iifname, ports), jump(egress)], 'from routed ports to the host');
-      t.rule(outFilter, [inSet(F.meta.oifname, ports), jump(ingress)], 'from the host to routed ports');
+      t.rule(fwdFilter, [inSet(F.meta.iifname, ports), jump(toEgress)], 'from routed ports');
+      t.rule(fwdFilter, [inSet(F.meta.oifname, ports), jump(toIngress)], 'to routed ports');
+      t.rule(inFilter, [inSet(F.meta.iifname, ports), jump(toEgress)], 'from routed ports to the host');
+      t.rule(outFilter, [inSet(F.meta.oifname, ports), jump(toIngress)], 'from the host to routed ports');
     } else {
       // br_netfilter shows bridged traffic to inet hooks with the bridge as iif/oif: the bridge table's tag says
       // which port. Egress is checked in prerouting (the source tag), ingress in forward (the destination tag)
@@ -166,12 +170,12 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
       // its profile (flag clear) in the mark, which must not look like a routed frame afterwards.
       const bridgeFwd = t.set(INET.bridgeFwd, ['ifname', 'ifname'], { comment: 'bridge-forwarded traffic' });
       t.fill(INET.bridgeFwd, bridgeNames.map((b) => ({ key: [b, b] })));
-      t.rule(preFilter, [inSet(F.meta.iifname, bridges!), inSet(tagKey, ports), jump(egress)], 'from bridged ports');
+      t.rule(preFilter, [inSet(F.meta.iifname, bridges!), inSet(tagKey, ports), jump(toEgress)], 'from bridged ports');
       const forwarded = eq(and(F.meta.mark, flag), flag);
       const routed = eq(and(F.meta.mark, flag), 0);
       const toBridge = t.chain(INET.toBridge);
       t.rule(fwdFilter, [inSet([F.meta.iifname, F.meta.oifname], bridgeFwd), routed, jump(toBridge)], 'routed back out of its bridge (hairpin)');
-      t.rule(fwdFilter, [inSet([F.meta.iifname, F.meta.oifname], bridgeFwd), forwarded, inSet(tagKey, ports), jump(ingress)], 'to bridged ports');
+      t.rule(fwdFilter, [inSet([F.meta.iifname, F.meta.oifname], bridgeFwd), forwarded, inSet(tagKey, ports), jump(toIngress)], 'to bridged ports');
       t.rule(fwdFilter, [inSet(F.meta.oifname, bridges!), notInSet([F.meta.iifname, F.meta.oifname], bridgeFwd), jump(toBridge)], 'routed into a bridged network');
       t.rule(outFilter, [inSet(F.meta.oifname, bridges!), jump(toBridge)], 'from the host into a bridged network');
       t.rule(toBridge, [set(F.meta.mark, and(F.meta.mark, (~mask) >>> 0))], 'clear the stale port tag');
@@ -182,7 +186,7 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
         t.rule(toBridge, [set(F.meta.mark, mapOf([F.meta.oifname, daddrOf(f)], hosts))], 'the destination port by address');
         t.rule(toBridge, [set(F.meta.mark, mapOf([F.meta.oifname, daddrOf(f)], nets))], 'the destination port by prefix');
       }
-      t.rule(toBridge, [inSet(tagKey, ports), goto(ingress)], 'to bridged ports');
+      t.rule(toBridge, [inSet(tagKey, ports), goto(toIngress)], 'to bridged ports');
     }
 
     // Every drop counts; on networks with `log_drops` it is logged first (a chain per drop rule).
@@ -245,6 +249,25 @@ function dropAs(t: TableBuilder, input: SkeletonInput, chain: string, step: stri
   }
   t.rule(c, [drop()]);
   return [counter(), goto(c)];
+}
+
+/**
+ * The chain dispatch jumps to for a port chain: the chain itself, or — when some network logs its accepts —
+ * `CHAIN_acc`, which jumps to it and, for what comes back (the port's policy allowed it), logs a new connection
+ * per logging network (matched by its conntrack zone, rate-limited per network and direction) with the prefix
+ * `pw ZONE accept-DIRECTION` (docs/dataplane.md, "Drop log"). The mark cannot tell afterwards which port
+ * chain ran (the port chain leaves a rule profile or the "allowed" mark in it), so the log rules sit behind the jump.
+ */
+function acceptLogged(t: TableBuilder, input: SkeletonInput, chain: string, dir: 'egress' | 'ingress'): string {
+  const logged = input.networks.filter((n) => n.logAccepts).sort((a, b) => a.zone - b.zone);
+  if (logged.length === 0) return chain;
+  const c = t.chain(INET.acceptChain(chain));
+  t.rule(c, [jump(chain)], 'the port chain: what returns was allowed');
+  for (const n of logged) {
+    const rate = n.logAccepts!;
+    t.rule(c, [eq(F.ct.state, 'new'), eq(F.ct.zone, n.zone), limit({ rate, per: 'second', burst: Math.min(rate, 5) }), log({ group: input.config.logGroup, prefix: `pw ${n.zone} accept-${dir}` })], clip(`log accepts of network ${n.id}`));
+  }
+  return c;
 }
 
 /** Member sets (hosts: hash, prefixes: interval) of the remote groups some group's rules name. */

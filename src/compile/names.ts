@@ -90,6 +90,8 @@ export const INET = {
   /** With a drop log: the chain a port chain's drop rule goes to, which logs and drops (`egress_dev_d3`). */
   dropChain: (chain: string, i: number) => `${chain}_d${i}`,
   isDropChain: (name: string) => /_d\d+$/.test(name),
+  /** With an accept log: the chain dispatch enters a port chain through, which calls it and logs what came back (`ingress_dev_acc`). */
+  acceptChain: (chain: string) => `${chain}_acc`,
   /** Source (routed device or bridge, fixed IP) of the ports with a floating IP. */
   natFipSrc: 'nat_fip_src',
 } as const;

@@ -78,6 +78,7 @@ export function checkNetworks(ctx: CheckContext, raw: unknown): NetworkIndex {
         ...(flavor === 'cloudstack' ? { flavor } : {}),
         ...(n.mode === 'bridged' && guards !== undefined ? { l2Guards: guards } : {}),
         ...(n.log_drops ? { logDrops: n.log_drops } : {}),
+        ...(n.log_accepts ? { logAccepts: n.log_accepts } : {}),
       });
     }
   });

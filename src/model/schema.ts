@@ -43,6 +43,12 @@ export const NetworkSchema = Type.Object({
     default: 0,
     description: "packets per second the network's ports may log when their policy drops them (NFLOG, read by portwall and written as JSON lines); 0: no logging",
   })),
+  log_accepts: Type.Optional(Type.Integer({
+    minimum: 0,
+    maximum: 10000,
+    default: 0,
+    description: "new connections per second and direction the network's ports may log when their policy allows them (NFLOG, the drop log's group, written as JSON lines with verdict accept); 0: no logging",
+  })),
 });
 
 export const RuleSchema = Type.Object({

@@ -24,6 +24,8 @@ export interface Network {
   l2Guards?: L2Guards;
   /** Drops of the network's ports logged (NFLOG), at most this many packets per second per policy step. */
   logDrops?: number;
+  /** New connections the network's ports allow logged (NFLOG), at most this many per second and direction. */
+  logAccepts?: number;
 }
 
 /**

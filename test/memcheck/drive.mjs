@@ -81,22 +81,31 @@ try {
   // NFLOG: a log rule on the namespace's output, a group bound twice (the second refused: EBUSY).
   let logged = 0;
   const logSub = await binding().nflogSubscribe(ns, 7, 128, (_e, packets) => void (logged += packets.length));
+  // nftables tracing: the output chain marks ICMP with meta nftrace; every step of it is reported.
+  let traced = 0;
+  const traceSub = await binding().nftTraceSubscribe(ns, (_e, events) => void (traced += events.length));
   const busy = await binding().nflogSubscribe(ns, 7, 128, () => {}).then(() => 'bound twice', (e) => e.kind);
   if (busy !== 'netlink') throw new Error(`a second reader of one NFLOG group: ${busy}`);
   const logTx = nft.transaction();
   logTx.add({ kind: 'table', family: 'inet', name: 'mclog' });
   logTx.add({ kind: 'chain', family: 'inet', table: 'mclog', name: 'out', hook: 'output', priority: 0, type: 'filter', policy: 'accept' });
   logTx.add({ kind: 'rule', family: 'inet', table: 'mclog', chain: 'out', exprs: rule('inet', [{ kind: 'log', group: 7, prefix: 'mc' }]) });
+  logTx.add({ kind: 'rule', family: 'inet', table: 'mclog', chain: 'out', exprs: [
+    ...rule('inet', [{ kind: 'match', left: F.meta.l4proto, op: 'eq', value: 1 }]),
+    { type: 'immediate', dreg: 1, data: Uint8Array.of(1) }, { type: 'meta', key: 'nftrace', sreg: 1 },
+  ] });
   await logTx.commit();
   for (let i = 0; i < ROUNDS; i++) await round(nft, perCall, i % 2 ? new ConntrackClient({ netns: ns }) : ct, sets);
   execFileSync('ip', ['netns', 'exec', ns, 'ping', '-c', '3', '-i', '0.2', '-W', '1', '127.0.0.1'], { stdio: 'ignore' });
   await sleep(300);
-  await Promise.all([nftSub.close(), ctSub.close(), nft.close(), ct.close(), logSub.close()]);
+  await Promise.all([nftSub.close(), ctSub.close(), nft.close(), ct.close(), logSub.close(), traceSub.close()]);
   if (logged === 0) throw new Error('no NFLOG packets delivered');
+  if (traced === 0) throw new Error('no nftables trace events delivered');
   // One more subscription of each kind that is never closed: the environment's exit stops it.
   (await subscribeNftEvents(ns, () => {})).unref();
   (await ct.subscribe(() => {})).unref();
   (await binding().nflogSubscribe(ns, 8, 64, () => {})).unref();
+  (await binding().nftTraceSubscribe(ns, () => {})).unref();
   console.log(`memcheck workload: ${ROUNDS} rounds, ${txs.length} nftables transactions and ${ctEvents.length} conntrack events seen`);
   if (txs.length === 0 || ctEvents.length === 0) throw new Error('no events delivered');
 } finally {

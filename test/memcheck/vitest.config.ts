@@ -23,6 +23,7 @@ export const ASAN_TESTS = [
   'ipset',
   'nft-events',
   'droplog',
+  'explain-live',
 ];
 
 export default defineConfig({

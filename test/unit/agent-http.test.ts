@@ -35,6 +35,7 @@ class FakeBackend implements AgentBackend {
   statusCalls = 0;
   /** While set, a commit waits for it (after its delay) before it finishes. */
   gate: Promise<void> | undefined;
+  explain?: AgentBackend['explain'];
 
   async commit(ops: readonly AgentOp[]): Promise<OpOutcome[]> {
     this.running++;
@@ -678,3 +679,31 @@ function sendChunked(p: string, route: string, body: string): Promise<string> {
   }
   return rawExchange(p, `${text}0\r\n\r\n`);
 }
+
+describe('GET /v1/explain?live=1', () => {
+  test('live=1 passes a bounded timeout to the backend (default 10 s); bad live or timeout values are 400', async () => {
+    const seen: unknown[] = [];
+    backend.explain = async (q) => {
+      seen.push(q);
+      return { allowed: true, live: { timedOut: true, ms: 1 } };
+    };
+    await start();
+    const p = encodeURIComponent('icmp 198.51.100.2 -> 192.0.2.10');
+    expect((await send({ method: 'GET', path: `/v1/explain?port=p1&packet=${p}&live=1` })).status).toBe(200);
+    expect((await send({ method: 'GET', path: `/v1/explain?port=p1&packet=${p}&live=1&timeout=2.5` })).json).toMatchObject({ live: { timedOut: true } });
+    expect((await send({ method: 'GET', path: `/v1/explain?port=p1&packet=${p}` })).status).toBe(200);
+    expect(seen).toEqual([{ port: 'p1', packet: 'icmp 198.51.100.2 -> 192.0.2.10', liveMs: 10_000 }, { port: 'p1', packet: 'icmp 198.51.100.2 -> 192.0.2.10', liveMs: 2500 }, { port: 'p1', packet: 'icmp 198.51.100.2 -> 192.0.2.10' }]);
+    for (const [q, message] of [
+      ['&live=1&timeout=61', /timeout must be seconds, more than 0 and at most 60/],
+      ['&live=1&timeout=0', /at most 60, not "0"/],
+      ['&live=1&timeout=soon', /not "soon"/],
+      ['&live=yes', /live must be 1 or 0/],
+      ['&timeout=5', /timeout goes with live=1/],
+    ] as const) {
+      const a = await send({ method: 'GET', path: `/v1/explain?port=p1&packet=${p}${q}` });
+      expect(a.status, q).toBe(400);
+      expect((a.json as { error: { message: string } }).error.message).toMatch(message);
+    }
+    expect(seen).toHaveLength(3);
+  });
+});

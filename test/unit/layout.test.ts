@@ -299,4 +299,27 @@ describe('layout: drop log', () => {
     expect(logged.split('\n').filter((l) => /portwall (egress|ingress)_dev_d\d+ drop$/.test(l))).toHaveLength(chainsLogged);
     expect(logged.split('\n').filter((l) => /portwall (egress|ingress)_dev .*counter drop/.test(l))).toEqual([]);
   });
+
+  test('log_accepts: dispatch enters each port chain through CHAIN_acc, which jumps to it and logs new connections per network and direction; without it, straight to the port chains', () => {
+    for (const mode of ['routed', 'bridged'] as const) {
+      const k = mode === 'routed' ? 'dev' : 'tag';
+      const doc = state(mode, [webGroup()], [port(1, ['sg-web'])]);
+      const plain = text(objects(doc));
+      expect(plain).not.toMatch(/_acc\b|accept-/);
+      expect(plain).toMatch(new RegExp(`jump ingress_${k}\\b`));
+      const logged = text(objects({ ...doc, networks: [{ ...doc.networks![0]!, log_accepts: 7 }] }));
+      const lines = logged.split('\n');
+      for (const dir of ['egress', 'ingress']) {
+        expect(lines).toContain(`add chain inet portwall ${dir}_${k}_acc`);
+        expect(lines).toContain(`add rule inet portwall ${dir}_${k}_acc jump ${dir}_${k} comment "the port chain: what returns was allowed"`);
+        expect(lines).toContain(`add rule inet portwall ${dir}_${k}_acc ct state new ct zone 101 limit rate 7/second log prefix "pw 101 accept-${dir}" group 28791 comment "log accepts of network net-a"`);
+      }
+      // Every way into a port chain goes through its _acc chain: no dispatch rule or goto names the port chain itself.
+      const entering = lines.filter((l) => new RegExp(`(jump|goto) (egress|ingress)_${k}(_acc)?\\b`).test(l) && !/_acc jump /.test(l));
+      expect(entering.length).toBeGreaterThanOrEqual(mode === 'routed' ? 4 : 3);
+      for (const l of entering) expect(l).toMatch(new RegExp(`(jump|goto) (egress|ingress)_${k}_acc\\b`));
+      // Drops are untouched: log_accepts alone logs no drop.
+      expect(logged).not.toMatch(/(egress|ingress)_(dev|tag)_d\d+/);
+    }
+  });
 });

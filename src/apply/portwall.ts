@@ -85,7 +85,7 @@ export interface ApplyResult {
   cleanup: CleanupResult;
   /** With `config.publishIpsets`: the remote-group ipsets published or removed. */
   ipsets?: PublishResult;
-  /** One line per group of operations, e.g. `delete element inet portwall in4_ports_dev (1)`. */
+  /** One line per group of operations, e.g. `delete element inet portwall ports_dev (1)`. */
   plan: string;
   /**
    * Milliseconds per stage: validate and recompute (`compile`), adopting listing (`list`, 0 when the handle
@@ -201,7 +201,7 @@ export class Portwall {
   /**
    * Adds or replaces one port (Neutron's port object, as in the state file's `ports`), validated against the
    * handle's state (its network and groups exist, device, MAC and fixed IPs unique). Only that port's
-   * elements change (and a new rule profile's, when its combination of groups is new).
+   * elements change (and a new rule profile's chains, when its combination of groups is new).
    */
   upsertPort(port: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
     return this.#edit({ op: 'upsertPort', port }, options);
@@ -213,8 +213,9 @@ export class Portwall {
   }
 
   /**
-   * Adds or replaces one security group with its `security_group_rules` (Neutron's object). The ports in it
-   * follow: their rule profiles change (elements per profile, not per port).
+   * Adds or replaces one security group with its `security_group_rules` (Neutron's object). Only the group's
+   * own chains and sets change, however many ports use it: a rule added is an element added; a rule taken
+   * away gives the group's sets a new version (docs/dataplane.md, "Security groups and rule profiles").
    */
   upsertGroup(group: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
     return this.#edit({ op: 'upsertGroup', group }, options);

@@ -1,6 +1,6 @@
 /**
  * A short, human-readable account of a batch: one line per run of operations on the same object, with the
- * number of elements or rules, e.g. `delete element inet portwall in4_ports_dev (2)`.
+ * number of elements or rules, e.g. `delete element inet portwall ports_dev (2)`.
  */
 import type { Operation } from '../nft/types.js';
 

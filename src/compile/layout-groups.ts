@@ -1,8 +1,9 @@
 /**
- * Security-group rules as chains and sets (docs/dataplane.md, "Rule profiles"):
+ * Security-group rules as chains and sets (docs/dataplane.md, "Security groups and rule profiles"):
  * - a **group** is one chain per direction (`gi_…`, `go_…`) whose rules look up the group's own small sets —
  *   per (family, shape) `FIELDS . REMOTE_ADDR`, and per remote group and shape the rules' fields behind the
- *   remote group's member sets. A match writes {@link allowedMark} into the mark and returns. Its sets carry
+ *   remote group's member sets (keys: {@link SetShape}). A match writes {@link allowedMark} into the mark and
+ *   returns. Its sets carry
  *   a version in their name: a change that only adds elements adds them in place; any other change builds the
  *   next version (new sets, the chain refilled, the old sets deleted whole), so no element is ever deleted
  *   from a concatenated interval set — those deletes cost milliseconds each in the kernel;
@@ -12,20 +13,20 @@
  *   only its group, however many ports and profiles use it.
  */
 import { F, and, eq, inSet, jump, ret, set, type Operand, type Part } from '../nft/match.js';
-import type { Element, NftObject } from '../nft/types.js';
+import type { DataTypeName, Element, NftObject, Value } from '../nft/types.js';
 import { CLOUDSTACK_GROUP, type PortwallConfig } from '../model/types.js';
 import { own, type Claim } from './claims.js';
 import type { CompiledRule, GroupPolicy, ProfilePolicy } from './ir.js';
-import { ElementSink, clip, ruleSetKey, shapeOf, shapeValues } from './layout-ports.js';
+import { ElementSink, clip, shapeOf } from './layout-ports.js';
 import {
-  INET, groupChainName, groupRefSetName, groupSetName, memberNetSetName, memberSetName, profileChainName, profileLabel, type Shape,
+  INET, groupChainName, groupRefSetName, groupSetName, memberNetSetName, memberSetName, profileChainName, profileLabel, type SetShape,
 } from './names.js';
 import { markBits } from './policy.js';
 import { TableBuilder } from './tables.js';
 
 const FAMILIES = [4, 6] as const;
 const DIRS = ['in', 'out'] as const;
-export const SHAPES: Shape[] = ['ports', 'proto', 'icmp', 'any'];
+const SHAPES: SetShape[] = ['l4', 'any'];
 
 /**
  * The mark a group's chain writes when one of its rules allows a packet: every tag bit set, a value no tag and
@@ -43,19 +44,33 @@ export function remoteField(f: 4 | 6, dir: 'in' | 'out'): Operand {
   return dir === 'in' ? ip.saddr : ip.daddr;
 }
 
-/** The packet fields of a shape, in key order. */
-export function shapeFields(f: 4 | 6, shape: Shape): Operand[] {
-  const icmp = f === 4 ? F.icmp : F.icmpv6;
-  return { ports: [F.meta.l4proto, F.th.dport], proto: [F.meta.l4proto], icmp: [icmp.type, icmp.code], any: [] }[shape];
+/** The packet fields of a set shape, in key order (before the remote address). */
+export function shapeFields(shape: SetShape): Operand[] {
+  return shape === 'l4' ? [F.meta.l4proto, F.th.sport, F.th.dport] : [];
 }
 
+/** The key types of a group's set of a shape: with the remote address, or (a remote group's references) without. */
+export function setKey(family: 4 | 6, shape: SetShape, remote: boolean): DataTypeName[] {
+  const addr = family === 4 ? 'ipv4_addr' : 'ipv6_addr';
+  if (!remote) return shape === 'l4' ? ['inet_proto', 'inet_service', 'inet_service'] : ['inet_proto'];
+  return shape === 'l4' ? ['inet_proto', 'inet_service', 'inet_service', addr] : [addr];
+}
+
+const ANY_PORT = '0-65535';
+
 /**
- * The shape of a rule's entry among its group's references to a remote group: a rule for any protocol is
- * kept as every protocol (`meta l4proto 0-255`), so that it too is an element with a counter and its rule id.
+ * A rule's values in an `l4` key: ports as the destination range (any source); a protocol alone as any of both;
+ * ICMP type and code as the first 16 bits (type × 256 + code, every code when unset), any checksum.
  */
-function refShape(r: CompiledRule): Exclude<Shape, 'any'> {
+function l4Values(r: CompiledRule): Value[] {
   const s = shapeOf(r);
-  return s === 'any' ? 'proto' : s;
+  if (s === 'ports') return [r.protocol!, ANY_PORT, r.ports!.min === r.ports!.max ? r.ports!.min : `${r.ports!.min}-${r.ports!.max}`];
+  if (s === 'icmp') {
+    const base = r.icmp!.type * 256;
+    const code = r.icmp!.code;
+    return [r.protocol!, code === undefined ? `${base}-${base + 255}` : base + code, ANY_PORT];
+  }
+  return [r.protocol!, ANY_PORT, ANY_PORT];
 }
 
 /** The chains and sets of one group (see the module comment); no table object. */
@@ -70,15 +85,16 @@ export function groupObjects(config: PortwallConfig, g: GroupPolicy): NftObject[
     const remotes = new Set<string>();
     for (const r of g.rules) {
       if (dirOf(r) !== dir) continue;
+      // A rule for any protocol keeps its own shape: it must match packets without a transport header too.
+      const shape: SetShape = shapeOf(r) === 'any' ? 'any' : 'l4';
+      const fields = shape === 'l4' ? l4Values(r) : [];
       if (r.remote.kind === 'group') {
-        const shape = refShape(r);
-        const values = shapeOf(r) === 'any' ? ['0-255'] : shapeValues(r, shape);
         remotes.add(r.remote.groupId);
-        refs.add(groupRefSetName(g.id, r.remote.groupId, dir, r.family, shape, g.version), ruleSetKey(r.family, shape, false), values, r.ruleId, '');
+        const name = groupRefSetName(g.id, r.remote.groupId, dir, r.family, shape, g.version);
+        refs.add(name, setKey(r.family, shape, false), shape === 'l4' ? fields : ['0-255'], r.ruleId, '');
       } else {
-        const shape = shapeOf(r);
         const remote = r.remote.kind === 'prefix' ? r.remote.prefix : r.family === 4 ? '0.0.0.0/0' : '::/0';
-        sink.add(groupSetName(g.id, dir, r.family, shape, g.version), ruleSetKey(r.family, shape, true), [...shapeValues(r, shape), remote], r.ruleId, '');
+        sink.add(groupSetName(g.id, dir, r.family, shape, g.version), setKey(r.family, shape, true), [...fields, remote], r.ruleId, '');
       }
     }
     for (const f of FAMILIES) {
@@ -86,25 +102,26 @@ export function groupObjects(config: PortwallConfig, g: GroupPolicy): NftObject[
         const name = groupSetName(g.id, dir, f, shape, g.version);
         const elements = sink.elements(name);
         if (elements.length === 0) continue;
-        const s = t.set(name, ruleSetKey(f, shape, true), { interval: true, counter: true, order: 'last', comment: clip(`${word[dir]} IPv${f} ${shape} rules of ${g.id}`) });
+        const s = t.set(name, setKey(f, shape, true), { interval: true, counter: true, order: 'last', comment: clip(`${word[dir]} IPv${f} ${shape} rules of ${g.id}`) });
         t.fill(name, elements);
-        t.rule(chain, [inSet([...shapeFields(f, shape), remoteField(f, dir)], s), allow, ret()]);
+        t.rule(chain, [inSet([...shapeFields(shape), remoteField(f, dir)], s), allow, ret()]);
       }
     }
     for (const remoteId of [...remotes].sort()) {
       for (const f of FAMILIES) {
         for (const shape of SHAPES) {
-          if (shape === 'any') continue;
           const name = groupRefSetName(g.id, remoteId, dir, f, shape, g.version);
           const elements = refs.elements(name);
           if (elements.length === 0) continue;
-          const s = t.set(name, ruleSetKey(f, shape, false), {
+          const s = t.set(name, setKey(f, shape, false), {
             interval: true, counter: true, order: 'last', comment: clip(`${word[dir]} IPv${f} ${shape} rules of ${g.id} with remote group ${remoteId}`),
           });
           t.fill(name, elements);
+          // A rule for any protocol is kept as every protocol (`meta l4proto 0-255`): an element with a counter.
+          const fields = shape === 'l4' ? shapeFields(shape) : [F.meta.l4proto];
           const why = clip(`remote group ${remoteId}`);
-          t.rule(chain, [inSet(remoteField(f, dir), memberSetName(remoteId, f)), inSet(shapeFields(f, shape), s), allow, ret()], why);
-          t.rule(chain, [inSet(remoteField(f, dir), { name: memberNetSetName(remoteId, f), flags: ['interval'] }), inSet(shapeFields(f, shape), s), allow, ret()], why);
+          t.rule(chain, [inSet(remoteField(f, dir), memberSetName(remoteId, f)), inSet(fields, s), allow, ret()], why);
+          t.rule(chain, [inSet(remoteField(f, dir), { name: memberNetSetName(remoteId, f), flags: ['interval'] }), inSet(fields, s), allow, ret()], why);
         }
       }
     }

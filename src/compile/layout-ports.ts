@@ -43,31 +43,6 @@ export function shapeOf(r: CompiledRule): Shape {
   return icmp && r.icmp !== undefined ? 'icmp' : 'proto';
 }
 
-/** Key types of a group's rule set: the shape's fields, then the remote address (unless a remote-group set). */
-export function ruleSetKey(family: 4 | 6, shape: Shape, remote: boolean): DataTypeName[] {
-  const fields: Record<Shape, DataTypeName[]> = {
-    ports: ['inet_proto', 'inet_service'],
-    proto: ['inet_proto'],
-    icmp: family === 4 ? ['icmp_type', 'icmp_code'] : ['icmpv6_type', 'icmpv6_code'],
-    any: [],
-  };
-  return [...fields[shape], ...(remote ? [family === 4 ? 'ipv4_addr' as const : 'ipv6_addr' as const] : [])];
-}
-
-/** The shape fields of a rule's key (before the remote address). */
-export function shapeValues(r: CompiledRule, shape: Shape): Value[] {
-  switch (shape) {
-    case 'ports':
-      return [r.protocol!, r.ports!.min === r.ports!.max ? r.ports!.min : `${r.ports!.min}-${r.ports!.max}`];
-    case 'proto':
-      return [r.protocol!];
-    case 'icmp':
-      return [r.icmp!.type, r.icmp!.code ?? '0-255'];
-    case 'any':
-      return [];
-  }
-}
-
 /** Elements to collect per set name, with the set's key types. */
 export class ElementSink {
   readonly #boxes = new Map<string, { types: DataTypeName[]; boxes: Box<string>[] }>();

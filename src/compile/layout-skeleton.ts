@@ -20,7 +20,7 @@ import {
 } from './names.js';
 import { TableBuilder } from './tables.js';
 import { allowedMark } from './layout-groups.js';
-import { KEY_TYPE, ruleSetKey } from './layout-ports.js';
+import { KEY_TYPE } from './layout-ports.js';
 
 // The same ICMPv6 allowances as the iptables renderer (src/render/iptables.ts), so both say one policy.
 /** ICMPv6 a port may send without a rule: MLD, router solicitation, neighbour solicitation/advertisement. */

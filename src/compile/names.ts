@@ -142,7 +142,13 @@ export function memberNetSetName(groupId: string, family: 4 | 6): string {
   return derivedName(`n${family}`, groupId);
 }
 
-const SHAPE_LETTER: Record<Shape, string> = { ports: 'p', proto: 'l', icmp: 'i', any: 'a' };
+/**
+ * The key of a group's rule set: `l4` — protocol, then the transport header's first two 16-bit fields (ports;
+ * ICMP type and code, then the checksum) — for every rule naming a protocol, `any` for rules that do not (they
+ * must match packets without a transport header too).
+ */
+export type SetShape = 'l4' | 'any';
+const SHAPE_LETTER: Record<SetShape, string> = { l4: 't', any: 'a' };
 const DIR_LETTER = { in: 'i', out: 'o' } as const;
 
 /** Versions of a group's rule sets cycle through this many names (only the current one and the next coexist). */
@@ -154,22 +160,22 @@ export function groupChainName(groupId: string, dir: 'in' | 'out'): string {
 }
 
 /**
- * One of a group's rule sets, per (direction, family, shape) and version: `i4p0_<slug>_<hash>`. A rule taken
+ * One of a group's rule sets, per (direction, family, shape) and version: `i4t0_<slug>_<hash>`. A rule taken
  * from the group gives it a new version (new sets, the chain refilled, the old sets deleted whole), never
  * element deletes from a concatenated interval set.
  */
-export function groupSetName(groupId: string, dir: 'in' | 'out', family: 4 | 6, shape: Shape, version: number): string {
+export function groupSetName(groupId: string, dir: 'in' | 'out', family: 4 | 6, shape: SetShape, version: number): string {
   return derivedName(`${DIR_LETTER[dir]}${family}${SHAPE_LETTER[shape]}${version.toString(36)}`, groupId);
 }
 
-/** A group's references to one remote group for one rule shape: `ri4p0_<slug>_<hash>` (hash of both ids). */
-export function groupRefSetName(groupId: string, remoteId: string, dir: 'in' | 'out', family: 4 | 6, shape: Shape, version: number): string {
+/** A group's references to one remote group for one rule shape: `ri4t0_<slug>_<hash>` (hash of both ids). */
+export function groupRefSetName(groupId: string, remoteId: string, dir: 'in' | 'out', family: 4 | 6, shape: SetShape, version: number): string {
   return derivedName(`r${DIR_LETTER[dir]}${family}${SHAPE_LETTER[shape]}${version.toString(36)}`, `${groupId}\n${remoteId}`);
 }
 
 /** The version in a group set's name (what {@link groupSetName} or {@link groupRefSetName} put there), if it is one. */
 export function groupSetVersion(name: string): { version: number; tail: string } | undefined {
-  const m = /^r?[io][46][plia]([0-9a-z]{1,3})_(.+)$/.exec(name);
+  const m = /^r?[io][46][ta]([0-9a-z]{1,3})_(.+)$/.exec(name);
   return m ? { version: parseInt(m[1]!, 36), tail: m[2]! } : undefined;
 }
 

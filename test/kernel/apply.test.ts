@@ -212,7 +212,7 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
       // looks the packet up in the group's own set (nft as the oracle: it prints and reads all of it).
       expect(host.nftText()).toMatch(/meta mark set oifname map @profile_dev/);
       expect(host.nftText()).toMatch(/meta mark & 0x00007fff vmap @prof_in/);
-      expect(host.nftText()).toMatch(/meta l4proto \. th dport \. ip saddr @i4p0_\w+ meta mark set 0x00007fff return/);
+      expect(host.nftText()).toMatch(/meta l4proto \. th sport \. th dport \. ip saddr @i4t0_\w+ meta mark set 0x00007fff return/);
     } finally {
       for (const s of servers) s.kill();
       for (const ns of [client, host, vm]) ns.destroy();

@@ -132,8 +132,8 @@ function randomPort(r: Rng, e: Expected, i: number): PortInput {
   return p;
 }
 
-/** A group set's name without its version (`i4p3_…` → `i4p*_…`): the versions depend on the history. */
-const unversioned = (name: string): string => name.replace(/^(r?[io][46][plia])[0-9a-z]{1,3}_/, '$1*_');
+/** A group set's name without its version (`i4t3_…` → `i4t*_…`): the versions depend on the history. */
+const unversioned = (name: string): string => name.replace(/^(r?[io][46][ta])[0-9a-z]{1,3}_/, '$1*_');
 
 /**
  * A listing with profile numbers and tags replaced by what they stand for (comments), group set versions

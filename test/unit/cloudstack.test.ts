@@ -192,13 +192,13 @@ describe('layer-2 guards', () => {
     const r = await pw.upsertGroup(withEgress());
     expect(r.adopted).toBe(false);
     // The group's egress rule goes to its own set; the CloudStack profile's chain loses its open egress rule.
-    expect(r.plan).toMatch(/add element inet portwall o4p0_sg_in_/);
+    expect(r.plan).toMatch(/add element inet portwall o4t0_sg_in_/);
     expect(r.plan).toMatch(/flush chain inet portwall prof_out_\d+/);
     await pw.collectProfiles();
     expect((await pw.plan(csState('bridged', [withEgress()]))).operations).toEqual([]);
     const back = await pw.upsertGroup(ingressOnly);
     expect(back.plan).toMatch(/add rule inet portwall prof_out_\d+ \(\d\)/);
-    expect(back.plan).toMatch(/delete set inet portwall o4p0_sg_in_/);
+    expect(back.plan).toMatch(/delete set inet portwall o4t0_sg_in_/);
     await pw.close();
   });
 });

@@ -82,8 +82,8 @@ describe.each<Mode>(['routed', 'bridged'])('apply on the fake, %s', (mode) => {
     const touched = new Set(p.operations.map((op) => ('chain' in op.object ? op.object.chain : 'set' in op.object ? op.object.set : op.object.name)));
     for (const name of touched) expect(String(name)).toMatch(/sg_web/);
     expect(p.summary).toContain(`flush chain inet portwall ${groupChainName('sg-web', 'in')}`);
-    expect(p.summary).toContain(`delete set inet portwall ${groupSetName('sg-web', 'in', 4, 'ports', 0)}`);
-    expect(p.summary).toContain(`add element inet portwall ${groupSetName('sg-web', 'in', 4, 'ports', 1)} (1)`);
+    expect(p.summary).toContain(`delete set inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 0)}`);
+    expect(p.summary).toContain(`add element inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 1)} (2)`);
   });
 
   test('a whole-state apply that also adds a network (a rebuild in memory) gives a group that lost a rule a new version', async () => {
@@ -92,8 +92,8 @@ describe.each<Mode>(['routed', 'bridged'])('apply on the fake, %s', (mode) => {
     const g = webGroup();
     g.security_group_rules![0] = { ...g.security_group_rules![0]!, port_range_min: 8080, port_range_max: 8080 };
     const r = await pw.apply({ ...base, networks: [...base.networks!, network('routed', 'net-x', 77)], security_groups: [g, groups[1]!] });
-    expect(r.plan).toContain(`delete set inet portwall ${groupSetName('sg-web', 'in', 4, 'ports', 0)}`);
-    expect(r.plan).not.toMatch(/delete element inet portwall [io][46][plia]/);
+    expect(r.plan).toContain(`delete set inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 0)}`);
+    expect(r.plan).not.toMatch(/delete element inet portwall [io][46][ta]/);
   });
 
   test('a rule added to a group only adds its elements', async () => {
@@ -102,7 +102,7 @@ describe.each<Mode>(['routed', 'bridged'])('apply on the fake, %s', (mode) => {
     const g = webGroup();
     g.security_group_rules!.push({ ...g.security_group_rules![0]!, id: 'sg-web-https', port_range_min: 443, port_range_max: 443 });
     const p = await pw.plan({ ...base, security_groups: [g, groups[1]!] });
-    expect(p.summary).toBe(`add element inet portwall ${groupSetName('sg-web', 'in', 4, 'ports', 0)} (1)`);
+    expect(p.summary).toBe(`add element inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 0)} (1)`);
   });
 });
 

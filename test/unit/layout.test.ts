@@ -57,7 +57,7 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     // The kernel finds an element operation's set by walking the table's sets in creation order.
     const names = sets(objs).map((s) => s.name);
     const perPort = [`ports_${k}`, `profile_${k}`, `spoof4_${k}`, `spoof6_${k}`, `dhcp4_${k}`, `ra6_${k}`].map((n) => names.indexOf(n));
-    const perNetworkOrGroup = names.flatMap((n, i) => (/^(z(dev|tag|ip4|ip6|net4|net6)|m4|m6|n4|n6|[io][46][plia]0|r[io][46][plia]0)_/.test(n) ? [i] : []));
+    const perNetworkOrGroup = names.flatMap((n, i) => (/^(z(dev|tag|ip4|ip6|net4|net6)|m4|m6|n4|n6|[io][46][ta]0|r[io][46][ta]0)_/.test(n) ? [i] : []));
     expect(perPort.every((i) => i >= 0)).toBe(true);
     expect(perNetworkOrGroup.length).toBeGreaterThan(0);
     // Sets that change only with rule profiles: after the per-port ones, before the per-network ones.
@@ -87,7 +87,8 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     // remote groups (sg-web ssh from members of sg-web: one rule for member hosts, one for member prefixes).
     expect(text(rules(objs, 'prof_in_1'))).toContain(`jump ${groupChainName('sg-web', 'in')}`);
     const gi = rules(objs, groupChainName('sg-web', 'in')).map((r) => text([r]));
-    expect(gi).toHaveLength(5);
+    // IPv4 and IPv6 protocol rules (one set each), and the remote group's two rules.
+    expect(gi).toHaveLength(4);
     for (const r of gi) expect(r).toContain('meta mark set 0x7fff return');
     expect(gi.filter((r) => r.includes(`@${derivedName('m4', 'sg-web')} `) || r.includes(`@${derivedName('n4', 'sg-web')} `))).toHaveLength(2);
   });
@@ -99,13 +100,13 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     expect(new Set(profile.map((e) => e.data)).size).toBe(1);
     const id = profile[0]!.data;
     expect(elements(objs, 'profiles').map((e) => [e.key[0], e.comment])).toEqual([[id, 'profile sg-web']]);
-    const httpSet = groupSetName('sg-web', 'in', 4, 'ports', 0);
+    const httpSet = groupSetName('sg-web', 'in', 4, 'l4', 0);
     const http = elements(objs, httpSet);
-    expect(http.map((e) => e.comment)).toEqual(['sg-web-http']);
-    expect(http[0]!.key).toEqual([6, 80, '198.51.100.0/24']);
-    expect(sets(objs).find((s) => s.name === httpSet)).toMatchObject({ counter: true, flags: ['interval'], key: ['inet_proto', 'inet_service', 'ipv4_addr'] });
-    const ssh = elements(objs, groupRefSetName('sg-web', 'sg-web', 'in', 4, 'ports', 0));
-    expect(ssh.map((e) => [e.key, e.comment])).toEqual([[[6, 22], 'sg-web-ssh']]);
+    // tcp 80 from 198.51.100.0/24 and ping (ICMP type 8, every code) from anywhere: one set, one element each.
+    expect(http.map((e) => [e.key, e.comment])).toEqual([[[1, '2048-2303', '0-65535', '0.0.0.0/0'], 'sg-web-ping'], [[6, '0-65535', 80, '198.51.100.0/24'], 'sg-web-http']]);
+    expect(sets(objs).find((s) => s.name === httpSet)).toMatchObject({ counter: true, flags: ['interval'], key: ['inet_proto', 'inet_service', 'inet_service', 'ipv4_addr'] });
+    const ssh = elements(objs, groupRefSetName('sg-web', 'sg-web', 'in', 4, 'l4', 0));
+    expect(ssh.map((e) => [e.key, e.comment])).toEqual([[[6, '0-65535', 22], 'sg-web-ssh']]);
     // Members with host addresses go to a hash set; prefixes (none here) to an interval set.
     expect(elements(objs, derivedName('m4', 'sg-web')).map((e) => e.key[0]).sort()).toEqual(['192.0.2.2', '192.0.2.3']);
     expect(sets(objs).find((s) => s.name === derivedName('m4', 'sg-web'))!.flags ?? []).toEqual([]);
@@ -124,13 +125,15 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
 
   test('ICMPv6 is matched by layer-4 protocol, never by next header (Incus #4025)', () => {
     const all = objs.filter((o): o is Rule => o.kind === 'rule' && o.family === 'inet');
-    const icmp6 = all.filter((r) => r.exprs.some((e) => e.type === 'lookup' && /^[io]6i0_/.test(e.set)));
+    const icmp6 = all.filter((r) => r.exprs.some((e) => e.type === 'lookup' && /^[io]6t0_/.test(e.set)));
     expect(icmp6).toHaveLength(1);
     for (const r of all) {
       // ip6 nexthdr is network header byte 6 (one byte); nothing may load it.
       expect(r.exprs.some((e) => e.type === 'payload' && e.base === 'network' && e.offset === 6 && e.len === 1)).toBe(false);
     }
-    expect(text(objs)).toContain(`icmpv6 type . icmpv6 code . ip6 saddr @${groupSetName('sg-web', 'in', 6, 'icmp', 0)} meta mark set 0x7fff return`);
+    // ICMPv6 type and code are the transport header's first 16 bits: the ping6 rule is type 128, every code.
+    expect(text(objs)).toContain(`meta l4proto . th sport . th dport . ip6 saddr @${groupSetName('sg-web', 'in', 6, 'l4', 0)} meta mark set 0x7fff return`);
+    expect(elements(objs, groupSetName('sg-web', 'in', 6, 'l4', 0)).map((e) => e.key)).toEqual([[58, '32768-33023', '0-65535', '::/0']]);
   });
 
   test('the whole layout prints as nft syntax; anti-spoof before the DHCP allowance', () => {
@@ -172,8 +175,8 @@ describe('layout details', () => {
       { id: 'all-from-24', direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', port_range_min: 1, port_range_max: 1000, remote_ip_prefix: '198.51.100.0/24' },
       { id: 'dup80', direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', port_range_min: 80, port_range_max: 80, remote_ip_prefix: '198.51.100.0/25' },
     ] };
-    const els = elements(objects(state('routed', [g], [port(1, ['sg'])])), groupSetName('sg', 'in', 4, 'ports', 0));
-    expect(els.map((e) => [e.key.slice(1), e.comment])).toEqual([
+    const els = elements(objects(state('routed', [g], [port(1, ['sg'])])), groupSetName('sg', 'in', 4, 'l4', 0));
+    expect(els.map((e) => [e.key.slice(2), e.comment])).toEqual([
       [['1-79', '198.51.100.0/24'], 'all-from-24'],
       [[80, '0.0.0.0/0'], 'any80'],
       [['81-1000', '198.51.100.0/24'], 'all-from-24'],

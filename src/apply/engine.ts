@@ -11,7 +11,7 @@
  */
 import { diff, type Diff } from './diff.js';
 import { prefixRange, type AddrRange } from '../compile/addr.js';
-import { ClaimStore, type Claim } from '../compile/claims.js';
+import { ClaimStore } from '../compile/claims.js';
 import { lostRules, profileGroups, profileKey, type CompiledRule, type GroupMembers, type GroupPolicy, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
 import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type SkeletonInput } from '../compile/layout-skeleton.js';
 import { remoteUses, withElements } from '../compile/layout.js';

@@ -159,7 +159,7 @@ function normalise(objects: NftObject[]): Map<string, string[]> {
       const els = o.elements.map((e: Element) => {
         const key = e.key.map((v, i) => (def.key[i] !== 'mark' ? v : i === 0 && byProfile(o.set) ? profiles.get(v) ?? `?${String(v)}` : tags.get(v) ?? `?${String(v)}`));
         const data = def.data !== 'mark' ? e.data : o.set.startsWith('profile_') ? profiles.get(e.data) : tags.get(e.data) ?? `?${String(e.data)}`;
-        const verdict = e.verdict && { ...e.verdict, chain: e.verdict.chain && chain(e.verdict.chain) };
+        const verdict = e.verdict && ('chain' in e.verdict ? { ...e.verdict, chain: chain(e.verdict.chain) } : e.verdict);
         return JSON.stringify({ key, data, verdict, comment: e.comment }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
       });
       const k = `${o.family} ${unversioned(o.set)}`;

@@ -81,7 +81,7 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     }
     // The only verdict maps are the profiles' chains; their elements jump to the profiles' chains.
     expect(sets(objs).concat(sets(objs, 'bridge')).filter((s) => s.data === 'verdict').map((s) => s.name)).toEqual(['prof_in', 'prof_out']);
-    const jumps = objs.flatMap((o) => (o.kind === 'elements' ? o.elements.flatMap((e) => (e.verdict ? [`${o.set} ${e.verdict.code} ${e.verdict.chain}`] : [])) : []));
+    const jumps = objs.flatMap((o) => (o.kind === 'elements' ? o.elements.flatMap((e) => (e.verdict ? [`${o.set} ${e.verdict.code} ${'chain' in e.verdict ? e.verdict.chain : ''}`] : [])) : []));
     expect(jumps).toEqual(['prof_in jump prof_in_1', 'prof_out jump prof_out_1']);
     // A profile's chain jumps to its groups' chains; a group's chain looks up its own sets, and those of its
     // remote groups (sg-web ssh from members of sg-web: one rule for member hosts, one for member prefixes).

@@ -57,6 +57,14 @@ export function setKey(family: 4 | 6, shape: SetShape, remote: boolean): DataTyp
   return shape === 'l4' ? ['inet_proto', 'inet_service', 'inet_service', addr] : [addr];
 }
 
+/**
+ * The packet fields of a remote group's reference set: a shape's own, and for rules of any protocol
+ * `meta l4proto` (their element is `0-255`), so that they too are an element with a counter and a rule id.
+ */
+function refFields(shape: SetShape): Operand[] {
+  return shape === 'l4' ? shapeFields(shape) : [F.meta.l4proto];
+}
+
 const ANY_PORT = '0-65535';
 
 /**
@@ -92,7 +100,7 @@ export function groupObjects(config: PortwallConfig, g: GroupPolicy): NftObject[
       if (r.remote.kind === 'group') {
         remotes.add(r.remote.groupId);
         const name = groupRefSetName(g.id, r.remote.groupId, dir, r.family, shape, g.version);
-        refs.add(name, setKey(r.family, shape, false), shape === 'l4' ? fields : ['0-255'], r.ruleId, '');
+        refs.add(name, setKey(r.family, shape, false), shape === 'l4' ? fields : ['0-255'], r.ruleId, ''); // see refFields
       } else {
         const remote = r.remote.kind === 'prefix' ? r.remote.prefix : r.family === 4 ? '0.0.0.0/0' : '::/0';
         sink.add(groupSetName(g.id, dir, r.family, shape, g.version), setKey(r.family, shape, true), [...fields, remote], r.ruleId, '');
@@ -118,8 +126,7 @@ export function groupObjects(config: PortwallConfig, g: GroupPolicy): NftObject[
             interval: true, counter: true, order: 'last', comment: clip(`${word[dir]} IPv${f} ${shape} rules of ${g.id} with remote group ${remoteId}`),
           });
           t.fill(name, elements);
-          // A rule for any protocol is kept as every protocol (`meta l4proto 0-255`): an element with a counter.
-          const fields = shape === 'l4' ? shapeFields(shape) : [F.meta.l4proto];
+          const fields = refFields(shape);
           const why = clip(`remote group ${remoteId}`);
           t.rule(chain, [inSet(remoteField(f, dir), memberSetName(remoteId, f)), inSet(fields, s), allow, ret()], why);
           t.rule(chain, [inSet(remoteField(f, dir), { name: memberNetSetName(remoteId, f), flags: ['interval'] }), inSet(fields, s), allow, ret()], why);

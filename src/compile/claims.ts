@@ -18,17 +18,31 @@ export interface ClaimItem {
   key?: string;
 }
 
-/** A unit's statement about one slot. */
-export interface Claim {
+/**
+ * A unit's statement about a slot that stands for a question several units may answer differently ("which
+ * port owns address X"): the claim with the lowest rank wins, and only the winner's items are in the sets.
+ */
+export interface SlotClaim {
   slot: string;
   /** Lower wins; ties go to the lower unit id. */
   rank: string;
   items: ClaimItem[];
 }
 
-/** The identity of an element in its set (values are canonical after validation and decoding). */
+/** A plain claim ({@link own}): the element is its own slot, identified by its set and key. */
+export interface OwnClaim extends ClaimItem {
+  key: string;
+}
+
+/** A unit's statement about one slot. */
+export type Claim = SlotClaim | OwnClaim;
+
+/**
+ * The identity of an element in its set (values are canonical after validation and decoding, and every key
+ * of one set has the same fields and types, so one field is its own identity).
+ */
 export function elementKey(e: Element): string {
-  return JSON.stringify(e.key);
+  return e.key.length === 1 ? String(e.key[0]) : e.key.join('\0');
 }
 
 /** Whether two elements of one key are the same element (data, verdict and comment included). */
@@ -37,10 +51,12 @@ export function sameElement(a: Element, b: Element): boolean {
 }
 
 /** A plain claim: the element is its own slot. */
-export function own(setId: string, element: Element): Claim {
-  const key = elementKey(element);
-  return { slot: `${setId}\0${key}`, rank: '', items: [{ setId, element, key }] };
+export function own(setId: string, element: Element): OwnClaim {
+  return { setId, element, key: elementKey(element) };
 }
+
+const isOwn = (c: Claim): c is OwnClaim => (c as SlotClaim).slot === undefined;
+const itemsOf = (c: Claim): readonly ClaimItem[] => (isOwn(c) ? [c] : c.items);
 
 /** What changed in one set since the last {@link ClaimStore.takeDelta}. */
 export interface SetDelta {
@@ -48,16 +64,43 @@ export interface SetDelta {
   removed: Element[];
 }
 
-interface Entry {
+/** One unit's hold on a slot. */
+interface Holder {
   unit: string;
   claim: Claim;
 }
 
-/** The claims of every unit and the set contents they add up to. */
+/** A slot's holders: nearly always one, so an array only when several units claim it. */
+type Holders = Holder | Holder[];
+
+/** The outer key of slot claims in {@link ClaimStore}'s slot index (no set id is empty). */
+const SLOT_CLAIMS = '';
+
+function winner(h: Holders | undefined): Holder | undefined {
+  if (h === undefined || !Array.isArray(h)) return h;
+  let best: Holder | undefined;
+  for (const e of h) {
+    if (!best) best = e;
+    else {
+      const r = rankOf(e.claim);
+      const b = rankOf(best.claim);
+      if (r < b || (r === b && e.unit < best.unit)) best = e;
+    }
+  }
+  return best;
+}
+
+const rankOf = (c: Claim): string => (isOwn(c) ? '' : c.rank);
+
+/**
+ * The claims of every unit and the set contents they add up to. Kept compact (a host's ports make 100k+
+ * claims): a plain claim is its element with set and key, its slot is found by set and key rather than by a
+ * composed string, and a slot most units do not share holds its one holder without a list.
+ */
 export class ClaimStore {
   readonly #units = new Map<string, Claim[]>();
-  readonly #slots = new Map<string, Entry[]>();
-  readonly #winners = new Map<string, Entry>();
+  /** Set id (plain claims) or {@link SLOT_CLAIMS} → key or slot → holders. */
+  readonly #slots = new Map<string, Map<string, Holders>>();
   readonly #sets = new Map<string, Map<string, Element>>();
   /** Per set and key: the element before the pending changes (null: absent). */
   #before = new Map<string, Map<string, Element | null>>();
@@ -75,28 +118,48 @@ export class ClaimStore {
 
   /** Replaces the claims of `unit` (an empty list removes the unit). */
   set(unit: string, given: readonly Claim[]): void {
-    // One claim per slot and unit (a port may state one element twice, e.g. a MAC shared by two pairs).
-    const seen = new Set<string>();
-    const claims = given.filter((c) => !seen.has(c.slot) && seen.add(c.slot));
     const old = this.#units.get(unit) ?? [];
-    if (old.length === 0 && claims.length === 0) return;
-    const touched = new Set<string>();
+    if (old.length === 0 && given.length === 0) return;
+    // Each touched slot with its winner before the change.
+    const touched = new Map<string, { slots: Map<string, Holders>; id: string; was: Holder | undefined }>();
+    const touch = (c: Claim): { slots: Map<string, Holders>; id: string } => {
+      const outer = isOwn(c) ? c.setId : SLOT_CLAIMS;
+      const id = isOwn(c) ? c.key : c.slot;
+      const at = `${outer}\0${id}`;
+      let t = touched.get(at);
+      if (!t) {
+        let slots = this.#slots.get(outer);
+        if (!slots) this.#slots.set(outer, (slots = new Map()));
+        touched.set(at, (t = { slots, id, was: winner(slots.get(id)) }));
+      }
+      return t;
+    };
     for (const c of old) {
-      touched.add(c.slot);
-      const list = this.#slots.get(c.slot)!;
-      const i = list.findIndex((e) => e.unit === unit);
-      if (i >= 0) list.splice(i, 1);
-      if (list.length === 0) this.#slots.delete(c.slot);
+      const { slots, id } = touch(c);
+      const h = slots.get(id);
+      if (!Array.isArray(h)) slots.delete(id);
+      else {
+        const rest = h.filter((e) => e.unit !== unit);
+        slots.set(id, rest.length === 1 ? rest[0]! : rest);
+      }
     }
-    for (const c of claims) {
-      touched.add(c.slot);
-      const list = this.#slots.get(c.slot);
-      if (!list) this.#slots.set(c.slot, [{ unit, claim: c }]);
-      else if (!list.some((e) => e.unit === unit)) list.push({ unit, claim: c });
+    // One claim per slot and unit (a port may state one element twice, e.g. a MAC shared by two pairs).
+    const claims: Claim[] = [];
+    for (const c of given) {
+      const { slots, id } = touch(c);
+      const h = slots.get(id);
+      const mine = { unit, claim: c };
+      if (h === undefined) slots.set(id, mine);
+      else if (Array.isArray(h)) {
+        if (h.some((e) => e.unit === unit)) continue;
+        h.push(mine);
+      } else if (h.unit === unit) continue;
+      else slots.set(id, [h, mine]);
+      claims.push(c);
     }
     if (claims.length) this.#units.set(unit, claims);
     else this.#units.delete(unit);
-    for (const slot of touched) this.#settle(slot);
+    for (const t of touched.values()) this.#settle(t.was, winner(t.slots.get(t.id)));
   }
 
   /** The claims a unit holds now. */
@@ -146,22 +209,14 @@ export class ClaimStore {
     return [...out.values()];
   }
 
-  #settle(slot: string): void {
-    const list = this.#slots.get(slot);
-    let best: Entry | undefined;
-    for (const e of list ?? []) {
-      if (!best || e.claim.rank < best.claim.rank || (e.claim.rank === best.claim.rank && e.unit < best.unit)) best = e;
-    }
-    const was = this.#winners.get(slot);
-    if (was === best || (was && best && sameItems(was.claim.items, best.claim.items))) {
-      if (best) this.#winners.set(slot, best);
-      return;
-    }
-    if (was) for (const it of was.claim.items) this.#put(it.setId, it.key ?? elementKey(it.element), null);
-    if (best) {
-      this.#winners.set(slot, best);
-      for (const it of best.claim.items) this.#put(it.setId, it.key ?? elementKey(it.element), it.element);
-    } else this.#winners.delete(slot);
+  // Puts the new winner's items in place of the old winner's.
+  #settle(was: Holder | undefined, now: Holder | undefined): void {
+    if (was === now) return;
+    const before = was && itemsOf(was.claim);
+    const after = now && itemsOf(now.claim);
+    if (before && after && sameItems(before, after)) return;
+    for (const it of before ?? []) this.#put(it.setId, it.key ?? elementKey(it.element), null);
+    for (const it of after ?? []) this.#put(it.setId, it.key ?? elementKey(it.element), it.element);
   }
 
   #put(setId: string, key: string, element: Element | null): void {

@@ -227,7 +227,7 @@ function parseAddress(kind: 'ipv4' | 'ipv6' | 'mac', v: string, bits: number): I
  * Parses one value of `type` into the interval it covers. `bits` overrides the width for integers loaded
  * narrower than their datatype (e.g. the 16-bit conntrack zone); `field` names the value in errors.
  */
-export function parseInterval(type: DataTypeName, value: Value, opts: { bits?: number; field?: string } = {}): Interval {
+export function parseInterval(type: DataTypeName, value: Value, opts: { bits?: number; field?: string } = NO_OPTIONS): Interval {
   const t = DATATYPES[type];
   const bits = opts.bits ?? t.size * 8;
   // A host repeats the same few values (devices, protocols, prefixes) across thousands of elements, and a
@@ -248,6 +248,7 @@ export function parseInterval(type: DataTypeName, value: Value, opts: { bits?: n
   return iv;
 }
 
+const NO_OPTIONS = {};
 const PARSE_CACHE_MAX = 65_536;
 const parsed = new Map<string, Interval>();
 
@@ -313,10 +314,21 @@ export function fromBytes(bytes: Uint8Array, order: ByteOrder): bigint {
   return be.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
 }
 
+const SINGLE_ONLY = 'a single value (ranges and prefixes need an interval)';
+
 function single(type: DataTypeName, value: Value, field?: string): bigint {
   const iv = parseInterval(type, value, { field });
-  if (iv.lo !== iv.hi) throw invalid(type, value, field, 'a single value (ranges and prefixes need an interval)');
+  if (iv.lo !== iv.hi) throw invalid(type, value, field, SINGLE_ONLY);
   return iv.lo;
+}
+
+// Parses key field i; the field is named only when the value is invalid (no string per field of 100k keys).
+function parseKeyField(type: DataTypeName, value: Value, i: number): Interval {
+  try {
+    return parseInterval(type, value);
+  } catch {
+    return parseInterval(type, value, { field: `key[${i}]` }); // throws again, naming the field
+  }
 }
 
 /** The register/kernel bytes of one single value (host-order types little endian). */
@@ -351,21 +363,24 @@ export function encodeKey(
     throw new PortwallError('ERR_INVALID_VALUE', message, { field: 'key' });
   }
   const concat = types.length > 1;
-  const keyLen = concat ? types.reduce((a, type) => a + padded(DATATYPES[type].size), 0) : DATATYPES[types[0]!].size;
-  const key = new Uint8Array(keyLen);
-  const keyEnd = interval ? new Uint8Array(keyLen) : undefined;
+  let keyLen = 0;
+  for (const type of types) keyLen += concat ? padded(DATATYPES[type].size) : DATATYPES[type].size;
+  // Start and end share one buffer (a full sync encodes 100k keys: one allocation each, not two).
+  const bytes = new Uint8Array(interval ? 2 * keyLen : keyLen);
+  const key = interval ? bytes.subarray(0, keyLen) : bytes;
   let off = 0;
-  types.forEach((type, i) => {
+  for (let i = 0; i < types.length; i++) {
+    const type = types[i]!;
     const t = DATATYPES[type];
-    const field = `key[${i}]`;
-    if (t.kind === 'verdict') throw invalid(type, values[i]!, field, 'a key type');
-    const iv = interval ? parseInterval(type, values[i]!, { field }) : { lo: single(type, values[i]!, field), hi: 0n };
+    if (t.kind === 'verdict') throw invalid(type, values[i]!, `key[${i}]`, 'a key type');
     const order = interval ? 'big' : t.order;
-    writeBytes(key, off, iv.lo, t.size, order);
-    if (keyEnd) writeBytes(keyEnd, off, iv.hi, t.size, order);
+    const iv = parseKeyField(type, values[i]!, i);
+    if (!interval && iv.lo !== iv.hi) throw invalid(type, values[i]!, `key[${i}]`, SINGLE_ONLY);
+    writeBytes(bytes, off, iv.lo, t.size, order);
+    if (interval) writeBytes(bytes, keyLen + off, iv.hi, t.size, order);
     off += concat ? padded(t.size) : t.size;
-  });
-  return keyEnd ? { key, keyEnd } : { key };
+  }
+  return interval ? { key, keyEnd: bytes.subarray(keyLen) } : { key };
 }
 
 /**

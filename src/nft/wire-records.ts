@@ -142,22 +142,48 @@ const KIND_NAMES = new Map<number, RawBody['kind']>(
 
 /** Writes a complete stream (magic, count, records). */
 export function writeRecords(records: RawRecord[], setIdOf: SetIdOf = () => 0): Buffer {
-  const w = new WireWriter(64 + records.length * 96);
-  w.u32(WIRE_MAGIC);
-  w.u32(records.length);
-  let rec: RawRecord;
-  const lookupSetId = (name: string): number => setIdOf(rec.family, (rec as RawRule).table ?? '', name);
-  for (rec of records) {
+  const out = new RecordWriter(records.length);
+  for (const rec of records) out.write(rec, setIdOf);
+  return out.finish();
+}
+
+/**
+ * Writes a stream record by record, so a caller can build each record, write it and let it go: a full sync's
+ * 100k elements then never exist as records all at once (docs/wire.md).
+ */
+export class RecordWriter {
+  readonly #w: WireWriter;
+  readonly #count: number;
+  #written = 0;
+
+  /** A stream of exactly `count` records. */
+  constructor(count: number) {
+    this.#count = count;
+    this.#w = new WireWriter(64 + count * 96);
+    this.#w.u32(WIRE_MAGIC);
+    this.#w.u32(count);
+  }
+
+  /** Appends one record; rule lookups name their set's batch id through `setIdOf`. */
+  write(rec: RawRecord, setIdOf: SetIdOf = () => 0): void {
+    if (this.#written === this.#count) throw new PortwallError('ERR_WIRE', `more than the ${this.#count} records announced`);
+    this.#written++;
+    const w = this.#w;
     w.u8(rec.verb);
     w.u8(KIND_CODES[rec.kind]);
     w.u8(rec.family);
-    writeMasked(w, FIELDS[rec.kind], rec as unknown as Record<string, unknown>, lookupSetId);
+    writeMasked(w, FIELDS[rec.kind], rec as unknown as Record<string, unknown>, (name) => setIdOf(rec.family, (rec as RawRule).table ?? '', name));
     if (rec.kind === 'elements') {
       w.u32(rec.elements.length);
       for (const el of rec.elements) writeElement(w, el);
     }
   }
-  return w.finish();
+
+  /** The stream; every announced record must have been written. */
+  finish(): Buffer {
+    if (this.#written !== this.#count) throw new PortwallError('ERR_WIRE', `${this.#written} of the ${this.#count} records announced`);
+    return this.#w.finish();
+  }
 }
 
 function writeMasked(
@@ -197,12 +223,14 @@ function writeMasked(
   }
 }
 
+const has = (v: unknown, bit: number): number => (v === undefined ? 0 : 1 << bit);
+
 function writeElement(w: WireWriter, el: RawElement): void {
+  // The presence mask, bit i for field i in the order written below (no array per element: a full sync
+  // writes 100k of them).
   w.u32(
-    [el.key, el.keyEnd, el.data, el.verdict, el.flags, el.userdata, el.counter, el.timeout, el.expiration].reduce<number>(
-      (m, v, i) => (v === undefined ? m : m | (1 << i)),
-      0,
-    ),
+    has(el.key, 0) | has(el.keyEnd, 1) | has(el.data, 2) | has(el.verdict, 3) | has(el.flags, 4) | has(el.userdata, 5) |
+      has(el.counter, 6) | has(el.timeout, 7) | has(el.expiration, 8),
   );
   if (el.key) w.bytes(el.key);
   if (el.keyEnd) w.bytes(el.keyEnd);

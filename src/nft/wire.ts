@@ -31,7 +31,7 @@ import {
 import { increment, mergeIntervals } from './intervals.js';
 import { buildUserdata, commentTlv, commentUserdata, setUserdata, u32Tlv, userdataComment, zoneMapTypeof } from './userdata.js';
 import { verdictOf } from './wire-exprs.js';
-import { VERB_CODES, readRecords, writeRecords } from './wire-records.js';
+import { RecordWriter, VERB_CODES, readRecords } from './wire-records.js';
 import type { RawElement, RawRecord, RawSet } from './wire-records.js';
 import type { Element, Family, NftObject, NftSet, Operation, SetFlag, Verb } from './types.js';
 
@@ -57,29 +57,35 @@ export const IDENTITY_ONLY: ReadonlySet<Verb> = new Set<Verb>(['delete', 'flush'
  * `resolveSet`; an unresolvable set is ERR_UNKNOWN_SET.
  */
 export function encodeOperations(ops: readonly Operation[], resolveSet: SetResolver = () => undefined): Buffer {
+  // Rule lookups name sets by batch id, whichever operation creates them; element operations see only the
+  // sets created before them (then those shadow listed sets of the same name).
+  const ids = new Map<string, number>();
+  for (const op of ops) if (op.object.kind === 'set' && (op.verb === 'add' || op.verb === 'create')) ids.set(setPath(op.object.family, op.object.table, op.object.name), ids.size + 1);
   const batchSets = new Map<string, { set: NftSet; id: number }>();
   const find: FindSet = (family, table, name) => {
     const inBatch = batchSets.get(setPath(family, table, name));
     const set = inBatch?.set ?? resolveSet(family, table, name);
     return set && { set, id: inBatch?.id ?? 0 };
   };
-  const records = ops.map((op, opIndex) => {
+  const batchId = (family: number, table: string, name: string): number => ids.get(setPath(FAMILIES.name(family), table, name)) ?? 0;
+  // Each record is written as soon as it is built, so the records of a large batch never all live at once.
+  const out = new RecordWriter(ops.length);
+  const memo: ElementMemo = { userdata: new Map(), data: new Map() };
+  ops.forEach((op, opIndex) => {
     const o = op.object;
     if (o.kind === 'set' && (op.verb === 'add' || op.verb === 'create')) {
       batchSets.set(setPath(o.family, o.table, o.name), { set: o, id: batchSets.size + 1 });
     }
-    return toRecord(op, opIndex, find);
+    out.write(toRecord(op, opIndex, find, memo), batchId);
   });
-  const batchId = (family: number, table: string, name: string): number =>
-    batchSets.get(setPath(FAMILIES.name(family), table, name))?.id ?? 0;
-  return writeRecords(records, batchId);
+  return out.finish();
 }
 
 type FindSet = (family: Family, table: string, name: string) => { set: NftSet; id: number } | undefined;
 
 // Records of one kind are built with the same literal shape (absent fields undefined), which keeps a
 // 50k-rule encode monomorphic. Identity-only verbs send names and handles alone.
-function toRecord(op: Operation, opIndex: number, find: FindSet): RawRecord {
+function toRecord(op: Operation, opIndex: number, find: FindSet, memo: ElementMemo): RawRecord {
   const o = op.object;
   const verb = VERB_CODES[op.verb];
   const family = FAMILIES.code(o.family);
@@ -127,7 +133,8 @@ function toRecord(op: Operation, opIndex: number, find: FindSet): RawRecord {
           opIndex,
         });
       }
-      const elements = o.elements.flatMap((el) => elementRecords(found.set, el, !full));
+      const elements: RawElement[] = [];
+      for (const el of o.elements) elementRecords(found.set, el, !full, memo, elements);
       return { verb, family, kind: 'elements', table: o.table, set: o.set, setId: found.id || undefined, elements };
     }
   }
@@ -155,8 +162,17 @@ function setAttributes(s: NftSet): Omit<RawSet, 'kind' | 'table' | 'name' | 'han
   };
 }
 
-// One typed element → one kernel element, or two for an rbtree interval (start, end = last + 1).
-function elementRecords(set: NftSet, el: Element, identityOnly: boolean): RawElement[] {
+/**
+ * Bytes many elements of one batch share — the userdata of one comment (a port names itself in each of its
+ * elements), the data of one value (a zone, a tag) — built once per batch. The writer only reads them.
+ */
+interface ElementMemo {
+  userdata: Map<string, Uint8Array>;
+  data: Map<string, Uint8Array>;
+}
+
+// One typed element → one kernel element, or two for an rbtree interval (start, end = last + 1), appended to `out`.
+function elementRecords(set: NftSet, el: Element, identityOnly: boolean, memo: ElementMemo, out: RawElement[]): void {
   const interval = set.flags?.includes('interval') ?? false;
   const { key, keyEnd } = encodeKey(set.key, el.key, interval);
   const rbtree = isRbtreeInterval(set);
@@ -167,15 +183,26 @@ function elementRecords(set: NftSet, el: Element, identityOnly: boolean): RawEle
     if (el.verdict) {
       start.verdict = { code: VERDICTS.code(el.verdict.code), chain: 'chain' in el.verdict ? el.verdict.chain : '' };
     } else if (el.data !== undefined && set.data !== undefined) {
-      start.data = encodeValue(set.data, el.data);
+      const dataKey = `${set.data}|${typeof el.data}|${el.data}`;
+      let data = memo.data.get(dataKey);
+      if (!data) memo.data.set(dataKey, (data = encodeValue(set.data, el.data)));
+      start.data = data;
     }
-    const tlvs = [];
-    if (el.comment !== undefined) tlvs.push(commentTlv(UDATA.SET_ELEM_COMMENT, el.comment));
-    if (rbtree && !end) tlvs.push(u32Tlv(UDATA.SET_ELEM_FLAGS, UDATA.SET_ELEM_F_INTERVAL_OPEN));
-    if (tlvs.length > 0) start.userdata = buildUserdata(tlvs);
+    const open = rbtree && !end;
+    if (el.comment !== undefined && !open) {
+      let userdata = memo.userdata.get(el.comment);
+      if (!userdata) memo.userdata.set(el.comment, (userdata = buildUserdata([commentTlv(UDATA.SET_ELEM_COMMENT, el.comment)])));
+      start.userdata = userdata;
+    } else if (el.comment !== undefined || open) {
+      const tlvs = [];
+      if (el.comment !== undefined) tlvs.push(commentTlv(UDATA.SET_ELEM_COMMENT, el.comment));
+      if (open) tlvs.push(u32Tlv(UDATA.SET_ELEM_FLAGS, UDATA.SET_ELEM_F_INTERVAL_OPEN));
+      start.userdata = buildUserdata(tlvs);
+    }
     if (el.timeout !== undefined) start.timeout = BigInt(el.timeout);
   }
-  return end ? [start, { key: end, flags: NFT_SET_ELEM_INTERVAL_END }] : [start];
+  out.push(start);
+  if (end) out.push({ key: end, flags: NFT_SET_ELEM_INTERVAL_END });
 }
 
 /**

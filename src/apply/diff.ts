@@ -35,7 +35,8 @@ interface Indexed {
   tables: Map<Key, NftObject & { kind: 'table' }>;
   chains: Map<Key, Chain>;
   sets: Map<Key, NftSet>;
-  elements: Map<Key, Map<string, Element>>;
+  /** Per set, its element lists as given (keyed only where a diff needs it: {@link keyed}). */
+  elements: Map<Key, Element[][]>;
   rules: Map<Key, Rule[]>;
 }
 
@@ -54,9 +55,9 @@ function index(objects: readonly NftObject[]): Indexed {
         break;
       case 'elements': {
         const key = k3(o.family, o.table, o.set);
-        let m = ix.elements.get(key);
-        if (!m) ix.elements.set(key, (m = new Map()));
-        for (const e of o.elements) m.set(elementKey(e), e);
+        const lists = ix.elements.get(key);
+        if (lists) lists.push(o.elements);
+        else ix.elements.set(key, [o.elements]);
         break;
       }
       case 'rule': {
@@ -69,6 +70,21 @@ function index(objects: readonly NftObject[]): Indexed {
     }
   }
   return ix;
+}
+
+/** A set's elements by {@link elementKey} (one element per key: the last listed). */
+function keyed(lists: readonly Element[][] | undefined): Map<string, Element> {
+  const m = new Map<string, Element>();
+  for (const list of lists ?? []) for (const e of list) m.set(elementKey(e), e);
+  return m;
+}
+
+// All of a set's elements. One list (what the engine, the compiler and a listing give: one element per key)
+// is taken as it is, so a full sync keys none of its 100k elements; several lists are merged by key.
+function allElements(lists: readonly Element[][] | undefined): Element[] {
+  if (!lists || lists.length === 0) return [];
+  if (lists.length === 1) return lists[0]!;
+  return [...keyed(lists).values()];
 }
 
 /** The canonical identity of an element in its set (values are canonical after validation and decoding). */
@@ -135,7 +151,7 @@ export function diff(desired: readonly NftObject[], current: readonly NftObject[
   const droppedTables = [...have.tables.keys()].filter((t) => !want.tables.has(t));
   for (const t of droppedTables) ops.push({ verb: 'delete', object: have.tables.get(t)! });
   const dropped = (key: Key): boolean => droppedTables.includes(tableOf(key));
-  for (const [key, set] of have.sets) if (dropped(key)) removed.push({ set, elements: [...(have.elements.get(key)?.values() ?? [])] });
+  for (const [key, set] of have.sets) if (dropped(key)) removed.push({ set, elements: allElements(have.elements.get(key)) });
   for (const [t, table] of want.tables) if (!have.tables.has(t)) ops.push({ verb: 'add', object: table });
 
   const live = <T>(m: Map<Key, T>): [Key, T][] => [...m].filter(([key]) => !dropped(key));
@@ -163,12 +179,13 @@ export function diff(desired: readonly NftObject[], current: readonly NftObject[
   // Element deletions in sets that stay.
   const adds: Operation[] = [];
   for (const [key, s] of live(have.sets)) {
-    const old = have.elements.get(key) ?? new Map<string, Element>();
     if (setsGone.has(key)) {
-      if (old.size) removed.push({ set: s, elements: [...old.values()] });
+      const old = allElements(have.elements.get(key));
+      if (old.length) removed.push({ set: s, elements: old });
       continue;
     }
-    const next = want.elements.get(key) ?? new Map<string, Element>();
+    const old = keyed(have.elements.get(key));
+    const next = keyed(want.elements.get(key));
     const gone = [...old].filter(([ek, e]) => { const w = next.get(ek); return !w || !sameElement(w, e); }).map(([, e]) => e);
     const fresh = [...next].filter(([ek, e]) => { const o = old.get(ek); return !o || !sameElement(o, e); }).map(([, e]) => e);
     if (gone.length) {
@@ -183,12 +200,12 @@ export function diff(desired: readonly NftObject[], current: readonly NftObject[
   for (const key of setsGone) ops.push({ verb: 'delete', object: have.sets.get(key)! });
   for (const key of chainsGone) ops.push({ verb: 'delete', object: have.chains.get(key)! });
 
-  const chainsNew = [...want.chains].filter(([key]) => !have.chains.has(key) || chainsGone.has(key) || dropped(key));
-  for (const [, c] of chainsNew) ops.push({ verb: 'add', object: c });
+  const chainsNew = new Set([...want.chains.keys()].filter((key) => !have.chains.has(key) || chainsGone.has(key) || dropped(key)));
+  for (const key of chainsNew) ops.push({ verb: 'add', object: want.chains.get(key)! });
   for (const [key, s] of want.sets) {
     if (have.sets.has(key) && !setsGone.has(key) && !dropped(key)) continue;
     ops.push({ verb: 'add', object: s });
-    const elements = [...(want.elements.get(key)?.values() ?? [])];
+    const elements = allElements(want.elements.get(key));
     if (elements.length) {
       adds.push({ verb: 'add', object: { kind: 'elements', family: s.family, table: s.table, set: s.name, elements } });
       elementsAdded += elements.length;
@@ -197,7 +214,7 @@ export function diff(desired: readonly NftObject[], current: readonly NftObject[
   ops.push(...adds);
   // Rules last: every set and chain they reference exists by now.
   for (const [key] of want.chains) {
-    const refill = flush.has(key) || chainsNew.some(([k]) => k === key) || ((have.rules.get(key)?.length ?? 0) === 0 && !dropped(key));
+    const refill = flush.has(key) || chainsNew.has(key) || ((have.rules.get(key)?.length ?? 0) === 0 && !dropped(key));
     if (!refill) continue;
     for (const r of want.rules.get(key) ?? []) ops.push({ verb: 'add', object: r });
   }

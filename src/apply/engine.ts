@@ -89,8 +89,8 @@ export class Engine implements StateIndex {
   readonly #store = new ClaimStore();
   /** Ports with prefixes wider than a host, and those ranges (the prefix unit's inputs). */
   readonly #wide = new Map<string, AddrRange[]>();
-  /** Host address (`family|lo`) → the ports owning it, for conntrack cleanup. */
-  readonly #hosts = new Map<string, Set<string>>();
+  /** Host address (`family|lo`) → the port owning it (nearly always one), or the ports, for conntrack cleanup. */
+  readonly #hosts = new Map<string, string | Set<string>>();
   /** Uniqueness indexes of the model: `device:…`, `mac:<net> <mac>`, `ip:<net> <prefix>` → port id. */
   readonly #unique = new Map<string, string>();
   readonly #ruleGroup = new Map<string, string>();
@@ -181,7 +181,8 @@ export class Engine implements StateIndex {
 
   /** Current ports owning a host address (any zone). */
   hostOwners(family: 4 | 6, lo: bigint): PortPolicy[] {
-    return [...(this.#hosts.get(`${family}|${lo}`) ?? [])].map((id) => this.#policies.get(id)!);
+    const owners = this.#hosts.get(`${family}|${lo}`) ?? [];
+    return (typeof owners === 'string' ? [owners] : [...owners]).map((id) => this.#policies.get(id)!);
   }
 
   /** Current non-host prefixes with their port. */
@@ -523,10 +524,13 @@ export class Engine implements StateIndex {
     for (const h of portHosts(p)) {
       const r = prefixRange(h);
       const k = `${r.family}|${r.lo}`;
-      let s = this.#hosts.get(k);
-      if (!s) this.#hosts.set(k, (s = new Set()));
-      if (add) s.add(p.portId);
-      else if (s.delete(p.portId) && s.size === 0) this.#hosts.delete(k);
+      const s = this.#hosts.get(k);
+      if (add) {
+        if (s === undefined) this.#hosts.set(k, p.portId);
+        else if (typeof s === 'string') this.#hosts.set(k, new Set([s, p.portId]));
+        else s.add(p.portId);
+      } else if (s === p.portId) this.#hosts.delete(k);
+      else if (typeof s !== 'string' && s?.delete(p.portId) && s.size === 1) this.#hosts.set(k, [...s][0]!);
     }
     const nets = portNets(p);
     if (add && nets.length) this.#wide.set(p.portId, nets.map(prefixRange));

@@ -20,8 +20,19 @@ import { ElementSink, clip, keyKind, portAddresses, portKey } from './layout-por
 import { BRIDGE, GUARD_SETS, INET, memberNetSetName, memberSetName, zoneSetName } from './names.js';
 
 const FAMILIES = [4, 6] as const;
-const inet = (set: string): string => `inet:${set}`;
-const bridge = (set: string): string => `bridge:${set}`;
+// Set ids, one string each however many claims name them (a host's ports make 100k+ claims).
+const setIds = new Map<string, string>();
+const setId = (family: 'inet' | 'bridge', set: string): string => {
+  const k = family === 'inet' ? set : `\0${set}`;
+  let id = setIds.get(k);
+  if (id === undefined) {
+    if (setIds.size >= 65_536) setIds.clear();
+    setIds.set(k, (id = `${family}:${set}`));
+  }
+  return id;
+};
+const inet = (set: string): string => setId('inet', set);
+const bridge = (set: string): string => setId('bridge', set);
 
 /** Whether a canonical prefix is one host (/32, /128). */
 export function isHost(prefix: string): boolean {

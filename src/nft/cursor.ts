@@ -67,6 +67,18 @@ export class WireWriter {
     this.#buf.set(b, at);
   }
 
+  /** Writes a u32 to fill in later with {@link patchU32} (a count not known yet); returns its position. */
+  placeholderU32(): number {
+    const at = this.#pos;
+    this.u32(0);
+    return at;
+  }
+
+  /** Overwrites the u32 at `at` (from {@link placeholderU32}). */
+  patchU32(at: number, v: number): void {
+    this.#buf.writeUInt32LE(v >>> 0, at);
+  }
+
   /** The bytes written so far (a view, not a copy). */
   finish(): Buffer {
     return this.#buf.subarray(0, this.#pos);

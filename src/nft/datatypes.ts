@@ -249,7 +249,7 @@ export function parseInterval(type: DataTypeName, value: Value, opts: { bits?: n
 }
 
 const NO_OPTIONS = {};
-const PARSE_CACHE_MAX = 65_536;
+const PARSE_CACHE_MAX = 8_192;
 const parsed = new Map<string, Interval>();
 
 /** The canonical value of an interval (see the module comment for the normal forms). */

@@ -107,6 +107,14 @@ export interface RawElements {
   elements: RawElement[];
 }
 
+/**
+ * An elements record to write whose elements are produced while it is written (each can go as soon as its
+ * bytes are out; the count is filled in afterwards).
+ */
+export interface StreamedElements extends Omit<RawElements, 'elements'> {
+  elements: Iterable<RawElement>;
+}
+
 /** Any record body. */
 export type RawBody = RawTable | RawChain | RawRule | RawSet | RawElements;
 
@@ -165,7 +173,7 @@ export class RecordWriter {
   }
 
   /** Appends one record; rule lookups name their set's batch id through `setIdOf`. */
-  write(rec: RawRecord, setIdOf: SetIdOf = () => 0): void {
+  write(rec: RawRecord | (StreamedElements & { verb: number; family: number }), setIdOf: SetIdOf = () => 0): void {
     if (this.#written === this.#count) throw new PortwallError('ERR_WIRE', `more than the ${this.#count} records announced`);
     this.#written++;
     const w = this.#w;
@@ -174,8 +182,13 @@ export class RecordWriter {
     w.u8(rec.family);
     writeMasked(w, FIELDS[rec.kind], rec as unknown as Record<string, unknown>, (name) => setIdOf(rec.family, (rec as RawRule).table ?? '', name));
     if (rec.kind === 'elements') {
-      w.u32(rec.elements.length);
-      for (const el of rec.elements) writeElement(w, el);
+      const count = w.placeholderU32();
+      let n = 0;
+      for (const el of rec.elements) {
+        writeElement(w, el);
+        n++;
+      }
+      w.patchU32(count, n);
     }
   }
 

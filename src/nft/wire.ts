@@ -32,7 +32,7 @@ import { increment, mergeIntervals } from './intervals.js';
 import { buildUserdata, commentTlv, commentUserdata, setUserdata, u32Tlv, userdataComment, zoneMapTypeof } from './userdata.js';
 import { verdictOf } from './wire-exprs.js';
 import { RecordWriter, VERB_CODES, readRecords } from './wire-records.js';
-import type { RawElement, RawRecord, RawSet } from './wire-records.js';
+import type { RawElement, RawRecord, RawSet, StreamedElements } from './wire-records.js';
 import type { Element, Family, NftObject, NftSet, Operation, SetFlag, Verb } from './types.js';
 
 /** Finds the definition of a set that the batch itself does not define (from a listing or earlier commits). */
@@ -85,7 +85,7 @@ type FindSet = (family: Family, table: string, name: string) => { set: NftSet; i
 
 // Records of one kind are built with the same literal shape (absent fields undefined), which keeps a
 // 50k-rule encode monomorphic. Identity-only verbs send names and handles alone.
-function toRecord(op: Operation, opIndex: number, find: FindSet, memo: ElementMemo): RawRecord {
+function toRecord(op: Operation, opIndex: number, find: FindSet, memo: ElementMemo): RawRecord | OutElements {
   const o = op.object;
   const verb = VERB_CODES[op.verb];
   const family = FAMILIES.code(o.family);
@@ -133,8 +133,7 @@ function toRecord(op: Operation, opIndex: number, find: FindSet, memo: ElementMe
           opIndex,
         });
       }
-      const elements: RawElement[] = [];
-      for (const el of o.elements) elementRecords(found.set, el, !full, memo, elements);
+      const elements = elementStream(found.set, o.elements, !full, memo);
       return { verb, family, kind: 'elements', table: o.table, set: o.set, setId: found.id || undefined, elements };
     }
   }
@@ -169,6 +168,19 @@ function setAttributes(s: NftSet): Omit<RawSet, 'kind' | 'table' | 'name' | 'han
 interface ElementMemo {
   userdata: Map<string, Uint8Array>;
   data: Map<string, Uint8Array>;
+}
+
+type OutElements = StreamedElements & { verb: number; family: number };
+
+// The kernel elements of a list, made one by one as the writer takes them (a full sync's 100k elements never
+// exist as records all at once).
+function* elementStream(set: NftSet, elements: readonly Element[], identityOnly: boolean, memo: ElementMemo): Generator<RawElement> {
+  const out: RawElement[] = [];
+  for (const el of elements) {
+    elementRecords(set, el, identityOnly, memo, out);
+    for (let i = 0; i < out.length; i++) yield out[i]!;
+    out.length = 0;
+  }
 }
 
 // One typed element → one kernel element, or two for an rbtree interval (start, end = last + 1), appended to `out`.

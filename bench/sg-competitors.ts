@@ -215,16 +215,18 @@ export function ipsetDelta(before: string, after: string): string {
 
 /**
  * The process's memory after a full sync, measured in a child process (`sg-rss.js`) that does nothing
- * else — this process's own heap holds every earlier case's garbage. RSS now and the peak (maxRSS).
+ * else — this process's own heap holds every earlier case's garbage. RSS now and the peak (maxRSS). With
+ * `changes`, the child then re-applies the same state and makes that many one-port adds and removes; the
+ * sample is the highest RSS after any phase, the timings go to the row's info.
  */
-export async function rssCase(cleanup: Cleanup, w: Workload, progress: Progress, kase = 'rss-after-full-sync'): Promise<Row> {
+export async function rssCase(cleanup: Cleanup, w: Workload, progress: Progress, kase = 'rss-after-full-sync', changes = 0): Promise<Row> {
   const size = w.opts.ports;
   const row = newRow('memory', kase, size, 'portwall apply', 'MB', { rulesPerPort: Math.round(w.rulesPerPort * 10) / 10 });
   const ns = cleanup.netns(`sg-rss${size}`);
   try {
     progress.update(`memory @${size}: full sync in a child process (${row.info!.rulesPerPort} rules per port)`);
     const script = fileURLToPath(new URL('./sg-rss.js', import.meta.url));
-    const args = [script, '--netns', ns.name, '--ports', String(size), '--extra-rules', String(w.opts.extraRules), '--mode', w.opts.mode, '--seed', String(w.opts.seed)];
+    const args = [script, '--netns', ns.name, '--ports', String(size), '--extra-rules', String(w.opts.extraRules), '--changes', String(changes), '--mode', w.opts.mode, '--seed', String(w.opts.seed)];
     const child = cleanup.proc(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     let out = '';
     let err = '';
@@ -235,9 +237,10 @@ export async function rssCase(cleanup: Cleanup, w: Workload, progress: Progress,
     clearTimeout(timer);
     const line = out.split('\n').find((l) => l.startsWith('{'));
     if (code !== 0 || !line) throw new Error(`sg-rss exited ${code}: ${err.trim().split('\n').pop() ?? ''}`);
-    const m = JSON.parse(line) as { rssMB: number; maxRssMB: number; heapUsedMB: number; applyMs: number };
-    row.samples.push(m.rssMB);
-    row.info = { ...row.info, maxRssMB: m.maxRssMB, heapUsedMB: m.heapUsedMB, applyMs: m.applyMs };
+    const m = JSON.parse(line) as { rssMB: number; maxRssMB: number; heapUsedMB: number; applyMs: number; reapplyRssMB?: number; heldRssMB?: number };
+    const { rssMB, ...info } = m;
+    row.samples.push(Math.max(rssMB, m.reapplyRssMB ?? 0, m.heldRssMB ?? 0));
+    row.info = { ...row.info, ...(changes > 0 ? { syncRssMB: rssMB, changes } : {}), ...info };
   } catch (e) {
     row.status = errorText(e);
   } finally {

@@ -47,7 +47,7 @@ import { datapathCases } from './sg-datapath.js';
 import { agentFullSyncCase, agentRssCase } from './sg-agent.js';
 import { fullSyncCases, rssCase } from './sg-competitors.js';
 import { Cleanup, Progress, type Row, errorText } from './sg-harness.js';
-import { WIDE_RSS_CASE, consoleTable, judge, machineFacts, type Report, writeReport } from './sg-report.js';
+import { WIDE_CHANGES, WIDE_RSS_CASE, consoleTable, judge, machineFacts, type Report, writeReport } from './sg-report.js';
 import { memberBulkCases } from './sg-members.js';
 import { startCases } from './sg-start.js';
 import { memberCases, updateCases } from './sg-updates.js';
@@ -226,7 +226,7 @@ async function main({ args, sizes, enabled, outDir }: Settings): Promise<void> {
       // ~20 rules per port from the usual groups, the rest from a per-tenant group every port carries.
       const w = wl(args.widePorts, { extraRules: args.wideRules - 20 });
       facts(`memory: ports ${args.widePorts} × ${args.wideRules} rules`, w);
-      log([await rssCase(cleanup, w, progress, WIDE_RSS_CASE)]);
+      log([await rssCase(cleanup, w, progress, WIDE_RSS_CASE, WIDE_CHANGES)]);
     });
     for (const n of sizes) await section('start', n, async () => log(await startCases(cleanup, wl(n), { reps: args.startReps, budgetMs, progress })));
     await section('datapath', 0, async () => log(await datapathCases(cleanup, args.dpSizes.map((n) => wl(n)), {

@@ -276,7 +276,7 @@ function memberSets(input: SkeletonInput, t: TableBuilder): void {
     for (const f of FAMILIES) {
       if (!fams.has(f)) continue;
       t.set(memberSetName(g, f), [addrType(f)], { order: 'last', comment: clip(`member addresses of ${g}`) });
-      t.set(memberNetSetName(g, f), [addrType(f)], { order: 'last', interval: true, comment: clip(`member prefixes of ${g}`) });
+      t.set(memberNetSetName(g, f), [addrType(f)], { order: 'rare', interval: true, comment: clip(`member prefixes of ${g}`) });
     }
   }
 }
@@ -345,7 +345,8 @@ function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut
     t.rule(cross, [inSet(F.meta.iifname, dev), set(F.ct.zone, n.zone)], why);
     for (const f of FAMILIES) {
       for (const what of [f === 4 ? 'ip4' : 'ip6', f === 4 ? 'net4' : 'net6'] as const) {
-        const s = t.set(zoneSetName(n.id, what), [addrType(f)], { order: 'last', interval: what.startsWith('net'), comment: about });
+        const net = what.startsWith('net');
+        const s = t.set(zoneSetName(n.id, what), [addrType(f)], { order: net ? 'rare' : 'last', interval: net, comment: about });
         t.rule(cross, [inSet(daddrOf(f), s), set(F.ct.zone, n.zone)], why);
       }
     }

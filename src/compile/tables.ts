@@ -15,7 +15,8 @@ export interface SetOptions {
   comment?: string;
   /**
    * Where the set goes among the table's sets (default `'middle'`): `'first'` for sets every port change
-   * touches, `'last'` for per-network and per-group sets. The kernel finds the set of an element operation by
+   * touches, `'last'` for per-network and per-group sets, `'rare'` after those for the per-network and
+   * per-group sets of address-pair prefixes (few ports have any). The kernel finds the set of an element operation by
    * walking the table's sets in creation order, so at thousands of sets the order is most of a one-port commit
    * (docs/dataplane.md, "Set order").
    */
@@ -23,8 +24,8 @@ export interface SetOptions {
 }
 
 /** A set's place among its table's sets; see {@link SetOptions.order}. */
-export type SetOrder = 'first' | 'middle' | 'last';
-const ORDER_RANK: Record<SetOrder, number> = { first: 0, middle: 1, last: 2 };
+export type SetOrder = 'first' | 'middle' | 'last' | 'rare';
+const ORDER_RANK: Record<SetOrder, number> = { first: 0, middle: 1, last: 2, rare: 3 };
 
 /** Collects one table's chains, sets, elements and rules; {@link TableBuilder.objects} returns them. */
 export class TableBuilder {

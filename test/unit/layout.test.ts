@@ -65,6 +65,12 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     expect(profileSets.every((i) => i >= 0)).toBe(true);
     expect(Math.max(...perPort)).toBeLessThan(Math.min(...profileSets));
     expect(Math.max(...profileSets)).toBeLessThan(Math.min(...perNetworkOrGroup));
+    // Prefix sets (address-pair prefixes: few ports touch them) after the per-network sets of host addresses.
+    const hostSets = names.flatMap((n, i) => (/^(zdev|zip4|zip6|m4|m6)_/.test(n) ? [i] : []));
+    const prefixSets = names.flatMap((n, i) => (/^(znet4|znet6|n4|n6)_/.test(n) ? [i] : []));
+    expect(hostSets.length).toBeGreaterThan(0);
+    expect(prefixSets.length).toBeGreaterThan(0);
+    expect(Math.max(...hostSets)).toBeLessThan(Math.min(...prefixSets));
   });
 
   test('the skeleton: base chains, port chains ending in the profile\'s chain; jumps only to profile chains', () => {

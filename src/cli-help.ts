@@ -246,7 +246,8 @@ and times, sections:
             floor), nft -f, Neutron-style ipset + iptables-restore (legacy and nft back ends), the agent's
             PUT /v1/state; and the iptables one-port change (an ipset delta and a full-table restore)
   memory    the RSS of a process after a full sync, of an agent process after its start, and of a process
-            after a full sync of --wide-ports ports × --wide-rules rules
+            holding --wide-ports ports × --wide-rules rules (full sync, re-apply, 50 one-port changes: the
+            highest RSS, and the one-port add p50)
   start     adopt-on-start: a fresh handle and a fresh agent taking over a kernel that holds the state
   datapath  new TCP connections per second and one bulk stream's Mbit/s through one port, alone (size 1)
             and among --dp-sizes ports: portwall, the conntrack floor, legacy iptables

@@ -97,6 +97,7 @@ export function mayShrink(old: PortPolicy | undefined, now: PortPolicy | undefin
   if (!now.filtered) return false;
   if (!old.filtered || old.zone !== now.zone || old.mode !== now.mode || old.stateful !== now.stateful || old.mac !== now.mac) return true;
   const missing = <T>(a: readonly T[], b: readonly T[], key: (x: T) => string) => {
+    if (a === b) return false; // a rule change keeps the port's other lists (1000 ports of a group each time)
     const have = new Set(b.map(key));
     return a.some((x) => !have.has(key(x)));
   };

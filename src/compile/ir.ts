@@ -121,8 +121,14 @@ export function profileKey(groupIds: readonly string[]): string {
 
 /** What a compiled rule matches, without its id: two rules with one key admit the same packets. */
 export function ruleMatchKey(r: CompiledRule): string {
-  return JSON.stringify([r.direction, r.family, r.protocol, r.ports, r.icmp, r.remote]);
+  let k = MATCH_KEYS.get(r);
+  if (k === undefined) MATCH_KEYS.set(r, (k = JSON.stringify([r.direction, r.family, r.protocol, r.ports, r.icmp, r.remote])));
+  return k;
 }
+
+// Compiled rules are shared by every rule list with their group (compiled once per group), and are never
+// changed after compiling: their keys are computed once.
+const MATCH_KEYS = new WeakMap<CompiledRule, string>();
 
 // Rule lists are shared by every port (and profile) with the same groups: their keys are computed once per list.
 const RULE_KEYS = new WeakMap<readonly CompiledRule[], Set<string>>();

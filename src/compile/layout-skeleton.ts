@@ -67,9 +67,21 @@ export function memberFamilies(remote: SkeletonInput['remote']): Map<string, Set
 
 /** A string that changes exactly when the skeleton would. */
 export function skeletonSignature(input: SkeletonInput): string {
-  const nets = [...input.networks].sort((a, b) => a.zone - b.zone).map((n) => [n.id, n.zone, n.mode, n.bridge ?? null, n.logDrops ?? 0, n.logAccepts ?? 0, n.l2Guards ?? null, n.flavor ?? null]);
   const remote = [...memberFamilies(input.remote)].map(([g, f]) => [g, [...f].sort()]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
-  return JSON.stringify([input.config, nets, remote, input.nat ?? null, !!input.floating]);
+  return `${networksSignature(input.config, input.networks)}${JSON.stringify([remote, input.nat ?? null, !!input.floating])}`;
+}
+
+// The configuration's and networks' part of the signature, remembered for the last list of (immutable,
+// validated) network objects per configuration: a group change asks for the signature at every commit, and
+// at hundreds of networks this part was most of that (docs/dataplane.md, "Incremental updates").
+const lastNetworks = new WeakMap<PortwallConfig, { networks: readonly Network[]; text: string }>();
+function networksSignature(config: PortwallConfig, networks: readonly Network[]): string {
+  const last = lastNetworks.get(config);
+  if (last && last.networks.length === networks.length && last.networks.every((n, i) => n === networks[i])) return last.text;
+  const nets = [...networks].sort((a, b) => a.zone - b.zone).map((n) => [n.id, n.zone, n.mode, n.bridge ?? null, n.logDrops ?? 0, n.logAccepts ?? 0, n.l2Guards ?? null, n.flavor ?? null]);
+  const text = JSON.stringify([config, nets]);
+  lastNetworks.set(config, { networks: [...networks], text });
+  return text;
 }
 
 /** The skeleton objects of both tables (the bridge table only when a network is bridged). */

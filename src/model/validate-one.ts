@@ -88,8 +88,10 @@ export function validateGroup(raw: unknown, index: StateIndex, config: PortwallC
         problems.add(`${elementPath(at, 'security_group_rules', k, rules[k])}.id`, `duplicate rule id ${show(r.id)}, also in security group ${show(other)}`);
       }
     });
-    // A port's groups are all stateful or all stateless: changing a group's kind must keep that true.
-    for (const portId of index.portsIn(group.id)) {
+    // A port's groups are all stateful or all stateless: changing a group's kind must keep that true (a group
+    // that keeps its kind keeps it true; its ports are not walked — a group of 1000 ports changes often).
+    const kindKept = model.groups.get(group.id)?.stateful === group.stateful;
+    for (const portId of kindKept ? [] : index.portsIn(group.id)) {
       const port = model.ports.get(portId);
       const mixed = port?.groupIds.find((g) => g !== group.id && model.groups.get(g)?.stateful !== group.stateful);
       if (mixed !== undefined) {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
+import { IN_PLACE_MAX_LOST, IN_PLACE_MAX_SET } from '../../src/apply/engine.js';
 import { Portwall, type ApplyResult } from '../../src/apply/portwall.js';
 import { binding, type NftBinding } from '../../src/native.js';
 import type { StateInput } from '../../src/model/schema.js';
@@ -91,7 +92,7 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
     });
     afterAll(() => ns?.destroy());
 
-    test('one port added, changed or removed sends hash-set elements only; a group rule added or removed deletes no element from an interval set; no listing', async () => {
+    test('one port added, changed or removed sends hash-set elements only; a group rule removed deletes from an interval set only in place in a small group set, else takes a new version; no listing', async () => {
       const groups = [webGroup(), busyGroup('sg-busy', 20, 'sg-web')];
       const ports = Array.from({ length: 2000 }, (_, i) => port(i, ['sg-web', 'sg-busy']));
       const base = state(mode, groups, ports);
@@ -117,43 +118,59 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
       const nft = openNft({ netns: ns.name });
       await nft.list({ table: 'portwall' });
       const newcomer = port(2500, ['sg-web', 'sg-busy']);
-      // The group every port has: a rule added (elements in place), then its first rule taken away (a new
-      // version of its sets: adds, a chain refilled, the old sets deleted whole).
+      // The group every port has: a rule added (elements in place), then its first rule taken away (its small
+      // set loses one element in place). A group with a set too big for that (more than IN_PLACE_MAX_SET
+      // elements) takes a new version of its sets when it loses a rule: adds, a chain refilled, the old sets
+      // deleted whole.
       const web = webGroup();
       const https = { id: 'sg-web-8443', direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', port_range_min: 8443, port_range_max: 8443 };
       const webMore = { ...web, security_group_rules: [...web.security_group_rules!, https] };
       const webLess = { ...web, security_group_rules: [...web.security_group_rules!.slice(1), https] };
-      const steps: [string, () => Promise<ApplyResult>, boolean][] = [
-        ['add a port', () => pw.upsertPort(newcomer), true],
-        ['add a fixed IP', () => pw.upsertPort({ ...newcomer, fixed_ips: [...newcomer.fixed_ips!, { ip_address: '2001:db8:2::1' }] }), true],
-        ['change its groups', () => pw.upsertPort({ ...newcomer, security_groups: ['sg-busy', 'sg-web'] }), true],
-        ['remove it', () => pw.removePort(newcomer.id), true],
-        ['add a rule to the group of 2000 ports', () => pw.upsertGroup(webMore), true],
-        ['remove a rule from it', () => pw.upsertGroup(webLess), false],
+      const wide = (n: number) => ({ id: 'sg-wide', stateful: true, security_group_rules: Array.from({ length: n }, (_, i) => (
+        { id: `sg-wide-r${i}`, direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', port_range_min: 1000 + i, port_range_max: 1000 + i })) });
+      type Kind = 'hash elements' | 'in place' | 'new version';
+      const steps: [string, () => Promise<ApplyResult>, Kind][] = [
+        ['add a port', () => pw.upsertPort(newcomer), 'hash elements'],
+        ['add a fixed IP', () => pw.upsertPort({ ...newcomer, fixed_ips: [...newcomer.fixed_ips!, { ip_address: '2001:db8:2::1' }] }), 'hash elements'],
+        ['change its groups', () => pw.upsertPort({ ...newcomer, security_groups: ['sg-busy', 'sg-web'] }), 'hash elements'],
+        ['remove it', () => pw.removePort(newcomer.id), 'hash elements'],
+        ['add a rule to the group of 2000 ports', () => pw.upsertGroup(webMore), 'hash elements'],
+        ['remove a rule from it', () => pw.upsertGroup(webLess), 'in place'],
+        ['add a group of many rules', () => pw.upsertGroup(wide(IN_PLACE_MAX_SET + 2)), 'new version'],
+        ['remove a rule from it', () => pw.upsertGroup(wide(IN_PLACE_MAX_SET + 1)), 'new version'],
       ];
-      for (const [what, step, elementsOnly] of steps) {
+      for (const [what, step, kind] of steps) {
         const before = { batches: batches.length, lists };
         const r = await step();
         expect(r.changed).toBe(true);
         expect(lists, `${what}: no listing`).toBe(before.lists);
         expect(batches.length - before.batches).toBe(1);
         const ops = decodeOperations(batches.at(-1)!, (f, t, n) => nft.knownSet(f, t, n));
-        // Elements only, none with a verdict (or, for a rule taken away, its group's own sets and chains only);
-        // element deletes never from an interval set (pipapo or rbtree).
-        if (elementsOnly) expect(ops.every((op) => op.object.kind === 'elements' && op.object.elements.every((e) => !e.verdict))).toBe(true);
-        else expect(ops.every((op) => JSON.stringify(op.object, (_k, v: unknown) => (typeof v === 'bigint' ? 0 : v)).includes('sg_web'))).toBe(true);
+        // Elements only, none with a verdict (or its group's own sets and chains only). Element deletes from an
+        // interval set (pipapo or rbtree) only in place: at most IN_PLACE_MAX_LOST, from a group's own set of at
+        // most IN_PLACE_MAX_SET elements.
+        const own = (op: (typeof ops)[number]) => /sg_(web|wide)/.test(JSON.stringify(op.object, (_k, v: unknown) => (typeof v === 'bigint' ? 0 : v)));
+        if (kind === 'new version') expect(ops.every(own), what).toBe(true);
+        else expect(ops.every((op) => op.object.kind === 'elements' && op.object.elements.every((e) => !e.verdict)), what).toBe(true);
+        if (kind === 'in place') expect(ops.every(own), what).toBe(true);
+        let intervalDeletes = 0;
         for (const op of ops) {
           if (op.verb !== 'delete' || op.object.kind !== 'elements') continue;
           const set = nft.knownSet('inet', op.object.table, op.object.set) ?? nft.knownSet('bridge', op.object.table, op.object.set);
-          expect((set?.flags ?? []).includes('interval'), `${what}: delete from ${op.object.set}`).toBe(false);
+          if (!(set?.flags ?? []).includes('interval')) continue;
+          intervalDeletes += op.object.elements.length;
+          expect(kind, `${what}: delete from ${op.object.set}`).toBe('in place');
+          expect(op.object.set, what).toMatch(/sg_web/); // the web group's own set, of 2 elements
         }
+        if (kind === 'in place') expect(intervalDeletes, what).toBeGreaterThan(0);
+        expect(intervalDeletes, what).toBeLessThanOrEqual(IN_PLACE_MAX_LOST);
         const n = ops.reduce((a, op) => a + (op.object.kind === 'elements' ? op.object.elements.length : 0), 0);
         console.log(`[${mode}] ${what}: ${r.operations} element operations (${n} elements), commit ${ms(r.timings.commit)}, ` +
           `compile ${ms(r.timings.compile)}, diff ${ms(r.timings.diff)}, cleanup ${ms(r.timings.cleanup)}`);
       }
       // Same groups, same profile: nothing was left to collect, and the kernel equals a fresh layout of the state.
       expect(pw.unusedProfiles).toBe(0);
-      expect((await Portwall.open({ netns: ns.name, conntrack: null }).plan({ ...base, security_groups: [webLess, groups[1]!] })).operations).toEqual([]);
+      expect((await Portwall.open({ netns: ns.name, conntrack: null }).plan({ ...base, security_groups: [webLess, groups[1]!, wide(IN_PLACE_MAX_SET + 1)] })).operations).toEqual([]);
       await pw.close();
     });
   });

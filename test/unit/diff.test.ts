@@ -11,6 +11,7 @@ import { FakeNft } from '../../src/nft/fake.js';
 import { F, accept, eq, rule } from '../../src/nft/match.js';
 import type { NftBinding } from '../../src/native.js';
 import { groupChainName, groupSetName } from '../../src/compile/names.js';
+import { IN_PLACE_MAX_LOST, IN_PLACE_MAX_SET } from '../../src/apply/engine.js';
 import { busyGroup, elementOnly, network, port, state, webGroup, type Mode } from '../helpers/states.js';
 
 function open(fake = new FakeNft()) {
@@ -71,29 +72,60 @@ describe.each<Mode>(['routed', 'bridged'])('apply on the fake, %s', (mode) => {
     expect((await pw.plan(base)).operations).toEqual([]);
   });
 
-  test('a changed rule changes its group\'s sets only (a new version: sets added, chain refilled, old sets deleted whole)', async () => {
+  test('a changed rule changes its group\'s sets only: its element replaced in place in a small set', async () => {
     const { pw } = open();
     await pw.apply(base);
     const g = webGroup();
     g.security_group_rules![0] = { ...g.security_group_rules![0]!, port_range_min: 8080, port_range_max: 8080 };
     const p = await pw.plan({ ...base, security_groups: [g, groups[1]!] });
-    // No element is deleted from a set that stays; nothing outside sg-web's chains and sets changes.
-    expect(p.operations.some((op) => op.verb === 'delete' && op.object.kind === 'elements')).toBe(false);
-    const touched = new Set(p.operations.map((op) => ('chain' in op.object ? op.object.chain : 'set' in op.object ? op.object.set : op.object.name)));
-    for (const name of touched) expect(String(name)).toMatch(/sg_web/);
-    expect(p.summary).toContain(`flush chain inet portwall ${groupChainName('sg-web', 'in')}`);
-    expect(p.summary).toContain(`delete set inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 0)}`);
-    expect(p.summary).toContain(`add element inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 1)} (2)`);
+    // One element out, one in, in the same (2-element) set: no set or chain changes, nothing outside sg-web.
+    expect(p.summary.split('\n').sort()).toEqual([
+      `add element inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 0)} (1)`,
+      `delete element inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 0)} (1)`,
+    ]);
   });
 
-  test('a whole-state apply that also adds a network (a rebuild in memory) gives a group that lost a rule a new version', async () => {
+  test(`a group set of more than ${IN_PLACE_MAX_SET} elements, or more than ${IN_PLACE_MAX_LOST} elements lost, takes a new version (sets added, chain refilled, old sets deleted whole)`, async () => {
+    const many = (id: string, n: number, from = 0): NonNullable<typeof base.security_groups>[number] => ({
+      id, stateful: true,
+      security_group_rules: Array.from({ length: n }, (_, i) => ({
+        id: `${id}-r${i}`, direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', port_range_min: 1000 + from + i, port_range_max: 1000 + from + i,
+      })),
+    });
+    for (const [what, before, after] of [
+      ['a big set loses one element', many('sg-web', IN_PLACE_MAX_SET + 1), many('sg-web', IN_PLACE_MAX_SET)],
+      ['a small set loses more than the limit', many('sg-web', 10), many('sg-web', 10, IN_PLACE_MAX_LOST + 1)],
+    ] as const) {
+      const { pw } = open();
+      await pw.apply({ ...base, security_groups: [before, groups[1]!] });
+      const p = await pw.plan({ ...base, security_groups: [after, groups[1]!] });
+      // No element is deleted from a set that stays; nothing outside sg-web's chains and sets changes.
+      expect(p.operations.some((op) => op.verb === 'delete' && op.object.kind === 'elements'), what).toBe(false);
+      const touched = new Set(p.operations.map((op) => ('chain' in op.object ? op.object.chain : 'set' in op.object ? op.object.set : op.object.name)));
+      for (const name of touched) expect(String(name), what).toMatch(/sg_web/);
+      expect(p.summary, what).toContain(`flush chain inet portwall ${groupChainName('sg-web', 'in')}`);
+      expect(p.summary, what).toContain(`delete set inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 0)}`);
+      expect(p.summary, what).toContain(`add element inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 1)} (${after.security_group_rules!.length})`);
+    }
+  });
+
+  test('a whole-state apply that also adds a network (a rebuild in memory) decides a group\'s version the same way', async () => {
     const { pw } = open();
     await pw.apply(base);
+    // One rule changed: in place.
     const g = webGroup();
     g.security_group_rules![0] = { ...g.security_group_rules![0]!, port_range_min: 8080, port_range_max: 8080 };
-    const r = await pw.apply({ ...base, networks: [...base.networks!, network('routed', 'net-x', 77)], security_groups: [g, groups[1]!] });
-    expect(r.plan).toContain(`delete set inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 0)}`);
-    expect(r.plan).not.toMatch(/delete element inet portwall [io][46][ta]/);
+    const withNet = (n: number, sg: typeof g) => ({ ...base, networks: [...base.networks!, network('routed', `net-x${n}`, 70 + n)], security_groups: [sg, groups[1]!] });
+    const r = await pw.apply(withNet(1, g));
+    expect(r.plan).toContain(`delete element inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 0)} (1)`);
+    expect(r.plan).not.toContain('delete set');
+    // More rules than the limit replaced at once: a new version, no element deleted.
+    const ports = (from: number) => ({ ...g, security_group_rules: [...g.security_group_rules!, ...Array.from({ length: IN_PLACE_MAX_LOST + 1 }, (_, i) => (
+      { id: `sg-web-p${from + i}`, direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', port_range_min: from + i, port_range_max: from + i }))] });
+    await pw.apply(withNet(2, ports(6000)));
+    const r2 = await pw.apply(withNet(3, ports(7000)));
+    expect(r2.plan).toContain(`delete set inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 0)}`);
+    expect(r2.plan).not.toMatch(/delete element inet portwall [io][46][ta]/);
   });
 
   test('a rule added to a group only adds its elements', async () => {

@@ -119,7 +119,16 @@ function exprText(exprs: Expr[]): string {
 }
 
 function sameRules(a: readonly Rule[], b: readonly Rule[]): boolean {
-  return a.length === b.length && a.every((r, i) => r.comment === b[i]!.comment && exprText(r.exprs) === exprText(b[i]!.exprs));
+  return a.length === b.length && a.every((r, i) => r === b[i] || (r.comment === b[i]!.comment && ruleText(r) === ruleText(b[i]!)));
+}
+
+// The text of a rule's expressions, once per rule object: the engine diffs a group's chains as last committed
+// against the new ones at every change of the group, and the committed side's objects stay the same.
+const RULE_TEXT = new WeakMap<Rule, string>();
+function ruleText(r: Rule): string {
+  let t = RULE_TEXT.get(r);
+  if (t === undefined) RULE_TEXT.set(r, (t = exprText(r.exprs)));
+  return t;
 }
 
 /** Sets a rule list looks up, and chains it jumps to. */

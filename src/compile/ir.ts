@@ -136,15 +136,25 @@ const RULE_KEYS = new WeakMap<readonly CompiledRule[], Set<string>>();
 /** Whether `next` lacks a rule of `prev` (by what the rule matches, not its id): a rule list that shrank. */
 export function lostRules(prev: readonly CompiledRule[], next: readonly CompiledRule[]): boolean {
   if (prev === next) return false;
-  const keys = (rules: readonly CompiledRule[]): Set<string> => {
-    let k = RULE_KEYS.get(rules);
-    if (!k) RULE_KEYS.set(rules, (k = new Set(rules.map(ruleMatchKey))));
-    return k;
-  };
-  const have = keys(next);
-  for (const k of keys(prev)) if (!have.has(k)) return true;
-  return false;
+  let answers = LOST.get(prev);
+  if (!answers) LOST.set(prev, (answers = new WeakMap()));
+  let lost = answers.get(next);
+  if (lost === undefined) {
+    const keys = (rules: readonly CompiledRule[]): Set<string> => {
+      let k = RULE_KEYS.get(rules);
+      if (!k) RULE_KEYS.set(rules, (k = new Set(rules.map(ruleMatchKey))));
+      return k;
+    };
+    const have = keys(next);
+    lost = false;
+    for (const k of keys(prev)) if (!have.has(k)) lost = true;
+    answers.set(next, lost);
+  }
+  return lost;
 }
+
+// The answer per pair of (shared, never changed) lists: a group change asks it for each of its 1000 ports.
+const LOST = new WeakMap<readonly CompiledRule[], WeakMap<readonly CompiledRule[], boolean>>();
 
 /**
  * The groups behind hand-made policies (tests, renderers fed without a model): each group's rules as the

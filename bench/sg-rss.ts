@@ -53,8 +53,9 @@ if (changes > 0) {
   };
   // Untimed rounds first (ports the timed loop does not use), as the one-port cases of the updates section do.
   for (let r = 990; r < 1000; r++) {
-    await pw.upsertPort(like(r));
-    await pw.removePort(like(r).id);
+    const port = like(r);
+    await pw.upsertPort(port);
+    await pw.removePort(port.id);
   }
   const adds: number[] = [];
   const removes: number[] = [];

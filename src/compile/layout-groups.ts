@@ -3,10 +3,10 @@
  * - a **group** is one chain per direction (`gi_…`, `go_…`) whose rules look up the group's own small sets —
  *   per (family, shape) `FIELDS . REMOTE_ADDR`, and per remote group and shape the rules' fields behind the
  *   remote group's member sets (keys: {@link SetShape}). A match writes {@link allowedMark} into the mark and
- *   returns. Its sets carry a version in their name: a change that only adds elements adds them in place; any
- *   other change builds the next version (new sets, the chain refilled, the old sets deleted whole), so no
- *   element is ever deleted from a concatenated interval set — those deletes cost milliseconds each in the
- *   kernel;
+ *   returns. Its sets carry a version in their name: a change that only adds elements adds them in place, one
+ *   that deletes a few from small sets deletes them in place; any other change builds the next version (new
+ *   sets, the chain refilled, the old sets deleted whole), since deletes from a concatenated interval set cost
+ *   milliseconds each in the kernel (the engine decides: src/apply/engine.ts, `needsVersion`);
  * - a **rule profile** (the combination of groups a port has) is one chain per direction that jumps to its
  *   groups' chains and returns as soon as one allowed the packet, reached from the port chains through the
  *   `prof_in`/`prof_out` verdict maps. A port joining a profile is one hash element; a rule change touches

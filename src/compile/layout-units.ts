@@ -20,14 +20,14 @@ import { ElementSink, clip, keyKind, portAddresses, portKey } from './layout-por
 import { BRIDGE, GUARD_SETS, INET, memberNetSetName, memberSetName, zoneSetName } from './names.js';
 
 const FAMILIES = [4, 6] as const;
-// Set ids, one string each however many claims name them (a host's ports make 100k+ claims).
-const setIds = new Map<string, string>();
+// Set ids, one string each however many claims name them (a host's ports make 100k+ claims), per family.
+const SET_IDS = { inet: new Map<string, string>(), bridge: new Map<string, string>() };
 const setId = (family: 'inet' | 'bridge', set: string): string => {
-  const k = family === 'inet' ? set : `\0${set}`;
-  let id = setIds.get(k);
+  const ids = SET_IDS[family];
+  let id = ids.get(set);
   if (id === undefined) {
-    if (setIds.size >= 65_536) setIds.clear();
-    setIds.set(k, (id = `${family}:${set}`));
+    if (ids.size >= 65_536) ids.clear();
+    ids.set(set, (id = `${family}:${set}`));
   }
   return id;
 };

@@ -160,9 +160,9 @@ export function groupChainName(groupId: string, dir: 'in' | 'out'): string {
 }
 
 /**
- * One of a group's rule sets, per (direction, family, shape) and version: `i4t0_<slug>_<hash>`. A rule taken
- * from the group gives it a new version (new sets, the chain refilled, the old sets deleted whole), never
- * element deletes from a concatenated interval set.
+ * One of a group's rule sets, per (direction, family, shape) and version: `i4t0_<slug>_<hash>`. Rules taken
+ * from the group beyond a few elements of small sets give it a new version (new sets, the chain refilled, the
+ * old sets deleted whole) rather than element deletes from a concatenated interval set.
  */
 export function groupSetName(groupId: string, dir: 'in' | 'out', family: 4 | 6, shape: SetShape, version: number): string {
   return derivedName(`${DIR_LETTER[dir]}${family}${SHAPE_LETTER[shape]}${version.toString(36)}`, groupId);

@@ -22,6 +22,10 @@ interface Held<B, S> {
   readonly native: B;
   readonly socket: Promise<S>;
   tail: Promise<unknown>;
+  /** The socket once opened (for {@link HeldSocketQueue.runNow}). */
+  open?: S;
+  /** Calls queued and not yet settled. */
+  queued: number;
 }
 
 /**
@@ -67,12 +71,25 @@ export class HeldSocketQueue<B, S extends ClosableSocket> {
     }
     const h = held;
     const call = h.tail.then(async () => fn(h.native, await h.socket));
-    h.tail = call.catch(() => undefined);
+    h.queued++;
+    const settled = () => void h.queued--;
+    h.tail = call.then(settled, settled);
     return call;
   }
 
+  /**
+   * Runs `fn` at once, on the caller's stack, when the socket is open and no call is queued on it (so order
+   * is kept); else returns undefined without calling it, and the caller queues with {@link HeldSocketQueue.run}.
+   */
+  runNow<T>(fn: (native: B, socket: S) => T): T | undefined {
+    const h = this.#held;
+    if (!h?.open || h.queued > 0) return undefined;
+    return fn(h.native, h.open);
+  }
+
   #open(native: B, open: (netns: string | null) => Promise<S>): Held<B, S> {
-    const held: Held<B, S> = { native, socket: open(this.netns), tail: Promise.resolve() };
+    const held: Held<B, S> = { native, socket: open(this.netns), tail: Promise.resolve(), queued: 0 };
+    held.socket.then((s) => { held.open = s; }, () => undefined);
     // A failed open is reported to the calls waiting for it; the next call tries again.
     held.socket.catch(() => {
       if (this.#held === held) this.#held = undefined;

@@ -92,6 +92,12 @@ export interface NftBinding {
    * 'ERESTART', opIndex -1 (the batch envelope), and nothing is applied. See {@link CommitResult.genid}.
    */
   nftCommit(target: NftTarget, batch: Buffer, genid?: number): Promise<CommitResult>;
+  /**
+   * nftCommit on the calling (JS) thread, for small batches (docs/netlink.md, "Small batches"): sends nothing
+   * and returns undefined unless `target` is a held socket that is free at once; throws what nftCommit rejects
+   * with. Optional: a binding without it is committed through nftCommit.
+   */
+  nftCommitSync?(target: NftTarget, batch: Buffer, genid?: number): CommitResult | undefined;
   /** The netlink bytes of a batch (BEGIN … END), for replay by nftSendEncoded. */
   nftEncode(batch: Buffer): Promise<Buffer>;
   /** Sends already encoded netlink bytes as one batch; errors carry the message index as opIndex. */
@@ -299,7 +305,7 @@ export interface NftTraceBinding {
 }
 
 /** Everything the addon exports. */
-export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpen'>> & NftEventsBinding & NflogBinding & NftTraceBinding & IpsetBinding & ConntrackBinding &
+export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpen' | 'nftCommitSync'>> & NftEventsBinding & NflogBinding & NftTraceBinding & IpsetBinding & ConntrackBinding &
   Required<Pick<ConntrackBinding, 'conntrackSocketOpen' | 'conntrackCount'>>;
 
 let injected: NativeBinding | undefined;

@@ -101,6 +101,32 @@ Napi::Value NftCommit(const Napi::CallbackInfo& info) {
       [](Napi::Env env, CommitBaton& b) { return commit_value(env, b.result); });
 }
 
+// nftCommitSync(socket, batch, genid?): the commit on the JS thread, for small batches whose kernel work is
+// shorter than a pool thread's round trip (docs/netlink.md, "Small batches"). Returns undefined, sending
+// nothing, when the target is not a held socket or that socket is not free at once (busy, closed, to be
+// reopened); the caller then uses nftCommit. Errors are thrown as nftCommit rejects them.
+Napi::Value NftCommitSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  NftTarget target = nft_target(info[0]);
+  if (!info[1].IsBuffer()) throw Napi::TypeError::New(env, "batch must be a Buffer");
+  auto batch = info[1].As<Napi::Buffer<uint8_t>>();
+  const uint32_t genid = genid_arg(info[2]);
+  if (!target.held) return env.Undefined();
+  nft::CommitResult result{};
+  try {
+    nft::EncodedBatch enc = nft::encode(batch.Data(), batch.Length(), genid);
+    const bool ran = target.held->try_use([&](nft::NftSocket& s) {
+      result = nft::send_batch(s, enc.bytes.data(), enc.bytes.size(), &enc.record_of_message);
+    });
+    if (!ran) return env.Undefined();
+  } catch (const Error& e) {
+    throw to_js_error(env, e);
+  } catch (const std::exception& e) {
+    throw to_js_error(env, Error(ErrorKind::kSystem, 0, e.what()));
+  }
+  return commit_value(env, result);
+}
+
 Napi::Value NftEncode(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<CommitBaton>();
   b->input = buffer_arg(info[0], "batch");
@@ -176,6 +202,7 @@ void RegisterNft(Napi::Env env, Napi::Object exports) {
   env.GetInstanceData<AddonData>()->nft_socket = Napi::Persistent(HeldSocketHandle<nft::NftSocket>::Define(env, "NftSocket"));
   exports.Set("nftSocketOpen", Napi::Function::New(env, NftSocketOpen, "nftSocketOpen"));
   exports.Set("nftCommit", Napi::Function::New(env, NftCommit, "nftCommit"));
+  exports.Set("nftCommitSync", Napi::Function::New(env, NftCommitSync, "nftCommitSync"));
   exports.Set("nftEncode", Napi::Function::New(env, NftEncode, "nftEncode"));
   exports.Set("nftSendEncoded", Napi::Function::New(env, NftSendEncoded, "nftSendEncoded"));
   exports.Set("nftList", Napi::Function::New(env, NftList, "nftList"));

@@ -43,8 +43,45 @@ class HeldSocket {
       if (closed_) throw Error(ErrorKind::kSystem, EBADF, closed_message_);
       sock = std::move(sock_);
     }
-    // Hands the socket back when the call ends, unless it failed or close() came meanwhile: then it is
-    // dropped here, on this (pool) thread, which also pays the kernel's release work.
+    run(sock, io);
+  }
+
+  // Runs `io` on the calling thread only when nothing but the kernel's answer can make it wait: the socket
+  // is open and no other call holds it. Otherwise — closed, to be reopened after a failure (that takes a
+  // setns), or busy — returns false without calling `io`, and the caller takes the pool-thread path. Errors
+  // are as for use(); a socket that failed is closed on the calling thread.
+  bool try_use(const std::function<void(Socket&)>& io) {
+    std::unique_lock<std::mutex> serial(io_, std::try_to_lock);
+    if (!serial.owns_lock()) return false;
+    std::unique_ptr<Socket> sock;
+    {
+      std::lock_guard<std::mutex> lock(state_);
+      if (closed_ || !sock_) return false;
+      sock = std::move(sock_);
+    }
+    run(sock, io);
+    return true;
+  }
+
+  // Closes the socket now when no call is using it, else as soon as that call ends; later calls throw.
+  // Idempotent. Never waits for a call in progress.
+  void close() {
+    std::unique_ptr<Socket> idle;
+    {
+      std::lock_guard<std::mutex> lock(state_);
+      closed_ = true;
+      idle = std::move(sock_);
+    }
+    // `idle` closes here, outside the lock; when a call holds the socket, GiveBack drops it instead.
+  }
+
+  const std::string& netns() const { return netns_; }
+
+ private:
+  // Runs `io` on `sock` (taken out of sock_; null: open a fresh one) and hands it back when the call ends,
+  // unless it failed or close() came meanwhile: then it is dropped here, on the calling thread, which also
+  // pays the kernel's release work.
+  void run(std::unique_ptr<Socket>& sock, const std::function<void(Socket&)>& io) {
     struct GiveBack {
       HeldSocket& self;
       std::unique_ptr<Socket>& sock;
@@ -65,21 +102,6 @@ class HeldSocket {
     }
   }
 
-  // Closes the socket now when no call is using it, else as soon as that call ends; later calls throw.
-  // Idempotent. Never waits for a call in progress.
-  void close() {
-    std::unique_ptr<Socket> idle;
-    {
-      std::lock_guard<std::mutex> lock(state_);
-      closed_ = true;
-      idle = std::move(sock_);
-    }
-    // `idle` closes here, outside the lock; when a call holds the socket, GiveBack drops it instead.
-  }
-
-  const std::string& netns() const { return netns_; }
-
- private:
   const std::string netns_;
   const std::string closed_message_;
   std::mutex io_;     // held for the whole of a call: one request/reply exchange at a time

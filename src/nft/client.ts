@@ -87,6 +87,10 @@ export class Nft {
         send: (batch, genid) =>
           this.#call((native, target) =>
             genid === undefined ? native.nftCommit(target, batch) : native.nftCommit(target, batch, genid)),
+        sendNow: (batch, genid) => {
+          if (!this.persistent) return undefined;
+          return this.#held.runNow((native, socket) => native.nftCommitSync?.(socket, batch, genid));
+        },
         committed: (ops) => this.#learn(ops),
       },
     });

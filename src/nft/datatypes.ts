@@ -232,8 +232,8 @@ export function parseInterval(type: DataTypeName, value: Value, opts: { bits?: n
   const bits = opts.bits ?? t.size * 8;
   // A host repeats the same few values (devices, protocols, prefixes) across thousands of elements, and a
   // value is parsed once when validated and again when encoded: remember recent parses.
-  const cacheKey = `${type}|${bits}|${typeof value}|${value}`;
-  const hit = parsed.get(cacheKey);
+  const cache = parseCache(type, bits);
+  const hit = cache.get(value);
   if (hit) return hit;
   let iv: Interval | undefined;
   if (t.kind === 'integer' || t.kind === 'bitmask') iv = parseIntegerish(type, value, bits);
@@ -243,14 +243,27 @@ export function parseInterval(type: DataTypeName, value: Value, opts: { bits?: n
   }
   if (iv === undefined || t.kind === 'verdict') throw invalid(type, value, opts.field);
   if (iv.lo > iv.hi) throw invalid(type, value, opts.field, 'a range with its start at or below its end');
-  if (parsed.size >= PARSE_CACHE_MAX) parsed.clear();
-  parsed.set(cacheKey, Object.freeze(iv));
+  if (parsedCount >= PARSE_CACHE_MAX) {
+    parsedCount = 0;
+    parsed.clear();
+  }
+  parsedCount++;
+  cache.set(value, Object.freeze(iv));
   return iv;
 }
 
 const NO_OPTIONS = {};
 const PARSE_CACHE_MAX = 8_192;
-const parsed = new Map<string, Interval>();
+// Recent parses per type and width, keyed by the value itself (a Map keeps 80 and '80' apart).
+const parsed = new Map<string, Map<Value, Interval>>();
+let parsedCount = 0;
+
+function parseCache(type: DataTypeName, bits: number): Map<Value, Interval> {
+  const key = bits === DATATYPES[type].size * 8 ? type : `${type}|${bits}`;
+  let cache = parsed.get(key);
+  if (!cache) parsed.set(key, (cache = new Map()));
+  return cache;
+}
 
 /** The canonical value of an interval (see the module comment for the normal forms). */
 export function formatInterval(type: DataTypeName, iv: Interval, bits = DATATYPES[type].size * 8): Value {
@@ -303,10 +316,17 @@ function writeBytes(out: Uint8Array, off: number, n: bigint, len: number, order:
     for (let i = len - 1; i >= 0; i--, v = Math.floor(v / 256)) out[off + (order === 'host' ? len - 1 - i : i)] = v % 256;
     return;
   }
-  const be = Buffer.from(n.toString(16).padStart(len * 2, '0'), 'hex');
-  if (order === 'host') be.reverse();
-  out.set(be, off);
+  // Longer values (IPv6 addresses): 64 bits at a time, most significant first, then whatever is left.
+  let i = 0;
+  for (; i + 8 <= len; i += 8) {
+    SCRATCH.setBigUint64(0, BigInt.asUintN(64, n >> BigInt((len - i - 8) * 8)));
+    for (let j = 0; j < 8; j++) out[off + (order === 'host' ? len - 1 - i - j : i + j)] = SCRATCH_BYTES[j]!;
+  }
+  for (let k = len - 1, rest = n; k >= i; k--, rest >>= 8n) out[off + (order === 'host' ? len - 1 - k : k)] = Number(rest & 0xffn);
 }
+
+const SCRATCH_BYTES = new Uint8Array(8);
+const SCRATCH = new DataView(SCRATCH_BYTES.buffer);
 
 /** Bytes in the given byte order as an integer. */
 export function fromBytes(bytes: Uint8Array, order: ByteOrder): bigint {

@@ -23,6 +23,11 @@ export interface TransactionSink {
    * is conditional on (the binding's nftCommit `genid`); it is undefined for an unconditional commit.
    */
   send(batch: Buffer, genid?: number): Promise<CommitResult>;
+  /**
+   * Commits `batch` at once on the caller's thread when it can (a held socket free right now), else returns
+   * undefined and the batch goes through {@link TransactionSink.send}. Asked only for small batches.
+   */
+  sendNow?(batch: Buffer, genid?: number): CommitResult | undefined;
   /** Called after a successful commit, to learn the sets it created or removed. */
   committed(ops: readonly Operation[]): void;
 }
@@ -43,6 +48,9 @@ export interface CommitOptions {
    */
   genid?: number;
 }
+
+/** The most elements a batch committed on the JS thread may carry (see Transaction's `#small`). */
+export const SMALL_BATCH_ELEMENTS = 64;
 
 type ObjectOf<V extends Verb> = V extends 'insert' | 'replace' ? Rule : NftObject;
 
@@ -166,7 +174,8 @@ export class Transaction {
     const batch = this.encode();
     let result: CommitResult;
     try {
-      result = genid === undefined ? await sink.send(batch) : await sink.send(batch, genid);
+      const now = this.#small() ? sink.sendNow?.(batch, genid) : undefined;
+      result = now ?? (genid === undefined ? await sink.send(batch) : await sink.send(batch, genid));
     } catch (err) {
       throw fromNative(err, sink.netns, this.#ops, { genid });
     }
@@ -191,6 +200,25 @@ export class Transaction {
         err instanceof PortwallError ? err : new PortwallError('ERR_INVALID_OBJECT', `${verb} ${kind}: ${err}`, details);
     }
     return this;
+  }
+
+  /**
+   * Whether the kernel's share of this batch is shorter than a pool thread's round trip, so that it may be
+   * committed on the JS thread (docs/netlink.md, "Small batches"): element operations only (no rule, chain or
+   * set: those can make the kernel validate the whole ruleset), at most {@link SMALL_BATCH_ELEMENTS}
+   * elements, and no delete from a concatenated interval set (a pipapo delete can take milliseconds).
+   */
+  #small(): boolean {
+    let elements = 0;
+    for (const { verb, object: o } of this.#ops) {
+      if (o.kind !== 'elements') return false;
+      elements += o.elements.length;
+      if (elements > SMALL_BATCH_ELEMENTS) return false;
+      if (verb === 'add' || verb === 'create') continue;
+      const set = this.#knownSet(o.family, o.table, o.set);
+      if (!set || (set.key.length > 1 && set.flags?.includes('interval'))) return false;
+    }
+    return true;
   }
 
   // Sets added or removed earlier in this transaction shadow what the client knows.

@@ -11,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { PortwallError } from '../../src/errors.js';
 import { binding } from '../../src/native.js';
-import type { NativeNftSocket } from '../../src/native.js';
+import type { NativeNftSocket, NftBinding } from '../../src/native.js';
 import { Nft, openNft } from '../../src/nft/client.js';
+import { SMALL_BATCH_ELEMENTS } from '../../src/nft/transaction.js';
 import type { Elements, NftSet, Table } from '../../src/nft/types.js';
 import { writeRecords } from '../../src/nft/wire-records.js';
 import { comparable } from '../helpers/compare.js';
@@ -191,6 +192,79 @@ describe.skipIf(!isRoot)('a persistent netlink socket', () => {
     } finally {
       await nft.close();
     }
+  });
+
+  test('small element batches commit on the JS thread over the held socket; anything else, and a busy socket, through the pool', async () => {
+    const native = binding();
+    const calls: string[] = [];
+    // The real binding, with its two commit paths recorded ("sync" only when it committed, not when it declined).
+    const spy: NftBinding = {
+      ...native,
+      nftSocketOpen: (n) => native.nftSocketOpen(n),
+      nftCommit: (t, b, g) => (calls.push('pool'), native.nftCommit(t, b, g)),
+      nftCommitSync: (t, b, g) => {
+        let r;
+        try {
+          r = native.nftCommitSync(t, b, g);
+        } catch (e) {
+          calls.push('sync');
+          throw e;
+        }
+        calls.push(r ? 'sync' : 'declined');
+        return r;
+      },
+    };
+    const nft = new Nft({ netns: ns.name, persistent: true, binding: spy });
+    const pipapo: NftSet = { kind: 'set', family, table: 'quick', name: 'pairs', key: ['ipv4_addr', 'inet_service'], flags: ['interval'] };
+    const pair = (a: string) => ({ kind: 'elements' as const, family, table: 'quick', set: 'pairs', elements: [{ key: [a, 80] }] });
+    try {
+      const first = await nft.transaction().add(table('quick', OWNER)).add(hashSet('quick')).add(pipapo).commit();
+      expect(calls).toEqual(['pool']); // tables and sets: the pool
+
+      calls.length = 0;
+      const add = await nft.transaction().add(elements('quick', ['192.0.2.1', '192.0.2.2'])).add(pair('192.0.2.1')).commit({ genid: first.genid });
+      const del = await nft.transaction().delete(elements('quick', ['192.0.2.1'])).commit({ genid: add.genid });
+      expect(calls).toEqual(['sync', 'sync']);
+      expect([add.genid, del.genid]).toEqual([first.genid + 1, first.genid + 2]);
+      const text = ns.nftText();
+      expect(text).toMatch(/elements = \{ 192\.0\.2\.2 \}/);
+      expect(text).toMatch(/192\.0\.2\.1 \. 80/);
+
+      // A stale generation is refused on the JS thread just as through the pool: nothing applied.
+      calls.length = 0;
+      const err = await nft.transaction().add(elements('quick', ['192.0.2.9'])).commit({ genid: first.genid }).then(() => undefined, (e: unknown) => e);
+      expect(err).toMatchObject({ code: 'ERR_CONFLICT', errnoName: 'ERESTART', opIndex: -1 });
+      expect(calls).toEqual(['sync']); // refused by the kernel, so nothing was "declined"
+      expect(ns.nftText()).not.toContain('192.0.2.9');
+
+      // Through the pool: a delete from a concatenated interval set, more than 64 elements, a rule-free set
+      // definition; and a commit made while another call is queued on the socket (order is kept).
+      calls.length = 0;
+      await nft.transaction().delete(pair('192.0.2.1')).commit();
+      const many = Array.from({ length: SMALL_BATCH_ELEMENTS + 1 }, (_, i) => `198.51.100.${i + 1}`);
+      await nft.transaction().add(elements('quick', many)).commit();
+      await nft.transaction().add({ ...hashSet('quick'), name: 'more' }).commit();
+      expect(calls).toEqual(['pool', 'pool', 'pool']);
+      calls.length = 0;
+      const listing = nft.list({ family, table: 'quick' });
+      const queued = nft.transaction().add(elements('quick', ['203.0.113.1'])).commit();
+      const [l, q] = await Promise.all([listing, queued]);
+      expect(calls).toEqual(['pool']);
+      expect(q.genid).toBe(l.genid + 1);
+      expect(ns.nftText()).toContain('203.0.113.1');
+      expect(netfilterSockets(ns)).toHaveLength(1); // the owned table's one socket throughout
+    } finally {
+      await nft.close();
+    }
+
+    // The binding itself declines what is not a free held socket: a namespace name, a closed socket.
+    const batch = writeRecords([{ verb: 1, family: 1, kind: 'table', name: 'never' }]);
+    expect(native.nftCommitSync(ns.name, batch)).toBeUndefined();
+    const sock = await native.nftSocketOpen(ns.name);
+    sock.close();
+    expect(native.nftCommitSync(sock, batch)).toBeUndefined();
+    expect(() => native.nftCommitSync(ns.name, batch, 0)).toThrow(/genid/);
+    expect(ns.nftText()).not.toContain('never');
   });
 
   test('a socket JS lets go of is closed by the collector, after the call still using it', async () => {

@@ -41,21 +41,29 @@ void must(int rc, const char* what) {
 // Netlink messages appended to one contiguous buffer, which becomes the single sendmsg of the commit.
 class BatchBuilder {
  public:
-  // A netlink batch is ~3× its wire form; sizing for that up front avoids most regrowth.
-  explicit BatchBuilder(size_t wire_len) { buf_.reserve_more(3 * wire_len + (64u << 10)); }
+  // A netlink batch is ~3× its wire form; sizing for that up front avoids most regrowth (each message
+  // reserves its own bound as well, so small batches start small: new room is zeroed).
+  explicit BatchBuilder(size_t wire_len) { buf_.reserve_more(3 * wire_len + 4096); }
 
   // Starts a message with `room` writable bytes; the header stays valid until the next start().
   nlmsghdr* start(uint16_t type, uint8_t family, uint16_t flags, size_t room, int record) {
     buf_.reserve_more(room);
     record_of_.push_back(record);
-    return nftnl_nlmsg_build_hdr(at(), type, family, flags | NLM_F_ACK, seq_++);
+    last_ = buf_.size();
+    return nftnl_nlmsg_build_hdr(at(), type, family, flags, seq_++);
   }
   void finish(const nlmsghdr* nlh) { buf_.commit(NLMSG_ALIGN(nlh->nlmsg_len)); }
 
-  // BEGIN/END carry no NLM_F_ACK: kernels before 6.10 never acknowledge them, later ones only when asked.
+  // Only the last message before END asks for an acknowledgement (NLM_F_ACK): the kernel reports every
+  // refused message whether asked or not, and sends the asked-for ACKs after the whole batch is decided, so
+  // that one ACK says the batch is done (docs/wire.md, "Acknowledgements"). BEGIN/END carry none: kernels
+  // before 6.10 never acknowledge them, later ones only when asked.
   // A non-zero genid goes into BEGIN as NFNL_BATCH_GENID (u32, network order): the kernel then refuses the
   // whole batch with ERESTART unless the ruleset is still at that generation.
   void envelope(bool begin, uint32_t genid = 0) {
+    if (!begin && last_ != kNone) {
+      reinterpret_cast<nlmsghdr*>(buf_.tail() - (buf_.size() - last_))->nlmsg_flags |= NLM_F_ACK;
+    }
     buf_.reserve_more(256);
     record_of_.push_back(-1);
     nlmsghdr* nlh = begin ? nftnl_batch_begin(at(), seq_++) : nftnl_batch_end(at(), seq_++);
@@ -71,7 +79,10 @@ class BatchBuilder {
  private:
   char* at() { return reinterpret_cast<char*>(buf_.tail()); }
 
+  static constexpr size_t kNone = SIZE_MAX;
+
   ByteBuffer buf_;
+  size_t last_ = kNone;  // where the last message so far starts
   uint32_t seq_ = kFirstSeq;
   uint32_t auto_set_id_ = 0x80000000u;
   std::vector<int32_t> record_of_;

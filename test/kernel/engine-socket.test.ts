@@ -236,6 +236,13 @@ describe.skipIf(!isRoot)('a persistent netlink socket', () => {
       expect(err).toMatchObject({ code: 'ERR_CONFLICT', errnoName: 'ERESTART', opIndex: -1 });
       expect(calls).toEqual(['sync']); // refused by the kernel, so nothing was "declined"
       expect(ns.nftText()).not.toContain('192.0.2.9');
+      // A refusal in the middle names its operation (only the last message asks for an ACK; errors come anyway).
+      calls.length = 0;
+      const mid = await nft.transaction().add(elements('quick', ['192.0.2.10'])).delete(elements('quick', ['192.0.2.99']))
+        .add(elements('quick', ['192.0.2.11'])).commit().then(() => undefined, (e: unknown) => e);
+      expect(mid).toMatchObject({ code: 'ERR_KERNEL', errnoName: 'ENOENT', opIndex: 1 });
+      expect(calls).toEqual(['sync']);
+      expect(ns.nftText()).not.toMatch(/192\.0\.2\.1[01]\b/);
 
       // Through the pool: a delete from a concatenated interval set, more than 64 elements, a rule-free set
       // definition; and a commit made while another call is queued on the socket (order is kept).

@@ -54,6 +54,15 @@ describe.skipIf(!isRoot)('netlink limits', () => {
     const wmem = Number(ns.exec('sysctl', ['-n', 'net.core.wmem_default']));
     const rmem = Number(ns.exec('sysctl', ['-n', 'net.core.rmem_default']));
     expect(bytes.length).toBeGreaterThan(8 * wmem);
+    // One acknowledgement for the whole batch: only the last message before END asks for one (NLM_F_ACK).
+    const acked: number[] = [];
+    let messages = 0;
+    for (let at = 0; at < bytes.length; messages++) {
+      if (bytes.readUInt16LE(at + 6) & 0x4) acked.push(messages);
+      at += (bytes.readUInt32LE(at) + 3) & ~3;
+    }
+    expect(messages).toBeGreaterThan(10);
+    expect(acked).toEqual([messages - 2]);
     const before = await nft.genid();
     const r = await tx.commit({ genid: before });
     expect(r.genid, 'one logical change, one transaction: the generation moved by exactly one').toBe(before + 1);

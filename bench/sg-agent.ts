@@ -15,14 +15,13 @@ import { fileURLToPath } from 'node:url';
 import type { StateInput } from '../src/model/schema.js';
 import { call, type Answer } from '../test/helpers/agent-api.js';
 import type { Netns } from '../test/helpers/netns.js';
-import { type Cleanup, type Progress, type Row, errorText, finish, newRow, repeat, sleep, timed } from './sg-harness.js';
+import { type Cleanup, type Progress, type Row, WARM_UP_ROUNDS, errorText, finish, newRow, repeat, sleep, timed } from './sg-harness.js';
 import type { Workload } from './workload.js';
 
 export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
 export const AGENT_TOOL = 'portwall agent (socket API)';
 /** The agent as a process (its memory, its start), not a request path. */
 export const AGENT_PROCESS = 'portwall agent';
-const WARM_UP_ROUNDS = 25;
 
 // One kept-alive connection per socket, as an orchestrator's client would hold it.
 const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });

@@ -32,6 +32,9 @@ export interface Row {
 
 export const NOT_IMPLEMENTED = 'n/a (not implemented)';
 
+/** Untimed rounds before a timed loop of one-port or member changes, so that warm (JIT-optimised) code is measured. */
+export const WARM_UP_ROUNDS = 25;
+
 /** The incremental API's stubs reject with "…: not implemented yet"; a later one may carry a code instead. */
 export function isNotImplemented(e: unknown): boolean {
   const err = e as { message?: unknown; code?: unknown } | null;

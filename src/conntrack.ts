@@ -192,6 +192,15 @@ export class ConntrackClient {
   count(filters: ConntrackFilter | readonly ConntrackFilter[]): Promise<number>;
   async count(filters?: ConntrackFilter | readonly ConntrackFilter[]): Promise<number> {
     if (filters === undefined) {
+      // At once on the JS thread when the held socket is free (a counter read is shorter than a pool round
+      // trip); else queued before this call returns, so calls keep the order they were made in.
+      let now: number | undefined;
+      try {
+        now = this.persistent ? this.#held.runNow((native, socket) => native.conntrackCountSync?.(socket)) : undefined;
+      } catch (cause) {
+        throw fromNativeItems(cause, null, {});
+      }
+      if (now !== undefined) return now;
       return this.#call((native, target) =>
         native.conntrackCount ? native.conntrackCount(target) : native.conntrackDump(target, null).then((b) => b.length / ENTRY_BYTES));
     }

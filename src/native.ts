@@ -164,6 +164,11 @@ export interface ConntrackBinding {
    * a dump without it.
    */
   conntrackCount?(target: ConntrackTarget): Promise<number>;
+  /**
+   * conntrackCount on the calling (JS) thread (docs/netlink.md, "Small batches"): undefined, asking nothing,
+   * unless `target` is a held socket that is free at once; throws what conntrackCount rejects with.
+   */
+  conntrackCountSync?(target: ConntrackTarget): number | undefined;
   conntrackDelete(target: ConntrackTarget, filters: Buffer): Promise<number>;
   /** Deletes exactly these entry records (original tuple, zone, id); how many the kernel deleted. */
   conntrackDeleteEntries(target: ConntrackTarget, entries: Buffer): Promise<number>;
@@ -306,7 +311,7 @@ export interface NftTraceBinding {
 
 /** Everything the addon exports. */
 export type NativeBinding = NftBinding & Required<Pick<NftBinding, 'nftSocketOpen' | 'nftCommitSync'>> & NftEventsBinding & NflogBinding & NftTraceBinding & IpsetBinding & ConntrackBinding &
-  Required<Pick<ConntrackBinding, 'conntrackSocketOpen' | 'conntrackCount'>>;
+  Required<Pick<ConntrackBinding, 'conntrackSocketOpen' | 'conntrackCount' | 'conntrackCountSync'>>;
 
 let injected: NativeBinding | undefined;
 let loaded: NativeBinding | undefined;

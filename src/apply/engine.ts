@@ -42,6 +42,16 @@ export interface PortChange {
   now?: PortPolicy;
 }
 
+/** The changes since the last settle: the ports changed themselves, and their peers, listed when asked. */
+export interface ChangeSet {
+  own: PortChange[];
+  /** {@link NO_PEERS} when no remote group lost a member. */
+  peers: () => PortChange[];
+}
+
+/** The `peers` of a change set without peers. */
+export const NO_PEERS = (): PortChange[] => [];
+
 /** A floating IP moved or removed since the last settle: its old mapping and the zone its flows were in. */
 export interface FipChange {
   fip: FloatingIp;
@@ -98,6 +108,8 @@ export class Engine implements StateIndex {
   #shapeDirty = true;
   #committed: { signature: string; objects: NftObject[]; sets: Map<string, NftSet> } | undefined;
   #changes = new Map<string, PortChange>();
+  /** Remote groups that lost a member address since the last settle: their peers' flows are judged. */
+  #lostGroups = new Set<string>();
   /** Port id → the floating IPs associated with it. */
   readonly #fipsOf = new Map<string, Set<string>>();
   /** Floating IPs whose old mapping went since the last settle (their NATed flows are deleted). */
@@ -305,9 +317,17 @@ export class Engine implements StateIndex {
     return { profiles };
   }
 
-  /** The ports changed since the last {@link settle} (for conntrack cleanup). */
-  changes(): PortChange[] {
-    return [...this.#changes.values()];
+  /**
+   * The ports changed since the last {@link settle} (for conntrack cleanup): those edited or re-ruled
+   * (`own`), and, computed only when asked (a member leaving a group that 1000 ports name as remote group
+   * makes 1000 peers, which a namespace that tracks nothing never needs), the peers of groups a member left.
+   */
+  changes(): ChangeSet {
+    const own = [...this.#changes.values()];
+    const groups = [...this.#lostGroups];
+    if (groups.length === 0) return { own, peers: NO_PEERS };
+    const ownIds = new Set(this.#changes.keys());
+    return { own, peers: () => this.#peersOf(groups, ownIds) };
   }
 
   /**
@@ -374,6 +394,7 @@ export class Engine implements StateIndex {
       this.#shapeDirty = false;
     }
     this.#changes = new Map();
+    this.#lostGroups = new Set();
     this.#fipChanges = new Map();
     this.#undo = [];
   }
@@ -485,19 +506,25 @@ export class Engine implements StateIndex {
     this.#changes.set(id, change);
     // A member that left a remote group (or lost an address in it) may have been a peer of the ports whose
     // rules name that group: their flows with it are judged too.
-    for (const g of lostMemberships(old, now)) this.#peersOf(g);
+    for (const g of lostMemberships(old, now)) if (this.#remote.has(g)) this.#lostGroups.add(g);
   }
 
-  /** Records the ports whose rules use `groupId` as a remote group as changed (policy the same). */
-  #peersOf(groupId: string): void {
-    if (!this.#remote.has(groupId)) return;
+  /** The ports whose rules use one of `groups` as a remote group, as changes with the policy the same. */
+  #peersOf(groups: readonly string[], skip: ReadonlySet<string>): PortChange[] {
+    const out: PortChange[] = [];
+    const seen = new Set(skip);
     for (const prof of this.#profiles.values()) {
-      if (!remoteGroupsOf(prof.policy.rules).has(groupId)) continue;
+      const remote = remoteGroupsOf(prof.policy.rules);
+      if (!groups.some((g) => remote.has(g))) continue;
       for (const id of prof.users) {
         const p = this.#policies.get(id);
-        if (p && !this.#changes.has(id)) this.#changes.set(id, { old: p, now: p });
+        if (p && !seen.has(id)) {
+          seen.add(id);
+          out.push({ old: p, now: p });
+        }
       }
     }
+    return out;
   }
 
   #fipIndex(f: FloatingIp, add: boolean): void {

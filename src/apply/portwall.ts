@@ -38,7 +38,7 @@ import type { NftBinding } from '../native.js';
 import type { Family, NftObject, Operation } from '../nft/types.js';
 import { affectedPorts, cleanup, mayShrink, type CleanupResult, type ConntrackLike } from './cleanup.js';
 import { diff, type Diff } from './diff.js';
-import { Engine, fipMoved, hintsFrom, type FipChange, type PortChange } from './engine.js';
+import { Engine, NO_PEERS, fipMoved, hintsFrom, type ChangeSet, type FipChange, type PortChange } from './engine.js';
 import { hostAddress } from '../compile/addr.js';
 import { publishIpsets, type IpsetLike, type PublishResult } from './ipsets.js';
 import { summarize } from './summary.js';
@@ -508,7 +508,7 @@ export class Portwall {
       t.diff = now() - mark;
       const adopted = !trusted;
       // What the cleanup judges: the engine's record of the change, or (a rebuild) every port before and after.
-      const changes = previous ? rebuilt(previous, e) : e.changes();
+      const changes: ChangeSet = previous ? { own: rebuilt(previous, e), peers: NO_PEERS } : e.changes();
       const moved = previous ? rebuiltFips(previous, e) : e.fipChanges();
       let genid = base;
       let committed: { size: number; plan: string } | undefined;
@@ -598,23 +598,27 @@ export class Portwall {
    * The cleanup after a commit: the changed ports, or every port (`full`). A cleanup that throws keeps its
    * changes for the next one and owes a full pass; the error propagates.
    */
-  async #cleanup(e: Engine, changes: readonly PortChange[], full: boolean, withCleanup: boolean): Promise<CleanupResult> {
+  async #cleanup(e: Engine, changes: ChangeSet, full: boolean, withCleanup: boolean): Promise<CleanupResult> {
     const none = { deleted: 0, examined: 0, ports: 0 };
     if (!this.#ct) return none;
     if (!withCleanup) return none;
     const all = full ? [...e.model.ports.keys()].map((id) => ({ now: e.policy(id)! })) : [];
-    // Widening changes take nothing away; the ports recorded as peers of a shrunk group have old === now.
-    const shrunk = changes.filter((c) => c.old === c.now || mayShrink(c.old, c.now));
+    // Widening changes take nothing away.
+    const shrunk = changes.own.filter((c) => c.old === c.now || mayShrink(c.old, c.now));
     const scope = [...this.#pending, ...shrunk, ...all];
-    if (scope.length === 0) return none;
-    // Until it succeeds, these changes and a full pass are owed.
+    const peersOwed = changes.peers !== NO_PEERS;
+    if (scope.length === 0 && !peersOwed) return none;
+    // Until it succeeds, these changes and a full pass are owed (the full pass covers the peers).
     this.#pending = [...this.#pending, ...shrunk].slice(-MAX_PENDING);
     this.#cleanDebt = true;
-    // Nothing tracked in the namespace: nothing to judge (asked before the affected ports are even listed —
-    // a member leaving a big remote group makes every port that names the group affected).
-    const r = this.#ct.count && (await this.#ct.count()) === 0
-      ? { ...none, ports: scope.length }
-      : await cleanup(this.#ct, e, affectedPorts(e, scope));
+    // Nothing tracked in the namespace: nothing to judge (asked before the peers are even listed — a member
+    // leaving a big remote group makes every port that names the group a peer).
+    let r: CleanupResult;
+    if (this.#ct.count && (await this.#ct.count()) === 0) r = { ...none, ports: scope.length };
+    else {
+      const peers = changes.peers();
+      r = await cleanup(this.#ct, e, affectedPorts(e, [...scope, ...peers]));
+    }
     this.#pending = [];
     this.#cleanDebt = false;
     return r;

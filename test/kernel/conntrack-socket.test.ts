@@ -14,7 +14,7 @@ import { describe, expect, test } from 'vitest';
 
 import { ConntrackClient, type ConntrackEntry, type ConntrackEntrySpec, type ConntrackFilter, encodeEntries } from '../../src/conntrack.js';
 import { binding } from '../../src/native.js';
-import type { NativeConntrackSocket } from '../../src/native.js';
+import type { ConntrackBinding, NativeConntrackSocket } from '../../src/native.js';
 import { Nft } from '../../src/nft/client.js';
 import type { Elements, NftSet, Table } from '../../src/nft/types.js';
 import { Netns, isRoot, run } from '../helpers/netns.js';
@@ -203,6 +203,44 @@ describe.skipIf(!isRoot)('a persistent conntrack socket', () => {
     await expect(nowhere.count()).rejects.toMatchObject({ code: 'ERR_NETNS' });
     await expect(nowhere.list()).rejects.toMatchObject({ code: 'ERR_NETNS' });
     await nowhere.close();
+  });
+
+  test('count() of a persistent client reads the counter on the JS thread when its socket is free, through the pool otherwise', async () => {
+    const native = binding();
+    const calls: string[] = [];
+    const spy: ConntrackBinding = {
+      ...native,
+      conntrackSocketOpen: (n) => native.conntrackSocketOpen(n),
+      conntrackCount: (t) => (calls.push('pool'), native.conntrackCount(t)),
+      conntrackCountSync: (t) => {
+        const r = native.conntrackCountSync(t);
+        calls.push(r === undefined ? 'declined' : 'sync');
+        return r;
+      },
+    };
+    const ct = new ConntrackClient({ netns: a.name, persistent: true, binding: spy });
+    try {
+      await ct.create([udp(11, 1, 1), udp(11, 2, 1), udp(11, 3, 1)]); // opens the socket
+      const total = () => Number(a.exec('conntrack', ['-C']).trim());
+      calls.length = 0;
+      expect(await ct.count()).toBe(total());
+      expect(calls).toEqual(['sync']);
+      // Made while a dump is queued on the socket: through the pool, after the dump.
+      calls.length = 0;
+      const [listed, counted] = await Promise.all([ct.list({ zone: 11 }), ct.count()]);
+      expect(listed).toHaveLength(3);
+      expect(counted).toBe(total());
+      expect(calls).toEqual(['pool']);
+      expect(netfilterSockets(a)).toHaveLength(1);
+    } finally {
+      await ct.flushZone(11);
+      await ct.close();
+    }
+    // The binding itself declines a namespace name and a closed socket.
+    expect(native.conntrackCountSync(a.name)).toBeUndefined();
+    const s = await native.conntrackSocketOpen(a.name);
+    s.close();
+    expect(native.conntrackCountSync(s)).toBeUndefined();
   });
 
   test('a socket JS lets go of is closed by the collector, after the call still using it', async () => {

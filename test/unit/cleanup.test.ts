@@ -102,6 +102,23 @@ describe('conntrack cleanup', () => {
     expect(ct.has('192.0.2.4', '192.0.2.2', 22)).toBe(true);
   });
 
+  test('a member leaving a remote group with nothing tracked: its peers are never listed (only the member is counted)', async () => {
+    const ct = Object.assign(new FakeConntrack(), { count: async () => ct.entries.length });
+    const pw = Portwall.open({ binding: new FakeNft(), conntrack: ct });
+    const doc = state('routed', [webGroup()], [port(1, ['sg-web']), port(2, ['sg-web']), port(3, ['sg-web'])]);
+    await pw.apply(doc);
+    const left = { ...doc, ports: doc.ports!.map((p) => (p.id === 'port-00002' ? { ...p, security_groups: [] } : p)) };
+    const r = await pw.apply(left);
+    // Ports 1 and 3 name sg-web as a remote group: they are the member's peers, judged only when flows exist.
+    expect(r.cleanup).toEqual({ deleted: 0, examined: 0, ports: 1 });
+    expect(ct.lists).toBe(0);
+    // With a flow tracked, the peers are listed and judged: the member's ssh to port 1 goes.
+    await pw.apply(doc);
+    ct.add(101, 6, '192.0.2.3', '192.0.2.2', 22);
+    const again = await pw.apply(left);
+    expect(again.cleanup).toMatchObject({ deleted: 1, ports: 3 });
+  });
+
   test('a removed port loses all its flows; a removed address pair its flows from that address', async () => {
     const { ct, pw } = open();
     const withPair = state('routed', [webGroup()], [port(1, ['sg-web'], { allowed_address_pairs: [{ ip_address: '192.0.2.100' }] }), port(2, ['sg-web'])]);

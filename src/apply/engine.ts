@@ -106,6 +106,8 @@ export class Engine implements StateIndex {
   readonly #ruleGroup = new Map<string, string>();
   /** Something the skeleton depends on may have changed since the last settle (remote-group use). */
   #shapeDirty = true;
+  /** Whether a remote use appeared or went since the member families were last derived ({@link #refreshMembers}). */
+  #usesChanged = false;
   #committed: { signature: string; objects: NftObject[]; sets: Map<string, NftSet> } | undefined;
   #changes = new Map<string, PortChange>();
   /** Remote groups that lost a member address since the last settle: their peers' flows are judged. */
@@ -604,8 +606,8 @@ export class Engine implements StateIndex {
   #setGroupUnit(id: string, version: number, listed?: ReadonlyMap<string, readonly Element[]>): void {
     const unit = `group:${id}`;
     const old = this.#groups.get(id);
-    if (old) this.#countUses(old.rules, -1);
     if (!this.model.groups.has(id)) {
+      if (old) this.#countUses(old.rules, -1);
       this.#groups.delete(id);
       this.#setUnit(unit, []);
       return;
@@ -620,7 +622,10 @@ export class Engine implements StateIndex {
       objects = groupObjects(this.config, g);
     }
     this.#groups.set(id, g);
+    // The new uses before the old go: a use the group keeps never drops to zero on the way, which would make
+    // the next batch recompute the skeleton's signature (O(networks and remote groups)) for nothing.
     this.#countUses(rules, 1);
+    if (old) this.#countUses(old.rules, -1);
     this.#setUnit(unit, objects);
   }
 
@@ -638,7 +643,7 @@ export class Engine implements StateIndex {
         const n = (m.get(use) ?? 0) + by;
         if (n > 0) m.set(use, n);
         else m.delete(use);
-        if (n === 0 || (n === 1 && by === 1)) this.#shapeDirty = true;
+        if (n === 0 || (n === 1 && by === 1)) this.#shapeDirty = this.#usesChanged = true;
       }
       if (m.size === 0) this.#remote.delete(g);
     }
@@ -646,6 +651,9 @@ export class Engine implements StateIndex {
 
   /** Member sets follow remote-group use: ports of a group whose member families changed are reclaimed. */
   #refreshMembers(): void {
+    // The member families follow from which remote uses exist at all: unchanged unless one appeared or went.
+    if (!this.#usesChanged) return;
+    this.#usesChanged = false;
     const next = memberFamilies(this.#remoteInput());
     const changed = new Set<string>();
     for (const g of new Set([...next.keys(), ...this.#members.keys()])) {

@@ -11,6 +11,7 @@
  */
 import type { Chain, Element, Expr, NftObject, NftSet, Operation, Rule } from '../nft/types.js';
 import { natAsSent } from '../nft/raise.js';
+import { elementKey, sameElement } from '../compile/claims.js';
 
 /** Elements one diff removes from a set (for conntrack cleanup): the set as the kernel had it, and them. */
 export interface RemovedElements {
@@ -87,13 +88,6 @@ function allElements(lists: readonly Element[][] | undefined): Element[] {
   return [...keyed(lists).values()];
 }
 
-/** The canonical identity of an element in its set (values are canonical after validation and decoding). */
-export function elementKey(e: Element): string {
-  return JSON.stringify(e.key);
-}
-
-const sameElement = (a: Element, b: Element): boolean =>
-  a.comment === b.comment && a.data === b.data && JSON.stringify(a.verdict) === JSON.stringify(b.verdict);
 
 function sameChain(a: Chain, b: Chain): boolean {
   if (a.hook === undefined || b.hook === undefined) return a.hook === b.hook;
@@ -107,28 +101,36 @@ function sameSet(a: NftSet, b: NftSet): boolean {
     a.comment === b.comment && a.size === b.size && a.timeout === b.timeout;
 }
 
-/** Expressions as the kernel compares them: counter values and nat dump additions dropped, keys sorted, false flags dropped. */
-function exprText(exprs: Expr[]): string {
-  return JSON.stringify(exprs.map((e) => (e.type === 'counter' ? { type: 'counter' } : e.type === 'nat' ? natAsSent(e) : e)), (_k, v: unknown) => {
-    if (v === false || v === undefined) return undefined;
-    if (v instanceof Uint8Array) return Buffer.from(v).toString('hex');
-    if (typeof v === 'bigint') return v.toString();
-    if (v && typeof v === 'object' && !Array.isArray(v)) return Object.fromEntries(Object.entries(v).sort(([x], [y]) => (x < y ? -1 : 1)));
-    return v;
-  });
-}
-
 function sameRules(a: readonly Rule[], b: readonly Rule[]): boolean {
-  return a.length === b.length && a.every((r, i) => r === b[i] || (r.comment === b[i]!.comment && ruleText(r) === ruleText(b[i]!)));
+  return a.length === b.length && a.every((r, i) => r === b[i] || (r.comment === b[i]!.comment && sameExprs(r.exprs, b[i]!.exprs)));
 }
 
-// The text of a rule's expressions, once per rule object: the engine diffs a group's chains as last committed
-// against the new ones at every change of the group, and the committed side's objects stay the same.
-const RULE_TEXT = new WeakMap<Rule, string>();
-function ruleText(r: Rule): string {
-  let t = RULE_TEXT.get(r);
-  if (t === undefined) RULE_TEXT.set(r, (t = exprText(r.exprs)));
-  return t;
+/** Expressions as the kernel compares them: counter values and nat dump additions ignored. */
+function sameExprs(a: readonly Expr[], b: readonly Expr[]): boolean {
+  const kernelForm = (e: Expr): unknown => (e.type === 'counter' ? COUNTER : e.type === 'nat' ? natAsSent(e) : e);
+  return a.length === b.length && a.every((e, i) => e === b[i] || sameValue(kernelForm(e), kernelForm(b[i]!)));
+}
+const COUNTER = { type: 'counter' };
+
+/**
+ * Deep equality of decoded and compiled expression values: members that are false or undefined count as
+ * absent, bytes compare by content, bigints by value. (Compared member by member rather than as sorted JSON
+ * text: the text of every rule on both sides was most of a 5000-port adoption's diff.)
+ */
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (a instanceof Uint8Array || b instanceof Uint8Array) {
+    return a instanceof Uint8Array && b instanceof Uint8Array && Buffer.compare(a, b) === 0;
+  }
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => sameValue(x, b[i]));
+  }
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  const present = (o: Record<string, unknown>) => Object.keys(o).filter((k) => o[k] !== false && o[k] !== undefined);
+  const kx = present(x);
+  return kx.length === present(y).length && kx.every((k) => sameValue(x[k], y[k]));
 }
 
 /** Sets a rule list looks up, and chains it jumps to. */
@@ -195,8 +197,16 @@ export function diff(desired: readonly NftObject[], current: readonly NftObject[
     }
     const old = keyed(have.elements.get(key));
     const next = keyed(want.elements.get(key));
-    const gone = [...old].filter(([ek, e]) => { const w = next.get(ek); return !w || !sameElement(w, e); }).map(([, e]) => e);
-    const fresh = [...next].filter(([ek, e]) => { const o = old.get(ek); return !o || !sameElement(o, e); }).map(([, e]) => e);
+    const gone: Element[] = [];
+    for (const [ek, e] of old) {
+      const w = next.get(ek);
+      if (!w || !sameElement(w, e)) gone.push(e);
+    }
+    const fresh: Element[] = [];
+    for (const [ek, e] of next) {
+      const o = old.get(ek);
+      if (!o || !sameElement(o, e)) fresh.push(e);
+    }
     if (gone.length) {
       ops.push({ verb: 'delete', object: { kind: 'elements', family: s.family, table: s.table, set: s.name, elements: gone } });
       removed.push({ set: s, elements: gone });

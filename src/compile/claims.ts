@@ -47,7 +47,7 @@ export function elementKey(e: Element): string {
 
 /** Whether two elements of one key are the same element (data, verdict and comment included). */
 export function sameElement(a: Element, b: Element): boolean {
-  return a.comment === b.comment && a.data === b.data && JSON.stringify(a.verdict) === JSON.stringify(b.verdict);
+  return a.comment === b.comment && a.data === b.data && (a.verdict === b.verdict || JSON.stringify(a.verdict) === JSON.stringify(b.verdict));
 }
 
 /** A plain claim: the element is its own slot. */

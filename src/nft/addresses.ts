@@ -58,7 +58,11 @@ export function parseIPv6(text: string): bigint | undefined {
 
 /** Prints a 128-bit integer as RFC 5952 IPv6: lowercase, no leading zeros, longest zero run (≥ 2) as `::`. */
 export function formatIPv6(n: bigint): string {
-  const g = Array.from({ length: 8 }, (_, i) => Number((n >> BigInt(112 - 16 * i)) & 0xffffn));
+  return formatIPv6Groups(Array.from({ length: 8 }, (_, i) => Number((n >> BigInt(112 - 16 * i)) & 0xffffn)));
+}
+
+/** RFC 5952 text of eight 16-bit groups, most significant first. */
+export function formatIPv6Groups(g: readonly number[]): string {
   let best = -1;
   let bestLen = 1;
   for (let i = 0; i < 8; ) {
@@ -71,7 +75,7 @@ export function formatIPv6(n: bigint): string {
     if (j - i > bestLen) [best, bestLen] = [i, j - i];
     i = j;
   }
-  const hex = (a: number[]): string => a.map((x) => x.toString(16)).join(':');
+  const hex = (a: readonly number[]): string => a.map((x) => x.toString(16)).join(':');
   if (best < 0) return hex(g);
   return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
 }

@@ -13,7 +13,7 @@
  * full-length prefix becomes the plain address, and a range that is exactly a prefix is written as one.
  */
 import { PortwallError } from '../errors.js';
-import { formatIPv4, formatIPv6, formatMac, parseIPv4, parseIPv6, parseMac } from './addresses.js';
+import { formatIPv4, formatIPv6, formatIPv6Groups, formatMac, parseIPv4, parseIPv6, parseMac } from './addresses.js';
 import { NFT_DATA_VERDICT } from './constants.js';
 import type { DataTypeName, Value } from './types.js';
 import { SYMBOLS, symbolName, symbolValue } from './symbols.js';
@@ -422,11 +422,47 @@ export function decodeKey(
   return types.map((type) => {
     const t = DATATYPES[type];
     const order = interval ? 'big' : t.order;
+    // A single address or interface name straight from its bytes (a listing decodes 100k of them): the same
+    // text formatInterval gives, without the integers.
+    const single = keyEnd === undefined || bytesEqual(key, keyEnd, off, t.size);
+    const fast = single ? fastSingle(t.kind, key, off, t.size) : undefined;
+    if (fast !== undefined) {
+      off += concat ? padded(t.size) : t.size;
+      return fast;
+    }
     const lo = fromBytes(key.subarray(off, off + t.size), order);
     const hi = keyEnd ? fromBytes(keyEnd.subarray(off, off + t.size), order) : lo;
     off += concat ? padded(t.size) : t.size;
     return formatInterval(type, { lo, hi });
   });
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array, off: number, len: number): boolean {
+  for (let i = off; i < off + len; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+// The text of one big-endian address or interface name at `off`, or undefined to take the general path.
+function fastSingle(kind: Kind, b: Uint8Array, off: number, size: number): string | undefined {
+  switch (kind) {
+    case 'ipv4':
+      return size === 4 ? `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}` : undefined;
+    case 'ipv6': {
+      if (size !== 16) return undefined;
+      const g: number[] = [];
+      for (let i = 0; i < 16; i += 2) g.push((b[off + i]! << 8) | b[off + i + 1]!);
+      return formatIPv6Groups(g);
+    }
+    case 'ifname': {
+      let len = 0;
+      while (len < size && b[off + len] !== 0) len++;
+      if (len === 0 || len === size) return undefined;
+      for (let i = off + len; i < off + size; i++) if (b[i] !== 0) return undefined;
+      return Buffer.from(b.buffer, b.byteOffset + off, len).toString('utf8');
+    }
+    default:
+      return undefined;
+  }
 }
 
 /**

@@ -193,6 +193,29 @@ describe('element keys', () => {
     expect(hex(encodeKey(['inet_service'], [22], false).key)).toBe('0016');
   });
 
+  test('single addresses and interface names decode from their bytes as the general path prints them', () => {
+    // The decoder reads these straight from the bytes; the integer path (a one-element range) must agree.
+    const cases: [DataTypeName, Value[]][] = [
+      ['ipv4_addr', ['0.0.0.0', '192.0.2.1', '255.255.255.255', '198.18.0.10']],
+      ['ipv6_addr', ['::', '::1', '2001:db8::1', '2001:db8:0:1:1:1:1:1', 'fe80::f816:3eff:fe00:0', '2001:db8:1::1:0:0', '1:0:0:2::3']],
+      ['ifname', ['tap0', 'tapb66976d3-10', 'a', 'abcdefghijklmno', 'ä-port']],
+    ];
+    for (const [type, values] of cases) {
+      for (const v of values) {
+        const single = encodeKey([type], [v], false).key;
+        const ranged = encodeKey([type], [v], true);
+        expect(decodeKey([type], single)).toEqual([v]);
+        expect(decodeKey([type], ranged.key, ranged.keyEnd)).toEqual([v]);
+        expect(decodeKey(['ifname', type], ...Object.values(encodeKey(['ifname', type], ['tap1', v], true)) as [Uint8Array, Uint8Array])).toEqual(['tap1', v]);
+      }
+    }
+    // Wildcards and prefixes still go the general way.
+    const w = encodeKey(['ifname'], ['tap*'], true);
+    expect(decodeKey(['ifname'], w.key, w.keyEnd)).toEqual(['tap*']);
+    const p = encodeKey(['ipv6_addr'], ['2001:db8::/32'], true);
+    expect(decodeKey(['ipv6_addr'], p.key, p.keyEnd)).toEqual(['2001:db8::/32']);
+  });
+
   test('ranges and prefixes need an interval set', () => {
     invalid(() => encodeKey(['ipv4_addr'], ['192.0.2.0/24'], false));
     invalid(() => encodeKey(['ipv4_addr', 'inet_service'], ['192.0.2.1'], true));

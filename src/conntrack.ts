@@ -184,8 +184,9 @@ export class ConntrackClient {
    * flight included, so never fewer than {@link list} would return. Cheap — no table walk: the kernel answers
    * from the namespace's counter (IPCTNL_MSG_CT_GET_STATS; the number `conntrack -C` shows), whereas a
    * {@link list} walks the whole conntrack hash, shared by all namespaces, even when this one holds nothing
-   * (~10 ms with 262144 buckets). A binding without `conntrackCount` (a hand-written test double) is asked
-   * for a dump instead.
+   * (~10 ms with 262144 buckets). A persistent client whose socket is free asks on the JS thread
+   * (`conntrackCountSync`: shorter than a pool thread's round trip). A binding without `conntrackCount` (a
+   * hand-written test double) is asked for a dump instead.
    */
   count(): Promise<number>;
   /** How many entries match any of the filters: a dump, counted without decoding the entries. */

@@ -157,6 +157,9 @@ export class Transaction {
    * otherwise refuses all of it, which rejects with ERR_CONFLICT (errnoName 'ERESTART'): recompute against a
    * fresh listing and try again. The resolved `genid` is read after the commit and may already count another
    * writer's commit; it equals `options.genid + 1` when none came in between.
+   *
+   * A small batch of element operations is committed on the JS thread when the client's held socket is free
+   * (docs/netlink.md, "Small batches"); anything else on a pool thread. The outcome is the same either way.
    */
   async commit(options: CommitOptions = {}): Promise<CommitResult> {
     if (this.#committed) throw new PortwallError('ERR_TRANSACTION_STATE', 'the transaction was already committed');

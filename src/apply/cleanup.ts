@@ -112,6 +112,10 @@ export interface CleanupResult {
   deleted: number;
   /** Candidate entries judged. */
   examined: number;
+  /**
+   * Ports whose flows the change put in question (judged; or, when the namespace tracks nothing, that would
+   * have been — then a big change's ports are counted without sorting out those that only gained).
+   */
   ports: number;
 }
 

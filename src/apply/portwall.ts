@@ -132,6 +132,8 @@ export interface StatusResult {
 const now = (): number => performance.now();
 // Changes whose cleanup threw, kept for the retry.
 const MAX_PENDING = 4096;
+/** Up to this many changed ports, the ones that may have lost permission are sorted out before anything is asked. */
+const FEW_CHANGES = 64;
 // A refused batch (another writer committed since) is recomputed against a fresh listing this many times.
 const MAX_CONFLICTS = 5;
 const GC_DEFAULT = { delayMs: 1000, max: 64 };
@@ -602,22 +604,25 @@ export class Portwall {
     const none = { deleted: 0, examined: 0, ports: 0 };
     if (!this.#ct) return none;
     if (!withCleanup) return none;
-    const all = full ? [...e.model.ports.keys()].map((id) => ({ now: e.policy(id)! })) : [];
-    // Widening changes take nothing away.
-    const shrunk = changes.own.filter((c) => c.old === c.now || mayShrink(c.old, c.now));
-    const scope = [...this.#pending, ...shrunk, ...all];
+    // Widening changes take nothing away. Many changes (a group's rule removed: each of its ports) are sorted
+    // out only when the namespace tracks anything at all.
+    const shrinking = (c: PortChange) => c.old === c.now || mayShrink(c.old, c.now);
+    let shrunk = changes.own.length <= FEW_CHANGES ? changes.own.filter(shrinking) : undefined;
     const peersOwed = changes.peers !== NO_PEERS;
-    if (scope.length === 0 && !peersOwed) return none;
+    const owed = this.#pending;
+    const put = shrunk ?? changes.own;
+    if (put.length === 0 && owed.length === 0 && !full && !peersOwed) return none;
     // Until it succeeds, these changes and a full pass are owed (the full pass covers the peers).
-    this.#pending = [...this.#pending, ...shrunk].slice(-MAX_PENDING);
+    this.#pending = [...owed, ...put].slice(-MAX_PENDING);
     this.#cleanDebt = true;
+    let r: CleanupResult;
     // Nothing tracked in the namespace: nothing to judge (asked before the peers are even listed — a member
     // leaving a big remote group makes every port that names the group a peer).
-    let r: CleanupResult;
-    if (this.#ct.count && (await this.#ct.count()) === 0) r = { ...none, ports: scope.length };
+    if (this.#ct.count && (await this.#ct.count()) === 0) r = { ...none, ports: owed.length + put.length + (full ? e.model.ports.size : 0) };
     else {
-      const peers = changes.peers();
-      r = await cleanup(this.#ct, e, affectedPorts(e, [...scope, ...peers]));
+      shrunk ??= changes.own.filter(shrinking);
+      const all = full ? [...e.model.ports.keys()].map((id) => ({ now: e.policy(id)! })) : [];
+      r = await cleanup(this.#ct, e, affectedPorts(e, [...owed, ...shrunk, ...all, ...changes.peers()]));
     }
     this.#pending = [];
     this.#cleanDebt = false;

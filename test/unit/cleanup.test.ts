@@ -89,6 +89,28 @@ describe('conntrack cleanup', () => {
     expect(ct.has('198.51.100.7', '192.0.2.2', 80, 102)).toBe(true);
   });
 
+  test('a rule removed from a group of 70 ports: nothing tracked, nothing sorted or listed; a flow tracked, only the flows it allowed go', async () => {
+    const ct = Object.assign(new FakeConntrack(), { count: async () => ct.entries.length });
+    const pw = Portwall.open({ binding: new FakeNft(), conntrack: ct });
+    const ports = Array.from({ length: 70 }, (_, i) => port(i + 1, ['sg-web']));
+    const doc = state('routed', [webGroup()], ports);
+    const g = webGroup();
+    g.security_group_rules = g.security_group_rules!.filter((r) => r.id !== 'sg-web-http');
+    await pw.apply(doc);
+    // More changed ports than are sorted out up front: with nothing tracked they are only counted.
+    const quiet = await pw.upsertGroup(g);
+    expect(quiet.cleanup).toEqual({ deleted: 0, examined: 0, ports: 70 });
+    expect(ct.lists).toBe(0);
+    await pw.upsertGroup(webGroup());
+    const target = ports[64]!.fixed_ips![0]!.ip_address;
+    ct.add(101, 6, '198.51.100.7', target, 80); // allowed by sg-web-http only: goes
+    ct.add(101, 6, ports[3]!.fixed_ips![0]!.ip_address, target, 22); // ssh from a member: stays
+    const r = await pw.upsertGroup(g);
+    expect(r.cleanup).toMatchObject({ deleted: 1 });
+    expect(ct.has('198.51.100.7', target, 80)).toBe(false);
+    expect(ct.entries).toHaveLength(1);
+  });
+
   test('a member leaving a remote group cuts its flows to the ports that use the group', async () => {
     const { ct, pw } = open();
     const doc = state('routed', [webGroup()], [port(1, ['sg-web']), port(2, ['sg-web']), port(3, ['sg-web'])]);

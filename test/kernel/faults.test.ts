@@ -79,6 +79,13 @@ describe.skipIf(!isRoot || (!present && !process.env.CI))('injected faults leave
       hook?.();
       return fb.nftCommit(target, batch, genid);
     },
+    // Small element batches take this path (docs/netlink.md, "Small batches"): the same faults strike it.
+    nftCommitSync: (target, batch, genid) => {
+      const hook = beforeCommit;
+      beforeCommit = undefined;
+      hook?.();
+      return fb.nftCommitSync(target, batch, genid);
+    },
     nftEncode: (batch) => fb.nftEncode(batch),
     nftSendEncoded: (target, bytes) => fb.nftSendEncoded(target, bytes),
     nftList: (target, family, table) => fb.nftList(target, family, table),

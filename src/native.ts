@@ -90,8 +90,10 @@ export interface NftBinding {
    * `nftList` reported it) the batch's BEGIN carries NFNL_BATCH_GENID and the kernel refuses all of it unless
    * the ruleset is still at that generation: the rejection is kind 'netlink', errno 85, errnoName
    * 'ERESTART', opIndex -1 (the batch envelope), and nothing is applied. See {@link CommitResult.genid}.
+   * With `release` the batch is copied and its ArrayBuffer detached at once (length 0 afterwards): only for a
+   * Buffer that owns its ArrayBuffer (never a slice of Node's pool) and that the caller does not read again.
    */
-  nftCommit(target: NftTarget, batch: Buffer, genid?: number): Promise<CommitResult>;
+  nftCommit(target: NftTarget, batch: Buffer, genid?: number, release?: boolean): Promise<CommitResult>;
   /**
    * nftCommit on the calling (JS) thread, for small batches (docs/netlink.md, "Small batches"): sends nothing
    * and returns undefined unless `target` is a held socket that is free at once; throws what nftCommit rejects

@@ -79,11 +79,22 @@ struct CommitBaton {
   ByteBuffer encoded;            // nftEncode's result
 };
 
+// nftCommit's optional `release`: the caller's Buffer was copied into the baton and is never read again, and
+// its ArrayBuffer is its own (a Transaction's encoding, allocated unpooled): its memory goes back now instead of
+// when the collector gets to it — a full sync's batch is tens of MB (docs/wire.md, "Writing").
+void release_buffer(const Napi::Value& v) {
+  auto buf = v.As<Napi::Buffer<uint8_t>>();
+  if (buf.ByteOffset() != 0) return;  // a slice of something larger: not the caller's own
+  // An ArrayBuffer that cannot be detached is simply left to the collector (the call reports it, throws nothing).
+  napi_detach_arraybuffer(v.Env(), buf.ArrayBuffer());
+}
+
 Napi::Value NftCommit(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<CommitBaton>();
   b->target = nft_target(info[0]);
   b->input = buffer_arg(info[1], "batch");
   b->genid = genid_arg(info[2]);
+  if (info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value()) release_buffer(info[1]);
   return PromiseWorker<CommitBaton>::Run(
       info.Env(), std::move(b),
       [](CommitBaton& b) {

@@ -84,9 +84,8 @@ export class Nft {
       resolveSet: (family, table, name) => this.knownSet(family, table, name),
       sink: {
         netns: this.netns,
-        send: (batch, genid) =>
-          this.#call((native, target) =>
-            genid === undefined ? native.nftCommit(target, batch) : native.nftCommit(target, batch, genid)),
+        // The transaction's own encoding (WireWriter: unpooled), never read after this: released once copied.
+        send: (batch, genid) => this.#call((native, target) => native.nftCommit(target, batch, genid, true)),
         sendNow: (batch, genid) => {
           if (!this.persistent) return undefined;
           return this.#held.runNow((native, socket) => native.nftCommitSync?.(socket, batch, genid));

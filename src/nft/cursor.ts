@@ -11,13 +11,14 @@ export class WireWriter {
   #pos = 0;
 
   constructor(initialSize = 4096) {
-    this.#buf = Buffer.allocUnsafe(initialSize);
+    // Never from Node's shared pool: a batch's buffer is its own, so the addon may release it (nftCommit).
+    this.#buf = Buffer.allocUnsafeSlow(initialSize);
   }
 
   #reserve(n: number): number {
     const at = this.#pos;
     if (at + n > this.#buf.length) {
-      const next = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, at + n));
+      const next = Buffer.allocUnsafeSlow(Math.max(this.#buf.length * 2, at + n));
       this.#buf.copy(next, 0, 0, at);
       this.#buf = next;
     }

@@ -164,10 +164,13 @@ export class RecordWriter {
   readonly #count: number;
   #written = 0;
 
-  /** A stream of exactly `count` records. */
-  constructor(count: number) {
+  /**
+   * A stream of exactly `count` records, in a buffer of `sizeHint` bytes to begin with (a good guess spares the
+   * doublings, each of which leaves the previous buffer to the collector).
+   */
+  constructor(count: number, sizeHint = 64 + count * 96) {
     this.#count = count;
-    this.#w = new WireWriter(64 + count * 96);
+    this.#w = new WireWriter(sizeHint);
     this.#w.u32(WIRE_MAGIC);
     this.#w.u32(count);
   }

@@ -69,7 +69,7 @@ export function encodeOperations(ops: readonly Operation[], resolveSet: SetResol
   };
   const batchId = (family: number, table: string, name: string): number => ids.get(setPath(FAMILIES.name(family), table, name)) ?? 0;
   // Each record is written as soon as it is built, so the records of a large batch never all live at once.
-  const out = new RecordWriter(ops.length);
+  const out = new RecordWriter(ops.length, sizeGuess(ops));
   const memo: ElementMemo = { userdata: new Map(), data: new Map() };
   ops.forEach((op, opIndex) => {
     const o = op.object;
@@ -79,6 +79,18 @@ export function encodeOperations(ops: readonly Operation[], resolveSet: SetResol
     out.write(toRecord(op, opIndex, find, memo), batchId);
   });
   return out.finish();
+}
+
+// Bytes a batch's wire form needs, rather over than under: 64 per record, element and rule expression. A
+// 5000-port full sync (15 752 records, 103 997 elements, 41 968 expressions) takes 8.3 MB; this guesses 10.4.
+function sizeGuess(ops: readonly Operation[]): number {
+  let n = 64;
+  for (const { object: o } of ops) {
+    n += 64;
+    if (o.kind === 'elements') n += o.elements.length * 64;
+    else if (o.kind === 'rule') n += o.exprs.length * 64;
+  }
+  return n;
 }
 
 type FindSet = (family: Family, table: string, name: string) => { set: NftSet; id: number } | undefined;

@@ -145,6 +145,27 @@ describe.skipIf(!isRoot)('a persistent netlink socket', () => {
     }
   });
 
+  test('nftCommit with `release` gives the batch\'s memory back at once: its own ArrayBuffer is detached, a slice is left alone', async () => {
+    const native = binding();
+    const records = writeRecords([{ verb: 1, family: 1, kind: 'table', name: 'rel' }]);
+    const own = Buffer.allocUnsafeSlow(records.length);
+    records.copy(own);
+    const kept = Buffer.from(own);
+    await expect(native.nftCommit(ns.name, own, undefined, true)).resolves.toMatchObject({ messages: 3 });
+    expect(own.length).toBe(0); // detached: the copy went to the kernel
+    expect(ns.nftText()).toContain('table inet rel');
+    // Without the flag, or a view that does not start its ArrayBuffer, the caller's bytes stay.
+    const del = writeRecords([{ verb: 5, family: 1, kind: 'table', name: 'rel' }]);
+    const padded = Buffer.concat([Buffer.alloc(8), del]).subarray(8);
+    await native.nftCommit(ns.name, padded, undefined, true);
+    expect(padded.length).toBe(del.length);
+    await native.nftCommit(ns.name, kept);
+    expect(kept.length).toBe(records.length);
+    expect(ns.nftText()).toContain('table inet rel');
+    await native.nftCommit(ns.name, del);
+    expect(ns.nftText()).not.toContain('table inet rel');
+  });
+
   test('close() releases the socket; a closed native socket rejects; the client reopens on its next call', async () => {
     const native = binding();
     const sock = await native.nftSocketOpen(ns.name);

@@ -78,6 +78,21 @@ class PromiseWorker : public Napi::AsyncWorker {
   std::unique_ptr<Error> error_;
 };
 
+// Runs `work` on the JS thread (the synchronous counterparts of PromiseWorker calls: docs/netlink.md, "Small
+// batches") and returns its result; a core error is thrown as the JS Error PromiseWorker would reject with.
+template <typename Fn>
+auto on_js_thread(Napi::Env env, Fn work) -> decltype(work()) {
+  try {
+    return work();
+  } catch (const Error& e) {
+    throw to_js_error(env, e);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw to_js_error(env, Error(ErrorKind::kSystem, 0, e.what()));
+  }
+}
+
 // The netns argument: undefined/null → "" (current namespace), else a string.
 std::string netns_arg(const Napi::Value& v);
 

@@ -167,14 +167,10 @@ Napi::Value CountSync(const Napi::CallbackInfo& info) {
   CtTarget target = ct_target(info[0]);
   if (!target.held) return env.Undefined();
   uint32_t count = 0;
-  try {
-    if (!target.held->try_use([&](conntrack::Socket& s) { count = conntrack::count(s); })) return env.Undefined();
-  } catch (const Error& e) {
-    throw to_js_error(env, e);
-  } catch (const std::exception& e) {
-    throw to_js_error(env, Error(ErrorKind::kSystem, 0, e.what()));
-  }
-  return Napi::Number::New(env, count);
+  const bool ran = on_js_thread(env, [&] {
+    return target.held->try_use([&](conntrack::Socket& s) { count = conntrack::count(s); });
+  });
+  return ran ? Napi::Number::New(env, count) : env.Undefined();
 }
 
 Napi::Value Delete(const Napi::CallbackInfo& info) {

@@ -124,18 +124,13 @@ Napi::Value NftCommitSync(const Napi::CallbackInfo& info) {
   const uint32_t genid = genid_arg(info[2]);
   if (!target.held) return env.Undefined();
   nft::CommitResult result{};
-  try {
+  const bool ran = on_js_thread(env, [&] {
     nft::EncodedBatch enc = nft::encode(batch.Data(), batch.Length(), genid);
-    const bool ran = target.held->try_use([&](nft::NftSocket& s) {
+    return target.held->try_use([&](nft::NftSocket& s) {
       result = nft::send_batch(s, enc.bytes.data(), enc.bytes.size(), &enc.record_of_message);
     });
-    if (!ran) return env.Undefined();
-  } catch (const Error& e) {
-    throw to_js_error(env, e);
-  } catch (const std::exception& e) {
-    throw to_js_error(env, Error(ErrorKind::kSystem, 0, e.what()));
-  }
-  return commit_value(env, result);
+  });
+  return ran ? commit_value(env, result) : env.Undefined();
 }
 
 Napi::Value NftEncode(const Napi::CallbackInfo& info) {

@@ -88,7 +88,6 @@ function allElements(lists: readonly Element[][] | undefined): Element[] {
   return [...keyed(lists).values()];
 }
 
-
 function sameChain(a: Chain, b: Chain): boolean {
   if (a.hook === undefined || b.hook === undefined) return a.hook === b.hook;
   return a.hook === b.hook && a.priority === b.priority && (a.type ?? 'filter') === (b.type ?? 'filter') &&

@@ -721,15 +721,12 @@ function withBefore(objects: readonly NftObject[], store: ClaimStore): NftObject
 }
 
 /**
- * Whether some set of `before` loses an element (by key and comment) in `after` — a set that goes altogether
- * does not count: deleting a whole set is cheap, deleting elements from an interval set is not.
- */
-/**
  * Whether a group's change must give its sets a new version rather than delete elements from them in place
  * (docs/dataplane.md, "Security groups and rule profiles"). A delete from a concatenated interval set rewrites
  * the set per element, ~1 ms at 50 elements and tens of ms at thousands; a new version instead refills the
  * group's chains, and any rule added makes the kernel validate the whole ruleset's jump graph, ~5 ms at 5000
- * ports. So a few elements leave small sets in place; more, or from a bigger set, take a new version.
+ * ports. So a few elements leave small sets in place; more, or from a bigger set, take a new version. Elements
+ * count by key and comment; a set that goes altogether does not count (deleting a whole set is cheap).
  */
 function needsVersion(before: ReadonlyMap<string, readonly Element[]>, after: ReadonlyMap<string, readonly Element[]>): boolean {
   const id = (e: Element) => `${JSON.stringify(e.key)} ${e.comment ?? ''}`;

@@ -146,8 +146,7 @@ export function lostRules(prev: readonly CompiledRule[], next: readonly Compiled
       return k;
     };
     const have = keys(next);
-    lost = false;
-    for (const k of keys(prev)) if (!have.has(k)) lost = true;
+    lost = [...keys(prev)].some((k) => !have.has(k));
     answers.set(next, lost);
   }
   return lost;

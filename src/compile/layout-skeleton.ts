@@ -282,12 +282,15 @@ function acceptLogged(t: TableBuilder, input: SkeletonInput, chain: string, dir:
   return c;
 }
 
-/** Member sets (hosts: hash, prefixes: interval) of the remote groups some group's rules name. */
+/**
+ * Member sets (hosts: hash, prefixes: interval) of the remote groups some group's rules name. The host sets go
+ * ahead of the per-network zone sets: a member joining or leaving touches only them (docs/dataplane.md, "Set order").
+ */
 function memberSets(input: SkeletonInput, t: TableBuilder): void {
   for (const [g, fams] of [...memberFamilies(input.remote)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     for (const f of FAMILIES) {
       if (!fams.has(f)) continue;
-      t.set(memberSetName(g, f), [addrType(f)], { order: 'last', comment: clip(`member addresses of ${g}`) });
+      t.set(memberSetName(g, f), [addrType(f)], { order: 'middle', comment: clip(`member addresses of ${g}`) });
       t.set(memberNetSetName(g, f), [addrType(f)], { order: 'rare', interval: true, comment: clip(`member prefixes of ${g}`) });
     }
   }

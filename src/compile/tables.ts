@@ -15,7 +15,8 @@ export interface SetOptions {
   comment?: string;
   /**
    * Where the set goes among the table's sets (default `'middle'`): `'first'` for sets every port change
-   * touches, `'last'` for per-network and per-group sets, `'rare'` after those for the per-network and
+   * touches, `'middle'` for the rest of the skeleton's fixed sets and the remote groups' member host sets,
+   * `'last'` for the other per-network and per-group sets, `'rare'` after those for the per-network and
    * per-group sets of address-pair prefixes (few ports have any). The kernel finds the set of an element operation by
    * walking the table's sets in creation order, so at thousands of sets the order is most of a one-port commit
    * (docs/dataplane.md, "Set order").

@@ -65,6 +65,11 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     expect(profileSets.every((i) => i >= 0)).toBe(true);
     expect(Math.max(...perPort)).toBeLessThan(Math.min(...profileSets));
     expect(Math.max(...profileSets)).toBeLessThan(Math.min(...perNetworkOrGroup));
+    // Member host sets (all a member joining or leaving touches) ahead of the other per-network and per-group sets.
+    const memberSets = names.flatMap((n, i) => (/^m[46]_/.test(n) ? [i] : []));
+    const otherSets = names.flatMap((n, i) => (/^(z(dev|tag|ip4|ip6|net4|net6)|n4|n6|[io][46][ta]0|r[io][46][ta]0)_/.test(n) ? [i] : []));
+    expect(memberSets.length).toBeGreaterThan(0);
+    expect(Math.max(...memberSets)).toBeLessThan(Math.min(...otherSets));
     // Prefix sets (address-pair prefixes: few ports touch them) after the per-network sets of host addresses.
     const hostSets = names.flatMap((n, i) => (/^(zdev|zip4|zip6|m4|m6)_/.test(n) ? [i] : []));
     const prefixSets = names.flatMap((n, i) => (/^(znet4|znet6|n4|n6)_/.test(n) ? [i] : []));

@@ -17,7 +17,7 @@ import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type Skele
 import { remoteUses, withElements } from '../compile/layout.js';
 import { insideAny, portClaims, portHosts, portNets, prefixClaims, profilePointer } from '../compile/layout-units.js';
 import { groupElements, groupObjects, profileObjects } from '../compile/layout-groups.js';
-import { BRIDGE, GROUP_VERSIONS, INET, derivedTail, groupSetVersion, profileLabel } from '../compile/names.js';
+import { BRIDGE, GROUP_VERSIONS, INET, groupSetVersion, idHash, profileLabel } from '../compile/names.js';
 import { NumberSpace, RuleCache, assignProfiles, assignTags, compilePort, groupMembers, profileSpace } from '../compile/policy.js';
 import { fipClaims } from '../compile/layout-nat.js';
 import { CLOUDSTACK_GROUP, type FloatingIp, type Model, type Nat, type Network, type Port, type PortwallConfig, type SecurityGroup } from '../model/types.js';
@@ -757,10 +757,10 @@ function collectVersion(versions: Map<string, number>, name: string): void {
 function hintedVersion(id: string, model: Model, hints: Hints): number {
   const versions = hints.versions;
   if (!versions?.size) return 0;
-  const own = versions.get(derivedTail(id));
+  const own = versions.get(idHash(id));
   if (own !== undefined) return own;
   for (const r of model.groups.get(id)?.rules ?? []) {
-    const v = r.remoteGroupId === undefined ? undefined : versions.get(derivedTail(`${id}\n${r.remoteGroupId}`));
+    const v = r.remoteGroupId === undefined ? undefined : versions.get(idHash(`${id}\n${r.remoteGroupId}`));
     if (v !== undefined) return v;
   }
   return 0;

@@ -1,8 +1,10 @@
 /**
  * Names of portwall's chains and sets. Fixed names are plain identifiers that are no nft keyword (nft 1.0.6
  * refuses quoted names and keywords such as `counter` or `fwd` in `nft -f`); names derived from ids (groups,
- * networks) are a readable slug plus a hash of the whole id, so they stay short, legal and distinct however
- * long or odd the id is — never a truncation that two ids could share.
+ * networks) end in a hash of the whole id, so they stay short, legal and distinct however long or odd the id
+ * is — never a truncation that two ids could share. Chains carry a readable slug of the id before the hash;
+ * sets do not: the kernel finds a set by name walking the table's sets and measuring each name, so every byte
+ * of every set's name costs each element batch (docs/dataplane.md, "Names"). The sets' comments name the id.
  */
 import { createHash } from 'node:crypto';
 
@@ -12,24 +14,38 @@ export const MAX_NAME = 31;
 const SLUG_MAX = 10;
 const HASH_HEX = 12;
 
-/** `prefix_slug_hash`: [A-Za-z_][A-Za-z0-9_]*, at most {@link MAX_NAME} bytes. */
+/** A chain's name, `prefix_slug_hash`: [A-Za-z_][A-Za-z0-9_]*, at most {@link MAX_NAME} bytes. */
 export function derivedName(prefix: string, id: string): string {
-  const key = `${prefix}\0${id}`;
-  let name = DERIVED.get(key);
-  if (name === undefined) {
-    name = deriveName(prefix, id);
-    if (DERIVED.size >= DERIVED_MAX) DERIVED.clear();
-    DERIVED.set(key, name);
-  }
-  return name;
+  return memo(prefix, id, true);
+}
+
+/** A set's name, `prefix_hash` (no slug: see the module's comment). */
+export function derivedSetName(prefix: string, id: string): string {
+  return memo(prefix, id, false);
 }
 
 // Derived names are asked for again and again (every rule of a group, every port of a network): a bounded memo.
 const DERIVED = new Map<string, string>();
 const DERIVED_MAX = 100_000;
 
-function deriveName(prefix: string, id: string): string {
-  const slug = id.replace(/[^A-Za-z0-9]+/g, '_').replace(/^_+|_+$/g, '').slice(0, SLUG_MAX).replace(/_+$/, '');
+function memo(prefix: string, id: string, slug: boolean): string {
+  const key = `${slug ? 's' : 'h'}${prefix}\0${id}`;
+  let name = DERIVED.get(key);
+  if (name === undefined) {
+    name = deriveName(prefix, id, slug);
+    if (DERIVED.size >= DERIVED_MAX) DERIVED.clear();
+    DERIVED.set(key, name);
+  }
+  return name;
+}
+
+/** The hash every name derived from `id` ends with (to find a group's sets in a listing). */
+export function idHash(id: string): string {
+  return memo('', id, false).slice(1);
+}
+
+function deriveName(prefix: string, id: string, withSlug: boolean): string {
+  const slug = withSlug ? id.replace(/[^A-Za-z0-9]+/g, '_').replace(/^_+|_+$/g, '').slice(0, SLUG_MAX).replace(/_+$/, '') : '';
   const hash = createHash('sha256').update(id).digest('hex').slice(0, HASH_HEX);
   const name = slug ? `${prefix}_${slug}_${hash}` : `${prefix}_${hash}`;
   // The prefix is ours and short; this only guards against a future caller passing a long one.
@@ -132,14 +148,14 @@ export const GUARD_SETS = {
 /** Shapes of security-group rule sets (docs/dataplane.md). */
 export type Shape = 'ports' | 'proto' | 'icmp' | 'any';
 
-/** A remote group's member set of host addresses (hash): `m4_<slug>_<hash>`. */
+/** A remote group's member set of host addresses (hash): `m4_<hash>`. */
 export function memberSetName(groupId: string, family: 4 | 6): string {
-  return derivedName(`m${family}`, groupId);
+  return derivedSetName(`m${family}`, groupId);
 }
 
-/** A remote group's member set of address-pair prefixes (interval): `n4_<slug>_<hash>`. */
+/** A remote group's member set of address-pair prefixes (interval): `n4_<hash>`. */
 export function memberNetSetName(groupId: string, family: 4 | 6): string {
-  return derivedName(`n${family}`, groupId);
+  return derivedSetName(`n${family}`, groupId);
 }
 
 /**
@@ -160,28 +176,23 @@ export function groupChainName(groupId: string, dir: 'in' | 'out'): string {
 }
 
 /**
- * One of a group's rule sets, per (direction, family, shape) and version: `i4t0_<slug>_<hash>`. Rules taken
+ * One of a group's rule sets, per (direction, family, shape) and version: `i4t0_<hash>`. Rules taken
  * from the group beyond a few elements of small sets give it a new version (new sets, the chain refilled, the
  * old sets deleted whole) rather than element deletes from a concatenated interval set.
  */
 export function groupSetName(groupId: string, dir: 'in' | 'out', family: 4 | 6, shape: SetShape, version: number): string {
-  return derivedName(`${DIR_LETTER[dir]}${family}${SHAPE_LETTER[shape]}${version.toString(36)}`, groupId);
+  return derivedSetName(`${DIR_LETTER[dir]}${family}${SHAPE_LETTER[shape]}${version.toString(36)}`, groupId);
 }
 
-/** A group's references to one remote group for one rule shape: `ri4t0_<slug>_<hash>` (hash of both ids). */
+/** A group's references to one remote group for one rule shape: `ri4t0_<hash>` (hash of both ids). */
 export function groupRefSetName(groupId: string, remoteId: string, dir: 'in' | 'out', family: 4 | 6, shape: SetShape, version: number): string {
-  return derivedName(`r${DIR_LETTER[dir]}${family}${SHAPE_LETTER[shape]}${version.toString(36)}`, `${groupId}\n${remoteId}`);
+  return derivedSetName(`r${DIR_LETTER[dir]}${family}${SHAPE_LETTER[shape]}${version.toString(36)}`, `${groupId}\n${remoteId}`);
 }
 
 /** The version in a group set's name (what {@link groupSetName} or {@link groupRefSetName} put there), if it is one. */
 export function groupSetVersion(name: string): { version: number; tail: string } | undefined {
   const m = /^r?[io][46][ta]([0-9a-z]{1,3})_(.+)$/.exec(name);
   return m ? { version: parseInt(m[1]!, 36), tail: m[2]! } : undefined;
-}
-
-/** The `slug_hash` tail every name derived from `id` ends with (to find a group's sets in a listing). */
-export function derivedTail(id: string): string {
-  return derivedName('x', id).slice(2);
 }
 
 /** A rule profile's chain per direction: `prof_in_12` (the profile's number). */
@@ -194,7 +205,7 @@ export function profileChainName(dir: 'in' | 'out', profile: number): string {
  * (`ip4`, hash) and the address-pair ranges it owns (`net4`, interval).
  */
 export function zoneSetName(networkId: string, what: 'dev' | 'tag' | 'ip4' | 'ip6' | 'net4' | 'net6'): string {
-  return derivedName(`z${what}`, networkId);
+  return derivedSetName(`z${what}`, networkId);
 }
 
 /**

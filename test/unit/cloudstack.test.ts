@@ -8,7 +8,7 @@ import { describe, expect, test } from 'vitest';
 import { Portwall } from '../../src/apply/portwall.js';
 import { evaluate } from '../../src/compile/evaluate.js';
 import { layout } from '../../src/compile/layout.js';
-import { GUARD_SETS } from '../../src/compile/names.js';
+import { GUARD_SETS, groupSetName } from '../../src/compile/names.js';
 import { compilePolicy } from '../../src/compile/policy.js';
 import type { NetworkInput } from '../../src/model/schema.js';
 import { validateState } from '../../src/model/validate.js';
@@ -192,13 +192,13 @@ describe('layer-2 guards', () => {
     const r = await pw.upsertGroup(withEgress());
     expect(r.adopted).toBe(false);
     // The group's egress rule goes to its own set; the CloudStack profile's chain loses its open egress rule.
-    expect(r.plan).toMatch(/add element inet portwall o4t0_sg_in_/);
+    expect(r.plan).toContain(`add element inet portwall ${groupSetName('sg-in', 'out', 4, 'l4', 0)} `);
     expect(r.plan).toMatch(/flush chain inet portwall prof_out_\d+/);
     await pw.collectProfiles();
     expect((await pw.plan(csState('bridged', [withEgress()]))).operations).toEqual([]);
     const back = await pw.upsertGroup(ingressOnly);
     expect(back.plan).toMatch(/add rule inet portwall prof_out_\d+ \(\d\)/);
-    expect(back.plan).toMatch(/delete set inet portwall o4t0_sg_in_/);
+    expect(back.plan).toContain(`delete set inet portwall ${groupSetName('sg-in', 'out', 4, 'l4', 0)}`);
     await pw.close();
   });
 });

@@ -10,7 +10,7 @@ import { openNft } from '../../src/nft/client.js';
 import { FakeNft } from '../../src/nft/fake.js';
 import { F, accept, eq, rule } from '../../src/nft/match.js';
 import type { NftBinding } from '../../src/native.js';
-import { groupChainName, groupSetName } from '../../src/compile/names.js';
+import { groupChainName, groupSetName, idHash } from '../../src/compile/names.js';
 import { IN_PLACE_MAX_LOST, IN_PLACE_MAX_SET } from '../../src/apply/engine.js';
 import { busyGroup, elementOnly, network, port, state, webGroup, type Mode } from '../helpers/states.js';
 
@@ -102,7 +102,7 @@ describe.each<Mode>(['routed', 'bridged'])('apply on the fake, %s', (mode) => {
       // No element is deleted from a set that stays; nothing outside sg-web's chains and sets changes.
       expect(p.operations.some((op) => op.verb === 'delete' && op.object.kind === 'elements'), what).toBe(false);
       const touched = new Set(p.operations.map((op) => ('chain' in op.object ? op.object.chain : 'set' in op.object ? op.object.set : op.object.name)));
-      for (const name of touched) expect(String(name), what).toMatch(/sg_web/);
+      for (const name of touched) expect(String(name), what).toMatch(new RegExp(`_${idHash('sg-web')}$`));
       expect(p.summary, what).toContain(`flush chain inet portwall ${groupChainName('sg-web', 'in')}`);
       expect(p.summary, what).toContain(`delete set inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 0)}`);
       expect(p.summary, what).toContain(`add element inet portwall ${groupSetName('sg-web', 'in', 4, 'l4', 1)} (${after.security_group_rules!.length})`);

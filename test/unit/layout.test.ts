@@ -5,7 +5,7 @@
 import { describe, expect, test } from 'vitest';
 
 import { layout } from '../../src/compile/layout.js';
-import { derivedName, groupChainName, groupRefSetName, groupSetName, MAX_NAME } from '../../src/compile/names.js';
+import { groupChainName, groupRefSetName, groupSetName, idHash, MAX_NAME, memberNetSetName, memberSetName, zoneSetName } from '../../src/compile/names.js';
 import { compilePolicy } from '../../src/compile/policy.js';
 import { validateState } from '../../src/model/validate.js';
 import { DEFAULT_CONFIG } from '../../src/model/types.js';
@@ -101,7 +101,7 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     // IPv4 and IPv6 protocol rules (one set each), and the remote group's two rules.
     expect(gi).toHaveLength(4);
     for (const r of gi) expect(r).toContain('meta mark set 0x7fff return');
-    expect(gi.filter((r) => r.includes(`@${derivedName('m4', 'sg-web')} `) || r.includes(`@${derivedName('n4', 'sg-web')} `))).toHaveLength(2);
+    expect(gi.filter((r) => r.includes(`@${memberSetName('sg-web', 4)} `) || r.includes(`@${memberNetSetName('sg-web', 4)} `))).toHaveLength(2);
   });
 
   test('SG rules are elements of their group\'s sets, commented with the rule id; per-element counters', () => {
@@ -119,8 +119,8 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     const ssh = elements(objs, groupRefSetName('sg-web', 'sg-web', 'in', 4, 'l4', 0));
     expect(ssh.map((e) => [e.key, e.comment])).toEqual([[[6, '0-65535', 22], 'sg-web-ssh']]);
     // Members with host addresses go to a hash set; prefixes (none here) to an interval set.
-    expect(elements(objs, derivedName('m4', 'sg-web')).map((e) => e.key[0]).sort()).toEqual(['192.0.2.2', '192.0.2.3']);
-    expect(sets(objs).find((s) => s.name === derivedName('m4', 'sg-web'))!.flags ?? []).toEqual([]);
+    expect(elements(objs, memberSetName('sg-web', 4)).map((e) => e.key[0]).sort()).toEqual(['192.0.2.2', '192.0.2.3']);
+    expect(sets(objs).find((s) => s.name === memberSetName('sg-web', 4))!.flags ?? []).toEqual([]);
     expect(elements(objs, groupSetName('sg-web', 'out', 4, 'any', 0)).map((e) => e.key)).toEqual([['0.0.0.0/0']]);
   });
 
@@ -202,9 +202,14 @@ describe('layout details', () => {
       const comments = o.kind === 'elements' ? o.elements.map((e) => e.comment ?? '') : ['comment' in o ? o.comment ?? '' : ''];
       for (const c of comments) expect(Buffer.byteLength(c)).toBeLessThanOrEqual(128);
     }
-    expect(derivedName('m4', long)).not.toBe(derivedName('m4', `${long}y`));
-    expect(derivedName('m4', long).length).toBeLessThanOrEqual(MAX_NAME);
-    expect(derivedName('m4', '!!!')).toMatch(/^m4_[0-9a-f]{12}$/);
+    expect(memberSetName(long, 4)).not.toBe(memberSetName(`${long}y`, 4));
+    expect(groupChainName(long, 'in')).not.toBe(groupChainName(`${long}y`, 'in'));
+    expect(groupChainName(long, 'in').length).toBeLessThanOrEqual(MAX_NAME);
+    expect(groupChainName('!!!', 'in')).toMatch(/^gi_[0-9a-f]{12}$/);
+    // Chains carry a slug of the id; sets only the hash (the kernel measures every set name it walks past).
+    expect(groupChainName('sg-web', 'in')).toBe(`gi_sg_web_${idHash('sg-web')}`);
+    expect(memberSetName('sg-web', 4)).toBe(`m4_${idHash('sg-web')}`);
+    expect(groupSetName('sg-web', 'in', 4, 'l4', 0)).toBe(`i4t0_${idHash('sg-web')}`);
   });
 
   test('zones: first match wins — bridges, then bridged addresses not from a bridge, then between routed ports the lower zone, then routed by device and address', () => {
@@ -235,7 +240,7 @@ describe('layout details', () => {
     // Between routed ports: per network, lowest zone first (device, host addresses, prefix ranges).
     const cross = text(rules(objs, 'zone_cross'));
     expect([...cross.matchAll(/ct zone set (\d+)/g)].map((m) => Number(m[1]))).toEqual([200, 200, 200, 200, 200, 300, 300, 300, 300, 300]);
-    expect(cross).toContain(`ip daddr @${derivedName('zip4', 'net-r2')} ct zone set 200`);
+    expect(cross).toContain(`ip daddr @${zoneSetName('net-r2', 'ip4')} ct zone set 200`);
     expect(elements(objs, 'zone_br')).toEqual([{ key: ['br-b'], data: 250 }]);
     expect(elements(objs, 'zone_dev').map((e) => [e.key[0], e.data]).sort()).toEqual([['tap1', 300], ['tap2', 200]]);
     expect(elements(objs, 'zone_bip4').map((e) => e.data)).toEqual([250]);

@@ -118,8 +118,17 @@ export class ClaimStore {
 
   /** Replaces the claims of `unit` (an empty list removes the unit). */
   set(unit: string, given: readonly Claim[]): void {
-    const old = this.#units.get(unit) ?? [];
-    if (old.length === 0 && given.length === 0) return;
+    const all = this.#units.get(unit) ?? [];
+    if (all.length === 0 && given.length === 0) return;
+    // The claims a change leaves as they were — the common head of the two lists, compared in order (a port
+    // states its member-set claims last: a member leaving changes only those) — stay held as they are. Only
+    // the head: the first of a unit's claims on one slot is the one that counts, as without this shortcut.
+    const max = Math.min(all.length, given.length);
+    let head = 0;
+    while (head < max && sameClaim(all[head]!, given[head]!)) head++;
+    if (head === all.length && head === given.length) return;
+    const old = all.slice(head);
+    const fresh = given.slice(head);
     // Each touched slot with its winner before the change.
     const touched = new Map<string, { slots: Map<string, Holders>; id: string; was: Holder | undefined }>();
     const touch = (c: Claim): { slots: Map<string, Holders>; id: string } => {
@@ -144,8 +153,8 @@ export class ClaimStore {
       }
     }
     // One claim per slot and unit (a port may state one element twice, e.g. a MAC shared by two pairs).
-    const claims: Claim[] = [];
-    for (const c of given) {
+    const claims: Claim[] = all.slice(0, head);
+    for (const c of fresh) {
       const { slots, id } = touch(c);
       const h = slots.get(id);
       const mine = { unit, claim: c };
@@ -230,6 +239,12 @@ export class ClaimStore {
     if (element) set.set(key, element);
     else set.delete(key);
   }
+}
+
+function sameClaim(a: Claim, b: Claim): boolean {
+  if (a === b) return true;
+  if (isOwn(a)) return isOwn(b) && a.setId === b.setId && a.key === b.key && sameElement(a.element, b.element);
+  return !isOwn(b) && a.slot === b.slot && a.rank === b.rank && sameItems(a.items, b.items);
 }
 
 function sameItems(a: readonly ClaimItem[], b: readonly ClaimItem[]): boolean {

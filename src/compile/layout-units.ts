@@ -49,7 +49,6 @@ export function portClaims(p: PortPolicy, members: ReadonlyMap<string, ReadonlyS
   const out: Claim[] = [];
   const comment = clip(p.portId);
   const add = (setId: string, element: Element): void => void out.push(own(setId, element));
-  const k = keyKind(p);
   const key = portKey(p);
   const rank = ownerRank(p);
 
@@ -78,7 +77,11 @@ export function portClaims(p: PortPolicy, members: ReadonlyMap<string, ReadonlyS
     }
   }
 
-  // Member sets of the port's remote groups: host addresses here, prefixes in the prefix unit.
+  if (p.mode === 'bridged') add(bridge(BRIDGE.portTag), { key: [p.device], data: p.tag!, comment });
+  if (p.filtered) filteredClaims(p, add);
+
+  // Member sets of the port's remote groups: host addresses here, prefixes in the prefix unit. Last: a port
+  // joining or leaving a group changes only these, and the claim store skips the unchanged head of a unit's list.
   for (const g of new Set(p.groupIds)) {
     const fams = members.get(g);
     if (!fams) continue;
@@ -87,9 +90,14 @@ export function portClaims(p: PortPolicy, members: ReadonlyMap<string, ReadonlyS
       if (fams.has(f) && isHost(prefix)) add(inet(memberSetName(g, f)), { key: [hostAddress(prefix)] });
     }
   }
+  return out;
+}
 
-  if (p.mode === 'bridged') add(bridge(BRIDGE.portTag), { key: [p.device], data: p.tag!, comment });
-  if (!p.filtered) return out;
+/** A filtered port's own entries: its key, anti-spoof pairs, DHCP servers, routers, layer-2 guards. */
+function filteredClaims(p: PortPolicy, add: (setId: string, element: Element) => void): void {
+  const comment = clip(p.portId);
+  const k = keyKind(p);
+  const key = portKey(p);
 
   add(inet(INET.ports(k)), { key: [key], comment });
   const nets = new ElementSink();
@@ -119,7 +127,6 @@ export function portClaims(p: PortPolicy, members: ReadonlyMap<string, ReadonlyS
     const setId = name === BRIDGE.arpOkNet ? bridge(name) : inet(name);
     for (const e of nets.elements(name)) add(setId, e);
   }
-  return out;
 }
 
 /** A filtered port's pointer to its rule profile (its own unit: a port changing profile touches this element only). */

@@ -45,10 +45,8 @@ function start(doc: Record<string, unknown>, config: PortwallConfig): { ctx: Che
 export function validatePort(raw: unknown, index: StateIndex, config: PortwallConfig, source = 'port'): Port {
   const { ctx, problems } = start({ networks: [], ports: [raw] }, config);
   const { model } = index;
-  const bridges = new Map<string, string>();
-  for (const n of model.networks.values()) if (n.bridge !== undefined) bridges.set(n.bridge, `network ${show(n.id)}`);
   // The model's maps answer "is this id defined" themselves: nothing O(state) per port.
-  const nets: NetworkIndex = { networks: model.networks, ids: model.networks, bridges };
+  const nets: NetworkIndex = { networks: model.networks, ids: model.networks, bridges: bridgesOf(model) };
   const groups: GroupIndex = { groups: model.groups, ids: model.groups, complete: true };
   const port = checkPorts(ctx, [raw], nets, groups).values().next().value as Port | undefined;
   // The clashes with other ports, judged on the raw fields so they are reported with every other problem.
@@ -60,15 +58,29 @@ export function validatePort(raw: unknown, index: StateIndex, config: PortwallCo
       if (other !== undefined && other !== p.id) problems.add(`${at}.${field}`, message(other));
     };
     clash('device', 'device', p.device, (o) => `device ${show(p.device)} is also port ${show(o)}'s`);
-    const mac = parseUnicastMac(p.mac_address).value;
+    // A valid port carries its MAC and fixed IPs parsed already (every fixed IP, in order); else parse again.
+    const mac = port ? port.mac : parseUnicastMac(p.mac_address).value;
     if (mac !== undefined) clash('mac_address', 'mac', `${p.network_id} ${mac}`, (o) => `MAC ${mac} is also port ${show(o)}'s on network ${show(p.network_id)}`);
     (p.fixed_ips ?? []).forEach((f, k) => {
-      const host = parseHostAddress(f.ip_address).value;
-      if (host) clash(`fixed_ips[${k}].ip_address`, 'ip', `${p.network_id} ${host.prefix}`, (o) => `${show(f.ip_address)} is also port ${show(o)}'s on network ${show(p.network_id)}`);
+      const prefix = port ? port.fixedIps[k] : parseHostAddress(f.ip_address).value?.prefix;
+      if (prefix) clash(`fixed_ips[${k}].ip_address`, 'ip', `${p.network_id} ${prefix}`, (o) => `${show(f.ip_address)} is also port ${show(o)}'s on network ${show(p.network_id)}`);
     });
   }
   if (!problems.empty || !port) throw new InvalidStateError(problems.list.length ? problems.list : [{ path: 'ports[0]', message: 'not a valid port' }], source);
   return port;
+}
+
+// A model's networks never change once built (a new set of networks is a new model): their bridges, once.
+const BRIDGES = new WeakMap<Model['networks'], Map<string, string>>();
+
+function bridgesOf(model: Model): Map<string, string> {
+  let bridges = BRIDGES.get(model.networks);
+  if (!bridges) {
+    bridges = new Map();
+    for (const n of model.networks.values()) if (n.bridge !== undefined) bridges.set(n.bridge, `network ${show(n.id)}`);
+    BRIDGES.set(model.networks, bridges);
+  }
+  return bridges;
 }
 
 /**

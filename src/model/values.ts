@@ -48,6 +48,20 @@ export function parseIpPrefix(text: string): Parsed<FamilyPrefix> {
  * loopback traffic.
  */
 export function parseHostAddress(text: string): Parsed<FamilyPrefix> {
+  // One port's addresses are checked more than once (its fields, then its clashes with other ports), and an
+  // agent re-sends a port whole at each change of it: remember recent answers (frozen; they are shared).
+  let r = HOSTS.get(text);
+  if (r === undefined) {
+    if (HOSTS.size >= HOSTS_MAX) HOSTS.clear();
+    HOSTS.set(text, (r = Object.freeze(hostAddress(text))));
+  }
+  return r;
+}
+
+const HOSTS = new Map<string, Parsed<FamilyPrefix>>();
+const HOSTS_MAX = 4_096;
+
+function hostAddress(text: string): Parsed<FamilyPrefix> {
   const p = text.includes('/') ? undefined : parseAddressText(text);
   if (p === undefined) return bad(`not an IP address: ${show(text)}`);
   const b = p.bytes;
@@ -59,7 +73,7 @@ export function parseHostAddress(text: string): Parsed<FamilyPrefix> {
   if (v4 ? b[0] === 127 : b.subarray(0, 15).every((x) => x === 0) && b[15] === 1) {
     return bad(`${show(text)} is a loopback address: it names the host itself, not a port or a server on a network`);
   }
-  return ok({ prefix: formatPrefix(p), family: v4 ? 4 : 6, length: p.length });
+  return ok(Object.freeze({ prefix: formatPrefix(p), family: v4 ? 4 : 6, length: p.length }));
 }
 
 // Neutron (netaddr) accepts several MAC spellings; these three cover what its API and `ip link` print.

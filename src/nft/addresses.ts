@@ -14,17 +14,18 @@ const MAC = /^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$/;
 export function parseIPv4(text: string): bigint | undefined {
   const parts = text.split('.');
   if (parts.length !== 4) return undefined;
-  let n = 0n;
+  let n = 0; // a double holds 32 bits exactly: one BigInt at the end rather than one per octet
   for (const p of parts) {
     if (!IPV4_OCTET.test(p) || Number(p) > 255) return undefined;
-    n = (n << 8n) | BigInt(p);
+    n = n * 256 + Number(p);
   }
-  return n;
+  return BigInt(n);
 }
 
 /** Prints a 32-bit integer as dotted-quad IPv4. */
 export function formatIPv4(n: bigint): string {
-  return [24n, 16n, 8n, 0n].map((s) => String((n >> s) & 0xffn)).join('.');
+  const v = Number(n) >>> 0;
+  return `${v >>> 24}.${(v >>> 16) & 0xff}.${(v >>> 8) & 0xff}.${v & 0xff}`;
 }
 
 /** Parses IPv6 (with `::` and an optional trailing dotted quad; no zone id) into a 128-bit integer. */

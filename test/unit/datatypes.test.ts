@@ -248,3 +248,14 @@ describe('nft spelling of values', () => {
     expect(nftValueText('ct_state', 2, true)).toBe('established');
   });
 });
+
+describe('IPv4 text', () => {
+  test('parses and prints every octet value at its edges; refuses leading zeros, 256 and short forms', async () => {
+    const { formatIPv4, parseIPv4 } = await import('../../src/nft/addresses.js');
+    for (const [text, n] of [['0.0.0.0', 0n], ['255.255.255.255', 0xffffffffn], ['192.0.2.1', 0xc0000201n], ['128.0.0.255', 0x800000ffn]] as const) {
+      expect(parseIPv4(text)).toBe(n);
+      expect(formatIPv4(n)).toBe(text);
+    }
+    for (const bad of ['01.2.3.4', '1.2.3.256', '1.2.3', '1.2.3.4.5', '1..3.4', '-1.2.3.4', '1.2.3.4 ']) expect(parseIPv4(bad), bad).toBeUndefined();
+  });
+});

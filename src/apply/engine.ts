@@ -485,23 +485,28 @@ export class Engine implements StateIndex {
       tag = undefined;
     } else if (tag === undefined && bridged) tag = this.#tagSpace.next();
     const now = port && net ? compilePort(port, net, this.model.groups, this.#rules, tag) : undefined;
+    const before = { hosts: old ? portHosts(old) : [], nets: old ? portNets(old) : [] };
+    const after = { hosts: now ? portHosts(now) : [], nets: now ? portNets(now) : [] };
+    // A port that keeps its addresses (a change of groups, a member joining or leaving) keeps its host index.
+    const moved = !sameStrings(before.hosts, after.hosts) || !sameStrings(before.nets, after.nets);
     if (old) {
-      this.#index(old, false);
+      this.#indexGroups(old, false);
+      if (moved) this.#indexHosts(old.portId, before, false);
       if (old.filtered) this.#release(old);
     }
     if (now) {
       this.#policies.set(id, now);
-      this.#index(now, true);
+      this.#indexGroups(now, true);
+      if (moved) this.#indexHosts(now.portId, after, true);
       if (now.filtered) this.#use(now);
     } else this.#policies.delete(id);
     this.#membersView = undefined;
     this.#store.set(`port:${id}`, now ? portClaims(now, this.#members) : []);
     this.#store.set(`pp:${id}`, now ? profilePointer(now) : []);
     for (const f of this.#fipsOf.get(id) ?? []) this.#fipClaims(f);
-    const wide = [...(old ? portNets(old) : []), ...(now ? portNets(now) : [])];
+    const wide = [...before.nets, ...after.nets];
     const ranges = [...this.#wide.values()].flat();
-    const hosts = [...(old ? portHosts(old) : []), ...(now ? portHosts(now) : [])];
-    if (wide.length > 0 || insideAny(hosts, ranges)) this.#refreshPrefixes();
+    if (wide.length > 0 || insideAny([...before.hosts, ...after.hosts], ranges)) this.#refreshPrefixes();
     const change = this.#changes.get(id) ?? (old ? { old } : {});
     if (now) change.now = now;
     else delete change.now;
@@ -544,26 +549,34 @@ export class Engine implements StateIndex {
   }
 
   #index(p: PortPolicy, add: boolean): void {
+    this.#indexGroups(p, add);
+    this.#indexHosts(p.portId, { hosts: portHosts(p), nets: portNets(p) }, add);
+  }
+
+  #indexGroups(p: PortPolicy, add: boolean): void {
     for (const g of new Set(p.groupIds)) {
       let s = this.#groupPorts.get(g);
       if (!s) this.#groupPorts.set(g, (s = new Set()));
       if (add) s.add(p.portId);
       else if (s.delete(p.portId) && s.size === 0) this.#groupPorts.delete(g);
     }
-    for (const h of portHosts(p)) {
+  }
+
+  /** The port's host addresses (who owns address X) and its prefixes wider than a host. */
+  #indexHosts(portId: string, a: { hosts: readonly string[]; nets: readonly string[] }, add: boolean): void {
+    for (const h of a.hosts) {
       const r = prefixRange(h);
       const k = `${r.family}|${r.lo}`;
       const s = this.#hosts.get(k);
       if (add) {
-        if (s === undefined) this.#hosts.set(k, p.portId);
-        else if (typeof s === 'string') this.#hosts.set(k, new Set([s, p.portId]));
-        else s.add(p.portId);
-      } else if (s === p.portId) this.#hosts.delete(k);
-      else if (typeof s !== 'string' && s?.delete(p.portId) && s.size === 1) this.#hosts.set(k, [...s][0]!);
+        if (s === undefined) this.#hosts.set(k, portId);
+        else if (typeof s === 'string') this.#hosts.set(k, new Set([s, portId]));
+        else s.add(portId);
+      } else if (s === portId) this.#hosts.delete(k);
+      else if (typeof s !== 'string' && s?.delete(portId) && s.size === 1) this.#hosts.set(k, [...s][0]!);
     }
-    const nets = portNets(p);
-    if (add && nets.length) this.#wide.set(p.portId, nets.map(prefixRange));
-    else if (!add) this.#wide.delete(p.portId);
+    if (add && a.nets.length) this.#wide.set(portId, a.nets.map(prefixRange));
+    else if (!add) this.#wide.delete(portId);
   }
 
   /** Points a filtered port at its profile, creating the profile when its combination of groups is new. */
@@ -703,6 +716,10 @@ function remoteGroupsOf(rules: ProfilePolicy['rules']): ReadonlySet<string> {
 }
 
 /** Groups in which `old` had a member address that `now` no longer has there. */
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 function lostMemberships(old: PortPolicy | undefined, now: PortPolicy | undefined): string[] {
   if (!old) return [];
   const kept = new Set(now ? now.groupIds.flatMap((g) => now.memberPrefixes.map((x) => `${g} ${x}`)) : []);

@@ -54,7 +54,7 @@ export type * from './model/types.js';
 export { DEFAULT_CONFIG } from './model/types.js';
 export { renderIptables } from './render/iptables.js';
 export { Portwall } from './apply/portwall.js';
-export type { ApplyOptions, ApplyResult, BatchResult, Edit, PlanResult, PortwallOptions, StatusResult } from './apply/portwall.js';
+export type { ApplyOptions, ApplyResult, BatchResult, Edit, PlanResult, PortwallOptions, StatusResult, StatusSummary } from './apply/portwall.js';
 export { diff } from './apply/diff.js';
 export type { Diff, RemovedElements } from './apply/diff.js';
 export { affectedPorts, cleanup } from './apply/cleanup.js';

@@ -98,13 +98,13 @@ export class AgentCore implements AgentBackend {
 
   async status(): Promise<unknown> {
     const d = this.#desired;
-    const s = await this.handle.status();
+    const s = await this.handle.summary();
     return {
       netns: this.handle.netns,
       source: this.#source,
       genid: s.genid,
       desired: d ? { ports: d.ports.size, security_groups: d.groups.size, floatingips: d.floatingips.size } : null,
-      programmed: { tables: s.tables, ...s.counts },
+      programmed: { tables: s.tables, ...s.counts, counted: s.listed ? 'listing' : 'memory' },
       unusedProfiles: this.handle.unusedProfiles,
     };
   }

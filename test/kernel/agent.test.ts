@@ -77,7 +77,7 @@ describe.skipIf(!isRoot)('the agent', () => {
     expect(await pingCount(vm3.ns, vm1.ip4)).toBe(0);
     const s = await call(socketPath, 'GET', '/v1/status');
     expect(s.status).toBe(200);
-    expect(s.body).toMatchObject({ desired: { ports: 3, security_groups: 2 }, genid: await nft.genid() });
+    expect(s.body).toMatchObject({ desired: { ports: 3, security_groups: 2 }, genid: await nft.genid(), programmed: { counted: 'memory' } });
     expect((await call(socketPath, 'GET', '/v1/nope')).status).toBe(404);
   });
 

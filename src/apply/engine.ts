@@ -715,11 +715,11 @@ function remoteGroupsOf(rules: ProfilePolicy['rules']): ReadonlySet<string> {
   return s;
 }
 
-/** Groups in which `old` had a member address that `now` no longer has there. */
 function sameStrings(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/** Groups in which `old` had a member address that `now` no longer has there. */
 function lostMemberships(old: PortPolicy | undefined, now: PortPolicy | undefined): string[] {
   if (!old) return [];
   const kept = new Set(now ? now.groupIds.flatMap((g) => now.memberPrefixes.map((x) => `${g} ${x}`)) : []);

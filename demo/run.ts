@@ -252,9 +252,10 @@ export async function runDemo(): Promise<boolean> {
     const [stillOpen] = await probe(web.ns, [{ proto: 'tcp', host: db.ip4, port: 5432 }]);
     check(stillOpen === 'open', `web → db tcp/5432: ${stillOpen} (db's port unchanged)`);
 
-    const s = (await api('GET', '/v1/status')).body as { programmed: { tables: { family: string; name: string }[]; rules: number; sets: number; elements: number } };
+    const s = (await api('GET', '/v1/status')).body as { programmed: { tables: { family: string; name: string }[]; rules: number; sets: number; elements: number; counted: string } };
+    const how = s.programmed.counted === 'memory' ? 'counted from the agent\'s memory: the kernel\'s generation shows nobody else committed' : 'listed back over netlink';
     say(`\nthe host's tables ${s.programmed.tables.map((x) => `${x.family} ${x.name}`).join(', ')} hold ${s.programmed.rules} rules, ` +
-      `${s.programmed.sets} sets and ${s.programmed.elements} elements (GET /v1/status, listed back over netlink)`);
+      `${s.programmed.sets} sets and ${s.programmed.elements} elements (GET /v1/status, ${how})`);
   } finally {
     await agent?.stop();
     dest.end();

@@ -324,8 +324,10 @@ export function markdown(report: Report, charts: readonly ChartLink[] = []): str
   const top = headline(rows);
   const table = (head: string[], body: string[][]) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...body.map((b) => `| ${b.join(' | ')} |`)].join('\n');
   // Where the time goes, from the ApplyResults: p50 of each stage, elements per batch, listings (adopted).
-  const stages = (r: Row) => Object.entries((r.info?.stageP50 ?? {}) as Record<string, number>)
-    .map(([k, v]) => `${k === 'adoptedCount' ? 'adopted' : k} ${v}`).join(' · ');
+  // Samples that created a rule profile (the kernel then validates the whole table) are counted apart.
+  const stages = (r: Row) => [...Object.entries((r.info?.stageP50 ?? {}) as Record<string, number>)
+    .map(([k, v]) => `${k === 'adoptedCount' ? 'adopted' : k} ${v}`),
+  ...(r.info?.newProfileSamples ? [`${String(r.info.newProfileSamples)} samples made a new rule profile; the others' p50 ${String(r.info.p50WithoutNewProfile)} ms`] : [])].join(' · ');
   const rowTable = (section: string, withStages = false, atOnce = false) => table(['size', 'case', ...(atOnce ? ['at once'] : []), 'tool', 'n', 'p50', 'p99', 'status', ...(withStages ? ['stages p50 (ms)'] : [])],
     rows.filter((r) => r.section === section).map((r) => [String(r.size), r.case, ...(atOnce ? [String(r.info?.changedAtOnce ?? 1)] : []), r.tool, String(r.samples.length), fmt(r.p50, r.unit), fmt(r.p99, r.unit), r.status, ...(withStages ? [stages(r)] : [])]));
   // Rows whose facts (peak memory, start time, commits while adopting) say as much as the figure.

@@ -10,7 +10,7 @@
 import { Portwall, type ApplyResult } from '../src/apply/portwall.js';
 import type { StateInput } from '../src/model/schema.js';
 import {
-  type Cleanup, type Progress, type Row, type Section, NOT_IMPLEMENTED, WARM_UP_ROUNDS, errorText, finish, isNotImplemented, newRow, repeat, timed,
+  type Cleanup, type Progress, type Row, type Section, NOT_IMPLEMENTED, WARM_UP_ROUNDS, errorText, finish, isNotImplemented, newRow, quantile, repeat, timed,
 } from './sg-harness.js';
 import { type Workload } from './workload.js';
 
@@ -102,6 +102,9 @@ async function measure(pw: Portwall, section: Section, size: number, stepsOf: (r
   const cases = stepsOf(0).map((s) => s.case);
   const inc = new Map(cases.map((c) => [c, newRow(section, c, size, 'portwall incremental', 'ms', info)]));
   const incStages: Stages = {};
+  // Samples whose batch created a rule profile (a group combination new to the host): the kernel then validates
+  // the whole table, so such samples are told apart in the row's info (docs/dataplane.md, "Measured").
+  const newProfile = new Map<string, number[]>();
   // Untimed rounds first (on ports, members and rules the timed loop does not use): a long-lived handle runs
   // optimised code, and so does the agent's row, warmed the same way; two rounds left the first sizes paying
   // for the JIT (one-port add at 100 ports, side by side: p50 0.52-0.56 ms after 2 rounds, 0.45 after 20).
@@ -118,6 +121,7 @@ async function measure(pw: Portwall, section: Section, size: number, stepsOf: (r
           const ms = await timed(async () => { res = await step.incremental(pw); });
           row.samples.push(ms);
           collect(incStages, step.case, res, ms);
+          if (NEW_PROFILE.test(res.plan)) newProfile.set(step.case, [...(newProfile.get(step.case) ?? []), row.samples.length - 1]);
           continue;
         } catch (e) {
           row.status = isNotImplemented(e) ? NOT_IMPLEMENTED : errorText(e);
@@ -153,8 +157,15 @@ async function measure(pw: Portwall, section: Section, size: number, stepsOf: (r
     if (s) row.info = { ...row.info, stageP50: s };
     return finish(row);
   });
+  for (const [c, at] of newProfile) {
+    const row = inc.get(c)!;
+    const others = row.samples.filter((_, i) => !at.includes(i)).sort((a, b) => a - b);
+    row.info = { ...row.info, newProfileSamples: at.length, ...(others.length ? { p50WithoutNewProfile: Math.round(quantile(others, 0.5) * 1000) / 1000 } : {}) };
+  }
   return [...withStages(inc, incStages), ...withStages(app, appStages)];
 }
+
+const NEW_PROFILE = /^add chain \S+ \S+ prof_(?:in|out)_\d+\b/m;
 
 /**
  * Keeps the per-stage timings an ApplyResult reports (compile, list, diff, commit, cleanup) and `other`: the

@@ -113,4 +113,10 @@ describe('report headline', () => {
     expect(md).toMatch(/^## Start: adopting a kernel that already holds the state$/m);
     expect(md).toMatch(/^\| 1000 \| bulk-leave \| 1000 \| portwall batch \|/m);
   });
+
+  test('a one-port row whose samples made new rule profiles says how many, and the p50 of the others', () => {
+    const add: Row = { ...row('one-port', 'add', 5000, 'portwall incremental', 0.7), info: { stageP50: { commit: 0.3 }, newProfileSamples: 21, p50WithoutNewProfile: 0.5 } };
+    const md = markdown({ started: 'x', durationS: 1, args: {}, machine: {}, workloads: [], rows: [add], ratios: [], targets: [], notes: [] });
+    expect(md).toMatch(/^\| 5000 \| add \| portwall incremental \|.*\| commit 0\.3 · 21 samples made a new rule profile; the others' p50 0\.5 ms \|$/m);
+  });
 });

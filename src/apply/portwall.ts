@@ -149,6 +149,7 @@ function countObjects(objects: readonly NftObject[]): Pick<StatusResult, 'tables
   }
   return { tables, counts };
 }
+
 // Changes whose cleanup threw, kept for the retry.
 const MAX_PENDING = 4096;
 /** Up to this many changed ports, the ones that may have lost permission are sorted out before anything is asked. */

@@ -121,7 +121,11 @@ async function measure(pw: Portwall, section: Section, size: number, stepsOf: (r
           const ms = await timed(async () => { res = await step.incremental(pw); });
           row.samples.push(ms);
           collect(incStages, step.case, res, ms);
-          if (NEW_PROFILE.test(res.plan)) newProfile.set(step.case, [...(newProfile.get(step.case) ?? []), row.samples.length - 1]);
+          if (NEW_PROFILE.test(res.plan)) {
+            let at = newProfile.get(step.case);
+            if (!at) newProfile.set(step.case, (at = []));
+            at.push(row.samples.length - 1);
+          }
           continue;
         } catch (e) {
           row.status = isNotImplemented(e) ? NOT_IMPLEMENTED : errorText(e);

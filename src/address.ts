@@ -6,6 +6,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
 import { PortwallError } from './errors.js';
+import { formatIPv6Bytes } from './nft/addresses.js';
 
 /** Address family as portwall names it. */
 export type IpFamily = 'ipv4' | 'ipv6';
@@ -41,23 +42,10 @@ export function parsePrefix(text: string, field: string): Prefix {
   return { family, bytes: maskBytes(bytes, length), length };
 }
 
-/** Formats 16 address bytes of `family` as text (IPv6 compressed as `ip` prints it). */
+/** Formats 16 address bytes of `family` as text (IPv6 compressed as `ip` prints it: RFC 5952). */
 export function formatAddress(family: IpFamily, bytes: Uint8Array): string {
   if (family === 'ipv4') return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
-  // RFC 5952: compress the longest run (≥ 2) of zero groups.
-  let best = -1, bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { best = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+  return formatIPv6Bytes(bytes);
 }
 
 /** Prints a prefix as `address/length` (`192.0.2.0/24`, `2001:db8::1/128`): one spelling per prefix. */

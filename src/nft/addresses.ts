@@ -62,8 +62,15 @@ export function formatIPv6(n: bigint): string {
   return formatIPv6Groups(Array.from({ length: 8 }, (_, i) => Number((n >> BigInt(112 - 16 * i)) & 0xffffn)));
 }
 
+/** RFC 5952 text of 16 address bytes in network order, starting at `off`. */
+export function formatIPv6Bytes(b: Uint8Array, off = 0): string {
+  const g: number[] = [];
+  for (let i = off; i < off + 16; i += 2) g.push((b[i]! << 8) | b[i + 1]!);
+  return formatIPv6Groups(g);
+}
+
 /** RFC 5952 text of eight 16-bit groups, most significant first. */
-export function formatIPv6Groups(g: readonly number[]): string {
+function formatIPv6Groups(g: readonly number[]): string {
   let best = -1;
   let bestLen = 1;
   for (let i = 0; i < 8; ) {

@@ -13,7 +13,7 @@
  * full-length prefix becomes the plain address, and a range that is exactly a prefix is written as one.
  */
 import { PortwallError } from '../errors.js';
-import { formatIPv4, formatIPv6, formatIPv6Groups, formatMac, parseIPv4, parseIPv6, parseMac } from './addresses.js';
+import { formatIPv4, formatIPv6, formatIPv6Bytes, formatMac, parseIPv4, parseIPv6, parseMac } from './addresses.js';
 import { NFT_DATA_VERDICT } from './constants.js';
 import type { DataTypeName, Value } from './types.js';
 import { SYMBOLS, symbolName, symbolValue } from './symbols.js';
@@ -447,12 +447,8 @@ function fastSingle(kind: Kind, b: Uint8Array, off: number, size: number): strin
   switch (kind) {
     case 'ipv4':
       return size === 4 ? `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}` : undefined;
-    case 'ipv6': {
-      if (size !== 16) return undefined;
-      const g: number[] = [];
-      for (let i = 0; i < 16; i += 2) g.push((b[off + i]! << 8) | b[off + i + 1]!);
-      return formatIPv6Groups(g);
-    }
+    case 'ipv6':
+      return size === 16 ? formatIPv6Bytes(b, off) : undefined;
     case 'ifname': {
       let len = 0;
       while (len < size && b[off + len] !== 0) len++;

@@ -1,9 +1,11 @@
 /**
  * Adopt-on-start: a namespace already holding the workload's state (loaded by a handle that is then closed)
  * is taken over, as after a restart:
- * - by a fresh library handle: `apply(state)` lists the kernel, compiles and diffs, and finds nothing to
- *   commit (case `adopt`); another fresh handle's `apply(state + one port)` adopts and commits that port
- *   (`adopt-first-change`);
+ * - by a fresh library handle: `apply(state)` finds nothing to commit (case `adopt`) — from the adopt record
+ *   the last handle left as it closed (a look at set definitions, a compile, a digest), or, when the record
+ *   cannot vouch, by listing, compiling and diffing (info `fromRecord` / `byListing` count which); another
+ *   fresh handle's `apply(state + one port)` adopts (by listing: the state differs from the record's) and
+ *   commits that port (`adopt-first-change`);
  * - by a freshly spawned `portwall agent` with the same state file: from the spawn to its first 200 on
  *   GET /v1/status (`adopt-ready`; it listens once it has adopted), and to the answer of its first
  *   PUT /v1/ports right after (`adopt-first-change`).
@@ -49,12 +51,17 @@ export async function startCases(cleanup: Cleanup, w: Workload, opts: StartOptio
     const extra = w.extraPort(0, 'a');
 
     let libCommits = 0;
+    // How each adoption went: from the adopt record the last handle left, or by a full listing.
+    const adoptedFrom = { record: 0, listing: 0 };
     await repeat(opts.reps, opts.budgetMs, async (r) => {
       opts.progress.update(`start @${size}: a fresh handle adopts`, `round ${r + 1}/${opts.reps}`);
       const g0 = await genid();
       const pw = Portwall.open({ netns: ns.name });
       try {
-        adopt!.samples.push(await timed(() => pw.apply(w.state)));
+        adopt!.samples.push(await timed(async () => {
+          const from = (await pw.apply(w.state)).adoptedFrom;
+          if (from) adoptedFrom[from]++;
+        }));
       } finally {
         await pw.close();
       }
@@ -89,6 +96,7 @@ export async function startCases(cleanup: Cleanup, w: Workload, opts: StartOptio
       await settle();
     });
     for (const row of [adopt!, libFirst!]) row.info = { ...row.info, loadMs: Math.round(loadMs), commitsWhileAdopting: libCommits };
+    adopt!.info = { ...adopt!.info, fromRecord: adoptedFrom.record, byListing: adoptedFrom.listing };
     for (const row of [ready!, agentFirst!]) row.info = { ...row.info, cliVersionMs: Math.round(cliVersionMs), commitsWhileAdopting: agentCommits };
   } catch (e) {
     for (const row of rows) if (row.status === 'ok') row.status = errorText(e);

@@ -174,7 +174,8 @@ system error; 2 usage error.`,
   agent: `portwall agent [--netns NAME] [--config FILE] [--state FILE] [--socket PATH] [--metrics HOST:PORT]
                [--log-level LEVEL] [--check-interval SECONDS] [--body-limit BYTES] [--drop-log]
 
-Runs until SIGTERM or SIGINT, which stop it and leave the rules in place. On start it adopts what portwall's
+Runs until SIGTERM or SIGINT, which stop it and leave the rules in place (and, after changes, the adopt record:
+the next start with the same FILE then skips listing every element). On start it adopts what portwall's
 tables hold (no flush, no traffic gap) and makes them match FILE; SIGHUP, or a change of FILE, reloads FILE
 through the same incremental diff (an invalid file is logged and the running state kept). Keys the schema does
 not know are logged at warn, one line each; in API answers they are listed in "warnings". Changes also come

@@ -104,8 +104,12 @@ export interface NftBinding {
   nftEncode(batch: Buffer): Promise<Buffer>;
   /** Sends already encoded netlink bytes as one batch; errors carry the message index as opIndex. */
   nftSendEncoded(target: NftTarget, netlink: Buffer): Promise<CommitResult>;
-  /** family 0 = all families; table null = all tables. */
-  nftList(target: NftTarget, family: number, table: string | null): Promise<ListResult>;
+  /**
+   * family 0 = all families; table null = all tables. With `elementsOf`, only tables and set definitions
+   * are listed, and the elements of the sets of those names (no chains, no rules). A binding may ignore it
+   * and list everything (a superset).
+   */
+  nftList(target: NftTarget, family: number, table: string | null, elementsOf?: readonly string[] | null): Promise<ListResult>;
   nftGenid(target: NftTarget): Promise<number>;
 }
 

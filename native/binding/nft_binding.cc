@@ -162,20 +162,37 @@ struct ListBaton {
   NftTarget target;
   uint8_t family = 0;
   std::string table;
+  bool partial = false;  // set definitions only, with the elements of the sets named in elements_of
+  std::vector<std::string> elements_of;
   nft::ListResult result{};
 };
+
+// nftList's optional fourth argument: an array of set names, or null/undefined for a full listing.
+bool elements_of_arg(const Napi::Value& v, std::vector<std::string>& out) {
+  if (v.IsUndefined() || v.IsNull()) return false;
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), "elementsOf must be an array of set names, null or undefined");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value n = a.Get(i);
+    if (!n.IsString()) throw Napi::TypeError::New(v.Env(), "elementsOf must hold set names (strings)");
+    out.push_back(n.As<Napi::String>().Utf8Value());
+  }
+  return true;
+}
 
 Napi::Value NftList(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<ListBaton>();
   b->target = nft_target(info[0]);
   b->family = family_arg(info[1]);
   b->table = table_arg(info[2]);
+  b->partial = elements_of_arg(info[3], b->elements_of);
   return PromiseWorker<ListBaton>::Run(
       info.Env(), std::move(b),
       [](ListBaton& b) {
+        const std::vector<std::string>* only = b.partial ? &b.elements_of : nullptr;
         b.target.run(
-            [&](nft::NftSocket& s) { b.result = nft::list(s, b.family, b.table); },
-            [&] { b.result = nft::list(b.target.netns, b.family, b.table); });
+            [&](nft::NftSocket& s) { b.result = nft::list(s, b.family, b.table, only); },
+            [&] { b.result = nft::list(b.target.netns, b.family, b.table, only); });
       },
       [](Napi::Env env, ListBaton& b) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);

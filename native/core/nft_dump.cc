@@ -35,8 +35,15 @@ struct Snapshot {
 struct Filter {
   uint8_t family;      // 0 = all
   std::string table;   // "" = all
+  const std::vector<std::string>* elements_of;  // null = everything; else sets only, elements of these names
   bool operator()(uint32_t f, const char* t) const {
     return (family == 0 || f == family) && (table.empty() || (t && table == t));
+  }
+  bool full() const { return elements_of == nullptr; }
+  bool wants_elements(const char* set) const {
+    if (full()) return true;
+    for (const std::string& n : *elements_of) if (n == set) return true;
+    return false;
   }
 };
 
@@ -66,34 +73,42 @@ void dump_all(NftSocket& s, const Filter& want, Snapshot& snap) {
               return want(nftnl_table_get_u32(t, NFTNL_TABLE_FAMILY), nftnl_table_get_str(t, NFTNL_TABLE_NAME));
             },
             "table");
-  dump_into(s, request(NFT_MSG_GETCHAIN, want.family), snap.chains, make_chain, nftnl_chain_nlmsg_parse,
-            [&](const nftnl_chain* c) {
-              return want(nftnl_chain_get_u32(c, NFTNL_CHAIN_FAMILY), nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE));
-            },
-            "chain");
+  if (want.full()) {
+    dump_into(s, request(NFT_MSG_GETCHAIN, want.family), snap.chains, make_chain, nftnl_chain_nlmsg_parse,
+              [&](const nftnl_chain* c) {
+                return want(nftnl_chain_get_u32(c, NFTNL_CHAIN_FAMILY), nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE));
+              },
+              "chain");
+  }
   dump_into(s, request(NFT_MSG_GETSET, want.family), snap.sets, make_set, nftnl_set_nlmsg_parse,
             [&](const nftnl_set* st) {
               return want(nftnl_set_get_u32(st, NFTNL_SET_FAMILY), nftnl_set_get_str(st, NFTNL_SET_TABLE));
             },
             "set");
   // Rules are the bulk: let the kernel skip other tables (it filters rule dumps by NFTA_RULE_TABLE).
-  nlmsghdr* rules_req = request(NFT_MSG_GETRULE, want.family);
-  if (!want.table.empty()) {
-    RulePtr only = make_rule();
-    nftnl_rule_set_str(only.get(), NFTNL_RULE_TABLE, want.table.c_str());
-    nftnl_rule_nlmsg_build_payload(rules_req, only.get());
+  if (want.full()) {
+    nlmsghdr* rules_req = request(NFT_MSG_GETRULE, want.family);
+    if (!want.table.empty()) {
+      RulePtr only = make_rule();
+      nftnl_rule_set_str(only.get(), NFTNL_RULE_TABLE, want.table.c_str());
+      nftnl_rule_nlmsg_build_payload(rules_req, only.get());
+    }
+    dump_into(s, rules_req, snap.rules, make_rule, nftnl_rule_nlmsg_parse,
+              [&](const nftnl_rule* r) {
+                return want(nftnl_rule_get_u32(r, NFTNL_RULE_FAMILY), nftnl_rule_get_str(r, NFTNL_RULE_TABLE));
+              },
+              "rule");
   }
-  dump_into(s, rules_req, snap.rules, make_rule, nftnl_rule_nlmsg_parse,
-            [&](const nftnl_rule* r) {
-              return want(nftnl_rule_get_u32(r, NFTNL_RULE_FAMILY), nftnl_rule_get_str(r, NFTNL_RULE_TABLE));
-            },
-            "rule");
 
   for (const SetPtr& set : snap.sets) {
-    SetPtr elems = make_set();
     const char* table = nftnl_set_get_str(set.get(), NFTNL_SET_TABLE);
     const char* name = nftnl_set_get_str(set.get(), NFTNL_SET_NAME);
     if (!table || !name) throw Error(ErrorKind::kNetlink, EBADMSG, "a dumped set has no table or name");
+    if (!want.wants_elements(name)) {
+      snap.elements.push_back(nullptr);
+      continue;
+    }
+    SetPtr elems = make_set();
     nftnl_set_set_str(elems.get(), NFTNL_SET_TABLE, table);
     nftnl_set_set_str(elems.get(), NFTNL_SET_NAME, name);
     buf.assign(4096 + std::strlen(table) + std::strlen(name), 0);
@@ -331,8 +346,10 @@ std::vector<uint8_t> write_records(const Snapshot& snap) {
     }
     for (size_t s : buckets[i].sets) {
       write_set(w, snap.sets[s].get());
+      ++count;
+      if (!snap.elements[s]) continue;  // a listing of set definitions that leaves this set's elements out
       write_elements(w, snap.sets[s].get(), snap.elements[s].get());
-      count += 2;
+      ++count;
     }
     for (const nftnl_rule* r : buckets[i].rules) {
       write_rule(w, r);
@@ -345,13 +362,14 @@ std::vector<uint8_t> write_records(const Snapshot& snap) {
 
 }  // namespace
 
-ListResult list(const std::string& netns, uint8_t family, const std::string& table) {
+ListResult list(const std::string& netns, uint8_t family, const std::string& table,
+                const std::vector<std::string>* elements_of) {
   NftSocket s(netns);
-  return list(s, family, table);
+  return list(s, family, table, elements_of);
 }
 
-ListResult list(NftSocket& s, uint8_t family, const std::string& table) {
-  const Filter want{family, table};
+ListResult list(NftSocket& s, uint8_t family, const std::string& table, const std::vector<std::string>* elements_of) {
+  const Filter want{family, table, elements_of};
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     // Several dumps make one snapshot only if no commit landed in between: compare generations around them.
     const uint32_t before = s.genid();

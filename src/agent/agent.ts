@@ -117,7 +117,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
     }
     if (o.stateFile) {
       const result = await core.applyState(...(await readStateDoc(o.stateFile, handle, log)));
-      log.info({ event: 'start', genid: result.genid, changed: result.changed, adopted: result.adopted }, result.changed ? 'adopted and reconciled' : 'adopted; the kernel already matched');
+      log.info({ event: 'start', genid: result.genid, changed: result.changed, adopted: result.adopted, adoptedFrom: result.adoptedFrom }, result.changed ? 'adopted and reconciled' : 'adopted; the kernel already matched');
     } else log.info({ event: 'start' }, 'no state file: waiting for PUT /v1/state');
 
     const socketPath = o.socketPath ?? DEFAULT_SOCKET;

@@ -37,9 +37,11 @@ import { Nft } from '../nft/client.js';
 import type { NftBinding } from '../native.js';
 import type { Family, NftObject, Operation } from '../nft/types.js';
 import { affectedPorts, cleanup, mayShrink, type CleanupResult, type ConntrackLike } from './cleanup.js';
+import { ADOPT_RECORD, digestOf, namespaceInstance, readRecord, recordOperations, withoutRecord, type AdoptRecord } from './adopt-record.js';
 import { diff, type Diff } from './diff.js';
 import { Engine, NO_PEERS, fipMoved, hintsFrom, type ChangeSet, type FipChange, type PortChange } from './engine.js';
 import { hostAddress } from '../compile/addr.js';
+import { BRIDGE, INET } from '../compile/names.js';
 import { publishIpsets, type IpsetLike, type PublishResult } from './ipsets.js';
 import { summarize } from './summary.js';
 import { explain, type Explanation } from '../explain.js';
@@ -65,6 +67,12 @@ export interface PortwallOptions {
    * only {@link Portwall.collectProfiles} collects. Default `{ delayMs: 1000, max: 64 }`.
    */
   profileGc?: { delayMs: number; max: number } | false;
+  /**
+   * The adopt record (docs/dataplane.md, "Adopting from the record"): a handle that committed writes, as it
+   * closes, the generation and a digest of what it programmed; a new handle whose state compiles to that
+   * digest, with nobody having committed since, adopts without listing every element. Default true.
+   */
+  adoptRecord?: boolean;
 }
 
 /** Options of {@link Portwall.apply}. */
@@ -94,6 +102,11 @@ export interface ApplyResult {
   timings: { compile: number; list: number; diff: number; commit: number; cleanup: number };
   /** Whether the handle listed the kernel and rebuilt its state for this change. */
   adopted: boolean;
+  /**
+   * How it adopted: from a full listing, or from the adopt record (set definitions and a few small sets
+   * listed; the kernel proved to hold what the state compiles to).
+   */
+  adoptedFrom?: 'listing' | 'record';
 }
 
 /** One edit of {@link Portwall.batch}: the incremental operations as data. */
@@ -183,6 +196,9 @@ export class Portwall {
   /** When the last change (not a collection) committed, for the collector's quiet period. */
   #lastChange = 0;
   #closed = false;
+  readonly #adoptRecord: boolean;
+  /** A commit since the last adopt record was written (or since opening). */
+  #recordOwed = false;
 
   private constructor(options: PortwallOptions) {
     this.config = { ...DEFAULT_CONFIG, ...options.config, tables: { ...DEFAULT_CONFIG.tables, ...options.config?.tables } };
@@ -191,6 +207,7 @@ export class Portwall {
     this.#ct = options.conntrack === undefined ? new ConntrackClient({ netns: this.netns, persistent: true }) : options.conntrack;
     if (this.config.publishIpsets) this.#ipsets = options.ipsets ?? new IpsetClient(options.netns ? { netns: options.netns } : {});
     this.#gc = options.profileGc === undefined ? GC_DEFAULT : options.profileGc;
+    this.#adoptRecord = options.adoptRecord ?? true;
   }
 
   /** A handle on portwall's tables in one namespace. Opening touches nothing (the socket opens on first use). */
@@ -425,12 +442,17 @@ export class Portwall {
     return this.#engine?.ir();
   }
 
-  /** Waits for pending changes, stops the profile collector and releases the netlink sockets (nftables, conntrack). */
+  /**
+   * Waits for pending changes, stops the profile collector, writes the adopt record if this handle committed
+   * (best effort: one small batch, refused if anyone else committed since) and releases the netlink sockets
+   * (nftables, conntrack).
+   */
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#gcTimer) clearTimeout(this.#gcTimer);
     this.#gcTimer = undefined;
     await this.#queue;
+    if (this.#recordOwed) await this.#writeRecord().catch(() => undefined);
     await this.#nft.close();
     await this.#ct?.close?.();
   }
@@ -481,6 +503,39 @@ export class Portwall {
     });
   }
 
+  /**
+   * Writes the adopt record of the handle's state: only while it can vouch for the kernel, in a batch the
+   * kernel refuses if anyone else committed since (the record then stays as it was, or absent, and no handle
+   * will trust it: its generation is past).
+   */
+  async #writeRecord(): Promise<void> {
+    const e = this.#engine;
+    const base = this.#genid;
+    const instance = namespaceInstance(this.netns);
+    if (!this.#adoptRecord || !e || base === undefined || instance === undefined) return;
+    const record = { genid: nextGen(base), instance, ports: e.model.ports.size, groups: e.model.groups.size, digest: digestOf(e.objects()) };
+    const tx = this.#nft.transaction();
+    for (const op of recordOperations(record, this.config)) tx.canonical(op.verb, op.object);
+    if (tx.error) throw tx.error;
+    await tx.commit({ genid: base });
+    this.#recordOwed = false;
+  }
+
+  /**
+   * Adopts from the adopt record: a look at set definitions and the small sets hints come from, and, when the
+   * record's generation is the kernel's and the state compiles to its digest, the engine of that compile
+   * (the kernel holds exactly it). Undefined when it cannot vouch: the caller lists in full.
+   */
+  async #adoptFromRecord(model: Model): Promise<{ engine: Engine; genid: number; listMs: number } | undefined> {
+    const mark = now();
+    const look = await this.#list([INET.profiles, BRIDGE.portTag, ADOPT_RECORD]);
+    const listMs = now() - mark;
+    const r = look.record;
+    if (!r || r.genid !== look.genid || r.instance !== namespaceInstance(this.netns) || r.ports !== model.ports.size || r.groups !== model.groups.size) return undefined;
+    const e = Engine.build(model, this.config, hintsFrom(look.objects, this.config));
+    return digestOf(e.objects()) === r.digest ? { engine: e, genid: look.genid, listMs } : undefined;
+  }
+
   #state(op: string): Engine {
     if (this.#closed) throw new PortwallError('ERR_TRANSACTION_STATE', `${op}: the handle is closed`);
     const e = this.#engine;
@@ -501,6 +556,7 @@ export class Portwall {
       let d: Diff;
       let base: number;
       let previous: Engine | undefined;
+      let adoptedFrom: ApplyResult['adoptedFrom'];
       if (trusted && m.kind === 'edit') {
         e = this.#engine!;
         base = this.#genid!;
@@ -524,17 +580,29 @@ export class Portwall {
         mark = now();
         d = diff(e.objects(), previous.objects());
       } else {
-        const listing = await this.#list();
-        t.list = now() - mark;
-        mark = now();
-        base = listing.genid;
-        const model = m.kind === 'replace' ? m.model : this.#engine?.model;
-        if (!model) throw new PortwallError('ERR_TRANSACTION_STATE', 'no state yet — apply a whole state first');
-        e = Engine.build(model, this.config, hintsFrom(listing.objects, this.config));
-        if (m.kind === 'edit') m.edit(e);
-        t.compile = now() - mark;
-        mark = now();
-        d = diff(e.objects(), listing.objects);
+        const quick = m.kind === 'replace' && this.#adoptRecord ? await this.#adoptFromRecord(m.model) : undefined;
+        if (quick) {
+          // The kernel holds what the state compiles to: nothing to list, diff or commit.
+          t.list = quick.listMs;
+          t.compile = now() - mark - quick.listMs;
+          mark = now();
+          ({ engine: e, genid: base } = quick);
+          d = { operations: [], removed: [], elementsAdded: 0 };
+          adoptedFrom = 'record';
+        } else {
+          const listing = await this.#list();
+          t.list = now() - mark;
+          mark = now();
+          base = listing.genid;
+          const model = m.kind === 'replace' ? m.model : this.#engine?.model;
+          if (!model) throw new PortwallError('ERR_TRANSACTION_STATE', 'no state yet — apply a whole state first');
+          e = Engine.build(model, this.config, hintsFrom(listing.objects, this.config));
+          if (m.kind === 'edit') m.edit(e);
+          t.compile = now() - mark;
+          mark = now();
+          d = diff(e.objects(), listing.objects);
+          adoptedFrom = 'listing';
+        }
       }
       t.diff = now() - mark;
       const adopted = !trusted;
@@ -568,6 +636,7 @@ export class Portwall {
         }
         t.commit = now() - mark;
         committed = { size: tx.size, plan: summarize(tx.operations) };
+        this.#recordOwed = true;
       }
       e.settle();
       this.#engine = e;
@@ -599,6 +668,7 @@ export class Portwall {
         plan: committed?.plan ?? '',
         timings: t,
         adopted,
+        ...(adoptedFrom ? { adoptedFrom } : {}),
       };
     }
   }
@@ -690,20 +760,24 @@ export class Portwall {
     this.#gcTimer.unref();
   }
 
-  // All tables in one consistent generation (listed again if a commit landed between the dumps).
-  async #list(): Promise<{ objects: NftObject[]; genid: number }> {
+  /**
+   * All tables in one consistent generation (listed again if a commit landed between the dumps), without the
+   * adopt record (given apart). With `elementsOf`: set definitions and the elements of those sets only.
+   */
+  async #list(elementsOf?: readonly string[]): Promise<{ objects: NftObject[]; genid: number; record?: AdoptRecord }> {
     const { inet, bridge, nat } = this.config.tables;
     const wanted: [Family, string][] = [['inet', inet], ['bridge', bridge], ['ip', nat]];
     const names = [...new Set(wanted.map(([, name]) => name))];
     for (let attempt = 0; ; attempt++) {
       // One dump per distinct name (a dump by name alone returns that name in every family).
-      const lists = await Promise.all(names.map((table) => this.#nft.list({ table })));
+      const lists = await Promise.all(names.map((table) => this.#nft.list(elementsOf ? { table, elementsOf } : { table })));
       const genids = new Set(lists.map((l) => l.genid));
       // Still different after retries (writers kept committing): the first (oldest) generation, so that a batch
       // computed from this listing is refused by the kernel instead of resting on a stale part.
       if (genids.size === 1 || attempt > 2) {
         const objects = lists.flatMap((l) => l.objects).filter((o) => wanted.some(([f, t]) => o.family === f && tableOf(o) === t));
-        return { objects, genid: lists[0]!.genid };
+        const record = readRecord(objects, this.config);
+        return { objects: withoutRecord(objects, this.config), genid: lists[0]!.genid, ...(record ? { record } : {}) };
       }
     }
   }

@@ -97,12 +97,14 @@ export class Nft {
 
   /**
    * Lists the ruleset, or one family, or one table. The sets it returns replace what the client knew about
-   * that scope.
+   * that scope. With `elementsOf`, a cheap look: tables and set definitions, and the elements of the sets of
+   * those names only (no chains, no rules; a binding may return more).
    */
-  async list(filter: { family?: Family; table?: string } = {}): Promise<Listing> {
+  async list(filter: { family?: Family; table?: string; elementsOf?: readonly string[] } = {}): Promise<Listing> {
+    const only = filter.elementsOf ?? null;
     const result = filter.table !== undefined && filter.family === undefined
-      ? await this.#dumpTableOfEveryFamily(filter.table)
-      : await this.#dump(filter.family === undefined ? 0 : FAMILIES.code(filter.family), filter.table ?? null);
+      ? await this.#dumpTableOfEveryFamily(filter.table, only)
+      : await this.#dump(filter.family === undefined ? 0 : FAMILIES.code(filter.family), filter.table ?? null, only);
     const objects = result.objects;
     for (const [path, set] of this.#sets) {
       const inScope =
@@ -114,9 +116,9 @@ export class Nft {
     return { genid: result.genid, objects };
   }
 
-  async #dump(family: number, table: string | null): Promise<Listing> {
+  async #dump(family: number, table: string | null, only: readonly string[] | null): Promise<Listing> {
     try {
-      const result = await this.#call((native, target) => native.nftList(target, family, table));
+      const result = await this.#call((native, target) => (only ? native.nftList(target, family, table, only) : native.nftList(target, family, table)));
       return { genid: result.genid, objects: decodeRecords(result.records) };
     } catch (err) {
       throw fromNative(err, this.netns);
@@ -125,13 +127,13 @@ export class Nft {
 
   // A rule dump filtered by table name stops at the first table of that name, whatever its family (the
   // kernel's nf_tables_dump_rules), so tables of one name in several families are dumped family by family.
-  async #dumpTableOfEveryFamily(table: string): Promise<Listing> {
+  async #dumpTableOfEveryFamily(table: string, only: readonly string[] | null): Promise<Listing> {
     for (let attempt = 0; ; attempt++) {
-      const all = await this.#dump(0, table);
+      const all = await this.#dump(0, table, only);
       const families = [...new Set(all.objects.filter((o) => o.kind === 'table').map((o) => o.family))];
       if (families.length <= 1) return all;
       const parts: Listing[] = [];
-      for (const f of families) parts.push(await this.#dump(FAMILIES.code(f), table));
+      for (const f of families) parts.push(await this.#dump(FAMILIES.code(f), table, only));
       if (parts.every((p) => p.genid === all.genid) || attempt >= 3) {
         // Parts of different generations (writers kept committing): report the oldest, so a batch computed from
         // this listing and committed with its genid is refused rather than built on a stale part.

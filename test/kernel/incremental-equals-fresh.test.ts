@@ -2,7 +2,8 @@
  * Scenario S13 (docs/requirements.md), incremental = fresh: thousands of random incremental operations (ports, groups, rules, members,
  * address pairs, port security, floating IPs) through one long-lived handle, then the kernel's tables must equal, element
  * for element, a fresh apply of the final state into an empty namespace — and real probes through three real
- * VMs must give the same verdicts as a fresh apply of that state on the same host.
+ * VMs must give the same verdicts as a fresh apply of that state on the same host. And the adopt record the
+ * handle leaves must let a new handle adopt the final state without a listing (same digest).
  *
  * Seeded: PW_S13_SEED (default: time-based) and PW_S13_OPS (default 1200, CI-sized; the benchmark-sized run is
  * e.g. PW_S13_OPS=5000). The seed is printed, and named in every failure.
@@ -310,6 +311,14 @@ describe('S13: incremental = fresh', () => {
     ]));
     const incremental = await probe(h.outside, probes);
     await pw.close();
+    // 3. The adopt record the handle left as it closed: a new handle given the final state compiles it to the
+    // same digest as all those changes did, and adopts from it without listing or committing anything.
+    const again = Portwall.open({ netns: h.host.name, conntrack: null, profileGc: false });
+    try {
+      expect(await again.apply(e.doc()), why).toMatchObject({ adoptedFrom: 'record', operations: 0 });
+    } finally {
+      await again.close();
+    }
     h.host.exec('nft', ['delete', 'table', 'inet', 'portwall']);
     await Portwall.open({ netns: h.host.name }).apply(e.doc());
     const fromScratch = await probe(h.outside, probes);

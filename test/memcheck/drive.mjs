@@ -38,6 +38,13 @@ async function round(nft, perCall, ct, sets) {
   const { genid } = await nft.transaction().add(table).add(chain).add(set).add(elements(50)).add(allowRule).commit();
   const { objects } = await perCall.list({ table: 'mc' });
   if (objects.length < 4) throw new Error(`listed ${objects.length} objects`);
+  // The cheap look (set definitions, the elements of named sets only): on the held socket and per call.
+  for (const client of [nft, perCall]) {
+    const look = await client.list({ table: 'mc', elementsOf: ['allow', 'absent'] });
+    if (look.objects.some((o) => o.kind === 'chain' || o.kind === 'rule') || !look.objects.some((o) => o.kind === 'elements')) {
+      throw new Error('the look listed chains or rules, or no elements');
+    }
+  }
   await nft.genid();
   if (await refused(nft.transaction().add(elements(1)).commit({ genid: genid - 1 })) !== 'ERR_CONFLICT') throw new Error('no conflict');
   if (await refused(perCall.transaction().delete({ kind: 'table', family: 'inet', name: 'absent' }).commit()) !== 'ERR_KERNEL') {

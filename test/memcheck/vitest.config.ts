@@ -24,6 +24,7 @@ export const ASAN_TESTS = [
   'nft-events',
   'droplog',
   'explain-live',
+  'adopt-record',
 ];
 
 export default defineConfig({

@@ -1,0 +1,196 @@
+/**
+ * The adopt record (docs/dataplane.md, "Adopting from the record"): what lets a new handle take over the kernel
+ * without listing every element. A handle that committed writes, when it closes, one element into the inet
+ * table's set `adopt_record` whose comment says the generation its last commit left and a digest of everything
+ * it programmed. A new handle given a state then looks only at the set definitions and a few small sets: if
+ * the kernel's generation is still the recorded one (nobody committed since) and its own compile of the state
+ * has the recorded digest, the kernel holds exactly that compile, and the full listing (about a second at 5000
+ * ports) is skipped. Anything else — another writer, a different state, an older portwall, no record — and
+ * the handle lists and diffs as before. The record also names the namespace instance it was written in (a
+ * generation alone starts again in a new namespace). It is portwall's bookkeeping, not part of the layout:
+ * listings leave it out, so plans, diffs and counts never see it.
+ */
+import { readFileSync, statSync } from 'node:fs';
+
+import type { PortwallConfig } from '../model/types.js';
+import type { Element, NftObject, NftSet, Operation } from '../nft/types.js';
+
+/** The record's set, in the inet table. */
+export const ADOPT_RECORD = 'adopt_record';
+
+const RECORD_KEY = [1];
+
+/** What a record says. */
+export interface AdoptRecord {
+  /** The generation the writer's last commit left. */
+  genid: number;
+  /** {@link namespaceInstance} of the namespace it was written in. */
+  instance: string;
+  ports: number;
+  groups: number;
+  /** {@link digestOf} the writer's objects. */
+  digest: string;
+}
+
+const FORMAT = /^gen (\d+) ns ([0-9a-f]{16}) ports (\d+) groups (\d+) digest ([0-9a-f]+-[0-9a-f]{16})$/;
+
+/** The record element's comment (at most 128 bytes, as nft allows). */
+export function recordComment(r: AdoptRecord): string {
+  return `gen ${r.genid} ns ${r.instance} ports ${r.ports} groups ${r.groups} digest ${r.digest}`;
+}
+
+/**
+ * Which namespace, in which boot: a hash of the kernel's boot id and the namespace's nsfs device and inode
+ * (`netns`: a name under /run/netns, a path, or null for the caller's). Generations start again in a new
+ * namespace, so a record restored into another one (`nft -f` of a saved ruleset, after a reboot or into a
+ * namespace made anew) could otherwise meet a generation that happens to match. Undefined when unknown: no
+ * record is then written or trusted.
+ */
+export function namespaceInstance(netns: string | null): string | undefined {
+  try {
+    const path = netns === null ? '/proc/self/ns/net' : netns.includes('/') ? netns : `/run/netns/${netns}`;
+    const st = statSync(path);
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return new Hasher().start().feed(`${boot} ${st.dev} ${st.ino}`).finish().map(hex8).join('');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The record a listing holds, if any (and well-formed). */
+export function readRecord(objects: readonly NftObject[], config: PortwallConfig): AdoptRecord | undefined {
+  for (const o of objects) {
+    if (o.kind !== 'elements' || !isRecord(o, config)) continue;
+    const m = FORMAT.exec(o.elements[0]?.comment ?? '');
+    if (!m || o.elements.length !== 1) return undefined;
+    return { genid: Number(m[1]), instance: m[2]!, ports: Number(m[3]), groups: Number(m[4]), digest: m[5]! };
+  }
+  return undefined;
+}
+
+/** A listing without the record's set and element. */
+export function withoutRecord(objects: NftObject[], config: PortwallConfig): NftObject[] {
+  return objects.some((o) => isRecord(o, config)) ? objects.filter((o) => !isRecord(o, config)) : objects;
+}
+
+function isRecord(o: NftObject, config: PortwallConfig): boolean {
+  if (o.family !== 'inet' || o.kind === 'table' || o.table !== config.tables.inet) return false;
+  return (o.kind === 'set' && o.name === ADOPT_RECORD) || (o.kind === 'elements' && o.set === ADOPT_RECORD);
+}
+
+/** The operations that write a record: the set (if missing), the old element out, the new one in. */
+export function recordOperations(r: AdoptRecord, config: PortwallConfig): Operation[] {
+  const table = config.tables.inet;
+  const set: NftSet = { kind: 'set', family: 'inet', table, name: ADOPT_RECORD, key: ['mark'], comment: 'portwall: generation and digest of the last commit' };
+  const at = (elements: Element[]) => ({ kind: 'elements' as const, family: 'inet' as const, table, set: ADOPT_RECORD, elements });
+  return [
+    { verb: 'add', object: set },
+    { verb: 'destroy', object: at([{ key: RECORD_KEY }]) },
+    { verb: 'add', object: at([{ key: RECORD_KEY, comment: recordComment(r) }]) },
+  ];
+}
+
+/**
+ * A digest of a set of objects, independent of their order: the count, and two 32-bit sums of a hash of each
+ * object (each element on its own). Equal objects give equal digests whichever way they were computed (a
+ * fresh compile, or a handle's state after any number of changes); a difference anywhere changes it but by
+ * chance (about 2^-64). Handles are left out.
+ */
+export function digestOf(objects: readonly NftObject[]): string {
+  const h = new Hasher();
+  for (const o of objects) {
+    if (o.kind !== 'elements') {
+      h.start().feed(o.kind).feed(canonical(o)).add();
+      continue;
+    }
+    // The set's part is fed once; each element continues from it.
+    h.start().feed(o.family).feed(o.table).feed(o.set);
+    const a0 = h.a;
+    const b0 = h.b;
+    for (const e of o.elements) {
+      h.a = a0;
+      h.b = b0;
+      for (const k of e.key) h.feed(typeof k === 'string' ? k : String(k));
+      h.feed(e.data === undefined ? '' : String(e.data));
+      h.feed(e.verdict ? ('chain' in e.verdict ? `${e.verdict.code} ${e.verdict.chain}` : e.verdict.code) : '');
+      h.feed(e.comment ?? '');
+      h.feed(e.timeout === undefined ? '' : String(e.timeout));
+      h.add();
+    }
+  }
+  return `${h.count.toString(16)}-${hex8(h.sum[0]!)}${hex8(h.sum[1]!)}`;
+}
+
+const hex8 = (x: number): string => x.toString(16).padStart(8, '0');
+
+/**
+ * Two independent 32-bit multiply-xorshift lanes over the UTF-16 code units of the strings fed (each string
+ * ends with a separator, so the parts' boundaries count), finished with an avalanche step and added into
+ * `sum` (wrapping).
+ */
+class Hasher {
+  a = 0;
+  b = 0;
+  count = 0;
+  readonly sum = new Uint32Array(2);
+
+  start(): this {
+    this.a = 0x811c9dc5;
+    this.b = 0x2545f491;
+    return this;
+  }
+
+  feed(s: string): this {
+    let a = this.a;
+    let b = this.b;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      a = Math.imul(a ^ c, 0x01000193);
+      b = Math.imul(b ^ c, 0x5bd1e995);
+      b ^= b >>> 15;
+    }
+    // The separator: a value no code unit has.
+    this.a = Math.imul(a ^ 0x10000, 0x01000193);
+    this.b = Math.imul(b ^ 0x10000, 0x5bd1e995);
+    return this;
+  }
+
+  /** The current item's two lanes, finished. */
+  finish(): [number, number] {
+    let a = this.a;
+    let b = this.b;
+    a ^= a >>> 16;
+    a = Math.imul(a, 0x85ebca6b);
+    a ^= a >>> 13;
+    a = Math.imul(a, 0xc2b2ae35);
+    a ^= a >>> 16;
+    b ^= b >>> 13;
+    b = Math.imul(b, 0x27d4eb2f);
+    b ^= b >>> 16;
+    return [a >>> 0, b >>> 0];
+  }
+
+  /** Finishes the current item and adds it to the sum. */
+  add(): void {
+    const [a, b] = this.finish();
+    this.sum[0]! += a;
+    this.sum[1]! += b;
+    this.count++;
+  }
+}
+
+
+// The text of a table, chain, rule or set: its fields in their order (one builder makes each kind of object,
+// in a fresh compile as after changes), undefined and handles left out, bigints and bytes spelled out.
+function canonical(v: unknown): string {
+  if (v === null || typeof v !== 'object') return typeof v === 'bigint' ? `${v}n` : typeof v === 'string' ? JSON.stringify(v) : String(v);
+  if (v instanceof Uint8Array) return `b${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}`;
+  let out = '';
+  if (Array.isArray(v)) {
+    for (const x of v) out += `${canonical(x)},`;
+    return `[${out}]`;
+  }
+  const o = v as Record<string, unknown>;
+  for (const k in o) if (o[k] !== undefined && k !== 'handle') out += `${k}:${canonical(o[k])},`;
+  return `{${out}}`;
+}

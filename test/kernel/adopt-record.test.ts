@@ -1,0 +1,218 @@
+// The adopt record: a handle that committed leaves, as it closes, the generation and a digest of what it
+// programmed; a new handle given the same state adopts from it with a look at set definitions and a few small
+// sets (no full listing, nothing committed), in both modes — and lists in full, then repairs, whenever the
+// record cannot vouch: another writer committed, the state differs (in size or only in a rule), no record.
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+
+import { Portwall } from '../../src/apply/portwall.js';
+import { binding, type NftBinding } from '../../src/native.js';
+import { openNft } from '../../src/nft/client.js';
+import type { NftObject } from '../../src/nft/types.js';
+import { Netns, isRoot, ping, veth } from '../helpers/netns.js';
+import { ip4, mac, port, state, webGroup, type Mode } from '../helpers/states.js';
+import type { StateInput } from '../../src/model/schema.js';
+
+/** A binding that records, per listing, whether it was the cheap look (`elementsOf`) or a full one. */
+function spying(): { binding: NftBinding; lists: ('look' | 'full')[] } {
+  const real = binding();
+  const lists: ('look' | 'full')[] = [];
+  return {
+    lists,
+    binding: {
+      nftSocketOpen: (netns) => real.nftSocketOpen!(netns),
+      nftCommit: (target, batch, genid, release) => real.nftCommit(target, batch, genid, release),
+      nftCommitSync: (target, batch, genid) => real.nftCommitSync!(target, batch, genid),
+      nftList: (target, family, table, elementsOf) => (lists.push(elementsOf ? 'look' : 'full'), real.nftList(target, family, table, elementsOf)),
+      nftGenid: (target) => real.nftGenid(target),
+      nftEncode: (batch) => real.nftEncode(batch),
+      nftSendEncoded: (target, netlink) => real.nftSendEncoded(target, netlink),
+    },
+  };
+}
+
+function doc(mode: Mode, extraPorts: number[] = []): StateInput {
+  const d = state(mode, [webGroup(), webGroup('sg-db')], [port(1, ['sg-web']), port(2, ['sg-web', 'sg-db']), port(3, ['sg-db']), ...extraPorts.map((n) => port(n, ['sg-web']))]);
+  d.floatingips = [{ id: 'fip-1', floating_ip_address: '203.0.113.10', port_id: 'port-00001' }];
+  return d;
+}
+
+describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s', (mode) => {
+  let ns: Netns;
+  beforeEach(() => {
+    ns = new Netns(`adoptrec-${mode}`);
+  });
+  afterEach(() => ns?.destroy());
+
+  /** Programs `doc(mode)` with some history (a port added, one removed, a port's groups changed), then closes. */
+  async function program(): Promise<void> {
+    const pw = Portwall.open({ netns: ns.name, conntrack: null, profileGc: false });
+    await pw.apply(doc(mode, [9]));
+    await pw.upsertPort(port(7, ['sg-db']));
+    await pw.removePort('port-00007');
+    await pw.removePort('port-00009');
+    await pw.upsertPort(port(3, ['sg-web']));
+    await pw.upsertPort(port(3, ['sg-db']));
+    await pw.collectProfiles();
+    await pw.close();
+  }
+
+  const record = (): string => ns.exec('nft', ['list', 'set', 'inet', 'portwall', 'adopt_record']);
+  const genid = (): Promise<number> => binding().nftGenid(ns.name);
+
+  test('the same state adopts from the record: no full listing, nothing committed; then changes apply as usual', async () => {
+    await program();
+    // The nft oracle: one element whose comment names the kernel's current generation.
+    const g = await genid();
+    expect(record()).toMatch(new RegExp(`comment "gen ${g} ns [0-9a-f]{16} ports 3 groups 2 digest [0-9a-f]+-[0-9a-f]{16}"`));
+
+    const spy = spying();
+    const pw = Portwall.open({ netns: ns.name, binding: spy.binding, conntrack: null, profileGc: false });
+    try {
+      const r = await pw.apply(doc(mode));
+      expect(r).toMatchObject({ adopted: true, adoptedFrom: 'record', changed: false, operations: 0 });
+      expect(spy.lists.length).toBeGreaterThan(0);
+      expect(spy.lists.every((l) => l === 'look')).toBe(true);
+      expect(await genid()).toBe(g);
+      // The handle vouches for the kernel: a change is incremental and lands (no listing either).
+      const before = spy.lists.length;
+      const add = await pw.upsertPort(port(4, ['sg-web']));
+      expect(add).toMatchObject({ adopted: false, changed: true });
+      expect(spy.lists.length).toBe(before);
+    } finally {
+      await pw.close();
+    }
+    // An independent judge: a handle that never trusts a record lists, diffs, and finds nothing to do.
+    const judge = Portwall.open({ netns: ns.name, conntrack: null, profileGc: false, adoptRecord: false });
+    try {
+      expect((await judge.plan(doc(mode, [4]))).operations).toEqual([]);
+    } finally {
+      await judge.close();
+    }
+    // That handle committed, so it rewrote the record for the generation it left.
+    expect(record()).toMatch(new RegExp(`gen ${await genid()} ns [0-9a-f]{16} ports 4 groups 2 `));
+  });
+
+  test.runIf(mode === 'routed')('packets after adopting from the record: a port added then is filtered as programmed', async () => {
+    await program();
+    const vm = new Netns('adoptrec-vm');
+    try {
+      const pw = Portwall.open({ netns: ns.name, conntrack: null, profileGc: false });
+      try {
+        expect((await pw.apply(doc(mode))).adoptedFrom).toBe('record');
+        veth(ns, 'tap4', vm, 'eth0', { a: ['192.0.2.254/24'], b: [`${ip4(4)}/24`] });
+        vm.exec('ip', ['link', 'set', 'eth0', 'address', mac(4)]);
+        await pw.upsertPort(port(4, ['sg-web']));
+        // sg-web lets ping in; a group without rules does not.
+        expect(ping(ns, ip4(4)!, { count: 1, waitS: 2 })).toBe(true);
+        await pw.upsertGroup({ id: 'sg-none', stateful: true, security_group_rules: [] });
+        await pw.upsertPort(port(4, ['sg-none']));
+        expect(ping(ns, ip4(4)!, { count: 1, waitS: 1 })).toBe(false);
+      } finally {
+        await pw.close();
+      }
+    } finally {
+      vm.destroy();
+    }
+  });
+
+  test('the look: every set\'s definition, the elements of the named sets only, no chains or rules', async () => {
+    await program();
+    const nft = openNft({ netns: ns.name });
+    const full = await nft.list({ table: 'portwall' });
+    const look = await nft.list({ table: 'portwall', elementsOf: ['profiles', 'adopt_record'] });
+    expect(look.genid).toBe(full.genid);
+    const sets = (os: NftObject[]) => os.filter((o) => o.kind === 'set').map((o) => `${o.family} ${(o as { name: string }).name}`).sort();
+    expect(sets(look.objects)).toEqual(sets(full.objects));
+    expect(look.objects.filter((o) => o.kind === 'chain' || o.kind === 'rule')).toEqual([]);
+    expect(full.objects.some((o) => o.kind === 'rule')).toBe(true);
+    const listed = look.objects.flatMap((o) => (o.kind === 'elements' ? [o.set] : [])).sort();
+    expect(listed).toEqual(['adopt_record', 'profiles']);
+    const profiles = (os: NftObject[]) => os.find((o) => o.kind === 'elements' && o.set === 'profiles');
+    expect(profiles(look.objects)).toEqual(profiles(full.objects));
+  });
+
+  test('another writer since the record: a full listing, and the foreign element goes', async () => {
+    await program();
+    ns.exec('nft', ['add', 'element', 'inet', 'portwall', 'nd_in', '{ echo-request }']);
+    const spy = spying();
+    const pw = Portwall.open({ netns: ns.name, binding: spy.binding, conntrack: null, profileGc: false });
+    try {
+      const r = await pw.apply(doc(mode));
+      expect(r).toMatchObject({ adopted: true, adoptedFrom: 'listing', changed: true });
+      expect(spy.lists).toContain('full');
+      expect(ns.exec('nft', ['list', 'set', 'inet', 'portwall', 'nd_in'])).not.toContain('echo-request');
+    } finally {
+      await pw.close();
+    }
+  });
+
+  test('a different state: of another size, or the same size with one rule changed — a full listing that finds the change', async () => {
+    await program();
+    const bigger = spying();
+    let pw = Portwall.open({ netns: ns.name, binding: bigger.binding, conntrack: null, profileGc: false });
+    try {
+      expect(await pw.apply(doc(mode, [5]))).toMatchObject({ adoptedFrom: 'listing', changed: true });
+    } finally {
+      await pw.close();
+    }
+    // Same counts, one rule's port changed: only the digest tells.
+    const changed = doc(mode, [5]);
+    changed.security_groups![0]!.security_group_rules![0]!.port_range_min = 81;
+    changed.security_groups![0]!.security_group_rules![0]!.port_range_max = 81;
+    const spy = spying();
+    pw = Portwall.open({ netns: ns.name, binding: spy.binding, conntrack: null, profileGc: false });
+    try {
+      const r = await pw.apply(changed);
+      expect(r).toMatchObject({ adoptedFrom: 'listing', changed: true });
+      expect(spy.lists).toEqual(expect.arrayContaining(['look', 'full']));
+      expect(ns.exec('nft', ['list', 'ruleset'])).toMatch(/\b81\b/);
+    } finally {
+      await pw.close();
+    }
+  });
+
+  test('a record restored into another namespace (nft -f of a saved ruleset) is not trusted, even at its generation', async () => {
+    await program();
+    const g = await genid();
+    const saved = ns.exec('nft', ['list', 'ruleset']);
+    const other = new Netns(`adoptrec-copy-${mode}`);
+    try {
+      other.exec('nft', ['-f', '-'], { input: saved });
+      // The copy differs from what the record describes (an element added by hand) …
+      other.exec('nft', ['add', 'element', 'inet', 'portwall', 'nd_in', '{ echo-request }']);
+      // … and is brought to the record's generation, as a coincidence could.
+      for (let i = 0; i < 1000 && (await binding().nftGenid(other.name)) < g; i++) other.exec('nft', [i % 2 ? 'delete' : 'add', 'table', 'ip', 'bump']);
+      expect(await binding().nftGenid(other.name)).toBe(g);
+      expect(other.exec('nft', ['list', 'set', 'inet', 'portwall', 'adopt_record'])).toContain(`gen ${g} `);
+      const pw = Portwall.open({ netns: other.name, conntrack: null, profileGc: false });
+      try {
+        expect(await pw.apply(doc(mode))).toMatchObject({ adoptedFrom: 'listing', changed: true });
+        expect(other.exec('nft', ['list', 'set', 'inet', 'portwall', 'nd_in'])).not.toContain('echo-request');
+      } finally {
+        await pw.close();
+      }
+    } finally {
+      other.destroy();
+    }
+  });
+
+  test('no record without a commit, none trusted with adoptRecord false, and listings never show it', async () => {
+    await program();
+    const g = await genid();
+    // A handle that commits nothing writes nothing (adopting an unchanged kernel commits nothing at all).
+    const idle = Portwall.open({ netns: ns.name, conntrack: null, profileGc: false });
+    await idle.apply(doc(mode));
+    await idle.close();
+    expect(await genid()).toBe(g);
+    const spy = spying();
+    const off = Portwall.open({ netns: ns.name, binding: spy.binding, conntrack: null, profileGc: false, adoptRecord: false });
+    try {
+      expect(await off.apply(doc(mode))).toMatchObject({ adoptedFrom: 'listing', changed: false });
+      expect(spy.lists.every((l) => l === 'full')).toBe(true);
+      const status = await off.status();
+      expect(status.objects.some((o) => (o.kind === 'set' && o.name === 'adopt_record') || (o.kind === 'elements' && o.set === 'adopt_record'))).toBe(false);
+    } finally {
+      await off.close();
+    }
+  });
+});

@@ -1,0 +1,78 @@
+/**
+ * The adopt record's parts (src/apply/adopt-record.ts): the digest of a layout does not depend on the order of
+ * its objects or elements but changes with any field of any of them; the record's comment reads back; listings
+ * lose the record's set and element and nothing else.
+ */
+import { describe, expect, test } from 'vitest';
+
+import { ADOPT_RECORD, digestOf, readRecord, recordComment, recordOperations, withoutRecord } from '../../src/apply/adopt-record.js';
+import { layout } from '../../src/compile/layout.js';
+import { compilePolicy } from '../../src/compile/policy.js';
+import { validateState } from '../../src/model/validate.js';
+import { DEFAULT_CONFIG } from '../../src/model/types.js';
+import type { Element, NftObject } from '../../src/nft/types.js';
+import { port, state, webGroup } from '../helpers/states.js';
+
+const objects = (): NftObject[] =>
+  layout(compilePolicy(validateState(state('routed', [webGroup()], [port(1, ['sg-web']), port(2, ['sg-web'])]), DEFAULT_CONFIG), DEFAULT_CONFIG));
+
+/** The first elements object with at least two elements, and the first rule. */
+function parts(os: NftObject[]): { els: NftObject & { kind: 'elements' }; rule: NftObject & { kind: 'rule' } } {
+  const els = os.find((o): o is NftObject & { kind: 'elements' } => o.kind === 'elements' && o.elements.length > 1)!;
+  const rule = os.find((o): o is NftObject & { kind: 'rule' } => o.kind === 'rule')!;
+  return { els, rule };
+}
+
+describe('digestOf', () => {
+  test('the same for the same objects in any order, elements included', () => {
+    const a = objects();
+    const b = structuredClone(a).reverse();
+    const { els } = parts(b);
+    els.elements.reverse();
+    expect(digestOf(b)).toBe(digestOf(a));
+    expect(digestOf(a)).toMatch(/^[0-9a-f]+-[0-9a-f]{16}$/);
+  });
+
+  test('different when any element field, a rule or a set changes, or an element goes', () => {
+    const base = digestOf(objects());
+    const changes: [string, (os: NftObject[]) => void][] = [
+      ['an element key', (os) => { parts(os).els.elements[0]!.key = [...parts(os).els.elements[0]!.key.slice(0, -1), 'x']; }],
+      ['an element comment', (os) => { parts(os).els.elements[0]!.comment = 'other'; }],
+      ['an element gone', (os) => { parts(os).els.elements.pop(); }],
+      ['an element added twice', (os) => { const e = parts(os).els; e.elements.push(e.elements[0] as Element); }],
+      ['a rule comment', (os) => { parts(os).rule.comment = 'other'; }],
+      ['a rule expression', (os) => { parts(os).rule.exprs.pop(); }],
+      ['a set flag', (os) => { const s = os.find((o) => o.kind === 'set')!; if (s.kind === 'set') s.flags = [...(s.flags ?? []), 'timeout']; }],
+      ['an object gone', (os) => { os.splice(os.findIndex((o) => o.kind === 'chain'), 1); }],
+    ];
+    for (const [what, change] of changes) {
+      const os = structuredClone(objects());
+      change(os);
+      expect(digestOf(os), what).not.toBe(base);
+    }
+  });
+});
+
+describe('the record', () => {
+  const r = { genid: 4294967295, instance: '0123456789abcdef', ports: 5000, groups: 300, digest: '1ab2c-0123456789abcdef' };
+
+  test('its comment fits nft\'s 128 bytes and reads back from the element the write operations carry', () => {
+    expect(recordComment(r).length).toBeLessThanOrEqual(128);
+    const ops = recordOperations(r, DEFAULT_CONFIG);
+    expect(ops.map((o) => `${o.verb} ${o.object.kind}`)).toEqual(['add set', 'destroy elements', 'add elements']);
+    expect(readRecord(ops.map((o) => o.object).slice(2), DEFAULT_CONFIG)).toEqual(r);
+    // Malformed or foreign: no record.
+    const bad = structuredClone(ops[2]!.object);
+    if (bad.kind === 'elements') bad.elements[0]!.comment = 'gen x';
+    expect(readRecord([bad], DEFAULT_CONFIG)).toBeUndefined();
+    expect(readRecord(ops.map((o) => o.object).slice(2), { ...DEFAULT_CONFIG, tables: { ...DEFAULT_CONFIG.tables, inet: 'other' } })).toBeUndefined();
+  });
+
+  test('listings lose the record and nothing else', () => {
+    const os = objects();
+    const withRecord = [...os, ...recordOperations(r, DEFAULT_CONFIG).filter((o) => o.verb === 'add').map((o) => o.object)];
+    const left = withoutRecord(withRecord, DEFAULT_CONFIG);
+    expect(left).toEqual(os);
+    expect(left.some((o) => (o.kind === 'set' && o.name === ADOPT_RECORD) || (o.kind === 'elements' && o.set === ADOPT_RECORD))).toBe(false);
+  });
+});

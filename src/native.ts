@@ -105,11 +105,11 @@ export interface NftBinding {
   /** Sends already encoded netlink bytes as one batch; errors carry the message index as opIndex. */
   nftSendEncoded(target: NftTarget, netlink: Buffer): Promise<CommitResult>;
   /**
-   * family 0 = all families; table null = all tables. With `elementsOf`, only tables and set definitions
-   * are listed, and the elements of the sets of those names (no chains, no rules). A binding may ignore it
-   * and list everything (a superset).
+   * family 0 = all families; table null = all tables. With `elementsOf`, a look: only tables and set
+   * definitions are listed (with `namedSetsOnly`, only those of the sets named), and the elements of the sets
+   * named (no chains, no rules). A binding may ignore both and list everything (a superset).
    */
-  nftList(target: NftTarget, family: number, table: string | null, elementsOf?: readonly string[] | null): Promise<ListResult>;
+  nftList(target: NftTarget, family: number, table: string | null, elementsOf?: readonly string[] | null, namedSetsOnly?: boolean): Promise<ListResult>;
   nftGenid(target: NftTarget): Promise<number>;
 }
 

@@ -162,8 +162,8 @@ struct ListBaton {
   NftTarget target;
   uint8_t family = 0;
   std::string table;
-  bool partial = false;  // set definitions only, with the elements of the sets named in elements_of
-  std::vector<std::string> elements_of;
+  bool partial = false;  // a look (nft::Look): set definitions, the elements of the named sets only
+  nft::Look look;
   nft::ListResult result{};
 };
 
@@ -185,11 +185,16 @@ Napi::Value NftList(const Napi::CallbackInfo& info) {
   b->target = nft_target(info[0]);
   b->family = family_arg(info[1]);
   b->table = table_arg(info[2]);
-  b->partial = elements_of_arg(info[3], b->elements_of);
+  b->partial = elements_of_arg(info[3], b->look.elements_of);
+  // Fifth: with elementsOf, true lists the definitions of those sets alone.
+  if (!info[4].IsUndefined() && !info[4].IsNull()) {
+    if (!info[4].IsBoolean()) throw Napi::TypeError::New(info.Env(), "namedSetsOnly must be a boolean");
+    b->look.named_sets_only = info[4].As<Napi::Boolean>().Value();
+  }
   return PromiseWorker<ListBaton>::Run(
       info.Env(), std::move(b),
       [](ListBaton& b) {
-        const std::vector<std::string>* only = b.partial ? &b.elements_of : nullptr;
+        const nft::Look* only = b.partial ? &b.look : nullptr;
         b.target.run(
             [&](nft::NftSocket& s) { b.result = nft::list(s, b.family, b.table, only); },
             [&] { b.result = nft::list(b.target.netns, b.family, b.table, only); });

@@ -35,16 +35,17 @@ struct Snapshot {
 struct Filter {
   uint8_t family;      // 0 = all
   std::string table;   // "" = all
-  const std::vector<std::string>* elements_of;  // null = everything; else sets only, elements of these names
+  const Look* look;    // null = everything
   bool operator()(uint32_t f, const char* t) const {
     return (family == 0 || f == family) && (table.empty() || (t && table == t));
   }
-  bool full() const { return elements_of == nullptr; }
-  bool wants_elements(const char* set) const {
-    if (full()) return true;
-    for (const std::string& n : *elements_of) if (n == set) return true;
+  bool full() const { return look == nullptr; }
+  bool named(const char* set) const {
+    for (const std::string& n : look->elements_of) if (set && n == set) return true;
     return false;
   }
+  bool wants_set(const char* set) const { return full() || !look->named_sets_only || named(set); }
+  bool wants_elements(const char* set) const { return full() || named(set); }
 };
 
 void parsed(int rc, const char* what) {
@@ -82,7 +83,8 @@ void dump_all(NftSocket& s, const Filter& want, Snapshot& snap) {
   }
   dump_into(s, request(NFT_MSG_GETSET, want.family), snap.sets, make_set, nftnl_set_nlmsg_parse,
             [&](const nftnl_set* st) {
-              return want(nftnl_set_get_u32(st, NFTNL_SET_FAMILY), nftnl_set_get_str(st, NFTNL_SET_TABLE));
+              return want(nftnl_set_get_u32(st, NFTNL_SET_FAMILY), nftnl_set_get_str(st, NFTNL_SET_TABLE)) &&
+                     want.wants_set(nftnl_set_get_str(st, NFTNL_SET_NAME));
             },
             "set");
   // Rules are the bulk: let the kernel skip other tables (it filters rule dumps by NFTA_RULE_TABLE).
@@ -362,14 +364,13 @@ std::vector<uint8_t> write_records(const Snapshot& snap) {
 
 }  // namespace
 
-ListResult list(const std::string& netns, uint8_t family, const std::string& table,
-                const std::vector<std::string>* elements_of) {
+ListResult list(const std::string& netns, uint8_t family, const std::string& table, const Look* look) {
   NftSocket s(netns);
-  return list(s, family, table, elements_of);
+  return list(s, family, table, look);
 }
 
-ListResult list(NftSocket& s, uint8_t family, const std::string& table, const std::vector<std::string>* elements_of) {
-  const Filter want{family, table, elements_of};
+ListResult list(NftSocket& s, uint8_t family, const std::string& table, const Look* look) {
+  const Filter want{family, table, look};
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     // Several dumps make one snapshot only if no commit landed in between: compare generations around them.
     const uint32_t before = s.genid();

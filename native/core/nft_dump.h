@@ -17,13 +17,16 @@ struct ListResult {
 // Tables of `family` (0 = all) named `table` ("" = all), each followed by its chains, its sets (each followed
 // by one elements record) and its rules, all in kernel order. The several dumps this takes are one
 // consistent snapshot: they are repeated while the generation id moves or the kernel flags a dump as
-// interrupted (NLM_F_DUMP_INTR). With `elements_of`, only tables and set definitions are listed, and the
-// elements of the sets of those names (a cheap look at a few sets; no chains, no rules).
-ListResult list(const std::string& netns, uint8_t family, const std::string& table,
-                const std::vector<std::string>* elements_of = nullptr);
+// interrupted (NLM_F_DUMP_INTR). With a `look`, a cheap one: tables and set definitions (all of them, or with
+// named_sets_only just the sets of those names), with the elements of the sets named in elements_of only; no
+// chains, no rules.
+struct Look {
+  std::vector<std::string> elements_of;
+  bool named_sets_only = false;
+};
+ListResult list(const std::string& netns, uint8_t family, const std::string& table, const Look* look = nullptr);
 // The same on an open socket (which a failure other than kNetlink may leave with replies queued).
-ListResult list(NftSocket& sock, uint8_t family, const std::string& table,
-                const std::vector<std::string>* elements_of = nullptr);
+ListResult list(NftSocket& sock, uint8_t family, const std::string& table, const Look* look = nullptr);
 
 // The ruleset generation id (on an open socket: NftSocket::genid()).
 uint32_t genid(const std::string& netns);

@@ -522,16 +522,21 @@ export class Portwall {
   }
 
   /**
-   * Adopts from the adopt record: a look at set definitions and the small sets hints come from, and, when the
-   * record's generation is the kernel's and the state compiles to its digest, the engine of that compile
-   * (the kernel holds exactly it). Undefined when it cannot vouch: the caller lists in full.
+   * Adopts from the adopt record: a peek at the record alone (one set), then, when its generation is the
+   * kernel's, its namespace this one and its counts the state's, a look at every set's definition and the small
+   * sets hints come from; when the state then compiles to the record's digest, the engine of that compile (the
+   * kernel holds exactly it). Undefined when it cannot vouch: the caller lists in full.
    */
   async #adoptFromRecord(model: Model): Promise<{ engine: Engine; genid: number; listMs: number } | undefined> {
     const mark = now();
+    const vouches = (r: AdoptRecord | undefined, genid: number): r is AdoptRecord =>
+      r !== undefined && r.genid === genid && r.instance === namespaceInstance(this.netns) && r.ports === model.ports.size && r.groups === model.groups.size;
+    const peek = await this.#list([ADOPT_RECORD], true);
+    if (!vouches(peek.record, peek.genid)) return undefined;
     const look = await this.#list([INET.profiles, BRIDGE.portTag, ADOPT_RECORD]);
     const listMs = now() - mark;
     const r = look.record;
-    if (!r || r.genid !== look.genid || r.instance !== namespaceInstance(this.netns) || r.ports !== model.ports.size || r.groups !== model.groups.size) return undefined;
+    if (!vouches(r, look.genid)) return undefined;
     const e = Engine.build(model, this.config, hintsFrom(look.objects, this.config));
     return digestOf(e.objects()) === r.digest ? { engine: e, genid: look.genid, listMs } : undefined;
   }
@@ -762,15 +767,16 @@ export class Portwall {
 
   /**
    * All tables in one consistent generation (listed again if a commit landed between the dumps), without the
-   * adopt record (given apart). With `elementsOf`: set definitions and the elements of those sets only.
+   * adopt record (given apart). With `elementsOf`: set definitions (with `namedSetsOnly`, of those sets only)
+   * and the elements of those sets only.
    */
-  async #list(elementsOf?: readonly string[]): Promise<{ objects: NftObject[]; genid: number; record?: AdoptRecord }> {
+  async #list(elementsOf?: readonly string[], namedSetsOnly = false): Promise<{ objects: NftObject[]; genid: number; record?: AdoptRecord }> {
     const { inet, bridge, nat } = this.config.tables;
     const wanted: [Family, string][] = [['inet', inet], ['bridge', bridge], ['ip', nat]];
     const names = [...new Set(wanted.map(([, name]) => name))];
     for (let attempt = 0; ; attempt++) {
       // One dump per distinct name (a dump by name alone returns that name in every family).
-      const lists = await Promise.all(names.map((table) => this.#nft.list(elementsOf ? { table, elementsOf } : { table })));
+      const lists = await Promise.all(names.map((table) => this.#nft.list(elementsOf ? { table, elementsOf, namedSetsOnly } : { table })));
       const genids = new Set(lists.map((l) => l.genid));
       // Still different after retries (writers kept committing): the first (oldest) generation, so that a batch
       // computed from this listing is refused by the kernel instead of resting on a stale part.

@@ -39,6 +39,12 @@ export interface Listing {
   objects: NftObject[];
 }
 
+/** A look instead of a full listing (list()'s `elementsOf`, `namedSetsOnly`). */
+interface Look {
+  elementsOf: readonly string[];
+  namedSetsOnly: boolean;
+}
+
 /** nftables in one network namespace. */
 export class Nft {
   /** The namespace this client talks to (null: the caller's). */
@@ -97,16 +103,18 @@ export class Nft {
 
   /**
    * Lists the ruleset, or one family, or one table. The sets it returns replace what the client knew about
-   * that scope. With `elementsOf`, a cheap look: tables and set definitions, and the elements of the sets of
-   * those names only (no chains, no rules; a binding may return more).
+   * that scope. With `elementsOf`, a cheap look: tables and set definitions (with `namedSetsOnly`, only of
+   * the sets named), and the elements of the sets of those names only (no chains, no rules; a binding may
+   * return more).
    */
-  async list(filter: { family?: Family; table?: string; elementsOf?: readonly string[] } = {}): Promise<Listing> {
-    const only = filter.elementsOf ?? null;
+  async list(filter: { family?: Family; table?: string; elementsOf?: readonly string[]; namedSetsOnly?: boolean } = {}): Promise<Listing> {
+    const only = filter.elementsOf ? { elementsOf: filter.elementsOf, namedSetsOnly: filter.namedSetsOnly ?? false } : null;
     const result = filter.table !== undefined && filter.family === undefined
       ? await this.#dumpTableOfEveryFamily(filter.table, only)
       : await this.#dump(filter.family === undefined ? 0 : FAMILIES.code(filter.family), filter.table ?? null, only);
     const objects = result.objects;
     for (const [path, set] of this.#sets) {
+      if (only?.namedSetsOnly && !only.elementsOf.includes(set.name)) continue;
       const inScope =
         (filter.family === undefined || set.family === filter.family) &&
         (filter.table === undefined || set.table === filter.table);
@@ -116,9 +124,9 @@ export class Nft {
     return { genid: result.genid, objects };
   }
 
-  async #dump(family: number, table: string | null, only: readonly string[] | null): Promise<Listing> {
+  async #dump(family: number, table: string | null, only: Look | null): Promise<Listing> {
     try {
-      const result = await this.#call((native, target) => (only ? native.nftList(target, family, table, only) : native.nftList(target, family, table)));
+      const result = await this.#call((native, target) => (only ? native.nftList(target, family, table, only.elementsOf, only.namedSetsOnly) : native.nftList(target, family, table)));
       return { genid: result.genid, objects: decodeRecords(result.records) };
     } catch (err) {
       throw fromNative(err, this.netns);
@@ -127,7 +135,7 @@ export class Nft {
 
   // A rule dump filtered by table name stops at the first table of that name, whatever its family (the
   // kernel's nf_tables_dump_rules), so tables of one name in several families are dumped family by family.
-  async #dumpTableOfEveryFamily(table: string, only: readonly string[] | null): Promise<Listing> {
+  async #dumpTableOfEveryFamily(table: string, only: Look | null): Promise<Listing> {
     for (let attempt = 0; ; attempt++) {
       const all = await this.#dump(0, table, only);
       const families = [...new Set(all.objects.filter((o) => o.kind === 'table').map((o) => o.family))];

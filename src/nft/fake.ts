@@ -148,11 +148,12 @@ export class FakeNft implements NftBinding {
     return this.nftCommit(target, netlink);
   }
 
-  async nftList(target: NftTarget, family: number, table: string | null, elementsOf?: readonly string[] | null): Promise<ListResult> {
+  async nftList(target: NftTarget, family: number, table: string | null, elementsOf?: readonly string[] | null, namedSetsOnly = false): Promise<ListResult> {
     const netns = this.#netnsOf(target);
     const rs = this.#ruleset(netns);
     this.lists.set(netns, (this.lists.get(netns) ?? 0) + 1);
-    return { genid: rs.genid, records: writeRecords(dumpRecords(rs, family, table, elementsOf ?? null)) };
+    const look = elementsOf ? { elementsOf, namedSetsOnly } : null;
+    return { genid: rs.genid, records: writeRecords(dumpRecords(rs, family, table, look)) };
   }
 
   async nftGenid(target: NftTarget): Promise<number> {
@@ -168,22 +169,24 @@ function sendsMessage(r: RawRecord): boolean {
 
 /**
  * The dump of a ruleset in the addon's order: per table the table, its chains, each set and its elements, rules.
- * With `elementsOf`, as the addon does: tables and sets only, elements of the sets of those names.
+ * With a look, as the addon does: tables and sets only (or only the named sets), elements of the named sets.
  */
-function dumpRecords(rs: Ruleset, family: number, table: string | null, elementsOf: readonly string[] | null): RawRecord[] {
+function dumpRecords(rs: Ruleset, family: number, table: string | null, look: { elementsOf: readonly string[]; namedSetsOnly: boolean } | null): RawRecord[] {
   const out: RawRecord[] = [];
   for (const t of rs.tables.values()) {
     if ((family !== 0 && t.family !== family) || (table !== null && t.table.name !== table)) continue;
     const head = { verb: 0, family: t.family };
     out.push({ ...t.table, ...head });
-    if (!elementsOf) for (const c of t.chains.values()) out.push({ ...c.chain, ...head });
+    if (!look) for (const c of t.chains.values()) out.push({ ...c.chain, ...head });
     for (const s of t.sets.values()) {
+      const named = look?.elementsOf.includes(s.set.name ?? '') ?? true;
+      if (look?.namedSetsOnly && !named) continue;
       out.push({ ...s.set, ...head });
-      if (elementsOf && !elementsOf.includes(s.set.name ?? '')) continue;
+      if (!named) continue;
       const elements = isRbtree(s.set) ? descending(s.elements) : s.elements;
       out.push({ ...head, kind: 'elements', table: t.table.name, set: s.set.name, elements });
     }
-    if (elementsOf) continue;
+    if (look) continue;
     for (const c of t.chains.values()) {
       // Like the kernel, a dumped rule's position is the handle of the rule before it.
       c.rules.forEach((r, i) => out.push({ ...r, ...head, position: c.rules[i - 1]?.handle }));

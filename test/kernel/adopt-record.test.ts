@@ -22,7 +22,7 @@ function spying(): { binding: NftBinding; lists: ('look' | 'full')[] } {
       nftSocketOpen: (netns) => real.nftSocketOpen!(netns),
       nftCommit: (target, batch, genid, release) => real.nftCommit(target, batch, genid, release),
       nftCommitSync: (target, batch, genid) => real.nftCommitSync!(target, batch, genid),
-      nftList: (target, family, table, elementsOf) => (lists.push(elementsOf ? 'look' : 'full'), real.nftList(target, family, table, elementsOf)),
+      nftList: (target, family, table, elementsOf, namedSetsOnly) => (lists.push(elementsOf ? 'look' : 'full'), real.nftList(target, family, table, elementsOf, namedSetsOnly)),
       nftGenid: (target) => real.nftGenid(target),
       nftEncode: (batch) => real.nftEncode(batch),
       nftSendEncoded: (target, netlink) => real.nftSendEncoded(target, netlink),
@@ -115,7 +115,7 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
     }
   });
 
-  test('the look: every set\'s definition, the elements of the named sets only, no chains or rules', async () => {
+  test('the look: every set\'s definition (or the named ones only), the elements of the named sets only, no chains or rules', async () => {
     await program();
     const nft = openNft({ netns: ns.name });
     const full = await nft.list({ table: 'portwall' });
@@ -129,6 +129,10 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
     expect(listed).toEqual(['adopt_record', 'profiles']);
     const profiles = (os: NftObject[]) => os.find((o) => o.kind === 'elements' && o.set === 'profiles');
     expect(profiles(look.objects)).toEqual(profiles(full.objects));
+    // A peek: the named sets alone, definitions and elements.
+    const peek = await nft.list({ table: 'portwall', elementsOf: ['profiles'], namedSetsOnly: true });
+    expect(peek.objects.filter((o) => o.kind !== 'table').map((o) => o.kind).sort()).toEqual(['elements', 'set']);
+    expect(profiles(peek.objects)).toEqual(profiles(full.objects));
   });
 
   test('another writer since the record: a full listing, and the foreign element goes', async () => {

@@ -40,9 +40,11 @@ async function round(nft, perCall, ct, sets) {
   if (objects.length < 4) throw new Error(`listed ${objects.length} objects`);
   // The cheap look (set definitions, the elements of named sets only): on the held socket and per call.
   for (const client of [nft, perCall]) {
-    const look = await client.list({ table: 'mc', elementsOf: ['allow', 'absent'] });
-    if (look.objects.some((o) => o.kind === 'chain' || o.kind === 'rule') || !look.objects.some((o) => o.kind === 'elements')) {
-      throw new Error('the look listed chains or rules, or no elements');
+    for (const namedSetsOnly of [false, true]) {
+      const look = await client.list({ table: 'mc', elementsOf: ['allow', 'absent'], namedSetsOnly });
+      if (look.objects.some((o) => o.kind === 'chain' || o.kind === 'rule') || !look.objects.some((o) => o.kind === 'elements')) {
+        throw new Error('the look listed chains or rules, or no elements');
+      }
     }
   }
   await nft.genid();

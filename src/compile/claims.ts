@@ -120,6 +120,7 @@ export class ClaimStore {
   set(unit: string, given: readonly Claim[]): void {
     const all = this.#units.get(unit) ?? [];
     if (all.length === 0 && given.length === 0) return;
+    if (all.length === 0) return this.#fill(unit, given);
     // The claims a change leaves as they were — the common head of the two lists, compared in order (a port
     // states its member-set claims last: a member leaving changes only those) — stay held as they are. Only
     // the head: the first of a unit's claims on one slot is the one that counts, as without this shortcut.
@@ -169,6 +170,37 @@ export class ClaimStore {
     if (claims.length) this.#units.set(unit, claims);
     else this.#units.delete(unit);
     for (const t of touched.values()) this.#settle(t.was, winner(t.slots.get(t.id)));
+  }
+
+  /**
+   * {@link set} of a unit that holds nothing yet (a fresh fill, a new port): claims only arrive, so each slot's
+   * winner can be settled as its claim is placed — the unit places one claim per slot, so no later claim of
+   * this call changes that slot again — without the bookkeeping of a replacement.
+   */
+  #fill(unit: string, given: readonly Claim[]): void {
+    const claims: Claim[] = [];
+    for (const c of given) {
+      const outer = isOwn(c) ? c.setId : SLOT_CLAIMS;
+      const id = isOwn(c) ? c.key : c.slot;
+      let slots = this.#slots.get(outer);
+      if (!slots) this.#slots.set(outer, (slots = new Map()));
+      const h = slots.get(id);
+      const mine = { unit, claim: c };
+      if (h === undefined) {
+        slots.set(id, mine);
+        claims.push(c);
+        this.#settle(undefined, mine);
+        continue;
+      }
+      if (Array.isArray(h) ? h.some((e) => e.unit === unit) : h.unit === unit) continue;
+      const was = winner(h);
+      let now: Holder[];
+      if (Array.isArray(h)) (now = h).push(mine);
+      else slots.set(id, (now = [h, mine]));
+      claims.push(c);
+      this.#settle(was, winner(now));
+    }
+    if (claims.length) this.#units.set(unit, claims);
   }
 
   /** The claims a unit holds now. */

@@ -11,6 +11,8 @@ import { compilePolicy } from '../../src/compile/policy.js';
 import { validateState } from '../../src/model/validate.js';
 import { DEFAULT_CONFIG } from '../../src/model/types.js';
 import type { Element, NftObject } from '../../src/nft/types.js';
+import { Portwall } from '../../src/apply/portwall.js';
+import { FakeNft } from '../../src/nft/fake.js';
 import { port, state, webGroup } from '../helpers/states.js';
 
 const objects = (): NftObject[] =>
@@ -74,5 +76,31 @@ describe('the record', () => {
     const left = withoutRecord(withRecord, DEFAULT_CONFIG);
     expect(left).toEqual(os);
     expect(left.some((o) => (o.kind === 'set' && o.name === ADOPT_RECORD) || (o.kind === 'elements' && o.set === ADOPT_RECORD))).toBe(false);
+  });
+});
+
+describe('with the fake binding', () => {
+  test('a handle adopts from the record another left, with looks only; a different state lists in full', async () => {
+    const fake = new FakeNft();
+    const lists: string[] = [];
+    const list = fake.nftList.bind(fake);
+    fake.nftList = (target, family, table, elementsOf, namedSetsOnly) => {
+      lists.push(elementsOf ? (namedSetsOnly ? 'peek' : 'look') : 'full');
+      return list(target, family, table, elementsOf, namedSetsOnly);
+    };
+    const doc = state('bridged', [webGroup()], [port(1, ['sg-web']), port(2, ['sg-web'])]);
+    const first = Portwall.open({ binding: fake, conntrack: null, profileGc: false });
+    await first.apply(doc);
+    await first.close();
+    lists.length = 0;
+    const second = Portwall.open({ binding: fake, conntrack: null, profileGc: false });
+    expect(await second.apply(doc)).toMatchObject({ adoptedFrom: 'record', operations: 0 });
+    expect(new Set(lists)).toEqual(new Set(['peek', 'look']));
+    await second.close();
+    lists.length = 0;
+    const third = Portwall.open({ binding: fake, conntrack: null, profileGc: false });
+    expect(await third.apply(state('bridged', [webGroup()], [port(1, ['sg-web'])]))).toMatchObject({ adoptedFrom: 'listing', changed: true });
+    expect(new Set(lists)).toEqual(new Set(['peek', 'full']));
+    await third.close();
   });
 });

@@ -2,10 +2,10 @@
  * The adopt record (docs/dataplane.md, "Adopting from the record"): what lets a new handle take over the kernel
  * without listing every element. A handle that committed writes, when it closes, one element into the inet
  * table's set `adopt_record` whose comment says the generation its last commit left and a digest of everything
- * it programmed. A new handle given a state then looks only at the set definitions and a few small sets: if
- * the kernel's generation is still the recorded one (nobody committed since) and its own compile of the state
- * has the recorded digest, the kernel holds exactly that compile, and the full listing (about a second at 5000
- * ports) is skipped. Anything else — another writer, a different state, an older portwall, no record — and
+ * it programmed. A new handle given a state peeks at the record, then looks only at the set definitions and a
+ * few small sets: if the kernel's generation is still the recorded one (nobody committed since) and its own
+ * compile of the state has the recorded digest, the kernel holds exactly that compile, and the full listing
+ * (about a second at 5000 ports) is skipped. Anything else — another writer, a different state, an older portwall, no record — and
  * the handle lists and diffs as before. The record also names the namespace instance it was written in (a
  * generation alone starts again in a new namespace). It is portwall's bookkeeping, not part of the layout:
  * listings leave it out, so plans, diffs and counts never see it.

@@ -28,6 +28,16 @@ describe.skipIf(!isRoot)('native input guards', () => {
     expect(ns.nftText()).toContain('table inet keep');
   });
 
+  test('a listing\'s look must name its sets as strings and say namedSetsOnly as a boolean', async () => {
+    const list = binding().nftList as (...args: unknown[]) => Promise<unknown>;
+    expect(() => list(ns.name, 0, 'keep', 'plain')).toThrow(/elementsOf must be an array/);
+    expect(() => list(ns.name, 0, 'keep', ['plain', 7])).toThrow(/elementsOf must hold set names/);
+    expect(() => list(ns.name, 0, 'keep', ['plain'], 'yes')).toThrow(/namedSetsOnly must be a boolean/);
+    // Well-formed: the named set alone, with its (empty) element list.
+    const named = await openNft({ netns: ns.name }).list({ table: 'keep', elementsOf: ['plain'], namedSetsOnly: true });
+    expect(named.objects.filter((o) => o.kind === 'set').map((o) => (o as { name: string }).name)).toEqual(['plain']);
+  });
+
   test('family 0 (AF_UNSPEC) is refused for every record', async () => {
     const batch = writeRecords([{ verb: 5, family: 0, kind: 'table', name: 'keep' }]);
     await expect(binding().nftCommit(ns.name, batch)).rejects.toMatchObject({ kind: 'wire' });

@@ -88,7 +88,8 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
     } finally {
       await judge.close();
     }
-    // That handle committed, so it rewrote the record for the generation it left.
+    // The adopting handle committed (port 4), so its close rewrote the record for the generation it left; the
+    // judge committed nothing and wrote none.
     expect(record()).toMatch(new RegExp(`gen ${await genid()} ns [0-9a-f]{16} ports 4 groups 2 `));
   });
 

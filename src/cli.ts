@@ -410,16 +410,15 @@ async function agent(io: Io, args: string[]): Promise<number> {
   const every = number('check-interval', values['check-interval']);
   const bodyLimit = number('body-limit', values['body-limit']);
   const cfg = await config(values.config);
-  // The host's problems, once, before the JSON log starts (an invalid file is the agent's to report).
-  if (values.state !== undefined) {
-    const loaded = await readStateFile(values.state, cfg).catch(() => undefined);
-    if (loaded) printPreflight(io, loaded.model, values.netns);
-  }
+  // The host's problems, once, before the JSON log starts (an invalid file is the agent's to report). The
+  // file read here is the one the agent starts from: not read and validated twice.
+  const loaded = values.state === undefined ? undefined : await readStateFile(values.state, cfg).catch(() => undefined);
+  if (loaded) printPreflight(io, loaded.model, values.netns);
   const { pino } = await import('pino');
   const { startAgent } = await import('./agent/agent.js');
   const logger = pino({ level, base: { pid: process.pid } });
   const running = await startAgent({
-    netns: values.netns, config: cfg, stateFile: values.state, socketPath: values.socket, metricsAddress: values.metrics, logger,
+    netns: values.netns, config: cfg, stateFile: values.state, ...(loaded ? { loadedState: loaded } : {}), socketPath: values.socket, metricsAddress: values.metrics, logger,
     checkIntervalMs: every === undefined ? undefined : every * 1000, bodyLimit, dropLog: values['drop-log'] ?? false,
   });
   await new Promise<void>((done) => {

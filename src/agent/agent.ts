@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 
 import { Portwall } from '../apply/portwall.js';
 import { PortwallError } from '../errors.js';
-import { readStateFile } from '../model/load.js';
+import { readStateFile, type LoadedState } from '../model/load.js';
 import { InvalidStateError, type Problem } from '../model/problems.js';
 import type { Model, PortwallConfig } from '../model/types.js';
 import { subscribeNftEvents, type NftEventSubscription, type NftTransactionEvent } from '../nft/events.js';
@@ -31,6 +31,12 @@ export interface AgentOptions {
   config?: Partial<PortwallConfig>;
   /** The state file: applied on start, again on SIGHUP ({@link Agent.reload}) and when the file changes. */
   stateFile?: string;
+  /**
+   * The state file as the caller already read and validated it (`readStateFile` with the same config), for
+   * the start only: a 5000-port file is not read and validated twice (the CLI reads it first for its
+   * preflight warnings). Reloads read the file again.
+   */
+  loadedState?: LoadedState;
   /** The API's Unix socket (default `/run/portwall/portwall.sock`). */
   socketPath?: string;
   /** `HOST:PORT` of an extra TCP listener that serves only `GET /metrics`. */
@@ -116,7 +122,8 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
       closers.push(() => drops.close());
     }
     if (o.stateFile) {
-      const result = await core.applyState(...(await readStateDoc(o.stateFile, handle, log)));
+      const first = o.loadedState ? loadedDoc(o.stateFile, o.loadedState, log) : await readStateDoc(o.stateFile, handle, log);
+      const result = await core.applyState(...first);
       log.info({ event: 'start', genid: result.genid, changed: result.changed, adopted: result.adopted, adoptedFrom: result.adoptedFrom }, result.changed ? 'adopted and reconciled' : 'adopted; the kernel already matched');
     } else log.info({ event: 'start' }, 'no state file: waiting for PUT /v1/state');
 
@@ -230,10 +237,14 @@ class Repairs {
  * schema does not know are logged at warn, one line each, and do not stop the load.
  */
 async function readStateDoc(file: string, handle: Portwall, log: Logger): Promise<[unknown, string, Model]> {
-  const { doc, model, warnings } = await readStateFile(file, handle.config).catch((err: unknown) => {
+  const loaded = await readStateFile(file, handle.config).catch((err: unknown) => {
     if (err instanceof InvalidStateError) logWarnings(log, file, err.warnings);
     throw err;
   });
+  return loadedDoc(file, loaded, log);
+}
+
+function loadedDoc(file: string, { doc, model, warnings }: LoadedState, log: Logger): [unknown, string, Model] {
   logWarnings(log, file, warnings);
   return [doc, `file ${file}`, model];
 }

@@ -1,6 +1,7 @@
 // The agent in-process (startAgent) says which keys it ignored: every API answer (a port, a group, a floating
 // IP, a whole state; applied or refused) lists the body's unknown keys in `warnings`, and loading the state
-// file — on start and on reload — logs each at warn. An answer for a body without unknown keys has none.
+// file — on start and on reload — logs each at warn. An answer for a body without unknown keys has none. And a
+// start from a state file the caller already loaded (the CLI's preflight read) does not read the file again.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,6 +11,8 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { startAgent, type Agent } from '../../src/agent/agent.js';
+import { readStateFile } from '../../src/model/load.js';
+import { DEFAULT_CONFIG } from '../../src/model/types.js';
 import { call } from '../helpers/agent-api.js';
 import { isRoot, Netns } from '../helpers/netns.js';
 import { port, state, webGroup } from '../helpers/states.js';
@@ -107,5 +110,37 @@ describe.skipIf(!isRoot)('agent warnings for unknown keys', () => {
     expect(warnLines().slice(before).map((l) => l.path)).toEqual(expect.arrayContaining([
       'security_groups[0] (sg-web).security_group_rules[0] (sg-web-http).remote_ip_prefx', 'nat_rules',
     ]));
+  });
+});
+
+describe.skipIf(!isRoot)('agent start from a state already loaded', () => {
+  it('starts from the loadedState it is given (the CLI\'s preflight read) without reading the file again, and logs its warnings', async () => {
+    const ns = new Netns('agentloaded');
+    const dir = mkdtempSync(path.join(tmpdir(), 'pw-agentloaded-'));
+    const stateFile = path.join(dir, 'state.json');
+    const lines: LogLine[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as LogLine);
+        done();
+      },
+    });
+    let agent: Agent | undefined;
+    try {
+      const doc = state('routed', [webGroup()], [port(1, ['sg-web'])]) as unknown as { ports: Record<string, unknown>[] };
+      doc.ports[0]!.colour = 'blue';
+      writeFileSync(stateFile, JSON.stringify(doc));
+      const loadedState = await readStateFile(stateFile, DEFAULT_CONFIG);
+      // The file is gone: a start that read it again would fail.
+      rmSync(stateFile);
+      agent = await startAgent({ netns: ns.name, stateFile, loadedState, socketPath: path.join(dir, 'pw.sock'), logger: pino({ level: 'info' }, sink), checkIntervalMs: 0 });
+      expect(lines.find((l) => l.event === 'start')).toMatchObject({ msg: expect.stringContaining('adopted') });
+      expect(lines.some((l) => l.event === 'warning' && l.path?.includes('colour'))).toBe(true);
+      expect(ns.exec('nft', ['list', 'set', 'inet', 'portwall', 'ports_dev'])).toContain('tap1');
+    } finally {
+      await agent?.stop();
+      ns.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -529,8 +529,9 @@ export class Portwall {
    */
   async #adoptFromRecord(model: Model): Promise<{ engine: Engine; genid: number; listMs: number } | undefined> {
     const mark = now();
+    const instance = namespaceInstance(this.netns);
     const vouches = (r: AdoptRecord | undefined, genid: number): r is AdoptRecord =>
-      r !== undefined && r.genid === genid && r.instance === namespaceInstance(this.netns) && r.ports === model.ports.size && r.groups === model.groups.size;
+      r !== undefined && r.genid === genid && r.instance === instance && r.ports === model.ports.size && r.groups === model.groups.size;
     const peek = await this.#list([ADOPT_RECORD], true);
     if (!vouches(peek.record, peek.genid)) return undefined;
     const look = await this.#list([INET.profiles, BRIDGE.portTag, ADOPT_RECORD]);

@@ -133,13 +133,10 @@ export class ClaimStore {
     // Each touched slot with its winner before the change.
     const touched = new Map<string, { slots: Map<string, Holders>; id: string; was: Holder | undefined }>();
     const touch = (c: Claim): { slots: Map<string, Holders>; id: string } => {
-      const outer = isOwn(c) ? c.setId : SLOT_CLAIMS;
-      const id = isOwn(c) ? c.key : c.slot;
-      const at = `${outer}\0${id}`;
+      const at = isOwn(c) ? `${c.setId}\0${c.key}` : `${SLOT_CLAIMS}\0${c.slot}`;
       let t = touched.get(at);
       if (!t) {
-        let slots = this.#slots.get(outer);
-        if (!slots) this.#slots.set(outer, (slots = new Map()));
+        const { slots, id } = this.#slotOf(c);
         touched.set(at, (t = { slots, id, was: winner(slots.get(id)) }));
       }
       return t;
@@ -180,10 +177,7 @@ export class ClaimStore {
   #fill(unit: string, given: readonly Claim[]): void {
     const claims: Claim[] = [];
     for (const c of given) {
-      const outer = isOwn(c) ? c.setId : SLOT_CLAIMS;
-      const id = isOwn(c) ? c.key : c.slot;
-      let slots = this.#slots.get(outer);
-      if (!slots) this.#slots.set(outer, (slots = new Map()));
+      const { slots, id } = this.#slotOf(c);
       const h = slots.get(id);
       const mine = { unit, claim: c };
       if (h === undefined) {
@@ -201,6 +195,14 @@ export class ClaimStore {
       this.#settle(was, winner(now));
     }
     if (claims.length) this.#units.set(unit, claims);
+  }
+
+  /** Where a claim sits: its element's own key in its set's map, or its slot among the slot claims. */
+  #slotOf(c: Claim): { slots: Map<string, Holders>; id: string } {
+    const outer = isOwn(c) ? c.setId : SLOT_CLAIMS;
+    let slots = this.#slots.get(outer);
+    if (!slots) this.#slots.set(outer, (slots = new Map()));
+    return { slots, id: isOwn(c) ? c.key : c.slot };
   }
 
   /** The claims a unit holds now. */

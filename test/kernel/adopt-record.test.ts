@@ -4,10 +4,11 @@
 // record cannot vouch: another writer committed, the state differs (in size or only in a rule), no record.
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 
-import { Portwall } from '../../src/apply/portwall.js';
+import { Portwall, type PortwallOptions } from '../../src/apply/portwall.js';
 import { binding, type NftBinding } from '../../src/native.js';
 import { openNft } from '../../src/nft/client.js';
 import type { NftObject } from '../../src/nft/types.js';
+import { realBinding } from '../helpers/bindings.js';
 import { Netns, isRoot, ping, veth } from '../helpers/netns.js';
 import { ip4, mac, port, state, webGroup, type Mode } from '../helpers/states.js';
 import type { StateInput } from '../../src/model/schema.js';
@@ -16,18 +17,19 @@ import type { StateInput } from '../../src/model/schema.js';
 function spying(): { binding: NftBinding; lists: ('look' | 'full')[] } {
   const real = binding();
   const lists: ('look' | 'full')[] = [];
-  return {
-    lists,
-    binding: {
-      nftSocketOpen: (netns) => real.nftSocketOpen!(netns),
-      nftCommit: (target, batch, genid, release) => real.nftCommit(target, batch, genid, release),
-      nftCommitSync: (target, batch, genid) => real.nftCommitSync!(target, batch, genid),
-      nftList: (target, family, table, elementsOf, namedSetsOnly) => (lists.push(elementsOf ? 'look' : 'full'), real.nftList(target, family, table, elementsOf, namedSetsOnly)),
-      nftGenid: (target) => real.nftGenid(target),
-      nftEncode: (batch) => real.nftEncode(batch),
-      nftSendEncoded: (target, netlink) => real.nftSendEncoded(target, netlink),
-    },
-  };
+  const nftList: NftBinding['nftList'] = (target, family, table, elementsOf, namedSetsOnly) =>
+    (lists.push(elementsOf ? 'look' : 'full'), real.nftList(target, family, table, elementsOf, namedSetsOnly));
+  return { lists, binding: realBinding({ nftList }) };
+}
+
+/** A handle on `netns` (no conntrack, no collector timer) for `fn`, closed afterwards whatever happens. */
+async function withHandle<T>(netns: string, fn: (pw: Portwall) => Promise<T>, options: PortwallOptions = {}): Promise<T> {
+  const pw = Portwall.open({ netns, conntrack: null, profileGc: false, ...options });
+  try {
+    return await fn(pw);
+  } finally {
+    await pw.close();
+  }
 }
 
 function doc(mode: Mode, extraPorts: number[] = []): StateInput {
@@ -45,15 +47,15 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
 
   /** Programs `doc(mode)` with some history (a port added, one removed, a port's groups changed), then closes. */
   async function program(): Promise<void> {
-    const pw = Portwall.open({ netns: ns.name, conntrack: null, profileGc: false });
-    await pw.apply(doc(mode, [9]));
-    await pw.upsertPort(port(7, ['sg-db']));
-    await pw.removePort('port-00007');
-    await pw.removePort('port-00009');
-    await pw.upsertPort(port(3, ['sg-web']));
-    await pw.upsertPort(port(3, ['sg-db']));
-    await pw.collectProfiles();
-    await pw.close();
+    await withHandle(ns.name, async (pw) => {
+      await pw.apply(doc(mode, [9]));
+      await pw.upsertPort(port(7, ['sg-db']));
+      await pw.removePort('port-00007');
+      await pw.removePort('port-00009');
+      await pw.upsertPort(port(3, ['sg-web']));
+      await pw.upsertPort(port(3, ['sg-db']));
+      await pw.collectProfiles();
+    });
   }
 
   const record = (): string => ns.exec('nft', ['list', 'set', 'inet', 'portwall', 'adopt_record']);
@@ -66,8 +68,7 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
     expect(record()).toMatch(new RegExp(`comment "gen ${g} ns [0-9a-f]{16} ports 3 groups 2 digest [0-9a-f]+-[0-9a-f]{16}"`));
 
     const spy = spying();
-    const pw = Portwall.open({ netns: ns.name, binding: spy.binding, conntrack: null, profileGc: false });
-    try {
+    await withHandle(ns.name, async (pw) => {
       const r = await pw.apply(doc(mode));
       expect(r).toMatchObject({ adopted: true, adoptedFrom: 'record', changed: false, operations: 0 });
       expect(spy.lists.length).toBeGreaterThan(0);
@@ -78,16 +79,11 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
       const add = await pw.upsertPort(port(4, ['sg-web']));
       expect(add).toMatchObject({ adopted: false, changed: true });
       expect(spy.lists.length).toBe(before);
-    } finally {
-      await pw.close();
-    }
+    }, { binding: spy.binding });
     // An independent judge: a handle that never trusts a record lists, diffs, and finds nothing to do.
-    const judge = Portwall.open({ netns: ns.name, conntrack: null, profileGc: false, adoptRecord: false });
-    try {
+    await withHandle(ns.name, async (judge) => {
       expect((await judge.plan(doc(mode, [4]))).operations).toEqual([]);
-    } finally {
-      await judge.close();
-    }
+    }, { adoptRecord: false });
     // The adopting handle committed (port 4), so its close rewrote the record for the generation it left; the
     // judge committed nothing and wrote none.
     expect(record()).toMatch(new RegExp(`gen ${await genid()} ns [0-9a-f]{16} ports 4 groups 2 `));
@@ -97,8 +93,7 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
     await program();
     const vm = new Netns('adoptrec-vm');
     try {
-      const pw = Portwall.open({ netns: ns.name, conntrack: null, profileGc: false });
-      try {
+      await withHandle(ns.name, async (pw) => {
         expect((await pw.apply(doc(mode))).adoptedFrom).toBe('record');
         veth(ns, 'tap4', vm, 'eth0', { a: ['192.0.2.254/24'], b: [`${ip4(4)}/24`] });
         vm.exec('ip', ['link', 'set', 'eth0', 'address', mac(4)]);
@@ -108,9 +103,7 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
         await pw.upsertGroup({ id: 'sg-none', stateful: true, security_group_rules: [] });
         await pw.upsertPort(port(4, ['sg-none']));
         expect(ping(ns, ip4(4)!, { count: 1, waitS: 1 })).toBe(false);
-      } finally {
-        await pw.close();
-      }
+      });
     } finally {
       vm.destroy();
     }
@@ -140,40 +133,30 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
     await program();
     ns.exec('nft', ['add', 'element', 'inet', 'portwall', 'nd_in', '{ echo-request }']);
     const spy = spying();
-    const pw = Portwall.open({ netns: ns.name, binding: spy.binding, conntrack: null, profileGc: false });
-    try {
+    await withHandle(ns.name, async (pw) => {
       const r = await pw.apply(doc(mode));
       expect(r).toMatchObject({ adopted: true, adoptedFrom: 'listing', changed: true });
       expect(spy.lists).toContain('full');
       expect(ns.exec('nft', ['list', 'set', 'inet', 'portwall', 'nd_in'])).not.toContain('echo-request');
-    } finally {
-      await pw.close();
-    }
+    }, { binding: spy.binding });
   });
 
   test('a different state: of another size, or the same size with one rule changed — a full listing that finds the change', async () => {
     await program();
-    const bigger = spying();
-    let pw = Portwall.open({ netns: ns.name, binding: bigger.binding, conntrack: null, profileGc: false });
-    try {
+    await withHandle(ns.name, async (pw) => {
       expect(await pw.apply(doc(mode, [5]))).toMatchObject({ adoptedFrom: 'listing', changed: true });
-    } finally {
-      await pw.close();
-    }
+    }, { binding: spying().binding });
     // Same counts, one rule's port changed: only the digest tells.
     const changed = doc(mode, [5]);
     changed.security_groups![0]!.security_group_rules![0]!.port_range_min = 81;
     changed.security_groups![0]!.security_group_rules![0]!.port_range_max = 81;
     const spy = spying();
-    pw = Portwall.open({ netns: ns.name, binding: spy.binding, conntrack: null, profileGc: false });
-    try {
+    await withHandle(ns.name, async (pw) => {
       const r = await pw.apply(changed);
       expect(r).toMatchObject({ adoptedFrom: 'listing', changed: true });
       expect(spy.lists).toEqual(expect.arrayContaining(['look', 'full']));
       expect(ns.exec('nft', ['list', 'ruleset'])).toMatch(/\b81\b/);
-    } finally {
-      await pw.close();
-    }
+    }, { binding: spy.binding });
   });
 
   test('a record restored into another namespace (nft -f of a saved ruleset) is not trusted, even at its generation', async () => {
@@ -189,13 +172,10 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
       for (let i = 0; i < 1000 && (await binding().nftGenid(other.name)) < g; i++) other.exec('nft', [i % 2 ? 'delete' : 'add', 'table', 'ip', 'bump']);
       expect(await binding().nftGenid(other.name)).toBe(g);
       expect(other.exec('nft', ['list', 'set', 'inet', 'portwall', 'adopt_record'])).toContain(`gen ${g} `);
-      const pw = Portwall.open({ netns: other.name, conntrack: null, profileGc: false });
-      try {
+      await withHandle(other.name, async (pw) => {
         expect(await pw.apply(doc(mode))).toMatchObject({ adoptedFrom: 'listing', changed: true });
         expect(other.exec('nft', ['list', 'set', 'inet', 'portwall', 'nd_in'])).not.toContain('echo-request');
-      } finally {
-        await pw.close();
-      }
+      });
     } finally {
       other.destroy();
     }
@@ -205,19 +185,14 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
     await program();
     const g = await genid();
     // A handle that commits nothing writes nothing (adopting an unchanged kernel commits nothing at all).
-    const idle = Portwall.open({ netns: ns.name, conntrack: null, profileGc: false });
-    await idle.apply(doc(mode));
-    await idle.close();
+    await withHandle(ns.name, (idle) => idle.apply(doc(mode)));
     expect(await genid()).toBe(g);
     const spy = spying();
-    const off = Portwall.open({ netns: ns.name, binding: spy.binding, conntrack: null, profileGc: false, adoptRecord: false });
-    try {
+    await withHandle(ns.name, async (off) => {
       expect(await off.apply(doc(mode))).toMatchObject({ adoptedFrom: 'listing', changed: false });
       expect(spy.lists.every((l) => l === 'full')).toBe(true);
       const status = await off.status();
       expect(status.objects.some((o) => (o.kind === 'set' && o.name === 'adopt_record') || (o.kind === 'elements' && o.set === 'adopt_record'))).toBe(false);
-    } finally {
-      await off.close();
-    }
+    }, { binding: spy.binding, adoptRecord: false });
   });
 });

@@ -19,6 +19,16 @@ import { port, state, webGroup } from '../helpers/states.js';
 
 interface LogLine { level: number; msg: string; event?: string; file?: string; path?: string }
 
+/** A pino destination that parses each JSON line into `lines`. */
+function logInto(lines: LogLine[]): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as LogLine);
+      done();
+    },
+  });
+}
+
 describe.skipIf(!isRoot)('agent warnings for unknown keys', () => {
   let ns: Netns;
   let dir: string;
@@ -45,13 +55,7 @@ describe.skipIf(!isRoot)('agent warnings for unknown keys', () => {
     stateFile = path.join(dir, 'state.json');
     socket = path.join(dir, 'pw.sock');
     writeFileSync(stateFile, JSON.stringify(fileState()));
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as LogLine);
-        done();
-      },
-    });
-    agent = await startAgent({ netns: ns.name, stateFile, socketPath: socket, logger: pino({ level: 'info' }, sink), checkIntervalMs: 0 });
+    agent = await startAgent({ netns: ns.name, stateFile, socketPath: socket, logger: pino({ level: 'info' }, logInto(lines)), checkIntervalMs: 0 });
   });
   afterAll(async () => {
     await agent?.stop();
@@ -119,12 +123,6 @@ describe.skipIf(!isRoot)('agent start from a state already loaded', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'pw-agentloaded-'));
     const stateFile = path.join(dir, 'state.json');
     const lines: LogLine[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as LogLine);
-        done();
-      },
-    });
     let agent: Agent | undefined;
     try {
       const doc = state('routed', [webGroup()], [port(1, ['sg-web'])]) as unknown as { ports: Record<string, unknown>[] };
@@ -133,7 +131,7 @@ describe.skipIf(!isRoot)('agent start from a state already loaded', () => {
       const loadedState = await readStateFile(stateFile, DEFAULT_CONFIG);
       // The file is gone: a start that read it again would fail.
       rmSync(stateFile);
-      agent = await startAgent({ netns: ns.name, stateFile, loadedState, socketPath: path.join(dir, 'pw.sock'), logger: pino({ level: 'info' }, sink), checkIntervalMs: 0 });
+      agent = await startAgent({ netns: ns.name, stateFile, loadedState, socketPath: path.join(dir, 'pw.sock'), logger: pino({ level: 'info' }, logInto(lines)), checkIntervalMs: 0 });
       expect(lines.find((l) => l.event === 'start')).toMatchObject({ msg: expect.stringContaining('adopted') });
       expect(lines.some((l) => l.event === 'warning' && l.path?.includes('colour'))).toBe(true);
       expect(ns.exec('nft', ['list', 'set', 'inet', 'portwall', 'ports_dev'])).toContain('tap1');

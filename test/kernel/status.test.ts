@@ -4,8 +4,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { Portwall } from '../../src/apply/portwall.js';
-import { binding, type NftBinding } from '../../src/native.js';
+import { binding } from '../../src/native.js';
 import { openNft } from '../../src/nft/client.js';
+import { realBinding } from '../helpers/bindings.js';
 import { Netns, isRoot } from '../helpers/netns.js';
 import { port, state, webGroup, type Mode } from '../helpers/states.js';
 
@@ -19,15 +20,7 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('summary, %s', (m
   test('counted from memory while the generation is ours, from a listing after another writer; equal to a listing', async () => {
     const real = binding();
     let lists = 0;
-    const spy: NftBinding = {
-      nftSocketOpen: (netns) => real.nftSocketOpen!(netns),
-      nftCommit: (target, batch, genid, release) => real.nftCommit(target, batch, genid, release),
-      nftCommitSync: (target, batch, genid) => real.nftCommitSync!(target, batch, genid),
-      nftList: (target, family, table) => (lists++, real.nftList(target, family, table)),
-      nftGenid: (target) => real.nftGenid(target),
-      nftEncode: (batch) => real.nftEncode(batch),
-      nftSendEncoded: (target, netlink) => real.nftSendEncoded(target, netlink),
-    };
+    const spy = realBinding({ nftList: (...args) => (lists++, real.nftList(...args)) });
     const pw = Portwall.open({ netns: ns.name, binding: spy, conntrack: null, profileGc: false });
     try {
       const doc = state(mode, [webGroup()], [port(1, ['sg-web']), port(2, ['sg-web'])]);

@@ -1,8 +1,12 @@
 /**
  * Request coalescing: changes that arrive close together are committed as one batch, one batch at a time.
  *
- * An op reaching an idle coalescer is committed at once, with whatever the event loop received in the same
- * turn, so a lone request (or a client that waits for each answer) waits for nothing. Ops arriving while a
+ * An op reaching an idle coalescer is committed as soon as one whole turn of the event loop has brought no
+ * further op (at most `4 × windowMs` after it), so a lone request (or a client that waits for each answer)
+ * waits a few microseconds, not a window. One quiet turn, not the same turn: clients that connected while the
+ * agent was busy wait in the listening socket's backlog, and Node accepts one Unix-socket connection per turn
+ * (docs/agent.md, "Coalescing"), so their requests arrive one turn apart and would otherwise each be committed
+ * alone. Ops arriving while a
  * batch is being committed form the next batch; if they are still coming (the last less than `windowMs`
  * ago) it waits until `windowMs` passed without a new op (at most `4 × windowMs` from its first op), then
  * takes everything queued — so a burst costs a few commits, not one per op. Commits never overlap. Each
@@ -74,13 +78,20 @@ export class Coalescer<Op, Outcome> {
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
-  // A lone op goes at the next turn of the event loop; a burst's batch once it is quiet (or waited long enough).
+  // A lone op goes after a turn of the event loop that brought no other; a burst's batch once it is quiet for
+  // the window (either way, at most 4 windows after the first op).
   #schedule(burst: boolean): void {
     if (!burst) {
-      this.#timer = setImmediate(() => {
+      // The first check runs in the turn the op arrived in; each later one after a whole turn's poll.
+      let seen = -1;
+      const check = () => {
         this.#timer = undefined;
-        void this.#flush();
-      });
+        if (this.#queue.length > seen && performance.now() - this.#firstAt < 4 * this.#windowMs) {
+          seen = this.#queue.length;
+          this.#timer = setImmediate(check);
+        } else void this.#flush();
+      };
+      this.#timer = setImmediate(check);
       return;
     }
     const now = performance.now();

@@ -12,9 +12,10 @@ export interface Answer {
 
 /**
  * One HTTP request over the agent's socket; a string body is sent as it is, anything else as JSON. `agent`: a
- * connection pool (e.g. kept-alive connections); default a new connection per request.
+ * connection pool (e.g. kept-alive connections); default a new connection per request. `sent`: called once the
+ * whole request has been handed to the kernel (it may still wait, unread, in the socket).
  */
-export function call(socketPath: string, method: string, url: string, body?: unknown, timeoutMs = 20_000, agent?: HttpAgent): Promise<Answer> {
+export function call(socketPath: string, method: string, url: string, body?: unknown, timeoutMs = 20_000, agent?: HttpAgent, sent?: () => void): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
     const req = request({ agent, socketPath, method, path: url, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {}, timeout: timeoutMs }, (res) => {
@@ -37,6 +38,7 @@ export function call(socketPath: string, method: string, url: string, body?: unk
       if (req.reusedSocket && err.code === 'ECONNRESET') call(socketPath, method, url, body, timeoutMs, agent).then(resolve, reject);
       else reject(err);
     });
+    if (sent) req.once('finish', sent);
     req.end(data);
   });
 }

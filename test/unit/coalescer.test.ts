@@ -119,6 +119,45 @@ describe('Coalescer', () => {
     expect(r.batches).toEqual([[1]]);
   });
 
+  // Clients that connected while the agent was busy are accepted one per turn of the event loop, so their ops
+  // arrive one turn apart (docs/agent.md, "Coalescing").
+  const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+  test('ops arriving one loop turn apart after an idle op share its commit', async () => {
+    const r = recorder(1);
+    const c = new Coalescer({ commit: r.commit, windowMs: 1000 });
+    const all = [c.submit(0)];
+    for (let i = 1; i < 10; i++) {
+      await nextTurn();
+      all.push(c.submit(i));
+    }
+    await Promise.all(all);
+    expect(r.batches).toEqual([[...Array(10).keys()]]);
+  });
+
+  test('a stream of ops one turn apart is still committed within 4 windows of its first op', async () => {
+    const r = recorder(1);
+    const c = new Coalescer({ commit: r.commit, windowMs: 2 });
+    const all: Promise<unknown>[] = [];
+    for (const t0 = performance.now(); performance.now() - t0 < 60;) {
+      all.push(c.submit(all.length));
+      await nextTurn();
+    }
+    await Promise.all(all);
+    expect(r.batches.flat()).toEqual([...Array(all.length).keys()]);
+    expect(r.batches.length).toBeGreaterThan(1);
+  });
+
+  test('a window of 0 commits an idle op in the turn it arrived', async () => {
+    const r = recorder(1);
+    const c = new Coalescer({ commit: r.commit, windowMs: 0 });
+    const all = [c.submit(0)];
+    await nextTurn();
+    all.push(c.submit(1));
+    await Promise.all(all);
+    expect(r.batches).toEqual([[0], [1]]);
+  });
+
   test('a burst (ops 1 ms apart for 30 ms) is a few commits, not one per op; each op is answered', async () => {
     const r = recorder(3);
     const c = new Coalescer({ commit: r.commit, windowMs: 5 });

@@ -1,17 +1,16 @@
 /**
  * Request coalescing: changes that arrive close together are committed as one batch, one batch at a time.
  *
- * An op reaching an idle coalescer is committed as soon as one whole turn of the event loop has brought no
- * further op (at most `4 × windowMs` after it), so a lone request (or a client that waits for each answer)
- * waits a few microseconds, not a window. One quiet turn, not the same turn: clients that connected while the
- * agent was busy wait in the listening socket's backlog, and Node accepts one Unix-socket connection per turn
- * (docs/agent.md, "Coalescing"), so their requests arrive one turn apart and would otherwise each be committed
- * alone. Ops arriving while a
- * batch is being committed form the next batch; if they are still coming (the last less than `windowMs`
- * ago) it waits until `windowMs` passed without a new op (at most `4 × windowMs` from its first op), then
- * takes everything queued — so a burst costs a few commits, not one per op. Commits never overlap. Each
- * submitter gets its own outcome — the one at its op's index in what `commit` resolved — or, when the commit
- * itself throws, that error.
+ * A batch is committed as soon as one whole turn of the event loop has brought no further op, and at the
+ * latest `4 × windowMs` after its first op: an op reaching an idle coalescer, and the ops that queued while the
+ * previous batch was being committed, alike. A lone request (or a client that waits for each answer) waits a
+ * few microseconds, not a window; under steady load a batch is whatever arrived during the commit before it,
+ * so batches grow with the load and nothing waits for a quiet period that a steady stream never leaves.
+ * One quiet turn, not the same turn: clients that connected while the agent was busy wait in the listening
+ * socket's backlog, and Node accepts one Unix-socket connection per turn (docs/agent.md, "Coalescing"), so
+ * their requests arrive one turn apart and would otherwise each be committed alone. Commits never overlap.
+ * Each submitter gets its own outcome — the one at its op's index in what `commit` resolved — or, when the
+ * commit itself throws, that error.
  */
 
 /** Commits a batch; resolves one outcome per op, in order. */
@@ -21,7 +20,7 @@ export type CommitBatch<Op, Outcome> = (ops: readonly Op[]) => Promise<readonly 
 export interface CoalescerOptions<Op, Outcome> {
   /** Commits one batch. Never called again before the previous call has settled. */
   commit: CommitBatch<Op, Outcome>;
-  /** While ops arrive during a commit less than this apart (ms, default 2), the next batch waits for quiet. */
+  /** A batch waits for more ops while each turn of the event loop brings one, at most 4 × this (ms, default 2) after its first. */
   windowMs?: number;
 }
 
@@ -36,9 +35,8 @@ export class Coalescer<Op, Outcome> {
   readonly #commit: CommitBatch<Op, Outcome>;
   readonly #windowMs: number;
   #queue: Waiter<Op, Outcome>[] = [];
-  #timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
-  /** When the latest op arrived, and when the first op still queued did. */
-  #lastAt = -Infinity;
+  #timer: NodeJS.Immediate | undefined;
+  /** When the first op still queued arrived. */
   #firstAt = 0;
   #running = false;
   #idle: (() => void)[] = [];
@@ -53,12 +51,10 @@ export class Coalescer<Op, Outcome> {
   /** Queues `op` for the next batch; resolves its own outcome, or rejects when the batch's commit threw. */
   submit(op: Op): Promise<Outcome> {
     return new Promise<Outcome>((resolve, reject) => {
-      const now = performance.now();
-      this.#lastAt = now;
-      if (this.#queue.length === 0) this.#firstAt = now;
+      if (this.#queue.length === 0) this.#firstAt = performance.now();
       this.#queue.push({ op, resolve, reject });
-      // Idle: this op is not part of a burst (a client that waits for each answer never waits here).
-      if (!this.#running && this.#timer === undefined) this.#schedule(false);
+      // While a commit runs, the batch is scheduled when it ends.
+      if (!this.#running && this.#timer === undefined) this.#schedule();
     });
   }
 
@@ -78,31 +74,18 @@ export class Coalescer<Op, Outcome> {
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
-  // A lone op goes after a turn of the event loop that brought no other; a burst's batch once it is quiet for
-  // the window (either way, at most 4 windows after the first op).
-  #schedule(burst: boolean): void {
-    if (!burst) {
-      // The first check runs in the turn the op arrived in; each later one after a whole turn's poll.
-      let seen = -1;
-      const check = () => {
-        this.#timer = undefined;
-        if (this.#queue.length > seen && performance.now() - this.#firstAt < 4 * this.#windowMs) {
-          seen = this.#queue.length;
-          this.#timer = setImmediate(check);
-        } else void this.#flush();
-      };
-      this.#timer = setImmediate(check);
-      return;
-    }
-    const now = performance.now();
-    const wait = Math.min(this.#lastAt + this.#windowMs, this.#firstAt + 4 * this.#windowMs) - now;
-    this.#timer = setTimeout(() => {
+  // Flushes after a turn of the event loop that brought no op, or once the first queued op waited 4 windows.
+  // The first check runs in the current turn; each later one after a whole turn's poll for I/O.
+  #schedule(): void {
+    let seen = -1;
+    const check = () => {
       this.#timer = undefined;
-      // Still arriving and not yet waited the most: wait on.
-      const t = performance.now();
-      if (t - this.#lastAt < this.#windowMs && t - this.#firstAt < 4 * this.#windowMs) this.#schedule(true);
-      else void this.#flush();
-    }, Math.max(0, wait));
+      if (this.#queue.length > seen && performance.now() - this.#firstAt < 4 * this.#windowMs) {
+        seen = this.#queue.length;
+        this.#timer = setImmediate(check);
+      } else void this.#flush();
+    };
+    this.#timer = setImmediate(check);
   }
 
   // Commits everything queued, settles each waiter, then starts the next batch or reports idleness.
@@ -117,7 +100,7 @@ export class Coalescer<Op, Outcome> {
     } finally {
       this.#running = false;
     }
-    if (this.#queue.length > 0) this.#schedule(performance.now() - this.#lastAt < this.#windowMs);
+    if (this.#queue.length > 0) this.#schedule();
     else for (const done of this.#idle.splice(0)) done();
   }
 

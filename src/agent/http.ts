@@ -38,7 +38,7 @@ export interface ApiServerOptions {
   logger: Logger;
   /** Largest accepted request body in bytes (default 8 MiB); a larger one is answered 413 unread. */
   bodyLimit?: number;
-  /** While requests arrive during a commit less than this apart (ms, default 2), the next batch waits for quiet; a request to an idle agent goes after one turn of the event loop that brought no other (at most 4 × this after it). */
+  /** A batch of changes is committed after a turn of the event loop that brought no other, at most 4 × this (ms, default 2) after its first (docs/agent.md, "Coalescing"). */
   coalesceMs?: number;
   /** Longest time a client may take to send a whole request, in milliseconds (default 30 000). */
   requestTimeoutMs?: number;

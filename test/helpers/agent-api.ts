@@ -33,9 +33,10 @@ export function call(socketPath: string, method: string, url: string, body?: unk
     });
     req.on('timeout', () => req.destroy(new Error(`${method} ${url}: timeout`)));
     req.on('error', (err: NodeJS.ErrnoException) => {
-      // A kept-alive connection the server closed as idle just as this request went out: the request never
-      // reached it, so sending it again on a fresh connection is safe (node:http's documented retry).
-      if (req.reusedSocket && err.code === 'ECONNRESET') call(socketPath, method, url, body, timeoutMs, agent).then(resolve, reject);
+      // A kept-alive connection the server closed as idle just as this request went out (a reset, or EPIPE when
+      // the close came first: seen once in a 30 s churn run): the request never reached it, so sending it again
+      // on a fresh connection is safe (node:http's documented retry).
+      if (req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) call(socketPath, method, url, body, timeoutMs, agent, sent).then(resolve, reject);
       else reject(err);
     });
     if (sent) req.once('finish', sent);

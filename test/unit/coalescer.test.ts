@@ -24,6 +24,16 @@ function recorder(delayMs = 5) {
   return { commit, batches, maxRunning: () => maxRunning };
 }
 
+// Submits ops 0…n-1, pausing 1 ms after every `pauseEvery`-th; resolves their outcomes once all are answered.
+async function stream<T>(c: Coalescer<number, T>, n: number, pauseEvery = 1): Promise<T[]> {
+  const pending: Promise<T>[] = [];
+  for (let i = 0; i < n; i++) {
+    pending.push(c.submit(i));
+    if (i % pauseEvery === 0) await sleep(1);
+  }
+  return Promise.all(pending);
+}
+
 describe('Coalescer', () => {
   test('ops submitted within the window share one commit, each gets its own outcome', async () => {
     const r = recorder();
@@ -52,12 +62,7 @@ describe('Coalescer', () => {
   test('a steady stream is committed one batch at a time, never two at once', async () => {
     const r = recorder(3);
     const c = new Coalescer({ commit: r.commit, windowMs: 1 });
-    const all: Promise<unknown>[] = [];
-    for (let i = 0; i < 60; i++) {
-      all.push(c.submit(i));
-      if (i % 5 === 0) await sleep(1);
-    }
-    await Promise.all(all);
+    await stream(c, 60, 5);
     expect(r.maxRunning()).toBe(1);
     expect(r.batches.flat()).toEqual([...Array(60).keys()]);
     expect(r.batches.length).toBeGreaterThan(1);
@@ -161,12 +166,7 @@ describe('Coalescer', () => {
   test('a burst (ops 1 ms apart for 30 ms, commits of 3 ms) is a few ops per commit, not one; each op is answered', async () => {
     const r = recorder(3);
     const c = new Coalescer({ commit: r.commit, windowMs: 5 });
-    const pending: Promise<{ op: number }>[] = [];
-    for (let i = 0; i < 30; i++) {
-      pending.push(c.submit(i));
-      await sleep(1);
-    }
-    const outcomes = await Promise.all(pending);
+    const outcomes = await stream(c, 30);
     expect(outcomes.map((o) => o.op)).toEqual([...Array(30).keys()]);
     expect(r.batches.flat()).toEqual([...Array(30).keys()]);
     expect(r.batches.length).toBeLessThanOrEqual(15);
@@ -178,12 +178,7 @@ describe('Coalescer', () => {
     // stream at its end (two batches in all); this one must not wait.
     const r = recorder(3);
     const c = new Coalescer({ commit: r.commit, windowMs: 50 });
-    const pending: Promise<unknown>[] = [];
-    for (let i = 0; i < 30; i++) {
-      pending.push(c.submit(i));
-      await sleep(1);
-    }
-    await Promise.all(pending);
+    await stream(c, 30);
     expect(r.batches.flat()).toEqual([...Array(30).keys()]);
     expect(r.batches.length).toBeGreaterThan(4);
   });

@@ -77,6 +77,12 @@ export interface NativeNftSocket {
  */
 export type NftTarget = string | null | NativeNftSocket;
 
+/** A look instead of a full listing: the sets whose elements are wanted, and whether the other sets' definitions are left out too. */
+export interface NftLook {
+  elementsOf: readonly string[];
+  namedSetsOnly: boolean;
+}
+
 /** The nftables part of the binding (what an {@link Nft} client needs; `FakeNft` implements it). */
 export interface NftBinding {
   /**

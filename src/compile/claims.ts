@@ -73,6 +73,22 @@ interface Holder {
 /** A slot's holders: nearly always one, so an array only when several units claim it. */
 type Holders = Holder | Holder[];
 
+/**
+ * Adds a unit's claim to a slot's holders and returns them; undefined (nothing added) when the unit holds the
+ * slot already — one claim per slot and unit (a port may state one element twice, e.g. a MAC shared by two pairs).
+ */
+function hold(slots: Map<string, Holders>, id: string, mine: Holder): Holders | undefined {
+  const h = slots.get(id);
+  if (h === undefined) {
+    slots.set(id, mine);
+    return mine;
+  }
+  if (Array.isArray(h) ? h.some((e) => e.unit === mine.unit) : h.unit === mine.unit) return undefined;
+  if (Array.isArray(h)) h.push(mine);
+  else slots.set(id, [h, mine]);
+  return slots.get(id);
+}
+
 /** The outer key of slot claims in {@link ClaimStore}'s slot index (no set id is empty). */
 const SLOT_CLAIMS = '';
 
@@ -150,19 +166,10 @@ export class ClaimStore {
         slots.set(id, rest.length === 1 ? rest[0]! : rest);
       }
     }
-    // One claim per slot and unit (a port may state one element twice, e.g. a MAC shared by two pairs).
     const claims: Claim[] = all.slice(0, head);
     for (const c of fresh) {
       const { slots, id } = touch(c);
-      const h = slots.get(id);
-      const mine = { unit, claim: c };
-      if (h === undefined) slots.set(id, mine);
-      else if (Array.isArray(h)) {
-        if (h.some((e) => e.unit === unit)) continue;
-        h.push(mine);
-      } else if (h.unit === unit) continue;
-      else slots.set(id, [h, mine]);
-      claims.push(c);
+      if (hold(slots, id, { unit, claim: c })) claims.push(c);
     }
     if (claims.length) this.#units.set(unit, claims);
     else this.#units.delete(unit);
@@ -178,19 +185,9 @@ export class ClaimStore {
     const claims: Claim[] = [];
     for (const c of given) {
       const { slots, id } = this.#slotOf(c);
-      const h = slots.get(id);
-      const mine = { unit, claim: c };
-      if (h === undefined) {
-        slots.set(id, mine);
-        claims.push(c);
-        this.#settle(undefined, mine);
-        continue;
-      }
-      if (Array.isArray(h) ? h.some((e) => e.unit === unit) : h.unit === unit) continue;
-      const was = winner(h);
-      let now: Holder[];
-      if (Array.isArray(h)) (now = h).push(mine);
-      else slots.set(id, (now = [h, mine]));
+      const was = winner(slots.get(id));
+      const now = hold(slots, id, { unit, claim: c });
+      if (!now) continue;
       claims.push(c);
       this.#settle(was, winner(now));
     }

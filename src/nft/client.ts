@@ -11,7 +11,7 @@
  */
 import { HeldSocketQueue } from '../held-socket.js';
 import { binding as loadBinding } from '../native.js';
-import type { NativeNftSocket, NftBinding, NftTarget } from '../native.js';
+import type { NativeNftSocket, NftBinding, NftLook, NftTarget } from '../native.js';
 import { FAMILIES } from './constants.js';
 import { fromNative } from '../native-errors.js';
 import { Transaction } from './transaction.js';
@@ -37,12 +37,6 @@ export interface NftOptions {
 export interface Listing {
   genid: number;
   objects: NftObject[];
-}
-
-/** A look instead of a full listing (list()'s `elementsOf`, `namedSetsOnly`). */
-interface Look {
-  elementsOf: readonly string[];
-  namedSetsOnly: boolean;
 }
 
 /** nftables in one network namespace. */
@@ -124,7 +118,7 @@ export class Nft {
     return { genid: result.genid, objects };
   }
 
-  async #dump(family: number, table: string | null, only: Look | null): Promise<Listing> {
+  async #dump(family: number, table: string | null, only: NftLook | null): Promise<Listing> {
     try {
       const result = await this.#call((native, target) => (only ? native.nftList(target, family, table, only.elementsOf, only.namedSetsOnly) : native.nftList(target, family, table)));
       return { genid: result.genid, objects: decodeRecords(result.records) };
@@ -135,7 +129,7 @@ export class Nft {
 
   // A rule dump filtered by table name stops at the first table of that name, whatever its family (the
   // kernel's nf_tables_dump_rules), so tables of one name in several families are dumped family by family.
-  async #dumpTableOfEveryFamily(table: string, only: Look | null): Promise<Listing> {
+  async #dumpTableOfEveryFamily(table: string, only: NftLook | null): Promise<Listing> {
     for (let attempt = 0; ; attempt++) {
       const all = await this.#dump(0, table, only);
       const families = [...new Set(all.objects.filter((o) => o.kind === 'table').map((o) => o.family))];

@@ -9,7 +9,7 @@
  * must match, and held sockets (`nftSocketOpen`) are counted, as are listings per namespace.
  * It never replaces the kernel tests.
  */
-import type { CommitResult, ListResult, NativeNftSocket, NftBinding, NftTarget } from '../native.js';
+import type { CommitResult, ListResult, NativeNftSocket, NftBinding, NftLook, NftTarget } from '../native.js';
 import { NFT_SET_ELEM_INTERVAL_END, SET_FLAGS } from './constants.js';
 import { KernelRefusal, applyRecord, emptyRuleset } from './fake-ruleset.js';
 import type { Ruleset } from './fake-ruleset.js';
@@ -171,7 +171,7 @@ function sendsMessage(r: RawRecord): boolean {
  * The dump of a ruleset in the addon's order: per table the table, its chains, each set and its elements, rules.
  * With a look, as the addon does: tables and sets only (or only the named sets), elements of the named sets.
  */
-function dumpRecords(rs: Ruleset, family: number, table: string | null, look: { elementsOf: readonly string[]; namedSetsOnly: boolean } | null): RawRecord[] {
+function dumpRecords(rs: Ruleset, family: number, table: string | null, look: NftLook | null): RawRecord[] {
   const out: RawRecord[] = [];
   for (const t of rs.tables.values()) {
     if ((family !== 0 && t.family !== family) || (table !== null && t.table.name !== table)) continue;

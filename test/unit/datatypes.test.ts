@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest';
 
 import {
   DATATYPES, canonicalValue, dataTypeOf, decodeKey, decodeValue, encodeKey, encodeValue, keyTypeNames, mapDataType,
-  nftValueText, setKeyType,
+  nftValueText, parseInterval, setKeyType, toBytes,
 } from '../../src/nft/datatypes.js';
 import { PortwallError } from '../../src/errors.js';
 import type { DataTypeName, Value } from '../../src/nft/types.js';
@@ -12,6 +12,10 @@ const hex = (b: Uint8Array | undefined): string | undefined => (b ? Buffer.from(
 const bytes = (h: string): Uint8Array => Uint8Array.from(Buffer.from(h, 'hex'));
 
 const invalid = (fn: () => unknown, code = 'ERR_INVALID_VALUE'): PortwallError => thrown(fn, code);
+
+// encodeKey's message for a range or prefix given where a single value belongs.
+const notSingle = (type: DataTypeName, v: Value): string =>
+  `${type}: ${typeof v === 'string' ? `"${v}"` : String(v)} is not a single value (ranges and prefixes need an interval)`;
 
 describe('datatype table', () => {
   test('ids are nft enum datatypes (include/datatype.h)', () => {
@@ -214,6 +218,79 @@ describe('element keys', () => {
     expect(decodeKey(['ifname'], w.key, w.keyEnd)).toEqual(['tap*']);
     const p = encodeKey(['ipv6_addr'], ['2001:db8::/32'], true);
     expect(decodeKey(['ipv6_addr'], p.key, p.keyEnd)).toEqual(['2001:db8::/32']);
+  });
+
+  test('every spelling encodes as its parsed interval: the short path for common ones writes the same bytes', () => {
+    // encodeKey writes numbers, plain and prefixed addresses and plain interface names without parsing them
+    // into an interval first. The reference here is the interval itself; invalid values must fail alike.
+    let seed = 7; // mulberry32: a seeded generator whose low bits are as random as its high ones
+    const rnd = (n: number): number => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return Math.floor((((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * n);
+    };
+    const pick = <T>(xs: readonly T[]): T => xs[rnd(xs.length)]!;
+    const octet = (): string => pick(['0', '1', '9', '10', '99', '192', '255', '256', '300', '01', '00', '', 'a', '1000']);
+    const len = (max: number): string => (rnd(3) === 0 ? '' : `/${pick(['0', '1', '7', '8', '9', '16', '23', '24', '31', '32', '33', '64', '100', '127', '128', '129', '08', ''].filter((l) => l === '' || l.startsWith('0') || Number(l) <= max + 1))}`);
+    const ipv4 = (): string => Array.from({ length: pick([3, 4, 4, 4, 4, 5]) }, octet).join('.') + len(32) + (rnd(12) === 0 ? '-10.0.0.1' : '');
+    // Mostly valid addresses (8 groups, or a run of them as `::`), one flaw in about every third.
+    const ipv6 = (): string => {
+      const gs = Array.from({ length: 8 }, () => pick(['0', '1', 'db8', 'DB8', '2001', 'ffff', 'fFfF', 'f816', '3eff', 'a']));
+      const flaw = rnd(3) === 0 ? pick(['10000', '00000', '', 'g', '1:2', '1.2', '%eth0', ':']) : undefined;
+      if (flaw !== undefined) gs[rnd(8)] = flaw;
+      if (rnd(10) === 0) gs.splice(6, 2, pick(['192.0.2.1', '1.2.3', '256.0.0.1']));
+      if (rnd(2) === 0) {
+        const at = rnd(8);
+        gs.splice(at, rnd(9 - at), '');
+        if (at === 0) gs.unshift('');
+        if (gs[gs.length - 1] === '') gs.push('');
+        if (gs.length === 1) gs.push('');
+      }
+      if (rnd(10) === 0) gs.splice(rnd(gs.length), 0, pick(['', '1']));
+      const edge = rnd(12) === 0 ? pick([':', '.', '-']) : '';
+      return (rnd(2) === 0 ? edge + gs.join(':') : gs.join(':') + edge) + len(128);
+    };
+    const ifname = (): string => {
+      const name = Array.from({ length: pick([1, 2, 4, 8, 14, 15, 15, 16, 17]) }, () => pick(['t', 'a', 'p', '0', '9', '-', '_', '.', 'Z']));
+      if (rnd(3) === 0) name[rnd(name.length)] = pick([' ', '*', '/', ':', '"', '\\', '\0', '\t', 'ä', '\x7f', '~']);
+      const text = rnd(20) === 0 ? pick(['.', '..', '']) : name.join('');
+      return text + (rnd(6) === 0 ? '*' : '');
+    };
+    const integer = (): Value => pick([0, 1, 80, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, -1, 1.5, -0, '80', '22-80', 'ssh', NaN]);
+    const makers: [DataTypeName, () => Value][] = [
+      ['ipv4_addr', ipv4], ['ipv6_addr', ipv6], ['ifname', ifname], ['inet_service', integer], ['inet_proto', integer],
+      ['mark', integer], ['integer', integer],
+    ];
+    const outcome = (fn: () => Uint8Array[]): string => {
+      try {
+        return fn().map(hex).join(' ');
+      } catch (e) {
+        return `error ${(e as Error).message}`;
+      }
+    };
+    let fast = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const [type, make] = makers[i % makers.length]!;
+      const v = make();
+      const t = DATATYPES[type];
+      const interval = rnd(2) === 0;
+      const got = outcome(() => {
+        const k = encodeKey([type], [v], interval);
+        return interval ? [k.key, k.keyEnd!] : [k.key];
+      });
+      const want = outcome(() => {
+        const iv = parseInterval(type, v, { field: 'key[0]' });
+        if (!interval) {
+          if (iv.lo !== iv.hi) throw new Error(notSingle(type, v));
+          return [toBytes(iv.lo, t.size, t.order)];
+        }
+        return [toBytes(iv.lo, t.size, 'big'), toBytes(iv.hi, t.size, 'big')];
+      });
+      expect(got, `${type} ${JSON.stringify(v)} interval=${interval}`).toBe(want);
+      if (!want.startsWith('error')) fast++;
+    }
+    expect(fast).toBeGreaterThan(5_000); // the generator reaches valid values of every kind, not only errors
   });
 
   test('ranges and prefixes need an interval set', () => {

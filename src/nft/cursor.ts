@@ -65,7 +65,26 @@ export class WireWriter {
   bytes(b: Uint8Array): void {
     this.u32(b.length);
     const at = this.#reserve(b.length);
-    this.#buf.set(b, at);
+    const buf = this.#buf;
+    // Most fields are a few bytes (keys, comments): a loop beats set()'s per-call cost there.
+    if (b.length > 64) buf.set(b, at);
+    else for (let i = 0; i < b.length; i++) buf[at + i] = b[i]!;
+  }
+
+  /**
+   * Reserves `n` zero bytes for the caller to fill in place through {@link buffer}; returns their position.
+   * The buffer may move at the next write, so fill them first.
+   */
+  zeroed(n: number): number {
+    const at = this.#reserve(n);
+    const buf = this.#buf;
+    for (let i = at; i < at + n; i++) buf[i] = 0;
+    return at;
+  }
+
+  /** The buffer being written (for filling what {@link zeroed} reserved). */
+  get buffer(): Buffer {
+    return this.#buf;
   }
 
   /** Writes a u32 to fill in later with {@link patchU32} (a count not known yet); returns its position. */

@@ -378,33 +378,39 @@ export function encodeKey(
   values: Value[],
   interval: boolean,
 ): { key: Uint8Array; keyEnd?: Uint8Array } {
+  let keyLen = 0;
+  for (const type of types) keyLen += types.length > 1 ? padded(DATATYPES[type].size) : DATATYPES[type].size;
+  // Start and end share one buffer (a full sync encodes 100k keys: one allocation each, not two).
+  const bytes = new Uint8Array(interval ? 2 * keyLen : keyLen);
+  encodeKeyInto(types, values, interval, bytes, 0, keyLen);
+  return interval ? { key: bytes.subarray(0, keyLen), keyEnd: bytes.subarray(keyLen) } : { key: bytes };
+}
+
+/**
+ * {@link encodeKey} into `out`, which must be zero where the key goes: the key at `at` and, for an interval,
+ * its end at `endAt` (the wire writer puts them straight into a batch).
+ */
+export function encodeKeyInto(types: DataTypeName[], values: Value[], interval: boolean, out: Uint8Array, at: number, endAt: number): void {
   if (types.length !== values.length) {
     const message = `key: ${values.length} values for a key of ${types.length} fields`;
     throw new PortwallError('ERR_INVALID_VALUE', message, { field: 'key' });
   }
   const concat = types.length > 1;
-  let keyLen = 0;
-  for (const type of types) keyLen += concat ? padded(DATATYPES[type].size) : DATATYPES[type].size;
-  // Start and end share one buffer (a full sync encodes 100k keys: one allocation each, not two).
-  const bytes = new Uint8Array(interval ? 2 * keyLen : keyLen);
-  const key = interval ? bytes.subarray(0, keyLen) : bytes;
-  let off = 0;
+  const endOff = interval ? endAt - at : 0;
+  let off = at;
   for (let i = 0; i < types.length; i++) {
     const type = types[i]!;
     const t = DATATYPES[type];
     if (t.kind === 'verdict') throw invalid(type, values[i]!, `key[${i}]`, 'a key type');
     const order = interval ? 'big' : t.order;
-    if (fastField(bytes, off, t, values[i]!, interval ? keyLen : 0, order)) {
-      off += concat ? padded(t.size) : t.size;
-      continue;
+    if (!fastField(out, off, t, values[i]!, endOff, order)) {
+      const iv = parseKeyField(type, values[i]!, i);
+      if (!interval && iv.lo !== iv.hi) throw invalid(type, values[i]!, `key[${i}]`, SINGLE_ONLY);
+      writeBytes(out, off, iv.lo, t.size, order);
+      if (interval) writeBytes(out, off + endOff, iv.hi, t.size, order);
     }
-    const iv = parseKeyField(type, values[i]!, i);
-    if (!interval && iv.lo !== iv.hi) throw invalid(type, values[i]!, `key[${i}]`, SINGLE_ONLY);
-    writeBytes(bytes, off, iv.lo, t.size, order);
-    if (interval) writeBytes(bytes, keyLen + off, iv.hi, t.size, order);
     off += concat ? padded(t.size) : t.size;
   }
-  return interval ? { key, keyEnd: bytes.subarray(keyLen) } : { key };
 }
 
 // The common spellings of a key field — a number, a plain or prefixed IPv4/IPv6 address, a plain interface

@@ -112,7 +112,8 @@ export interface RawElements {
  * bytes are out; the count is filled in afterwards).
  */
 export interface StreamedElements extends Omit<RawElements, 'elements'> {
-  elements: Iterable<RawElement>;
+  /** The elements, or a writer of them that returns how many it wrote (see {@link writeElement}). */
+  elements: Iterable<RawElement> | ((w: WireWriter) => number);
 }
 
 /** Any record body. */
@@ -187,9 +188,12 @@ export class RecordWriter {
     if (rec.kind === 'elements') {
       const count = w.placeholderU32();
       let n = 0;
-      for (const el of rec.elements) {
-        writeElement(w, el);
-        n++;
+      if (typeof rec.elements === 'function') n = rec.elements(w);
+      else {
+        for (const el of rec.elements) {
+          writeElement(w, el);
+          n++;
+        }
       }
       w.patchU32(count, n);
     }
@@ -239,14 +243,18 @@ function writeMasked(
   }
 }
 
-const has = (v: unknown, bit: number): number => (v === undefined ? 0 : 1 << bit);
+const has = (v: unknown, bit: number): number => (v === undefined ? 0 : bit);
 
-function writeElement(w: WireWriter, el: RawElement): void {
-  // The presence mask, bit i for field i in the order written below (no array per element: a full sync
-  // writes 100k of them).
+/** Element mask bits, in the order of the fields below (writers of their own elements build masks from them). */
+export const ELEMENT_FIELD = { key: 1, keyEnd: 2, data: 4, verdict: 8, flags: 16, userdata: 32, counter: 64, timeout: 128, expiration: 256 } as const;
+
+/** One element: its presence mask, then each present field in mask order. */
+export function writeElement(w: WireWriter, el: RawElement): void {
+  // No array per element for the mask: a full sync writes 100k of them.
+  const f = ELEMENT_FIELD;
   w.u32(
-    has(el.key, 0) | has(el.keyEnd, 1) | has(el.data, 2) | has(el.verdict, 3) | has(el.flags, 4) | has(el.userdata, 5) |
-      has(el.counter, 6) | has(el.timeout, 7) | has(el.expiration, 8),
+    has(el.key, f.key) | has(el.keyEnd, f.keyEnd) | has(el.data, f.data) | has(el.verdict, f.verdict) | has(el.flags, f.flags) |
+      has(el.userdata, f.userdata) | has(el.counter, f.counter) | has(el.timeout, f.timeout) | has(el.expiration, f.expiration),
   );
   if (el.key) w.bytes(el.key);
   if (el.keyEnd) w.bytes(el.keyEnd);

@@ -23,6 +23,7 @@ import {
   decodeKey,
   decodeValue,
   encodeKey,
+  encodeKeyInto,
   encodeValue,
   keyTypeNames,
   mapDataType,
@@ -31,9 +32,10 @@ import {
 import { increment, mergeIntervals } from './intervals.js';
 import { buildUserdata, commentTlv, commentUserdata, setUserdata, u32Tlv, userdataComment, zoneMapTypeof } from './userdata.js';
 import { verdictOf } from './wire-exprs.js';
-import { RecordWriter, VERB_CODES, readRecords } from './wire-records.js';
+import { ELEMENT_FIELD, RecordWriter, VERB_CODES, readRecords, writeElement } from './wire-records.js';
+import type { WireWriter } from './cursor.js';
 import type { RawElement, RawRecord, RawSet, StreamedElements } from './wire-records.js';
-import type { Element, Family, NftObject, NftSet, Operation, SetFlag, Verb } from './types.js';
+import type { DataTypeName, Element, Family, NftObject, NftSet, Operation, SetFlag, Value, Verb } from './types.js';
 
 /** Finds the definition of a set that the batch itself does not define (from a listing or earlier commits). */
 export type SetResolver = (family: Family, table: string, name: string) => NftSet | undefined;
@@ -145,7 +147,7 @@ function toRecord(op: Operation, opIndex: number, find: FindSet, memo: ElementMe
           opIndex,
         });
       }
-      const elements = elementStream(found.set, o.elements, !full, memo);
+      const elements = elementWriter(found.set, o.elements, !full, memo);
       return { verb, family, kind: 'elements', table: o.table, set: o.set, setId: found.id || undefined, elements };
     }
   }
@@ -179,54 +181,92 @@ function setAttributes(s: NftSet): Omit<RawSet, 'kind' | 'table' | 'name' | 'han
  */
 interface ElementMemo {
   userdata: Map<string, Uint8Array>;
-  data: Map<string, Uint8Array>;
+  /** Per data type, keyed by the value itself (a Map keeps 80 and '80' apart). */
+  data: Map<DataTypeName, Map<Value, Uint8Array>>;
 }
 
 type OutElements = StreamedElements & { verb: number; family: number };
 
-// The kernel elements of a list, made one by one as the writer takes them (a full sync's 100k elements never
-// exist as records all at once).
-function* elementStream(set: NftSet, elements: readonly Element[], identityOnly: boolean, memo: ElementMemo): Generator<RawElement> {
-  const out: RawElement[] = [];
-  for (const el of elements) {
-    elementRecords(set, el, identityOnly, memo, out);
-    for (let i = 0; i < out.length; i++) yield out[i]!;
-    out.length = 0;
-  }
+// Writes a list's kernel elements straight into the batch: the key bytes go into place, and a full sync's
+// 100k elements never exist as records or key arrays. An rbtree interval set's element is two kernel
+// elements (start, end = last + 1) built as records; every other set's element is one, written directly.
+function elementWriter(set: NftSet, elements: readonly Element[], identityOnly: boolean, memo: ElementMemo): (w: WireWriter) => number {
+  return (w) => {
+    const interval = set.flags?.includes('interval') ?? false;
+    if (isRbtreeInterval(set)) {
+      let n = 0;
+      for (const el of elements) n += rbtreeRecords(set, el, identityOnly, memo, (r) => writeElement(w, r));
+      return n;
+    }
+    const keyLen = setKeyType(set.key).keyLen;
+    const F = ELEMENT_FIELD;
+    for (const el of elements) {
+      const data = identityOnly || el.verdict ? undefined : dataBytes(set, el, memo);
+      const verdict = identityOnly ? undefined : el.verdict;
+      const userdata = identityOnly || el.comment === undefined ? undefined : commentBytes(el.comment, memo);
+      const timeout = identityOnly ? undefined : el.timeout;
+      w.u32(F.key | (interval ? F.keyEnd : 0) | (data ? F.data : 0) | (verdict ? F.verdict : 0) | (userdata ? F.userdata : 0) | (timeout !== undefined ? F.timeout : 0));
+      // key and (interval) keyEnd as the writer lays out bytes fields: a u32 length, then the bytes.
+      const at = w.zeroed(interval ? 8 + 2 * keyLen : 4 + keyLen);
+      const buf = w.buffer;
+      buf.writeUInt32LE(keyLen, at);
+      if (interval) buf.writeUInt32LE(keyLen, at + 4 + keyLen);
+      encodeKeyInto(set.key, el.key, interval, buf, at + 4, at + 8 + keyLen);
+      if (data) w.bytes(data);
+      if (verdict) {
+        w.i32(VERDICTS.code(verdict.code));
+        w.str('chain' in verdict ? verdict.chain : '');
+      }
+      if (userdata) w.bytes(userdata);
+      if (timeout !== undefined) w.u64(BigInt(timeout));
+    }
+    return elements.length;
+  };
 }
 
-// One typed element → one kernel element, or two for an rbtree interval (start, end = last + 1), appended to `out`.
-function elementRecords(set: NftSet, el: Element, identityOnly: boolean, memo: ElementMemo, out: RawElement[]): void {
-  const interval = set.flags?.includes('interval') ?? false;
-  const { key, keyEnd } = encodeKey(set.key, el.key, interval);
-  const rbtree = isRbtreeInterval(set);
+// A map element's data bytes (shared by every element with that value), if it has data.
+function dataBytes(set: NftSet, el: Element, memo: ElementMemo): Uint8Array | undefined {
+  if (el.data === undefined || set.data === undefined) return undefined;
+  let values = memo.data.get(set.data);
+  if (!values) memo.data.set(set.data, (values = new Map()));
+  let data = values.get(el.data);
+  if (!data) values.set(el.data, (data = encodeValue(set.data, el.data)));
+  return data;
+}
+
+// The userdata of an element comment (a port names itself in each of its elements: built once).
+function commentBytes(comment: string, memo: ElementMemo): Uint8Array {
+  let userdata = memo.userdata.get(comment);
+  if (!userdata) memo.userdata.set(comment, (userdata = buildUserdata([commentTlv(UDATA.SET_ELEM_COMMENT, comment)])));
+  return userdata;
+}
+
+// One element of an rbtree interval set → its start record and, unless it runs to the end of the key space,
+// an end record (last + 1); returns how many it emitted.
+function rbtreeRecords(set: NftSet, el: Element, identityOnly: boolean, memo: ElementMemo, emit: (r: RawElement) => void): number {
+  const { key, keyEnd } = encodeKey(set.key, el.key, true);
   const start: RawElement = { key };
-  if (interval && !rbtree) start.keyEnd = keyEnd ?? key;
-  const end = rbtree ? increment(keyEnd ?? key) : undefined;
+  const end = increment(keyEnd ?? key);
   if (!identityOnly) {
     if (el.verdict) {
       start.verdict = { code: VERDICTS.code(el.verdict.code), chain: 'chain' in el.verdict ? el.verdict.chain : '' };
-    } else if (el.data !== undefined && set.data !== undefined) {
-      const dataKey = `${set.data}|${typeof el.data}|${el.data}`;
-      let data = memo.data.get(dataKey);
-      if (!data) memo.data.set(dataKey, (data = encodeValue(set.data, el.data)));
-      start.data = data;
+    } else {
+      const data = dataBytes(set, el, memo);
+      if (data) start.data = data;
     }
-    const open = rbtree && !end;
-    if (el.comment !== undefined && !open) {
-      let userdata = memo.userdata.get(el.comment);
-      if (!userdata) memo.userdata.set(el.comment, (userdata = buildUserdata([commentTlv(UDATA.SET_ELEM_COMMENT, el.comment)])));
-      start.userdata = userdata;
-    } else if (el.comment !== undefined || open) {
+    if (el.comment !== undefined && end) start.userdata = commentBytes(el.comment, memo);
+    else if (el.comment !== undefined || !end) {
       const tlvs = [];
       if (el.comment !== undefined) tlvs.push(commentTlv(UDATA.SET_ELEM_COMMENT, el.comment));
-      if (open) tlvs.push(u32Tlv(UDATA.SET_ELEM_FLAGS, UDATA.SET_ELEM_F_INTERVAL_OPEN));
+      if (!end) tlvs.push(u32Tlv(UDATA.SET_ELEM_FLAGS, UDATA.SET_ELEM_F_INTERVAL_OPEN));
       start.userdata = buildUserdata(tlvs);
     }
     if (el.timeout !== undefined) start.timeout = BigInt(el.timeout);
   }
-  out.push(start);
-  if (end) out.push({ key: end, flags: NFT_SET_ELEM_INTERVAL_END });
+  emit(start);
+  if (!end) return 1;
+  emit({ key: end, flags: NFT_SET_ELEM_INTERVAL_END });
+  return 2;
 }
 
 /**

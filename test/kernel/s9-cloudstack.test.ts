@@ -56,7 +56,8 @@ describe.skipIf(!isRoot)('S9: CloudStack flavour (bridged)', () => {
 
   /** Frames `dev` in `ns` received while `send` ran (a bounded sniffer). */
   async function sniffDuring(at: { ns: Vm['ns']; dev: string }, send: () => Promise<unknown>): Promise<Frame[]> {
-    const sniff = await h.sniff(at.ns, at.dev, 4);
+    // A generous window (stop() ends it once `send` is done): each frame sent is a python3 start.
+    const sniff = await h.sniff(at.ns, at.dev, 12);
     try {
       await send();
       await sleep(300);

@@ -58,7 +58,9 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
 
   /** Sends frames and returns what the sniffer in `at` saw arrive on `dev`. */
   async function sendAndSniff(at: { ns: Vm['ns']; dev: string }, sends: [Vm, FrameSpec][]): Promise<Frame[]> {
-    const sniff = await h.sniff(at.ns, at.dev, 3);
+    // Each frame is a python3 start (0.3-0.5 s on a loaded 2-core machine): the sniffer's window covers them
+    // all, however slow, and stop() ends it as soon as they are sent.
+    const sniff = await h.sniff(at.ns, at.dev, 3 + 2 * sends.length);
     try {
       for (const [vm, f] of sends) await h.sendFrame(vm.ns, 'eth0', f);
       await sleep(300);

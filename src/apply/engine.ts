@@ -15,7 +15,7 @@ import { ClaimStore } from '../compile/claims.js';
 import { lostRules, profileGroups, profileKey, type CompiledRule, type GroupMembers, type GroupPolicy, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
 import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type SkeletonInput } from '../compile/layout-skeleton.js';
 import { remoteUses, withElements } from '../compile/layout.js';
-import { insideAny, portClaims, portHosts, portNets, prefixClaims, profilePointer } from '../compile/layout-units.js';
+import { insideAny, netMemberKey, netMemberKeys, portClaims, portHosts, portNets, prefixClaims, profilePointer } from '../compile/layout-units.js';
 import { groupElements, groupObjects, profileObjects } from '../compile/layout-groups.js';
 import { BRIDGE, GROUP_VERSIONS, INET, groupSetVersion, idHash, profileLabel } from '../compile/names.js';
 import { NumberSpace, RuleCache, assignProfiles, assignTags, compilePort, groupMembers, profileSpace } from '../compile/policy.js';
@@ -96,6 +96,10 @@ export class Engine implements StateIndex {
   readonly #remote = new Map<string, Map<RemoteUse, number>>();
   #members = new Map<string, Set<4 | 6>>();
   readonly #groupPorts = new Map<string, Set<string>>();
+  /** Per `group|family`, the ports making the group a member prefix wider than a host (netMemberKeys). */
+  readonly #netCounts = new Map<string, number>();
+  /** The `group|family` keys with such members, as the group units and the skeleton were last built with. */
+  #nets = new Set<string>();
   readonly #store = new ClaimStore();
   /** Ports with prefixes wider than a host, and those ranges (the prefix unit's inputs). */
   readonly #wide = new Map<string, AddrRange[]>();
@@ -135,7 +139,6 @@ export class Engine implements StateIndex {
     e.#store.untracked();
     for (const p of model.ports.values()) e.#indexPort(p, true);
     for (const g of model.groups.values()) e.#indexGroup(g, true);
-    for (const id of [...model.groups.keys()].sort()) e.#setGroupUnit(id, hintedVersion(id, model, hints), hints.elements);
     // Numbering as compilePolicy does it: hinted tags and profile numbers kept, the rest lowest free first.
     const tags = assignTags(model, config, hints.tags);
     for (const t of tags.values()) e.#tagSpace.claim(t);
@@ -146,6 +149,10 @@ export class Engine implements StateIndex {
       e.#policies.set(p.portId, p);
       e.#index(p, true);
     }
+    // The group units after the ports: a group's chain looks remote groups up in member-prefix sets only
+    // where some port makes one a member with a prefix.
+    for (const [k, n] of e.#netCounts) if (n > 0) e.#nets.add(k);
+    for (const id of [...model.groups.keys()].sort()) e.#setGroupUnit(id, hintedVersion(id, model, hints), hints.elements);
     for (const pr of assignProfiles(policies, config, (key) => hints.profiles.get(profileLabel(key)))) {
       e.#profileSpace.claim(pr.id);
       e.#addProfile(pr.key, pr.id);
@@ -514,6 +521,7 @@ export class Engine implements StateIndex {
     // A member that left a remote group (or lost an address in it) may have been a peer of the ports whose
     // rules name that group: their flows with it are judged too.
     for (const g of lostMemberships(old, now)) if (this.#remote.has(g)) this.#lostGroups.add(g);
+    this.#syncNets([...(old ? netMemberKeys(old) : []), ...(now ? netMemberKeys(now) : [])]);
   }
 
   /** The ports whose rules use one of `groups` as a remote group, as changes with the policy the same. */
@@ -559,6 +567,32 @@ export class Engine implements StateIndex {
       if (!s) this.#groupPorts.set(g, (s = new Set()));
       if (add) s.add(p.portId);
       else if (s.delete(p.portId) && s.size === 0) this.#groupPorts.delete(g);
+    }
+    for (const k of netMemberKeys(p)) {
+      const n = (this.#netCounts.get(k) ?? 0) + (add ? 1 : -1);
+      if (n > 0) this.#netCounts.set(k, n);
+      else this.#netCounts.delete(k);
+    }
+  }
+
+  /**
+   * After a port's change: a group that gained its first member prefix in a family, or lost its last, gets
+   * or loses its member-prefix set, and the groups naming it as a remote group their rule that looks there.
+   */
+  #syncNets(keys: readonly string[]): void {
+    const flipped = new Set<string>();
+    for (const k of keys) {
+      const has = this.#netCounts.has(k);
+      if (has === this.#nets.has(k)) continue;
+      if (has) this.#nets.add(k);
+      else this.#nets.delete(k);
+      flipped.add(k.slice(0, k.lastIndexOf('|')));
+    }
+    const named = [...flipped].filter((g) => this.#remote.has(g));
+    if (named.length === 0) return;
+    this.#shapeDirty = true;
+    for (const [id, g] of [...this.#groups]) {
+      if (g.rules.some((r) => r.remote.kind === 'group' && named.includes(r.remote.groupId))) this.#setGroupUnit(id, g.version);
     }
   }
 
@@ -627,12 +661,13 @@ export class Engine implements StateIndex {
     }
     const rules = this.#rules.rules([id]);
     let g: GroupPolicy = { id, version, rules };
-    let objects = groupObjects(this.config, g);
+    const hasNets = (remote: string, f: 4 | 6): boolean => this.#nets.has(netMemberKey(remote, f));
+    let objects = groupObjects(this.config, g, hasNets);
     const committed = this.#unitsCommitted.get(unit);
     const before = committed ? groupElements(committed) : listed;
     if (before && needsVersion(before, groupElements(objects))) {
       g = { id, version: (version + 1) % GROUP_VERSIONS, rules };
-      objects = groupObjects(this.config, g);
+      objects = groupObjects(this.config, g, hasNets);
     }
     this.#groups.set(id, g);
     // The new uses before the old go: a use the group keeps never drops to zero on the way, which would make
@@ -700,7 +735,7 @@ export class Engine implements StateIndex {
   #skeletonInput(): SkeletonInput {
     let floating = false;
     for (const f of this.model.floatingIps?.values() ?? []) if (f.portId !== undefined) floating = true;
-    return { config: this.config, networks: [...this.model.networks.values()], remote: this.#remoteInput(), nat: this.model.nat, floating };
+    return { config: this.config, networks: [...this.model.networks.values()], remote: this.#remoteInput(), nat: this.model.nat, floating, nets: new Set(this.#nets) };
   }
 }
 

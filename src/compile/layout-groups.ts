@@ -82,8 +82,12 @@ function l4Values(r: CompiledRule): Value[] {
   return [r.protocol!, ANY_PORT, ANY_PORT];
 }
 
-/** The chains and sets of one group (see the module comment); no table object. */
-export function groupObjects(config: PortwallConfig, g: GroupPolicy): NftObject[] {
+/**
+ * The chains and sets of one group (see the module comment); no table object. `hasNets` says which remote
+ * groups have a member-prefix set (a member prefix wider than a host, in that family): only those get the
+ * second rule that looks the source up there.
+ */
+export function groupObjects(config: PortwallConfig, g: GroupPolicy, hasNets: (groupId: string, family: 4 | 6) => boolean): NftObject[] {
   const t = new TableBuilder('inet', config.tables.inet);
   const allow = set(F.meta.mark, allowedMark(config));
   const word = { in: 'ingress', out: 'egress' } as const;
@@ -129,7 +133,9 @@ export function groupObjects(config: PortwallConfig, g: GroupPolicy): NftObject[
           const fields = refFields(shape);
           const why = clip(`remote group ${remoteId}`);
           t.rule(chain, [inSet(remoteField(f, dir), memberSetName(remoteId, f)), inSet(fields, s), allow, ret()], why);
-          t.rule(chain, [inSet(remoteField(f, dir), { name: memberNetSetName(remoteId, f), flags: ['interval'] }), inSet(fields, s), allow, ret()], why);
+          if (hasNets(remoteId, f)) {
+            t.rule(chain, [inSet(remoteField(f, dir), { name: memberNetSetName(remoteId, f), flags: ['interval'] }), inSet(fields, s), allow, ret()], why);
+          }
         }
       }
     }

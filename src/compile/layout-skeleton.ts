@@ -21,6 +21,7 @@ import {
 import { TableBuilder } from './tables.js';
 import { allowedMark } from './layout-groups.js';
 import { KEY_TYPE } from './layout-ports.js';
+import { netMemberKey } from './layout-units.js';
 
 // The same ICMPv6 allowances as the iptables renderer (src/render/iptables.ts), so both say one policy.
 /** ICMPv6 a port may send without a rule: MLD, router solicitation, neighbour solicitation/advertisement. */
@@ -52,6 +53,11 @@ export interface SkeletonInput {
   nat?: Nat | undefined;
   /** Whether a floating IP is associated (the NAT table exists then, with or without `nat`). */
   floating?: boolean;
+  /**
+   * `group|family` of the groups with a member prefix wider than a host ({@link netMemberKeys}): the
+   * member-prefix sets declared are those of remote groups among them.
+   */
+  nets?: ReadonlySet<string>;
 }
 
 /** The (family, group) member sets a skeleton declares. */
@@ -67,7 +73,10 @@ export function memberFamilies(remote: SkeletonInput['remote']): Map<string, Set
 
 /** A string that changes exactly when the skeleton would. */
 export function skeletonSignature(input: SkeletonInput): string {
-  const remote = [...memberFamilies(input.remote)].map(([g, f]) => [g, [...f].sort()]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
+  // A remote group's families, each with whether it has a member-prefix set ('4', or '4n').
+  const remote = [...memberFamilies(input.remote)]
+    .map(([g, fams]) => [g, [...fams].sort().map((f) => (input.nets?.has(netMemberKey(g, f)) ? `${f}n` : `${f}`))])
+    .sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
   return `${networksSignature(input.config, input.networks)}${JSON.stringify([remote, input.nat ?? null, !!input.floating])}`;
 }
 
@@ -283,7 +292,8 @@ function acceptLogged(t: TableBuilder, input: SkeletonInput, chain: string, dir:
 }
 
 /**
- * Member sets (hosts: hash, prefixes: interval) of the remote groups some group's rules name. The host sets go
+ * Member sets (hosts: hash, prefixes: interval) of the remote groups some group's rules name; a prefix set
+ * only for a group that has a member prefix wider than a host. The host sets go
  * ahead of the per-network zone sets: a member joining or leaving touches only them (docs/dataplane.md, "Set order").
  */
 function memberSets(input: SkeletonInput, t: TableBuilder): void {
@@ -291,7 +301,9 @@ function memberSets(input: SkeletonInput, t: TableBuilder): void {
     for (const f of FAMILIES) {
       if (!fams.has(f)) continue;
       t.set(memberSetName(g, f), [addrType(f)], { order: 'middle', comment: clip(`member addresses of ${g}`) });
-      t.set(memberNetSetName(g, f), [addrType(f)], { order: 'rare', interval: true, comment: clip(`member prefixes of ${g}`) });
+      if (input.nets?.has(netMemberKey(g, f))) {
+        t.set(memberNetSetName(g, f), [addrType(f)], { order: 'rare', interval: true, comment: clip(`member prefixes of ${g}`) });
+      }
     }
   }
 }

@@ -143,6 +143,21 @@ export function portNets(p: PortPolicy): string[] {
   return [...out];
 }
 
+/**
+ * The `group|family` keys of the groups a port makes a member of with a prefix wider than a host: only such
+ * groups get a member-prefix set, and a rule naming one as its remote group a second rule for it
+ * (docs/dataplane.md, "Member prefixes").
+ */
+export function netMemberKeys(p: PortPolicy): string[] {
+  const fams = new Set<4 | 6>();
+  for (const x of p.memberPrefixes) if (!isHost(x)) fams.add(familyOf(x));
+  if (fams.size === 0) return [];
+  return [...new Set(p.groupIds)].flatMap((g) => [...fams].map((f) => netMemberKey(g, f)));
+}
+
+/** The key of {@link netMemberKeys}. */
+export const netMemberKey = (groupId: string, family: 4 | 6): string => `${groupId}|${family}`;
+
 /** The host addresses a port owns or adds to groups (what a prefix may have to be carved around). */
 export function portHosts(p: PortPolicy): string[] {
   const out = new Set<string>();

@@ -10,14 +10,15 @@ import { ClaimStore } from './claims.js';
 import type { CompiledRule, PolicyIR } from './ir.js';
 import { memberFamilies, skeleton, type RemoteUse, type SkeletonInput } from './layout-skeleton.js';
 import { groupObjects, profileObjects } from './layout-groups.js';
-import { portClaims, prefixClaims, prefixPorts, profilePointer } from './layout-units.js';
+import { netMemberKey, netMemberKeys, portClaims, prefixClaims, prefixPorts, profilePointer } from './layout-units.js';
 import { shapeOf } from './layout-ports.js';
 
 export { ND_DAD, ND_IN, ND_OUT } from './layout-skeleton.js';
 
 /** The desired objects of portwall's tables (inet always, bridge when a network is bridged). */
 export function layout(ir: PolicyIR): NftObject[] {
-  const input: SkeletonInput = { config: ir.config, networks: ir.networks, remote: remoteUses(ir.groups.map((g) => g.rules)) };
+  const nets = new Set(ir.ports.flatMap(netMemberKeys));
+  const input: SkeletonInput = { config: ir.config, networks: ir.networks, remote: remoteUses(ir.groups.map((g) => g.rules)), nets };
   const members = memberFamilies(input.remote);
   const store = new ClaimStore();
   for (const p of ir.ports) {
@@ -25,7 +26,7 @@ export function layout(ir: PolicyIR): NftObject[] {
     store.set(`pp:${p.portId}`, profilePointer(p));
   }
   const groups = new Set(ir.groups.map((g) => g.id));
-  const own: NftObject[] = ir.groups.flatMap((g) => groupObjects(ir.config, g));
+  const own: NftObject[] = ir.groups.flatMap((g) => groupObjects(ir.config, g, (id, f) => nets.has(netMemberKey(id, f))));
   for (const pr of ir.profiles) {
     const p = profileObjects(ir.config, pr, (id) => groups.has(id));
     store.set(`profile:${pr.id}`, p.claims);

@@ -7,6 +7,7 @@ import { describe, expect, test } from 'vitest';
 
 import { Portwall } from '../../src/apply/portwall.js';
 import { FakeNft } from '../../src/nft/fake.js';
+import { memberNetSetName } from '../../src/compile/names.js';
 import { busyGroup, port, state, webGroup } from '../helpers/states.js';
 
 function open(config = {}) {
@@ -123,6 +124,27 @@ describe('the incremental API', () => {
     expect(r.changed).toBe(true);
     expect((await pw.plan(base())).operations).toEqual([]);
     expect((await pw.resync()).changed).toBe(false);
+  });
+
+  test('a member prefix wider than a host brings its group a member-prefix set and a rule looking there; both go with it', async () => {
+    const { fake, pw } = open();
+    await pw.apply(base());
+    // A second handle plans against what the first programmed: no operation = what a fresh apply programs.
+    const fresh = Portwall.open({ binding: fake, conntrack: null, profileGc: false });
+    const groups = [webGroup(), busyGroup('sg-busy', 5)];
+    const plain = port(3, ['sg-web']);
+    const paired = port(3, ['sg-web'], { allowed_address_pairs: [{ ip_address: '203.0.113.128/26' }] });
+    const net = memberNetSetName('sg-web', 4);
+    await pw.upsertPort(paired);
+    const withPair = state('routed', groups, [port(1, ['sg-web']), port(2, ['sg-web']), paired]);
+    expect((await fresh.plan(withPair)).operations).toEqual([]);
+    expect((await fresh.plan(base())).text).toContain(`delete set inet portwall ${net}`);
+    await pw.upsertPort(plain);
+    expect((await fresh.plan(state('routed', groups, [port(1, ['sg-web']), port(2, ['sg-web']), plain]))).operations).toEqual([]);
+    await pw.upsertPort(paired);
+    await pw.removePort(paired.id);
+    expect((await fresh.plan(base())).operations).toEqual([]);
+    expect((await fresh.plan(withPair)).text).toContain(`add set inet portwall ${net}`);
   });
 
   test('current(): true while nobody else committed since the handle last did', async () => {

@@ -42,6 +42,9 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
   const doc = state(mode, [webGroup()], [port(1, ['sg-web']), port(2, ['sg-web']), port(3, [], { port_security_enabled: false })]);
   const objs = objects(doc);
   const k = mode === 'routed' ? 'dev' : 'tag';
+  // The same with a member of sg-web that brings a prefix wider than a host (an address pair).
+  const pair = { allowed_address_pairs: [{ ip_address: '203.0.113.128/26' }] };
+  const withPair = objects(state(mode, [webGroup()], [port(1, ['sg-web']), port(2, ['sg-web'], pair), port(3, [], { port_security_enabled: false })]));
 
   test('names are plain nft identifiers, length-safe, no keywords', () => {
     const names = [...chains(objs), ...chains(objs, 'bridge'), ...sets(objs), ...sets(objs, 'bridge')].map((o) => o.name);
@@ -55,7 +58,7 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
 
   test('set order: the sets every port change touches first, per-network and per-group sets last', () => {
     // The kernel finds an element operation's set by walking the table's sets in creation order.
-    const names = sets(objs).map((s) => s.name);
+    const names = sets(withPair).map((s) => s.name);
     const perPort = [`ports_${k}`, `profile_${k}`, `spoof4_${k}`, `spoof6_${k}`, `dhcp4_${k}`, `ra6_${k}`].map((n) => names.indexOf(n));
     const perNetworkOrGroup = names.flatMap((n, i) => (/^(z(dev|tag|ip4|ip6|net4|net6)|m4|m6|n4|n6|[io][46][ta]0|r[io][46][ta]0)_/.test(n) ? [i] : []));
     expect(perPort.every((i) => i >= 0)).toBe(true);
@@ -95,13 +98,25 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     const jumps = objs.flatMap((o) => (o.kind === 'elements' ? o.elements.flatMap((e) => (e.verdict ? [`${o.set} ${e.verdict.code} ${'chain' in e.verdict ? e.verdict.chain : ''}`] : [])) : []));
     expect(jumps).toEqual(['prof_in jump prof_in_1', 'prof_out jump prof_out_1']);
     // A profile's chain jumps to its groups' chains; a group's chain looks up its own sets, and those of its
-    // remote groups (sg-web ssh from members of sg-web: one rule for member hosts, one for member prefixes).
+    // remote groups (sg-web ssh from members of sg-web: one rule for member hosts; no member has a prefix, so
+    // there is no member-prefix set and no rule for one).
     expect(text(rules(objs, 'prof_in_1'))).toContain(`jump ${groupChainName('sg-web', 'in')}`);
     const gi = rules(objs, groupChainName('sg-web', 'in')).map((r) => text([r]));
-    // IPv4 and IPv6 protocol rules (one set each), and the remote group's two rules.
-    expect(gi).toHaveLength(4);
+    // IPv4 and IPv6 protocol rules (one set each), and the remote group's rule.
+    expect(gi).toHaveLength(3);
     for (const r of gi) expect(r).toContain('meta mark set 0x7fff return');
-    expect(gi.filter((r) => r.includes(`@${memberSetName('sg-web', 4)} `) || r.includes(`@${memberNetSetName('sg-web', 4)} `))).toHaveLength(2);
+    expect(gi.filter((r) => r.includes(`@${memberSetName('sg-web', 4)} `))).toHaveLength(1);
+    expect(sets(objs).map((s) => s.name)).not.toContain(memberNetSetName('sg-web', 4));
+  });
+
+  test('a remote group with a member prefix wider than a host: its member-prefix set, and a rule looking there', () => {
+    const gi = rules(withPair, groupChainName('sg-web', 'in')).map((r) => text([r]));
+    expect(gi).toHaveLength(4);
+    expect(gi.filter((r) => r.includes(`@${memberSetName('sg-web', 4)} `))).toHaveLength(1);
+    expect(gi.filter((r) => r.includes(`@${memberNetSetName('sg-web', 4)} `))).toHaveLength(1);
+    expect(elements(withPair, memberNetSetName('sg-web', 4)).map((e) => e.key)).toEqual([['203.0.113.128/26']]);
+    // Only the family the group is named in: its rules name it for IPv4 alone.
+    expect(sets(withPair).map((s) => s.name)).not.toContain(memberNetSetName('sg-web', 6));
   });
 
   test('SG rules are elements of their group\'s sets, commented with the rule id; per-element counters', () => {

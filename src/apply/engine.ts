@@ -15,7 +15,7 @@ import { ClaimStore } from '../compile/claims.js';
 import { lostRules, profileGroups, profileKey, type CompiledRule, type GroupMembers, type GroupPolicy, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
 import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type SkeletonInput } from '../compile/layout-skeleton.js';
 import { remoteUses, withElements } from '../compile/layout.js';
-import { insideAny, netMemberKey, netMemberKeys, portClaims, portHosts, portNets, prefixClaims, profilePointer } from '../compile/layout-units.js';
+import { insideAny, netMemberKey, netMemberKeys, portClaims, portHosts, portNets, prefixClaims, profilePointer, zoneNetKeys } from '../compile/layout-units.js';
 import { groupElements, groupObjects, profileObjects } from '../compile/layout-groups.js';
 import { BRIDGE, GROUP_VERSIONS, INET, groupSetVersion, idHash, profileLabel } from '../compile/names.js';
 import { NumberSpace, RuleCache, assignProfiles, assignTags, compilePort, groupMembers, profileSpace } from '../compile/policy.js';
@@ -100,6 +100,8 @@ export class Engine implements StateIndex {
   readonly #netCounts = new Map<string, number>();
   /** The `group|family` keys with such members, as the group units and the skeleton were last built with. */
   #nets = new Set<string>();
+  /** Per routed `network|family`, the ports owning a prefix wider than a host there (zoneNetKeys). */
+  readonly #zoneNetCounts = new Map<string, number>();
   readonly #store = new ClaimStore();
   /** Ports with prefixes wider than a host, and those ranges (the prefix unit's inputs). */
   readonly #wide = new Map<string, AddrRange[]>();
@@ -568,11 +570,9 @@ export class Engine implements StateIndex {
       if (add) s.add(p.portId);
       else if (s.delete(p.portId) && s.size === 0) this.#groupPorts.delete(g);
     }
-    for (const k of netMemberKeys(p)) {
-      const n = (this.#netCounts.get(k) ?? 0) + (add ? 1 : -1);
-      if (n > 0) this.#netCounts.set(k, n);
-      else this.#netCounts.delete(k);
-    }
+    count(this.#netCounts, netMemberKeys(p), add);
+    // The zone sets of prefix ranges are the skeleton's: a network's first or last such port changes it.
+    if (count(this.#zoneNetCounts, zoneNetKeys(p), add)) this.#shapeDirty = true;
   }
 
   /**
@@ -735,7 +735,10 @@ export class Engine implements StateIndex {
   #skeletonInput(): SkeletonInput {
     let floating = false;
     for (const f of this.model.floatingIps?.values() ?? []) if (f.portId !== undefined) floating = true;
-    return { config: this.config, networks: [...this.model.networks.values()], remote: this.#remoteInput(), nat: this.model.nat, floating, nets: new Set(this.#nets) };
+    return {
+      config: this.config, networks: [...this.model.networks.values()], remote: this.#remoteInput(), nat: this.model.nat, floating,
+      nets: new Set(this.#nets), zoneNets: new Set(this.#zoneNetCounts.keys()),
+    };
   }
 }
 
@@ -748,6 +751,18 @@ function remoteGroupsOf(rules: ProfilePolicy['rules']): ReadonlySet<string> {
     remoteGroupCache.set(rules, s);
   }
   return s;
+}
+
+/** Adds (or takes) one to each key's count, dropping zeros; whether a key appeared or went. */
+function count(counts: Map<string, number>, keys: readonly string[], add: boolean): boolean {
+  let flipped = false;
+  for (const k of keys) {
+    const n = (counts.get(k) ?? 0) + (add ? 1 : -1);
+    if (n > 0) counts.set(k, n);
+    else counts.delete(k);
+    if (n === 0 || (n === 1 && add)) flipped = true;
+  }
+  return flipped;
 }
 
 function sameStrings(a: readonly string[], b: readonly string[]): boolean {

@@ -58,6 +58,8 @@ export interface SkeletonInput {
    * member-prefix sets declared are those of remote groups among them.
    */
   nets?: ReadonlySet<string>;
+  /** `network|family` of the routed networks with a port owning a prefix wider than a host ({@link zoneNetKeys}). */
+  zoneNets?: ReadonlySet<string>;
 }
 
 /** The (family, group) member sets a skeleton declares. */
@@ -77,7 +79,8 @@ export function skeletonSignature(input: SkeletonInput): string {
   const remote = [...memberFamilies(input.remote)]
     .map(([g, fams]) => [g, [...fams].sort().map((f) => (input.nets?.has(netMemberKey(g, f)) ? `${f}n` : `${f}`))])
     .sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
-  return `${networksSignature(input.config, input.networks)}${JSON.stringify([remote, input.nat ?? null, !!input.floating])}`;
+  const zoneNets = [...(input.zoneNets ?? [])].sort();
+  return `${networksSignature(input.config, input.networks)}${JSON.stringify([remote, input.nat ?? null, !!input.floating, zoneNets])}`;
 }
 
 // The configuration's and networks' part of the signature, remembered for the last list of (immutable,
@@ -373,6 +376,8 @@ function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut
     for (const f of FAMILIES) {
       for (const what of [f === 4 ? 'ip4' : 'ip6', f === 4 ? 'net4' : 'net6'] as const) {
         const net = what.startsWith('net');
+        // Prefix ranges only where a port of the network owns a prefix: most networks have none.
+        if (net && !input.zoneNets?.has(netMemberKey(n.id, f))) continue;
         const s = t.set(zoneSetName(n.id, what), [addrType(f)], { order: net ? 'rare' : 'last', interval: net, comment: about });
         t.rule(cross, [inSet(daddrOf(f), s), set(F.ct.zone, n.zone)], why);
       }

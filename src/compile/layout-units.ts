@@ -158,6 +158,15 @@ export function netMemberKeys(p: PortPolicy): string[] {
 /** The key of {@link netMemberKeys}. */
 export const netMemberKey = (groupId: string, family: 4 | 6): string => `${groupId}|${family}`;
 
+/**
+ * The `network|family` keys a routed port owns a prefix wider than a host in: only such networks get the zone
+ * set of prefix ranges (`znet4_`/`znet6_`) and the `zone_cross` rule looking there (docs/dataplane.md, "Zones").
+ */
+export function zoneNetKeys(p: PortPolicy): string[] {
+  if (p.mode !== 'routed') return [];
+  return FAMILIES.filter((f) => portAddresses(p, f).some((x) => !isHost(x))).map((f) => netMemberKey(p.networkId, f));
+}
+
 /** The host addresses a port owns or adds to groups (what a prefix may have to be carved around). */
 export function portHosts(p: PortPolicy): string[] {
   const out = new Set<string>();

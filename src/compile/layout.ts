@@ -10,7 +10,7 @@ import { ClaimStore } from './claims.js';
 import type { CompiledRule, PolicyIR } from './ir.js';
 import { memberFamilies, skeleton, type RemoteUse, type SkeletonInput } from './layout-skeleton.js';
 import { groupObjects, profileObjects } from './layout-groups.js';
-import { netMemberKey, netMemberKeys, portClaims, prefixClaims, prefixPorts, profilePointer } from './layout-units.js';
+import { netMemberKey, netMemberKeys, portClaims, prefixClaims, prefixPorts, profilePointer, zoneNetKeys } from './layout-units.js';
 import { shapeOf } from './layout-ports.js';
 
 export { ND_DAD, ND_IN, ND_OUT } from './layout-skeleton.js';
@@ -18,7 +18,8 @@ export { ND_DAD, ND_IN, ND_OUT } from './layout-skeleton.js';
 /** The desired objects of portwall's tables (inet always, bridge when a network is bridged). */
 export function layout(ir: PolicyIR): NftObject[] {
   const nets = new Set(ir.ports.flatMap(netMemberKeys));
-  const input: SkeletonInput = { config: ir.config, networks: ir.networks, remote: remoteUses(ir.groups.map((g) => g.rules)), nets };
+  const zoneNets = new Set(ir.ports.flatMap(zoneNetKeys));
+  const input: SkeletonInput = { config: ir.config, networks: ir.networks, remote: remoteUses(ir.groups.map((g) => g.rules)), nets, zoneNets };
   const members = memberFamilies(input.remote);
   const store = new ClaimStore();
   for (const p of ir.ports) {

@@ -7,7 +7,7 @@ import { describe, expect, test } from 'vitest';
 
 import { Portwall } from '../../src/apply/portwall.js';
 import { FakeNft } from '../../src/nft/fake.js';
-import { memberNetSetName } from '../../src/compile/names.js';
+import { memberNetSetName, zoneSetName } from '../../src/compile/names.js';
 import { busyGroup, port, state, webGroup } from '../helpers/states.js';
 
 function open(config = {}) {
@@ -126,7 +126,7 @@ describe('the incremental API', () => {
     expect((await pw.resync()).changed).toBe(false);
   });
 
-  test('a member prefix wider than a host brings its group a member-prefix set and a rule looking there; both go with it', async () => {
+  test('a prefix wider than a host: a member-prefix set and a rule for its groups, a zone prefix set for its network; all go with it', async () => {
     const { fake, pw } = open();
     await pw.apply(base());
     // A second handle plans against what the first programmed: no operation = what a fresh apply programs.
@@ -145,6 +145,15 @@ describe('the incremental API', () => {
     await pw.removePort(paired.id);
     expect((await fresh.plan(base())).operations).toEqual([]);
     expect((await fresh.plan(withPair)).text).toContain(`add set inet portwall ${net}`);
+    // A port in no group owning a prefix: its network's zone set of prefix ranges alone comes and goes.
+    const zoned = port(4, [], { allowed_address_pairs: [{ ip_address: '203.0.113.192/26' }] });
+    const znet = zoneSetName('net-a', 'net4');
+    await pw.upsertPort(zoned);
+    expect((await fresh.plan(state('routed', groups, [port(1, ['sg-web']), port(2, ['sg-web']), zoned]))).operations).toEqual([]);
+    expect((await fresh.plan(base())).text).toContain(`delete set inet portwall ${znet}`);
+    await pw.removePort(zoned.id);
+    // (Its rule profile, of no group, stays until profiles are collected; the zone set is gone.)
+    expect((await fresh.plan(base())).text).not.toContain(znet);
   });
 
   test('current(): true while nobody else committed since the handle last did', async () => {

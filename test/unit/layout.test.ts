@@ -252,10 +252,20 @@ describe('layout details', () => {
       'iifname != @bridges ct zone set ip6 daddr map @zone_ip6',
       'iifname != @bridges ct zone set ip6 daddr map @zone_net6',
     ]);
-    // Between routed ports: per network, lowest zone first (device, host addresses, prefix ranges).
+    // Between routed ports: per network, lowest zone first (device, host addresses; prefix ranges only where a
+    // port owns a prefix wider than a host, and none does here).
     const cross = text(rules(objs, 'zone_cross'));
-    expect([...cross.matchAll(/ct zone set (\d+)/g)].map((m) => Number(m[1]))).toEqual([200, 200, 200, 200, 200, 300, 300, 300, 300, 300]);
+    expect([...cross.matchAll(/ct zone set (\d+)/g)].map((m) => Number(m[1]))).toEqual([200, 200, 200, 300, 300, 300]);
     expect(cross).toContain(`ip daddr @${zoneSetName('net-r2', 'ip4')} ct zone set 200`);
+    expect(sets(objs).map((x) => x.name).filter((n) => n.startsWith('znet'))).toEqual([]);
+    // A port of net-r2 with an IPv4 prefix pair: that network's IPv4 prefix set, and its rule.
+    const paired = { ...doc, ports: [doc.ports[0]!, port(2, [], { allowed_address_pairs: [{ ip_address: '203.0.113.128/26' }] }, 'net-r2'), doc.ports[2]!] };
+    const withPair = objects(paired);
+    const crossPair = text(rules(withPair, 'zone_cross'));
+    expect([...crossPair.matchAll(/ct zone set (\d+)/g)].map((m) => Number(m[1]))).toEqual([200, 200, 200, 200, 300, 300, 300]);
+    expect(crossPair).toContain(`ip daddr @${zoneSetName('net-r2', 'net4')} ct zone set 200`);
+    expect(sets(withPair).map((x) => x.name).filter((n) => n.startsWith('znet'))).toEqual([zoneSetName('net-r2', 'net4')]);
+    expect(elements(withPair, zoneSetName('net-r2', 'net4')).map((e) => e.key)).toEqual([['203.0.113.128/26']]);
     expect(elements(objs, 'zone_br')).toEqual([{ key: ['br-b'], data: 250 }]);
     expect(elements(objs, 'zone_dev').map((e) => [e.key[0], e.data]).sort()).toEqual([['tap1', 300], ['tap2', 200]]);
     expect(elements(objs, 'zone_bip4').map((e) => e.data)).toEqual([250]);

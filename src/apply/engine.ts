@@ -153,7 +153,7 @@ export class Engine implements StateIndex {
     }
     // The group units after the ports: a group's chain looks remote groups up in member-prefix sets only
     // where some port makes one a member with a prefix.
-    for (const [k, n] of e.#netCounts) if (n > 0) e.#nets.add(k);
+    e.#nets = new Set(e.#netCounts.keys());
     for (const id of [...model.groups.keys()].sort()) e.#setGroupUnit(id, hintedVersion(id, model, hints), hints.elements);
     for (const pr of assignProfiles(policies, config, (key) => hints.profiles.get(profileLabel(key)))) {
       e.#profileSpace.claim(pr.id);

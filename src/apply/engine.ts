@@ -15,7 +15,7 @@ import { ClaimStore } from '../compile/claims.js';
 import { lostRules, profileGroups, profileKey, type CompiledRule, type GroupMembers, type GroupPolicy, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
 import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type SkeletonInput } from '../compile/layout-skeleton.js';
 import { remoteUses, withElements } from '../compile/layout.js';
-import { insideAny, netMemberKey, netMemberKeys, portClaims, portHosts, portNets, prefixClaims, profilePointer, zoneNetKeys } from '../compile/layout-units.js';
+import { familyKey, insideAny, netMemberKeys, portClaims, portHosts, portNets, prefixClaims, profilePointer, zoneNetKeys } from '../compile/layout-units.js';
 import { groupElements, groupObjects, profileObjects } from '../compile/layout-groups.js';
 import { BRIDGE, GROUP_VERSIONS, INET, groupSetVersion, idHash, profileLabel } from '../compile/names.js';
 import { NumberSpace, RuleCache, assignProfiles, assignTags, compilePort, groupMembers, profileSpace } from '../compile/policy.js';
@@ -661,7 +661,7 @@ export class Engine implements StateIndex {
     }
     const rules = this.#rules.rules([id]);
     let g: GroupPolicy = { id, version, rules };
-    const hasNets = (remote: string, f: 4 | 6): boolean => this.#nets.has(netMemberKey(remote, f));
+    const hasNets = (remote: string, f: 4 | 6): boolean => this.#nets.has(familyKey(remote, f));
     let objects = groupObjects(this.config, g, hasNets);
     const committed = this.#unitsCommitted.get(unit);
     const before = committed ? groupElements(committed) : listed;
@@ -737,7 +737,7 @@ export class Engine implements StateIndex {
     for (const f of this.model.floatingIps?.values() ?? []) if (f.portId !== undefined) floating = true;
     return {
       config: this.config, networks: [...this.model.networks.values()], remote: this.#remoteInput(), nat: this.model.nat, floating,
-      nets: new Set(this.#nets), zoneNets: new Set(this.#zoneNetCounts.keys()),
+      nets: this.#nets, zoneNets: new Set(this.#zoneNetCounts.keys()),
     };
   }
 }

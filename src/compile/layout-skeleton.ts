@@ -21,7 +21,7 @@ import {
 import { TableBuilder } from './tables.js';
 import { allowedMark } from './layout-groups.js';
 import { KEY_TYPE } from './layout-ports.js';
-import { netMemberKey } from './layout-units.js';
+import { familyKey } from './layout-units.js';
 
 // The same ICMPv6 allowances as the iptables renderer (src/render/iptables.ts), so both say one policy.
 /** ICMPv6 a port may send without a rule: MLD, router solicitation, neighbour solicitation/advertisement. */
@@ -77,7 +77,7 @@ export function memberFamilies(remote: SkeletonInput['remote']): Map<string, Set
 export function skeletonSignature(input: SkeletonInput): string {
   // A remote group's families, each with whether it has a member-prefix set ('4', or '4n').
   const remote = [...memberFamilies(input.remote)]
-    .map(([g, fams]) => [g, [...fams].sort().map((f) => (input.nets?.has(netMemberKey(g, f)) ? `${f}n` : `${f}`))])
+    .map(([g, fams]) => [g, [...fams].sort().map((f) => (input.nets?.has(familyKey(g, f)) ? `${f}n` : `${f}`))])
     .sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
   const zoneNets = [...(input.zoneNets ?? [])].sort();
   return `${networksSignature(input.config, input.networks)}${JSON.stringify([remote, input.nat ?? null, !!input.floating, zoneNets])}`;
@@ -304,7 +304,7 @@ function memberSets(input: SkeletonInput, t: TableBuilder): void {
     for (const f of FAMILIES) {
       if (!fams.has(f)) continue;
       t.set(memberSetName(g, f), [addrType(f)], { order: 'middle', comment: clip(`member addresses of ${g}`) });
-      if (input.nets?.has(netMemberKey(g, f))) {
+      if (input.nets?.has(familyKey(g, f))) {
         t.set(memberNetSetName(g, f), [addrType(f)], { order: 'rare', interval: true, comment: clip(`member prefixes of ${g}`) });
       }
     }
@@ -377,7 +377,7 @@ function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut
       for (const what of [f === 4 ? 'ip4' : 'ip6', f === 4 ? 'net4' : 'net6'] as const) {
         const net = what.startsWith('net');
         // Prefix ranges only where a port of the network owns a prefix: most networks have none.
-        if (net && !input.zoneNets?.has(netMemberKey(n.id, f))) continue;
+        if (net && !input.zoneNets?.has(familyKey(n.id, f))) continue;
         const s = t.set(zoneSetName(n.id, what), [addrType(f)], { order: net ? 'rare' : 'last', interval: net, comment: about });
         t.rule(cross, [inSet(daddrOf(f), s), set(F.ct.zone, n.zone)], why);
       }

@@ -152,11 +152,11 @@ export function netMemberKeys(p: PortPolicy): string[] {
   const fams = new Set<4 | 6>();
   for (const x of p.memberPrefixes) if (!isHost(x)) fams.add(familyOf(x));
   if (fams.size === 0) return [];
-  return [...new Set(p.groupIds)].flatMap((g) => [...fams].map((f) => netMemberKey(g, f)));
+  return [...new Set(p.groupIds)].flatMap((g) => [...fams].map((f) => familyKey(g, f)));
 }
 
-/** The key of {@link netMemberKeys}. */
-export const netMemberKey = (groupId: string, family: 4 | 6): string => `${groupId}|${family}`;
+/** A group's or network's key per family (`id|4`), as {@link netMemberKeys} and {@link zoneNetKeys} give them. */
+export const familyKey = (id: string, family: 4 | 6): string => `${id}|${family}`;
 
 /**
  * The `network|family` keys a routed port owns a prefix wider than a host in: only such networks get the zone
@@ -164,7 +164,7 @@ export const netMemberKey = (groupId: string, family: 4 | 6): string => `${group
  */
 export function zoneNetKeys(p: PortPolicy): string[] {
   if (p.mode !== 'routed') return [];
-  return FAMILIES.filter((f) => portAddresses(p, f).some((x) => !isHost(x))).map((f) => netMemberKey(p.networkId, f));
+  return FAMILIES.filter((f) => portAddresses(p, f).some((x) => !isHost(x))).map((f) => familyKey(p.networkId, f));
 }
 
 /** The host addresses a port owns or adds to groups (what a prefix may have to be carved around). */

@@ -10,7 +10,7 @@ import { ClaimStore } from './claims.js';
 import type { CompiledRule, PolicyIR } from './ir.js';
 import { memberFamilies, skeleton, type RemoteUse, type SkeletonInput } from './layout-skeleton.js';
 import { groupObjects, profileObjects } from './layout-groups.js';
-import { netMemberKey, netMemberKeys, portClaims, prefixClaims, prefixPorts, profilePointer, zoneNetKeys } from './layout-units.js';
+import { familyKey, netMemberKeys, portClaims, prefixClaims, prefixPorts, profilePointer, zoneNetKeys } from './layout-units.js';
 import { shapeOf } from './layout-ports.js';
 
 export { ND_DAD, ND_IN, ND_OUT } from './layout-skeleton.js';
@@ -27,7 +27,7 @@ export function layout(ir: PolicyIR): NftObject[] {
     store.set(`pp:${p.portId}`, profilePointer(p));
   }
   const groups = new Set(ir.groups.map((g) => g.id));
-  const own: NftObject[] = ir.groups.flatMap((g) => groupObjects(ir.config, g, (id, f) => nets.has(netMemberKey(id, f))));
+  const own: NftObject[] = ir.groups.flatMap((g) => groupObjects(ir.config, g, (id, f) => nets.has(familyKey(id, f))));
   for (const pr of ir.profiles) {
     const p = profileObjects(ir.config, pr, (id) => groups.has(id));
     store.set(`profile:${pr.id}`, p.claims);

@@ -452,6 +452,11 @@ function decimal(s: string, from: number, to: number, max: number): number {
   return n <= max ? n : -1;
 }
 
+// The bits a prefix of length `len` keeps of the byte starting at bit `bit` (0xff inside it, 0 beyond it).
+function prefixByteMask(len: number, bit: number): number {
+  return len >= bit + 8 ? 0xff : len <= bit ? 0 : (0xff << (8 - (len - bit))) & 0xff;
+}
+
 // The prefix length after `/` at `slash` (`bits` without one), or -1 when malformed.
 function prefixAfter(s: string, slash: number, bits: number): number {
   return slash < 0 ? bits : decimal(s, slash + 1, s.length, bits);
@@ -469,7 +474,7 @@ function fastIPv4(out: Uint8Array, off: number, s: string, endOff: number): bool
     const octet = decimal(s, start, dot, 255);
     if (octet < 0) return false;
     // Host bits cleared in the start, set in the end (an interval key); a plain key takes the prefix's start.
-    const keep = len >= 8 * (k + 1) ? 0xff : len <= 8 * k ? 0 : (0xff << (8 - (len - 8 * k))) & 0xff;
+    const keep = prefixByteMask(len, 8 * k);
     out[off + k] = octet & keep;
     if (endOff) out[off + endOff + k] = (octet & keep) | (~keep & 0xff);
     start = dot + 1;
@@ -516,7 +521,7 @@ function fastIPv6(out: Uint8Array, off: number, s: string, endOff: number): bool
     const g = gap < 0 || k < gap ? groups[k]! : k < gap + zeros ? 0 : groups[k - zeros]!;
     for (let b = 0; b < 2; b++) {
       const bit = 16 * k + 8 * b;
-      const keep = len >= bit + 8 ? 0xff : len <= bit ? 0 : (0xff << (8 - (len - bit))) & 0xff;
+      const keep = prefixByteMask(len, bit);
       const byte = (b === 0 ? g >> 8 : g & 0xff) & keep;
       out[off + 2 * k + b] = byte;
       if (endOff) out[off + endOff + 2 * k + b] = byte | (~keep & 0xff);

@@ -102,6 +102,8 @@ export class Engine implements StateIndex {
   #nets = new Set<string>();
   /** Per routed `network|family`, the ports owning a prefix wider than a host there (zoneNetKeys). */
   readonly #zoneNetCounts = new Map<string, number>();
+  /** Stateless ports: the skeleton has its untracking rules and sets only while there is one. */
+  #statelessPorts = 0;
   readonly #store = new ClaimStore();
   /** Ports with prefixes wider than a host, and those ranges (the prefix unit's inputs). */
   readonly #wide = new Map<string, AddrRange[]>();
@@ -573,6 +575,10 @@ export class Engine implements StateIndex {
     count(this.#netCounts, netMemberKeys(p), add);
     // The zone sets of prefix ranges are the skeleton's: a network's first or last such port changes it.
     if (count(this.#zoneNetCounts, zoneNetKeys(p), add)) this.#shapeDirty = true;
+    if (!p.stateful) {
+      this.#statelessPorts += add ? 1 : -1;
+      if (this.#statelessPorts === (add ? 1 : 0)) this.#shapeDirty = true;
+    }
   }
 
   /**
@@ -737,7 +743,7 @@ export class Engine implements StateIndex {
     for (const f of this.model.floatingIps?.values() ?? []) if (f.portId !== undefined) floating = true;
     return {
       config: this.config, networks: [...this.model.networks.values()], remote: this.#remoteInput(), nat: this.model.nat, floating,
-      nets: this.#nets, zoneNets: new Set(this.#zoneNetCounts.keys()),
+      nets: this.#nets, zoneNets: new Set(this.#zoneNetCounts.keys()), stateless: this.#statelessPorts > 0,
     };
   }
 }

@@ -60,6 +60,8 @@ export interface SkeletonInput {
   nets?: ReadonlySet<string>;
   /** `network|family` of the routed networks with a port owning a prefix wider than a host ({@link zoneNetKeys}). */
   zoneNets?: ReadonlySet<string>;
+  /** Whether some port is stateless: the untracking rules and their sets exist only then. */
+  stateless?: boolean;
 }
 
 /** The (family, group) member sets a skeleton declares. */
@@ -80,7 +82,7 @@ export function skeletonSignature(input: SkeletonInput): string {
     .map(([g, fams]) => [g, [...fams].sort().map((f) => (input.nets?.has(familyKey(g, f)) ? `${f}n` : `${f}`))])
     .sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
   const zoneNets = [...(input.zoneNets ?? [])].sort();
-  return `${networksSignature(input.config, input.networks)}${JSON.stringify([remote, input.nat ?? null, !!input.floating, zoneNets])}`;
+  return `${networksSignature(input.config, input.networks)}${JSON.stringify([remote, input.nat ?? null, !!input.floating, zoneNets, !!input.stateless])}`;
 }
 
 // The configuration's and networks' part of the signature, remembered for the last list of (immutable,
@@ -237,8 +239,9 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
     stop(ingress, [eq(F.icmpv6.type, 'nd-router-advert')], 'RA from anyone else');
     stop(ingress, [eq(F.ct.state, 'invalid')], 'invalid conntrack state');
     t.rule(ingress, [eq(F.ct.state, 'established,related'), ret()]);
-    t.rule(ingress, [inSet([to, F.ip.saddr], dhcp[4]), eq(F.udp.sport, 67), eq(F.udp.dport, 68), ret()], 'DHCP from the network servers');
-    t.rule(ingress, [inSet([to, F.ip6.saddr], dhcp[6]), eq(F.udp.sport, 547), eq(F.udp.dport, 546), ret()], 'DHCPv6 from the network servers');
+    // The ports first: a new connection's packet of any other kind then skips the lookup.
+    t.rule(ingress, [eq(F.udp.sport, 67), eq(F.udp.dport, 68), inSet([to, F.ip.saddr], dhcp[4]), ret()], 'DHCP from the network servers');
+    t.rule(ingress, [eq(F.udp.sport, 547), eq(F.udp.dport, 546), inSet([to, F.ip6.saddr], dhcp[6]), ret()], 'DHCPv6 from the network servers');
     stop(ingress, [eq(F.meta.nfproto, 'ipv4'), eq(F.udp.sport, 67), eq(F.udp.dport, 68)], 'DHCP from anyone else');
     stop(ingress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546)], 'DHCPv6 from anyone else');
 
@@ -338,9 +341,9 @@ function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut
     t.set(name, [key === 'ifname' ? 'ifname' : addrType(key)], {
       data: 'ct_zone', typeof: key === 'ifname' ? 'iifname' : key === 4 ? 'ip daddr' : 'ip6 daddr', order: 'first', interval, comment,
     });
-  const byAddress = (mode: 'routed' | 'bridged') => FAMILIES.flatMap((f) => [
+  const byAddress = (mode: 'routed' | 'bridged', withNets: (f: 4 | 6) => boolean = () => true) => FAMILIES.flatMap((f) => [
     { f, set: zoneMap(INET.zoneAddr(mode, f, 'host'), f, `zone of the ${mode} IPv${f} hosts each network owns`) },
-    { f, set: zoneMap(INET.zoneAddr(mode, f, 'net'), f, `zone of the ${mode} IPv${f} prefix ranges each network owns`, true) },
+    ...(withNets(f) ? [{ f, set: zoneMap(INET.zoneAddr(mode, f, 'net'), f, `zone of the ${mode} IPv${f} prefix ranges each network owns`, true) }] : []),
   ]);
 
   const bridged = nets.filter((n) => n.mode === 'bridged' && n.bridge !== undefined);
@@ -360,10 +363,15 @@ function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut
   const routed = nets.filter((n) => n.mode === 'routed');
   if (routed.length === 0) return;
   const byDev = zoneMap(INET.zoneDev, 'ifname', 'zone of each routed port, by device');
-  const addrs = byAddress('routed');
+  // The prefix-range maps only while a routed port owns a prefix wider than a host in that family.
+  const addrs = byAddress('routed', (f) => [...(input.zoneNets ?? [])].some((k) => k.endsWith(`|${f}`)));
   const cross = t.chain(INET.zoneCross);
-  for (const s of addrs) t.rule(rawPre, [inSet(F.meta.iifname, byDev), inSet(daddrOf(s.f), s.set), jump(cross)], 'between routed ports: the lower zone');
-  t.rule(rawPre, [set(F.ct.zone, mapOf(F.meta.iifname, byDev))], 'zone of a routed port by device');
+  // A packet from a routed port looks its device up once and ends raw_pre in zone_port (goto): what follows
+  // here would only set a zone it has already.
+  const fromPort = t.chain(INET.zonePort);
+  t.rule(rawPre, [inSet(F.meta.iifname, byDev), goto(fromPort)], 'from a routed port');
+  for (const s of addrs) t.rule(fromPort, [inSet(daddrOf(s.f), s.set), jump(cross)], 'between routed ports: the lower zone');
+  t.rule(fromPort, [set(F.ct.zone, mapOf(F.meta.iifname, byDev))], 'zone of a routed port by device');
   t.rule(rawOut, [set(F.ct.zone, mapOf(F.meta.oifname, byDev))], 'zone of a routed port by device');
   for (const s of addrs) t.rule(rawPre, [...notFromBridge, set(F.ct.zone, mapOf(daddrOf(s.f), s.set))], 'zone of a routed network by address');
   if (input.floating) for (const s of addrs) t.rule(rawOut, [set(F.ct.zone, mapOf(daddrOf(s.f), s.set))], 'zone of a routed network by address');
@@ -391,8 +399,11 @@ function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut
  * own network only), and for packets not from a bridge by destination address — only what a stateless port
  * owns by longest prefix over all ports, so a stateless port's pair prefix never untracks another port.
  * Untracking comes first: a `ct zone set` attaches a conntrack template, after which `notrack` does nothing.
+ * Only while some port is stateless.
  */
 function statelessRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut: string, tagKey: Operand, bridges: SetRef | undefined): void {
+  // Without a stateless port every packet would pay these lookups for nothing.
+  if (!input.stateless) return;
   const why = 'stateless security groups';
   if (input.networks.some((n) => n.mode === 'routed')) {
     const dev = t.set(INET.statelessDev, ['ifname'], { order: 'first', comment: 'routed ports of stateless groups' });

@@ -19,7 +19,10 @@ export { ND_DAD, ND_IN, ND_OUT } from './layout-skeleton.js';
 export function layout(ir: PolicyIR): NftObject[] {
   const nets = new Set(ir.ports.flatMap(netMemberKeys));
   const zoneNets = new Set(ir.ports.flatMap(zoneNetKeys));
-  const input: SkeletonInput = { config: ir.config, networks: ir.networks, remote: remoteUses(ir.groups.map((g) => g.rules)), nets, zoneNets };
+  const input: SkeletonInput = {
+    config: ir.config, networks: ir.networks, remote: remoteUses(ir.groups.map((g) => g.rules)), nets, zoneNets,
+    stateless: ir.ports.some((p) => !p.stateful),
+  };
   const members = memberFamilies(input.remote);
   const store = new ClaimStore();
   for (const p of ir.ports) {

@@ -98,6 +98,8 @@ export const INET = {
   zoneBridge: 'zone_br',
   /** … and address → zone, hosts (hash) and prefix ranges (interval), per attachment mode. */
   zoneAddr: (mode: 'routed' | 'bridged', f: 4 | 6, what: 'host' | 'net') => `zone_${mode === 'bridged' ? 'b' : ''}${what === 'host' ? 'ip' : 'net'}${f}`,
+  /** Packets from a routed port: whether they go to another routed port, else the port's zone. */
+  zonePort: 'zone_port',
   /** Between two routed ports: one rule per network, lowest zone first. */
   zoneCross: 'zone_cross',
   /** With `nat`: the fixed ranges, and where their traffic is not SNATed to the host (docs/dataplane.md, "NAT"). */

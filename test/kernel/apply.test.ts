@@ -238,4 +238,45 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
       for (const ns of [client, host, vm]) ns.destroy();
     }
   });
+
+  test('routed ports of two networks: their flows live in the lower zone both ways, whichever side starts', async () => {
+    const host = new Netns('host');
+    const vms = [new Netns('vm1'), new Netns('vm2')];
+    const servers: { kill(): void }[] = [];
+    try {
+      const nets = [{ id: 'net-hi', zone: 302, gw: '203.0.113.1', ip: '203.0.113.10' }, { id: 'net-lo', zone: 301, gw: '192.0.2.1', ip: '192.0.2.10' }];
+      for (const [i, vm] of vms.entries()) {
+        veth(host, `tapvm${i}`, vm, 'eth0', { a: [`${nets[i]!.gw}/24`] });
+        vm.exec('ip', ['link', 'set', 'eth0', 'down']);
+        vm.exec('ip', ['link', 'set', 'eth0', 'address', `fa:16:3e:00:00:2${i}`]);
+        vm.exec('ip', ['addr', 'add', `${nets[i]!.ip}/24`, 'dev', 'eth0']);
+        vm.exec('ip', ['link', 'set', 'eth0', 'up']);
+        vm.exec('ip', ['route', 'add', 'default', 'via', nets[i]!.gw]);
+        servers.push(await startTcpServer(vm, '0.0.0.0', 80), await startTcpServer(vm, '0.0.0.0', 81));
+      }
+      host.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+      const doc: StateInput = {
+        networks: nets.map((n) => ({ id: n.id, zone: n.zone, mode: 'routed' as const })),
+        security_groups: [{ id: 'sg-web', security_group_rules: [
+          { id: 'web-in', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 80, port_range_max: 80 },
+          { id: 'all-out', direction: 'egress', ethertype: 'IPv4' },
+        ] }],
+        ports: nets.map((n, i) => ({
+          id: `port-${i}`, network_id: n.id, device: `tapvm${i}`, mac_address: `fa:16:3e:00:00:2${i}`, fixed_ips: [{ ip_address: n.ip }], security_groups: ['sg-web'],
+        })),
+      };
+      await Portwall.open({ netns: host.name }).apply(doc);
+      // Each network's device zone alone would track a direction in each zone: the replies would be INVALID
+      // and dropped. The connections work, and every entry is in the lower zone.
+      expect(tcpConnect(vms[0]!, '192.0.2.10', 80)).toBe(true);
+      expect(tcpConnect(vms[1]!, '203.0.113.10', 80)).toBe(true);
+      expect(tcpConnect(vms[0]!, '192.0.2.10', 81)).toBe(false);
+      const ct = host.exec('conntrack', ['-L', '-p', 'tcp', '--dport', '80']).split('\n').filter((l) => l.includes('dport=80'));
+      expect(ct).toHaveLength(2);
+      for (const line of ct) expect(line).toContain('zone=301');
+    } finally {
+      for (const s of servers) s.kill();
+      for (const ns of [host, ...vms]) ns.destroy();
+    }
+  });
 });

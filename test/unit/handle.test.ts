@@ -156,6 +156,29 @@ describe('the incremental API', () => {
     expect((await fresh.plan(base())).text).not.toContain(znet);
   });
 
+  test('the untracking rules and sets come with the first stateless port and go with the last', async () => {
+    const { fake, pw } = open();
+    const fresh = Portwall.open({ binding: fake, conntrack: null, profileGc: false });
+    const sl = { id: 'sg-sl', stateful: false, security_group_rules: [{ id: 'sl1', direction: 'ingress' as const, ethertype: 'IPv4' as const }] };
+    const groups = (stateful: boolean) => [webGroup(), busyGroup('sg-busy', 5), { ...sl, stateful }];
+    const ports = [port(1, ['sg-web']), port(2, ['sg-web'])];
+    const slPort = port(3, ['sg-sl']);
+    const without = state('routed', groups(false), ports);
+    await pw.apply(without);
+    expect((await fresh.plan(without)).operations).toEqual([]);
+    expect((await fresh.plan(state('routed', groups(false), [...ports, slPort]))).text).toContain('add set inet portwall stateless_dev');
+    await pw.upsertPort(slPort);
+    expect((await fresh.plan(state('routed', groups(false), [...ports, slPort]))).operations).toEqual([]);
+    expect((await fresh.plan(without)).text).toContain('delete set inet portwall stateless_dev');
+    // The group turning stateful makes its port stateful: nothing is stateless any more.
+    await pw.upsertGroup({ ...sl, stateful: true });
+    expect((await fresh.plan(state('routed', groups(true), [...ports, slPort]))).operations).toEqual([]);
+    await pw.upsertGroup(sl);
+    await pw.removePort(slPort.id);
+    await pw.collectProfiles();
+    expect((await fresh.plan(without)).operations).toEqual([]);
+  });
+
   test('current(): true while nobody else committed since the handle last did', async () => {
     const { fake, pw } = open();
     expect(await pw.current()).toBe(false);

@@ -235,22 +235,24 @@ describe('layout details', () => {
     const objs = objects(doc);
     const pre = rules(objs, 'raw_pre').map((r) => text([r]).trim().replace(/^add rule inet portwall raw_pre /, '').replace(/ comment .*$/, ''))
       .filter((r) => r.includes('zone'));
-    // After the stateless rules, a constant number of rules whatever the number of networks: one map lookup each.
+    // No stateless port: no untracking rules. Then a constant number of rules whatever the number of networks,
+    // one map lookup each; a packet from a routed port looks its device up once and goes to zone_port.
+    expect(rules(objs, 'raw_pre').length).toBe(pre.length);
     expect(pre).toEqual([
       'ct zone set iifname map @zone_br',
       'iifname != @bridges ct zone set ip daddr map @zone_bip4',
       'iifname != @bridges ct zone set ip daddr map @zone_bnet4',
       'iifname != @bridges ct zone set ip6 daddr map @zone_bip6',
       'iifname != @bridges ct zone set ip6 daddr map @zone_bnet6',
-      'iifname @zone_dev ip daddr @zone_ip4 jump zone_cross',
-      'iifname @zone_dev ip daddr @zone_net4 jump zone_cross',
-      'iifname @zone_dev ip6 daddr @zone_ip6 jump zone_cross',
-      'iifname @zone_dev ip6 daddr @zone_net6 jump zone_cross',
-      'ct zone set iifname map @zone_dev',
+      'iifname @zone_dev goto zone_port',
       'iifname != @bridges ct zone set ip daddr map @zone_ip4',
-      'iifname != @bridges ct zone set ip daddr map @zone_net4',
       'iifname != @bridges ct zone set ip6 daddr map @zone_ip6',
-      'iifname != @bridges ct zone set ip6 daddr map @zone_net6',
+    ]);
+    const inChain = (o: NftObject[], chain: string) => rules(o, chain).map((r) => text([r]).trim().replace(/^add rule inet portwall \S+ /, '').replace(/ comment .*$/, ''));
+    expect(inChain(objs, 'zone_port')).toEqual([
+      'ip daddr @zone_ip4 jump zone_cross',
+      'ip6 daddr @zone_ip6 jump zone_cross',
+      'ct zone set iifname map @zone_dev',
     ]);
     // Between routed ports: per network, lowest zone first (device, host addresses; prefix ranges only where a
     // port owns a prefix wider than a host, and none does here).
@@ -265,6 +267,15 @@ describe('layout details', () => {
     expect([...crossPair.matchAll(/ct zone set (\d+)/g)].map((m) => Number(m[1]))).toEqual([200, 200, 200, 200, 300, 300, 300]);
     expect(crossPair).toContain(`ip daddr @${zoneSetName('net-r2', 'net4')} ct zone set 200`);
     expect(sets(withPair).map((x) => x.name).filter((n) => n.startsWith('znet'))).toEqual([zoneSetName('net-r2', 'net4')]);
+    // … and the routed IPv4 prefix map, looked up from ports and by address (IPv6 still has none).
+    expect(inChain(withPair, 'zone_port')).toEqual([
+      'ip daddr @zone_ip4 jump zone_cross',
+      'ip daddr @zone_net4 jump zone_cross',
+      'ip6 daddr @zone_ip6 jump zone_cross',
+      'ct zone set iifname map @zone_dev',
+    ]);
+    expect(inChain(withPair, 'raw_pre')).toContain('iifname != @bridges ct zone set ip daddr map @zone_net4');
+    expect(sets(withPair).map((x) => x.name).filter((n) => /^zone_b?net/.test(n)).sort()).toEqual(['zone_bnet4', 'zone_bnet6', 'zone_net4']);
     expect(elements(withPair, zoneSetName('net-r2', 'net4')).map((e) => e.key)).toEqual([['203.0.113.128/26']]);
     expect(elements(objs, 'zone_br')).toEqual([{ key: ['br-b'], data: 250 }]);
     expect(elements(objs, 'zone_dev').map((e) => [e.key[0], e.data]).sort()).toEqual([['tap1', 300], ['tap2', 200]]);
@@ -303,6 +314,18 @@ describe('layout: review fixes', () => {
       expect(covers(zone4(zones[0]), '192.0.2.10')).toBe(true);
       expect(covers(zone4(zones[1]), '192.0.2.10')).toBe(false);
     }
+  });
+
+  test.each<Mode>(['routed', 'bridged'])('the untracking rules and sets exist only while some port is stateless (%s)', (mode) => {
+    const untracking = (o: NftObject[]) => ({
+      rules: o.filter((x) => x.kind === 'rule' && (x.chain === 'raw_pre' || x.chain === 'raw_out') && text([x]).includes('notrack')).length,
+      sets: sets(o).map((x) => x.name).filter((n) => n.startsWith('stateless')).length,
+    });
+    const withStateless = untracking(objects(twoNets(mode, [101, 102])));
+    expect(withStateless.rules).toBeGreaterThan(0);
+    expect(withStateless.sets).toBeGreaterThan(0);
+    const doc = twoNets(mode, [101, 102]);
+    expect(untracking(objects({ ...doc, ports: [doc.ports[0]!] }))).toEqual({ rules: 0, sets: 0 });
   });
 
   test('routed ports: non-Ethernet devices are dropped first; 0.0.0.0 only for the DHCP client', () => {

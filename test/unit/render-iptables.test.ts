@@ -187,6 +187,12 @@ function nftZone(rules: ReturnType<typeof nftRules>, p: Packet): { zone?: number
         run(jumpTo[1]!);
         continue;
       }
+      // goto: the target's rules instead of the rest of this chain's.
+      const gotoTo = /^goto (\S+)/.exec(text);
+      if (gotoTo) {
+        run(gotoTo[1]!);
+        return;
+      }
       const fixed = /^ct zone set (\d+)/.exec(text);
       const mapped = new RegExp(`^ct zone set ${FIELD} map (@\\S+)`).exec(text);
       if (!fixed && !mapped) {

@@ -27,11 +27,15 @@ export interface SlotClaim {
   /** Lower wins; ties go to the lower unit id. */
   rank: string;
   items: ClaimItem[];
+  /** The unit holding it, written by {@link ClaimStore} (a claim is its own holder). */
+  unit?: string;
 }
 
 /** A plain claim ({@link own}): the element is its own slot, identified by its set and key. */
 export interface OwnClaim extends ClaimItem {
   key: string;
+  /** The unit holding it, written by {@link ClaimStore} (a claim is its own holder). */
+  unit?: string;
 }
 
 /** A unit's statement about one slot. */
@@ -52,7 +56,7 @@ export function sameElement(a: Element, b: Element): boolean {
 
 /** A plain claim: the element is its own slot. */
 export function own(setId: string, element: Element): OwnClaim {
-  return { setId, element, key: elementKey(element) };
+  return { setId, element, key: elementKey(element), unit: undefined };
 }
 
 const isOwn = (c: Claim): c is OwnClaim => (c as SlotClaim).slot === undefined;
@@ -64,14 +68,24 @@ export interface SetDelta {
   removed: Element[];
 }
 
-/** One unit's hold on a slot. */
-interface Holder {
-  unit: string;
-  claim: Claim;
-}
+/**
+ * One unit's hold on a slot: the claim itself, with its `unit` written (a store holds ~100k claims, so no
+ * separate holder object).
+ */
+type Holder = Claim & { unit: string };
 
 /** A slot's holders: nearly always one, so an array only when several units claim it. */
 type Holders = Holder | Holder[];
+
+/**
+ * `c` as held by `unit`: the claim itself with its unit written, or a copy when another unit holds (or held)
+ * that very object.
+ */
+function heldBy(c: Claim, unit: string): Holder {
+  if (c.unit !== undefined && c.unit !== unit) return { ...c, unit };
+  c.unit = unit;
+  return c as Holder;
+}
 
 /**
  * Adds a unit's claim to a slot's holders and returns them; undefined (nothing added) when the unit holds the
@@ -98,8 +112,8 @@ function winner(h: Holders | undefined): Holder | undefined {
   for (const e of h) {
     if (!best) best = e;
     else {
-      const r = rankOf(e.claim);
-      const b = rankOf(best.claim);
+      const r = rankOf(e);
+      const b = rankOf(best);
       if (r < b || (r === b && e.unit < best.unit)) best = e;
     }
   }
@@ -169,7 +183,8 @@ export class ClaimStore {
     const claims: Claim[] = all.slice(0, head);
     for (const c of fresh) {
       const { slots, id } = touch(c);
-      if (hold(slots, id, { unit, claim: c })) claims.push(c);
+      const mine = heldBy(c, unit);
+      if (hold(slots, id, mine)) claims.push(mine);
     }
     if (claims.length) this.#units.set(unit, claims);
     else this.#units.delete(unit);
@@ -186,9 +201,10 @@ export class ClaimStore {
     for (const c of given) {
       const { slots, id } = this.#slotOf(c);
       const was = winner(slots.get(id));
-      const now = hold(slots, id, { unit, claim: c });
+      const mine = heldBy(c, unit);
+      const now = hold(slots, id, mine);
       if (!now) continue;
-      claims.push(c);
+      claims.push(mine);
       this.#settle(was, winner(now));
     }
     if (claims.length) this.#units.set(unit, claims);
@@ -252,8 +268,8 @@ export class ClaimStore {
   // Puts the new winner's items in place of the old winner's.
   #settle(was: Holder | undefined, now: Holder | undefined): void {
     if (was === now) return;
-    const before = was && itemsOf(was.claim);
-    const after = now && itemsOf(now.claim);
+    const before = was && itemsOf(was);
+    const after = now && itemsOf(now);
     if (before && after && sameItems(before, after)) return;
     for (const it of before ?? []) this.#put(it.setId, it.key ?? elementKey(it.element), null);
     for (const it of after ?? []) this.#put(it.setId, it.key ?? elementKey(it.element), it.element);

@@ -1,8 +1,10 @@
 /**
  * The skeleton of portwall's tables (docs/dataplane.md): chains, rules and set declarations, plus the few
  * constant elements (ICMPv6 types, bridges, EtherTypes). It depends only on the networks, the attachment
- * modes in use and which remote groups the groups' rules name per family — never on ports, profiles or rules,
- * so a port, a profile, a rule or a member coming or going leaves it alone. Every lookup it makes is a set
+ * modes in use, which remote groups the groups' rules name per family, and a few facts of the ports as a
+ * whole (whether any is stateless; which groups and networks have a prefix wider than a host) — never on one
+ * port, profile or rule, so a port, a profile, a rule or a member coming or going leaves it alone, except
+ * the first or last port of such a fact (SkeletonInput). Every lookup it makes is a set
  * whose elements the claims of `./layout-units.ts` provide; the groups' and profiles' own chains and sets come
  * from `./layout-groups.ts`.
  */

@@ -51,6 +51,23 @@ describe('claim store', () => {
     expect(keys(s.takeDelta().get('m'))).toEqual({ added: [], removed: ['192.0.2.9'] });
   });
 
+  test('one claim object given to two units is held by each of them (a claim is its own holder)', () => {
+    const s = new ClaimStore();
+    const shared = el('m', '192.0.2.9');
+    const slot: Claim = { slot: 'own4|192.0.2.5', rank: '0', items: [{ setId: 'z', element: { key: ['192.0.2.5'], data: 1 } }] };
+    s.set('p1', [shared, slot]);
+    s.set('p2', [shared, slot]);
+    s.takeDelta();
+    s.set('p1', []);
+    expect(s.takeDelta().size).toBe(0);
+    expect([...s.elements('m').keys()]).toEqual(['192.0.2.9']);
+    expect(s.elements('z').get('192.0.2.5')!.data).toBe(1);
+    s.set('p2', []);
+    const d = s.takeDelta();
+    expect(keys(d.get('m'))).toEqual({ added: [], removed: ['192.0.2.9'] });
+    expect(keys(d.get('z'))).toEqual({ added: [], removed: ['192.0.2.5'] });
+  });
+
   test('slot claims: the lowest rank wins, the next takes over when it goes', () => {
     const s = new ClaimStore();
     const slot = (rank: string, data: number): Claim => ({ slot: 'own4|192.0.2.5', rank, items: [{ setId: 'z', element: { key: ['192.0.2.5'], data } }] });

@@ -122,16 +122,24 @@ function winner(h: Holders | undefined): Holder | undefined {
 
 const rankOf = (c: Claim): string => (isOwn(c) ? '' : c.rank);
 
+/** The element of a plain claims' slot: its winner's (null: nobody holds it). */
+const ownElement = (h: Holders | undefined): Element | null => (winner(h) as OwnClaim | undefined)?.element ?? null;
+
 /**
  * The claims of every unit and the set contents they add up to. Kept compact (a host's ports make 100k+
  * claims): a plain claim is its element with set and key, its slot is found by set and key rather than by a
- * composed string, and a slot most units do not share holds its one holder without a list.
+ * composed string, a slot most units do not share holds its one holder without a list, a claim is its own
+ * holder, and a set's plain claims are its elements (only slot claims' items have a map of their own).
  */
 export class ClaimStore {
   readonly #units = new Map<string, Claim[]>();
-  /** Set id (plain claims) or {@link SLOT_CLAIMS} → key or slot → holders. */
+  /**
+   * Set id (plain claims) or {@link SLOT_CLAIMS} → key or slot → holders. A set's plain claims are its
+   * elements: the winner of each key's holders (no second map of them).
+   */
   readonly #slots = new Map<string, Map<string, Holders>>();
-  readonly #sets = new Map<string, Map<string, Element>>();
+  /** Per set, the elements slot claims put there (their winners' items). */
+  readonly #items = new Map<string, Map<string, Element>>();
   /** Per set and key: the element before the pending changes (null: absent). */
   #before = new Map<string, Map<string, Element | null>>();
   /** Whether changes are recorded for {@link takeDelta} (off while a store is first filled). */
@@ -225,22 +233,46 @@ export class ClaimStore {
 
   /** The elements a set holds now (keyed by {@link elementKey}). */
   elements(setId: string): ReadonlyMap<string, Element> {
-    return this.#sets.get(setId) ?? new Map();
+    const own = setId === SLOT_CLAIMS ? undefined : this.#slots.get(setId);
+    const items = this.#items.get(setId);
+    if (!own?.size) return items ?? new Map();
+    const out = new Map<string, Element>();
+    for (const [key, h] of own) out.set(key, ownElement(h)!);
+    if (items) for (const [key, e] of items) out.set(key, e);
+    return out;
+  }
+
+  /** The elements a set holds now, as a list ({@link elements} without a map of them). */
+  elementList(setId: string): Element[] {
+    const own = setId === SLOT_CLAIMS ? undefined : this.#slots.get(setId);
+    const items = this.#items.get(setId);
+    if (!own?.size) return items ? [...items.values()] : [];
+    if (items?.size) return [...this.elements(setId).values()];
+    const out: Element[] = [];
+    for (const h of own.values()) out.push(ownElement(h)!);
+    return out;
   }
 
   /** Sets that hold elements. */
   setIds(): string[] {
-    return [...this.#sets.keys()].filter((s) => this.#sets.get(s)!.size > 0);
+    const out = new Set<string>();
+    for (const [setId, m] of this.#slots) if (setId !== SLOT_CLAIMS && m.size > 0) out.add(setId);
+    for (const [setId, m] of this.#items) if (m.size > 0) out.add(setId);
+    return [...out];
+  }
+
+  /** The element a set holds now under `key`, or null. */
+  #current(setId: string, key: string): Element | null {
+    return this.#items.get(setId)?.get(key) ?? ownElement(this.#slots.get(setId)?.get(key));
   }
 
   /** The element changes since the last call, per set (an element changed in place is removed and added). */
   takeDelta(): Map<string, SetDelta> {
     const out = new Map<string, SetDelta>();
     for (const [setId, keys] of this.#before) {
-      const now = this.#sets.get(setId);
       const d: SetDelta = { added: [], removed: [] };
       for (const [key, was] of keys) {
-        const is = now?.get(key) ?? null;
+        const is = this.#current(setId, key);
         if (was && is && sameElement(was, is)) continue;
         if (was) d.removed.push(was);
         if (is) d.added.push(is);
@@ -254,7 +286,7 @@ export class ClaimStore {
 
   /** The content of a set before the pending (not yet taken) changes. */
   elementsBefore(setId: string): Element[] {
-    const now = this.#sets.get(setId) ?? new Map<string, Element>();
+    const now = this.elements(setId);
     const before = this.#before.get(setId);
     if (!before) return [...now.values()];
     const out = new Map(now);
@@ -271,18 +303,25 @@ export class ClaimStore {
     const before = was && itemsOf(was);
     const after = now && itemsOf(now);
     if (before && after && sameItems(before, after)) return;
+    const c = (was ?? now)!;
+    // A plain claim's slot is its element: the holders already say what the set holds now.
+    if (isOwn(c)) return this.#note(c.setId, c.key, ownElement(was));
     for (const it of before ?? []) this.#put(it.setId, it.key ?? elementKey(it.element), null);
     for (const it of after ?? []) this.#put(it.setId, it.key ?? elementKey(it.element), it.element);
   }
 
+  /** Records what a set held under `key` before the pending changes (the first time it changes). */
+  #note(setId: string, key: string, was: Element | null): void {
+    if (!this.#tracking) return;
+    let before = this.#before.get(setId);
+    if (!before) this.#before.set(setId, (before = new Map()));
+    if (!before.has(key)) before.set(key, was);
+  }
+
   #put(setId: string, key: string, element: Element | null): void {
-    let set = this.#sets.get(setId);
-    if (!set) this.#sets.set(setId, (set = new Map()));
-    if (this.#tracking) {
-      let before = this.#before.get(setId);
-      if (!before) this.#before.set(setId, (before = new Map()));
-      if (!before.has(key)) before.set(key, set.get(key) ?? null);
-    }
+    let set = this.#items.get(setId);
+    if (!set) this.#items.set(setId, (set = new Map()));
+    this.#note(setId, key, set.get(key) ?? null);
     if (element) set.set(key, element);
     else set.delete(key);
   }

@@ -65,7 +65,7 @@ export function withElements(objects: readonly NftObject[], store: ClaimStore): 
   for (const setId of store.setIds().sort()) {
     const s = declared.get(setId);
     if (!s) throw new Error(`elements claimed for ${setId}, which the skeleton does not declare`);
-    out.push({ kind: 'elements', family: s.family, table: s.table, set: s.name, elements: [...store.elements(setId).values()] });
+    out.push({ kind: 'elements', family: s.family, table: s.table, set: s.name, elements: store.elementList(setId) });
   }
   return out;
 }

@@ -248,8 +248,9 @@ export class ClaimStore {
     const items = this.#items.get(setId);
     if (!own?.size) return items ? [...items.values()] : [];
     if (items?.size) return [...this.elements(setId).values()];
-    const out: Element[] = [];
-    for (const h of own.values()) out.push(ownElement(h)!);
+    const out = new Array<Element>(own.size);
+    let i = 0;
+    for (const h of own.values()) out[i++] = (Array.isArray(h) ? winner(h) as OwnClaim : h as OwnClaim).element;
     return out;
   }
 

@@ -194,7 +194,7 @@ export class ClaimStore {
       const mine = heldBy(c, unit);
       if (hold(slots, id, mine)) claims.push(mine);
     }
-    if (claims.length) this.#units.set(unit, claims);
+    if (claims.length) this.#units.set(unit, claims.slice());
     else this.#units.delete(unit);
     for (const t of touched.values()) this.#settle(t.was, winner(t.slots.get(t.id)));
   }
@@ -215,7 +215,8 @@ export class ClaimStore {
       claims.push(mine);
       this.#settle(was, winner(now));
     }
-    if (claims.length) this.#units.set(unit, claims);
+    // Kept as an exact copy: push() leaves room for ~16 more, and a host has ~10k units.
+    if (claims.length) this.#units.set(unit, claims.slice());
   }
 
   /** Where a claim sits: its element's own key in its set's map, or its slot among the slot claims. */

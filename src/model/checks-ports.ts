@@ -89,7 +89,7 @@ export function checkPorts(ctx: CheckContext, raw: unknown, nets: NetworkIndex, 
         networkId: p.network_id,
         device: p.device,
         mac: mac.value!,
-        fixedIps,
+        fixedIps: fixedIps.slice(), // without the room push() left: the model keeps it
         groupIds,
         portSecurity,
         kind: p.kind ?? 'user',

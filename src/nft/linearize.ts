@@ -356,5 +356,6 @@ function reduce(stmts: Stmt[]): Stmt[] {
 export function linearize(family: Family, parts: Part[]): Expr[] {
   const ev = new Evaluator(family);
   for (const p of parts) ev.add(p);
-  return reduce(ev.stmts).flatMap((s) => s.exprs);
+  // An exact-size copy: flatMap leaves room to grow, and a handle keeps its ~7k rules' lists for its life.
+  return reduce(ev.stmts).flatMap((s) => s.exprs).slice();
 }

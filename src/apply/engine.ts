@@ -15,7 +15,7 @@ import { ClaimStore } from '../compile/claims.js';
 import { lostRules, profileGroups, profileKey, type CompiledRule, type GroupMembers, type GroupPolicy, type PolicyIR, type PortPolicy, type ProfilePolicy } from '../compile/ir.js';
 import { memberFamilies, skeleton, skeletonSignature, type RemoteUse, type SkeletonInput } from '../compile/layout-skeleton.js';
 import { remoteUses, withElements } from '../compile/layout.js';
-import { familyKey, insideAny, netMemberKeys, portClaims, portHosts, portNets, prefixClaims, profilePointer, zoneNetKeys } from '../compile/layout-units.js';
+import { familyKey, familyKeyParts, insideAny, netMemberKeys, portClaims, portHosts, portNets, prefixClaims, profilePointer, zoneNetKeys } from '../compile/layout-units.js';
 import { groupElements, groupObjects, profileObjects } from '../compile/layout-groups.js';
 import { BRIDGE, GROUP_VERSIONS, INET, groupSetVersion, idHash, profileLabel } from '../compile/names.js';
 import { NumberSpace, RuleCache, assignProfiles, assignTags, compilePort, groupMembers, profileSpace } from '../compile/policy.js';
@@ -592,7 +592,7 @@ export class Engine implements StateIndex {
       if (has === this.#nets.has(k)) continue;
       if (has) this.#nets.add(k);
       else this.#nets.delete(k);
-      flipped.add(k.slice(0, k.lastIndexOf('|')));
+      flipped.add(familyKeyParts(k).id);
     }
     const named = [...flipped].filter((g) => this.#remote.has(g));
     if (named.length === 0) return;

@@ -234,7 +234,7 @@ export class ClaimStore {
 
   /** The elements a set holds now (keyed by {@link elementKey}). */
   elements(setId: string): ReadonlyMap<string, Element> {
-    const own = setId === SLOT_CLAIMS ? undefined : this.#slots.get(setId);
+    const own = this.#ownSlots(setId);
     const items = this.#items.get(setId);
     if (!own?.size) return items ?? new Map();
     const out = new Map<string, Element>();
@@ -245,7 +245,7 @@ export class ClaimStore {
 
   /** The elements a set holds now, as a list ({@link elements} without a map of them). */
   elementList(setId: string): Element[] {
-    const own = setId === SLOT_CLAIMS ? undefined : this.#slots.get(setId);
+    const own = this.#ownSlots(setId);
     const items = this.#items.get(setId);
     if (!own?.size) return items ? [...items.values()] : [];
     if (items?.size) return [...this.elements(setId).values()];
@@ -265,7 +265,12 @@ export class ClaimStore {
 
   /** The element a set holds now under `key`, or null. */
   #current(setId: string, key: string): Element | null {
-    return this.#items.get(setId)?.get(key) ?? ownElement(this.#slots.get(setId)?.get(key));
+    return this.#items.get(setId)?.get(key) ?? ownElement(this.#ownSlots(setId)?.get(key));
+  }
+
+  /** A set's plain claims' slots (key → holders). */
+  #ownSlots(setId: string): Map<string, Holders> | undefined {
+    return setId === SLOT_CLAIMS ? undefined : this.#slots.get(setId);
   }
 
   /** The element changes since the last call, per set (an element changed in place is removed and added). */

@@ -23,7 +23,7 @@ import {
 import { TableBuilder } from './tables.js';
 import { allowedMark } from './layout-groups.js';
 import { KEY_TYPE } from './layout-ports.js';
-import { familyKey } from './layout-units.js';
+import { familyKey, familyKeyParts } from './layout-units.js';
 
 // The same ICMPv6 allowances as the iptables renderer (src/render/iptables.ts), so both say one policy.
 /** ICMPv6 a port may send without a rule: MLD, router solicitation, neighbour solicitation/advertisement. */
@@ -366,7 +366,7 @@ function zoneRules(input: SkeletonInput, t: TableBuilder, rawPre: string, rawOut
   if (routed.length === 0) return;
   const byDev = zoneMap(INET.zoneDev, 'ifname', 'zone of each routed port, by device');
   // The prefix-range maps only while a routed port owns a prefix wider than a host in that family.
-  const addrs = byAddress('routed', (f) => [...(input.zoneNets ?? [])].some((k) => k.endsWith(`|${f}`)));
+  const addrs = byAddress('routed', (f) => [...(input.zoneNets ?? [])].some((k) => familyKeyParts(k).family === f));
   const cross = t.chain(INET.zoneCross);
   // A packet from a routed port looks its device up once and ends raw_pre in zone_port (goto): what follows
   // here would only set a zone it has already.

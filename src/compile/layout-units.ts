@@ -159,6 +159,12 @@ export function netMemberKeys(p: PortPolicy): string[] {
 /** A group's or network's key per family (`id|4`), as {@link netMemberKeys} and {@link zoneNetKeys} give them. */
 export const familyKey = (id: string, family: 4 | 6): string => `${id}|${family}`;
 
+/** The id and family of a {@link familyKey}. */
+export function familyKeyParts(key: string): { id: string; family: 4 | 6 } {
+  const bar = key.lastIndexOf('|');
+  return { id: key.slice(0, bar), family: Number(key.slice(bar + 1)) as 4 | 6 };
+}
+
 /**
  * The `network|family` keys a routed port owns a prefix wider than a host in: only such networks get the zone
  * set of prefix ranges (`znet4_`/`znet6_`) and the `zone_cross` rule looking there (docs/dataplane.md, "Zones").

@@ -32,8 +32,15 @@ export interface Row {
 
 export const NOT_IMPLEMENTED = 'n/a (not implemented)';
 
-/** Untimed rounds before a timed loop of one-port or member changes, so that warm (JIT-optimised) code is measured. */
-export const WARM_UP_ROUNDS = 25;
+/**
+ * Untimed rounds before a timed loop of one-port, group-rule or member changes, so that warm (JIT-optimised)
+ * code is measured, as a long-lived handle or agent runs it. A round is one change of each case, and V8 keeps
+ * optimising for hundreds of them: after 25 rounds (100 one-port changes) its compiler threads were still busy
+ * through the timed loop, taking the CPU whenever the kernel's release work preempted the handle's thread.
+ * Measured side by side at 100 ports (one-port changes, p50 / changes over 2 ms of 200): 25 rounds
+ * 0.55 ms / 17-18, 600 rounds 0.30-0.32 ms / 1 (docs/benchmark.md, "Warm-up").
+ */
+export const WARM_UP_ROUNDS = 600;
 
 /** The incremental API's stubs reject with "…: not implemented yet"; a later one may carry a code instead. */
 export function isNotImplemented(e: unknown): boolean {

@@ -61,7 +61,7 @@ export async function updateCases(cleanup: Cleanup, w: Workload, opts: UpdateOpt
       ];
     };
     const rows: Row[] = [];
-    const info = { rulesPerPort: round1(w.rulesPerPort), tenants: w.tenants };
+    const info = { rulesPerPort: round1(w.rulesPerPort), tenants: w.tenants, warmUpRounds: WARM_UP_ROUNDS };
     rows.push(...await measure(pw, 'one-port', size, onePort, opts, `one-port @${size}`, info));
     const users = { ...info, groupUsers: w.opts.sharedUsers, groupRules: w.opsGroup().security_group_rules?.length ?? 0 };
     rows.push(...await measure(pw, 'group-rule', size, groupRule, opts, `group rule @${size} (${w.opts.sharedUsers} users)`, users));
@@ -88,7 +88,7 @@ export async function memberCases(cleanup: Cleanup, w: Workload, opts: UpdateOpt
         { case: 'member-join', incremental: (p) => p.upsertPort(w.member(j, true)), state: () => w.state },
       ];
     };
-    const info = { members: w.opts.members, referencingPorts: w.opts.sharedUsers, fullSyncMs: round1(fullSyncMs) };
+    const info = { members: w.opts.members, referencingPorts: w.opts.sharedUsers, fullSyncMs: round1(fullSyncMs), warmUpRounds: WARM_UP_ROUNDS };
     const rows = await measure(pw, 'member', size, steps, opts, `members (${w.opts.members} in the group)`, info);
     await pw.close();
     return { rows, fullSyncMs };
@@ -106,12 +106,14 @@ async function measure(pw: Portwall, section: Section, size: number, stepsOf: (r
   // the whole table, so such samples are told apart in the row's info (docs/dataplane.md, "Measured").
   const newProfile = new Map<string, number[]>();
   // Untimed rounds first (on ports, members and rules the timed loop does not use): a long-lived handle runs
-  // optimised code, and so does the agent's row, warmed the same way; two rounds left the first sizes paying
-  // for the JIT (one-port add at 100 ports, side by side: p50 0.52-0.56 ms after 2 rounds, 0.45 after 20).
+  // optimised code, and so does the agent's row, warmed the same way (WARM_UP_ROUNDS says how many and why).
   for (let k = 0; k < WARM_UP_ROUNDS; k++) {
     const r = 999 - k;
     for (const step of stepsOf(r)) await step.incremental(pw).catch(() => pw.apply(step.state()));
   }
+  // The warm-up's ports left rule profiles no port uses; collected, the timed loop starts from the workload's
+  // state alone, and a port of a group combination new to the host still creates its profile there.
+  await pw.collectProfiles();
   await repeat(opts.reps, opts.budgetMs, async (r) => {
     for (const step of stepsOf(r)) {
       const row = inc.get(step.case)!;

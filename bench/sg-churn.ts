@@ -10,7 +10,8 @@
  * are equally likely from the first second. Each op draws a kind at random, then a random slot with nothing in
  * flight that is at that stage (another kind when none is), and sends that slot's next step. One op in
  * GROUP_EVERY is instead a rule added to / removed from `sg-ops` (used by up to 1000 ports), when no group change
- * is in flight.
+ * is in flight. Before the schedule, the same mix runs untimed one op at a time (4 × WARM_UP_ROUNDS ops), so
+ * the rows measure an agent that runs optimised code, as one does after its first minutes.
  *
  * Rows: one per op kind (latency of each 200 answer), `timeline` (samples: each second's p99, by scheduled
  * time; info: each second's p50, p99, requests sent and answers received), `agent-cpu` (the agent process's
@@ -23,7 +24,7 @@ import { Agent } from 'node:http';
 import { performance } from 'node:perf_hooks';
 
 import { AGENT_TOOL, type RunningAgent, agentCall, processMemory, startAgent } from './sg-agent.js';
-import { type Cleanup, type Progress, type Row, errorText, finish, newRow, quantile, sleep } from './sg-harness.js';
+import { type Cleanup, type Progress, type Row, WARM_UP_ROUNDS, errorText, finish, newRow, quantile, sleep } from './sg-harness.js';
 import { OPS_GROUP, type Workload } from './workload.js';
 import { mulberry32 } from '../test/helpers/prng.js';
 
@@ -131,6 +132,54 @@ export async function churnCases(cleanup: Cleanup, w: Workload, opts: ChurnOptio
       const doc = JSON.parse(a.text) as { genid?: number; desired?: { ports?: number } | null };
       return { genid: doc.genid ?? NaN, ports: doc.desired?.ports ?? NaN };
     };
+    // Op i of the mix: its kind and request, and what to do once it is answered (its slot is idle again).
+    const pick = (i: number): { kind: Kind; method: string; url: string; body: unknown; release: () => void } => {
+      let kind: Kind;
+      let method = 'PUT', url: string, body: unknown;
+      let release: () => void;
+      if (groupEvery > 0 && i % groupEvery === groupEvery - 1 && !groupBusy) {
+        const add = groupChanges % 2 === 0;
+        kind = add ? 'rule-add' : 'rule-remove';
+        url = `/v1/security-groups/${encodeURIComponent(OPS_GROUP)}`;
+        body = add ? w.opsGroup((groupChanges >> 1) % 1000) : w.opsGroup();
+        groupChanges++;
+        groupBusy = true;
+        release = () => { groupBusy = false; };
+      } else {
+        let k = Math.floor(random() * PORT_STEPS.length);
+        while (idle[k]!.length === 0) k = (k + 1) % PORT_STEPS.length; // some list is not empty: idleCount() > 0
+        const list = idle[k]!;
+        const at = Math.floor(random() * list.length);
+        const slot = list[at]!;
+        list[at] = list[list.length - 1]!;
+        list.pop();
+        kind = PORT_STEPS[k]!;
+        stage[slot] = (k + 1) % PORT_STEPS.length;
+        url = port(w.extraPort(slot, 'a').id);
+        if (kind === 'remove') method = 'DELETE';
+        else body = bodyOf(slot, kind);
+        release = () => { idle[stage[slot]!]!.push(slot); };
+      }
+      return { kind, method, url, body, release };
+    };
+
+    // Untimed first, one op at a time: the same mix, so that the agent runs optimised code (as a long-lived one
+    // does) before the schedule starts; WARM_UP_ROUNDS says why. The timed run then starts from wherever the
+    // slots are.
+    const warmUpOps = WARM_UP_ROUNDS * PORT_STEPS.length;
+    for (let i = 0; i < warmUpOps; i++) {
+      const op = pick(i);
+      opts.progress.update(`churn @${size}: warm-up`, `${i}/${warmUpOps}`);
+      try {
+        const answer = await agentCall(socketPath, op.method, op.url, op.body, pool);
+        if (answer.status !== 200) throw new Error(`warm-up op ${i} (${op.kind}): HTTP ${answer.status}: ${answer.text.slice(0, 200)}`);
+      } finally {
+        op.release();
+      }
+    }
+    const liveAtStart = stage.filter((x) => x !== 0).length;
+    for (const row of all) row.info = { ...row.info, warmUpOps };
+
     const before = await status();
 
     const interval = 1000 / opts.rate;
@@ -156,32 +205,7 @@ export async function churnCases(cleanup: Cleanup, w: Workload, opts: ChurnOptio
 
     const send = (i: number): void => {
       const scheduled = t0 + i * interval;
-      let kind: Kind;
-      let method = 'PUT', url: string, body: unknown;
-      let release: () => void;
-      if (groupEvery > 0 && i % groupEvery === groupEvery - 1 && !groupBusy) {
-        const add = groupChanges % 2 === 0;
-        kind = add ? 'rule-add' : 'rule-remove';
-        url = `/v1/security-groups/${encodeURIComponent(OPS_GROUP)}`;
-        body = add ? w.opsGroup((groupChanges >> 1) % 1000) : w.opsGroup();
-        groupChanges++;
-        groupBusy = true;
-        release = () => { groupBusy = false; };
-      } else {
-        let k = Math.floor(random() * PORT_STEPS.length);
-        while (idle[k]!.length === 0) k = (k + 1) % PORT_STEPS.length; // some list is not empty: idleCount() > 0
-        const list = idle[k]!;
-        const pick = Math.floor(random() * list.length);
-        const slot = list[pick]!;
-        list[pick] = list[list.length - 1]!;
-        list.pop();
-        kind = PORT_STEPS[k]!;
-        stage[slot] = (k + 1) % PORT_STEPS.length;
-        url = port(w.extraPort(slot, 'a').id);
-        if (kind === 'remove') method = 'DELETE';
-        else body = bodyOf(slot, kind);
-        release = () => { idle[stage[slot]!]!.push(slot); };
-      }
+      const { kind, method, url, body, release } = pick(i);
       const sec = Math.min(seconds - 1, Math.floor((scheduled - t0) / 1000));
       perSecond[sec]!.sent++;
       inFlight++;
@@ -237,7 +261,7 @@ export async function churnCases(cleanup: Cleanup, w: Workload, opts: ChurnOptio
     const answered = [...rows.values()].reduce((n, r) => n + r.samples.length, 0);
     const summary = {
       ops: total, answered200: answered, answeredAfterSchedule: answeredAfter, notSent, stillInFlight: inFlight, maxInFlight,
-      commits: after.genid - before.genid, desiredPorts: after.ports, expectedPorts: before.ports - seeded.length + live,
+      commits: after.genid - before.genid, desiredPorts: after.ports, expectedPorts: before.ports - liveAtStart + live,
       achievedOpsPerS: Math.round((answered / Math.max(opts.seconds, (lastAnswer - t0) / 1000)) * 10) / 10,
       errors: Object.fromEntries([...errors].map(([k, m]) => [k, Object.fromEntries(m)])),
     };
@@ -261,7 +285,7 @@ export async function churnCases(cleanup: Cleanup, w: Workload, opts: ChurnOptio
     if (notSent > 0) timeline.status = `error: ${notSent} ops not sent (${MAX_IN_FLIGHT} in flight: the agent fell behind)`;
     else if (inFlight > 0) timeline.status = `error: ${inFlight} ops unanswered ${DRAIN_MS / 1000} s after the schedule`;
     else if (hardErrors > 0) timeline.status = `error: ${hardErrors} ops failed (5xx or transport)`;
-    else if (errors.size === 0 && after.ports !== before.ports - seeded.length + live) timeline.status = `error: the agent holds ${after.ports} ports, expected ${before.ports - seeded.length + live}`;
+    else if (errors.size === 0 && after.ports !== summary.expectedPorts) timeline.status = `error: the agent holds ${after.ports} ports, expected ${summary.expectedPorts}`;
     cpu.samples = [Math.round((cpuS / wallS) * 1000) / 10];
     cpu.info = {
       ...cpu.info, agentCpuS: r3(cpuS), wallS: r3(wallS), clockTicks: clockTicks(), agentStartMs: Math.round(agent.startMs),

@@ -255,7 +255,8 @@ and times, sections:
   conntrack 1k matching conntrack entries deleted among --ct-entries (by zone, by zone and source /24):
             portwall's list + delete vs conntrack -D
   churn     sustained churn through an agent serving --churn-size ports: --churn-rate mixed changes per
-            second for --churn-seconds, open loop; latency per kind of change, p99 per second, the agent's CPU
+            second for --churn-seconds, open loop, after an untimed warm-up of the same mix; latency per
+            kind of change, p99 per second, the agent's CPU
 A progress line shows what runs. At the end it prints a table of every case, the spec's targets (met or
 missed) and the paths of the report files:
   DIR/sg-TIME.md            headline, p50/p99 tables, targets, ratios, machine facts; links the charts

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
 import { Portwall } from '../src/apply/portwall.js';
-import { quantile } from './sg-harness.js';
+import { WARM_UP_ROUNDS, quantile } from './sg-harness.js';
 import type { PortInput } from '../src/model/schema.js';
 import { workload, type Mode } from './workload.js';
 
@@ -51,16 +51,17 @@ if (changes > 0) {
     const peer = w.state.ports![(r % w.tenants) * tenantPorts + 1] ?? w.state.ports![0]!;
     return { ...port, security_groups: peer.security_groups ?? [] };
   };
-  // Untimed rounds first (ports the timed loop does not use), as the one-port cases of the updates section do.
-  for (let r = 990; r < 1000; r++) {
-    const port = like(r);
+  // Untimed rounds first (ports the timed loop does not use), as many as the one-port cases of the updates
+  // section run: the flat ratio compares this add with theirs, so both must run equally warm code.
+  for (let k = 0; k < WARM_UP_ROUNDS; k++) {
+    const port = like(999 - k);
     await pw.upsertPort(port);
     await pw.removePort(port.id);
   }
   const adds: number[] = [];
   const removes: number[] = [];
   for (let r = 0; r < changes; r++) {
-    const port = like(r % 990);
+    const port = like(r % (1000 - WARM_UP_ROUNDS));
     t0 = performance.now();
     await pw.upsertPort(port);
     adds.push(performance.now() - t0);

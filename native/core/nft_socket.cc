@@ -56,7 +56,7 @@ void NftSocket::size_buffers(size_t sndbuf, size_t rcvbuf) { nl_->grow_buffers(s
 
 void NftSocket::send(const void* data, size_t len) { nl_->send(data, len); }
 
-bool NftSocket::receive(bool wait, const std::function<void(const nlmsghdr*)>& on_message) {
+bool NftSocket::receive(bool wait, const std::function<void(const nlmsghdr*)>& on_message, bool* drained) {
   mmsghdr msgs[kRxSlots] = {};
   iovec iov[kRxSlots];
   sockaddr_nl from[kRxSlots] = {};
@@ -78,6 +78,7 @@ bool NftSocket::receive(bool wait, const std::function<void(const nlmsghdr*)>& o
     if ((errno == EAGAIN || errno == EWOULDBLOCK) && !wait) return false;
     receive_failed(errno);
   }
+  if (drained) *drained = static_cast<unsigned>(n) < kRxSlots;
   for (int i = 0; i < n; ++i) {
     if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) receive_failed(EMSGSIZE);
     if (from[i].nl_pid != 0) continue;  // only the kernel talks to us; ignore anything else

@@ -35,8 +35,9 @@ class NftSocket {
   // Receives what is queued, at least one datagram when `wait` (several per system call: a 50k-message
   // batch brings 50k ACKs), and calls on_message for every netlink message in them, in order. Returns false
   // when !wait and nothing was queued. Throws kSystem on errors; ENOBUFS means the kernel dropped replies
-  // (a full receive buffer), ETIMEDOUT that no reply came.
-  bool receive(bool wait, const std::function<void(const nlmsghdr*)>& on_message);
+  // (a full receive buffer), ETIMEDOUT that no reply came. `drained`, when given, says whether this call
+  // emptied the queue (it took fewer datagrams than it had room for).
+  bool receive(bool wait, const std::function<void(const nlmsghdr*)>& on_message, bool* drained = nullptr);
 
   uint32_t portid() const { return portid_; }
   uint32_t next_seq() { return seq_++; }

@@ -25,7 +25,8 @@ class NlSocket {
   unsigned portid() const { return mnl_socket_get_portid(sock_); }
 
   // Grows the kernel-side buffers to hold `sndbuf` / `rcvbuf` bytes (never shrinks them). The FORCE variants
-  // ignore net.core.[rw]mem_max but need CAP_NET_ADMIN; without it we take what we may.
+  // ignore net.core.[rw]mem_max but need CAP_NET_ADMIN; without it we take what we may. A size within what
+  // the socket is known to hold already costs no system call.
   void grow_buffers(size_t sndbuf, size_t rcvbuf);
 
   // Sends a whole buffer of netlink messages as one datagram (retrying on EINTR); throws kSystem on failure,
@@ -42,6 +43,8 @@ class NlSocket {
 
  private:
   mnl_socket* sock_ = nullptr;
+  size_t snd_known_ = 0;  // bytes the buffers are known to hold (grow_buffers)
+  size_t rcv_known_ = 0;
 };
 
 }  // namespace portwall

@@ -138,8 +138,9 @@ async function profilesCollected(socketPath: string): Promise<void> {
   const until = performance.now() + 10_000;
   for (;;) {
     const answer = await agentCall(socketPath, 'GET', '/v1/status');
+    if (answer.status !== 200) return; // the timed loop's first request reports what is wrong
     const left = (JSON.parse(answer.text) as { unusedProfiles?: number }).unusedProfiles;
-    if (answer.status !== 200 || !left) return;
+    if (!left) return;
     if (performance.now() > until) throw new Error(`the agent still holds ${left} unused rule profiles after 10 s`);
     await sleep(250);
   }

@@ -122,8 +122,9 @@ function winner(h: Holders | undefined): Holder | undefined {
 
 const rankOf = (c: Claim): string => (isOwn(c) ? '' : c.rank);
 
-/** The element of a plain claims' slot: its winner's (null: nobody holds it). */
-const ownElement = (h: Holders | undefined): Element | null => (winner(h) as OwnClaim | undefined)?.element ?? null;
+/** The element of a plain claims' slot: its winner's (null: nobody holds it). A lone holder needs no winner. */
+const ownElement = (h: Holders | undefined): Element | null =>
+  ((Array.isArray(h) ? winner(h) : h) as OwnClaim | undefined)?.element ?? null;
 
 /**
  * The claims of every unit and the set contents they add up to. Kept compact (a host's ports make 100k+
@@ -251,7 +252,7 @@ export class ClaimStore {
     if (items?.size) return [...this.elements(setId).values()];
     const out = new Array<Element>(own.size);
     let i = 0;
-    for (const h of own.values()) out[i++] = (Array.isArray(h) ? winner(h) as OwnClaim : h as OwnClaim).element;
+    for (const h of own.values()) out[i++] = ownElement(h)!;
     return out;
   }
 

@@ -22,7 +22,7 @@ import { NumberSpace, RuleCache, assignProfiles, assignTags, compilePort, groupM
 import { fipClaims } from '../compile/layout-nat.js';
 import { CLOUDSTACK_GROUP, type FloatingIp, type Model, type Nat, type Network, type Port, type PortwallConfig, type SecurityGroup } from '../model/types.js';
 import type { StateIndex } from '../model/validate-one.js';
-import type { Element, NftObject, NftSet, Operation } from '../nft/types.js';
+import type { Element, Elements, NftObject, NftSet, Operation } from '../nft/types.js';
 
 /** Numbers the kernel already gives ports, profiles and groups (read from a listing), kept by a rebuild. */
 export interface Hints {
@@ -370,13 +370,12 @@ export class Engine implements StateIndex {
     for (const [setId, d] of this.#store.takeDelta()) {
       const s = committed.sets.get(setId);
       if (!s) throw new Error(`elements for ${setId}, which the skeleton does not declare`);
-      const head = { kind: 'elements' as const, family: s.family, table: s.table, set: s.name };
       if (d.removed.length) {
-        ops.push({ verb: 'delete', object: { ...head, elements: d.removed } });
+        ops.push({ verb: 'delete', object: elementsOf(s, d.removed) });
         removed.push({ set: s, elements: d.removed });
       }
       if (d.added.length) {
-        adds.push({ verb: 'add', object: { ...head, elements: d.added } });
+        adds.push({ verb: 'add', object: elementsOf(s, d.added) });
         elementsAdded += d.added.length;
       }
     }
@@ -746,6 +745,11 @@ export class Engine implements StateIndex {
       nets: this.#nets, zoneNets: new Set(this.#zoneNetCounts.keys()), stateless: this.#statelessPorts > 0,
     };
   }
+}
+
+/** An elements object of set `s`. */
+function elementsOf(s: NftSet, elements: Elements['elements']): Elements {
+  return { kind: 'elements', family: s.family, table: s.table, set: s.name, elements };
 }
 
 // The remote groups a rule list names, per (shared, never mutated) rule list.

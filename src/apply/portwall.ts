@@ -616,7 +616,7 @@ export class Portwall {
       const changes: ChangeSet = previous ? { own: rebuilt(previous, e), peers: NO_PEERS } : e.changes();
       const moved = previous ? rebuiltFips(previous, e) : e.fipChanges();
       let genid = base;
-      let committed: { size: number; plan: string } | undefined;
+      let committed: { size: number; operations: readonly Operation[] } | undefined;
       if (d.operations.length > 0) {
         const tx = this.#nft.transaction();
         for (const op of d.operations) tx.canonical(op.verb, op.object);
@@ -641,7 +641,7 @@ export class Portwall {
           genid = landed;
         }
         t.commit = now() - mark;
-        committed = { size: tx.size, plan: summarize(tx.operations) };
+        committed = { size: tx.size, operations: tx.operations };
         this.#recordOwed = true;
       }
       e.settle();
@@ -664,18 +664,24 @@ export class Portwall {
       this.#scheduleGc();
       const removed = d.removed.reduce((n, r) => n + r.elements.length, 0);
       const published = (ipsets?.published.length ?? 0) + (ipsets?.destroyed.length ?? 0) > 0;
-      return {
+      const ops = committed?.operations;
+      let plan: string | undefined;
+      const result: ApplyResult = {
         changed: committed !== undefined || published,
         operations: committed?.size ?? 0,
         elements: { added: d.elementsAdded, removed },
         genid,
         cleanup: cleaned,
-        ...(ipsets ? { ipsets } : {}),
-        plan: committed?.plan ?? '',
+        // Written out when first read: most callers of a one-port change never look at it.
+        get plan() {
+          return (plan ??= ops ? summarize(ops) : '');
+        },
         timings: t,
         adopted,
-        ...(adoptedFrom ? { adoptedFrom } : {}),
       };
+      if (ipsets) result.ipsets = ipsets;
+      if (adoptedFrom) result.adoptedFrom = adoptedFrom;
+      return result;
     }
   }
 

@@ -15,7 +15,8 @@ import type { NativeNftSocket, NftBinding, NftLook, NftTarget } from '../native.
 import { FAMILIES } from './constants.js';
 import { fromNative } from '../native-errors.js';
 import { Transaction } from './transaction.js';
-import { decodeRecords, setPath } from './wire.js';
+import { SetRegistry } from './set-registry.js';
+import { decodeRecords } from './wire.js';
 import type { Family, NftObject, NftSet, Operation } from './types.js';
 
 /** Options of {@link Nft}. */
@@ -46,7 +47,7 @@ export class Nft {
   /** Whether the client holds one socket across calls (see {@link NftOptions.persistent}). */
   readonly persistent: boolean;
   readonly #binding: NftBinding | undefined;
-  readonly #sets = new Map<string, NftSet>();
+  readonly #sets = new SetRegistry();
   // A persistent client's socket and the calls queued on it.
   readonly #held: HeldSocketQueue<NftBinding, NativeNftSocket>;
 
@@ -107,14 +108,10 @@ export class Nft {
       ? await this.#dumpTableOfEveryFamily(filter.table, only)
       : await this.#dump(filter.family === undefined ? 0 : FAMILIES.code(filter.family), filter.table ?? null, only);
     const objects = result.objects;
-    for (const [path, set] of this.#sets) {
-      if (only?.namedSetsOnly && !only.elementsOf.includes(set.name)) continue;
-      const inScope =
-        (filter.family === undefined || set.family === filter.family) &&
-        (filter.table === undefined || set.table === filter.table);
-      if (inScope) this.#sets.delete(path);
-    }
-    for (const o of objects) if (o.kind === 'set') this.#sets.set(setPath(o.family, o.table, o.name), o);
+    // The listing replaces what the client knew in its scope.
+    const named = only?.namedSetsOnly ? new Set(only.elementsOf) : undefined;
+    this.#sets.dropWhere(filter.family, filter.table, (name) => named !== undefined && !named.has(name));
+    for (const o of objects) if (o.kind === 'set') this.#sets.set(o.family, o.table, o.name, o);
     return { genid: result.genid, objects };
   }
 
@@ -158,12 +155,12 @@ export class Nft {
 
   /** The definition of a set, as last listed or committed through this client. */
   knownSet(family: Family, table: string, name: string): NftSet | undefined {
-    return this.#sets.get(setPath(family, table, name));
+    return this.#sets.get(family, table, name);
   }
 
   /** Teaches the client set definitions it has not listed (e.g. sets another process manages). */
   rememberSets(sets: readonly NftSet[]): void {
-    for (const s of sets) this.#sets.set(setPath(s.family, s.table, s.name), s);
+    for (const s of sets) this.#sets.set(s.family, s.table, s.name, s);
   }
 
   // Keeps the registry in step with a committed transaction.
@@ -171,12 +168,10 @@ export class Nft {
     for (const { verb, object: o } of ops) {
       const removed = verb === 'delete' || verb === 'destroy';
       if (o.kind === 'set') {
-        const path = setPath(o.family, o.table, o.name);
-        if (removed) this.#sets.delete(path);
-        else if (verb === 'add' || verb === 'create') this.#sets.set(path, o);
+        if (removed) this.#sets.delete(o.family, o.table, o.name);
+        else if (verb === 'add' || verb === 'create') this.#sets.set(o.family, o.table, o.name, o);
       } else if (o.kind === 'table' && removed) {
-        const prefix = setPath(o.family, o.name, '');
-        for (const path of this.#sets.keys()) if (path.startsWith(prefix)) this.#sets.delete(path);
+        this.#sets.dropTable(o.family, o.name);
       }
     }
   }

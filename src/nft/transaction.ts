@@ -10,7 +10,8 @@ import type { CommitResult } from '../native.js';
 import { fromNative } from '../native-errors.js';
 import { renderOperations } from './render.js';
 import { validateOperation } from './validate.js';
-import { encodeOperations, setPath } from './wire.js';
+import { SetRegistry } from './set-registry.js';
+import { encodeOperations } from './wire.js';
 import type { SetResolver } from './wire.js';
 import type { Chain, Elements, NftObject, NftSet, Operation, Rule, Table, Verb } from './types.js';
 
@@ -58,8 +59,10 @@ type ObjectOf<V extends Verb> = V extends 'insert' | 'replace' ? Rule : NftObjec
 export class Transaction {
   readonly #ops: Operation[] = [];
   // Sets added (or, as null, removed) earlier in this transaction, and tables it deletes.
-  readonly #sets = new Map<string, NftSet | null>();
+  readonly #sets = new SetRegistry<NftSet | null>();
   readonly #droppedTables = new Set<string>();
+  // Whether this transaction adds or removes any set or table (then its own records shadow the client's).
+  #shadows = false;
   readonly #resolveSet: SetResolver;
   readonly #sink: TransactionSink | undefined;
   #error: PortwallError | undefined;
@@ -229,20 +232,24 @@ export class Transaction {
     const o = op.object;
     if (o.kind === 'set') {
       const removed = op.verb === 'delete' || op.verb === 'destroy';
-      const path = setPath(o.family, o.table, o.name);
-      if (removed || op.verb === 'add' || op.verb === 'create') this.#sets.set(path, removed ? null : o);
+      if (removed || op.verb === 'add' || op.verb === 'create') {
+        this.#sets.set(o.family, o.table, o.name, removed ? null : o);
+        this.#shadows = true;
+      }
     } else if (o.kind === 'table' && (op.verb === 'delete' || op.verb === 'destroy')) {
-      const prefix = setPath(o.family, o.name, '');
-      for (const key of this.#sets.keys()) if (key.startsWith(prefix)) this.#sets.set(key, null);
-      this.#droppedTables.add(prefix);
+      // Sets of the table added earlier in this transaction go with it.
+      this.#sets.dropTable(o.family, o.name);
+      this.#droppedTables.add(`${o.family} ${o.name}`);
+      this.#shadows = true;
     }
   }
 
   #knownSet(family: NftSet['family'], table: string, name: string): NftSet | undefined {
-    const path = setPath(family, table, name);
-    const local = this.#sets.get(path);
+    // The common transaction (elements of sets it neither adds nor removes) asks the client straight away.
+    if (!this.#shadows) return this.#resolveSet(family, table, name);
+    const local = this.#sets.get(family, table, name);
     if (local !== undefined) return local ?? undefined;
-    if (this.#droppedTables.has(setPath(family, table, ''))) return undefined;
+    if (this.#droppedTables.has(`${family} ${table}`)) return undefined;
     return this.#resolveSet(family, table, name);
   }
 }

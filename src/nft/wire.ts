@@ -65,11 +65,11 @@ export function encodeOperations(ops: readonly Operation[], resolveSet: SetResol
   for (const op of ops) if (op.object.kind === 'set' && (op.verb === 'add' || op.verb === 'create')) ids.set(setPath(op.object.family, op.object.table, op.object.name), ids.size + 1);
   const batchSets = new Map<string, { set: NftSet; id: number }>();
   const find: FindSet = (family, table, name) => {
-    const inBatch = batchSets.get(setPath(family, table, name));
+    const inBatch = batchSets.size > 0 ? batchSets.get(setPath(family, table, name)) : undefined;
     const set = inBatch?.set ?? resolveSet(family, table, name);
     return set && { set, id: inBatch?.id ?? 0 };
   };
-  const batchId = (family: number, table: string, name: string): number => ids.get(setPath(FAMILIES.name(family), table, name)) ?? 0;
+  const batchId = (family: number, table: string, name: string): number => (ids.size > 0 ? ids.get(setPath(FAMILIES.name(family), table, name)) ?? 0 : 0);
   // Each record is written as soon as it is built, so the records of a large batch never all live at once.
   const out = new RecordWriter(ops.length, sizeGuess(ops));
   const memo: ElementMemo = { userdata: new Map(), data: new Map() };

@@ -67,6 +67,12 @@ describe('transaction', () => {
       .delete({ kind: 'table', family: 'inet', name: 'pw' })
       .add({ ...elements, elements: [{ key: [22] }] });
     expect(gone.error).toMatchObject({ code: 'ERR_UNKNOWN_SET', opIndex: 1 });
+    // Deleted and added again: a set added after the deletion resolves, one added before it does not.
+    const again = () => new Transaction().add({ ...set, key: [...set.key] })
+      .delete({ kind: 'table', family: 'inet', name: 'pw' })
+      .add({ kind: 'table', family: 'inet', name: 'pw' });
+    expect(again().add({ ...elements, elements: [{ key: [22] }] }).error).toMatchObject({ code: 'ERR_UNKNOWN_SET', opIndex: 3 });
+    expect(again().add({ ...set, key: [...set.key] }).add({ ...elements, elements: [{ key: [22] }] }).error).toBeUndefined();
   });
 });
 

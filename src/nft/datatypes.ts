@@ -532,15 +532,35 @@ function fastIPv6(out: Uint8Array, off: number, s: string, endOff: number): bool
 
 // An ASCII interface name without a wildcard: its bytes, zero-padded (the key buffer starts zeroed).
 function fastIfname(out: Uint8Array, off: number, s: string, endOff: number): boolean {
+  if (!plainAsciiIfname(s)) return false;
+  for (let i = 0; i < s.length; i++) {
+    out[off + i] = s.charCodeAt(i);
+    if (endOff) out[off + endOff + i] = s.charCodeAt(i);
+  }
+  return true;
+}
+
+// Whether `s` is an interface name of printable ASCII other than space, " * / : and backslash (what
+// parseIfname refuses or reads otherwise): the common spelling, checked without parsing.
+function plainAsciiIfname(s: string): boolean {
   if (s.length === 0 || s.length > 15 || s === '.' || s === '..') return false;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    // Printable ASCII other than space, " * / : and backslash (what parseIfname refuses or reads otherwise).
     if (c <= 32 || c >= 127 || c === 34 || c === 42 || c === 47 || c === 58 || c === 92) return false;
-    out[off + i] = c;
-    if (endOff) out[off + endOff + i] = c;
   }
   return true;
+}
+
+/** Whether the `ifname` type takes `name` as one interface (not a wildcard): what canonicalValue accepts. */
+export function isIfname(name: string): boolean {
+  if (name.endsWith('*')) return false;
+  if (plainAsciiIfname(name)) return true;
+  try {
+    canonicalValue('ifname', name);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

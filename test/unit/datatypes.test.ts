@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 
 import {
-  DATATYPES, canonicalValue, dataTypeOf, decodeKey, decodeValue, encodeKey, encodeValue, keyTypeNames, mapDataType,
+  DATATYPES, canonicalValue, dataTypeOf, isIfname, decodeKey, decodeValue, encodeKey, encodeValue, keyTypeNames, mapDataType,
   nftValueText, parseInterval, setKeyType, toBytes,
 } from '../../src/nft/datatypes.js';
 import { PortwallError } from '../../src/errors.js';
@@ -334,5 +334,27 @@ describe('IPv4 text', () => {
       expect(formatIPv4(n)).toBe(text);
     }
     for (const bad of ['01.2.3.4', '1.2.3.256', '1.2.3', '1.2.3.4.5', '1..3.4', '-1.2.3.4', '1.2.3.4 ']) expect(parseIPv4(bad), bad).toBeUndefined();
+  });
+});
+
+describe('isIfname', () => {
+  const parses = (name: string) => {
+    try {
+      canonicalValue('ifname', name);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  test('agrees with the ifname type on plain, non-ASCII, odd and wildcard names', () => {
+    const names = [
+      'tap1', 'eth0', 'a', 'x'.repeat(15), 'x'.repeat(16), '', '.', '..', '...', 'tap 1', 'tap/1', 'tap:1', 'ta"p', 'ta\\p',
+      'tap*', '*', 'tap+', 'vé0', 'ü'.repeat(7), 'ü'.repeat(8), 'tap\t', 'tap\u007f', 'a.b', 'tap-1_x@y',
+    ];
+    for (const name of names) expect([name, isIfname(name)]).toEqual([name, !name.endsWith('*') && parses(name)]);
+    expect(isIfname('tap1')).toBe(true);
+    expect(isIfname('vé0')).toBe(true);
+    expect(isIfname('tap*')).toBe(false);
+    expect(isIfname('x'.repeat(16))).toBe(false);
   });
 });

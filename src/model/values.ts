@@ -80,8 +80,26 @@ function hostAddress(text: string): Parsed<FamilyPrefix> {
 const MAC_COLON_OR_DASH = /^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(?:\1[0-9a-fA-F]{2}){4}$/;
 const MAC_CISCO = /^[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}$/;
 
+// Whether `text` is already a unicast, non-zero MAC in lowercase colon form (what Neutron sends), checked
+// character by character: every port's MAC is checked at each change of the port.
+function canonicalUnicastMac(text: string): boolean {
+  if (text.length !== 17) return false;
+  let nonZero = false;
+  for (let i = 0; i < 17; i++) {
+    const c = text.charCodeAt(i);
+    if (i % 3 === 2) {
+      if (c !== 58) return false;
+    } else if ((c >= 48 && c <= 57) || (c >= 97 && c <= 102)) nonZero ||= c !== 48;
+    else return false;
+  }
+  // The I/G bit is the lowest bit of the first octet's second digit.
+  const d = text.charCodeAt(1);
+  return nonZero && ((d <= 57 ? d - 48 : d - 87) & 1) === 0;
+}
+
 /** A unicast, non-zero Ethernet MAC in lowercase colon form (`FA-16-3E-F3-1E-C0` → `fa:16:3e:f3:1e:c0`). */
 export function parseUnicastMac(text: string): Parsed<string> {
+  if (canonicalUnicastMac(text)) return ok(text);
   let colon: string | undefined;
   if (MAC_COLON_OR_DASH.test(text)) colon = text.replaceAll('-', ':');
   else if (MAC_CISCO.test(text)) colon = text.replaceAll('.', '').match(/../g)!.join(':');

@@ -13,7 +13,7 @@
  * full-length prefix becomes the plain address, and a range that is exactly a prefix is written as one.
  */
 import { PortwallError } from '../errors.js';
-import { formatIPv4, formatIPv6, formatIPv6Bytes, formatMac, parseIPv4, parseIPv6, parseMac } from './addresses.js';
+import { fastIPv4, fastIPv6, formatIPv4, formatIPv6, formatIPv6Bytes, formatMac, parseIPv4, parseIPv6, parseMac } from './addresses.js';
 import { NFT_DATA_VERDICT } from './constants.js';
 import type { DataTypeName, Value } from './types.js';
 import { SYMBOLS, symbolName, symbolValue } from './symbols.js';
@@ -438,96 +438,6 @@ function fastField(out: Uint8Array, off: number, t: DataType, v: Value, endOff: 
 // Writes a non-negative integer below 2^48 as `len` bytes in the given order.
 function writeNumber(out: Uint8Array, off: number, v: number, len: number, order: ByteOrder): void {
   for (let i = len - 1; i >= 0; i--, v = Math.floor(v / 256)) out[off + (order === 'host' ? len - 1 - i : i)] = v % 256;
-}
-
-// A decimal of at most `max` without leading zeros, from `s[from]` to `s[to]` (exclusive); -1 if it is none.
-function decimal(s: string, from: number, to: number, max: number): number {
-  if (to <= from || to - from > 3 || (s.charCodeAt(from) === 48 && to - from > 1)) return -1;
-  let n = 0;
-  for (let i = from; i < to; i++) {
-    const c = s.charCodeAt(i) - 48;
-    if (c < 0 || c > 9) return -1;
-    n = n * 10 + c;
-  }
-  return n <= max ? n : -1;
-}
-
-// The bits a prefix of length `len` keeps of the byte starting at bit `bit` (0xff inside it, 0 beyond it).
-function prefixByteMask(len: number, bit: number): number {
-  return len >= bit + 8 ? 0xff : len <= bit ? 0 : (0xff << (8 - (len - bit))) & 0xff;
-}
-
-// The prefix length after `/` at `slash` (`bits` without one), or -1 when malformed.
-function prefixAfter(s: string, slash: number, bits: number): number {
-  return slash < 0 ? bits : decimal(s, slash + 1, s.length, bits);
-}
-
-function fastIPv4(out: Uint8Array, off: number, s: string, endOff: number): boolean {
-  const slash = s.indexOf('/');
-  const end = slash < 0 ? s.length : slash;
-  const len = prefixAfter(s, slash, 32);
-  if (len < 0) return false;
-  let start = 0;
-  for (let k = 0; k < 4; k++) {
-    const dot = k === 3 ? end : s.indexOf('.', start);
-    if (dot < 0 || dot > end) return false;
-    const octet = decimal(s, start, dot, 255);
-    if (octet < 0) return false;
-    // Host bits cleared in the start, set in the end (an interval key); a plain key takes the prefix's start.
-    const keep = prefixByteMask(len, 8 * k);
-    out[off + k] = octet & keep;
-    if (endOff) out[off + endOff + k] = (octet & keep) | (~keep & 0xff);
-    start = dot + 1;
-  }
-  return len === 32 || endOff !== 0;
-}
-
-// Plain hexadecimal groups with at most one `::` (an embedded dotted quad takes the general path).
-function fastIPv6(out: Uint8Array, off: number, s: string, endOff: number): boolean {
-  const slash = s.indexOf('/');
-  const end = slash < 0 ? s.length : slash;
-  const len = prefixAfter(s, slash, 128);
-  if (len < 0) return false;
-  const groups: number[] = [];
-  let gap = -1;
-  let i = 0;
-  if (s.charCodeAt(0) === 58 && s.charCodeAt(1) === 58) {
-    gap = 0;
-    i = 2;
-  }
-  while (i < end) {
-    let g = 0;
-    let digits = 0;
-    for (; i < end && digits <= 4; i++, digits++) {
-      const c = s.charCodeAt(i);
-      const h = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
-      if (h < 0) break;
-      g = g * 16 + h;
-    }
-    if (digits === 0 || digits > 4 || groups.length === 8) return false;
-    groups.push(g);
-    if (i === end) break;
-    if (s.charCodeAt(i) !== 58) return false;
-    i++;
-    if (s.charCodeAt(i) === 58) {
-      if (gap >= 0) return false;
-      gap = groups.length;
-      i++;
-    } else if (i === end) return false;
-  }
-  if (gap < 0 ? groups.length !== 8 : groups.length > 7) return false;
-  const zeros = 8 - groups.length;
-  for (let k = 0; k < 8; k++) {
-    const g = gap < 0 || k < gap ? groups[k]! : k < gap + zeros ? 0 : groups[k - zeros]!;
-    for (let b = 0; b < 2; b++) {
-      const bit = 16 * k + 8 * b;
-      const keep = prefixByteMask(len, bit);
-      const byte = (b === 0 ? g >> 8 : g & 0xff) & keep;
-      out[off + 2 * k + b] = byte;
-      if (endOff) out[off + endOff + 2 * k + b] = byte | (~keep & 0xff);
-    }
-  }
-  return len === 128 || endOff !== 0;
 }
 
 // An ASCII interface name without a wildcard: its bytes, zero-padded (the key buffer starts zeroed).

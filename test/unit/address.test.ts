@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { formatAddress, parsePrefix } from '../../src/address.js';
+import { formatAddress, parseGeneral, parsePrefix } from '../../src/address.js';
 
 describe('parsePrefix', () => {
   it('parses addresses and prefixes of both families and clears host bits', () => {
@@ -27,3 +27,44 @@ describe('parsePrefix', () => {
     expect(formatAddress('ipv6', parsePrefix('2001:db8:0:1:0:0:0:1', 'x').bytes)).toBe('2001:db8:0:1::1');
   });
 });
+
+describe('parsePrefix fast path', () => {
+  // Seeded spellings, valid and not: each must parse (or fail) exactly as the general parser does.
+  let seed = 7;
+  const rnd = (n: number) => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const pick = <T>(xs: readonly T[]): T => xs[rnd(xs.length)]!;
+  const octet = () => (rnd(4) ? String(rnd(256)) : pick([String(rnd(300)), '0', '00', '01', '255', '256', '', 'a']));
+  const group = () => (rnd(6) ? rnd(0x10000).toString(16) : pick([rnd(0x10000).toString(16).toUpperCase(), '0', '0000', '00000', '12345', 'g', '']));
+  const len = (max: number) => (rnd(2) ? pick(['', `/${rnd(max + 1)}`]) : pick(['/0', `/${max}`, `/0${rnd(9)}`, '/', '/-1', '/ 8', `/${max + 1}`]));
+  const v4 = () => `${octet()}.${octet()}.${octet()}.${octet()}${rnd(4) ? '' : '.1'}${len(32)}`;
+  const v6 = () => {
+    const groups = Array.from({ length: rnd(9) + 1 }, group);
+    const at = rnd(groups.length + 2);
+    const text = at <= groups.length && rnd(2) ? [...groups.slice(0, at), '', ...groups.slice(at)].join(':').replace(/^:(?!:)/, '::').replace(/(?<!:):$/, '::') : groups.join(':');
+    return `${text}${rnd(2) ? '' : pick(['%eth0', '.1', ':192.0.2.1'])}${len(128)}`;
+  };
+  const outcome = (f: () => { family: string; bytes: Uint8Array; length: number }) => {
+    try {
+      const p = f();
+      return { family: p.family, bytes: Array.from(p.bytes), length: p.length };
+    } catch (e) {
+      return { error: (e as { code?: string }).code };
+    }
+  };
+  it('agrees with the general parser on 20000 seeded spellings', () => {
+    const fixed = ['::', '::1', '1::', '1:2:3:4:5:6:7::', '::2:3:4:5:6:7:8', '1:2:3:4::5:6:7:8', ':::', '1:::2', ':1', '1:', '2001:db8::1/64', '0.0.0.0/0', '192.0.2.1/32'];
+    let valid = 0;
+    for (const text of [...fixed, ...Array.from({ length: 20000 }, () => (rnd(2) ? v4() : v6()))]) {
+      const a = outcome(() => parsePrefix(text, 'x'));
+      expect([text, a]).toEqual([text, outcome(() => parseGeneral(text, 'x'))]);
+      if (!('error' in a)) valid++;
+    }
+    expect(valid).toBeGreaterThan(2000); // the corpus is not all garbage
+  });
+});
+

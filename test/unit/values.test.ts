@@ -1,0 +1,40 @@
+import { describe, expect, test } from 'vitest';
+
+import { parseUnicastMac } from '../../src/model/values.js';
+
+describe('parseUnicastMac', () => {
+  // The oracle: the 48-bit value of any accepted spelling, judged and printed here independently.
+  const oracle = (text: string) => {
+    const hex = /^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$/i.test(text)
+      ? text.replace(/[:-]/g, '')
+      : /^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$/i.test(text) ? text.replace(/\./g, '') : undefined;
+    if (hex === undefined) return 'bad';
+    const n = BigInt(`0x${hex}`);
+    if (n === 0n || (n >> 40n) & 1n) return 'bad';
+    return hex.toLowerCase().match(/../g)!.join(':');
+  };
+
+  test('agrees with an independent reading on seeded spellings (canonical, upper case, dashes, Cisco, odd)', () => {
+    let seed = 11;
+    const rnd = (n: number) => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    const octets = () => Array.from({ length: 6 }, () => (rnd(5) ? rnd(256) : [0, 1, 0xff][rnd(3)]!).toString(16).padStart(2, '0'));
+    let ok = 0;
+    for (let i = 0; i < 5000; i++) {
+      const o = octets();
+      const text = [
+        o.join(':'), o.join(':').toUpperCase(), o.join('-'), `${o[0]}${o[1]}.${o[2]}${o[3]}.${o[4]}${o[5]}`,
+        o.join(':').slice(1), `${o.join(':')}0`, o.join(':').replace(':', '.'), o.join(':').replace(/^./, 'g'),
+        rnd(2) ? '00:00:00:00:00:00' : '01:00:5e:00:00:01',
+      ][rnd(9)]!;
+      const r = parseUnicastMac(text);
+      expect([text, r.value ?? 'bad']).toEqual([text, oracle(text)]);
+      if (r.value !== undefined) ok++;
+    }
+    expect(ok).toBeGreaterThan(800); // about half the valid spellings are unicast
+  });
+});

@@ -48,32 +48,21 @@ export function parseIpPrefix(text: string): Parsed<FamilyPrefix> {
  * loopback traffic.
  */
 export function parseHostAddress(text: string): Parsed<FamilyPrefix> {
-  // One port's addresses are checked more than once (its fields, then its clashes with other ports), and an
-  // agent re-sends a port whole at each change of it: remember recent answers (frozen; they are shared).
-  let r = HOSTS.get(text);
-  if (r === undefined) {
-    if (HOSTS.size >= HOSTS_MAX) HOSTS.clear();
-    HOSTS.set(text, (r = Object.freeze(hostAddress(text))));
-  }
-  return r;
-}
-
-const HOSTS = new Map<string, Parsed<FamilyPrefix>>();
-const HOSTS_MAX = 4_096;
-
-function hostAddress(text: string): Parsed<FamilyPrefix> {
   const p = text.includes('/') ? undefined : parseAddressText(text);
   if (p === undefined) return bad(`not an IP address: ${show(text)}`);
   const b = p.bytes;
   const v4 = p.family === 'ipv4';
-  const words = v4 ? b.subarray(0, 4) : b;
-  if (words.every((x) => x === 0)) return bad(`${show(text)} is the unspecified address, not a host`);
+  // Bytes before the last that are not zero (IPv4 uses the first 4 of the 16).
+  let high = 0;
+  for (let i = 0; i < (v4 ? 3 : 15); i++) high |= b[i]!;
+  const last = b[v4 ? 3 : 15]!;
+  if (high === 0 && last === 0) return bad(`${show(text)} is the unspecified address, not a host`);
   if (v4 ? b[0]! >= 224 && b[0]! < 240 : b[0] === 0xff) return bad(`${show(text)} is a multicast address, not a host`);
   if (v4 && b[0]! >= 240) return bad(`${show(text)} is a reserved or broadcast address, not a host`);
-  if (v4 ? b[0] === 127 : b.subarray(0, 15).every((x) => x === 0) && b[15] === 1) {
+  if (v4 ? b[0] === 127 : high === 0 && last === 1) {
     return bad(`${show(text)} is a loopback address: it names the host itself, not a port or a server on a network`);
   }
-  return ok(Object.freeze({ prefix: formatPrefix(p), family: v4 ? 4 : 6, length: p.length }));
+  return { value: { prefix: formatPrefix(p), family: v4 ? 4 : 6, length: p.length } };
 }
 
 // Neutron (netaddr) accepts several MAC spellings; these three cover what its API and `ip link` print.

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 
-import { parseUnicastMac } from '../../src/model/values.js';
+import { parseHostAddress, parseUnicastMac } from '../../src/model/values.js';
 
 describe('parseUnicastMac', () => {
   // The oracle: the 48-bit value of any accepted spelling, judged and printed here independently.
@@ -38,3 +38,21 @@ describe('parseUnicastMac', () => {
     expect(ok).toBeGreaterThan(800); // about half the valid spellings are unicast
   });
 });
+
+describe('parseHostAddress', () => {
+  test('a host address becomes its /32 or /128 prefix; the unspecified, multicast, reserved and loopback ones are refused', () => {
+    const cases: [string, string][] = [
+      ['192.0.2.7', '192.0.2.7/32'], ['0.0.0.1', '0.0.0.1/32'], ['2001:DB8:0:0::7', '2001:db8::7/128'], ['::2', '::2/128'],
+      ['::ffff:192.0.2.1', '::ffff:c000:201/128'], ['1::', '1::/128'],
+      ['0.0.0.0', 'unspecified'], ['::', 'unspecified'], ['224.0.0.1', 'multicast'], ['239.255.255.255', 'multicast'],
+      ['ff02::1', 'multicast'], ['240.0.0.1', 'reserved'], ['255.255.255.255', 'reserved'], ['127.0.0.1', 'loopback'],
+      ['127.255.0.9', 'loopback'], ['::1', 'loopback'], ['192.0.2.7/32', 'not an IP address'], ['fe80::1%eth0', 'not an IP address'],
+      ['192.0.2.256', 'not an IP address'],
+    ];
+    for (const [text, want] of cases) {
+      const r = parseHostAddress(text);
+      expect([text, r.value?.prefix ?? r.problem]).toEqual([text, want.includes('/') ? want : expect.stringContaining(want)]);
+    }
+  });
+});
+

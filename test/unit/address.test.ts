@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { formatAddress, parseGeneral, parsePrefix } from '../../src/address.js';
+import { mulberry32 } from '../helpers/prng.js';
 
 describe('parsePrefix', () => {
   it('parses addresses and prefixes of both families and clears host bits', () => {
@@ -30,13 +31,8 @@ describe('parsePrefix', () => {
 
 describe('parsePrefix fast path', () => {
   // Seeded spellings, valid and not: each must parse (or fail) exactly as the general parser does.
-  let seed = 7;
-  const rnd = (n: number) => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
+  const random = mulberry32(7);
+  const rnd = (n: number) => Math.floor(random() * n);
   const pick = <T>(xs: readonly T[]): T => xs[rnd(xs.length)]!;
   const octet = () => (rnd(4) ? String(rnd(256)) : pick([String(rnd(300)), '0', '00', '01', '255', '256', '', 'a']));
   const group = () => (rnd(6) ? rnd(0x10000).toString(16) : pick([rnd(0x10000).toString(16).toUpperCase(), '0', '0000', '00000', '12345', 'g', '']));

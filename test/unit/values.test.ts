@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 
 import { parseHostAddress, parseUnicastMac } from '../../src/model/values.js';
+import { mulberry32 } from '../helpers/prng.js';
 
 describe('parseUnicastMac', () => {
   // The oracle: the 48-bit value of any accepted spelling, judged and printed here independently.
@@ -15,13 +16,8 @@ describe('parseUnicastMac', () => {
   };
 
   test('agrees with an independent reading on seeded spellings (canonical, upper case, dashes, Cisco, odd)', () => {
-    let seed = 11;
-    const rnd = (n: number) => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) % n;
-    };
+    const random = mulberry32(11);
+    const rnd = (n: number) => Math.floor(random() * n);
     const octets = () => Array.from({ length: 6 }, () => (rnd(5) ? rnd(256) : [0, 1, 0xff][rnd(3)]!).toString(16).padStart(2, '0'));
     let ok = 0;
     for (let i = 0; i < 5000; i++) {

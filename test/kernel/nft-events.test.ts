@@ -265,51 +265,63 @@ describe.skipIf(!isRoot)('nftables event subscriptions', () => {
   });
 
   test('an overrun is reported as lost, what it cut is never attributed to a commit, and framing resumes', async () => {
-    const rec = new Recorder();
-    const reader = new Nft({ netns: a.name });
-    await Promise.all([reader.genid(), reader.genid()]); // libuv's pool threads exist before we look for the reader's
-    const before = new Set(readdirSync('/proc/self/task'));
-    // The smallest buffer the system allows.
-    const sub = await subscribeNftEvents(a.name, rec.listener, { onError: rec.onError, receiveBufferBytes: 1 });
-    try {
-      // Starve the reader: on the CPU nft commits on, at idle priority, it runs only once nft is done — after
-      // the kernel has queued 20 000 per-element notifications into a buffer that holds a few thousand.
-      const started = readdirSync('/proc/self/task').filter((t) => !before.has(t));
-      expect(started).toHaveLength(1);
-      run('taskset', ['-p', '-c', '0', started[0]!]);
-      run('chrt', ['-i', '-p', '0', started[0]!]);
-      const addrs: string[] = [];
-      for (let i = 0; i < 20_000; i++) addrs.push(`10.0.${i >> 8}.${i & 255}`);
-      const big = `table inet big {\n set s { type ipv4_addr; elements = { ${addrs.join(', ')} }; }\n}\n`;
-      const bigPid = spawnSync('taskset', ['-c', '0', 'ip', 'netns', 'exec', a.name, 'nft', '-f', '-'], { input: big, timeout: 60_000 });
-      expect(bigPid.status).toBe(0);
-      // Until the reader has emptied its queue the kernel drops every notification for it (the socket stays
-      // congested, reporting ENOBUFS once), so commit markers until one arrives: framing resumes with it.
-      let after: NftTransactionEvent | undefined;
-      for (let k = 0; k < 10 && !after; k++) {
-        const pid = nft(a, ['add', 'table', 'inet', `after${k}`]);
-        after = await rec.next((t) => t.pid === pid, 1000).catch(() => undefined);
-      }
-      expect(after).toBeDefined();
-      expect(types(after!)).toEqual([`newtable ${after!.events[0]!.table}`]);
-      expect(after!.genid).toBe(await reader.genid());
+    const addrs: string[] = [];
+    for (let i = 0; i < 20_000; i++) addrs.push(`10.0.${i >> 8}.${i & 255}`);
+    const big = `table inet big {\n set s { type ipv4_addr; elements = { ${addrs.join(', ')} }; }\n}\n`;
+    // The overrun needs the reader starved while the kernel queues the big commit's notifications. It is
+    // pinned to the CPU nft commits on at idle priority, so it runs only when that CPU idles; under a busy
+    // machine (other tests committing in other namespaces) the commit may sleep long enough for the reader to
+    // keep up. Provoked up to three times, each with a fresh subscription; every assertion is about the
+    // attempt that overran.
+    for (let attempt = 1; ; attempt++) {
+      const rec = new Recorder();
+      const reader = new Nft({ netns: a.name });
+      await Promise.all([reader.genid(), reader.genid()]); // libuv's pool threads exist before we look for the reader's
+      const before = new Set(readdirSync('/proc/self/task'));
+      // The smallest buffer the system allows.
+      const sub = await subscribeNftEvents(a.name, rec.listener, { onError: rec.onError, receiveBufferBytes: 1 });
+      try {
+        const started = readdirSync('/proc/self/task').filter((t) => !before.has(t));
+        expect(started).toHaveLength(1);
+        run('taskset', ['-p', '-c', '0', started[0]!]);
+        run('chrt', ['-i', '-p', '0', started[0]!]);
+        const bigPid = spawnSync('taskset', ['-c', '0', 'ip', 'netns', 'exec', a.name, 'nft', '-f', '-'], { input: big, timeout: 60_000 });
+        expect(bigPid.status).toBe(0);
+        // Until the reader has emptied its queue the kernel drops every notification for it (the socket stays
+        // congested, reporting ENOBUFS once), so commit markers until one arrives: framing resumes with it.
+        let after: NftTransactionEvent | undefined;
+        for (let k = 0; k < 10 && !after; k++) {
+          const pid = nft(a, ['add', 'table', 'inet', `after${k}`]);
+          after = await rec.next((t) => t.pid === pid, 1000).catch(() => undefined);
+        }
+        expect(after).toBeDefined();
+        expect(types(after!)).toEqual([`newtable ${after!.events[0]!.table}`]);
+        expect(after!.genid).toBe(await reader.genid());
 
-      const elements = rec.txs.flatMap((t) => t.events).filter((e) => e.type === 'newsetelem').reduce((n, e) => n + e.count, 0);
-      console.log(`20k elements in one commit, starved reader: lost ${rec.lost}, elements seen ${elements}, ` +
-        `transactions ${rec.txs.map(summary).map((l) => l.slice(0, 80)).join(' | ')}`);
-      expect(rec.lost).toBeGreaterThan(0);
-      expect(elements).toBeLessThan(20_000);
-      // The part before the overrun has no NEWGEN: delivered with genid 0, pid 0.
-      expect(rec.txs[0]).toMatchObject({ genid: 0, pid: 0, procName: '' });
-      expect(rec.txs[0]!.events[0]).toMatchObject({ type: 'newtable', table: 'big' });
-      // Whatever the big commit's NEWGEN framed (if it survived) names only the big table.
-      for (const t of rec.txs.filter((x) => x.genid !== 0 && x !== after)) {
-        expect(t.events.every((e) => e.table === 'big' || e.table.startsWith('after'))).toBe(true);
+        const elements = rec.txs.flatMap((t) => t.events).filter((e) => e.type === 'newsetelem').reduce((n, e) => n + e.count, 0);
+        console.log(`attempt ${attempt}: 20k elements in one commit, starved reader: lost ${rec.lost}, elements seen ${elements}, ` +
+          `transactions ${rec.txs.map(summary).map((l) => l.slice(0, 80)).join(' | ')}`);
+        expect(rec.errors).toEqual([]);
+        if (rec.lost === 0 && attempt < 3) {
+          // Nothing overran: everything arrived, framed as committed.
+          expect(elements).toBe(20_000);
+          continue;
+        }
+        expect(rec.lost).toBeGreaterThan(0);
+        expect(elements).toBeLessThan(20_000);
+        // The part before the overrun has no NEWGEN: delivered with genid 0, pid 0.
+        expect(rec.txs[0]).toMatchObject({ genid: 0, pid: 0, procName: '' });
+        expect(rec.txs[0]!.events[0]).toMatchObject({ type: 'newtable', table: 'big' });
+        // Whatever the big commit's NEWGEN framed (if it survived) names only the big table.
+        for (const t of rec.txs.filter((x) => x.genid !== 0 && x !== after)) {
+          expect(t.events.every((e) => e.table === 'big' || e.table.startsWith('after'))).toBe(true);
+        }
+        break;
+      } finally {
+        await sub.close();
+        await reader.close();
+        nft(a, ['flush', 'ruleset']);
       }
-      expect(rec.errors).toEqual([]);
-    } finally {
-      await sub.close();
-      nft(a, ['flush', 'ruleset']);
     }
   });
 

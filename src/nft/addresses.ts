@@ -150,7 +150,10 @@ export function fastIPv4(out: Uint8Array, off: number, s: string, endOff: number
   return len === 32 || endOff !== 0;
 }
 
-// Plain hexadecimal groups with at most one `::` (an embedded dotted quad takes the general path).
+/**
+ * Plain hexadecimal groups with at most one `::`, optionally `/len`, into 16 bytes as {@link fastIPv4} does
+ * (an embedded dotted quad, a zone or anything else takes the general path).
+ */
 export function fastIPv6(out: Uint8Array, off: number, s: string, endOff: number): boolean {
   const slash = s.indexOf('/');
   const end = slash < 0 ? s.length : slash;

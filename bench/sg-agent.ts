@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import type { StateInput } from '../src/model/schema.js';
 import { call, type Answer } from '../test/helpers/agent-api.js';
 import type { Netns } from '../test/helpers/netns.js';
-import { type Cleanup, type Progress, type Row, SETTLE_AFTER_COLLECT_MS, WARM_UP_ROUNDS, errorText, finish, newRow, repeat, sleep, timed } from './sg-harness.js';
+import { type Cleanup, type Progress, type Row, WARM_UP_ROUNDS, errorText, finish, newRow, repeat, sleep, timed } from './sg-harness.js';
 import type { Workload } from './workload.js';
 
 export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
@@ -112,7 +112,6 @@ export async function agentCases(cleanup: Cleanup, w: Workload, opts: { reps: nu
     // As the library rows do: the rule profiles the warm-up's ports left go before the timed loop (the agent's
     // handle collects them after a quiet second; its status counts those left).
     await profilesCollected(socketPath);
-    await sleep(SETTLE_AFTER_COLLECT_MS);
     await repeat(opts.reps, opts.budgetMs, async (r) => {
       for (const [kase, send] of stepsOf(r)) {
         const row = rows.get(kase)!;

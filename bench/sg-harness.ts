@@ -97,14 +97,6 @@ export async function repeat(count: number, budgetMs: number, body: (r: number) 
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/**
- * The pause after the warm-up's profiles are collected, before a timed loop: that collect deletes hundreds of
- * profiles at once (a production handle deletes a few at a time, rate-limited), and the kernel frees what
- * they held in deferred work for a while after the commit, which the first timed changes would otherwise share
- * their two CPUs with.
- */
-export const SETTLE_AFTER_COLLECT_MS = 1000;
-
 /** The one-line progress display: rewritten in place on a terminal, a line every few seconds otherwise. */
 export class Progress {
   readonly #tty = Boolean(process.stdout.isTTY);

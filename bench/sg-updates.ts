@@ -10,7 +10,7 @@
 import { Portwall, type ApplyResult } from '../src/apply/portwall.js';
 import type { StateInput } from '../src/model/schema.js';
 import {
-  type Cleanup, type Progress, type Row, type Section, NOT_IMPLEMENTED, SETTLE_AFTER_COLLECT_MS, WARM_UP_ROUNDS, errorText, finish, isNotImplemented, newRow, quantile, repeat, sleep, timed,
+  type Cleanup, type Progress, type Row, type Section, NOT_IMPLEMENTED, WARM_UP_ROUNDS, errorText, finish, isNotImplemented, newRow, quantile, repeat, timed,
 } from './sg-harness.js';
 import { type Workload } from './workload.js';
 
@@ -114,7 +114,6 @@ async function measure(pw: Portwall, section: Section, size: number, stepsOf: (r
   // The warm-up's ports left rule profiles no port uses; collected, the timed loop starts from the workload's
   // state alone, and a port of a group combination new to the host still creates its profile there.
   await pw.collectProfiles();
-  await sleep(SETTLE_AFTER_COLLECT_MS);
   await repeat(opts.reps, opts.budgetMs, async (r) => {
     for (const step of stepsOf(r)) {
       const row = inc.get(step.case)!;

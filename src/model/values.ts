@@ -62,7 +62,7 @@ export function parseHostAddress(text: string): Parsed<FamilyPrefix> {
   if (v4 ? b[0] === 127 : high === 0 && last === 1) {
     return bad(`${show(text)} is a loopback address: it names the host itself, not a port or a server on a network`);
   }
-  return { value: { prefix: formatPrefix(p), family: v4 ? 4 : 6, length: p.length } };
+  return ok({ prefix: formatPrefix(p), family: v4 ? 4 : 6, length: p.length });
 }
 
 // Neutron (netaddr) accepts several MAC spellings; these three cover what its API and `ip link` print.

@@ -33,17 +33,13 @@ import { increment, mergeIntervals } from './intervals.js';
 import { buildUserdata, commentTlv, commentUserdata, setUserdata, u32Tlv, userdataComment, zoneMapTypeof } from './userdata.js';
 import { verdictOf } from './wire-exprs.js';
 import { ELEMENT_FIELD, RecordWriter, VERB_CODES, readRecords, writeElement } from './wire-records.js';
+import { SetRegistry } from './set-registry.js';
 import type { WireWriter } from './cursor.js';
 import type { RawElement, RawRecord, RawSet, StreamedElements } from './wire-records.js';
 import type { DataTypeName, Element, Family, NftObject, NftSet, Operation, SetFlag, Value, Verb } from './types.js';
 
 /** Finds the definition of a set that the batch itself does not define (from a listing or earlier commits). */
 export type SetResolver = (family: Family, table: string, name: string) => NftSet | undefined;
-
-/** The key under which sets are tracked: family, table and name. */
-export function setPath(family: Family, table: string, name: string): string {
-  return `${family}/${table}/${name}`;
-}
 
 /** Whether elements of this set are stored as two rbtree elements per interval. */
 function isRbtreeInterval(set: NftSet): boolean {
@@ -61,23 +57,23 @@ export const IDENTITY_ONLY: ReadonlySet<Verb> = new Set<Verb>(['delete', 'flush'
 export function encodeOperations(ops: readonly Operation[], resolveSet: SetResolver = () => undefined): Buffer {
   // Rule lookups name sets by batch id, whichever operation creates them; element operations see only the
   // sets created before them (then those shadow listed sets of the same name).
-  const ids = new Map<string, number>();
-  for (const op of ops) if (op.object.kind === 'set' && (op.verb === 'add' || op.verb === 'create')) ids.set(setPath(op.object.family, op.object.table, op.object.name), ids.size + 1);
-  const batchSets = new Map<string, { set: NftSet; id: number }>();
+  const ids = new SetRegistry<number>();
+  let created = 0;
+  for (const { verb, object: o } of ops) if (o.kind === 'set' && (verb === 'add' || verb === 'create')) ids.set(o.family, o.table, o.name, ++created);
+  const batchSets = new SetRegistry<{ set: NftSet; id: number }>();
+  let seen = 0;
   const find: FindSet = (family, table, name) => {
-    const inBatch = batchSets.size > 0 ? batchSets.get(setPath(family, table, name)) : undefined;
+    const inBatch = batchSets.get(family, table, name);
     const set = inBatch?.set ?? resolveSet(family, table, name);
     return set && { set, id: inBatch?.id ?? 0 };
   };
-  const batchId = (family: number, table: string, name: string): number => (ids.size > 0 ? ids.get(setPath(FAMILIES.name(family), table, name)) ?? 0 : 0);
+  const batchId = (family: number, table: string, name: string): number => ids.get(FAMILIES.name(family), table, name) ?? 0;
   // Each record is written as soon as it is built, so the records of a large batch never all live at once.
   const out = new RecordWriter(ops.length, sizeGuess(ops));
   const memo: ElementMemo = { userdata: new Map(), data: new Map() };
   ops.forEach((op, opIndex) => {
     const o = op.object;
-    if (o.kind === 'set' && (op.verb === 'add' || op.verb === 'create')) {
-      batchSets.set(setPath(o.family, o.table, o.name), { set: o, id: batchSets.size + 1 });
-    }
+    if (o.kind === 'set' && (op.verb === 'add' || op.verb === 'create')) batchSets.set(o.family, o.table, o.name, { set: o, id: ++seen });
     out.write(toRecord(op, opIndex, find, memo), batchId);
   });
   return out.finish();
@@ -283,22 +279,22 @@ export function decodeRecords(buf: Buffer): NftObject[] {
  * the stream does not define are resolved through `resolveSet`.
  */
 export function decodeOperations(buf: Buffer, resolveSet: SetResolver = () => undefined): Operation[] {
-  const sets = new Map<string, NftSet>();
-  const anonymous = new Set<string>();
+  const sets = new SetRegistry();
+  const anonymous = new SetRegistry<true>();
   const out: Operation[] = [];
   for (const rec of readRecords(buf)) {
     const verb = verbName(rec.verb);
     const family = FAMILIES.name(rec.family);
     if (rec.kind === 'set' && (rec.flags ?? 0) & NFT_SET_ANONYMOUS) {
-      anonymous.add(setPath(family, rec.table ?? '', rec.name ?? ''));
+      anonymous.set(family, rec.table ?? '', rec.name ?? '', true);
       continue;
     }
-    if (rec.kind === 'elements' && anonymous.has(setPath(family, rec.table ?? '', rec.set ?? ''))) continue;
+    if (rec.kind === 'elements' && anonymous.get(family, rec.table ?? '', rec.set ?? '')) continue;
     if (rec.kind === 'elements' && rec.verb === VERB_CODES.dump && rec.elements.length === 0) continue; // an empty set
-    const findSet = (table: string, name: string) => sets.get(setPath(family, table, name)) ?? resolveSet(family, table, name);
+    const findSet = (table: string, name: string) => sets.get(family, table, name) ?? resolveSet(family, table, name);
     const object = toObject(rec, family, findSet);
     // Identity-only set records (delete, flush) define nothing to decode elements with.
-    if (object.kind === 'set' && object.key.length > 0) sets.set(setPath(family, object.table, object.name), object);
+    if (object.kind === 'set' && object.key.length > 0) sets.set(family, object.table, object.name, object);
     out.push({ verb, object });
   }
   return out;

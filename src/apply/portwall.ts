@@ -169,6 +169,9 @@ const MAX_PENDING = 4096;
 const FEW_CHANGES = 64;
 // A refused batch (another writer committed since) is recomputed against a fresh listing this many times.
 const MAX_CONFLICTS = 5;
+
+/** Operations beyond which an apply's plan is summarized at once rather than on first read (see #change). */
+const LAZY_PLAN_MAX = 64;
 const GC_DEFAULT = { delayMs: 1000, max: 64 };
 
 /** How a change is computed: from the handle's memory, or by a full rebuild. */
@@ -664,15 +667,20 @@ export class Portwall {
       this.#scheduleGc();
       const removed = d.removed.reduce((n, r) => n + r.elements.length, 0);
       const published = (ipsets?.published.length ?? 0) + (ipsets?.destroyed.length ?? 0) > 0;
-      const ops = committed?.operations;
+      // A small change's plan is written out when first read (most callers of a one-port change never look at
+      // it); a large one's at once, so that a result kept for later never holds a full sync's operations.
+      let ops = committed?.operations;
       let plan: string | undefined;
+      if (ops && ops.length > LAZY_PLAN_MAX) {
+        plan = summarize(ops);
+        ops = undefined;
+      }
       const result: ApplyResult = {
         changed: committed !== undefined || published,
         operations: committed?.size ?? 0,
         elements: { added: d.elementsAdded, removed },
         genid,
         cleanup: cleaned,
-        // Written out when first read: most callers of a one-port change never look at it.
         get plan() {
           return (plan ??= ops ? summarize(ops) : '');
         },

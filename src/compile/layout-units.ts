@@ -17,7 +17,7 @@ import { familyOf, hostAddress, mergeRanges, prefixRange, rangeValue } from './a
 import { own, type Claim } from './claims.js';
 import type { PortPolicy } from './ir.js';
 import { ElementSink, clip, keyKind, portAddresses, portKey } from './layout-ports.js';
-import { BRIDGE, GUARD_SETS, INET, memberNetSetName, memberSetName, zoneSetName } from './names.js';
+import { BRIDGE, GUARD_SETS, INET, memberNetSetName, memberSetName, zoneSetName, type KeyKind } from './names.js';
 
 const FAMILIES = [4, 6] as const;
 // Set ids, one string each however many claims name them (a host's ports make 100k+ claims), per family.
@@ -33,6 +33,21 @@ const setId = (family: 'inet' | 'bridge', set: string): string => {
 };
 const inet = (set: string): string => setId('inet', set);
 const bridge = (set: string): string => setId('bridge', set);
+
+// The ids of the fixed sets every port names, composed once: a name composed per claim would be a new string
+// to hash at each lookup (docs/dataplane.md, "The JavaScript of a full sync").
+const perFamily = <T>(make: (f: 4 | 6) => T): Record<4 | 6, T> => ({ 4: make(4), 6: make(6) });
+const perKind = <T>(make: (k: KeyKind) => T): Record<KeyKind, T> => ({ dev: make('dev'), tag: make('tag') });
+const IDS = {
+  zoneHost: { routed: perFamily((f) => inet(INET.zoneAddr('routed', f, 'host'))), bridged: perFamily((f) => inet(INET.zoneAddr('bridged', f, 'host'))) },
+  stateless: perFamily((f) => inet(INET.stateless(f))),
+  routeTag: perFamily((f) => inet(INET.routeTag(f))),
+  statelessBr: perFamily((f) => inet(INET.statelessBr(f))),
+  ports: perKind((k) => inet(INET.ports(k))),
+  spoof: perFamily((f) => perKind((k) => inet(INET.spoof(f, k)))),
+  dhcp: perFamily((f) => perKind((k) => inet(INET.dhcp(f, k)))),
+  ra6: perKind((k) => inet(INET.ra6(k))),
+};
 
 /** Whether a canonical prefix is one host (/32, /128). */
 export function isHost(prefix: string): boolean {
@@ -65,16 +80,16 @@ export function portClaims(p: PortPolicy, members: ReadonlyMap<string, ReadonlyS
     for (const prefix of portAddresses(p, f)) {
       if (!isHost(prefix)) continue;
       const addr = hostAddress(prefix);
-      const items: { setId: string; element: Element }[] = [{ setId: inet(INET.zoneAddr(p.mode, f, 'host')), element: { key: [addr], data: p.zone, comment } }];
+      const items: { setId: string; element: Element }[] = [{ setId: IDS.zoneHost[p.mode][f], element: { key: [addr], data: p.zone, comment } }];
       if (p.mode === 'routed') items.push({ setId: inet(zoneSetName(p.networkId, f === 4 ? 'ip4' : 'ip6')), element: { key: [addr], comment } });
-      if (!p.stateful) items.push({ setId: inet(INET.stateless(f)), element: { key: [addr], comment } });
+      if (!p.stateful) items.push({ setId: IDS.stateless[f], element: { key: [addr], comment } });
       // A copy without the room push() left (the store keeps ~15k of these lists at 5000 ports).
       out.push({ slot: `own${f}|${addr}`, rank, items: items.slice() });
       if (p.mode !== 'bridged' || p.bridge === undefined) continue;
       if (p.filtered) {
-        out.push({ slot: `rt${f}|${p.bridge}|${addr}`, rank, items: [{ setId: inet(INET.routeTag(f)), element: { key: [p.bridge, addr], data: p.tag!, comment } }] });
+        out.push({ slot: `rt${f}|${p.bridge}|${addr}`, rank, items: [{ setId: IDS.routeTag[f], element: { key: [p.bridge, addr], data: p.tag!, comment } }] });
       }
-      out.push({ slot: `sb${f}|${p.bridge}|${addr}`, rank, items: p.stateful ? [] : [{ setId: inet(INET.statelessBr(f)), element: { key: [p.bridge, addr], comment } }] });
+      out.push({ slot: `sb${f}|${p.bridge}|${addr}`, rank, items: p.stateful ? [] : [{ setId: IDS.statelessBr[f], element: { key: [p.bridge, addr], comment } }] });
     }
   }
 
@@ -100,18 +115,18 @@ function filteredClaims(p: PortPolicy, add: (setId: string, element: Element) =>
   const k = keyKind(p);
   const key = portKey(p);
 
-  add(inet(INET.ports(k)), { key: [key], comment });
+  add(IDS.ports[k], { key: [key], comment });
   const nets = new ElementSink();
   for (const s of p.spoof) {
     const t = s.family === 4 ? 'ipv4_addr' : 'ipv6_addr';
-    if (isHost(s.prefix)) add(inet(INET.spoof(s.family, k)), { key: [key, s.mac, hostAddress(s.prefix)], comment });
+    if (isHost(s.prefix)) add(IDS.spoof[s.family][k], { key: [key, s.mac, hostAddress(s.prefix)], comment });
     else nets.add(INET.spoofNet(s.family, k), [k === 'dev' ? 'ifname' : 'mark', 'ether_addr', t], [key, s.mac, s.prefix], p.portId);
   }
   for (const server of p.dhcpServers) {
     const v4 = familyOf(server) === 4;
-    add(inet(INET.dhcp(v4 ? 4 : 6, k)), { key: [key, hostAddress(server)], comment });
+    add(IDS.dhcp[v4 ? 4 : 6][k], { key: [key, hostAddress(server)], comment });
   }
-  for (const router of p.routers) if (familyOf(router) === 6) add(inet(INET.ra6(k)), { key: [key, hostAddress(router)], comment });
+  for (const router of p.routers) if (familyOf(router) === 6) add(IDS.ra6[k], { key: [key, hostAddress(router)], comment });
   if (p.mode === 'bridged') {
     add(bridge(BRIDGE.l2Ports), { key: [p.device], comment });
     // Layer-2 guards: the port's device in each guard's set (the rules are constant).

@@ -24,17 +24,27 @@ export function derivedSetName(prefix: string, id: string): string {
   return memo(prefix, id, false);
 }
 
-// Derived names are asked for again and again (every rule of a group, every port of a network): a bounded memo.
-const DERIVED = new Map<string, string>();
+// Derived names are asked for again and again (every rule of a group, every port of a network): a bounded
+// memo, per kind and prefix, then per id — no composed key string to build and hash on every call.
+const DERIVED = { slug: new Map<string, Map<string, string>>(), hash: new Map<string, Map<string, string>>() };
 const DERIVED_MAX = 100_000;
+let derivedCount = 0;
 
 function memo(prefix: string, id: string, slug: boolean): string {
-  const key = `${slug ? 's' : 'h'}${prefix}\0${id}`;
-  let name = DERIVED.get(key);
+  const byPrefix = slug ? DERIVED.slug : DERIVED.hash;
+  let names = byPrefix.get(prefix);
+  if (names === undefined) byPrefix.set(prefix, (names = new Map()));
+  let name = names.get(id);
   if (name === undefined) {
     name = deriveName(prefix, id, slug);
-    if (DERIVED.size >= DERIVED_MAX) DERIVED.clear();
-    DERIVED.set(key, name);
+    if (derivedCount >= DERIVED_MAX) {
+      DERIVED.slug.clear();
+      DERIVED.hash.clear();
+      derivedCount = 0;
+      byPrefix.set(prefix, (names = new Map()));
+    }
+    names.set(id, name);
+    derivedCount++;
   }
   return name;
 }
@@ -152,12 +162,12 @@ export type Shape = 'ports' | 'proto' | 'icmp' | 'any';
 
 /** A remote group's member set of host addresses (hash): `m4_<hash>`. */
 export function memberSetName(groupId: string, family: 4 | 6): string {
-  return derivedSetName(`m${family}`, groupId);
+  return derivedSetName(family === 4 ? 'm4' : 'm6', groupId);
 }
 
 /** A remote group's member set of address-pair prefixes (interval): `n4_<hash>`. */
 export function memberNetSetName(groupId: string, family: 4 | 6): string {
-  return derivedSetName(`n${family}`, groupId);
+  return derivedSetName(family === 4 ? 'n4' : 'n6', groupId);
 }
 
 /**
@@ -206,9 +216,14 @@ export function profileChainName(dir: 'in' | 'out', profile: number): string {
  * The zone sets of a network: devices (routed) or tags (bridged) of its ports, the host addresses it owns
  * (`ip4`, hash) and the address-pair ranges it owns (`net4`, interval).
  */
-export function zoneSetName(networkId: string, what: 'dev' | 'tag' | 'ip4' | 'ip6' | 'net4' | 'net6'): string {
-  return derivedSetName(`z${what}`, networkId);
+export function zoneSetName(networkId: string, what: ZoneSet): string {
+  return derivedSetName(ZONE_PREFIX[what], networkId);
 }
+
+/** The zone sets a network has. */
+export type ZoneSet = 'dev' | 'tag' | 'ip4' | 'ip6' | 'net4' | 'net6';
+// Constant prefixes (asked for per port and address: a composed one would be a new string to hash each time).
+const ZONE_PREFIX: Record<ZoneSet, string> = { dev: 'zdev', tag: 'ztag', ip4: 'zip4', ip6: 'zip6', net4: 'znet4', net6: 'znet6' };
 
 /**
  * The comment of a rule profile's element in `profiles`: its key (the sorted group ids), or a hash of the key

@@ -123,7 +123,8 @@ const isInt = (v: unknown, min: number, max: number): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 
 // Builds canonical objects without undefined-valued keys (copying, because `delete` would turn every
-// canonical object into a slow dictionary-mode object).
+// canonical object into a slow dictionary-mode object). Only for tables: chains, sets and rules are built
+// field by field, as spreading one object into another costs V8 microseconds each (docs/dataplane.md).
 function compact<T extends object>(o: T): T {
   const out = {} as T;
   for (const k in o) if (o[k] !== undefined) out[k] = o[k];
@@ -143,8 +144,9 @@ function chain(fail: Fail, c: Chain, identityOnly: boolean): Chain {
   name(fail, 'table', c.table);
   name(fail, 'name', c.name);
   handle(fail, 'handle', c.handle);
-  const id = { kind: 'chain' as const, family: c.family, table: c.table, name: c.name, handle: c.handle };
-  if (identityOnly) return compact(id);
+  const out: Chain = { kind: 'chain', family: c.family, table: c.table, name: c.name };
+  if (c.handle !== undefined) out.handle = c.handle;
+  if (identityOnly) return out;
   const base = [c.hook, c.priority, c.type].filter((v) => v !== undefined).length;
   if (base !== 0 && base !== 3) {
     const missing = c.hook === undefined ? 'hook' : c.priority === undefined ? 'priority' : 'type';
@@ -175,8 +177,13 @@ function chain(fail: Fail, c: Chain, identityOnly: boolean): Chain {
     }
   }
   comment(fail, c.comment);
-  const { hook, priority, type, policy, device } = c;
-  return compact({ ...id, hook, priority, type, policy, device, comment: c.comment });
+  if (c.hook !== undefined) out.hook = c.hook;
+  if (c.priority !== undefined) out.priority = c.priority;
+  if (c.type !== undefined) out.type = c.type;
+  if (c.policy !== undefined) out.policy = c.policy;
+  if (c.device !== undefined) out.device = c.device;
+  if (c.comment !== undefined) out.comment = c.comment;
+  return out;
 }
 
 function rule(fail: Fail, verb: Verb, r: Rule): Rule {
@@ -188,8 +195,10 @@ function rule(fail: Fail, verb: Verb, r: Rule): Rule {
   if (needsHandle && r.handle === undefined) fail('handle', `${verb} of a rule needs its handle`);
   if (!needsHandle && r.handle !== undefined) fail('handle', 'the kernel assigns handles; use replace to change a rule');
   if (verb !== 'add' && verb !== 'insert' && r.position !== undefined) fail('position', 'only add and insert take one');
-  const id = { kind: 'rule' as const, family: r.family, table: r.table, chain: r.chain, handle: r.handle };
-  if (verb === 'delete' || verb === 'destroy') return compact({ ...id, exprs: [] });
+  if (verb === 'delete' || verb === 'destroy') {
+    const { family, table, chain } = r;
+    return r.handle === undefined ? { kind: 'rule', family, table, chain, exprs: [] } : { kind: 'rule', family, table, chain, handle: r.handle, exprs: [] };
+  }
   comment(fail, r.comment);
   if (!Array.isArray(r.exprs)) fail('exprs', 'must be an array');
   if (r.exprs.length > RULE_MAX_EXPRS) fail('exprs', `${r.exprs.length} expressions, more than ${RULE_MAX_EXPRS}`);
@@ -213,8 +222,9 @@ function set(fail: Fail, s: NftSet, identityOnly: boolean): NftSet {
   name(fail, 'table', s.table);
   name(fail, 'name', s.name);
   handle(fail, 'handle', s.handle);
-  const id = { kind: 'set' as const, family: s.family, table: s.table, name: s.name, handle: s.handle };
-  if (identityOnly) return compact({ ...id, key: [] }); // the kernel needs no key to delete or flush
+  const { family, table } = s;
+  const out: NftSet = s.handle === undefined ? { kind: 'set', family, table, name: s.name, key: [] } : { kind: 'set', family, table, name: s.name, handle: s.handle, key: [] };
+  if (identityOnly) return out; // the kernel needs no key to delete or flush
   if (!Array.isArray(s.key) || s.key.length === 0) fail('key', 'must be a non-empty array of datatypes');
   if (s.key.length > NFT_SET_MAX_FIELDS) fail('key', `${s.key.length} fields, more than ${NFT_SET_MAX_FIELDS}`);
   s.key.forEach((t, i) => {
@@ -254,17 +264,15 @@ function set(fail: Fail, s: NftSet, identityOnly: boolean): NftSet {
   }
   // map and concat follow from data and key; the canonical form leaves them implied (as dumps decode).
   const kept = SET_FLAGS.names.filter((f) => f !== 'map' && f !== 'concat' && flags.includes(f));
-  return compact({
-    ...id,
-    key: [...s.key],
-    data: s.data,
-    typeof: s.typeof,
-    flags: kept.length > 0 ? kept : undefined,
-    counter: s.counter || undefined,
-    comment: s.comment,
-    size: s.size,
-    timeout: s.timeout,
-  });
+  out.key = [...s.key];
+  if (s.data !== undefined) out.data = s.data;
+  if (s.typeof !== undefined) out.typeof = s.typeof;
+  if (kept.length > 0) out.flags = kept;
+  if (s.counter) out.counter = true;
+  if (s.comment !== undefined) out.comment = s.comment;
+  if (s.size !== undefined) out.size = s.size;
+  if (s.timeout !== undefined) out.timeout = s.timeout;
+  return out;
 }
 
 // Canonical elements: a non-empty list whose keys have the set's number of fields (values are checked by encode).

@@ -118,6 +118,34 @@ describe('validation', () => {
     ]);
   });
 
+  test('canonical chains, sets and rules hold exactly their given fields, in one order, none undefined', () => {
+    const keysOf = (o: object) => Object.keys(o).join(',');
+    const tx = new Transaction({ resolveSet: () => undefined })
+      .add(chain({ hook: 'input', priority: 0, type: 'filter', policy: undefined, comment: 'c' }))
+      .add(chain({ handle: 7n, device: undefined }))
+      .add(chain({ family: 'netdev', hook: 'ingress', priority: -5, type: 'filter', policy: 'drop', device: 'lo', handle: 3n }))
+      .add(set({ data: undefined, size: 64, counter: true, timeout: 5000, flags: ['timeout'], comment: 'k', handle: 9n }))
+      .delete(set({ flags: ['interval'], size: 8 }))
+      .delete(rule([], { handle: 4n }))
+      .destroy(rule([], { handle: 5n, comment: 'gone' }));
+    expect(tx.error).toBeUndefined();
+    const objects = tx.operations.map((o) => o.object);
+    expect(objects.map(keysOf)).toEqual([
+      'kind,family,table,name,hook,priority,type,comment',
+      'kind,family,table,name,handle',
+      'kind,family,table,name,handle,hook,priority,type,policy,device',
+      'kind,family,table,name,handle,key,flags,counter,comment,size,timeout',
+      'kind,family,table,name,key',
+      'kind,family,table,chain,handle,exprs',
+      'kind,family,table,chain,handle,exprs',
+    ]);
+    for (const o of objects) expect(Object.values(o)).not.toContain(undefined);
+    expect(objects[3]).toStrictEqual({
+      kind: 'set', family: 'inet', table: 'pw', name: 'x', handle: 9n, key: ['ipv4_addr'], flags: ['timeout'], counter: true, comment: 'k', size: 64, timeout: 5000,
+    });
+    expect(objects[4]).toStrictEqual({ kind: 'set', family: 'inet', table: 'pw', name: 'x', key: [] });
+  });
+
   test('validation does not keep references to the caller\'s objects', () => {
     const data = Uint8Array.of(1, 2, 3, 4);
     const tx = new Transaction().add(rule([{ type: 'cmp', sreg: 1, op: 'eq', data }]));

@@ -308,7 +308,11 @@ export class Portwall {
           });
         },
       }, options);
-      return { ...result, refused };
+      // Added to the result, not spread into a copy: a spread would write out the plan (a getter) on every
+      // batch, and V8 copies such a spread property by property.
+      const out = result as BatchResult;
+      out.refused = refused;
+      return out;
     });
   }
 

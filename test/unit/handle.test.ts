@@ -108,6 +108,9 @@ describe('the incremental API', () => {
     want.security_groups = [...want.security_groups!, fresh];
     want.ports = [port(1, ['sg-web']), port(3, ['sg-fresh'])];
     expect((await pw.plan(want)).operations).toEqual([]);
+    // Its plan is the batch's, written out when first read (a getter until then: an agent never reads it).
+    expect(Object.getOwnPropertyDescriptor(r, 'plan')?.get).toBeTypeOf('function');
+    expect(r.plan).toMatch(/^add chain inet portwall gi_sg_fresh_/m);
     // Nothing valid: nothing sent.
     const none = await pw.batch([{ op: 'removePort', id: 'port-00077' }]);
     expect(none.changed).toBe(false);

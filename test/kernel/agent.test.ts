@@ -191,7 +191,9 @@ describe.skipIf(!isRoot)('the agent', () => {
       const commits = (await nft.genid()) - before;
       console.log(`[agent] 20 concurrent PUTs → ${commits} commits`);
       expect(commits).toBeGreaterThanOrEqual(1);
-      expect(commits).toBeLessThanOrEqual(2);
+      // Usually 1 or 2. A batch waits at most four windows (8 ms) for more requests, and accepting and reading 20
+      // (with debug logging) took longer than that once on a slow machine: 3 (CI, 2026-12-06). Far from 19.
+      expect(commits).toBeLessThanOrEqual(3);
       const elements = run('ip', ['netns', 'exec', h.host.name, 'nft', 'list', 'set', 'inet', 'portwall', 'ports_dev']);
       expect(ports.filter((p) => elements.includes(p.device)).map((p) => p.id)).toEqual(ports.filter((_, i) => i !== 7).map((p) => p.id));
     } finally {

@@ -169,8 +169,7 @@ const MAX_PENDING = 4096;
 const FEW_CHANGES = 64;
 // A refused batch (another writer committed since) is recomputed against a fresh listing this many times.
 const MAX_CONFLICTS = 5;
-
-/** Operations beyond which an apply's plan is summarized at once rather than on first read (see #change). */
+// Operations beyond which an apply's plan is summarized at once rather than on first read (see #change).
 const LAZY_PLAN_MAX = 64;
 const GC_DEFAULT = { delayMs: 1000, max: 64 };
 

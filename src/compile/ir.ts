@@ -116,10 +116,7 @@ export interface PolicyIR {
 
 /** The identity of a combination of groups (order and repetition do not matter). */
 export function profileKey(groupIds: readonly string[]): string {
-  // Usually given sorted and without repeats already (strictly ascending): then no copy, set or sort.
-  let ascending = true;
-  for (let i = 1; i < groupIds.length && ascending; i++) ascending = groupIds[i - 1]! < groupIds[i]!;
-  return JSON.stringify(ascending ? groupIds : [...new Set(groupIds)].sort());
+  return JSON.stringify([...new Set(groupIds)].sort());
 }
 
 /** What a compiled rule matches, without its id: two rules with one key admit the same packets. */

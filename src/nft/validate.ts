@@ -122,22 +122,19 @@ function handle(fail: Fail, field: string, v: unknown): void {
 const isInt = (v: unknown, min: number, max: number): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 
-// Builds canonical objects without undefined-valued keys (copying, because `delete` would turn every
-// canonical object into a slow dictionary-mode object). Only for tables: chains, sets and rules are built
-// field by field, as spreading one object into another costs V8 microseconds each (docs/dataplane.md).
-function compact<T extends object>(o: T): T {
-  const out = {} as T;
-  for (const k in o) if (o[k] !== undefined) out[k] = o[k];
-  return out;
-}
-
+// Canonical objects hold only the fields given, in one order, none undefined: built field by field (`delete`
+// would turn them into slow dictionary-mode objects, and spreading one object into another costs V8
+// microseconds each: docs/dataplane.md, "The JavaScript of a full sync").
 function table(fail: Fail, t: Table, identityOnly: boolean): Table {
   name(fail, 'name', t.name);
   handle(fail, 'handle', t.handle);
-  if (identityOnly) return compact({ kind: 'table', family: t.family, name: t.name, handle: t.handle });
+  const out: Table = { kind: 'table', family: t.family, name: t.name };
+  if (t.handle !== undefined) out.handle = t.handle;
+  if (identityOnly) return out;
   // NFT_TABLE_F_DORMANT | NFT_TABLE_F_OWNER
   if (t.flags !== undefined && !isInt(t.flags, 0, 3)) fail('flags', 'only dormant (1) and owner (2) are known');
-  return compact({ kind: 'table', family: t.family, name: t.name, handle: t.handle, flags: t.flags || undefined });
+  if (t.flags) out.flags = t.flags;
+  return out;
 }
 
 function chain(fail: Fail, c: Chain, identityOnly: boolean): Chain {
@@ -210,7 +207,7 @@ function rule(fail: Fail, verb: Verb, r: Rule): Rule {
     validateExpr(at, r.exprs[i]!, setName);
     exprs[i] = canonicalExpr(r.exprs[i]!);
   }
-  // Rules are the bulk of large batches: built field by field rather than through compact().
+  // Rules are the bulk of large batches: built field by field, as every canonical object is.
   const out: Rule = { kind: 'rule', family: r.family, table: r.table, chain: r.chain, exprs };
   if (r.handle !== undefined) out.handle = r.handle;
   if (r.position !== undefined) out.position = r.position;

@@ -60,7 +60,7 @@ const OPENSTACK_CLI: ReadonlyMap<string, readonly string[]> = new Map([
  */
 export function unknownKeys(doc: unknown, schema: TSchema = StateSchema): Problem[] {
   const out: Problem[] = [];
-  walk(doc, schema, '', out);
+  walk(doc, schema, undefined, out);
   return out;
 }
 
@@ -73,8 +73,27 @@ export function objectUnknownKeys(collection: 'ports' | 'security_groups' | 'flo
   return unknownKeys({ networks: [], [collection]: [body] });
 }
 
+/**
+ * Where a value sits: its parent, and its key there (with its index and element when it is an array's
+ * element). Spelt out as a path only when a key below is reported, so a document without unknown keys costs
+ * no path text (a 5000-port state has ~50 000 objects).
+ */
+interface Where {
+  up: Where | undefined;
+  key: string;
+  /** The index in the array `key`, or -1 for a plain field. */
+  index: number;
+  element: unknown;
+}
+
+function pathOf(w: Where | undefined): string {
+  if (w === undefined) return '';
+  const parent = pathOf(w.up);
+  return w.index < 0 ? join(parent, w.key) : elementPath(parent, w.key, w.index, w.element);
+}
+
 // Checks the keys of an object against `schema` and descends into the fields it knows.
-function walk(value: unknown, schema: TSchema, path: string, out: Problem[]): void {
+function walk(value: unknown, schema: TSchema, where: Where | undefined, out: Problem[]): void {
   const s = shapeFor(value, schema);
   if (s?.type !== 'object') return;
   const properties = (s.properties ?? {}) as Record<string, TSchema>;
@@ -85,13 +104,14 @@ function walk(value: unknown, schema: TSchema, path: string, out: Problem[]): vo
     if (field === undefined) {
       // Neutron sends remote_address_group_id: null on every rule; a non-null one is refused by validation.
       const nullAddressGroup = key === 'remote_address_group_id' && child === null;
-      if (!nullAddressGroup && !quietlyAccepted(s, key)) out.push({ path: join(path, key), message: `unknown key, ignored${hint(key, Object.keys(properties))}` });
+      if (!nullAddressGroup && !quietlyAccepted(s, key)) out.push({ path: join(pathOf(where), key), message: `unknown key, ignored${hint(key, Object.keys(properties))}` });
       continue;
     }
     const f = shapeFor(child, field);
     if (f?.type === 'array' && Array.isArray(child)) {
-      child.forEach((element, i) => walk(element, f.items as TSchema, elementPath(path, key, i, element), out));
-    } else walk(child, field, join(path, key), out);
+      const items = f.items as TSchema;
+      for (let i = 0; i < child.length; i++) walk(child[i], items, { up: where, key, index: i, element: child[i] }, out);
+    } else if (f !== undefined) walk(child, field, { up: where, key, index: -1, element: undefined }, out);
   }
 }
 

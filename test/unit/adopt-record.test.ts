@@ -25,6 +25,18 @@ function parts(os: NftObject[]): { els: NftObject & { kind: 'elements' }; rule: 
   return { els, rule };
 }
 
+/** The first field of a rule's expression whose value passes `test`: the expression and the field's name. */
+function exprField(os: NftObject[], test: (v: unknown) => boolean): [Record<string, unknown>, string] {
+  for (const o of os) {
+    if (o.kind !== 'rule') continue;
+    for (const e of o.exprs as unknown as Record<string, unknown>[]) {
+      const k = Object.keys(e).find((f) => test(e[f]));
+      if (k !== undefined) return [e, k];
+    }
+  }
+  throw new Error('no such field in any rule');
+}
+
 describe('digestOf', () => {
   test('the same for the same objects in any order, elements included', () => {
     const a = objects();
@@ -44,6 +56,8 @@ describe('digestOf', () => {
       ['an element added twice', (os) => { const e = parts(os).els; e.elements.push(e.elements[0] as Element); }],
       ['a rule comment', (os) => { parts(os).rule.comment = 'other'; }],
       ['a rule expression', (os) => { parts(os).rule.exprs.pop(); }],
+      ['a number in a rule spelt as a string', (os) => { const [x, k] = exprField(os, (v) => typeof v === 'number'); x[k] = String(x[k]); }],
+      ['a byte of a rule\'s data', (os) => { const [x, k] = exprField(os, (v) => v instanceof Uint8Array && v.length > 0); x[k] = (x[k] as Uint8Array).map((b, i) => (i === 0 ? b ^ 1 : b)); }],
       ['a set flag', (os) => { const s = os.find((o) => o.kind === 'set')!; if (s.kind === 'set') s.flags = [...(s.flags ?? []), 'timeout']; }],
       ['an object gone', (os) => { os.splice(os.findIndex((o) => o.kind === 'chain'), 1); }],
     ];

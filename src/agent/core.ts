@@ -187,7 +187,8 @@ export class AgentCore implements AgentBackend {
     this.metrics.countElements(r.elements);
     this.metrics.countConntrackRemoved(r.cleanup.deleted);
     if (r.genid !== undefined) this.metrics.setGeneration(r.genid);
-    if (r.changed || kind === 'state') {
+    // The line is built only when it will be written (the default level is info; the benchmark's agents run at warn).
+    if ((r.changed || kind === 'state') && this.logger.isLevelEnabled('info')) {
       const line = { event: kind === 'repair' ? 'repair' : 'commit', kind, ops, genid: r.genid, adopted: r.adopted, elements: r.elements, conntrackDeleted: r.cleanup.deleted, timings: rounded(r.timings) };
       this.logger.info(line, kind === 'repair' ? 'repaired drift' : 'committed');
     }
@@ -235,5 +236,7 @@ async function outcomeOf(fn: () => Promise<ApplyResult>): Promise<OpOutcome> {
 
 /** Milliseconds to the microsecond, for answers and log lines. */
 function rounded(t: Record<string, number>): Record<string, number> {
-  return Object.fromEntries(Object.entries(t).map(([k, v]) => [k, Math.round(v * 1000) / 1000]));
+  const out: Record<string, number> = {};
+  for (const k in t) out[k] = Math.round(t[k]! * 1000) / 1000;
+  return out;
 }

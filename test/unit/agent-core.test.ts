@@ -80,5 +80,25 @@ describe('the agent core', () => {
     expect(paths[1]!.message).toContain('already has floating IP "fip-1"');
     expect((core.document()!.floatingips as { id: string }[]).map((f) => f.id)).toEqual(['fip-1']);
   });
-});
 
+  test('a commit writes one log line at level info, with its timings to the microsecond; none at warn', async () => {
+    const lines = (level: string) => {
+      const out: Record<string, unknown>[] = [];
+      const logger = pino({ level }, { write: (l: string) => void out.push(JSON.parse(l) as Record<string, unknown>) });
+      const core = new AgentCore(Portwall.open({ binding: new FakeNft(), conntrack: null, profileGc: false }), new AgentMetrics({ processMetrics: false }), logger);
+      return { out, core };
+    };
+    const info = lines('info');
+    await info.core.applyState(state('routed', [webGroup()], [port(1, ['sg-web'])]), 'test');
+    await info.core.commit([{ kind: 'port', id: 'port-00002', body: port(2, ['sg-web']) }]);
+    const commits = info.out.filter((l) => l.event === 'commit');
+    expect(commits.map((l) => [l.kind, l.msg, l.ops])).toEqual([['state', 'committed', 1], ['port', 'committed', 1]]);
+    const timings = commits[1]!.timings as Record<string, number>;
+    expect(Object.keys(timings)).toContain('commit');
+    for (const v of Object.values(timings)) expect(Math.round(v * 1000) / 1000).toBe(v);
+    const warn = lines('warn');
+    await warn.core.applyState(state('routed', [webGroup()], [port(1, ['sg-web'])]), 'test');
+    await warn.core.commit([{ kind: 'port', id: 'port-00002', body: port(2, ['sg-web']) }]);
+    expect(warn.out).toEqual([]);
+  });
+});

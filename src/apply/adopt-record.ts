@@ -259,4 +259,3 @@ function feedValue(h: Hasher, v: unknown): void {
   }
   h.tag(CLOSE);
 }
-

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { formatAddress, parseGeneral, parsePrefix } from '../../src/address.js';
+import { prefixRange } from '../../src/compile/addr.js';
+import { parseInterval } from '../../src/nft/datatypes.js';
 import { mulberry32 } from '../helpers/prng.js';
 
 describe('parsePrefix', () => {
@@ -64,3 +66,34 @@ describe('parsePrefix fast path', () => {
   });
 });
 
+describe('prefixRange', () => {
+  // Its fast path reads the common spellings from bytes; every valid spelling must give the range the general
+  // parser gives (host bits set, upper-case hex, `::` anywhere, a trailing dotted quad, which only the general
+  // path reads), and an invalid one must still be refused.
+  const random = mulberry32(11);
+  const rnd = (n: number) => Math.floor(random() * n);
+  const v4 = () => `${rnd(256)}.${rnd(256)}.${rnd(256)}.${rnd(256)}${rnd(2) ? '' : `/${rnd(33)}`}`;
+  const v6 = () => {
+    const groups = Array.from({ length: 8 }, () => (rnd(3) ? rnd(0x10000) : 0).toString(16)).map((g) => (rnd(8) ? g : g.toUpperCase()));
+    const at = rnd(8);
+    const cut = rnd(4);
+    const text = cut === 0 ? groups.join(':') : `${groups.slice(0, at).join(':')}::${groups.slice(Math.min(8, at + cut)).join(':')}`;
+    return `${text}${rnd(2) ? '' : `/${rnd(129)}`}`;
+  };
+  const general = (text: string) => {
+    const family = text.includes(':') ? 6 : 4;
+    const iv = parseInterval(family === 4 ? 'ipv4_addr' : 'ipv6_addr', text);
+    return { family, lo: iv.lo, hi: iv.hi };
+  };
+  it('gives the general parser\'s range for 20000 seeded spellings', () => {
+    const fixed = ['::', '::/0', '0.0.0.0/0', '::1', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128', '192.0.2.77/24', '2001:db8::1:2/112',
+      '::ffff:192.0.2.1', '64:ff9b::198.51.100.7/120', '2001:db8:1:2:3:4:192.0.2.1'];
+    for (const text of [...fixed, ...Array.from({ length: 20000 }, () => (rnd(2) ? v4() : v6()))]) {
+      expect([text, prefixRange(text)]).toEqual([text, general(text)]);
+    }
+  });
+
+  it('still refuses what is no address', () => {
+    for (const bad of ['192.0.2.256', '192.0.2.0/33', '2001:db8::/129', '1:::2', '01.2.3.4']) expect(() => prefixRange(bad)).toThrow();
+  });
+});

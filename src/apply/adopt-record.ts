@@ -117,10 +117,7 @@ export function digestOf(objects: readonly NftObject[]): string {
       h.b = b0;
       for (const k of e.key) h.feed(typeof k === 'string' ? k : String(k));
       h.feed(e.data === undefined ? '' : String(e.data));
-      const v = e.verdict;
-      if (v === undefined) h.feed('');
-      else if ('chain' in v) h.feed(v.code).feed(v.chain);
-      else h.feed(v.code).tag(CLOSE);
+      feedValue(h, e.verdict);
       h.feed(e.comment ?? '');
       h.feed(e.timeout === undefined ? '' : String(e.timeout));
       h.add();
@@ -157,10 +154,9 @@ class Hasher {
       b = Math.imul(b ^ c, 0x5bd1e995);
       b ^= b >>> 15;
     }
-    // The separator: a value no code unit has.
-    this.a = Math.imul(a ^ 0x10000, 0x01000193);
-    this.b = Math.imul(b ^ 0x10000, 0x5bd1e995);
-    return this;
+    this.a = a;
+    this.b = b;
+    return this.tag(SEPARATOR);
   }
 
   /** One value outside the code units' range (a marker, below), or a 32-bit integer after {@link INT}. */
@@ -199,7 +195,8 @@ function finishB(b: number): number {
   return b >>> 0;
 }
 
-// Markers of a value's structure, above every code unit and the strings' separator (0x10000).
+// The end of every string fed, and markers of a value's structure: values no code unit has.
+const SEPARATOR = 0x10000;
 const STR = 0x10001;
 const INT = 0x10002;
 const NUM = 0x10003;

@@ -4,7 +4,7 @@
  * what the layout emits is spelt exactly as a kernel dump decodes it.
  */
 import { fastIPv4, fastIPv6, formatIPv6, parseMac } from '../nft/addresses.js';
-import { formatInterval, parseInterval } from '../nft/datatypes.js';
+import { formatInterval, fromBytes, parseInterval } from '../nft/datatypes.js';
 import type { IpFamily, Prefix } from '../model/types.js';
 
 /** An inclusive range of addresses of one family. */
@@ -26,10 +26,8 @@ export function prefixRange(prefix: Prefix): AddrRange {
   // indexes it, and at 5000 ports those ~15 000 distinct values overflowed the general parser's cache, each
   // parse then costing 4-8 µs (docs/dataplane.md, "The JavaScript of a full sync").
   if (family === 4 ? fastIPv4(RANGE, 0, prefix, 16) : fastIPv6(RANGE, 0, prefix, 16)) {
-    if (family === 4) return { family, lo: BigInt(RANGE_VIEW.getUint32(0)), hi: BigInt(RANGE_VIEW.getUint32(16)) };
-    const lo = (RANGE_VIEW.getBigUint64(0) << 64n) | RANGE_VIEW.getBigUint64(8);
-    const hi = (RANGE_VIEW.getBigUint64(16) << 64n) | RANGE_VIEW.getBigUint64(24);
-    return { family, lo, hi };
+    const n = family === 4 ? 4 : 16;
+    return { family, lo: fromBytes(RANGE.subarray(0, n), 'big'), hi: fromBytes(RANGE.subarray(16, 16 + n), 'big') };
   }
   const iv = parseInterval(family === 4 ? 'ipv4_addr' : 'ipv6_addr', prefix);
   return { family, lo: iv.lo, hi: iv.hi };
@@ -37,7 +35,6 @@ export function prefixRange(prefix: Prefix): AddrRange {
 
 // A prefix's first address in bytes 0-15, its last in 16-31 (network order).
 const RANGE = new Uint8Array(32);
-const RANGE_VIEW = new DataView(RANGE.buffer);
 
 /** Whether `prefix` is the whole address space of its family (`0.0.0.0/0`, `::/0`). */
 export function isDefaultRoute(prefix: Prefix): boolean {

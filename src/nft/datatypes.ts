@@ -331,6 +331,11 @@ const SCRATCH = new DataView(SCRATCH_BYTES.buffer);
 /** Bytes in the given byte order as an integer. */
 export function fromBytes(bytes: Uint8Array, order: ByteOrder): bigint {
   const be = order === 'host' ? Uint8Array.from(bytes).reverse() : bytes;
+  // Addresses (4 and 16 bytes) in whole words: a big integer per byte costs microseconds per address.
+  if (be.length === 4 || be.length === 16) {
+    const v = new DataView(be.buffer, be.byteOffset, be.length);
+    return be.length === 4 ? BigInt(v.getUint32(0)) : (v.getBigUint64(0) << 64n) | v.getBigUint64(8);
+  }
   return be.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
 }
 

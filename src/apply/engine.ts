@@ -75,6 +75,9 @@ interface Profile {
 }
 
 /** Operations of one batch that must come after the claims' element changes (deleting sets and chains). */
+/** The diff of no units (read only: its lists are copied, never written to). */
+const NO_CHANGE: Diff = { operations: [], removed: [], elementsAdded: 0 };
+
 const isLate = (op: Operation): boolean => op.verb === 'delete' && (op.object.kind === 'set' || op.object.kind === 'chain');
 
 const FULL_PREFIX_UNIT = 'prefixes';
@@ -361,8 +364,9 @@ export class Engine implements StateIndex {
     }
     // The chains and sets of the groups and profiles that changed: one diff of the old against the new, its
     // set and chain deletes after the claims' element changes (a verdict-map element leaves before its chain).
+    // Most changes (a port's) leave every unit as it was: no diff to build then.
     const dirty = [...this.#unitsDirty];
-    const unitDiff = diff(dirty.flatMap((u) => this.#units.get(u) ?? []), dirty.flatMap((u) => this.#unitsCommitted.get(u) ?? []));
+    const unitDiff = dirty.length === 0 ? NO_CHANGE : diff(dirty.flatMap((u) => this.#units.get(u) ?? []), dirty.flatMap((u) => this.#unitsCommitted.get(u) ?? []));
     const ops: Operation[] = unitDiff.operations.filter((op) => !isLate(op));
     const adds: Operation[] = [];
     const removed: Diff['removed'] = [];
@@ -370,11 +374,11 @@ export class Engine implements StateIndex {
     for (const [setId, d] of this.#store.takeDelta()) {
       const s = committed.sets.get(setId);
       if (!s) throw new Error(`elements for ${setId}, which the skeleton does not declare`);
-      if (d.removed.length) {
+      if (d.removed) {
         ops.push({ verb: 'delete', object: elementsOf(s, d.removed) });
         removed.push({ set: s, elements: d.removed });
       }
-      if (d.added.length) {
+      if (d.added) {
         adds.push({ verb: 'add', object: elementsOf(s, d.added) });
         elementsAdded += d.added.length;
       }

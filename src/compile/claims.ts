@@ -64,8 +64,9 @@ const itemsOf = (c: Claim): readonly ClaimItem[] => (isOwn(c) ? [c] : c.items);
 
 /** What changed in one set since the last {@link ClaimStore.takeDelta}. */
 export interface SetDelta {
-  added: Element[];
-  removed: Element[];
+  /** Absent when none (a set a change touches mostly gains or loses one or two elements, not both). */
+  added?: Element[];
+  removed?: Element[];
 }
 
 /**
@@ -278,14 +279,16 @@ export class ClaimStore {
   takeDelta(): Map<string, SetDelta> {
     const out = new Map<string, SetDelta>();
     for (const [setId, keys] of this.#before) {
-      const d: SetDelta = { added: [], removed: [] };
+      // Lists made on their first element, to size.
+      let added: Element[] | undefined;
+      let removed: Element[] | undefined;
       for (const [key, was] of keys) {
         const is = this.#current(setId, key);
         if (was && is && sameElement(was, is)) continue;
-        if (was) d.removed.push(was);
-        if (is) d.added.push(is);
+        if (was) removed === undefined ? (removed = [was]) : removed.push(was);
+        if (is) added === undefined ? (added = [is]) : added.push(is);
       }
-      if (d.added.length || d.removed.length) out.set(setId, d);
+      if (added || removed) out.set(setId, { added, removed });
     }
     this.#before = new Map();
     this.#tracking = true;

@@ -100,6 +100,14 @@ export function setKeyType(types: DataTypeName[]): { keyType: number; keyLen: nu
   return { keyType, keyLen, fieldLens };
 }
 
+/** The key length {@link setKeyType} gives valid `types`, without building the rest (once per element list). */
+export function keyLenOf(types: readonly DataTypeName[]): number {
+  if (types.length === 1) return DATATYPES[types[0]!].size;
+  let n = 0;
+  for (const t of types) n += padded(DATATYPES[t].size);
+  return n;
+}
+
 /** The inverse of {@link setKeyType} for dumps: the field types of a key type, checked against its length. */
 export function keyTypeNames(keyType: number, keyLen: number): DataTypeName[] {
   const names: DataTypeName[] = [];

@@ -25,6 +25,7 @@ import {
   encodeKey,
   encodeKeyInto,
   encodeValue,
+  keyLenOf,
   keyTypeNames,
   mapDataType,
   setKeyType,
@@ -201,7 +202,7 @@ function elementWriter(set: NftSet, elements: readonly Element[], identityOnly: 
       for (const el of elements) n += rbtreeRecords(set, el, identityOnly, memo, (r) => writeElement(w, r));
       return n;
     }
-    const keyLen = setKeyType(set.key).keyLen;
+    const keyLen = keyLenOf(set.key);
     const F = ELEMENT_FIELD;
     for (const el of elements) {
       const data = identityOnly || el.verdict ? undefined : dataBytes(set, el, memo);

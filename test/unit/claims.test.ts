@@ -33,8 +33,10 @@ describe('claim store', () => {
     s.set('p1', [el('a', '1', 'new')]);
     const d2 = s.takeDelta();
     expect(keys(d2.get('a'))).toEqual({ added: ['1'], removed: ['1', '2'] });
-    expect(d2.get('a')!.added[0]!.comment).toBe('new');
+    expect(d2.get('a')!.added![0]!.comment).toBe('new');
     expect(keys(d2.get('b'))).toEqual({ added: [], removed: ['4', '5'] });
+    // A side with no elements is absent, not an empty list.
+    expect(d2.get('b')!.added).toBeUndefined();
     s.set('p1', []);
     expect(s.claims('p1')).toEqual([]);
     expect(s.setIds()).toEqual([]);

@@ -74,10 +74,10 @@ interface Profile {
   users: Set<string>;
 }
 
-/** Operations of one batch that must come after the claims' element changes (deleting sets and chains). */
 /** The diff of no units (read only: its lists are copied, never written to). */
 const NO_CHANGE: Diff = { operations: [], removed: [], elementsAdded: 0 };
 
+/** Operations of one batch that must come after the claims' element changes (deleting sets and chains). */
 const isLate = (op: Operation): boolean => op.verb === 'delete' && (op.object.kind === 'set' || op.object.kind === 'chain');
 
 const FULL_PREFIX_UNIT = 'prefixes';

@@ -96,8 +96,7 @@ export function setKeyType(types: DataTypeName[]): { keyType: number; keyLen: nu
   const fieldLens = types.map((t) => DATATYPES[t].size);
   // The shift stays below 2^32 for five fields; `>>> 0` keeps the result unsigned.
   const keyType = types.reduce((acc, t) => ((acc << TYPE_BITS) | DATATYPES[t].id) >>> 0, 0);
-  const keyLen = types.length === 1 ? fieldLens[0]! : fieldLens.reduce((a, l) => a + padded(l), 0);
-  return { keyType, keyLen, fieldLens };
+  return { keyType, keyLen: keyLenOf(types), fieldLens };
 }
 
 /** The key length {@link setKeyType} gives valid `types`, without building the rest (once per element list). */

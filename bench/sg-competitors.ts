@@ -83,8 +83,9 @@ export function renderFor(state: StateInput): IptablesRender {
 
 /** Full sync at one size (and, with `withChange`, the iptables one-port change at that size). */
 /**
- * Untimed full syncs of portwall before the timed rounds: at 1000 ports a fresh process's first four take
- * 1.5–3× what the later ones do (V8 still compiling and optimising), the fifth on are within the noise.
+ * Untimed full syncs of portwall before the timed rounds: at 1000 ports a fresh process's first two took
+ * 1.5–3× what later ones do and the next two ~1.3× (V8 still compiling and optimising); from the fifth on
+ * they were within the noise (a probe of 16 rounds, 2026-12-06).
  */
 const SYNC_WARM_UP_ROUNDS = 4;
 

@@ -81,7 +81,6 @@ export function renderFor(state: StateInput): IptablesRender {
   return renderIptables(compilePolicy(validateState(state, DEFAULT_CONFIG), DEFAULT_CONFIG));
 }
 
-/** Full sync at one size (and, with `withChange`, the iptables one-port change at that size). */
 /**
  * Untimed full syncs of portwall before the timed rounds: at 1000 ports a fresh process's first two took
  * 1.5–3× what later ones do and the next two ~1.3× (V8 still compiling and optimising); from the fifth on
@@ -89,6 +88,7 @@ export function renderFor(state: StateInput): IptablesRender {
  */
 const SYNC_WARM_UP_ROUNDS = 4;
 
+/** Full sync at one size (and, with `withChange`, the iptables one-port change at that size). */
 export async function fullSyncCases(cleanup: Cleanup, w: Workload, opts: SyncOptions, withChange: boolean): Promise<Row[]> {
   const size = w.opts.ports;
   const ns = cleanup.netns(`sg-sync${size}`);
@@ -120,32 +120,36 @@ export async function fullSyncCases(cleanup: Cleanup, w: Workload, opts: SyncOpt
       ...BACKENDS.map((b) => ({ tool: restoreTool(b), run: () => loaded.restore(b, rendered) })),
     ];
     const rows = tools.map((t) => newRow('full-sync', 'full-sync', size, t.tool, 'ms', info));
+    // One round of one tool into the emptied namespace: its time, or its error marked on its row.
+    const round = async (k: number, label: string): Promise<number | undefined> => {
+      const row = rows[k]!;
+      if (row.status !== 'ok') return undefined;
+      loaded.reset();
+      await sleep(opts.settleMs);
+      opts.progress.update(`full sync @${size}`, `${label}: ${tools[k]!.tool}`);
+      try {
+        return await timed(tools[k]!.run);
+      } catch (e) {
+        row.status = errorText(e);
+        return undefined;
+      } finally {
+        for (const pw of handles.splice(0)) await pw.close();
+      }
+    };
     // Untimed rounds of portwall first (the agent's row has one): with `--only sync` the process has run no
     // other section, and its first full syncs would time V8 compiling and optimising the handle's code; they
     // are reported in the row's info (warmUpMs, the first is the cold one). docs/benchmark.md, "Warm-up".
     const warmUpMs: number[] = [];
     for (let k = 0; k < SYNC_WARM_UP_ROUNDS; k++) {
-      loaded.reset();
-      await sleep(opts.settleMs);
-      opts.progress.update(`full sync @${size}`, `untimed warm-up round ${k + 1}/${SYNC_WARM_UP_ROUNDS}: portwall apply`);
-      warmUpMs.push(Math.round(await timed(tools[0]!.run)));
-      for (const pw of handles.splice(0)) await pw.close();
+      const ms = await round(0, `untimed warm-up round ${k + 1}/${SYNC_WARM_UP_ROUNDS}`);
+      if (ms !== undefined) warmUpMs.push(Math.round(ms));
     }
     rows[0]!.info = { ...rows[0]!.info, warmUpMs };
     await repeat(opts.reps, opts.budgetMs, async (r) => {
       // Side by side in every round, each into an emptied namespace.
-      for (const [k, t] of tools.entries()) {
-        const row = rows[k]!;
-        if (row.status !== 'ok') continue;
-        loaded.reset();
-        await sleep(opts.settleMs);
-        opts.progress.update(`full sync @${size}`, `round ${r + 1}/${opts.reps}: ${t.tool}`);
-        try {
-          row.samples.push(await timed(t.run));
-        } catch (e) {
-          row.status = errorText(e);
-        }
-        for (const pw of handles.splice(0)) await pw.close();
+      for (let k = 0; k < tools.length; k++) {
+        const ms = await round(k, `round ${r + 1}/${opts.reps}`);
+        if (ms !== undefined) rows[k]!.samples.push(ms);
       }
     });
     for (const b of BACKENDS) missingBackendRow(rows, size, b);

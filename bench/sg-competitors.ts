@@ -17,6 +17,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
 import { Portwall } from '../src/apply/portwall.js';
@@ -28,7 +29,7 @@ import { binding } from '../src/native.js';
 import { Transaction } from '../src/nft/transaction.js';
 import { renderIptables, type IptablesRender } from '../src/render/iptables.js';
 import type { Netns } from '../test/helpers/netns.js';
-import { type Cleanup, type Progress, type Row, errorText, finish, newRow, repeat, sleep, timed } from './sg-harness.js';
+import { type Cleanup, type Progress, type Row, GcPauses, errorText, finish, newRow, repeat, sleep, timed } from './sg-harness.js';
 import type { Workload } from './workload.js';
 
 export interface SyncOptions {
@@ -94,6 +95,8 @@ export async function fullSyncCases(cleanup: Cleanup, w: Workload, opts: SyncOpt
   const ns = cleanup.netns(`sg-sync${size}`);
   const dir = mkdtempSync(path.join(tmpdir(), 'pw-sg-'));
   const loaded = new Loaded(ns);
+  // portwall runs in this process: the collector's pauses inside each of its rounds go into its row's info.
+  const gc = new GcPauses();
   try {
     opts.progress.update(`full sync @${size}: planning, encoding, rendering`);
     // The batch a full sync commits: planned against the still empty namespace.
@@ -120,6 +123,8 @@ export async function fullSyncCases(cleanup: Cleanup, w: Workload, opts: SyncOpt
       ...BACKENDS.map((b) => ({ tool: restoreTool(b), run: () => loaded.restore(b, rendered) })),
     ];
     const rows = tools.map((t) => newRow('full-sync', 'full-sync', size, t.tool, 'ms', info));
+    const gcMs: number[] = [];
+    const gcCount: number[] = [];
     // One round of one tool into the emptied namespace: its time, or its error marked on its row.
     const round = async (k: number, label: string): Promise<number | undefined> => {
       const row = rows[k]!;
@@ -127,8 +132,15 @@ export async function fullSyncCases(cleanup: Cleanup, w: Workload, opts: SyncOpt
       loaded.reset();
       await sleep(opts.settleMs);
       opts.progress.update(`full sync @${size}`, `${label}: ${tools[k]!.tool}`);
+      const t0 = performance.now();
       try {
-        return await timed(tools[k]!.run);
+        const ms = await timed(tools[k]!.run);
+        if (k === 0) {
+          const paused = await gc.between(t0, t0 + ms);
+          gcMs.push(Math.round(paused.ms));
+          gcCount.push(paused.count);
+        }
+        return ms;
       } catch (e) {
         row.status = errorText(e);
         return undefined;
@@ -144,7 +156,7 @@ export async function fullSyncCases(cleanup: Cleanup, w: Workload, opts: SyncOpt
       const ms = await round(0, `untimed warm-up round ${k + 1}/${SYNC_WARM_UP_ROUNDS}`);
       if (ms !== undefined) warmUpMs.push(Math.round(ms));
     }
-    rows[0]!.info = { ...rows[0]!.info, warmUpMs };
+    const warmUpGc = { warmUpGcMs: gcMs.splice(0), warmUpGcCount: gcCount.splice(0) };
     await repeat(opts.reps, opts.budgetMs, async (r) => {
       // Side by side in every round, each into an emptied namespace.
       for (let k = 0; k < tools.length; k++) {
@@ -152,10 +164,12 @@ export async function fullSyncCases(cleanup: Cleanup, w: Workload, opts: SyncOpt
         if (ms !== undefined) rows[k]!.samples.push(ms);
       }
     });
+    rows[0]!.info = { ...rows[0]!.info, warmUpMs, ...warmUpGc, gcMs, gcCount };
     for (const b of BACKENDS) missingBackendRow(rows, size, b);
     if (withChange) rows.push(...await iptablesChange(loaded, w, rendered, opts));
     return rows.map(finish);
   } finally {
+    gc.stop();
     rmSync(dir, { recursive: true, force: true });
     cleanup.drop(ns);
   }

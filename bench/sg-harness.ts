@@ -4,7 +4,7 @@
  * success, on error and on SIGINT/SIGTERM.
  */
 import type { ChildProcess } from 'node:child_process';
-import { performance } from 'node:perf_hooks';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
 
 import { Netns, run } from '../test/helpers/netns.js';
 
@@ -80,6 +80,35 @@ export async function timed(fn: () => Promise<unknown> | unknown): Promise<numbe
   const t0 = performance.now();
   await fn();
   return performance.now() - t0;
+}
+
+/**
+ * This process's garbage-collection pauses (Node's `gc` performance entries), so a row can say how much of a
+ * sample was the collector's: a full sync allocates tens of MB, and how often V8 collects depends on what the
+ * process did before (docs/benchmark.md, "Warm-up").
+ */
+export class GcPauses {
+  readonly #pauses: { start: number; ms: number }[] = [];
+  readonly #observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) this.#pauses.push({ start: e.startTime, ms: e.duration });
+  });
+
+  constructor() {
+    this.#observer.observe({ entryTypes: ['gc'] });
+  }
+
+  /** The pauses that began from `from` to `to` (performance.now() times): their count and total ms. */
+  async between(from: number, to: number): Promise<{ count: number; ms: number }> {
+    // Node queues a pause's entry after the collection; one turn of the event loop delivers it.
+    await new Promise((resolve) => setImmediate(resolve));
+    const inside = this.#pauses.filter((p) => p.start >= from && p.start <= to);
+    this.#pauses.length = 0;
+    return { count: inside.length, ms: inside.reduce((sum, p) => sum + p.ms, 0) };
+  }
+
+  stop(): void {
+    this.#observer.disconnect();
+  }
 }
 
 /**

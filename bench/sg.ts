@@ -24,7 +24,7 @@
  * (sg-charts.ts); prints the files' paths at the end.
  *
  * `portwall bench …` runs it ({@link runBench}, imported by the CLI); so does executing this file directly.
- * Usage: node dist/bench/sg.js [--quick] [--sizes 100,1000,5000] [--reps 50] [--apply-reps 50]
+ * Usage: node dist/bench/sg.js [--quick] [--sizes 100,1000,5000] [--reps 200] [--apply-reps 50]
  *   [--budget-s 120] [--sync-sizes 1000,5000] [--sync-reps 5] [--change-size 1000] [--change-reps 50]
  *   [--members 10000] [--member-refs 1000] [--member-bulk 1000] [--bulk-reps 10] [--wide-ports 10000]
  *   [--wide-rules 50] [--start-reps 5] [--dp-sizes 1,…] [--dp-rounds 5] [--dp-seconds 2] [--dp-mb 4000]
@@ -98,7 +98,7 @@ function settings(argv: string[]) {
   const sizes = list(a.sizes, [100, 1000, 5000], [100]);
   const args = {
     quick, sizes,
-    reps: num(a.reps, 50, 5),
+    reps: num(a.reps, 200, 5),
     applyReps: num(a['apply-reps'], 50, 3),
     budgetS: num(a['budget-s'], 120, 20),
     syncSizes: list(a['sync-sizes'], sizes.some((n) => n >= 1000) ? sizes.filter((n) => n >= 1000) : [Math.max(...sizes)], [Math.max(...sizes)]),

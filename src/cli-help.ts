@@ -273,7 +273,7 @@ Options:
   --out DIR             where the report goes (default bench/reports under the current directory)
   --only S,S,...        run only these sections (default all)
   --skip S,S,...        leave these sections out
-  --reps N              repetitions through the incremental API and the agent (default 50; --quick 5)
+  --reps N              repetitions through the incremental API and the agent (default 200; --quick 5)
   --apply-reps N        repetitions through apply(state ± change) (default 50; --quick 3)
   --budget-s S          the longest one measurement loop may run (default 120; --quick 20)
   --sync-sizes N,...    full-sync sizes (default the sizes from 1000 up, else the largest)

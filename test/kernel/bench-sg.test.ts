@@ -179,6 +179,15 @@ describe.skipIf(!isRoot)('portwall bench --quick', () => {
       expect(row?.status, `${section} ${kase} ${tool}`).toBe('ok');
       expect(row!.samples.length).toBeGreaterThan(0);
     }
+    // The library's full sync says how long the collector paused inside each of its rounds, warm-up included.
+    const sync = report.rows.find((r) => r.section === 'full-sync' && r.tool === 'portwall apply')!;
+    expect(sync.info?.gcMs).toHaveLength(sync.samples.length);
+    expect(sync.info?.gcCount).toHaveLength(sync.samples.length);
+    expect(sync.info?.warmUpGcMs).toHaveLength((sync.info?.warmUpMs as number[]).length);
+    for (const [i, ms] of (sync.info!.gcMs as number[]).entries()) {
+      expect(ms).toBeGreaterThanOrEqual(0);
+      expect(ms).toBeLessThanOrEqual(Math.ceil(sync.samples[i]!));
+    }
     // Adopting a kernel that already holds the state commits nothing (spec S12), library and agent alike.
     for (const r of report.rows.filter((x) => x.section === 'start')) expect(r.info?.commitsWhileAdopting, `${r.case} ${r.tool}`).toBe(0);
     expect(report.rows.filter((r) => r.status.startsWith('error'))).toEqual([]);

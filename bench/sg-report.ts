@@ -374,6 +374,13 @@ export function markdown(report: Report, charts: readonly ChartLink[] = []): str
   ...(r.info?.newProfileSamples ? [`${String(r.info.newProfileSamples)} samples made a new rule profile; the others' p50 ${String(r.info.p50WithoutNewProfile)} ms`] : [])].join(' · ');
   const rowTable = (section: string, withStages = false, atOnce = false) => table(['size', 'case', ...(atOnce ? ['at once'] : []), 'tool', 'n', 'p50', 'p99', 'status', ...(withStages ? ['stages p50 (ms)'] : [])],
     rows.filter((r) => r.section === section).map((r) => [String(r.size), r.case, ...(atOnce ? [String(r.info?.changedAtOnce ?? 1)] : []), r.tool, String(r.samples.length), fmt(r.p50, r.unit), fmt(r.p99, r.unit), r.status, ...(withStages ? [stages(r)] : [])]));
+  // A full sync has a few rounds: each one's time, and for portwall (this process) the collector's pauses in it.
+  const list = (v: unknown) => (Array.isArray(v) ? v.join(', ') : '—');
+  const roundsOf = (r: Row) => [`rounds ${r.samples.map((x) => Math.round(x)).join(', ')} ms`,
+    ...(r.info?.gcMs ? [`GC pauses ${list(r.info.gcMs)} ms (${list(r.info.gcCount)} collections)`,
+      `untimed warm-up rounds ${list(r.info.warmUpMs)} ms, GC pauses ${list(r.info.warmUpGcMs)} ms`] : [])].join(' · ');
+  const syncTable = () => table(['size', 'case', 'tool', 'n', 'p50', 'p99', 'status', 'rounds'],
+    rows.filter((r) => r.section === 'full-sync').map((r) => [String(r.size), r.case, r.tool, String(r.samples.length), fmt(r.p50, r.unit), fmt(r.p99, r.unit), r.status, roundsOf(r)]));
   // Rows whose facts (peak memory, start time, commits while adopting) say as much as the figure.
   const factTable = (section: string) => table(['size', 'case', 'tool', 'n', 'p50', 'p99', 'status', 'facts'],
     rows.filter((r) => r.section === section).map((r) => [String(r.size), r.case, r.tool, String(r.samples.length), fmt(r.p50, r.unit), fmt(r.p99, r.unit), r.status,
@@ -389,7 +396,7 @@ export function markdown(report: Report, charts: readonly ChartLink[] = []): str
     '## One-port changes (after a full sync, one handle)', '', rowTable('one-port', true), '',
     '## Group rule changes', '', rowTable('group-rule', true), '',
     '## Remote-group membership changes', '', rowTable('member', true, true), '',
-    '## Full sync into an empty namespace', '', rowTable('full-sync'), '',
+    '## Full sync into an empty namespace', '', syncTable(), '',
     '## Memory', '', factTable('memory'), '',
     '## Start: adopting a kernel that already holds the state', '', factTable('start'), '',
     ...DATAPATH_CASES.flatMap(({ kase, unit, title }) => [`## Datapath: ${title} through one routed port`, '',

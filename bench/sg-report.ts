@@ -379,12 +379,10 @@ export function markdown(report: Report, charts: readonly ChartLink[] = []): str
   const roundsOf = (r: Row) => [`rounds ${r.samples.map((x) => Math.round(x)).join(', ')} ms`,
     ...(r.info?.gcMs ? [`GC pauses ${list(r.info.gcMs)} ms (${list(r.info.gcCount)} collections)`,
       `untimed warm-up rounds ${list(r.info.warmUpMs)} ms, GC pauses ${list(r.info.warmUpGcMs)} ms`] : [])].join(' · ');
-  const syncTable = () => table(['size', 'case', 'tool', 'n', 'p50', 'p99', 'status', 'rounds'],
-    rows.filter((r) => r.section === 'full-sync').map((r) => [String(r.size), r.case, r.tool, String(r.samples.length), fmt(r.p50, r.unit), fmt(r.p99, r.unit), r.status, roundsOf(r)]));
   // Rows whose facts (peak memory, start time, commits while adopting) say as much as the figure.
-  const factTable = (section: string) => table(['size', 'case', 'tool', 'n', 'p50', 'p99', 'status', 'facts'],
-    rows.filter((r) => r.section === section).map((r) => [String(r.size), r.case, r.tool, String(r.samples.length), fmt(r.p50, r.unit), fmt(r.p99, r.unit), r.status,
-      Object.entries(r.info ?? {}).map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' · ')]));
+  const allFacts = (r: Row) => Object.entries(r.info ?? {}).map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' · ');
+  const factTable = (section: string, title = 'facts', facts = allFacts) => table(['size', 'case', 'tool', 'n', 'p50', 'p99', 'status', title],
+    rows.filter((r) => r.section === section).map((r) => [String(r.size), r.case, r.tool, String(r.samples.length), fmt(r.p50, r.unit), fmt(r.p99, r.unit), r.status, facts(r)]));
   const out = [
     `# Security-group update benchmark — ${report.started}`, '',
     `Run time ${report.durationS.toFixed(0)} s. Arguments: \`${JSON.stringify(report.args)}\`.`, '',
@@ -396,7 +394,7 @@ export function markdown(report: Report, charts: readonly ChartLink[] = []): str
     '## One-port changes (after a full sync, one handle)', '', rowTable('one-port', true), '',
     '## Group rule changes', '', rowTable('group-rule', true), '',
     '## Remote-group membership changes', '', rowTable('member', true, true), '',
-    '## Full sync into an empty namespace', '', syncTable(), '',
+    '## Full sync into an empty namespace', '', factTable('full-sync', 'rounds', roundsOf), '',
     '## Memory', '', factTable('memory'), '',
     '## Start: adopting a kernel that already holds the state', '', factTable('start'), '',
     ...DATAPATH_CASES.flatMap(({ kase, unit, title }) => [`## Datapath: ${title} through one routed port`, '',

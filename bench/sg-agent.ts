@@ -18,7 +18,8 @@ import type { Netns } from '../test/helpers/netns.js';
 import { type Cleanup, type Progress, type Row, WARM_UP_ROUNDS, errorText, finish, newRow, repeat, sleep, timed } from './sg-harness.js';
 import type { Workload } from './workload.js';
 
-export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.js');
+/** The `portwall` command as installed: the bundled CLI package.json's `bin` names (scripts/bundle-cli.mjs). */
+export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli.bundle.js');
 export const AGENT_TOOL = 'portwall agent (socket API)';
 /** The agent as a process (its memory, its start), not a request path. */
 export const AGENT_PROCESS = 'portwall agent';

@@ -12,6 +12,11 @@ if [ ! -f dist/.built ] || [ -n "$(find src bench demo test/helpers tsconfig.jso
   npx --no-install tsc -p tsconfig.json
   touch dist/.built
 fi
+# The `portwall` command: the compiled CLI in one file (scripts/bundle-cli.mjs).
+if [ ! -f dist/src/cli.bundle.js ] || [ dist/.built -nt dist/src/cli.bundle.js ]; then
+  log "bundling the command"
+  node scripts/bundle-cli.mjs
+fi
 
 prebuild="prebuilds/linux-$(node -p process.arch)/portwall.node"
 if [ ! -f "$prebuild" ] || [ -n "$(find native binding.gyp -newer "$prebuild" -print -quit)" ]; then

@@ -46,3 +46,8 @@ if [ ! -f dist/.built ] || [ -n "$(find src bench demo test/helpers tsconfig.jso
   npx --no-install tsc -p tsconfig.json
   touch dist/.built
 fi
+# The `portwall` command: the compiled CLI in one file (scripts/bundle-cli.mjs).
+if [ ! -f dist/src/cli.bundle.js ] || [ dist/.built -nt dist/src/cli.bundle.js ]; then
+  log "bundling the command"
+  node scripts/bundle-cli.mjs
+fi

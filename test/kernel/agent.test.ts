@@ -15,8 +15,8 @@ import type { StateInput } from '../../src/model/schema.js';
 import { call } from '../helpers/agent-api.js';
 import { Bg, ComputeHost, EGRESS_ANY, group, pingCount, probe, sleep, state, type Vm } from '../helpers/hosts.js';
 import { isRoot, run, tryRun } from '../helpers/netns.js';
+import { CLI } from '../helpers/cli.js';
 
-const CLI = path.resolve(import.meta.dirname, '../../dist/src/cli.js');
 const ICMP_IN = { direction: 'ingress', ethertype: 'IPv4', protocol: 'icmp' } as const;
 
 describe.skipIf(!isRoot)('the agent', () => {

@@ -16,8 +16,7 @@ import { idHash } from '../../src/compile/names.js';
 import { Netns, isRoot } from '../helpers/netns.js';
 import { Bg } from '../helpers/probes.js';
 import { port, state, webGroup } from '../helpers/states.js';
-
-const CLI = path.resolve(import.meta.dirname, '../../dist/src/cli.js');
+import { CLI } from '../helpers/cli.js';
 
 async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   return cliWithStdin([], ...argv);

@@ -19,8 +19,8 @@ import type { StateInput } from '../../src/model/schema.js';
 import { binding, type NftBinding } from '../../src/native.js';
 import { Netns, isRoot } from '../helpers/netns.js';
 import { busyGroup, network, port, webGroup } from '../helpers/states.js';
+import { CLI } from '../helpers/cli.js';
 
-const CLI = path.resolve(import.meta.dirname, '../../dist/src/cli.js');
 const ROUNDS = 8;
 const PORTS = 400;
 // A routed and a bridged network: the kernel holds an inet and a bridge table, listed family by family.
@@ -64,7 +64,7 @@ async function reset(ns: Netns, doc: StateInput): Promise<void> {
   }
 }
 
-/** `node dist/src/cli.js …` as a child process, bounded to 60 s (then killed: code -1). */
+/** The `portwall` command as a child process, bounded to 60 s (then killed: code -1). */
 function cliProcess(args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -20,8 +20,7 @@ import { call } from '../helpers/agent-api.js';
 import { formatTrace } from '../../src/trace.js';
 import { isRoot } from '../helpers/netns.js';
 import { ComputeHost, MODES, OUTSIDE, group, openFirewall, pingCount, probe, sleep, state, type Bg, type Mode, type Vm } from '../helpers/hosts.js';
-
-const CLI = path.resolve(import.meta.dirname, '../../dist/src/cli.js');
+import { CLI } from '../helpers/cli.js';
 
 describe.skipIf(!isRoot).each(MODES)('explain --live (%s)', (mode: Mode) => {
   let h: ComputeHost;

@@ -17,8 +17,7 @@ import { packetText } from '../../src/explain.js';
 import type { StateInput } from '../../src/model/schema.js';
 import { isRoot, tryRun } from '../helpers/netns.js';
 import { ComputeHost, MODES, OUTSIDE, group, openFirewall, pingCount, probe, state, type Bg, type Mode, type Vm } from '../helpers/hosts.js';
-
-const CLI = path.resolve(import.meta.dirname, '../../dist/src/cli.js');
+import { CLI } from '../helpers/cli.js';
 
 describe.skipIf(!isRoot).each(MODES)('explain agrees with real packets (%s)', (mode: Mode) => {
   let h: ComputeHost;

@@ -56,7 +56,7 @@ describe.skipIf(!isRoot)('npm package', () => {
 
   test('the tarball: the prebuilt addon, the compiled library, LICENSE and the schema; no test or bench output; every source map resolves', () => {
     expect(files).toContain(`prebuilds/linux-${process.arch}/portwall.node`);
-    for (const f of ['LICENSE', 'README.md', 'package.json', 'dist/src/index.js', 'dist/src/cli.js', 'schema/state.schema.json', 'binding.gyp', 'scripts/build-deps.mjs']) {
+    for (const f of ['LICENSE', 'README.md', 'package.json', 'dist/src/index.js', 'dist/src/cli.js', 'dist/src/cli.bundle.js', 'schema/state.schema.json', 'binding.gyp', 'scripts/build-deps.mjs']) {
       expect(files).toContain(f);
     }
     expect(files.filter((f) => /^(dist\/(test|bench|demo)|test|bench|demo|build)\//.test(f))).toEqual([]);

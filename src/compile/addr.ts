@@ -3,7 +3,7 @@
  * (`192.0.2.0/24`) becomes `[lo, hi]` of its family, and ranges print back through the engine's datatypes, so
  * what the layout emits is spelt exactly as a kernel dump decodes it.
  */
-import { fastIPv4, fastIPv6, formatIPv6, parseMac } from '../nft/addresses.js';
+import { fastIPv4, fastIPv6, formatIPv6Bytes, macBytes } from '../nft/addresses.js';
 import { formatInterval, fromBytes, parseInterval } from '../nft/datatypes.js';
 import type { IpFamily, Prefix } from '../model/types.js';
 
@@ -60,14 +60,21 @@ export function prefixContains(prefix: Prefix, address: string): boolean {
  * appendix A), as a /128 prefix.
  */
 export function linkLocalOf(mac: string): Prefix {
-  const m = parseMac(mac);
+  const m = macBytes(mac);
   if (m === undefined) throw new Error(`not a MAC: ${mac}`);
-  // Flip the universal/local bit and put ff:fe in the middle.
-  const hi24 = (m >> 24n) ^ 0x020000n;
-  const lo24 = m & 0xffffffn;
-  const iid = (hi24 << 40n) | (0xfffen << 24n) | lo24;
-  return `${formatIPv6((0xfe80n << 112n) | iid)}/128`;
+  // fe80::, then the MAC with its universal/local bit flipped and ff:fe in the middle (in bytes, not a big
+  // integer: every port's compile asks for one).
+  const b = LINK_LOCAL;
+  b[8] = m[0]! ^ 0x02;
+  b[9] = m[1]!;
+  b[10] = m[2]!;
+  b[13] = m[3]!;
+  b[14] = m[4]!;
+  b[15] = m[5]!;
+  return `${formatIPv6Bytes(b)}/128`;
 }
+
+const LINK_LOCAL = new Uint8Array([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xfe, 0, 0, 0]);
 
 /** The canonical nft value of an address range: an address, a prefix or `a-b`. */
 export function rangeValue(family: IpFamily, lo: bigint, hi: bigint): string {

@@ -116,8 +116,18 @@ export interface PolicyIR {
 
 /** The identity of a combination of groups (order and repetition do not matter). */
 export function profileKey(groupIds: readonly string[]): string {
-  return JSON.stringify([...new Set(groupIds)].sort());
+  // Asked twice per port when a handle compiles a host, and ports list their groups in few distinct orders:
+  // the list as given is a cheaper key than the sorted set it stands for.
+  const given = JSON.stringify(groupIds);
+  let key = PROFILE_KEYS.get(given);
+  if (key === undefined) {
+    if (PROFILE_KEYS.size >= 10_000) PROFILE_KEYS.clear();
+    PROFILE_KEYS.set(given, (key = JSON.stringify([...new Set(groupIds)].sort())));
+  }
+  return key;
 }
+
+const PROFILE_KEYS = new Map<string, string>();
 
 /** What a compiled rule matches, without its id: two rules with one key admit the same packets. */
 export function ruleMatchKey(r: CompiledRule): string {

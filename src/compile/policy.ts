@@ -137,9 +137,8 @@ export function assignProfiles(ports: readonly PortPolicy[], config: PortwallCon
   for (const p of ports) {
     if (!p.filtered) continue;
     const key = profileKey(profileGroups(p));
-    const ids = JSON.parse(key) as string[];
     let e = byKey.get(key);
-    if (!e) byKey.set(key, (e = { groupIds: ids, ports: [] }));
+    if (!e) byKey.set(key, (e = { groupIds: JSON.parse(key) as string[], ports: [] }));
     e.ports.push(p);
   }
   const numbers = profileSpace(config);

@@ -93,6 +93,14 @@ export function parseMac(text: string): bigint | undefined {
   return MAC.test(text) ? BigInt(`0x${text.replaceAll(':', '')}`) : undefined;
 }
 
+/** The six bytes of a colon-separated MAC (any case), or undefined when it is none. */
+export function macBytes(text: string): number[] | undefined {
+  if (!MAC.test(text)) return undefined;
+  const out: number[] = [];
+  for (let i = 0; i < 17; i += 3) out.push(parseInt(text.slice(i, i + 2), 16));
+  return out;
+}
+
 /** Prints a 48-bit integer as a lowercase colon-separated MAC. */
 export function formatMac(n: bigint): string {
   return n.toString(16).padStart(12, '0').match(/../g)!.join(':');

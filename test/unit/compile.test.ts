@@ -8,6 +8,8 @@ import { allows, evaluate } from '../../src/compile/evaluate.js';
 import { compilePolicy, markBits, tagSpace } from '../../src/compile/policy.js';
 import { validateState } from '../../src/model/validate.js';
 import { DEFAULT_CONFIG } from '../../src/model/types.js';
+import { formatIPv6 } from '../../src/nft/addresses.js';
+import { mulberry32 } from '../helpers/prng.js';
 import { network, port, state, webGroup } from '../helpers/states.js';
 
 const compile = (doc: unknown, config = DEFAULT_CONFIG, tags?: Map<string, number>) =>
@@ -52,6 +54,21 @@ describe('compilePolicy', () => {
   test('link-local: modified EUI-64 of the MAC', () => {
     expect(linkLocalOf('fa:16:3e:f3:1e:c0')).toBe('fe80::f816:3eff:fef3:1ec0/128');
     expect(linkLocalOf('00:11:22:33:44:55')).toBe('fe80::211:22ff:fe33:4455/128');
+    // Zero groups in the interface id: the longest run of zeros (fe80's own) is the one written ::.
+    expect(linkLocalOf('02:00:00:00:00:00')).toBe('fe80::ff:fe00:0/128');
+    expect(linkLocalOf('FE:FF:FF:00:00:01')).toBe('fe80::fcff:ffff:fe00:1/128');
+    expect(() => linkLocalOf('fa:16:3e:f3:1e')).toThrow(/not a MAC/);
+  });
+
+  test('link-local agrees with the big-integer spelling of RFC 4291 appendix A on random MACs', () => {
+    const rnd = mulberry32(4291);
+    for (let i = 0; i < 2000; i++) {
+      const bytes = Array.from({ length: 6 }, () => Math.floor(rnd() * 256));
+      const mac = bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+      const m = BigInt(`0x${mac.replaceAll(':', '')}`);
+      const iid = (((m >> 24n) ^ 0x020000n) << 40n) | (0xfffen << 24n) | (m & 0xffffffn);
+      expect(linkLocalOf(mac), mac).toBe(`${formatIPv6((0xfe80n << 112n) | iid)}/128`);
+    }
   });
 
   test('system ports and port_security_enabled=false are not filtered', () => {

@@ -328,16 +328,15 @@ export function churnTargets(rows: readonly Row[]): Target[] {
   const { rate, seconds, ports } = CHURN_TARGET;
   const latency = `churn through the agent: p99 of every change ≤ 10 ms (${rate}/s for ${seconds} s @${ports})`;
   const core = `churn through the agent: CPU ≤ 50% of a core (${rate}/s for ${seconds} s @${ports})`;
-  if (!cpu) return [{ target: latency, measured: 'not run', status: 'not measured' }, { target: core, measured: 'not run', status: 'not measured' }];
+  // Both targets alike, when the run cannot be judged.
+  const both = (measured: string, status: Target['status']): Target[] => [latency, core].map((target) => ({ target, measured, status }));
+  if (!cpu) return both('not run', 'not measured');
   const ran = { rate: Number(cpu.info?.rate), seconds: Number(cpu.info?.seconds), ports: cpu.size };
-  if (!(ran.rate >= rate && ran.seconds >= seconds && ran.ports >= ports)) {
-    const measured = `only ${ran.rate}/s for ${ran.seconds} s @${ran.ports} run`;
-    return [{ target: latency, measured, status: 'not measured' }, { target: core, measured, status: 'not measured' }];
-  }
+  if (!(ran.rate >= rate && ran.seconds >= seconds && ran.ports >= ports)) return both(`only ${ran.rate}/s for ${ran.seconds} s @${ran.ports} run`, 'not measured');
   const failed = [cpu, ...kinds].find((r) => r.status !== 'ok');
-  if (failed) return [latency, core].map((target) => ({ target, measured: `${failed.case}: ${failed.status}`, status: 'error' }));
+  if (failed) return both(`${failed.case}: ${failed.status}`, 'error');
   const all = kinds.flatMap((r) => r.samples).sort((a, b) => a - b);
-  if (all.length === 0) return [latency, core].map((target) => ({ target, measured: 'no change answered', status: 'error' }));
+  if (all.length === 0) return both('no change answered', 'error');
   const p99 = quantile(all, 0.99);
   const pct = cpu.samples[0]!;
   return [

@@ -51,7 +51,12 @@ function memo(prefix: string, id: string, slug: boolean): string {
 
 /** The hash every name derived from `id` ends with (to find a group's sets in a listing). */
 export function idHash(id: string): string {
-  return memo('', id, false).slice(1);
+  let hash = HASHES.get(id);
+  if (hash === undefined) {
+    if (HASHES.size >= DERIVED_MAX) HASHES.clear();
+    HASHES.set(id, (hash = createHash('sha256').update(id).digest('hex').slice(0, HASH_HEX)));
+  }
+  return hash;
 }
 
 // The hash of an id, whatever the prefix: a group names ~10 sets and chains, each its own memo entry above, and a
@@ -60,11 +65,7 @@ const HASHES = new Map<string, string>();
 
 function deriveName(prefix: string, id: string, withSlug: boolean): string {
   const slug = withSlug ? id.replace(/[^A-Za-z0-9]+/g, '_').replace(/^_+|_+$/g, '').slice(0, SLUG_MAX).replace(/_+$/, '') : '';
-  let hash = HASHES.get(id);
-  if (hash === undefined) {
-    if (HASHES.size >= DERIVED_MAX) HASHES.clear();
-    HASHES.set(id, (hash = createHash('sha256').update(id).digest('hex').slice(0, HASH_HEX)));
-  }
+  const hash = idHash(id);
   const name = slug ? `${prefix}_${slug}_${hash}` : `${prefix}_${hash}`;
   // The prefix is ours and short; this only guards against a future caller passing a long one.
   if (name.length > MAX_NAME) throw new Error(`derived name ${name} is longer than ${MAX_NAME}`);

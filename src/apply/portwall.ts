@@ -368,7 +368,7 @@ export class Portwall {
         return (x) => x.setGroup(id, undefined);
       }
       case 'upsertFloatingIp': {
-        const f = validateFloatingIp(edit.floatingIp, e.model.ports, e.model.floatingIps ?? new Map(), this.config, edit.op);
+        const f = validateFloatingIp(edit.floatingIp, e, this.config, edit.op);
         return (x) => x.setFloatingIp(f.id, f);
       }
       case 'removeFloatingIp': {

@@ -31,11 +31,14 @@ export function checkFloatingIps(ctx: CheckContext, raw: unknown, ports: Readonl
   // The floating IPs seen so far by address and by mapped fixed IP: the only ones a new one can clash with.
   const byAddress = new Map<Prefix, [FloatingIp, string]>();
   const byFixed = new Map<string, [FloatingIp, string]>();
+  // Which port holds an address as a fixed IP: indexed once, on the first floating IP.
+  let owners: Map<Prefix, string> | undefined;
+  const owner = (address: Prefix) => (owners ??= fixedIpOwners(ports)).get(address);
   elements(raw).forEach((element, i) => {
     if (!ctx.sound(`/floatingips/${i}`)) return;
     const f = element as FloatingIpInput;
     const path = elementPath('', 'floatingips', i, f);
-    const fip = checkFloatingIp(f, i, ports, (field, message) => ctx.problems.add(`${path}.${field}`, message));
+    const fip = checkFloatingIp(f, i, ports, owner, (field, message) => ctx.problems.add(`${path}.${field}`, message));
     const fail = (field: string, message: string) => ctx.problems.add(`${path}.${field}`, message);
     if (idPaths.has(f.id)) return fail('id', `duplicate floating IP id ${show(f.id)}, also ${idPaths.get(f.id)}`);
     idPaths.set(f.id, path);
@@ -57,9 +60,12 @@ export function checkFloatingIps(ctx: CheckContext, raw: unknown, ports: Readonl
 
 /**
  * One floating IP on its own (the agent's `PUT /v1/floatingips/{id}` and the state file): its addresses and
- * its association. Reports through `fail(field, message)`; returns undefined when anything is wrong.
+ * its association. `owner` names the port holding an address as a fixed IP, if any. Reports through
+ * `fail(field, message)`; returns undefined when anything is wrong.
  */
-export function checkFloatingIp(f: FloatingIpInput, index: number, ports: ReadonlyMap<string, Port>, fail: (field: string, message: string) => void): FloatingIp | undefined {
+export function checkFloatingIp(
+  f: FloatingIpInput, index: number, ports: ReadonlyMap<string, Port>, owner: (address: Prefix) => string | undefined, fail: (field: string, message: string) => void,
+): FloatingIp | undefined {
   const idText = textProblem(f.id);
   if (idText !== undefined) {
     fail('id', idText);
@@ -75,9 +81,9 @@ export function checkFloatingIp(f: FloatingIpInput, index: number, ports: Readon
     return undefined;
   }
   // The floating address must not be a port's own: it would name two zones in the zone maps.
-  const owner = addressOwner(ports, floating.value.prefix);
-  if (owner !== undefined) {
-    fail('floating_ip_address', `${show(f.floating_ip_address)} is a fixed IP of port ${show(owner)}`);
+  const holder = owner(floating.value.prefix);
+  if (holder !== undefined) {
+    fail('floating_ip_address', `${show(f.floating_ip_address)} is a fixed IP of port ${show(holder)}`);
     return undefined;
   }
   const fip: FloatingIp = { id: f.id, floatingIp: floating.value.prefix, family: floating.value.family, index };
@@ -96,17 +102,12 @@ export function checkFloatingIp(f: FloatingIpInput, index: number, ports: Readon
   return { ...fip, portId, fixedIp: fixed };
 }
 
-// The port holding `address` as a fixed IP. A linear walk, cached per ports map (a state's check asks once per
-// floating IP; the maps are not changed while one is being validated).
-const ownerCache = new WeakMap<ReadonlyMap<string, Port>, Map<Prefix, string>>();
-function addressOwner(ports: ReadonlyMap<string, Port>, address: Prefix): string | undefined {
-  let index = ownerCache.get(ports);
-  if (!index) {
-    index = new Map();
-    for (const p of ports.values()) for (const ip of p.fixedIps) index.set(ip, p.id);
-    ownerCache.set(ports, index);
-  }
-  return index.get(address);
+// Each fixed IP of `ports` with the port holding it (one walk). Not cached across calls: a handle changes its
+// ports map in place, so an index kept for the map itself would go stale.
+function fixedIpOwners(ports: ReadonlyMap<string, Port>): Map<Prefix, string> {
+  const index = new Map<Prefix, string>();
+  for (const p of ports.values()) for (const ip of p.fixedIps) index.set(ip, p.id);
+  return index;
 }
 
 // The port's fixed IP the floating IP maps to: the one named (it must be the port's, of the same family), or

@@ -2,8 +2,9 @@
  * Validation of one port or one security group against a state that is already valid (a library handle's
  * incremental operations): the same checks and messages as a whole state file, plus the ones that span
  * objects — device names unique on the host, MACs and fixed IPs unique on their network, rule ids unique,
- * groups of one kind per port — answered from indexes instead of the whole state, so checking one port costs
- * what that port costs.
+ * groups of one kind per port, floating addresses that are no port's fixed IP — answered from indexes instead
+ * of the whole state, so checking one port costs what that port costs (and a walk of the floating IPs, as the
+ * handle's check that none loses its fixed IP makes anyway).
  */
 import { checkGroups, type GroupIndex } from './checks-groups.js';
 import type { NetworkIndex } from './checks-networks.js';
@@ -13,7 +14,7 @@ import { soundness, type CheckContext } from './context.js';
 import { InvalidStateError, Problems, elementPath, show } from './problems.js';
 import { matchesSchema, schemaProblems, type SchemaProblem } from './schema-errors.js';
 import type { FloatingIpInput, PortInput } from './schema.js';
-import type { FloatingIp, Model, Port, PortwallConfig, SecurityGroup } from './types.js';
+import type { FloatingIp, Model, Port, PortwallConfig, Prefix, SecurityGroup } from './types.js';
 import { parseHostAddress, parseUnicastMac } from './values.js';
 
 /** What a state already holds, as the cross-object checks ask it. */
@@ -61,10 +62,18 @@ export function validatePort(raw: unknown, index: StateIndex, config: PortwallCo
     // A valid port carries its MAC and fixed IPs parsed already (every fixed IP, in order); else parse again.
     const mac = port ? port.mac : parseUnicastMac(p.mac_address).value;
     if (mac !== undefined) clash('mac_address', 'mac', `${p.network_id} ${mac}`, (o) => `MAC ${mac} is also port ${show(o)}'s on network ${show(p.network_id)}`);
+    const fixed = new Map<Prefix, number>();
     (p.fixed_ips ?? []).forEach((f, k) => {
       const prefix = port ? port.fixedIps[k] : parseHostAddress(f.ip_address).value?.prefix;
-      if (prefix) clash(`fixed_ips[${k}].ip_address`, 'ip', `${p.network_id} ${prefix}`, (o) => `${show(f.ip_address)} is also port ${show(o)}'s on network ${show(p.network_id)}`);
+      if (!prefix) return;
+      fixed.set(prefix, k);
+      clash(`fixed_ips[${k}].ip_address`, 'ip', `${p.network_id} ${prefix}`, (o) => `${show(f.ip_address)} is also port ${show(o)}'s on network ${show(p.network_id)}`);
     });
+    // No fixed IP is a floating address, in any network (it would name two zones in the zone maps).
+    for (const fip of model.floatingIps?.values() ?? []) {
+      const k = fixed.get(fip.floatingIp);
+      if (k !== undefined) problems.add(`${at}.fixed_ips[${k}].ip_address`, `${show(p.fixed_ips![k]!.ip_address)} is the address of floating IP ${show(fip.id)}`);
+    }
   }
   if (!problems.empty || !port) throw new InvalidStateError(problems.list.length ? problems.list : [{ path: 'ports[0]', message: 'not a valid port' }], source);
   return port;
@@ -137,19 +146,28 @@ export function groupInUse(groupId: string, index: StateIndex): { path: string; 
 }
 
 /**
- * Validates one floating IP (Neutron's object) against the ports and the other floating IPs of a state:
- * its addresses, its port and fixed IP, a floating address unique on the host, at most one floating IP per
- * fixed IP. Replacing a floating IP of the same id is allowed.
+ * Validates one floating IP (Neutron's object) against the ports and the other floating IPs of the state
+ * `index` holds: its addresses, its port and fixed IP, a floating address unique on the host and no port's
+ * fixed IP, at most one floating IP per fixed IP. Replacing a floating IP of the same id is allowed.
  * @throws {@link InvalidStateError} naming every bad field (paths `floatingips[0] (id).field`).
  */
-export function validateFloatingIp(raw: unknown, ports: ReadonlyMap<string, Port>, others: ReadonlyMap<string, FloatingIp>, config: PortwallConfig, source = 'floatingip'): FloatingIp {
+export function validateFloatingIp(raw: unknown, index: StateIndex, config: PortwallConfig, source = 'floatingip'): FloatingIp {
   const { ctx, problems } = start({ networks: [], floatingips: [raw] }, config);
+  const { model } = index;
+  // A fixed IP is unique within its network: one look per network, nothing O(ports).
+  const owner = (address: Prefix) => {
+    for (const n of model.networks.keys()) {
+      const id = index.portWith('ip', `${n} ${address}`);
+      if (id !== undefined) return id;
+    }
+    return undefined;
+  };
   let fip: FloatingIp | undefined;
   if (ctx.sound('/floatingips/0')) {
     const f = raw as FloatingIpInput;
     const at = elementPath('', 'floatingips', 0, raw);
-    fip = checkFloatingIp(f, 0, ports, (field, message) => problems.add(`${at}.${field}`, message));
-    for (const o of fip ? others.values() : []) {
+    fip = checkFloatingIp(f, 0, model.ports, owner, (field, message) => problems.add(`${at}.${field}`, message));
+    for (const o of fip ? (model.floatingIps ?? new Map<string, FloatingIp>()).values() : []) {
       const clash = o.id === f.id ? undefined : floatingIpClash(fip!, f, o, `floating IP ${show(o.id)}`);
       if (clash) problems.add(`${at}.${clash.field}`, clash.message);
     }

@@ -7,6 +7,7 @@ import { describe, expect, test } from 'vitest';
 
 import { Portwall } from '../../src/apply/portwall.js';
 import { FakeNft } from '../../src/nft/fake.js';
+import { validateState } from '../../src/model/validate.js';
 import { memberNetSetName, zoneSetName } from '../../src/compile/names.js';
 import { busyGroup, port, state, webGroup } from '../helpers/states.js';
 
@@ -36,6 +37,34 @@ describe('the incremental API', () => {
     expect(fake.commits).toBe(commits);
     // The same port replacing itself is no clash.
     await expect(pw.upsertPort(port(1, ['sg-busy']))).resolves.toMatchObject({ changed: true });
+  });
+
+  test('a floating address is no port\'s fixed IP, whichever comes second, as a whole state says', async () => {
+    const { fake, pw } = open();
+    const fip = (id: string, address: string, portId: string | null = null) => ({ id, floating_ip_address: address, port_id: portId });
+    const start = { ...base(), floatingips: [fip('fip-1', '203.0.113.240', 'port-00001')] };
+    await pw.apply(start);
+    const commits = fake.commits;
+    const refusal = (p: Promise<unknown>) => p.then(() => 'accepted', (e: { code: string; problems: { path: string; message: string }[] }) => e);
+    // A new port whose fixed IP is the floating address: refused, on the port's field.
+    const taking = port(3, ['sg-web'], { fixed_ips: [{ ip_address: '203.0.113.240' }] });
+    expect(() => validateState({ ...start, ports: [...start.ports!, taking] })).toThrow(/is a fixed IP of port "port-00003"/);
+    expect(await refusal(pw.upsertPort(taking))).toMatchObject({
+      code: 'ERR_INVALID_STATE', problems: [{ path: 'ports[0] (tap3).fixed_ips[0].ip_address', message: '"203.0.113.240" is the address of floating IP "fip-1"' }],
+    });
+    // A port added after the whole state was checked, then a floating IP on its fixed IP: refused as well
+    // (the whole state's check must not answer from what it saw of the ports then).
+    const later = port(4, ['sg-web'], { fixed_ips: [{ ip_address: '198.51.100.50' }] });
+    await pw.upsertPort(later);
+    expect(() => validateState({ ...start, ports: [...start.ports!, later], floatingips: [...start.floatingips, fip('fip-2', '198.51.100.50')] }))
+      .toThrow(/is a fixed IP of port "port-00004"/);
+    expect(await refusal(pw.upsertFloatingIp(fip('fip-2', '198.51.100.50')))).toMatchObject({
+      code: 'ERR_INVALID_STATE', problems: [{ path: 'floatingips[0] (fip-2).floating_ip_address', message: '"198.51.100.50" is a fixed IP of port "port-00004"' }],
+    });
+    expect(fake.commits).toBe(commits + 1);
+    // Elsewhere both go through: the checks refuse the clash, not the objects.
+    await expect(pw.upsertFloatingIp(fip('fip-2', '203.0.113.241', 'port-00002'))).resolves.toMatchObject({ changed: true });
+    await expect(pw.upsertPort(port(5, ['sg-web'], { fixed_ips: [{ ip_address: '198.51.100.51' }] }))).resolves.toMatchObject({ changed: true });
   });
 
   test('groups: rule ids stay unique, a group in use cannot go, a kind change may not mix a port', async () => {

@@ -95,7 +95,8 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
 
     test('one port added, changed or removed sends hash-set elements only; a group rule removed deletes from an interval set only in place in a small group set, else takes a new version; no listing', async () => {
       const groups = [webGroup(), busyGroup('sg-busy', 20, 'sg-web')];
-      const ports = Array.from({ length: 2000 }, (_, i) => port(i, ['sg-web', 'sg-busy']));
+      // Two rule profiles in use: a port can move from one to the other without making one.
+      const ports = Array.from({ length: 2000 }, (_, i) => port(i, i % 2 ? ['sg-web'] : ['sg-web', 'sg-busy']));
       const base = state(mode, groups, ports);
       // The addon, with every batch and every listing request recorded on the way.
       const real = binding();
@@ -129,15 +130,19 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
       const webLess = { ...web, security_group_rules: [...web.security_group_rules!.slice(1), https] };
       const wide = (n: number) => ({ id: 'sg-wide', stateful: true, security_group_rules: Array.from({ length: n }, (_, i) => (
         { id: `sg-wide-r${i}`, direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', port_range_min: 1000 + i, port_range_max: 1000 + i })) });
-      type Kind = 'hash elements' | 'in place' | 'new version';
+      // A port's change: elements of hash sets and maps only. A rule added to a group: elements of that group's
+      // own sets only.
+      type Kind = 'hash elements' | 'group elements' | 'in place' | 'new version';
       // The web and wide groups' own chains and sets: every name derived from a group's id ends in its hash.
       const ownHash = new RegExp(`_(${idHash('sg-web')}|${idHash('sg-wide')})\\b`);
+      const moreIps = { ...newcomer, fixed_ips: [...newcomer.fixed_ips!, { ip_address: '2001:db8:2::1' }] };
       const steps: [string, () => Promise<ApplyResult>, Kind][] = [
         ['add a port', () => pw.upsertPort(newcomer), 'hash elements'],
-        ['add a fixed IP', () => pw.upsertPort({ ...newcomer, fixed_ips: [...newcomer.fixed_ips!, { ip_address: '2001:db8:2::1' }] }), 'hash elements'],
-        ['change its groups', () => pw.upsertPort({ ...newcomer, security_groups: ['sg-busy', 'sg-web'] }), 'hash elements'],
+        ['add a fixed IP', () => pw.upsertPort(moreIps), 'hash elements'],
+        ['move it to the other profile', () => pw.upsertPort({ ...moreIps, security_groups: ['sg-web'] }), 'hash elements'],
+        ['and back, its groups in another order', () => pw.upsertPort({ ...moreIps, security_groups: ['sg-busy', 'sg-web'] }), 'hash elements'],
         ['remove it', () => pw.removePort(newcomer.id), 'hash elements'],
-        ['add a rule to the group of 2000 ports', () => pw.upsertGroup(webMore), 'hash elements'],
+        ['add a rule to the group of 2000 ports', () => pw.upsertGroup(webMore), 'group elements'],
         ['remove a rule from it', () => pw.upsertGroup(webLess), 'in place'],
         ['add a group of many rules', () => pw.upsertGroup(wide(IN_PLACE_MAX_SET + 2)), 'new version'],
         ['remove a rule from it', () => pw.upsertGroup(wide(IN_PLACE_MAX_SET + 1)), 'new version'],
@@ -155,12 +160,16 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
         const own = (op: (typeof ops)[number]) => ownHash.test(JSON.stringify(op.object, (_k, v: unknown) => (typeof v === 'bigint' ? 0 : v)));
         if (kind === 'new version') expect(ops.every(own), what).toBe(true);
         else expect(ops.every((op) => op.object.kind === 'elements' && op.object.elements.every((e) => !e.verdict)), what).toBe(true);
-        if (kind === 'in place') expect(ops.every(own), what).toBe(true);
+        if (kind === 'in place' || kind === 'group elements') expect(ops.every(own), what).toBe(true);
+        const setOf = (op: (typeof ops)[number]) => op.object.kind === 'elements'
+          ? nft.knownSet('inet', op.object.table, op.object.set) ?? nft.knownSet('bridge', op.object.table, op.object.set)
+          : undefined;
+        // A port's own data: no interval set at all, adds included.
+        if (kind === 'hash elements') for (const op of ops) expect(setOf(op)?.flags ?? [], `${what}: ${op.verb} in ${op.object.kind === 'elements' ? op.object.set : ''}`).not.toContain('interval');
         let intervalDeletes = 0;
         for (const op of ops) {
           if (op.verb !== 'delete' || op.object.kind !== 'elements') continue;
-          const set = nft.knownSet('inet', op.object.table, op.object.set) ?? nft.knownSet('bridge', op.object.table, op.object.set);
-          if (!(set?.flags ?? []).includes('interval')) continue;
+          if (!(setOf(op)?.flags ?? []).includes('interval')) continue;
           intervalDeletes += op.object.elements.length;
           expect(kind, `${what}: delete from ${op.object.set}`).toBe('in place');
           expect(op.object.set, what).toMatch(new RegExp(`_${idHash('sg-web')}$`)); // the web group's own set, of 2 elements

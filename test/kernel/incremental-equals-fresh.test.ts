@@ -2,8 +2,9 @@
  * Scenario S13 (docs/requirements.md), incremental = fresh: thousands of random incremental operations (ports, groups, rules, members,
  * address pairs, port security, floating IPs) through one long-lived handle, then the kernel's tables must equal, element
  * for element, a fresh apply of the final state into an empty namespace — and real probes through three real
- * VMs must give the same verdicts as a fresh apply of that state on the same host. And the adopt record the
- * handle leaves must let a new handle adopt the final state without a listing (same digest).
+ * VMs must give the same verdicts as a fresh apply of that state on the same host, and as `explain` predicts
+ * from the model. An operation the handle refuses must lead to a state a whole validation refuses too. And the
+ * adopt record the handle leaves must let a new handle adopt the final state without a listing (same digest).
  *
  * Seeded: PW_S13_SEED (default: time-based) and PW_S13_OPS (default 1200, CI-sized; the benchmark-sized run is
  * e.g. PW_S13_OPS=5000). The seed is printed, and named in every failure.
@@ -22,6 +23,9 @@ import { mulberry32, testSeed } from '../helpers/prng.js';
 const SEED = testSeed(process.env.PW_S13_SEED, 131616);
 const OPS = Number(process.env.PW_S13_OPS ?? 1200);
 const TCP_PORTS = [22, 80, 443, 8080];
+
+/** `ADDR:PORT` as explain reads it (`[ADDR]:PORT` for IPv6). */
+const hostPort = (addr: string, port: number) => (addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`);
 
 /** The seeded generator the operations are drawn from. */
 function rng(seed: number) {
@@ -56,6 +60,13 @@ class Expected {
   readonly groups = new Map<string, SecurityGroupInput>();
   readonly ports = new Map<string, PortInput>();
   readonly fips = new Map<string, FloatingIpInput>();
+  copy(): Expected {
+    const c = new Expected();
+    for (const [k, v] of this.groups) c.groups.set(k, v);
+    for (const [k, v] of this.ports) c.ports.set(k, v);
+    for (const [k, v] of this.fips) c.fips.set(k, v);
+    return c;
+  }
   doc(): StateInput {
     return { networks: NETWORKS, security_groups: [...this.groups.values()], ports: [...this.ports.values()], floatingips: [...this.fips.values()], nat: NAT };
   }
@@ -231,51 +242,51 @@ describe('S13: incremental = fresh', () => {
     for (let op = 0; op < OPS; op++) {
       const kind = r.next();
       const virtual = [...e.ports.keys()].filter((id) => id.startsWith('vp-'));
+      // Each operation: its call, and what it does to the expected state if the handle takes it.
+      let call: () => Promise<unknown>;
+      let take: (x: Expected) => void;
+      if (kind < 0.35) {
+        // A new port, or a changed one (same id: groups, addresses, pairs, port security may all change).
+        const reuse = virtual.length > 0 && r.chance(0.5);
+        const i = reuse ? Number(r.pick(virtual).slice(3)) : next++;
+        const p = randomPort(r, e, i);
+        [call, take] = [() => pw.upsertPort(p), (x) => x.ports.set(p.id, p)];
+      } else if (kind < 0.5 && virtual.length > 0) {
+        const id = r.pick(virtual);
+        [call, take] = [() => pw.removePort(id), (x) => x.ports.delete(id)];
+      } else if (kind < 0.65) {
+        // A real VM changes groups (members of remote groups change with it).
+        const vm = r.pick(vms);
+        const p = { ...[...e.ports.values()].find((x) => x.device === vm.device)!, security_groups: groupsFor(r, e).filter((g) => g.startsWith('g')) };
+        [call, take] = [() => pw.upsertPort(p), (x) => x.ports.set(p.id, p)];
+      } else if (kind < 0.9) {
+        const stateful = r.chance(0.85);
+        const id = r.pick(stateful ? STATEFUL : STATELESS);
+        const g = randomGroup(r, e, id, stateful);
+        [call, take] = [() => pw.upsertGroup(g), (x) => x.groups.set(id, g)];
+      } else if (kind < 0.93) {
+        const id = r.pick([...e.groups.keys()]);
+        [call, take] = [() => pw.removeGroup(id), (x) => x.groups.delete(id)];
+      } else if (kind < 0.98) {
+        // A floating IP associated, moved, disassociated or removed.
+        const f = randomFip(r, e);
+        if (e.fips.has(f.id) && r.chance(0.3)) [call, take] = [() => pw.removeFloatingIp(f.id), (x) => x.fips.delete(f.id)];
+        else [call, take] = [() => pw.upsertFloatingIp(f), (x) => x.fips.set(f.id, f)];
+      } else {
+        counts.collected += await pw.collectProfiles(r.int(3) + 1);
+        continue;
+      }
       try {
-        if (kind < 0.35) {
-          // A new port, or a changed one (same id: groups, addresses, pairs, port security may all change).
-          const reuse = virtual.length > 0 && r.chance(0.5);
-          const i = reuse ? Number(r.pick(virtual).slice(3)) : next++;
-          const p = randomPort(r, e, i);
-          await pw.upsertPort(p);
-          e.ports.set(p.id, p);
-        } else if (kind < 0.5 && virtual.length > 0) {
-          const id = r.pick(virtual);
-          await pw.removePort(id);
-          e.ports.delete(id);
-        } else if (kind < 0.65) {
-          // A real VM changes groups (members of remote groups change with it).
-          const vm = r.pick(vms);
-          const p = { ...[...e.ports.values()].find((x) => x.device === vm.device)!, security_groups: groupsFor(r, e).filter((g) => g.startsWith('g')) };
-          await pw.upsertPort(p);
-          e.ports.set(p.id, p);
-        } else if (kind < 0.9) {
-          const stateful = r.chance(0.85);
-          const id = r.pick(stateful ? STATEFUL : STATELESS);
-          const g = randomGroup(r, e, id, stateful);
-          await pw.upsertGroup(g);
-          e.groups.set(id, g);
-        } else if (kind < 0.93) {
-          const id = r.pick([...e.groups.keys()]);
-          await pw.removeGroup(id);
-          e.groups.delete(id);
-        } else if (kind < 0.98) {
-          // A floating IP associated, moved, disassociated or removed.
-          const f = randomFip(r, e);
-          if (e.fips.has(f.id) && r.chance(0.3)) {
-            await pw.removeFloatingIp(f.id);
-            e.fips.delete(f.id);
-          } else {
-            await pw.upsertFloatingIp(f);
-            e.fips.set(f.id, f);
-          }
-        } else {
-          counts.collected += await pw.collectProfiles(r.int(3) + 1);
-        }
+        await call();
+        take(e);
         counts.ok++;
       } catch (err) {
-        // Refused input (a clash the generator made, a group in use) changes nothing; anything else is a bug.
+        // Refused input (a clash the generator made, a group in use) changes nothing, and is refused because the
+        // state it leads to is invalid as a whole; anything else is a bug.
         expect((err as { code?: string }).code, `${why}, op ${op}: ${String(err)}`).toBe('ERR_INVALID_STATE');
+        const after = e.copy();
+        take(after);
+        expect(() => validateState(after.doc()), `${why}, op ${op}: refused, but the state it leads to is valid: ${String(err)}`).toThrow();
         counts.refused++;
       }
     }
@@ -310,6 +321,10 @@ describe('S13: incremental = fresh', () => {
       { proto: 'tcp' as const, host: vm.ip6, port, src: OUTSIDE.a6 },
     ]));
     const incremental = await probe(h.outside, probes);
+    // The model's own answer for each probe (explain, from the handle's memory): an independent oracle, so
+    // that probes which all time out (a broken path) cannot pass by agreeing with each other.
+    const portOf = new Map([...e.ports.values()].map((p) => [p.fixed_ips?.[0]?.ip_address, p.id]));
+    const explained = probes.map((x) => pw.explain(portOf.get(vms.find((vm) => vm.ip4 === x.host || vm.ip6 === x.host)!.ip4)!, `tcp ${hostPort(x.src!, 40000)} -> ${hostPort(x.host, x.port)}`).allowed);
     await pw.close();
     // 3. The adopt record the handle left as it closed: a new handle given the final state compiles it to the
     // same digest as all those changes did, and adopts from it without listing or committing anything.
@@ -319,11 +334,16 @@ describe('S13: incremental = fresh', () => {
     } finally {
       await again.close();
     }
-    h.host.exec('nft', ['delete', 'table', 'inet', 'portwall']);
+    // From scratch: every table portwall made goes (filter, NAT, bridge guards), then the final state is applied.
+    for (const line of h.host.exec('nft', ['list', 'tables']).split('\n')) {
+      const [, family, name] = line.trim().split(/\s+/);
+      if (name?.startsWith('portwall')) h.host.exec('nft', ['delete', 'table', family!, name]);
+    }
     await Portwall.open({ netns: h.host.name }).apply(e.doc());
     const fromScratch = await probe(h.outside, probes);
-    console.log(`[S13] probes (incremental): ${incremental.join(' ')}`);
+    console.log(`[S13] probes (incremental): ${incremental.join(' ')}; explained as allowed: ${explained.filter(Boolean).length} of ${probes.length}`);
     expect(incremental, why).toEqual(fromScratch);
     expect(incremental.every((x) => x === 'open' || x === 'timeout'), `${why}: ${incremental.join(' ')}`).toBe(true);
+    expect(incremental.map((x) => x === 'open'), `${why}: the kernel against explain`).toEqual(explained);
   });
 });

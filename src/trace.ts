@@ -90,6 +90,11 @@ export interface TraceOptions {
   signal?: AbortSignal;
   /** Called once the trace is armed: send the packet now. */
   onArmed?: () => void;
+  /**
+   * Called with the ruleset generation each of the trace's own commits made (arming, then removing the trace
+   * tables): a long-lived handle that knows nobody else committed in between keeps trusting its memory.
+   */
+  onCommit?: (genid: number) => void;
   /** The addon (tests inject doubles). */
   binding?: NftTraceBinding;
 }
@@ -153,19 +158,19 @@ export function traceObjects(p: Packet, options: Pick<TraceOptions, 'tables' | '
 }
 
 /** Adds the trace tables in one batch (a leftover of an earlier trace is replaced in the same batch). */
-async function arm(nft: Nft, objects: NftObject[]): Promise<void> {
+async function arm(nft: Nft, objects: NftObject[], onCommit?: (genid: number) => void): Promise<void> {
   const tx = nft.transaction();
   for (const o of objects) if (o.kind === 'table') tx.add(o).delete(o);
   for (const o of objects) tx.add(o);
-  await tx.commit();
+  onCommit?.((await tx.commit()).genid);
 }
 
 /** Removes the trace tables in one batch; a table already gone is fine. */
-async function disarm(nft: Nft, objects: NftObject[]): Promise<void> {
+async function disarm(nft: Nft, objects: NftObject[], onCommit?: (genid: number) => void): Promise<void> {
   const tables = objects.filter((o) => o.kind === 'table');
   const tx = nft.transaction();
   for (const t of tables) tx.add(t).delete(t);
-  await tx.commit();
+  onCommit?.((await tx.commit()).genid);
 }
 
 const key = (family: string, table: string, chain: string) => `${family} ${table} ${chain}`;
@@ -326,7 +331,7 @@ export async function traceLive(packet: Packet, options: TraceOptions = {}): Pro
     throw fromNativeItems(cause, netns);
   }
   try {
-    await arm(nft, objects);
+    await arm(nft, objects, options.onCommit);
     try {
       options.onArmed?.();
       const deadline = t0 + timeoutMs;
@@ -350,7 +355,7 @@ export async function traceLive(packet: Packet, options: TraceOptions = {}): Pro
         });
       }
     } finally {
-      await disarm(nft, objects);
+      await disarm(nft, objects, options.onCommit);
     }
   } finally {
     await sub.close();
@@ -411,7 +416,7 @@ export async function explainLive(
   ir: PolicyIR,
   portId: string,
   packet: string | Packet,
-  options: LiveExplainOptions & Pick<TraceOptions, 'netns' | 'tables'> = {},
+  options: LiveExplainOptions & Pick<TraceOptions, 'netns' | 'tables' | 'onCommit'> = {},
 ): Promise<LiveExplanation> {
   const answer = explain(ir, portId, packet, options.direction);
   const port = ir.ports.find((p) => p.portId === portId)!;

@@ -440,7 +440,12 @@ export class Portwall {
    */
   explainLive(portId: string, packet: string | Packet, options: LiveExplainOptions = {}): Promise<LiveExplanation> {
     const ir = this.#state('explainLive').ir();
-    return explainLive(ir, portId, packet, { ...options, netns: this.netns, tables: this.config.tables });
+    // The trace's two commits touch only its own tables: when each is the one commit after the generation the
+    // handle trusts, the handle trusts the new one (else its next change adopts, as after any other writer).
+    const onCommit = (genid: number) => {
+      if (this.#genid !== undefined && genid === nextGen(this.#genid)) this.#genid = genid;
+    };
+    return explainLive(ir, portId, packet, { ...options, netns: this.netns, tables: this.config.tables, onCommit });
   }
 
   /** The compiled policy the handle programmed (undefined before its first apply). */

@@ -67,6 +67,32 @@ describe('the incremental API', () => {
     await expect(pw.upsertPort(port(5, ['sg-web'], { fixed_ips: [{ ip_address: '198.51.100.51' }] }))).resolves.toMatchObject({ changed: true });
   });
 
+  test('the profile collector waits for a quiet period, then collects at most `max` profiles per batch', async () => {
+    const fake = new FakeNft();
+    const delayMs = 400;
+    const pw = Portwall.open({ binding: fake, conntrack: null, profileGc: { delayMs, max: 1 } });
+    const groups = [webGroup(), webGroup('sg-b'), webGroup('sg-c')];
+    // Three profiles in use (sg-web; sg-web + sg-b; sg-web + sg-c), then two of them unused.
+    await pw.apply(state('routed', groups, [port(1, ['sg-web']), port(2, ['sg-web', 'sg-b']), port(3, ['sg-web', 'sg-c'])]));
+    await pw.removePort('port-00002');
+    await pw.removePort('port-00003');
+    const commits = fake.commits;
+    expect(pw.unusedProfiles).toBe(2);
+    // A change within the quiet period starts the wait again.
+    await new Promise((r) => setTimeout(r, delayMs / 2));
+    await pw.upsertPort(port(4, ['sg-web']));
+    await new Promise((r) => setTimeout(r, delayMs / 2));
+    expect(pw.unusedProfiles).toBe(2);
+    const afterChange = fake.commits;
+    expect(afterChange).toBe(commits + 1);
+    // Then one profile per batch: two batches, bounded in time.
+    const deadline = Date.now() + 5000;
+    while (pw.unusedProfiles > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(pw.unusedProfiles).toBe(0);
+    expect(fake.commits - afterChange).toBe(2);
+    await pw.close();
+  });
+
   test('groups: rule ids stay unique, a group in use cannot go, a kind change may not mix a port', async () => {
     const { fake, pw } = open();
     await pw.apply(base());

@@ -17,7 +17,7 @@ import type { StateInput } from '../../src/model/schema.js';
 import { openNft } from '../../src/nft/client.js';
 import { decodeOperations } from '../../src/nft/wire.js';
 import { Netns, isRoot, startTcpServer, tcpConnect, veth } from '../helpers/netns.js';
-import { busyGroup, port, state, webGroup, type Mode } from '../helpers/states.js';
+import { busyGroup, network, port, state, webGroup, type Mode } from '../helpers/states.js';
 
 const EXAMPLE = JSON.parse(readFileSync(new URL('../../examples/state.json', import.meta.url), 'utf8')) as StateInput;
 
@@ -185,6 +185,56 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
       expect((await Portwall.open({ netns: ns.name, conntrack: null }).plan({ ...base, security_groups: [webLess, groups[1]!, wide(IN_PLACE_MAX_SET + 1)] })).operations).toEqual([]);
       await pw.close();
     });
+  });
+
+  test('a state using every part of the layout lists, reloads with nft -f into an empty namespace, and the reload lists the same', async () => {
+    // Routed and bridged networks, drop logging, an address-pair prefix, a stateless group, a port without port
+    // security, NAT with a floating IP: every table, chain kind and set kind portwall makes.
+    const doc: StateInput = {
+      networks: [{ ...network('routed', 'net-r', 101), log_drops: 10 }, network('bridged', 'net-b', 102, 'br-x')],
+      security_groups: [webGroup(), {
+        id: 'sg-sl', stateful: false, security_group_rules: [
+          { id: 'sl-dns', direction: 'ingress', ethertype: 'IPv4', protocol: 'udp', port_range_min: 53, port_range_max: 53 },
+          { id: 'sl-out', direction: 'egress', ethertype: 'IPv4' },
+        ],
+      }],
+      ports: [
+        port(1, ['sg-web'], {}, 'net-r'),
+        port(2, ['sg-web'], { allowed_address_pairs: [{ ip_address: '198.51.100.0/28' }] }, 'net-r'),
+        port(3, ['sg-sl'], { allowed_address_pairs: [{ ip_address: '203.0.113.64/28' }] }, 'net-b'),
+        port(4, [], { port_security_enabled: false }, 'net-b'),
+      ],
+      nat: { fixed_range: ['192.0.2.0/24'], routing_source_ip: '198.51.100.1', metadata_host: '192.0.2.253', metadata_port: 8775 },
+      floatingips: [{ id: 'fip-1', floating_ip_address: '203.0.113.240', port_id: 'port-00001' }],
+    };
+    const ns = new Netns('richlist');
+    const fresh = new Netns('richload');
+    const dir = mkdtempSync(path.join(tmpdir(), 'pw-reload-'));
+    try {
+      await Portwall.open({ netns: ns.name, conntrack: null }).apply(doc);
+      const listed = ns.exec('nft', ['list', 'ruleset']);
+      for (const t of ['table inet portwall', 'table bridge portwall', 'table ip portwall_nat']) expect(listed).toContain(t);
+      writeFileSync(path.join(dir, 'ruleset.nft'), listed);
+      expect(fresh.tryExec('nft', ['-f', path.join(dir, 'ruleset.nft')])).toMatchObject({ status: 0, out: '' });
+      // The same objects, element for element (a hash set lists its elements in the order of its own hash).
+      const objects = (n: Netns) => {
+        const items = (JSON.parse(n.exec('nft', ['-j', 'list', 'ruleset'])) as { nftables: Record<string, Record<string, unknown>>[] }).nftables;
+        return items.filter((x) => !x.metainfo).map((x) => {
+          const [kind, body] = Object.entries(x)[0]!;
+          const { handle: _h, ...rest } = body;
+          if (Array.isArray(rest.elem)) rest.elem = rest.elem.map((e) => JSON.stringify(e)).sort();
+          return `${kind} ${JSON.stringify(rest)}`;
+        }).sort();
+      };
+      const mine = objects(ns);
+      console.log(`[reload] ${mine.length} objects listed, the same after nft -f`);
+      expect(mine.length).toBeGreaterThan(100);
+      expect(objects(fresh)).toEqual(mine);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      fresh.destroy();
+      ns.destroy();
+    }
   });
 
   test('full sync of 1000 ports x 20 rules, timed', async () => {

@@ -3,7 +3,8 @@
  * address pairs, port security, floating IPs) through one long-lived handle, then the kernel's tables must equal, element
  * for element, a fresh apply of the final state into an empty namespace — and real probes through three real
  * VMs must give the same verdicts as a fresh apply of that state on the same host, and as `explain` predicts
- * from the model. An operation the handle refuses must lead to a state a whole validation refuses too. And the
+ * from the model. An operation the handle refuses must lead to a state a whole validation refuses too, and one
+ * it takes to a state a whole validation accepts. And the
  * adopt record the handle leaves must let a new handle adopt the final state without a listing (same digest).
  *
  * Seeded: PW_S13_SEED (default: time-based) and PW_S13_OPS (default 1200, CI-sized; the benchmark-sized run is
@@ -75,13 +76,15 @@ class Expected {
 /** NAT on: the outside client's two subnets are DMZ, so probes from them reach the VMs' fixed IPs directly. */
 const NAT = { fixed_range: ['192.0.2.0/24'], routing_source_ip: '198.51.100.1', dmz_cidr: ['198.51.100.0/24', '203.0.113.0/24'] };
 
-/** A floating IP (203.0.113.240–245) mapped to a random port's IPv4 fixed IP, or unassociated. */
+/** A floating IP (203.0.113.240–244, or an address of net-b's pool) mapped to a random port's IPv4 fixed IP, or unassociated. */
 function randomFip(r: Rng, e: Expected): FloatingIpInput {
   const k = r.int(6);
   const ports = [...e.ports.values()].filter((p) => p.port_security_enabled !== false || r.chance(0.5));
   const p = ports.length && r.chance(0.85) ? r.pick(ports) : undefined;
   const fixed = p?.fixed_ips?.find((x) => !x.ip_address.includes(':'))?.ip_address;
-  return { id: `f${k}`, floating_ip_address: `203.0.113.${240 + k}`, port_id: p && fixed ? p.id : null, fixed_ip_address: p && fixed ? fixed : null };
+  // f5's address is in net-b's pool: a port may hold it as a fixed IP, which the handle must refuse either way.
+  const address = k < 5 ? `203.0.113.${240 + k}` : POOLS['net-b']!.v4(89);
+  return { id: `f${k}`, floating_ip_address: address, port_id: p && fixed ? p.id : null, fixed_ip_address: p && fixed ? fixed : null };
 }
 
 let ruleSeq = 0;
@@ -276,9 +279,11 @@ describe('S13: incremental = fresh', () => {
         counts.collected += await pw.collectProfiles(r.int(3) + 1);
         continue;
       }
+      let taken = false;
       try {
         await call();
         take(e);
+        taken = true;
         counts.ok++;
       } catch (err) {
         // Refused input (a clash the generator made, a group in use) changes nothing, and is refused because the
@@ -289,6 +294,8 @@ describe('S13: incremental = fresh', () => {
         expect(() => validateState(after.doc()), `${why}, op ${op}: refused, but the state it leads to is valid: ${String(err)}`).toThrow();
         counts.refused++;
       }
+      // Taken: the state it led to is valid as a whole (incremental validation is no looser than a state file's).
+      if (taken) expect(() => validateState(e.doc()), `${why}, op ${op}: taken, but the state is invalid as a whole`).not.toThrow();
     }
     counts.collected += await pw.collectProfiles();
     console.log(`[S13] seed ${SEED}: ${OPS} operations (${counts.ok} applied, ${counts.refused} refused as invalid), ` +

@@ -162,7 +162,9 @@ async function arm(nft: Nft, objects: NftObject[], onCommit?: (genid: number) =>
   const tx = nft.transaction();
   for (const o of objects) if (o.kind === 'table') tx.add(o).delete(o);
   for (const o of objects) tx.add(o);
-  onCommit?.((await tx.commit()).genid);
+  // Committed first, then reported (an optional call's arguments are not evaluated without a callee).
+  const { genid } = await tx.commit();
+  onCommit?.(genid);
 }
 
 /** Removes the trace tables in one batch; a table already gone is fine. */
@@ -170,7 +172,8 @@ async function disarm(nft: Nft, objects: NftObject[], onCommit?: (genid: number)
   const tables = objects.filter((o) => o.kind === 'table');
   const tx = nft.transaction();
   for (const t of tables) tx.add(t).delete(t);
-  onCommit?.((await tx.commit()).genid);
+  const { genid } = await tx.commit();
+  onCommit?.(genid);
 }
 
 const key = (family: string, table: string, chain: string) => `${family} ${table} ${chain}`;

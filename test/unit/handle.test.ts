@@ -129,6 +129,10 @@ describe('the incremental API', () => {
     await pw.upsertPort(port(3, ['sg-web']));
     await pw.removePort('port-00003');
     await pw.upsertGroup(busyGroup('sg-busy', 7));
+    // A whole state on a trusted handle: computed against its memory too, no listing.
+    const whole = { ...base(), security_groups: [webGroup(), busyGroup('sg-busy', 7)], ports: [...base().ports!, port(5, ['sg-busy'])] };
+    await expect(pw.apply(whole)).resolves.toMatchObject({ changed: true, adopted: false });
+    await pw.removePort('port-00005');
     expect(lists()).toBe(before);
     // Someone else commits (through their own handle): ours is refused once, re-lists, and still applies.
     const other = Portwall.open({ binding: fake, conntrack: null, profileGc: false });

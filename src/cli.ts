@@ -10,7 +10,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { Portwall } from './apply/portwall.js';
 import { teardown } from './apply/teardown.js';
 import { COMMAND_HELP, GENERAL_USAGE, HELP, USAGE } from './cli-help.js';
-import { PortwallError } from './errors.js';
+import { PortwallError, isPortwallError } from './errors.js';
 import { compilePolicy } from './compile/policy.js';
 import { readConfigFile } from './model/config.js';
 import { readStateFile, readStateText } from './model/load.js';
@@ -304,7 +304,7 @@ export async function run(argv: string[], io: Io = PROCESS_IO): Promise<number> 
       return 2;
     }
     if (err instanceof InvalidStateError) printWarnings(io, err.warnings);
-    if (err instanceof PortwallError) io.err(`portwall: ${err.code}: ${err.message}\n${privilegeHint(err)}`);
+    if (isPortwallError(err)) io.err(`portwall: ${err.code}: ${err.message}\n${privilegeHint(err)}`);
     else io.err(`portwall: ${err instanceof Error ? err.stack : String(err)}\n`);
     return 1;
   }

@@ -61,3 +61,13 @@ export class PortwallError extends Error {
     this.errnoName = details.errnoName;
   }
 }
+
+/**
+ * Whether `err` is a PortwallError, also one made by another copy of this module (the bundled `portwall`
+ * command loads the demo and the benchmark from their own files, whose errors are not the bundle's class).
+ */
+export function isPortwallError(err: unknown): err is PortwallError {
+  if (err instanceof PortwallError) return true;
+  const e = err as Partial<PortwallError> | null;
+  return err instanceof Error && e!.name === 'PortwallError' && typeof e!.code === 'string' && e!.code in ERROR_CODES;
+}

@@ -117,6 +117,10 @@ export class Engine implements StateIndex {
   readonly #ruleGroup = new Map<string, string>();
   /** Something the skeleton depends on may have changed since the last settle (remote-group use). */
   #shapeDirty = true;
+  /** Group slots per profile id, how many profiles fill each number, and the most (docs/dataplane.md). */
+  readonly #slotsOf = new Map<number, number>();
+  readonly #slotCounts = new Map<string, number>();
+  #slots = 1;
   /** Whether a remote use appeared or went since the member families were last derived ({@link #refreshMembers}). */
   #usesChanged = false;
   #committed: { signature: string; objects: NftObject[]; sets: Map<string, NftSet> } | undefined;
@@ -327,6 +331,7 @@ export class Engine implements StateIndex {
       this.#profiles.delete(key);
       this.#store.set(`profile:${prof.policy.id}`, []);
       this.#setUnit(`profile:${prof.policy.id}`, []);
+      this.#setSlots(prof.policy.id, undefined);
       this.#profileSpace.release(prof.policy.id);
       profiles++;
     }
@@ -653,6 +658,27 @@ export class Engine implements StateIndex {
     const p = profileObjects(this.config, policy, (g) => this.#groups.has(g));
     this.#store.set(`profile:${policy.id}`, p.claims);
     this.#setUnit(`profile:${policy.id}`, p.objects);
+    this.#setSlots(policy.id, p.slots);
+  }
+
+  /**
+   * Counts the group slots each profile fills: the skeleton has a verdict map per slot up to the most any
+   * profile (used or not yet collected) fills, so a change of that number changes the skeleton.
+   */
+  #setSlots(id: number, slots: number | undefined): void {
+    const before = this.#slotsOf.get(id);
+    if (before === slots) return;
+    if (before !== undefined) count(this.#slotCounts, [String(before)], false);
+    if (slots === undefined) this.#slotsOf.delete(id);
+    else {
+      this.#slotsOf.set(id, slots);
+      count(this.#slotCounts, [String(slots)], true);
+    }
+    const most = Math.max(1, ...[...this.#slotCounts.keys()].map(Number));
+    if (most !== this.#slots) {
+      this.#slots = most;
+      this.#shapeDirty = true;
+    }
   }
 
   /**
@@ -747,6 +773,7 @@ export class Engine implements StateIndex {
     return {
       config: this.config, networks: [...this.model.networks.values()], remote: this.#remoteInput(), nat: this.model.nat, floating,
       nets: this.#nets, zoneNets: new Set(this.#zoneNetCounts.keys()), stateless: this.#statelessPorts > 0,
+      profileSlots: this.#slots,
     };
   }
 }

@@ -242,7 +242,7 @@ export class Portwall {
   /**
    * Adds or replaces one port (Neutron's port object, as in the state file's `ports`), validated against the
    * handle's state (its network and groups exist, device, MAC and fixed IPs unique). Only that port's
-   * elements change (and a new rule profile's chains, when its combination of groups is new).
+   * elements change (and a new rule profile's verdict elements, when its combination of groups is new).
    */
   upsertPort(port: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
     return this.#edit({ op: 'upsertPort', port }, options);

@@ -7,10 +7,12 @@
  *   that deletes a few from small sets deletes them in place; any other change builds the next version (new
  *   sets, the chain refilled, the old sets deleted whole), since deletes from a concatenated interval set cost
  *   milliseconds each in the kernel (the engine decides: src/apply/engine.ts, `needsVersion`);
- * - a **rule profile** (the combination of groups a port has) is one chain per direction that jumps to its
- *   groups' chains and returns as soon as one allowed the packet, reached from the port chains through the
- *   `prof_in`/`prof_out` verdict maps. A port joining a profile is one hash element; a rule change touches
- *   only its group, however many ports and profiles use it.
+ * - a **rule profile** (the combination of groups a port has) is, per direction, one element in the verdict
+ *   map of each group slot (`prof_in`, `prof_in_s1`, …): the port chains look the profile up in each slot's map
+ *   in turn and jump to that group's chain, until one allowed the packet. No chain of its own (every commit
+ *   visits every chain of the namespace), except a CloudStack-flavour profile's, for its built-in rules. A port
+ *   joining a profile is one hash element; a rule change touches only its group, however many ports and
+ *   profiles use it.
  */
 import { F, and, eq, inSet, jump, ret, set, type Operand, type Part } from '../nft/match.js';
 import type { DataTypeName, Element, NftObject, Value } from '../nft/types.js';
@@ -151,19 +153,30 @@ export function groupElements(objects: readonly NftObject[]): Map<string, Elemen
 }
 
 /**
- * The chains of one rule profile and its claims (its `profiles` entry, its verdict-map elements). `hasGroup`
- * says which of its groups exist (a chain is jumped to only when it does). A CloudStack-flavour profile's
- * built-in rules (DNS, open egress) are rules of its own chain.
+ * The objects and claims of one rule profile: its `profiles` entry and, per direction, an element in the map of
+ * each group slot — slot k jumps to the chain of its k-th group (sorted). `hasGroup` says which of its groups
+ * exist (a chain is jumped to only when it does). A CloudStack-flavour profile's built-in rules (DNS, open
+ * egress) need a chain: such a profile has one, which slot 0 jumps to (the built-in rules, then the groups).
+ * `slots` is how many slots it fills.
  */
-export function profileObjects(config: PortwallConfig, pr: ProfilePolicy, hasGroup: (id: string) => boolean): { objects: NftObject[]; claims: Claim[] } {
+export function profileObjects(config: PortwallConfig, pr: ProfilePolicy, hasGroup: (id: string) => boolean): { objects: NftObject[]; claims: Claim[]; slots: number } {
   const t = new TableBuilder('inet', config.tables.inet);
   const allowed = allowedMark(config);
   const tagKey = and(F.meta.mark, allowed);
-  const claims: Claim[] = [own(`inet:${INET.profiles}`, { key: [pr.id], comment: profileLabel(pr.key) })];
+  const label = profileLabel(pr.key);
+  const claims: Claim[] = [own(`inet:${INET.profiles}`, { key: [pr.id], comment: label })];
   const groups = [...new Set(pr.groupIds)].filter((g) => g !== CLOUDSTACK_GROUP && hasGroup(g)).sort();
   const builtIn = pr.rules.filter((r) => r.groupId === CLOUDSTACK_GROUP);
+  const slot = (dir: 'in' | 'out', k: number, chain: string) =>
+    claims.push(own(`inet:${INET.profileSlot(dir, k)}`, { key: [pr.id], verdict: { code: 'jump', chain }, comment: label }));
+  let slots = 0;
   for (const dir of DIRS) {
     const mine = builtIn.filter((r) => dirOf(r) === dir);
+    if (builtIn.length === 0) {
+      groups.forEach((g, k) => slot(dir, k, groupChainName(g, dir)));
+      slots = Math.max(slots, groups.length);
+      continue;
+    }
     if (groups.length === 0 && mine.length === 0) continue;
     const chain = t.chain(profileChainName(dir, pr.id));
     groups.forEach((g, i) => {
@@ -172,10 +185,10 @@ export function profileObjects(config: PortwallConfig, pr: ProfilePolicy, hasGro
       if (i < groups.length - 1 || mine.length > 0) t.rule(chain, [eq(tagKey, allowed), ret()]);
     });
     for (const r of mine) t.rule(chain, [...inlineMatch(r), set(F.meta.mark, allowed), ret()], clip(r.ruleId));
-    const element: Element = { key: [pr.id], verdict: { code: 'jump', chain }, comment: profileLabel(pr.key) };
-    claims.push(own(`inet:${INET.profileChains(dir)}`, element));
+    slot(dir, 0, chain);
+    slots = Math.max(slots, 1);
   }
-  return { objects: t.objects().filter((o) => o.kind !== 'table'), claims };
+  return { objects: t.objects().filter((o) => o.kind !== 'table'), claims, slots };
 }
 
 /** A built-in rule (remote: anywhere, a protocol and one port at most) as plain matches. */

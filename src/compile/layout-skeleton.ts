@@ -64,6 +64,8 @@ export interface SkeletonInput {
   zoneNets?: ReadonlySet<string>;
   /** Whether some port is stateless: the untracking rules and their sets exist only then. */
   stateless?: boolean;
+  /** The most group slots a rule profile fills ({@link profileSlots}): one verdict map per slot. Default 1. */
+  profileSlots?: number;
 }
 
 /** The (family, group) member sets a skeleton declares. */
@@ -84,7 +86,7 @@ export function skeletonSignature(input: SkeletonInput): string {
     .map(([g, fams]) => [g, [...fams].sort().map((f) => (input.nets?.has(familyKey(g, f)) ? `${f}n` : `${f}`))])
     .sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
   const zoneNets = [...(input.zoneNets ?? [])].sort();
-  return `${networksSignature(input.config, input.networks)}${JSON.stringify([remote, input.nat ?? null, !!input.floating, zoneNets, !!input.stateless])}`;
+  return `${networksSignature(input.config, input.networks)}${JSON.stringify([remote, input.nat ?? null, !!input.floating, zoneNets, !!input.stateless, input.profileSlots ?? 1])}`;
 }
 
 // The configuration's and networks' part of the signature, remembered for the last list of (immutable,
@@ -152,9 +154,14 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
 
   // Security groups (./layout-groups.ts): a port's profile picks the chain of its groups' rules per direction.
   t.set(INET.profiles, ['mark'], { comment: 'rule profiles in use' });
-  const profileChains = {
-    in: t.set(INET.profileChains('in'), ['mark'], { data: 'verdict', comment: 'ingress chain of each rule profile' }),
-    out: t.set(INET.profileChains('out'), ['mark'], { data: 'verdict', comment: 'egress chain of each rule profile' }),
+  // One verdict map per group slot (docs/dataplane.md, "Security groups and rule profiles"): a profile jumps to
+  // the chain of its k-th group from slot k, so that no profile needs a chain of its own.
+  const slots = Math.max(1, input.profileSlots ?? 1);
+  const slot = (dir: 'in' | 'out', k: number) =>
+    t.set(INET.profileSlot(dir, k), ['mark'], { data: 'verdict', comment: `${dir === 'in' ? 'ingress' : 'egress'} chain of each rule profile's group ${k + 1}` });
+  const profileSlots = {
+    in: Array.from({ length: slots }, (_, k) => slot('in', k)),
+    out: Array.from({ length: slots }, (_, k) => slot('out', k)),
   };
   memberSets(input, t);
   const allowed = allowedMark(config);
@@ -248,11 +255,12 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
     stop(ingress, [eq(F.meta.nfproto, 'ipv6'), eq(F.udp.sport, 547), eq(F.udp.dport, 546)], 'DHCPv6 from anyone else');
 
     // Security-group rules: the port's profile goes into the mark (a map value replaces the whole mark: on a
-    // filtered port's packets the mask's bits are portwall's), the profile's chain jumps to its groups' chains,
-    // and a group that allows the packet leaves the "allowed" mark.
+    // filtered port's packets the mask's bits are portwall's), each slot's map jumps to the chain of one of its
+    // groups, and a group that allows the packet leaves the "allowed" mark — which no slot holds, so the maps
+    // after it miss.
     for (const [chain, dir, key] of [[egress, 'out', from], [ingress, 'in', to]] as const) {
       t.rule(chain, [set(F.meta.mark, mapOf(key, profile))], 'the port\'s rule profile');
-      t.rule(chain, [vmap(tagKey, profileChains[dir])], 'its security groups');
+      profileSlots[dir].forEach((m, k) => t.rule(chain, [vmap(tagKey, m)], `its security group ${k + 1}`));
       t.rule(chain, [eq(tagKey, allowed), ret()], 'allowed by a security group rule');
       stop(chain, [], 'no rule allows it');
     }

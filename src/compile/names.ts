@@ -90,8 +90,12 @@ export const INET = {
   profile: (k: KeyKind) => `profile_${k}`,
   /** Every rule profile in use, commented with its groups (how a restart finds the numbers again). */
   profiles: 'profiles',
-  /** Rule profile → `jump` to its chain, per direction (a verdict map: the only jump elements). */
-  profileChains: (dir: 'in' | 'out') => `prof_${dir}`,
+  /**
+   * Rule profile → `jump` to the chain of its k-th group (slot k, 0-based), per direction: verdict maps, the only
+   * jump elements. Slot 0 is `prof_in`, slot k `prof_in_sK`; a CloudStack-flavour profile's slot 0 jumps to its
+   * own chain instead (its built-in rules, then its groups).
+   */
+  profileSlot: (dir: 'in' | 'out', k: number) => (k === 0 ? `prof_${dir}` : `prof_${dir}_s${k}`),
   /** Anti-spoof: exact (MAC, address) per port (hash) … */
   spoof: (f: 4 | 6, k: KeyKind) => `spoof${f}_${k}`,
   /** … and address-pair prefixes (interval, only ports with such pairs). */

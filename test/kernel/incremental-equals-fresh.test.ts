@@ -162,8 +162,9 @@ function normalise(objects: NftObject[]): Map<string, string[]> {
     if (o.set === 'profiles') for (const e of o.elements) profiles.set(e.key[0], `P(${e.comment})`);
     if (o.family === 'bridge' && o.set === 'port_tag') for (const e of o.elements) tags.set(e.data, `T(${e.comment})`);
   }
-  // Marks hold profile numbers (`profiles`, `prof_in`/`prof_out`, the data of `profile_*`) or tags (everything else).
-  const byProfile = (name: string) => /^(profiles|prof_in|prof_out)$/.test(name);
+  // Marks hold profile numbers (`profiles`, the group slots `prof_in`/`prof_out`/`prof_in_sK`…, the data of
+  // `profile_*`) or tags (everything else).
+  const byProfile = (name: string) => /^(profiles|prof_(in|out)(_s\d+)?)$/.test(name);
   const chain = (name: string) => name.replace(/^prof_(in|out)_(\d+)$/, (_m, d: string, n: string) => `prof_${d}_${profiles.get(Number(n)) ?? `?${n}`}`);
   const names = (text: string) => text.replace(/"(set|chain)":"([^"]+)"/g, (_m, k: string, n: string) => `"${k}":"${chain(unversioned(n))}"`);
   const sets = new Map(objects.filter((o) => o.kind === 'set').map((o) => [`${o.family} ${o.name}`, o as NftSet]));

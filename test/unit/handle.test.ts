@@ -6,6 +6,7 @@
 import { describe, expect, test } from 'vitest';
 
 import { Portwall } from '../../src/apply/portwall.js';
+import { openNft } from '../../src/nft/client.js';
 import { FakeNft } from '../../src/nft/fake.js';
 import { validateState } from '../../src/model/validate.js';
 import { memberNetSetName, zoneSetName } from '../../src/compile/names.js';
@@ -91,6 +92,27 @@ describe('the incremental API', () => {
     expect(pw.unusedProfiles).toBe(0);
     expect(fake.commits - afterChange).toBe(2);
     await pw.close();
+  });
+
+  test('group slots: a profile of more groups than any before adds a slot map, the last such collected removes it', async () => {
+    const { fake, pw } = open();
+    const groups = [webGroup(), busyGroup('sg-busy', 3), webGroup('sg-c')];
+    const start = state('routed', groups, [port(1, ['sg-web']), port(2, ['sg-web', 'sg-busy'])]);
+    await pw.apply(start);
+    const slotMaps = async () => (await openNft({ binding: fake }).list({ table: 'portwall' })).objects
+      .flatMap((o) => (o.kind === 'set' && /^prof_(in|out)/.test(o.name) ? [o.name] : [])).sort();
+    expect(await slotMaps()).toEqual(['prof_in', 'prof_in_s1', 'prof_out', 'prof_out_s1']);
+    // Three groups: a third slot, its elements jumping to each group's chain in turn.
+    const r = await pw.upsertPort(port(3, ['sg-web', 'sg-busy', 'sg-c']));
+    expect(r.plan).toMatch(/add set inet portwall prof_in_s2/);
+    expect(await slotMaps()).toEqual(['prof_in', 'prof_in_s1', 'prof_in_s2', 'prof_out', 'prof_out_s1', 'prof_out_s2']);
+    // The port gone, its profile is unused but not collected: the slot stays until it is.
+    await pw.removePort('port-00003');
+    expect(await slotMaps()).toContain('prof_in_s2');
+    expect(await pw.collectProfiles()).toBe(1);
+    expect(await slotMaps()).toEqual(['prof_in', 'prof_in_s1', 'prof_out', 'prof_out_s1']);
+    // As a fresh handle lays the state out.
+    expect((await Portwall.open({ binding: fake, conntrack: null, profileGc: false }).plan(start)).operations).toEqual([]);
   });
 
   test('groups: rule ids stay unique, a group in use cannot go, a kind change may not mix a port', async () => {

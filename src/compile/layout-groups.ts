@@ -156,7 +156,7 @@ export function groupElements(objects: readonly NftObject[]): Map<string, Elemen
  * The objects and claims of one rule profile: its `profiles` entry and, per direction, an element in the map of
  * each group slot — slot k jumps to the chain of its k-th group (sorted). `hasGroup` says which of its groups
  * exist (a chain is jumped to only when it does). A CloudStack-flavour profile's built-in rules (DNS, open
- * egress) need a chain: such a profile has one, which slot 0 jumps to (the built-in rules, then the groups).
+ * egress) need a chain: such a profile has one, which slot 0 jumps to (its groups, then the built-in rules).
  * `slots` is how many slots it fills.
  */
 export function profileObjects(config: PortwallConfig, pr: ProfilePolicy, hasGroup: (id: string) => boolean): { objects: NftObject[]; claims: Claim[]; slots: number } {

@@ -64,7 +64,7 @@ export interface SkeletonInput {
   zoneNets?: ReadonlySet<string>;
   /** Whether some port is stateless: the untracking rules and their sets exist only then. */
   stateless?: boolean;
-  /** The most group slots a rule profile fills ({@link profileSlots}): one verdict map per slot. Default 1. */
+  /** The most group slots a rule profile fills (its number of groups): one verdict map per slot. Default 1. */
   profileSlots?: number;
 }
 

@@ -93,7 +93,7 @@ export const INET = {
   /**
    * Rule profile → `jump` to the chain of its k-th group (slot k, 0-based), per direction: verdict maps, the only
    * jump elements. Slot 0 is `prof_in`, slot k `prof_in_sK`; a CloudStack-flavour profile's slot 0 jumps to its
-   * own chain instead (its built-in rules, then its groups).
+   * own chain instead (its groups, then its built-in rules).
    */
   profileSlot: (dir: 'in' | 'out', k: number) => (k === 0 ? `prof_${dir}` : `prof_${dir}_s${k}`),
   /** Anti-spoof: exact (MAC, address) per port (hash) … */

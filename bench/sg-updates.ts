@@ -171,7 +171,8 @@ async function measure(pw: Portwall, section: Section, size: number, stepsOf: (r
   return [...withStages(inc, incStages), ...withStages(app, appStages)];
 }
 
-const NEW_PROFILE = /^add chain \S+ \S+ prof_(?:in|out)_\d+\b/m;
+// A batch that made a rule profile adds its entry in `profiles` (its slot elements are jumps, docs/dataplane.md).
+const NEW_PROFILE = /^add element \S+ \S+ profiles \(/m;
 
 /**
  * Keeps the per-stage timings an ApplyResult reports (compile, list, diff, commit, cleanup) and `other`: the

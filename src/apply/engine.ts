@@ -20,7 +20,7 @@ import { groupElements, groupObjects, profileObjects } from '../compile/layout-g
 import { BRIDGE, GROUP_VERSIONS, INET, groupSetVersion, idHash, profileLabel } from '../compile/names.js';
 import { NumberSpace, RuleCache, assignProfiles, assignTags, compilePort, groupMembers, profileSpace } from '../compile/policy.js';
 import { fipClaims } from '../compile/layout-nat.js';
-import { CLOUDSTACK_GROUP, type FloatingIp, type Model, type Nat, type Network, type Port, type PortwallConfig, type SecurityGroup } from '../model/types.js';
+import { CLOUDSTACK_GROUP, type FloatingIp, type Model, type Nat, type Network, type Port, type PortwallConfig, type Prefix, type SecurityGroup } from '../model/types.js';
 import type { StateIndex } from '../model/validate-one.js';
 import type { Element, Elements, NftObject, NftSet, Operation } from '../nft/types.js';
 
@@ -129,6 +129,8 @@ export class Engine implements StateIndex {
   #lostGroups = new Set<string>();
   /** Port id → the floating IPs associated with it. */
   readonly #fipsOf = new Map<string, Set<string>>();
+  /** Floating address → floating IP id. */
+  readonly #floatingAt = new Map<Prefix, string>();
   /** Floating IPs whose old mapping went since the last settle (their NATed flows are deleted). */
   #fipChanges = new Map<string, FipChange>();
   #undo: (() => void)[] = [];
@@ -439,6 +441,11 @@ export class Engine implements StateIndex {
     return this.#ruleGroup.get(ruleId);
   }
 
+  /** {@link StateIndex}: the floating IP with this address. */
+  floatingIpAt(address: Prefix): string | undefined {
+    return this.#floatingAt.get(address);
+  }
+
   /** {@link StateIndex}: the ports in a group. */
   portsIn(groupId: string): Iterable<string> {
     return this.#groupPorts.get(groupId) ?? [];
@@ -555,6 +562,8 @@ export class Engine implements StateIndex {
   }
 
   #fipIndex(f: FloatingIp, add: boolean): void {
+    if (add) this.#floatingAt.set(f.floatingIp, f.id);
+    else if (this.#floatingAt.get(f.floatingIp) === f.id) this.#floatingAt.delete(f.floatingIp);
     if (f.portId === undefined) return;
     let s = this.#fipsOf.get(f.portId);
     if (!s) this.#fipsOf.set(f.portId, (s = new Set()));

@@ -3,8 +3,7 @@
  * incremental operations): the same checks and messages as a whole state file, plus the ones that span
  * objects — device names unique on the host, MACs and fixed IPs unique on their network, rule ids unique,
  * groups of one kind per port, floating addresses that are no port's fixed IP — answered from indexes instead
- * of the whole state, so checking one port costs what that port costs (and a walk of the floating IPs, as the
- * handle's check that none loses its fixed IP makes anyway).
+ * of the whole state, so checking one port costs what that port costs.
  */
 import { checkGroups, type GroupIndex } from './checks-groups.js';
 import type { NetworkIndex } from './checks-networks.js';
@@ -26,6 +25,8 @@ export interface StateIndex {
   groupOfRule(ruleId: string): string | undefined;
   /** Ports that are in a group now. */
   portsIn(groupId: string): Iterable<string>;
+  /** The floating IP whose address `address` is, now. */
+  floatingIpAt(address: Prefix): string | undefined;
 }
 
 function start(doc: Record<string, unknown>, config: PortwallConfig): { ctx: CheckContext; problems: Problems } {
@@ -62,18 +63,14 @@ export function validatePort(raw: unknown, index: StateIndex, config: PortwallCo
     // A valid port carries its MAC and fixed IPs parsed already (every fixed IP, in order); else parse again.
     const mac = port ? port.mac : parseUnicastMac(p.mac_address).value;
     if (mac !== undefined) clash('mac_address', 'mac', `${p.network_id} ${mac}`, (o) => `MAC ${mac} is also port ${show(o)}'s on network ${show(p.network_id)}`);
-    const fixed = new Map<Prefix, number>();
     (p.fixed_ips ?? []).forEach((f, k) => {
       const prefix = port ? port.fixedIps[k] : parseHostAddress(f.ip_address).value?.prefix;
       if (!prefix) return;
-      fixed.set(prefix, k);
       clash(`fixed_ips[${k}].ip_address`, 'ip', `${p.network_id} ${prefix}`, (o) => `${show(f.ip_address)} is also port ${show(o)}'s on network ${show(p.network_id)}`);
+      // No fixed IP is a floating address, in any network (it would name two zones in the zone maps).
+      const fip = index.floatingIpAt(prefix);
+      if (fip !== undefined) problems.add(`${at}.fixed_ips[${k}].ip_address`, `${show(f.ip_address)} is the address of floating IP ${show(fip)}`);
     });
-    // No fixed IP is a floating address, in any network (it would name two zones in the zone maps).
-    for (const fip of model.floatingIps?.values() ?? []) {
-      const k = fixed.get(fip.floatingIp);
-      if (k !== undefined) problems.add(`${at}.fixed_ips[${k}].ip_address`, `${show(p.fixed_ips![k]!.ip_address)} is the address of floating IP ${show(fip.id)}`);
-    }
   }
   if (!problems.empty || !port) throw new InvalidStateError(problems.list.length ? problems.list : [{ path: 'ports[0]', message: 'not a valid port' }], source);
   return port;

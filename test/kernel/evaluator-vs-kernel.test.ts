@@ -18,7 +18,7 @@ import { ComputeHost, MODES, OUTSIDE, pingCount, probe, type Bg, type Mode, type
 import { rng, type Rng } from '../helpers/hostile.js';
 import { isRoot } from '../helpers/netns.js';
 
-const SEED = testSeed(process.env.PW_EVAL_SEED, 358207);
+const SEED = testSeed('PW_EVAL_SEED', 358207);
 const POLICIES = Number(process.env.PW_EVAL_POLICIES ?? 4);
 const TCP = [22, 80, 443, 8080];
 const UDP = [53, 5353];

@@ -26,7 +26,7 @@ import { comparable, json } from '../helpers/compare.js';
 import { allNamed, baseObject, baseState, hostileState, jsonText, mutate, rng } from '../helpers/hostile.js';
 import { Netns, isRoot } from '../helpers/netns.js';
 
-const SEED = testSeed(process.env.PW_HOSTILE_SEED, 341097);
+const SEED = testSeed('PW_HOSTILE_SEED', 341097);
 const COUNT = Number(process.env.PW_HOSTILE_KERNEL ?? 150);
 const why = (what: string, i: number) => `seed ${SEED}, ${what} ${i} (PW_HOSTILE_SEED=${SEED} reproduces it)`;
 

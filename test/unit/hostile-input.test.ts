@@ -24,7 +24,7 @@ import { comparable, json } from '../helpers/compare.js';
 import { allNamed, baseObject, baseState, jsonText, mutate, rng, hostileState, type Harm } from '../helpers/hostile.js';
 import { port, state } from '../helpers/states.js';
 
-const SEED = testSeed(process.env.PW_HOSTILE_SEED, 207321);
+const SEED = testSeed('PW_HOSTILE_SEED', 207321);
 const STATES = Number(process.env.PW_HOSTILE_STATES ?? 10_000);
 const EDITS = Number(process.env.PW_HOSTILE_EDITS ?? 1500);
 const why = (what: string, i: number) => `seed ${SEED}, ${what} ${i} (PW_HOSTILE_SEED=${SEED} reproduces it)`;

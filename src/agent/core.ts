@@ -186,10 +186,11 @@ export class AgentCore implements AgentBackend {
     if (!viaApi) this.metrics.observeApply(kind, (performance.now() - started) / 1000);
     this.metrics.countElements(r.elements);
     this.metrics.countConntrackRemoved(r.cleanup.deleted);
+    this.metrics.countConflicts(r.conflicts);
     if (r.genid !== undefined) this.metrics.setGeneration(r.genid);
     // The line is built only when it will be written (the default level is info; the benchmark's agents run at warn).
     if ((r.changed || kind === 'state') && this.logger.isLevelEnabled('info')) {
-      const line = { event: kind === 'repair' ? 'repair' : 'commit', kind, ops, genid: r.genid, adopted: r.adopted, elements: r.elements, conntrackDeleted: r.cleanup.deleted, timings: rounded(r.timings) };
+      const line = { event: kind === 'repair' ? 'repair' : 'commit', kind, ops, genid: r.genid, adopted: r.adopted, elements: r.elements, conntrackDeleted: r.cleanup.deleted, timings: rounded(r.timings), ...(r.conflicts ? { conflicts: r.conflicts } : {}) };
       this.logger.info(line, kind === 'repair' ? 'repaired drift' : 'committed');
     }
   }

@@ -32,6 +32,7 @@ export class AgentMetrics {
   readonly #batchOps: Histogram;
   readonly #elements: Counter<'change'>;
   readonly #repairs: Counter<'cause'>;
+  readonly #conflicts: Counter;
   readonly #conntrackRemoved: Counter;
   readonly #requests: Counter<'route' | 'status'>;
   readonly #errors: Counter<'code'>;
@@ -68,6 +69,11 @@ export class AgentMetrics {
       name: 'portwall_drift_repairs_total',
       help: 'Repairs of kernel state that drifted from the desired state, by cause',
       labelNames: ['cause'],
+      registers,
+    });
+    this.#conflicts = new Counter({
+      name: 'portwall_commit_conflicts_total',
+      help: 'Batches the kernel refused because another writer had committed first (each recomputed and sent again)',
       registers,
     });
     this.#conntrackRemoved = new Counter({
@@ -126,6 +132,11 @@ export class AgentMetrics {
   /** One drift repair; `cause` should come from a small fixed set (e.g. `flushed`, `foreign-change`). */
   countDriftRepair(cause: string): void {
     this.#repairs.inc({ cause });
+  }
+
+  /** Batches of one change refused because another writer committed first (ApplyResult.conflicts). */
+  countConflicts(batches: number): void {
+    if (batches > 0) this.#conflicts.inc(batches);
   }
 
   /** Conntrack entries deleted by a cleanup. */

@@ -107,6 +107,12 @@ export interface ApplyResult {
    * listed; the kernel proved to hold what the state compiles to).
    */
   adoptedFrom?: 'listing' | 'record';
+  /**
+   * Batches the kernel refused before this one went through, because another writer had committed since the
+   * generation the batch was computed against; each time the handle listed, adopted and recomputed (at most
+   * 5 times, then the change fails with ERR_CONFLICT). 0 when nobody else wrote.
+   */
+  conflicts: number;
 }
 
 /** One edit of {@link Portwall.batch}: the incremental operations as data. */
@@ -694,6 +700,7 @@ export class Portwall {
         },
         timings: t,
         adopted,
+        conflicts: attempt,
       };
       if (ipsets) result.ipsets = ipsets;
       if (adoptedFrom) result.adoptedFrom = adoptedFrom;

@@ -101,4 +101,26 @@ describe('the agent core', () => {
     await warn.core.commit([{ kind: 'port', id: 'port-00002', body: port(2, ['sg-web']) }]);
     expect(warn.out).toEqual([]);
   });
+
+  test('a batch refused because another writer committed first: recomputed, then counted in the metrics and the log line', async () => {
+    const fake = new FakeNft();
+    const out: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => void out.push(JSON.parse(l) as Record<string, unknown>) });
+    const metrics = new AgentMetrics({ processMetrics: false });
+    const core = new AgentCore(Portwall.open({ binding: fake, conntrack: null, profileGc: false }), metrics, logger);
+    await core.applyState(state('routed', [webGroup()], [port(1, ['sg-web'])]), 'test');
+    const conflicts = async () => Number(/^portwall_commit_conflicts_total (\d+)$/m.exec(await metrics.text())![1]);
+    expect(await conflicts()).toBe(0);
+    // Another writer moves the generation on behind the core's back.
+    const other = Portwall.open({ binding: fake, conntrack: null, profileGc: false });
+    await other.apply(state('routed', [webGroup()], [port(9, ['sg-web'])]));
+    await other.close();
+    const [o] = await core.commit([{ kind: 'port', id: 'port-00002', body: port(2, ['sg-web']) }]);
+    expect(o!.ok).toBe(true);
+    expect(await conflicts()).toBe(1);
+    expect(out.filter((l) => l.event === 'commit').at(-1)).toMatchObject({ kind: 'port', conflicts: 1 });
+    // Recomputed from a listing: the namespace holds the core's state (ports 1 and 2), not the other writer's.
+    const check = Portwall.open({ binding: fake, conntrack: null, profileGc: false });
+    expect((await check.plan(state('routed', [webGroup()], [port(1, ['sg-web']), port(2, ['sg-web'])]))).operations).toEqual([]);
+  });
 });

@@ -609,15 +609,18 @@ describe('AgentMetrics', () => {
     const m = new AgentMetrics();
     m.countDriftRepair('flushed');
     m.countConntrackRemoved(3);
+    m.countConflicts(2);
+    m.countConflicts(0);
     m.observeApply('repair', 0.002);
     const t = await m.text();
     for (const name of ['portwall_apply_duration_seconds', 'portwall_commit_duration_seconds', 'portwall_batch_ops', 'portwall_elements_total',
-      'portwall_drift_repairs_total', 'portwall_conntrack_removed_total', 'portwall_api_requests_total', 'portwall_errors_total',
-      'portwall_generation', 'process_cpu_user_seconds_total']) {
+      'portwall_drift_repairs_total', 'portwall_conntrack_removed_total', 'portwall_commit_conflicts_total', 'portwall_api_requests_total',
+      'portwall_errors_total', 'portwall_generation', 'process_cpu_user_seconds_total']) {
       expect(t, name).toContain(`# TYPE ${name} `);
     }
     expect(t).toContain('portwall_drift_repairs_total{cause="flushed"} 1');
     expect(t).toContain('portwall_conntrack_removed_total 3');
+    expect(t).toContain('portwall_commit_conflicts_total 2');
     expect(t).toContain('portwall_apply_duration_seconds_count{op="repair"} 1');
     // Two instances do not collide (no global registry).
     expect(() => new AgentMetrics({ processMetrics: false })).not.toThrow();
@@ -626,7 +629,8 @@ describe('AgentMetrics', () => {
   test('every metric is documented in docs/agent.md', () => {
     const doc = readFileSync(path.resolve(import.meta.dirname, '../../docs/agent.md'), 'utf8');
     for (const name of ['portwall_apply_duration_seconds', 'portwall_commit_duration_seconds', 'portwall_batch_ops', 'portwall_elements_total',
-      'portwall_drift_repairs_total', 'portwall_conntrack_removed_total', 'portwall_api_requests_total', 'portwall_errors_total', 'portwall_generation']) {
+      'portwall_drift_repairs_total', 'portwall_conntrack_removed_total', 'portwall_commit_conflicts_total', 'portwall_api_requests_total',
+      'portwall_errors_total', 'portwall_generation']) {
       expect(doc, name).toMatch(new RegExp(`^\\| \`${name}\` \\|`, 'm'));
     }
   });

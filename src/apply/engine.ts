@@ -441,6 +441,11 @@ export class Engine implements StateIndex {
     return this.#ruleGroup.get(ruleId);
   }
 
+  /** The ids of the floating IPs associated with a port. */
+  floatingIpsOf(portId: string): Iterable<string> {
+    return this.#fipsOf.get(portId) ?? [];
+  }
+
   /** {@link StateIndex}: the floating IP with this address. */
   floatingIpAt(address: Prefix): string | undefined {
     return this.#floatingAt.get(address);

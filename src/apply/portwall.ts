@@ -351,14 +351,14 @@ export class Portwall {
     switch (edit.op) {
       case 'upsertPort': {
         const p = validatePort(edit.port, e, this.config, edit.op);
-        const lost = floatingIpsLost(e.model, p.id, p);
+        const lost = floatingIpsLost(e, p.id, p);
         if (lost.length) throw new InvalidStateError(lost, edit.op);
         return (x) => x.setPort(p.id, p);
       }
       case 'removePort': {
         const id = edit.id;
         if (!e.model.ports.has(id)) throw new InvalidStateError([{ path: `ports (${id})`, message: `unknown port ${JSON.stringify(id)}` }], edit.op);
-        const lost = floatingIpsLost(e.model, id, undefined);
+        const lost = floatingIpsLost(e, id, undefined);
         if (lost.length) throw new InvalidStateError(lost, edit.op);
         return (x) => x.setPort(id, undefined);
       }
@@ -875,10 +875,11 @@ function editTo(e: Engine, model: Model): void {
  * The floating IPs a port change would leave pointing at nothing (the port removed, or the fixed IP they map
  * gone): refused like a group still in use — disassociate the floating IP first.
  */
-function floatingIpsLost(model: Model, portId: string, port: Port | undefined): { path: string; message: string }[] {
+function floatingIpsLost(e: Engine, portId: string, port: Port | undefined): { path: string; message: string }[] {
   const out: { path: string; message: string }[] = [];
-  for (const f of model.floatingIps?.values() ?? []) {
-    if (f.portId !== portId || (port && port.fixedIps.includes(f.fixedIp!))) continue;
+  for (const id of e.floatingIpsOf(portId)) {
+    const f = e.model.floatingIps?.get(id);
+    if (!f || (port && port.fixedIps.includes(f.fixedIp!))) continue;
     out.push({
       path: port ? `ports (${portId}).fixed_ips` : `ports (${portId})`,
       message: `floating IP ${JSON.stringify(f.id)} maps ${f.fixedIp!.replace(/\/\d+$/, '')} of this port: disassociate it first`,

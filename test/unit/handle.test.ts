@@ -68,6 +68,35 @@ describe('the incremental API', () => {
     await expect(pw.upsertPort(port(5, ['sg-web'], { fixed_ips: [{ ip_address: '198.51.100.51' }] }))).resolves.toMatchObject({ changed: true });
   });
 
+  test('a port change that would strand a floating IP is refused, naming each one; moved or disassociated, it is not', async () => {
+    const { fake, pw } = open();
+    const fip = (id: string, address: string, portId: string | null, fixed?: string) =>
+      ({ id, floating_ip_address: address, port_id: portId, ...(fixed ? { fixed_ip_address: fixed } : {}) });
+    const ips = (...a: string[]) => ({ fixed_ips: a.map((ip_address) => ({ ip_address })) });
+    const ports = [port(1, ['sg-web'], ips('192.0.2.70', '192.0.2.71')), port(2, ['sg-web'], ips('192.0.2.72', '192.0.2.73'))];
+    await pw.apply({ ...state('routed', [webGroup()], ports),
+      floatingips: [fip('fip-1', '203.0.113.240', 'port-00001', '192.0.2.70'), fip('fip-2', '203.0.113.241', 'port-00001', '192.0.2.71'),
+        fip('fip-3', '203.0.113.242', 'port-00002', '192.0.2.72')] });
+    const commits = fake.commits;
+    const refusal = (p: Promise<unknown>) => p.then(() => 'accepted', (e: { code: string; problems: { path: string; message: string }[] }) => e);
+    const onPort1 = ['fip-1', 'fip-2'].map((id) => expect.objectContaining({ message: expect.stringContaining(`floating IP "${id}" maps`) as unknown }));
+    const removed = await refusal(pw.removePort('port-00001')) as { code: string; problems: { path: string }[] };
+    expect(removed).toMatchObject({ code: 'ERR_INVALID_STATE' });
+    expect(removed.problems).toEqual(expect.arrayContaining(onPort1));
+    expect(removed.problems.map((p) => p.path)).toEqual(['ports (port-00001)', 'ports (port-00001)']);
+    // The fixed IP they map taken away: refused on the port's fixed_ips.
+    const moved = await refusal(pw.upsertPort(port(1, ['sg-web'], ips('192.0.2.77')))) as { problems: { path: string }[] };
+    expect(moved.problems).toEqual(expect.arrayContaining(onPort1));
+    expect(moved.problems.map((p) => p.path)).toEqual(['ports (port-00001).fixed_ips', 'ports (port-00001).fixed_ips']);
+    expect(fake.commits).toBe(commits);
+    // fip-1 moved to port 2 and fip-2 disassociated: port 1 goes, and port 2 (now holding two) does not.
+    await pw.upsertFloatingIp(fip('fip-1', '203.0.113.240', 'port-00002', '192.0.2.73'));
+    await pw.upsertFloatingIp(fip('fip-2', '203.0.113.241', null));
+    await expect(pw.removePort('port-00001')).resolves.toMatchObject({ changed: true });
+    const left = await refusal(pw.removePort('port-00002')) as { problems: { message: string }[] };
+    expect(left.problems.map((p) => /floating IP "([^"]+)"/.exec(p.message)![1]).sort()).toEqual(['fip-1', 'fip-3']);
+  });
+
   test('the profile collector waits for a quiet period, then collects at most `max` profiles per batch', async () => {
     const fake = new FakeNft();
     const delayMs = 400;

@@ -208,6 +208,29 @@ export class Engine implements StateIndex {
     return this.#membersView;
   }
 
+  /** Every port's policy now. */
+  portPolicies(): Iterable<PortPolicy> {
+    return this.#policies.values();
+  }
+
+  /**
+   * The remote groups, each with the families its rules name: those of the rule profiles some port uses, which is
+   * what {@link members} lists (found from the few profiles rather than every port).
+   */
+  remoteFamilies(): Map<string, Set<4 | 6>> {
+    const out = new Map<string, Set<4 | 6>>();
+    for (const prof of this.#profiles.values()) {
+      if (prof.users.size === 0) continue;
+      for (const r of prof.policy.rules) {
+        if (r.remote.kind !== 'group') continue;
+        let fams = out.get(r.remote.groupId);
+        if (!fams) out.set(r.remote.groupId, (fams = new Set()));
+        fams.add(r.family);
+      }
+    }
+    return out;
+  }
+
   /** The port's policy now. */
   policy(portId: string): PortPolicy | undefined {
     return this.#policies.get(portId);
@@ -289,6 +312,8 @@ export class Engine implements StateIndex {
       if (!before || !group || prof.policy.groupIds.includes(CLOUDSTACK_GROUP)) this.#setProfileUnit(prof.policy);
     }
     this.#refreshMembers();
+    // Which groups are remote groups, and in which families, follows the rules.
+    this.#membersView = undefined;
     // The group's ports keep their profile (same groups): only their rules change, unless the group's kind
     // did (untracking is per port), which recompiles them in full.
     const kindChanged = before?.stateful !== group?.stateful;

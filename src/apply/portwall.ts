@@ -42,7 +42,7 @@ import { diff, type Diff } from './diff.js';
 import { Engine, NO_PEERS, fipMoved, hintsFrom, type ChangeSet, type FipChange, type PortChange } from './engine.js';
 import { hostAddress } from '../compile/addr.js';
 import { BRIDGE, INET } from '../compile/names.js';
-import { publishIpsets, type IpsetLike, type PublishResult } from './ipsets.js';
+import { IpsetMirror, type IpsetLike, type PublishResult } from './ipsets.js';
 import { summarize } from './summary.js';
 import { explain, type Explanation } from '../explain.js';
 import { explainLive, type LiveExplainOptions, type LiveExplanation } from '../trace.js';
@@ -181,7 +181,8 @@ const GC_DEFAULT = { delayMs: 1000, max: 64 };
 
 /** How a change is computed: from the handle's memory, or by a full rebuild. */
 type Mutation =
-  | { kind: 'edit'; edit: (e: Engine) => void }
+  /** `whole`: a whole state, applied as edits on a trusted handle (the published ipsets are checked whole too). */
+  | { kind: 'edit'; edit: (e: Engine) => void; whole?: boolean }
   | { kind: 'replace'; model: Model };
 
 export class Portwall {
@@ -189,7 +190,7 @@ export class Portwall {
   readonly netns: string | null;
   readonly #nft: Nft;
   readonly #ct: ConntrackLike | null;
-  readonly #ipsets: IpsetLike | undefined;
+  readonly #ipsets: IpsetMirror | undefined;
   readonly #gc: { delayMs: number; max: number } | false;
   #queue: Promise<unknown> = Promise.resolve();
   /** The state the kernel holds (as far as this handle knows), or undefined before the first apply. */
@@ -213,7 +214,7 @@ export class Portwall {
     this.netns = options.netns ?? null;
     this.#nft = new Nft({ netns: this.netns, persistent: true, ...(options.binding ? { binding: options.binding } : {}) });
     this.#ct = options.conntrack === undefined ? new ConntrackClient({ netns: this.netns, persistent: true }) : options.conntrack;
-    if (this.config.publishIpsets) this.#ipsets = options.ipsets ?? new IpsetClient(options.netns ? { netns: options.netns } : {});
+    if (this.config.publishIpsets) this.#ipsets = new IpsetMirror(options.ipsets ?? new IpsetClient(options.netns ? { netns: options.netns } : {}));
     this.#gc = options.profileGc === undefined ? GC_DEFAULT : options.profileGc;
     this.#adoptRecord = options.adoptRecord ?? true;
   }
@@ -241,7 +242,7 @@ export class Portwall {
       // A whole-state apply promises the kernel matches afterwards: if anyone else committed, adopt first.
       if (this.#genid !== undefined && (await this.#nft.genid()) !== this.#genid) this.#genid = undefined;
       if (!e || this.#genid === undefined || !sameNetworks(e.model, model)) return this.#change({ kind: 'replace', model }, options);
-      return this.#change({ kind: 'edit', edit: (x) => editTo(x, model) }, options);
+      return this.#change({ kind: 'edit', edit: (x) => editTo(x, model), whole: true }, options);
     });
   }
 
@@ -672,7 +673,8 @@ export class Portwall {
       const outcome = await this.#cleanup(e, changes, this.#cleanDebt, options.cleanup ?? true)
         .then((r) => ({ r }), (error: unknown) => ({ error }));
       t.cleanup = now() - mark;
-      const publishing = this.#ipsets ? publishIpsets(this.#ipsets, e.ir()) : undefined;
+      // An edit of a trusted handle publishes what its ports moved; anything else lists and publishes whole.
+      const publishing = this.#ipsets?.publish(e, trusted && m.kind === 'edit' && !m.whole ? changes.own : undefined);
       const ipsets = 'error' in outcome ? await publishing?.catch(() => undefined) : await publishing;
       if ('error' in outcome) throw outcome.error;
       const cleaned = outcome.r;

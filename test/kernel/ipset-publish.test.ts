@@ -3,9 +3,11 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { Portwall } from '../../src/apply/portwall.js';
+import type { IpsetLike } from '../../src/apply/ipsets.js';
 import { compilePolicy } from '../../src/compile/policy.js';
 import { validateState } from '../../src/model/validate.js';
 import { DEFAULT_CONFIG } from '../../src/model/types.js';
+import { IpsetClient } from '../../src/ipset.js';
 import { renderIptables } from '../../src/render/iptables.js';
 import { memberSetName } from '../../src/render/iptables-syntax.js';
 import { Netns, isRoot } from '../helpers/netns.js';
@@ -58,5 +60,38 @@ describe.skipIf(!isRoot)('publishing remote groups as ipsets', () => {
     const fifth = await pw.apply(none);
     expect(fifth.ipsets?.destroyed).toContain(set4);
     expect(ns.exec('ipset', ['list', '-n'])).not.toContain('pw4-');
+  });
+
+  test('a handle\'s port edits add and delete just the members they move, listing no set', async () => {
+    const client = new IpsetClient({ netns: ns.name });
+    let lists = 0;
+    const ipsets: IpsetLike = {
+      list: (...a) => (lists++, client.list(...a)),
+      create: (...a) => client.create(...a), replace: (...a) => client.replace(...a), destroy: (...a) => client.destroy(...a),
+      add: (...a) => client.add(...a), del: (...a) => client.del(...a),
+    };
+    const pw = Portwall.open({ netns: ns.name, config, ipsets, conntrack: null });
+    try {
+      const set4 = memberSetName('sg-web', 4);
+      await pw.apply(state('routed', [webGroup()], [port(1, ['sg-web'])]));
+      expect(members(set4)).toEqual(['192.0.2.2']);
+      const listed = lists;
+      expect((await pw.upsertPort(port(2, ['sg-web']))).ipsets?.published).toEqual([set4]);
+      expect(members(set4)).toEqual(['192.0.2.2', '192.0.2.3']);
+      await pw.upsertPort(port(2, ['sg-web'], { fixed_ips: [{ ip_address: '192.0.2.77' }] }));
+      expect(members(set4)).toEqual(['192.0.2.2', '192.0.2.77']);
+      await pw.removePort('port-00001');
+      expect(members(set4)).toEqual(['192.0.2.77']);
+      // A port joining another group that is no remote group: nothing to publish.
+      expect((await pw.upsertPort(port(3, []))).ipsets).toEqual({ published: [], destroyed: [], inUse: [] });
+      expect(lists).toBe(listed);
+      // A whole state lists and repairs what someone else changed in the set.
+      ns.exec('ipset', ['add', set4, '192.0.2.200']);
+      await pw.apply(state('routed', [webGroup()], [port(2, ['sg-web'], { fixed_ips: [{ ip_address: '192.0.2.77' }] }), port(3, [])]));
+      expect(lists).toBe(listed + 1);
+      expect(members(set4)).toEqual(['192.0.2.77']);
+    } finally {
+      await pw.close();
+    }
   });
 });

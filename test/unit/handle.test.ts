@@ -97,6 +97,19 @@ describe('the incremental API', () => {
     expect(left.problems.map((p) => /floating IP "([^"]+)"/.exec(p.message)![1]).sort()).toEqual(['fip-1', 'fip-3']);
   });
 
+  test('policy() follows a group change: a group that becomes a remote group has members there', async () => {
+    const { pw } = open();
+    const doc = (remote: boolean) => state('routed', [webGroup(), busyGroup('sg-busy', 5, remote ? 'sg-web' : undefined)],
+      [port(1, ['sg-web']), port(2, ['sg-busy'])]);
+    await pw.apply(doc(false));
+    const families = () => pw.policy()!.members.map((m) => `${m.groupId}/${m.family}`);
+    expect(families()).toEqual(['sg-web/4']);
+    // sg-busy's IPv6 rules now name sg-web: explain and the published ipsets read these members.
+    await pw.upsertGroup(busyGroup('sg-busy', 5, 'sg-web'));
+    expect(families()).toEqual(['sg-web/4', 'sg-web/6']);
+    expect(pw.policy()!.members).toEqual((await pw.plan(doc(true))).ir.members);
+  });
+
   test('the profile collector waits for a quiet period, then collects at most `max` profiles per batch', async () => {
     const fake = new FakeNft();
     const delayMs = 400;

@@ -14,7 +14,8 @@ import { randomBytes } from 'node:crypto';
 
 import { IpFamily, Prefix, familyNumber, parsePrefix } from './address.js';
 import { PortwallError } from './errors.js';
-import { binding } from './native.js';
+import { HeldSocketQueue } from './held-socket.js';
+import { binding, type IpsetBinding, type IpsetTarget, type NativeIpsetSocket } from './native.js';
 import { fromNativeItems } from './native-errors.js';
 
 /** Set types portwall creates. */
@@ -60,12 +61,43 @@ export interface IpsetInfo {
 
 const IFNAME = /^[^\s/:]{1,15}$/;
 
+/** Options of {@link IpsetClient}. */
+export interface IpsetOptions {
+  /** A name under /run/netns or a path; omitted = the caller's namespace. */
+  netns?: string;
+  /**
+   * Hold one socket for all calls of this client (opened on first use, in `netns`) instead of one per call —
+   * closing a netfilter socket can wait for an RCU grace period, milliseconds per call on a busy host; release
+   * it with {@link IpsetClient.close}. Calls run one after another, in the order made. Default false.
+   */
+  persistent?: boolean;
+}
+
 export class IpsetClient {
   readonly netns: string | null;
+  /** Whether the client holds one socket across calls (see {@link IpsetOptions.persistent}). */
+  readonly persistent: boolean;
+  readonly #held: HeldSocketQueue<IpsetBinding, NativeIpsetSocket>;
 
-  /** @param options.netns a name under /run/netns or a path; omitted = the caller's namespace. */
-  constructor(options: { netns?: string } = {}) {
+  /** @param options see {@link IpsetOptions}; all optional (the caller's namespace, a socket per call). */
+  constructor(options: IpsetOptions = {}) {
     this.netns = options.netns ?? null;
+    this.persistent = options.persistent ?? false;
+    this.#held = new HeldSocketQueue(this.netns, (b) => b.ipsetSocketOpen?.bind(b));
+  }
+
+  /**
+   * Releases a persistent client's socket once every call already made has settled. The client stays usable
+   * (a later call opens a new socket). Resolves at once when no socket is open; never rejects.
+   */
+  close(): Promise<void> {
+    return this.#held.close();
+  }
+
+  // One binding call on this client's target (the namespace, or the held socket opened on first use), its
+  // rejection mapped; `itemField` names the list a rejection's opIndex points into.
+  #call<T>(fn: (native: IpsetBinding, target: IpsetTarget) => Promise<T>, itemField?: string): Promise<T> {
+    return call(() => (this.persistent ? this.#held.run(binding, fn) : fn(binding(), this.netns)), itemField);
   }
 
   /** Creates a set; ERR_SET_EXISTS if the name is taken. */
@@ -78,60 +110,60 @@ export class IpsetClient {
       const v = options[key];
       if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > 0xffffffff)) invalid(key, v, 'must be a positive 32-bit integer');
     }
-    await call(() => binding().ipsetCreate(this.netns, { ...options, name, family: familyNumber(family) }));
+    await this.#call((native, target) => native.ipsetCreate(target, { ...options, name, family: familyNumber(family) }));
   }
 
   /** Destroys a set; ERR_SET_NOT_FOUND if absent, ERR_KERNEL if an iptables rule still uses it. */
   async destroy(name: string): Promise<void> {
     checkName(name, 'name');
-    await call(() => binding().ipsetDestroy(this.netns, name));
+    await this.#call((native, target) => native.ipsetDestroy(target, name));
   }
 
   /** Removes every member. */
   async flush(name: string): Promise<void> {
     checkName(name, 'name');
-    await call(() => binding().ipsetFlush(this.netns, name));
+    await this.#call((native, target) => native.ipsetFlush(target, name));
   }
 
   async rename(from: string, to: string): Promise<void> {
     checkName(from, 'from');
     checkName(to, 'to');
-    await call(() => binding().ipsetRename(this.netns, from, to));
+    await this.#call((native, target) => native.ipsetRename(target, from, to));
   }
 
   /** Atomically exchanges two sets of compatible types: rules matching `a` now see `b`'s members. */
   async swap(a: string, b: string): Promise<void> {
     checkName(a, 'a');
     checkName(b, 'b');
-    await call(() => binding().ipsetSwap(this.netns, a, b));
+    await this.#call((native, target) => native.ipsetSwap(target, a, b));
   }
 
   /** Adds members in bulk; members already present are fine. */
   async add(name: string, members: readonly IpsetMember[]): Promise<void> {
     checkName(name, 'name');
     const buf = encodeMembers(members);
-    await call(() => binding().ipsetAdd(this.netns, name, buf), 'members');
+    await this.#call((native, target) => native.ipsetAdd(target, name, buf), 'members');
   }
 
   /** Deletes members in bulk; absent members are fine. */
   async del(name: string, members: readonly IpsetMember[]): Promise<void> {
     checkName(name, 'name');
     const buf = encodeMembers(members);
-    await call(() => binding().ipsetDel(this.netns, name, buf), 'members');
+    await this.#call((native, target) => native.ipsetDel(target, name, buf), 'members');
   }
 
   /** Whether the set matches each member (one kernel round trip per member). */
   async test(name: string, members: readonly IpsetMember[]): Promise<boolean[]> {
     checkName(name, 'name');
     const buf = encodeMembers(members);
-    const found = await call(() => binding().ipsetTest(this.netns, name, buf), 'members');
+    const found = await this.#call((native, target) => native.ipsetTest(target, name, buf), 'members');
     return Array.from(found, (b) => b === 1);
   }
 
   /** Lists one set or all of them. */
   async list(name?: string, options: { headersOnly?: boolean } = {}): Promise<IpsetInfo[]> {
     if (name !== undefined) checkName(name, 'name');
-    const text = await call(() => binding().ipsetList(this.netns, name ?? null, options.headersOnly ?? false));
+    const text = await this.#call((native, target) => native.ipsetList(target, name ?? null, options.headersOnly ?? false));
     return parseIpsetList(text);
   }
 
@@ -155,7 +187,7 @@ export class IpsetClient {
       comment: info.comment,
     });
     try {
-      await call(() => binding().ipsetAdd(this.netns, temp, buf), 'members');
+      await this.#call((native, target) => native.ipsetAdd(target, temp, buf), 'members');
       await this.swap(name, temp);
     } finally {
       await this.destroy(temp);

@@ -119,20 +119,42 @@ export interface NftBinding {
   nftGenid(target: NftTarget): Promise<number>;
 }
 
+/**
+ * An ipset (libipset session) socket held open across calls (from `ipsetSocketOpen`), bound to the namespace
+ * it was opened in: the ipset counterpart of {@link NativeConntrackSocket}, with the same rules. Each call on it
+ * starts afresh (libipset's set-name cache cleared, the session's data and options reset), and a call that
+ * failed leaves a fresh session behind.
+ */
+export interface NativeIpsetSocket {
+  /** Closes the socket (idempotent; as {@link NativeConntrackSocket.close}). */
+  close(): void;
+}
+
+/**
+ * Where an ipset call goes: a namespace (a name under /run/netns, a path, or null for the caller's) for which
+ * the call opens and closes its own socket, or a {@link NativeIpsetSocket}.
+ */
+export type IpsetTarget = string | null | NativeIpsetSocket;
+
 /** The ipset part of the binding. */
 export interface IpsetBinding {
+  /**
+   * Opens a socket in `netns` to hold across calls. Optional here so that hand-written test doubles need not
+   * have it; the addon does, and a persistent `IpsetClient` falls back to a socket per call without it.
+   */
+  ipsetSocketOpen?(netns: string | null): Promise<NativeIpsetSocket>;
   // ipset (docs/wire.md, "ipset members"); set errors carry errnoName ENOENT / EEXIST / EAFNOSUPPORT / EINVAL.
-  ipsetCreate(netns: string | null, options: NativeIpsetCreate): Promise<void>;
-  ipsetDestroy(netns: string | null, name: string): Promise<void>;
-  ipsetFlush(netns: string | null, name: string): Promise<void>;
-  ipsetRename(netns: string | null, from: string, to: string): Promise<void>;
-  ipsetSwap(netns: string | null, a: string, b: string): Promise<void>;
-  ipsetAdd(netns: string | null, name: string, members: Buffer): Promise<void>;
-  ipsetDel(netns: string | null, name: string, members: Buffer): Promise<void>;
+  ipsetCreate(target: IpsetTarget, options: NativeIpsetCreate): Promise<void>;
+  ipsetDestroy(target: IpsetTarget, name: string): Promise<void>;
+  ipsetFlush(target: IpsetTarget, name: string): Promise<void>;
+  ipsetRename(target: IpsetTarget, from: string, to: string): Promise<void>;
+  ipsetSwap(target: IpsetTarget, a: string, b: string): Promise<void>;
+  ipsetAdd(target: IpsetTarget, name: string, members: Buffer): Promise<void>;
+  ipsetDel(target: IpsetTarget, name: string, members: Buffer): Promise<void>;
   /** One byte per member: 1 if the set contains it. */
-  ipsetTest(netns: string | null, name: string, members: Buffer): Promise<Buffer>;
+  ipsetTest(target: IpsetTarget, name: string, members: Buffer): Promise<Buffer>;
   /** `ipset list` plain text of one set (null = all); headersOnly leaves out the members. */
-  ipsetList(netns: string | null, name: string | null, headersOnly: boolean): Promise<string>;
+  ipsetList(target: IpsetTarget, name: string | null, headersOnly: boolean): Promise<string>;
 }
 
 /**

@@ -15,6 +15,7 @@ namespace portwall {
 struct AddonData {
   Napi::FunctionReference nft_socket;
   Napi::FunctionReference conntrack_socket;
+  Napi::FunctionReference ipset_socket;
   Napi::FunctionReference subscription;  // the handle class of conntrackSubscribe and nftSubscribe
   SubscriptionRegistry subscriptions;
 

@@ -1,4 +1,5 @@
-// Held sockets as JS values (nftSocketOpen, conntrackSocketOpen) and the call targets that accept them.
+// Held sockets as JS values (nftSocketOpen, conntrackSocketOpen, ipsetSocketOpen) and the call targets that
+// accept them.
 //
 // `<x>SocketOpen(netns)` opens a HeldSocket<Socket> (core/held_socket.h) on a pool thread and resolves with a
 // handle object of a class of its own; the calls that talk to the kernel take a target as first argument: a
@@ -36,7 +37,7 @@ class HeldSocketHandle : public Napi::ObjectWrap<HeldSocketHandle<Socket>> {
   // Only open_held() makes handles (AddonData::Construct).
   explicit HeldSocketHandle(const Napi::CallbackInfo& info)
       : Napi::ObjectWrap<HeldSocketHandle>(info), held_(info.Env().GetInstanceData<AddonData>()->Constructing<Held>()) {
-    if (!held_) throw Napi::TypeError::New(info.Env(), "socket objects come from nftSocketOpen() or conntrackSocketOpen()");
+    if (!held_) throw Napi::TypeError::New(info.Env(), "socket objects come from nftSocketOpen(), conntrackSocketOpen() or ipsetSocketOpen()");
   }
 
   const std::shared_ptr<Held>& held() const { return held_; }

@@ -3,7 +3,9 @@
 #include <cstring>
 #include <memory>
 
+#include "binding/addon_data.h"
 #include "binding/async.h"
+#include "binding/held_socket.h"
 #include "core/ipset.h"
 
 namespace portwall {
@@ -48,8 +50,11 @@ std::vector<ipset::Member> members_arg(const Napi::Value& v) {
   return out;
 }
 
+using IpsetTarget = Target<ipset::Socket>;
+
 struct Baton {
-  std::string netns, name, other;
+  IpsetTarget target;
+  std::string name, other;
   ipset::CreateOptions create;
   std::vector<ipset::Member> members;
   std::vector<uint8_t> found;
@@ -59,11 +64,20 @@ struct Baton {
 
 Napi::Value Undefined(Napi::Env env, Baton&) { return env.Undefined(); }
 
-// Queues `work` with the netns and set name (arguments 0 and 1) already copied into the baton.
-Napi::Promise Run(const Napi::CallbackInfo& info, std::unique_ptr<Baton> b, PromiseWorker<Baton>::Work work,
+// Queues `op(where, baton)` on the target (argument 0): on the held socket, or on one opened in the namespace
+// for this call. `op` takes either an ipset::Socket& or the namespace's name (core/ipset.h has both forms).
+template <typename Op>
+Napi::Promise Run(const Napi::CallbackInfo& info, std::unique_ptr<Baton> b, Op op,
                   PromiseWorker<Baton>::Result result = Undefined) {
-  b->netns = netns_arg(info[0]);
-  return PromiseWorker<Baton>::Run(info.Env(), std::move(b), std::move(work), std::move(result));
+  b->target = target_arg<ipset::Socket>(info[0], &AddonData::ipset_socket, "ipsetSocketOpen");
+  return PromiseWorker<Baton>::Run(
+      info.Env(), std::move(b),
+      [op](Baton& b) { b.target.run([&](ipset::Socket& s) { op(s, b); }, [&] { op(b.target.netns, b); }); },
+      std::move(result));
+}
+
+Napi::Value SocketOpen(const Napi::CallbackInfo& info) {
+  return open_held<ipset::Socket>(info, &AddonData::ipset_socket, "the ipset socket was closed (IpsetSocket.close())");
 }
 
 std::unique_ptr<Baton> named(const Napi::CallbackInfo& info) {
@@ -84,46 +98,46 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   b->create.timeout = u32_field(o, "timeout");
   b->create.counters = o.Get("counters").ToBoolean();
   b->create.comment = o.Get("comment").ToBoolean();
-  return Run(info, std::move(b), [](Baton& b) { ipset::create(b.netns, b.create); });
+  return Run(info, std::move(b), [](auto& where, Baton& b) { ipset::create(where, b.create); });
 }
 
 Napi::Value Destroy(const Napi::CallbackInfo& info) {
-  return Run(info, named(info), [](Baton& b) { ipset::destroy(b.netns, b.name); });
+  return Run(info, named(info), [](auto& where, Baton& b) { ipset::destroy(where, b.name); });
 }
 
 Napi::Value Flush(const Napi::CallbackInfo& info) {
-  return Run(info, named(info), [](Baton& b) { ipset::flush(b.netns, b.name); });
+  return Run(info, named(info), [](auto& where, Baton& b) { ipset::flush(where, b.name); });
 }
 
 Napi::Value Rename(const Napi::CallbackInfo& info) {
   auto b = named(info);
   b->other = string_arg(info[2], "to");
-  return Run(info, std::move(b), [](Baton& b) { ipset::rename(b.netns, b.name, b.other); });
+  return Run(info, std::move(b), [](auto& where, Baton& b) { ipset::rename(where, b.name, b.other); });
 }
 
 Napi::Value Swap(const Napi::CallbackInfo& info) {
   auto b = named(info);
   b->other = string_arg(info[2], "other");
-  return Run(info, std::move(b), [](Baton& b) { ipset::swap(b.netns, b.name, b.other); });
+  return Run(info, std::move(b), [](auto& where, Baton& b) { ipset::swap(where, b.name, b.other); });
 }
 
 Napi::Value Add(const Napi::CallbackInfo& info) {
   auto b = named(info);
   b->members = members_arg(info[2]);
-  return Run(info, std::move(b), [](Baton& b) { ipset::add(b.netns, b.name, b.members); });
+  return Run(info, std::move(b), [](auto& where, Baton& b) { ipset::add(where, b.name, b.members); });
 }
 
 Napi::Value Del(const Napi::CallbackInfo& info) {
   auto b = named(info);
   b->members = members_arg(info[2]);
-  return Run(info, std::move(b), [](Baton& b) { ipset::del(b.netns, b.name, b.members); });
+  return Run(info, std::move(b), [](auto& where, Baton& b) { ipset::del(where, b.name, b.members); });
 }
 
 Napi::Value Test(const Napi::CallbackInfo& info) {
   auto b = named(info);
   b->members = members_arg(info[2]);
   return Run(
-      info, std::move(b), [](Baton& b) { b.found = ipset::test(b.netns, b.name, b.members); },
+      info, std::move(b), [](auto& where, Baton& b) { b.found = ipset::test(where, b.name, b.members); },
       [](Napi::Env env, Baton& b) -> Napi::Value {
         return Napi::Buffer<uint8_t>::Copy(env, b.found.data(), b.found.size());
       });
@@ -134,13 +148,16 @@ Napi::Value List(const Napi::CallbackInfo& info) {
   if (!info[1].IsUndefined() && !info[1].IsNull()) b->name = string_arg(info[1], "name");
   b->headers_only = info[2].ToBoolean();
   return Run(
-      info, std::move(b), [](Baton& b) { b.text = ipset::list(b.netns, b.name, b.headers_only); },
+      info, std::move(b), [](auto& where, Baton& b) { b.text = ipset::list(where, b.name, b.headers_only); },
       [](Napi::Env env, Baton& b) -> Napi::Value { return Napi::String::New(env, b.text); });
 }
 
 }  // namespace
 
 void RegisterIpset(Napi::Env env, Napi::Object exports) {
+  env.GetInstanceData<AddonData>()->ipset_socket =
+      Napi::Persistent(HeldSocketHandle<ipset::Socket>::Define(env, "IpsetSocket"));
+  exports.Set("ipsetSocketOpen", Napi::Function::New(env, SocketOpen, "ipsetSocketOpen"));
   exports.Set("ipsetCreate", Napi::Function::New(env, Create));
   exports.Set("ipsetDestroy", Napi::Function::New(env, Destroy));
   exports.Set("ipsetFlush", Napi::Function::New(env, Flush));

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
+#include <exception>
 #include <mutex>
 
 #include "core/error.h"
@@ -18,24 +19,105 @@ std::mutex& library_mutex() {
   return m;
 }
 
+}  // namespace
+
+namespace {
+
+// Opens a session whose socket lives in `netns`; the caller holds the library lock.
+struct ipset_session* open_session(const std::string& netns, Socket* owner, ipset_print_outfn print) {
+  static std::once_flag types;
+  std::call_once(types, ipset_load_types);
+  NetnsScope scope(netns);
+  struct ipset_session* s = ipset_session_init(print, owner);
+  if (!s) throw Error(ErrorKind::kSystem, ENOMEM, "ipset_session_init: out of memory");
+  // libipset opens the session's socket at its first command, not in ipset_session_init: make that command
+  // happen here, inside the namespace, so that the socket is bound to it for good. A header query changes
+  // nothing (and fails harmlessly when no set has that name).
+  ipset_data_set(ipset_session_data(s), IPSET_SETNAME, "portwall-open");
+  ipset_cmd(s, IPSET_CMD_HEADER, 0);
+  bool unopened = std::strstr(ipset_session_report_msg(s), "Cannot open session") != nullptr;
+  ipset_session_report_reset(s);
+  ipset_data_reset(ipset_session_data(s));
+  if (unopened) {
+    ipset_session_fini(s);
+    throw Error(ErrorKind::kSystem, EIO, "ipset: cannot open a netlink socket in the namespace");
+  }
+  return s;
+}
+
+}  // namespace
+
+Socket::Socket(const std::string& netns) : netns_(netns) {
+  std::lock_guard<std::mutex> lock(library_mutex());
+  s_ = open_session(netns_, this, &Socket::print);
+}
+
+Socket::~Socket() {
+  std::lock_guard<std::mutex> lock(library_mutex());
+  if (s_) ipset_session_fini(s_);  // closes the socket and clears the set-name cache
+}
+
+struct ipset_session* Socket::session() {
+  if (!s_) throw Error(ErrorKind::kSystem, EBADF, "ipset: the session could not be reopened after a failed call");
+  return s_;
+}
+
+void Socket::reopen() noexcept {
+  // Called from Session's destructor, which holds the library lock.
+  if (s_) ipset_session_fini(s_);
+  s_ = nullptr;
+  try {
+    s_ = open_session(netns_, this, &Socket::print);
+  } catch (...) {
+    // Left closed: the next call throws kSystem, and a held socket is then replaced.
+  }
+}
+
+int Socket::print(struct ipset_session*, void* p, const char* fmt, ...) {
+  auto* self = static_cast<Socket*>(p);
+  va_list ap, ap2;
+  va_start(ap, fmt);
+  va_copy(ap2, ap);
+  int n = std::vsnprintf(nullptr, 0, fmt, ap);
+  va_end(ap);
+  if (n > 0) {
+    size_t at = self->out_.size();
+    self->out_.resize(at + static_cast<size_t>(n) + 1);
+    std::vsnprintf(&self->out_[at], static_cast<size_t>(n) + 1, fmt, ap2);
+    self->out_.resize(at + static_cast<size_t>(n));
+  }
+  va_end(ap2);
+  return n;
+}
+
+namespace {
+
 uint8_t nfproto(uint8_t family) { return family == 6 ? NFPROTO_IPV6 : NFPROTO_IPV4; }
 
-// One libipset session, inside the namespace, holding the library lock for its whole life.
+// One call's use of a Socket's libipset session: the library lock held throughout, and nothing left over from
+// an earlier call — the set-name cache (process-wide, and blind to namespaces) cleared, the session's data,
+// report, environment options and output reset.
 class Session {
  public:
-  explicit Session(const std::string& netns) : lock_(library_mutex()), scope_(netns) {
-    static std::once_flag types;
-    std::call_once(types, ipset_load_types);
-    s_ = ipset_session_init(&Session::print, this);
-    if (!s_) throw Error(ErrorKind::kSystem, ENOMEM, "ipset_session_init: out of memory");
+  explicit Session(Socket& sock)
+      : lock_(library_mutex()), sock_(sock), s_(sock.session()), unwinding_(std::uncaught_exceptions()) {
+    ipset_cache_fini();
+    ipset_data_reset(data());
+    ipset_session_report_reset(s_);
+    ipset_envopt_unset(s_, IPSET_ENV_EXIST);
+    ipset_envopt_unset(s_, IPSET_ENV_LIST_HEADER);
+    sock_.output().clear();
   }
-  ~Session() { ipset_session_fini(s_); }  // closes the socket and clears the set-name cache
+  // A call that failed leaves no half-built bulk message behind for the socket's next call.
+  ~Session() {
+    if (std::uncaught_exceptions() > unwinding_) sock_.reopen();
+  }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   struct ipset_session* get() { return s_; }
   ipset_data* data() { return ipset_session_data(s_); }
-  std::string& output() { return out_; }
+  std::string& output() { return sock_.output(); }
 
   void set(ipset_opt opt, const void* value) {
     if (ipset_data_set(data(), opt, value) < 0)
@@ -85,28 +167,18 @@ class Session {
   }
 
  private:
-  static int print(struct ipset_session*, void* p, const char* fmt, ...) {
-    auto* self = static_cast<Session*>(p);
-    va_list ap, ap2;
-    va_start(ap, fmt);
-    va_copy(ap2, ap);
-    int n = std::vsnprintf(nullptr, 0, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-      size_t at = self->out_.size();
-      self->out_.resize(at + static_cast<size_t>(n) + 1);
-      std::vsnprintf(&self->out_[at], static_cast<size_t>(n) + 1, fmt, ap2);
-      self->out_.resize(at + static_cast<size_t>(n));
-    }
-    va_end(ap2);
-    return n;
-  }
-
   std::unique_lock<std::mutex> lock_;
-  NetnsScope scope_;
-  struct ipset_session* s_ = nullptr;
-  std::string out_;
+  Socket& sock_;
+  struct ipset_session* s_;
+  const int unwinding_;
 };
+
+// A call on a socket of its own, opened in `netns` and closed when the call ends.
+template <typename F>
+auto per_call(const std::string& netns, F f) {
+  Socket sock(netns);
+  return f(sock);
+}
 
 // Checks members against the set before anything is sent, so that a bad one changes nothing.
 void check_members(const ipset_type* t, uint8_t set_family, const std::string& name,
@@ -137,8 +209,8 @@ void put_member(Session& s, const std::string& name, const ipset_type* t, uint8_
   if (!m.iface.empty()) s.set(IPSET_OPT_IFACE, m.iface.c_str());
 }
 
-void adt(const std::string& netns, const std::string& name, const std::vector<Member>& members, enum ipset_cmd cmd) {
-  Session s(netns);
+void adt(Socket& sock, const std::string& name, const std::vector<Member>& members, enum ipset_cmd cmd) {
+  Session s(sock);
   const ipset_type* t = s.resolve(name, cmd);
   const uint8_t family = ipset_data_family(s.data());
   check_members(t, family, name, members);
@@ -155,8 +227,8 @@ void adt(const std::string& netns, const std::string& name, const std::vector<Me
 
 }  // namespace
 
-void create(const std::string& netns, const CreateOptions& o) {
-  Session s(netns);
+void create(Socket& sock, const CreateOptions& o) {
+  Session s(sock);
   if (s.exists(o.name)) throw Error(ErrorKind::kNetlink, EEXIST, "ipset " + o.name + ": a set of that name exists");
   uint8_t family = nfproto(o.family);
   s.set(IPSET_SETNAME, o.name.c_str());
@@ -171,22 +243,22 @@ void create(const std::string& netns, const CreateOptions& o) {
   s.run(IPSET_CMD_CREATE, "ipset create " + o.name);
 }
 
-void destroy(const std::string& netns, const std::string& name) {
-  Session s(netns);
+void destroy(Socket& sock, const std::string& name) {
+  Session s(sock);
   s.require(name);
   s.set(IPSET_SETNAME, name.c_str());
   s.run(IPSET_CMD_DESTROY, "ipset destroy " + name);
 }
 
-void flush(const std::string& netns, const std::string& name) {
-  Session s(netns);
+void flush(Socket& sock, const std::string& name) {
+  Session s(sock);
   s.require(name);
   s.set(IPSET_SETNAME, name.c_str());
   s.run(IPSET_CMD_FLUSH, "ipset flush " + name);
 }
 
-void rename(const std::string& netns, const std::string& from, const std::string& to) {
-  Session s(netns);
+void rename(Socket& sock, const std::string& from, const std::string& to) {
+  Session s(sock);
   s.require(from);
   if (s.exists(to)) throw Error(ErrorKind::kNetlink, EEXIST, "ipset " + to + ": a set of that name exists");
   s.set(IPSET_SETNAME, from.c_str());
@@ -194,8 +266,8 @@ void rename(const std::string& netns, const std::string& from, const std::string
   s.run(IPSET_CMD_RENAME, "ipset rename " + from);
 }
 
-void swap(const std::string& netns, const std::string& a, const std::string& b) {
-  Session s(netns);
+void swap(Socket& sock, const std::string& a, const std::string& b) {
+  Session s(sock);
   s.require(a);
   s.require(b);
   s.set(IPSET_SETNAME, a.c_str());
@@ -203,16 +275,16 @@ void swap(const std::string& netns, const std::string& a, const std::string& b) 
   s.run(IPSET_CMD_SWAP, "ipset swap " + a + " " + b);
 }
 
-void add(const std::string& netns, const std::string& name, const std::vector<Member>& members) {
-  adt(netns, name, members, IPSET_CMD_ADD);
+void add(Socket& sock, const std::string& name, const std::vector<Member>& members) {
+  adt(sock, name, members, IPSET_CMD_ADD);
 }
 
-void del(const std::string& netns, const std::string& name, const std::vector<Member>& members) {
-  adt(netns, name, members, IPSET_CMD_DEL);
+void del(Socket& sock, const std::string& name, const std::vector<Member>& members) {
+  adt(sock, name, members, IPSET_CMD_DEL);
 }
 
-std::vector<uint8_t> test(const std::string& netns, const std::string& name, const std::vector<Member>& members) {
-  Session s(netns);
+std::vector<uint8_t> test(Socket& sock, const std::string& name, const std::vector<Member>& members) {
+  Session s(sock);
   const ipset_type* t = s.resolve(name, IPSET_CMD_TEST);
   const uint8_t family = ipset_data_family(s.data());
   check_members(t, family, name, members);
@@ -230,8 +302,8 @@ std::vector<uint8_t> test(const std::string& netns, const std::string& name, con
   return found;
 }
 
-std::string list(const std::string& netns, const std::string& name, bool headers_only) {
-  Session s(netns);
+std::string list(Socket& sock, const std::string& name, bool headers_only) {
+  Session s(sock);
   if (!name.empty()) {
     s.require(name);
     s.set(IPSET_SETNAME, name.c_str());
@@ -240,6 +312,29 @@ std::string list(const std::string& netns, const std::string& name, bool headers
   ipset_session_output(s.get(), IPSET_LIST_PLAIN);
   s.run(IPSET_CMD_LIST, "ipset list " + name);
   return std::move(s.output());
+}
+
+// The same calls on a socket of their own in `netns`, closed when the call ends.
+void create(const std::string& netns, const CreateOptions& o) { per_call(netns, [&](Socket& s) { create(s, o); }); }
+void destroy(const std::string& netns, const std::string& name) { per_call(netns, [&](Socket& s) { destroy(s, name); }); }
+void flush(const std::string& netns, const std::string& name) { per_call(netns, [&](Socket& s) { flush(s, name); }); }
+void rename(const std::string& netns, const std::string& from, const std::string& to) {
+  per_call(netns, [&](Socket& s) { rename(s, from, to); });
+}
+void swap(const std::string& netns, const std::string& a, const std::string& b) {
+  per_call(netns, [&](Socket& s) { swap(s, a, b); });
+}
+void add(const std::string& netns, const std::string& name, const std::vector<Member>& members) {
+  per_call(netns, [&](Socket& s) { add(s, name, members); });
+}
+void del(const std::string& netns, const std::string& name, const std::vector<Member>& members) {
+  per_call(netns, [&](Socket& s) { del(s, name, members); });
+}
+std::vector<uint8_t> test(const std::string& netns, const std::string& name, const std::vector<Member>& members) {
+  return per_call(netns, [&](Socket& s) { return test(s, name, members); });
+}
+std::string list(const std::string& netns, const std::string& name, bool headers_only) {
+  return per_call(netns, [&](Socket& s) { return list(s, name, headers_only); });
 }
 
 }  // namespace portwall::ipset

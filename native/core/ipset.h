@@ -1,16 +1,45 @@
-// ipsets through libipset, in a target network namespace. Every call runs on the calling thread inside
-// `netns` (see netns.h) and throws portwall::Error: kNetlink with ENOENT (no such set), EEXIST (set exists),
-// EAFNOSUPPORT (member of the wrong family for the set) or 0 with libipset's message for other refusals.
+// ipsets through libipset, in a target network namespace: on a Socket held across calls (one per long-lived
+// client and namespace, as for nftables and conntrack: docs/netlink.md), or on one opened inside `netns` (see
+// netns.h) for the call alone. Calls run on the calling thread and throw portwall::Error: kNetlink with ENOENT
+// (no such set), EEXIST (set exists), EAFNOSUPPORT (member of the wrong family for the set) or 0 with libipset's
+// message for other refusals.
 //
 // libipset keeps process-wide state (type list, a set-name cache that knows nothing of namespaces), so calls
-// are serialised and each runs in its own session, which clears that cache when it ends.
+// are serialised, and each starts with that cache cleared and its session's data and options reset.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+struct ipset_session;
+
 namespace portwall::ipset {
+
+// A libipset session whose netlink socket was opened inside a namespace and stays bound to it. Closing a
+// netfilter socket can wait for an RCU grace period (milliseconds), so a long-lived client keeps one
+// (core/held_socket.h) instead of a socket per call.
+class Socket {
+ public:
+  explicit Socket(const std::string& netns);
+  ~Socket();
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+
+  // The session; throws kSystem when a reopen after a failed call failed too.
+  struct ipset_session* session();
+  // What libipset printed during the current call (`ipset list` output).
+  std::string& output() { return out_; }
+  // A fresh session in the same namespace, after a call that failed: libipset may still buffer the members
+  // of an unfinished bulk add or delete, which the next command would send. Never throws.
+  void reopen() noexcept;
+
+ private:
+  static int print(struct ipset_session*, void* p, const char* fmt, ...);
+  const std::string netns_;
+  struct ipset_session* s_ = nullptr;
+  std::string out_;
+};
 
 struct CreateOptions {
   std::string name;
@@ -30,6 +59,17 @@ struct Member {
   std::string iface;        // hash:net,iface only
 };
 
+void create(Socket& sock, const CreateOptions& opts);
+void destroy(Socket& sock, const std::string& name);
+void flush(Socket& sock, const std::string& name);
+void rename(Socket& sock, const std::string& from, const std::string& to);
+void swap(Socket& sock, const std::string& a, const std::string& b);
+void add(Socket& sock, const std::string& name, const std::vector<Member>& members);
+void del(Socket& sock, const std::string& name, const std::vector<Member>& members);
+std::vector<uint8_t> test(Socket& sock, const std::string& name, const std::vector<Member>& members);
+std::string list(Socket& sock, const std::string& name, bool headers_only);
+
+// The same on a socket opened in `netns` for the call alone.
 void create(const std::string& netns, const CreateOptions& opts);
 void destroy(const std::string& netns, const std::string& name);
 void flush(const std::string& netns, const std::string& name);

@@ -191,6 +191,7 @@ export class Portwall {
   readonly #nft: Nft;
   readonly #ct: ConntrackLike | null;
   readonly #ipsets: IpsetMirror | undefined;
+  readonly #ownIpsets: IpsetClient | undefined;
   readonly #gc: { delayMs: number; max: number } | false;
   #queue: Promise<unknown> = Promise.resolve();
   /** The state the kernel holds (as far as this handle knows), or undefined before the first apply. */
@@ -214,7 +215,11 @@ export class Portwall {
     this.netns = options.netns ?? null;
     this.#nft = new Nft({ netns: this.netns, persistent: true, ...(options.binding ? { binding: options.binding } : {}) });
     this.#ct = options.conntrack === undefined ? new ConntrackClient({ netns: this.netns, persistent: true }) : options.conntrack;
-    if (this.config.publishIpsets) this.#ipsets = new IpsetMirror(options.ipsets ?? new IpsetClient(options.netns ? { netns: options.netns } : {}));
+    if (this.config.publishIpsets) {
+      // The handle's own client holds its socket (released by close()); a caller's is the caller's to manage.
+      if (!options.ipsets) this.#ownIpsets = new IpsetClient({ ...(options.netns ? { netns: options.netns } : {}), persistent: true });
+      this.#ipsets = new IpsetMirror(options.ipsets ?? this.#ownIpsets!);
+    }
     this.#gc = options.profileGc === undefined ? GC_DEFAULT : options.profileGc;
     this.#adoptRecord = options.adoptRecord ?? true;
   }
@@ -463,7 +468,7 @@ export class Portwall {
   /**
    * Waits for pending changes, stops the profile collector, writes the adopt record if this handle committed
    * (best effort: one small batch, refused if anyone else committed since) and releases the netlink sockets
-   * (nftables, conntrack).
+   * (nftables, conntrack, and the ipset socket of a handle that publishes ipsets with its own client).
    */
   async close(): Promise<void> {
     this.#closed = true;
@@ -473,6 +478,7 @@ export class Portwall {
     if (this.#recordOwed) await this.#writeRecord().catch(() => undefined);
     await this.#nft.close();
     await this.#ct?.close?.();
+    await this.#ownIpsets?.close();
   }
 
   /** The batch `apply` would commit, without committing it (it lists the kernel and compiles in full). */

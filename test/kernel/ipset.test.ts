@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { IpsetClient } from '../../src/ipset.js';
@@ -22,15 +23,19 @@ function oracleMembers(ns: Netns, name: string): string[] {
   return text.slice(text.indexOf('Members:\n') + 9).split('\n').filter(Boolean).sort();
 }
 
-describe.skipIf(!isRoot)('ipset in a namespace', () => {
+// Every case twice: a socket per call, and one socket held across the client's calls (closed at the end).
+describe.skipIf(!isRoot).each([false, true])('ipset in a namespace (persistent %s)', (persistent) => {
   let ns: Netns;
   let sets: IpsetClient;
 
   beforeAll(() => {
     ns = new Netns('t');
-    sets = new IpsetClient({ netns: ns.name });
+    sets = new IpsetClient({ netns: ns.name, persistent });
   });
-  afterAll(() => ns.destroy());
+  afterAll(async () => {
+    await sets?.close();
+    ns.destroy();
+  });
 
   it('creates sets that live only in the namespace', async () => {
     await sets.create('pw-v4', { type: 'hash:net' });
@@ -96,8 +101,47 @@ describe.skipIf(!isRoot)('ipset in a namespace', () => {
     expect(err).toMatchObject({ field: 'members[1]' });
   });
 
+  it('a bulk add the kernel stops half way leaves nothing behind for the next call', async () => {
+    await sets.create('pw-small', { type: 'hash:ip', maxelem: 2 });
+    // Enough members for several netlink messages: the kernel refuses the first message past the limit.
+    const many = Array.from({ length: 600 }, (_, i) => `198.18.${i >> 8}.${i & 255}`);
+    expect(await codeOf(sets.add('pw-small', many))).toBe('ERR_KERNEL');
+    const held = oracleMembers(ns, 'pw-small');
+    expect(held.length).toBeLessThanOrEqual(2);
+    // The next calls (on the same socket, when held) send only their own members.
+    await sets.create('pw-next', { type: 'hash:ip' });
+    await sets.add('pw-next', ['198.51.100.50']);
+    expect(oracleMembers(ns, 'pw-next')).toEqual(['198.51.100.50']);
+    expect(oracleMembers(ns, 'pw-small')).toEqual(held);
+  });
+
   it('fails with ERR_NETNS for a namespace that does not exist', async () => {
-    expect(await codeOf(new IpsetClient({ netns: 'pw-no-such-netns' }).list())).toBe('ERR_NETNS');
+    const gone = new IpsetClient({ netns: 'pw-no-such-netns', persistent });
+    expect(await codeOf(gone.list())).toBe('ERR_NETNS');
+    await gone.close();
+  });
+});
+
+describe.skipIf(!isRoot)('a persistent ipset client', () => {
+  it('holds one socket: no socket is opened or closed per call, and close() releases it', async () => {
+    const ns = new Netns('tp');
+    const sets = new IpsetClient({ netns: ns.name, persistent: true });
+    try {
+      await sets.create('pw-p', { type: 'hash:ip' });
+      const fds = () => readdirSync('/proc/self/fd').length;
+      const open = fds();
+      for (let i = 1; i <= 20; i++) await sets.add('pw-p', [`192.0.2.${i}`]);
+      await sets.del('pw-p', ['192.0.2.1']);
+      expect(fds()).toBe(open);
+      expect(oracleMembers(ns, 'pw-p')).toHaveLength(19);
+      await sets.close();
+      expect(fds()).toBe(open - 1);
+      // Still usable: a later call opens a socket again.
+      expect((await sets.list('pw-p'))[0]!.entries).toBe(19);
+    } finally {
+      await sets.close();
+      ns.destroy();
+    }
   });
 });
 

@@ -87,6 +87,7 @@ try {
   const nft = openNft({ netns: ns, persistent: true });
   const perCall = openNft({ netns: ns });
   const sets = new IpsetClient({ netns: ns });
+  const heldSets = new IpsetClient({ netns: ns, persistent: true });
   // NFLOG: a log rule on the namespace's output, a group bound twice (the second refused: EBUSY).
   let logged = 0;
   const logSub = await binding().nflogSubscribe(ns, 7, 128, (_e, packets) => void (logged += packets.length));
@@ -104,10 +105,10 @@ try {
     { type: 'immediate', dreg: 1, data: Uint8Array.of(1) }, { type: 'meta', key: 'nftrace', sreg: 1 },
   ] });
   await logTx.commit();
-  for (let i = 0; i < ROUNDS; i++) await round(nft, perCall, i % 2 ? new ConntrackClient({ netns: ns }) : ct, sets);
+  for (let i = 0; i < ROUNDS; i++) await round(nft, perCall, i % 2 ? new ConntrackClient({ netns: ns }) : ct, i % 2 ? sets : heldSets);
   execFileSync('ip', ['netns', 'exec', ns, 'ping', '-c', '3', '-i', '0.2', '-W', '1', '127.0.0.1'], { stdio: 'ignore' });
   await sleep(300);
-  await Promise.all([nftSub.close(), ctSub.close(), nft.close(), ct.close(), logSub.close(), traceSub.close()]);
+  await Promise.all([nftSub.close(), ctSub.close(), nft.close(), ct.close(), heldSets.close(), logSub.close(), traceSub.close()]);
   if (logged === 0) throw new Error('no NFLOG packets delivered');
   if (traced === 0) throw new Error('no nftables trace events delivered');
   // One more subscription of each kind that is never closed: the environment's exit stops it.

@@ -114,11 +114,6 @@ export class IpsetMirror {
     return result;
   }
 
-  /** Forgets what the sets hold: the next publish is a whole one. */
-  forget(): void {
-    this.#held = undefined;
-  }
-
   async #apply(held: Map<string, Map<string, number>>, families: ReadonlyMap<string, ReadonlySet<4 | 6>>, changed: readonly PortChange[]): Promise<PublishResult> {
     // Each touched entry's count before the change, to tell what came (0 → some) and went (some → 0).
     const before = new Map<string, Map<string, number>>();

@@ -19,10 +19,6 @@ std::mutex& library_mutex() {
   return m;
 }
 
-}  // namespace
-
-namespace {
-
 // Opens a session whose socket lives in `netns`; the caller holds the library lock.
 struct ipset_session* open_session(const std::string& netns, Socket* owner, ipset_print_outfn print) {
   static std::once_flag types;

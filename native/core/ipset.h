@@ -17,7 +17,7 @@ struct ipset_session;
 namespace portwall::ipset {
 
 // A libipset session whose netlink socket was opened inside a namespace and stays bound to it. Closing a
-// netfilter socket can wait for an RCU grace period (milliseconds), so a long-lived client keeps one
+// netfilter socket can take milliseconds (docs/netlink.md), so a long-lived client keeps one
 // (core/held_socket.h) instead of a socket per call.
 class Socket {
  public:

@@ -27,7 +27,7 @@ export type {
 } from './native.js';
 export type { IpFamily } from './address.js';
 export { IpsetClient, IPSET_TYPES, IPSET_MAX_NAME } from './ipset.js';
-export type { IpsetType, IpsetCreateOptions, IpsetMember, IpsetInfo } from './ipset.js';
+export type { IpsetType, IpsetCreateOptions, IpsetMember, IpsetInfo, IpsetOptions } from './ipset.js';
 export { ConntrackClient, PROTOCOLS, TCP_STATES, STATUS } from './conntrack.js';
 export type {
   ConntrackEntry,

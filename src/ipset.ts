@@ -67,7 +67,7 @@ export interface IpsetOptions {
   netns?: string;
   /**
    * Hold one socket for all calls of this client (opened on first use, in `netns`) instead of one per call —
-   * closing a netfilter socket can wait for an RCU grace period, milliseconds per call on a busy host; release
+   * closing a netfilter socket can take milliseconds on a busy host (docs/netlink.md); release
    * it with {@link IpsetClient.close}. Calls run one after another, in the order made. Default false.
    */
   persistent?: boolean;

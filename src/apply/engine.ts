@@ -18,7 +18,7 @@ import { remoteUses, withElements } from '../compile/layout.js';
 import { familyKey, familyKeyParts, insideAny, netMemberKeys, portClaims, portHosts, portNets, prefixClaims, profilePointer, zoneNetKeys } from '../compile/layout-units.js';
 import { groupElements, groupObjects, profileObjects } from '../compile/layout-groups.js';
 import { BRIDGE, GROUP_VERSIONS, INET, groupSetVersion, idHash, profileLabel } from '../compile/names.js';
-import { NumberSpace, RuleCache, assignProfiles, assignTags, compilePort, groupMembers, profileSpace } from '../compile/policy.js';
+import { NumberSpace, RuleCache, assignProfiles, assignTags, compilePort, groupMembers, profileSpace, remoteFamiliesOf } from '../compile/policy.js';
 import { fipClaims } from '../compile/layout-nat.js';
 import { CLOUDSTACK_GROUP, type FloatingIp, type Model, type Nat, type Network, type Port, type PortwallConfig, type Prefix, type SecurityGroup } from '../model/types.js';
 import type { StateIndex } from '../model/validate-one.js';
@@ -218,17 +218,7 @@ export class Engine implements StateIndex {
    * what {@link members} lists (found from the few profiles rather than every port).
    */
   remoteFamilies(): Map<string, Set<4 | 6>> {
-    const out = new Map<string, Set<4 | 6>>();
-    for (const prof of this.#profiles.values()) {
-      if (prof.users.size === 0) continue;
-      for (const r of prof.policy.rules) {
-        if (r.remote.kind !== 'group') continue;
-        let fams = out.get(r.remote.groupId);
-        if (!fams) out.set(r.remote.groupId, (fams = new Set()));
-        fams.add(r.family);
-      }
-    }
-    return out;
+    return remoteFamiliesOf([...this.#profiles.values()].filter((p) => p.users.size > 0).map((p) => p.policy.rules));
   }
 
   /** The port's policy now. */

@@ -217,8 +217,7 @@ export class Portwall {
     this.#ct = options.conntrack === undefined ? new ConntrackClient({ netns: this.netns, persistent: true }) : options.conntrack;
     if (this.config.publishIpsets) {
       // The handle's own client holds its socket (released by close()); a caller's is the caller's to manage.
-      if (!options.ipsets) this.#ownIpsets = new IpsetClient({ ...(options.netns ? { netns: options.netns } : {}), persistent: true });
-      this.#ipsets = new IpsetMirror(options.ipsets ?? this.#ownIpsets!);
+      this.#ipsets = new IpsetMirror(options.ipsets ?? (this.#ownIpsets = new IpsetClient({ ...(options.netns ? { netns: options.netns } : {}), persistent: true })));
     }
     this.#gc = options.profileGc === undefined ? GC_DEFAULT : options.profileGc;
     this.#adoptRecord = options.adoptRecord ?? true;

@@ -249,21 +249,26 @@ function spoofPairs(mac: string, fixedIps: Prefix[], pairs: { prefix: Prefix; fa
   return [...out.values()];
 }
 
+/** The remote groups the rules name, each with the families of the rules that name it. */
+export function remoteFamiliesOf(ruleLists: Iterable<readonly CompiledRule[]>): Map<string, Set<4 | 6>> {
+  const out = new Map<string, Set<4 | 6>>();
+  for (const rules of ruleLists) {
+    for (const r of rules) {
+      if (r.remote.kind !== 'group') continue;
+      let fams = out.get(r.remote.groupId);
+      if (!fams) out.set(r.remote.groupId, (fams = new Set()));
+      fams.add(r.family);
+    }
+  }
+  return out;
+}
+
 /**
  * Members of every group that a port's rule uses as its remote group: the fixed IPs and address-pair prefixes
  * of the group's ports, per family. A /0 pair never makes its port a member of everything (Neutron LP 1867119).
  */
 export function groupMembers(ports: readonly PortPolicy[]): GroupMembers[] {
-  const wanted = new Map<string, Set<4 | 6>>();
-  for (const p of ports) {
-    if (!p.filtered) continue;
-    for (const r of p.rules) {
-      if (r.remote.kind !== 'group') continue;
-      let fams = wanted.get(r.remote.groupId);
-      if (!fams) wanted.set(r.remote.groupId, (fams = new Set()));
-      fams.add(r.family);
-    }
-  }
+  const wanted = remoteFamiliesOf(ports.filter((p) => p.filtered).map((p) => p.rules));
   const out: GroupMembers[] = [];
   for (const [groupId, fams] of [...wanted].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const byFamily = { 4: new Set<Prefix>(), 6: new Set<Prefix>() };

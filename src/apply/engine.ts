@@ -188,6 +188,17 @@ export class Engine implements StateIndex {
     return withElements([...skeleton(this.#skeletonInput()), ...[...this.#units.values()].flat()], this.#store);
   }
 
+  /**
+   * What {@link objects} holds, counted: its tables, and how many chains, rules, sets and elements — without
+   * listing a single element (a status check at 5000 ports would otherwise build ~100 000 of them).
+   */
+  counts(): ObjectCounts {
+    const settled = this.#committed && !this.#shapeDirty ? this.#committed.objects : skeleton(this.#skeletonInput());
+    const out = countObjects([...settled, ...[...this.#units.values()].flat()]);
+    for (const setId of this.#store.setIds()) out.counts.elements += this.#store.count(setId);
+    return out;
+  }
+
   /** The compiled policy, as `compilePolicy` gives it (for renderers and explain). */
   ir(): PolicyIR {
     return {
@@ -847,6 +858,26 @@ function lostMemberships(old: PortPolicy | undefined, now: PortPolicy | undefine
 }
 
 /** The skeleton with each set's elements as they were before the store's pending changes. */
+/** The tables of a list of objects, and how many chains, rules, sets and elements it holds. */
+export interface ObjectCounts {
+  tables: { family: NftObject['family']; name: string }[];
+  counts: { chains: number; rules: number; sets: number; elements: number };
+}
+
+/** {@link ObjectCounts} of a list of objects (a listing, or a compile). */
+export function countObjects(objects: readonly NftObject[]): ObjectCounts {
+  const counts = { chains: 0, rules: 0, sets: 0, elements: 0 };
+  const tables: ObjectCounts['tables'] = [];
+  for (const o of objects) {
+    if (o.kind === 'table') tables.push({ family: o.family, name: o.name });
+    else if (o.kind === 'chain') counts.chains++;
+    else if (o.kind === 'rule') counts.rules++;
+    else if (o.kind === 'set') counts.sets++;
+    else if (o.kind === 'elements') counts.elements += o.elements.length;
+  }
+  return { tables, counts };
+}
+
 function withBefore(objects: readonly NftObject[], store: ClaimStore): NftObject[] {
   const out = [...objects];
   for (const o of objects) {

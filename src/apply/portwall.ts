@@ -39,7 +39,7 @@ import type { Family, NftObject, Operation } from '../nft/types.js';
 import { affectedPorts, cleanup, mayShrink, type CleanupResult, type ConntrackLike } from './cleanup.js';
 import { ADOPT_RECORD, digestOf, namespaceInstance, readRecord, recordOperations, withoutRecord, type AdoptRecord } from './adopt-record.js';
 import { diff, type Diff } from './diff.js';
-import { Engine, NO_PEERS, fipMoved, hintsFrom, type ChangeSet, type FipChange, type PortChange } from './engine.js';
+import { Engine, NO_PEERS, countObjects, fipMoved, hintsFrom, type ChangeSet, type FipChange, type PortChange } from './engine.js';
 import { hostAddress } from '../compile/addr.js';
 import { BRIDGE, INET } from '../compile/names.js';
 import { IpsetMirror, type IpsetLike, type PublishResult } from './ipsets.js';
@@ -156,18 +156,6 @@ export interface StatusSummary extends Omit<StatusResult, 'objects'> {
 
 const now = (): number => performance.now();
 
-function countObjects(objects: readonly NftObject[]): Pick<StatusResult, 'tables' | 'counts'> {
-  const counts = { chains: 0, rules: 0, sets: 0, elements: 0 };
-  const tables: StatusResult['tables'] = [];
-  for (const o of objects) {
-    if (o.kind === 'table') tables.push({ family: o.family, name: o.name });
-    else if (o.kind === 'chain') counts.chains++;
-    else if (o.kind === 'rule') counts.rules++;
-    else if (o.kind === 'set') counts.sets++;
-    else if (o.kind === 'elements') counts.elements += o.elements.length;
-  }
-  return { tables, counts };
-}
 
 // Changes whose cleanup threw, kept for the retry.
 const MAX_PENDING = 4096;
@@ -519,7 +507,7 @@ export class Portwall {
     return this.#serial(async () => {
       const e = this.#engine;
       if (e && this.#genid !== undefined && (await this.#nft.genid()) === this.#genid) {
-        return { ...countObjects(e.objects()), genid: this.#genid, listed: false };
+        return { ...e.counts(), genid: this.#genid, listed: false };
       }
       const { objects, genid } = await this.#list();
       return { ...countObjects(objects), genid, listed: true };

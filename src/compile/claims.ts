@@ -257,6 +257,17 @@ export class ClaimStore {
     return out;
   }
 
+  /** How many elements a set holds now ({@link elements}' size, without a map or list of them). */
+  count(setId: string): number {
+    const own = this.#ownSlots(setId);
+    const items = this.#items.get(setId);
+    if (!own?.size) return items?.size ?? 0;
+    if (!items?.size) return own.size;
+    let n = own.size;
+    for (const key of items.keys()) if (!own.has(key)) n++;
+    return n;
+  }
+
   /** Sets that hold elements. */
   setIds(): string[] {
     const out = new Set<string>();

@@ -30,13 +30,18 @@ export interface AdoptRecord {
   groups: number;
   /** {@link digestOf} the writer's objects. */
   digest: string;
+  /**
+   * The writer owed no conntrack cleanup: every change it committed was followed by a cleanup that succeeded,
+   * and whatever it adopted had its full pass. A handle adopting from such a record owes none either.
+   */
+  clean: boolean;
 }
 
-const FORMAT = /^gen (\d+) ns ([0-9a-f]{16}) ports (\d+) groups (\d+) digest ([0-9a-f]+-[0-9a-f]{16})$/;
+const FORMAT = /^gen (\d+) ns ([0-9a-f]{16}) ports (\d+) groups (\d+) digest ([0-9a-f]+-[0-9a-f]{16})( clean)?$/;
 
 /** The record element's comment (at most 128 bytes, as nft allows). */
 export function recordComment(r: AdoptRecord): string {
-  return `gen ${r.genid} ns ${r.instance} ports ${r.ports} groups ${r.groups} digest ${r.digest}`;
+  return `gen ${r.genid} ns ${r.instance} ports ${r.ports} groups ${r.groups} digest ${r.digest}${r.clean ? ' clean' : ''}`;
 }
 
 /**
@@ -63,7 +68,7 @@ export function readRecord(objects: readonly NftObject[], config: PortwallConfig
     if (o.kind !== 'elements' || !isRecord(o, config)) continue;
     const m = FORMAT.exec(o.elements[0]?.comment ?? '');
     if (!m || o.elements.length !== 1) return undefined;
-    return { genid: Number(m[1]), instance: m[2]!, ports: Number(m[3]), groups: Number(m[4]), digest: m[5]! };
+    return { genid: Number(m[1]), instance: m[2]!, ports: Number(m[3]), groups: Number(m[4]), digest: m[5]!, clean: m[6] !== undefined };
   }
   return undefined;
 }

@@ -7,7 +7,8 @@
  * removed (with its policy before and after), and the ports of a group whose rules or members changed. A
  * removed port's zone and addresses come from its old policy. A port that is new to a handle that already
  * trusts its memory is not judged ({@link mayShrink}): like Neutron's, its filter applies to new flows; the
- * flows of every port are judged by the full pass that follows an adoption.
+ * flows of every port are judged by the full pass that follows an adoption (unless the adopt record says its
+ * writer owed none: docs/dataplane.md, "Adopting from the record").
  *
  * Each endpoint of a candidate entry is attributed to the port that owns it in the entry's zone: the longest
  * prefix over every port of that zone, as they are now and (for the changed ports) as they were, so an address

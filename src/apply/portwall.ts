@@ -190,6 +190,11 @@ export class Portwall {
   #cleanDebt = true;
   /** Changes whose cleanup threw: judged again by the next cleanup. */
   #pending: PortChange[] = [];
+  /**
+   * A change was committed without its cleanup (`cleanup: false`) since the last full pass: flows it would
+   * have deleted may remain, so the adopt record does not say `clean`.
+   */
+  #uncleaned = false;
   #gcTimer: NodeJS.Timeout | undefined;
   /** When the last change (not a collection) committed, for the collector's quiet period. */
   #lastChange = 0;
@@ -524,7 +529,8 @@ export class Portwall {
     const base = this.#genid;
     const instance = namespaceInstance(this.netns);
     if (!this.#adoptRecord || !e || base === undefined || instance === undefined) return;
-    const record = { genid: nextGen(base), instance, ports: e.model.ports.size, groups: e.model.groups.size, digest: digestOf(e.objects()) };
+    const clean = !this.#cleanDebt && this.#pending.length === 0 && !this.#uncleaned;
+    const record = { genid: nextGen(base), instance, ports: e.model.ports.size, groups: e.model.groups.size, digest: digestOf(e.objects()), clean };
     const tx = this.#nft.transaction();
     for (const op of recordOperations(record, this.config)) tx.canonical(op.verb, op.object);
     if (tx.error) throw tx.error;
@@ -536,9 +542,10 @@ export class Portwall {
    * Adopts from the adopt record: a peek at the record alone (one set), then, when its generation is the
    * kernel's, its namespace this one and its counts the state's, a look at every set's definition and the small
    * sets hints come from; when the state then compiles to the record's digest, the engine of that compile (the
-   * kernel holds exactly it). Undefined when it cannot vouch: the caller lists in full.
+   * kernel holds exactly it) and whether the record's writer owed no conntrack cleanup. Undefined when it cannot
+   * vouch: the caller lists in full.
    */
-  async #adoptFromRecord(model: Model): Promise<{ engine: Engine; genid: number; listMs: number } | undefined> {
+  async #adoptFromRecord(model: Model): Promise<{ engine: Engine; genid: number; listMs: number; clean: boolean } | undefined> {
     const mark = now();
     const instance = namespaceInstance(this.netns);
     const vouches = (r: AdoptRecord | undefined, genid: number): r is AdoptRecord =>
@@ -550,7 +557,7 @@ export class Portwall {
     const r = look.record;
     if (!vouches(r, look.genid)) return undefined;
     const e = Engine.build(model, this.config, hintsFrom(look.objects, this.config));
-    return digestOf(e.objects()) === r.digest ? { engine: e, genid: look.genid, listMs } : undefined;
+    return digestOf(e.objects()) === r.digest ? { engine: e, genid: look.genid, listMs, clean: r.clean } : undefined;
   }
 
   #state(op: string): Engine {
@@ -574,6 +581,8 @@ export class Portwall {
       let base: number;
       let previous: Engine | undefined;
       let adoptedFrom: ApplyResult['adoptedFrom'];
+      // An adopted kernel's flows are all judged once (a full pass), unless the record says nobody owes that.
+      let owesPass = true;
       if (trusted && m.kind === 'edit') {
         e = this.#engine!;
         base = this.#genid!;
@@ -604,6 +613,7 @@ export class Portwall {
           t.compile = now() - mark - quick.listMs;
           mark = now();
           ({ engine: e, genid: base } = quick);
+          owesPass = !quick.clean;
           d = { operations: [], removed: [], elementsAdded: 0 };
           adoptedFrom = 'record';
         } else {
@@ -659,7 +669,8 @@ export class Portwall {
       this.#engine = e;
       // Exactly one generation further: ours alone. Anything else: someone else committed too; adopt next time.
       this.#genid = d.operations.length === 0 || genid === nextGen(base) ? genid : undefined;
-      if (adopted) this.#cleanDebt = true;
+      if (adopted) this.#cleanDebt = owesPass;
+      if (committed && !(options.cleanup ?? true)) this.#uncleaned = true;
       mark = now();
       // Cleanup first: the flows that lost permission stop before anything else can fail. If it throws, the
       // ipsets still follow the commit, then its error is thrown (the next change retries the cleanup).
@@ -755,6 +766,7 @@ export class Portwall {
     }
     this.#pending = [];
     this.#cleanDebt = false;
+    if (full) this.#uncleaned = false;
     return r;
   }
 

@@ -12,6 +12,8 @@ import { realBinding } from '../helpers/bindings.js';
 import { Netns, isRoot, ping, veth } from '../helpers/netns.js';
 import { ip4, mac, port, state, webGroup, type Mode } from '../helpers/states.js';
 import type { StateInput } from '../../src/model/schema.js';
+import { ConntrackClient } from '../../src/conntrack.js';
+import type { ConntrackLike } from '../../src/apply/cleanup.js';
 
 /** A binding that records, per listing, whether it was the cheap look (`elementsOf`) or a full one. */
 function spying(): { binding: NftBinding; lists: ('look' | 'full')[] } {
@@ -194,5 +196,55 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
       const status = await off.status();
       expect(status.objects.some((o) => (o.kind === 'set' && o.name === 'adopt_record') || (o.kind === 'elements' && o.set === 'adopt_record'))).toBe(false);
     }, { binding: spy.binding, adoptRecord: false });
+  });
+
+  test('conntrack after adopting: no full pass from a record whose writer owed none; one when it skipped a cleanup or had no conntrack', async () => {
+    // A client whose dumps are counted (each cleanup pass lists; a namespace tracking nothing is only counted).
+    const ct = new ConntrackClient({ netns: ns.name, persistent: true });
+    let dumps = 0;
+    const spy: ConntrackLike = { list: (f) => (dumps++, ct.list(f)), deleteEntries: (e) => ct.deleteEntries(e), count: () => ct.count() };
+    const flows = () => ns.exec('conntrack', ['-L', '-w', '101']).split('\n').filter((l) => l.includes('src=')).map((l) => /dport=(\d+)/.exec(l)![1]).sort();
+    try {
+      // The writer adopts an empty namespace (its full pass finds nothing) and cleans its changes: clean.
+      await withHandle(ns.name, async (pw) => {
+        await pw.apply(doc(mode, [9]));
+        await pw.removePort('port-00009');
+      }, { conntrack: ct });
+      expect(record()).toMatch(/ clean"/);
+      // Tracked since: a flow to port 1 the web group admits (tcp 80 from 198.51.100.0/24), one it refuses.
+      const to1 = { zone: 101, protocol: 'tcp' as const, src: '198.51.100.77', dst: ip4(1)!, sport: 40000, timeout: 600 };
+      await ct.create([{ ...to1, dport: 80 }, { ...to1, sport: 40001, dport: 9999 }]);
+      expect(flows()).toEqual(['80', '9999']);
+
+      // Adopted from a clean record: nothing owed, nothing dumped (the hand-made flow is outside the contract).
+      await withHandle(ns.name, async (pw) => {
+        const r = await pw.apply(doc(mode));
+        expect(r).toMatchObject({ adoptedFrom: 'record', cleanup: { examined: 0, deleted: 0 } });
+        expect(dumps).toBe(0);
+        // A change committed without its cleanup: the record it leaves does not say clean.
+        await pw.upsertPort(port(4, ['sg-web']), { cleanup: false });
+      }, { conntrack: spy });
+      expect(record()).not.toMatch(/clean/);
+      expect(flows()).toEqual(['80', '9999']);
+
+      // From that record: a full pass, which deletes the refused flow and keeps the admitted one.
+      await withHandle(ns.name, async (pw) => {
+        const r = await pw.apply(doc(mode, [4]));
+        expect(r.adoptedFrom).toBe('record');
+        expect(r.cleanup.examined).toBeGreaterThanOrEqual(2);
+        expect(r.cleanup.deleted).toBe(1);
+        expect(dumps).toBeGreaterThan(0);
+      }, { conntrack: spy });
+      expect(flows()).toEqual(['80']);
+
+      // The record of that handle says clean again (its full pass ran); one of a handle without conntrack never does.
+      expect(record()).not.toMatch(/clean/); // it committed nothing: the record is still the one before
+      await withHandle(ns.name, (pw) => pw.apply(doc(mode, [4, 5])), { conntrack: ct });
+      expect(record()).toMatch(/ clean"/);
+      await withHandle(ns.name, (pw) => pw.apply(doc(mode, [4])));
+      expect(record()).not.toMatch(/clean/);
+    } finally {
+      await ct.close();
+    }
   });
 });

@@ -70,13 +70,17 @@ describe('digestOf', () => {
 });
 
 describe('the record', () => {
-  const r = { genid: 4294967295, instance: '0123456789abcdef', ports: 5000, groups: 300, digest: '1ab2c-0123456789abcdef' };
+  const r = { genid: 4294967295, instance: '0123456789abcdef', ports: 100000, groups: 100000, digest: '1ab2c-0123456789abcdef', clean: true };
 
   test('its comment fits nft\'s 128 bytes and reads back from the element the write operations carry', () => {
     expect(recordComment(r).length).toBeLessThanOrEqual(128);
     const ops = recordOperations(r, DEFAULT_CONFIG);
     expect(ops.map((o) => `${o.verb} ${o.object.kind}`)).toEqual(['add set', 'destroy elements', 'add elements']);
     expect(readRecord(ops.map((o) => o.object).slice(2), DEFAULT_CONFIG)).toEqual(r);
+    // A writer that owed a cleanup says nothing; so does a record of a portwall before the word was written.
+    const owing = { ...r, clean: false };
+    expect(recordComment(owing)).not.toMatch(/clean/);
+    expect(readRecord(recordOperations(owing, DEFAULT_CONFIG).map((o) => o.object).slice(2), DEFAULT_CONFIG)).toEqual(owing);
     // Malformed or foreign: no record.
     const bad = structuredClone(ops[2]!.object);
     if (bad.kind === 'elements') bad.elements[0]!.comment = 'gen x';

@@ -161,17 +161,7 @@ const MAX_FILTERS = 256;
 export async function cleanup(ct: ConntrackLike, view: CleanupView, affected: readonly AffectedPort[]): Promise<CleanupResult> {
   const ports = affected.filter((a) => !a.port || (a.port.filtered && a.port.stateful));
   if (ports.length === 0 || (ct.count && (await ct.count()) === 0)) return { deleted: 0, examined: 0, ports: ports.length };
-  const filters: ConntrackFilter[] = [];
-  for (const a of ports) {
-    for (const zone of a.zones) {
-      for (const addr of a.addresses) {
-        const family = FAMILY[familyOf(addr)];
-        filters.push({ zone, family, src: addr }, { zone, family, dst: addr });
-      }
-    }
-  }
-  const zones = [...new Set(ports.flatMap((a) => a.zones))];
-  const entries = await ct.list(filters.length <= MAX_FILTERS ? filters : zones.map((zone) => ({ zone })));
+  const entries = await ct.list(filtersOf(ports));
   const owners = new Owners(view, ports);
   const doomed = new Map<number, ConntrackEntry>();
   let examined = 0;
@@ -191,6 +181,31 @@ export async function cleanup(ct: ConntrackLike, view: CleanupView, affected: re
   }
   const deleted = doomed.size ? await ct.deleteEntries([...doomed.values()]) : 0;
   return { deleted, examined, ports: ports.length };
+}
+
+/**
+ * What to dump: each affected address in each of its zones, both ways — or, beyond {@link MAX_FILTERS} of those
+ * (a full pass: every port, a routed one in every lower zone too), whole zones. Counted before any is built: a
+ * full pass at 5000 ports would otherwise build millions of filters to throw away.
+ */
+function filtersOf(ports: readonly AffectedPort[]): ConntrackFilter[] {
+  let n = 0;
+  for (const a of ports) if ((n += 2 * a.zones.length * a.addresses.length) > MAX_FILTERS) break;
+  if (n > MAX_FILTERS) {
+    const zones = new Set<number>();
+    for (const a of ports) for (const zone of a.zones) zones.add(zone);
+    return [...zones].map((zone) => ({ zone }));
+  }
+  const filters: ConntrackFilter[] = [];
+  for (const a of ports) {
+    for (const zone of a.zones) {
+      for (const addr of a.addresses) {
+        const family = FAMILY[familyOf(addr)];
+        filters.push({ zone, family, src: addr }, { zone, family, dst: addr });
+      }
+    }
+  }
+  return filters;
 }
 
 /** A port owning addresses in one zone: now, before the change, or both. */
@@ -213,6 +228,7 @@ class Owners {
   readonly #oldHosts = new Map<string, Owner[]>();
   readonly #nets: { r: AddrRange; o: Owner }[] = [];
   readonly #hit: Set<string>;
+  readonly #found = new Map<string, Owner[]>();
 
   constructor(readonly view: CleanupView, affected: readonly AffectedPort[]) {
     this.#hit = new Set(affected.map((a) => a.portId));
@@ -251,9 +267,16 @@ class Owners {
 
   /** The owners of `address` in `zone` (several only when their prefixes are equally long). */
   find(zone: number, address: string): Owner[] {
-    const x = prefixRange(address);
-    const hosts = this.#hosts(x, (o) => o.zone === zone);
-    return hosts.length ? hosts : longest(this.#nets, x, (o) => o.zone === zone);
+    // A port's address is an endpoint of many of its flows: each (zone, address) is worked out once.
+    const k = `${zone} ${address}`;
+    let found = this.#found.get(k);
+    if (found === undefined) {
+      const x = prefixRange(address);
+      const hosts = this.#hosts(x, (o) => o.zone === zone);
+      found = hosts.length ? hosts : longest(this.#nets, x, (o) => o.zone === zone);
+      this.#found.set(k, found);
+    }
+    return found;
   }
 
   /**

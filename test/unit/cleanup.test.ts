@@ -393,3 +393,54 @@ describe('conntrack cleanup: attribution, identity, retries', () => {
     expect(ct.lists).toBe(lists);
   });
 });
+
+describe('conntrack cleanup: the full pass and remote-group members', () => {
+  test('a full pass over many ports dumps whole zones, a one-port change its addresses; both judge alike', async () => {
+    const ct = new FakeConntrack();
+    const seen: (readonly ConntrackFilter[])[] = [];
+    const spy: ConntrackLike = {
+      list: (f) => (seen.push(Array.isArray(f) ? f : [f as ConntrackFilter]), ct.list(f)),
+      deleteEntries: (e) => ct.deleteEntries(e),
+    };
+    // 130 ports of two addresses each: 520 (zone, address, direction) filters, more than a dump should carry.
+    const ports = Array.from({ length: 130 }, (_, i) => port(i + 1, ['sg-web']));
+    ct.add(101, 6, '198.51.100.7', '192.0.2.3', 80); // to port 2, http from 198.51.100.0/24: admitted
+    ct.add(101, 6, '203.0.113.9', '192.0.2.4', 80); // to port 3 from outside that prefix: refused
+    ct.add(102, 6, '203.0.113.9', '192.0.2.4', 80); // another zone: never looked at
+    const pw = Portwall.open({ binding: new FakeNft(), conntrack: spy });
+    const first = await pw.apply(state('routed', [webGroup()], ports)); // adopted: the full pass
+    expect(seen[0]).toEqual([{ zone: 101 }]);
+    expect(first.cleanup).toMatchObject({ examined: 2, deleted: 1 });
+    expect(ct.entries.map((e) => `${e.zone} ${e.orig.dst}:${e.orig.dport}`)).toEqual(['101 192.0.2.3:80', '102 192.0.2.4:80']);
+    // One port's http rule gone: its addresses only (both ways), and its flow goes.
+    ct.add(101, 6, '198.51.100.7', '192.0.2.4', 80);
+    const g = webGroup('sg-other');
+    await pw.apply(state('routed', [webGroup(), g], [...ports.slice(0, 2), port(3, ['sg-other']), ...ports.slice(3)]));
+    const noHttp = { ...g, security_group_rules: g.security_group_rules!.filter((r) => !r.id.endsWith('-http')) };
+    const r = await pw.apply(state('routed', [webGroup(), noHttp], [...ports.slice(0, 2), port(3, ['sg-other']), ...ports.slice(3)]));
+    const own = ['192.0.2.4/32', '2001:db8:1::3/128', 'fe80::f816:3eff:fe00:3/128']; // its link-local address too
+    expect(seen.at(-1)!.map((f) => `${f.zone} ${f.src ?? '-'} ${f.dst ?? '-'}`).sort()).toEqual(own.flatMap((a) => [`101 ${a} -`, `101 - ${a}`]).sort());
+    expect(r.cleanup).toMatchObject({ examined: 1, deleted: 1 });
+    expect(ct.has('198.51.100.7', '192.0.2.3', 80)).toBe(true);
+    expect(ct.has('198.51.100.7', '192.0.2.4', 80)).toBe(false);
+  });
+
+  test('a remote group admits its members\' host addresses and what their address-pair prefixes cover, nothing else', async () => {
+    const { ct, pw } = open();
+    const ssh = { id: 'a-ssh', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 22, port_range_max: 22, remote_group_id: 'sg-m' } as const;
+    const doc = (rules: Group['security_group_rules']) => state('routed', [group('sg-a', rules), group('sg-m', [egressAny('m-out')])], [
+      port(1, ['sg-a']),
+      port(2, ['sg-m']), // 192.0.2.3
+      port(3, ['sg-m'], { allowed_address_pairs: [{ ip_address: '198.51.100.64/28' }] }),
+    ]);
+    await pw.apply(doc([ssh, tcpIn('a-web', 80)]));
+    ct.add(101, 6, '192.0.2.3', '192.0.2.2', 22); // a member's host address: stays
+    ct.add(101, 6, '198.51.100.70', '192.0.2.2', 22); // inside a member's pair prefix: stays
+    ct.add(101, 6, '198.51.100.80', '192.0.2.2', 22); // outside it: goes
+    ct.add(101, 6, '203.0.113.5', '192.0.2.2', 22); // no member: goes
+    // The web rule goes: port 1's flows are judged, by the ssh rule now.
+    const r = await pw.apply(doc([ssh]));
+    expect(r.cleanup.deleted).toBe(2);
+    expect(ct.entries.filter((e) => e.orig.dport === 22).map((e) => e.orig.src).sort()).toEqual(['192.0.2.3', '198.51.100.70']);
+  });
+});

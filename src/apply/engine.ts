@@ -857,7 +857,6 @@ function lostMemberships(old: PortPolicy | undefined, now: PortPolicy | undefine
   return [...new Set(old.groupIds.filter((g) => old.memberPrefixes.some((x) => !kept.has(`${g} ${x}`))))];
 }
 
-/** The skeleton with each set's elements as they were before the store's pending changes. */
 /** The tables of a list of objects, and how many chains, rules, sets and elements it holds. */
 export interface ObjectCounts {
   tables: { family: NftObject['family']; name: string }[];
@@ -878,6 +877,7 @@ export function countObjects(objects: readonly NftObject[]): ObjectCounts {
   return { tables, counts };
 }
 
+/** The skeleton with each set's elements as they were before the store's pending changes. */
 function withBefore(objects: readonly NftObject[], store: ClaimStore): NftObject[] {
   const out = [...objects];
   for (const o of objects) {

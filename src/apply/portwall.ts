@@ -156,7 +156,6 @@ export interface StatusSummary extends Omit<StatusResult, 'objects'> {
 
 const now = (): number => performance.now();
 
-
 // Changes whose cleanup threw, kept for the retry.
 const MAX_PENDING = 4096;
 /** Up to this many changed ports, the ones that may have lost permission are sorted out before anything is asked. */

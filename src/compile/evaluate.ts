@@ -57,7 +57,7 @@ const RA = 134;
  * when full.
  */
 const RANGES = new Map<string, AddrRange>();
-const RANGES_MAX = 1 << 17;
+const RANGES_MAX = 1 << 16;
 
 function rangeOf(prefix: string): AddrRange {
   let r = RANGES.get(prefix);

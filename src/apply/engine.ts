@@ -185,6 +185,21 @@ export class Engine implements StateIndex {
     return e;
   }
 
+  /**
+   * The groups' units again, now that their sets' elements are known from a listing: a group whose rules
+   * would delete more from its sets than an in-place delete may gets a new version, as {@link build} with
+   * those elements as hints does. For a fresh engine that was built from hints without elements (an adoption
+   * whose record did not match): the same engine as a build from the listing's hints, without building again
+   * when tags, profile numbers and versions are the same (see {@link sameNumbering}).
+   */
+  relistGroups(listed: ReadonlyMap<string, readonly Element[]>): void {
+    for (const [id, g] of [...this.#groups].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      // Only a group whose listed sets lose too much to its objects now is laid out again (with a new version).
+      const objects = this.#units.get(`group:${id}`) ?? [];
+      if (needsVersion(listed, groupElements(objects))) this.#setGroupUnit(id, g.version, listed);
+    }
+  }
+
   /** The desired objects of portwall's tables. */
   objects(): NftObject[] {
     return withElements([...this.#skeleton().objects, ...[...this.#units.values()].flat()], this.#store);
@@ -935,6 +950,20 @@ function collectVersion(versions: Map<string, number>, name: string): void {
 }
 
 /** The version a listing (hints) gives a group's sets: by its own sets' names, else by its remote references'. */
+/**
+ * Whether two sets of hints number everything alike (tags, profile numbers, group set versions): then a build
+ * from either gives the same engine, up to the groups' versions that listed elements decide
+ * ({@link Engine.relistGroups}).
+ */
+export function sameNumbering(a: Hints, b: Hints): boolean {
+  const same = (x: ReadonlyMap<string, number> | undefined, y: ReadonlyMap<string, number> | undefined): boolean => {
+    if ((x?.size ?? 0) !== (y?.size ?? 0)) return false;
+    for (const [k, v] of x ?? []) if (y!.get(k) !== v) return false;
+    return true;
+  };
+  return same(a.tags, b.tags) && same(a.profiles, b.profiles) && same(a.versions, b.versions);
+}
+
 function hintedVersion(id: string, model: Model, hints: Hints): number {
   const versions = hints.versions;
   if (!versions?.size) return 0;

@@ -39,7 +39,7 @@ import type { Family, NftObject, Operation } from '../nft/types.js';
 import { affectedPorts, cleanup, mayShrink, type CleanupResult, type ConntrackLike } from './cleanup.js';
 import { ADOPT_RECORD, digestOf, namespaceInstance, readRecord, recordOperations, withoutRecord, type AdoptRecord } from './adopt-record.js';
 import { diff, type Diff } from './diff.js';
-import { Engine, NO_PEERS, countObjects, fipMoved, hintsFrom, type ChangeSet, type FipChange, type PortChange } from './engine.js';
+import { Engine, NO_PEERS, countObjects, fipMoved, hintsFrom, sameNumbering, type ChangeSet, type FipChange, type Hints, type PortChange } from './engine.js';
 import { hostAddress } from '../compile/addr.js';
 import { BRIDGE, INET } from '../compile/names.js';
 import { IpsetMirror, type IpsetLike, type PublishResult } from './ipsets.js';
@@ -541,10 +541,11 @@ export class Portwall {
    * Adopts from the adopt record: a peek at the record alone (one set), then, when its generation is the
    * kernel's, its namespace this one and its counts the state's, a look at every set's definition and the small
    * sets hints come from; when the state then compiles to the record's digest, the engine of that compile (the
-   * kernel holds exactly it) and whether the record's writer owed no conntrack cleanup. Undefined when it cannot
-   * vouch: the caller lists in full.
+   * kernel holds exactly it) and whether the record's writer owed no conntrack cleanup. When the digests differ,
+   * the compile and the hints it was made with (`matches` false: the caller lists in full, and keeps that compile
+   * if the listing numbers things alike). Undefined when the record cannot vouch before any compile.
    */
-  async #adoptFromRecord(model: Model): Promise<{ engine: Engine; genid: number; listMs: number; clean: boolean } | undefined> {
+  async #adoptFromRecord(model: Model): Promise<{ engine: Engine; genid: number; listMs: number; clean: boolean; matches: boolean; hints: Hints } | undefined> {
     const mark = now();
     const instance = namespaceInstance(this.netns);
     const vouches = (r: AdoptRecord | undefined, genid: number): r is AdoptRecord =>
@@ -555,8 +556,9 @@ export class Portwall {
     const listMs = now() - mark;
     const r = look.record;
     if (!vouches(r, look.genid)) return undefined;
-    const e = Engine.build(model, this.config, hintsFrom(look.objects, this.config));
-    return digestOf(e.objects()) === r.digest ? { engine: e, genid: look.genid, listMs, clean: r.clean } : undefined;
+    const hints = hintsFrom(look.objects, this.config);
+    const e = Engine.build(model, this.config, hints);
+    return { engine: e, genid: look.genid, listMs, clean: r.clean, matches: digestOf(e.objects()) === r.digest, hints };
   }
 
   #state(op: string): Engine {
@@ -606,7 +608,7 @@ export class Portwall {
         d = diff(e.objects(), previous.objects());
       } else {
         const quick = m.kind === 'replace' && this.#adoptRecord ? await this.#adoptFromRecord(m.model) : undefined;
-        if (quick) {
+        if (quick?.matches) {
           // The kernel holds what the state compiles to: nothing to list, diff or commit.
           t.list = quick.listMs;
           t.compile = now() - mark - quick.listMs;
@@ -622,7 +624,14 @@ export class Portwall {
           base = listing.genid;
           const model = m.kind === 'replace' ? m.model : this.#engine?.model;
           if (!model) throw new PortwallError('ERR_TRANSACTION_STATE', 'no state yet — apply a whole state first');
-          e = Engine.build(model, this.config, hintsFrom(listing.objects, this.config));
+          const hints = hintsFrom(listing.objects, this.config);
+          // The record's compile of this very model, when the listing numbers things as the look did: only the
+          // groups' versions wait for their listed elements (a state that differs from the record's costs one
+          // compile, not two).
+          if (quick && sameNumbering(quick.hints, hints)) {
+            e = quick.engine;
+            e.relistGroups(hints.elements ?? new Map());
+          } else e = Engine.build(model, this.config, hints);
           if (m.kind === 'edit') m.edit(e);
           t.compile = now() - mark;
           mark = now();

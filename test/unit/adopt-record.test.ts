@@ -3,7 +3,7 @@
  * its objects or elements but changes with any field of any of them; the record's comment reads back; listings
  * lose the record's set and element and nothing else.
  */
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 
 import { ADOPT_RECORD, digestOf, readRecord, recordComment, recordOperations, withoutRecord } from '../../src/apply/adopt-record.js';
 import { layout } from '../../src/compile/layout.js';
@@ -12,6 +12,7 @@ import { validateState } from '../../src/model/validate.js';
 import { DEFAULT_CONFIG } from '../../src/model/types.js';
 import type { Element, NftObject } from '../../src/nft/types.js';
 import { Portwall } from '../../src/apply/portwall.js';
+import { Engine, IN_PLACE_MAX_SET } from '../../src/apply/engine.js';
 import { FakeNft } from '../../src/nft/fake.js';
 import { port, state, webGroup } from '../helpers/states.js';
 
@@ -120,5 +121,52 @@ describe('with the fake binding', () => {
     expect(await third.apply(state('bridged', [webGroup()], [port(1, ['sg-web'])]))).toMatchObject({ adoptedFrom: 'listing', changed: true });
     expect(new Set(lists)).toEqual(new Set(['peek', 'full']));
     await third.close();
+  });
+
+  test('a state that differs from the record\'s is compiled once, and its groups get the versions a build from the listing gives', async () => {
+    // A group whose one set holds more rules than an in-place delete may touch: a rule removed gives the group a
+    // new version of its sets — decided from the listed elements, which the record's look does not carry.
+    const rules = Array.from({ length: IN_PLACE_MAX_SET + 6 }, (_, i) => ({
+      id: `big-${i}`, direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', port_range_min: 1000 + i, port_range_max: 1000 + i, remote_ip_prefix: '198.51.100.0/24',
+    }));
+    const doc = (n: number) => state('routed', [{ id: 'sg-big', stateful: true, security_group_rules: rules.slice(0, n) }], [port(1, ['sg-big']), port(2, ['sg-big'])]);
+    const before = doc(rules.length), after = doc(rules.length - 1);
+    // What the kernel holds in the end, handles left out (two fakes number them each their own way).
+    const held = async (fake: FakeNft) => {
+      const h = Portwall.open({ binding: fake, conntrack: null, profileGc: false, adoptRecord: false });
+      const { objects } = await h.status();
+      await h.close();
+      return JSON.stringify(objects, (k, v) => (k === 'handle' ? undefined : typeof v === 'bigint' ? String(v) : v));
+    };
+    const program = async (fake: FakeNft) => {
+      const h = Portwall.open({ binding: fake, conntrack: null, profileGc: false });
+      await h.apply(before);
+      await h.close();
+    };
+
+    // By the record: it vouches (same counts), the digest differs, a full listing follows — one compile.
+    const byRecord = new FakeNft();
+    await program(byRecord);
+    const builds = vi.spyOn(Engine, 'build');
+    try {
+      const h = Portwall.open({ binding: byRecord, conntrack: null, profileGc: false });
+      expect(await h.apply(after)).toMatchObject({ adoptedFrom: 'listing', changed: true });
+      expect(builds).toHaveBeenCalledTimes(1);
+      await h.close();
+    } finally {
+      builds.mockRestore();
+    }
+    // Without the record: a listing, and a build from its hints (elements included).
+    const byListing = new FakeNft();
+    await program(byListing);
+    const h = Portwall.open({ binding: byListing, conntrack: null, profileGc: false, adoptRecord: false });
+    expect(await h.apply(after)).toMatchObject({ adoptedFrom: 'listing', changed: true });
+    await h.close();
+
+    const kernel = await held(byRecord);
+    expect(kernel).toBe(await held(byListing));
+    // The group's set got its new version (v1) rather than an in-place delete from the old one.
+    expect(kernel).toMatch(/"name":"i4t1_[0-9a-f_a-z]+"/);
+    expect(kernel).not.toMatch(/"name":"i4t0_/);
   });
 });

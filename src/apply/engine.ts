@@ -949,7 +949,6 @@ function collectVersion(versions: Map<string, number>, name: string): void {
   if (v) versions.set(v.tail, v.version);
 }
 
-/** The version a listing (hints) gives a group's sets: by its own sets' names, else by its remote references'. */
 /**
  * Whether two sets of hints number everything alike (tags, profile numbers, group set versions): then a build
  * from either gives the same engine, up to the groups' versions that listed elements decide
@@ -964,6 +963,7 @@ export function sameNumbering(a: Hints, b: Hints): boolean {
   return same(a.tags, b.tags) && same(a.profiles, b.profiles) && same(a.versions, b.versions);
 }
 
+/** The version a listing (hints) gives a group's sets: by its own sets' names, else by its remote references'. */
 function hintedVersion(id: string, model: Model, hints: Hints): number {
   const versions = hints.versions;
   if (!versions?.size) return 0;

@@ -7,8 +7,9 @@
  * removed (with its policy before and after), and the ports of a group whose rules or members changed. A
  * removed port's zone and addresses come from its old policy. A port that is new to a handle that already
  * trusts its memory is not judged ({@link mayShrink}): like Neutron's, its filter applies to new flows; the
- * flows of every port are judged by the full pass that follows an adoption (unless the adopt record says its
- * writer owed none: docs/dataplane.md, "Adopting from the record").
+ * flows of every port are judged by the full pass that follows an adoption by listing. An adoption from an adopt
+ * record whose writer owed no cleanup has no such pass (docs/dataplane.md, "Adopting from the record"): flows
+ * a port had before it was first filtered stay then, as they would have had no restart come in between.
  *
  * Each endpoint of a candidate entry is attributed to the port that owns it in the entry's zone: the longest
  * prefix over every port of that zone, as they are now and (for the changed ports) as they were, so an address

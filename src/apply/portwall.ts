@@ -190,8 +190,9 @@ export class Portwall {
   /** Changes whose cleanup threw: judged again by the next cleanup. */
   #pending: PortChange[] = [];
   /**
-   * A change was committed without its cleanup (`cleanup: false`) since the last full pass: flows it would
-   * have deleted may remain, so the adopt record does not say `clean`.
+   * A change was committed without its cleanup (`cleanup: false`; a profile collection excepted, which takes
+   * no permission away): flows it would have deleted may remain, so no adopt record of this handle says
+   * `clean`. Kept for the handle's life: a later full pass does not judge the flows of a port that went.
    */
   #uncleaned = false;
   #gcTimer: NodeJS.Timeout | undefined;
@@ -528,7 +529,8 @@ export class Portwall {
     const base = this.#genid;
     const instance = namespaceInstance(this.netns);
     if (!this.#adoptRecord || !e || base === undefined || instance === undefined) return;
-    const clean = !this.#cleanDebt && this.#pending.length === 0 && !this.#uncleaned;
+    // Only a handle that cleans up can vouch for the flows: not one without a conntrack client.
+    const clean = this.#ct !== null && !this.#cleanDebt && this.#pending.length === 0 && !this.#uncleaned;
     const record = { genid: nextGen(base), instance, ports: e.model.ports.size, groups: e.model.groups.size, digest: digestOf(e.objects()), clean };
     const tx = this.#nft.transaction();
     for (const op of recordOperations(record, this.config)) tx.canonical(op.verb, op.object);
@@ -678,7 +680,8 @@ export class Portwall {
       // Exactly one generation further: ours alone. Anything else: someone else committed too; adopt next time.
       this.#genid = d.operations.length === 0 || genid === nextGen(base) ? genid : undefined;
       if (adopted) this.#cleanDebt = owesPass;
-      if (committed && !(options.cleanup ?? true)) this.#uncleaned = true;
+      // (A profile collection, the one change made without adopting, takes no permission away.)
+      if (committed && adopt && !(options.cleanup ?? true)) this.#uncleaned = true;
       mark = now();
       // Cleanup first: the flows that lost permission stop before anything else can fail. If it throws, the
       // ipsets still follow the commit, then its error is thrown (the next change retries the cleanup).
@@ -774,7 +777,6 @@ export class Portwall {
     }
     this.#pending = [];
     this.#cleanDebt = false;
-    if (full) this.#uncleaned = false;
     return r;
   }
 

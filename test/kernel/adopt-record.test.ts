@@ -198,7 +198,7 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
     }, { binding: spy.binding, adoptRecord: false });
   });
 
-  test('conntrack after adopting: no full pass from a record whose writer owed none; one when it skipped a cleanup or had no conntrack', async () => {
+  test('conntrack after adopting: no full pass from a record whose writer owed none; one when it skipped a cleanup or had no conntrack; a profile collection owes none', async () => {
     // A client whose dumps are counted (each cleanup pass lists; a namespace tracking nothing is only counted).
     const ct = new ConntrackClient({ netns: ns.name, persistent: true });
     let dumps = 0;
@@ -237,11 +237,22 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
       }, { conntrack: spy });
       expect(flows()).toEqual(['80']);
 
-      // The record of that handle says clean again (its full pass ran); one of a handle without conntrack never does.
+      // A handle that cleans what it changes writes clean again; a profile collection (a commit made without a
+      // cleanup, taking no permission away) keeps it so.
       expect(record()).not.toMatch(/clean/); // it committed nothing: the record is still the one before
-      await withHandle(ns.name, (pw) => pw.apply(doc(mode, [4, 5])), { conntrack: ct });
+      const later = doc(mode, [4, 5]);
+      later.ports = later.ports!.map((p) => (p.id === 'port-00002' ? port(2, ['sg-web']) : p));
+      await withHandle(ns.name, async (pw) => {
+        await pw.apply(doc(mode, [4, 5]));
+        await pw.upsertPort(port(2, ['sg-web'])); // its profile (sg-web + sg-db) now unused
+        expect(await pw.collectProfiles()).toBe(1);
+      }, { conntrack: ct });
       expect(record()).toMatch(/ clean"/);
-      await withHandle(ns.name, (pw) => pw.apply(doc(mode, [4])));
+      // A handle without conntrack never writes clean, not even after adopting from a clean record.
+      await withHandle(ns.name, async (pw) => {
+        expect(await pw.apply(later)).toMatchObject({ adoptedFrom: 'record' });
+        await pw.removePort('port-00005');
+      });
       expect(record()).not.toMatch(/clean/);
     } finally {
       await ct.close();

@@ -47,11 +47,29 @@ export function hostAddress(prefix: Prefix): string {
   return slash < 0 ? prefix : prefix.slice(0, slash);
 }
 
-/** Whether an address (text) lies in a prefix. */
+/**
+ * {@link prefixRange}, remembered: judging flows and packets (conntrack cleanup, explain, the drop log) asks
+ * about the same port addresses, rule prefixes and peers again and again — after an adoption, every tracked flow
+ * of a namespace (20 000 at 5000 ports), where parsing the same texts anew cost most of the pass. Bounded:
+ * forgotten when full. Not for the compile, whose texts are mostly seen once.
+ */
+export function cachedRange(text: string): AddrRange {
+  let r = RANGES.get(text);
+  if (r === undefined) {
+    if (RANGES.size >= RANGES_MAX) RANGES.clear();
+    RANGES.set(text, (r = prefixRange(text)));
+  }
+  return r;
+}
+
+const RANGES = new Map<string, AddrRange>();
+const RANGES_MAX = 1 << 16;
+
+/** Whether an address (text) lies in a prefix (both parsed once: {@link cachedRange}). */
 export function prefixContains(prefix: Prefix, address: string): boolean {
-  const r = prefixRange(prefix);
+  const r = cachedRange(prefix);
   if (familyOf(address) !== r.family) return false;
-  const a = prefixRange(address).lo;
+  const a = cachedRange(address).lo;
   return a >= r.lo && a <= r.hi;
 }
 

@@ -4,7 +4,7 @@
  * renderer. Conntrack cleanup asks it whether a tracked flow's original direction is still allowed; `explain`
  * will ask it which rule admits or drops a packet.
  */
-import { prefixRange, type AddrRange } from './addr.js';
+import { cachedRange, familyOf, prefixContains, prefixRange, type AddrRange } from './addr.js';
 import type { CompiledRule, GroupMembers, PortPolicy } from './ir.js';
 import { PORT_PROTOCOLS } from '../model/values.js';
 import { ND_DAD, ND_IN, ND_OUT } from './layout.js';
@@ -50,31 +50,6 @@ const UDP = 17;
 const ICMPV6 = 58;
 const RA = 134;
 
-/**
- * The ranges of prefixes and addresses the evaluator has parsed (a port's addresses, its rules' remote prefixes,
- * the packets' addresses): conntrack cleanup asks about every tracked flow of a namespace after an adoption
- * (20 000 flows at 5000 ports), and parsing the same texts again for each cost most of that pass. Bounded: cleared
- * when full.
- */
-const RANGES = new Map<string, AddrRange>();
-const RANGES_MAX = 1 << 16;
-
-function rangeOf(prefix: string): AddrRange {
-  let r = RANGES.get(prefix);
-  if (r === undefined) {
-    if (RANGES.size >= RANGES_MAX) RANGES.clear();
-    RANGES.set(prefix, (r = prefixRange(prefix)));
-  }
-  return r;
-}
-
-/** Whether an address (text) lies in a prefix (both parsed at most once). */
-function contains(prefix: string, address: string): boolean {
-  const r = rangeOf(prefix);
-  const a = rangeOf(address);
-  return a.family === r.family && a.lo >= r.lo && a.lo <= r.hi;
-}
-
 /** A remote group's members in one family: host addresses as numbers, wider prefixes as ranges. */
 interface MemberSet {
   hosts: Set<bigint>;
@@ -113,7 +88,7 @@ export function evaluate(ir: Members, port: PortPolicy, direction: Direction, pk
   const icmp6 = pkt.family === 6 && pkt.protocol === ICMPV6 ? pkt.icmp?.type : undefined;
   if (direction === 'egress') {
     if (icmp6 !== undefined && ND_DAD.includes(icmp6) && pkt.src === '::') return { allowed: true, reason: 'nd' };
-    const own = port.spoof.some((s) => s.family === pkt.family && (pkt.srcMac === undefined || s.mac === pkt.srcMac) && contains(s.prefix, pkt.src));
+    const own = port.spoof.some((s) => s.family === pkt.family && (pkt.srcMac === undefined || s.mac === pkt.srcMac) && prefixContains(s.prefix, pkt.src));
     if (!own) return { allowed: false, reason: 'anti-spoof' };
     if (isUdp(dhcp.client, dhcp.server)) return { allowed: true, reason: 'dhcp' };
     if (isUdp(dhcp.server, dhcp.client)) return { allowed: false, reason: 'dhcp' };
@@ -121,8 +96,8 @@ export function evaluate(ir: Members, port: PortPolicy, direction: Direction, pk
     if (icmp6 !== undefined && ND_OUT.includes(icmp6)) return { allowed: true, reason: 'nd' };
   } else {
     if (icmp6 !== undefined && ND_IN.includes(icmp6)) return { allowed: true, reason: 'nd' };
-    if (icmp6 === RA) return { allowed: port.routers.some((r) => contains(r, pkt.src)), reason: 'router-advert' };
-    if (isUdp(dhcp.server, dhcp.client)) return { allowed: port.dhcpServers.some((d) => contains(d, pkt.src)), reason: 'dhcp' };
+    if (icmp6 === RA) return { allowed: port.routers.some((r) => prefixContains(r, pkt.src)), reason: 'router-advert' };
+    if (isUdp(dhcp.server, dhcp.client)) return { allowed: port.dhcpServers.some((d) => prefixContains(d, pkt.src)), reason: 'dhcp' };
   }
   const rule = port.rules.find((r) => r.direction === direction && matches(ir, r, direction, pkt));
   return rule ? { allowed: true, reason: 'rule', ruleId: rule.ruleId } : { allowed: false, reason: 'default' };
@@ -150,7 +125,7 @@ function guarded(port: PortPolicy, direction: Direction, pkt: Packet): boolean {
     if (direction === 'ingress' && pkt.dport === DHCP4.server) return true;
   }
   const dhcp = udp && (pkt.dport === DHCP4.server || pkt.dport === DHCP4.client);
-  return g.broadcast && !dhcp && IPV4_BROADCAST.some((b) => contains(b, pkt.dst));
+  return g.broadcast && !dhcp && IPV4_BROADCAST.some((b) => prefixContains(b, pkt.dst));
 }
 
 function matches(ir: Members, r: CompiledRule, direction: Direction, pkt: Packet): boolean {
@@ -170,12 +145,12 @@ function matches(ir: Members, r: CompiledRule, direction: Direction, pkt: Packet
     case 'any':
       return true;
     case 'prefix':
-      return contains(r.remote.prefix, remote);
+      return prefixContains(r.remote.prefix, remote);
     case 'group': {
       const members = memberSet(ir.members, r.remote.groupId, r.family);
       if (!members) return false;
-      const a = rangeOf(remote);
-      if (a.family !== r.family) return false;
+      if (familyOf(remote) !== r.family) return false;
+      const a = cachedRange(remote);
       return members.hosts.has(a.lo) || members.nets.some((n) => a.lo >= n.lo && a.lo <= n.hi);
     }
   }

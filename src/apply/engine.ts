@@ -193,7 +193,7 @@ export class Engine implements StateIndex {
    * when tags, profile numbers and versions are the same (see {@link sameNumbering}).
    */
   relistGroups(listed: ReadonlyMap<string, readonly Element[]>): void {
-    for (const [id, g] of [...this.#groups].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    for (const [id, g] of this.#groups) {
       // Only a group whose listed sets lose too much to its objects now is laid out again (with a new version).
       const objects = this.#units.get(`group:${id}`) ?? [];
       if (needsVersion(listed, groupElements(objects))) this.#setGroupUnit(id, g.version, listed);

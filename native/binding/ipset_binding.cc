@@ -64,15 +64,20 @@ struct Baton {
 
 Napi::Value Undefined(Napi::Env env, Baton&) { return env.Undefined(); }
 
-// Queues `op(where, baton)` on the target (argument 0): on the held socket, or on one opened in the namespace
-// for this call. `op` takes either an ipset::Socket& or the namespace's name (core/ipset.h has both forms).
-template <typename Op>
+// Queues `op(socket, baton)` on the target (argument 0): on the held socket, or on one opened in the namespace
+// for this call and closed when it ends.
+using Op = void (*)(ipset::Socket&, Baton&);
 Napi::Promise Run(const Napi::CallbackInfo& info, std::unique_ptr<Baton> b, Op op,
                   PromiseWorker<Baton>::Result result = Undefined) {
   b->target = target_arg<ipset::Socket>(info[0], &AddonData::ipset_socket, "ipsetSocketOpen");
   return PromiseWorker<Baton>::Run(
       info.Env(), std::move(b),
-      [op](Baton& b) { b.target.run([&](ipset::Socket& s) { op(s, b); }, [&] { op(b.target.netns, b); }); },
+      [op](Baton& b) {
+        b.target.run([&](ipset::Socket& s) { op(s, b); }, [&] {
+          ipset::Socket s(b.target.netns);
+          op(s, b);
+        });
+      },
       std::move(result));
 }
 
@@ -98,46 +103,46 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   b->create.timeout = u32_field(o, "timeout");
   b->create.counters = o.Get("counters").ToBoolean();
   b->create.comment = o.Get("comment").ToBoolean();
-  return Run(info, std::move(b), [](auto& where, Baton& b) { ipset::create(where, b.create); });
+  return Run(info, std::move(b), [](ipset::Socket& s, Baton& b) { ipset::create(s, b.create); });
 }
 
 Napi::Value Destroy(const Napi::CallbackInfo& info) {
-  return Run(info, named(info), [](auto& where, Baton& b) { ipset::destroy(where, b.name); });
+  return Run(info, named(info), [](ipset::Socket& s, Baton& b) { ipset::destroy(s, b.name); });
 }
 
 Napi::Value Flush(const Napi::CallbackInfo& info) {
-  return Run(info, named(info), [](auto& where, Baton& b) { ipset::flush(where, b.name); });
+  return Run(info, named(info), [](ipset::Socket& s, Baton& b) { ipset::flush(s, b.name); });
 }
 
 Napi::Value Rename(const Napi::CallbackInfo& info) {
   auto b = named(info);
   b->other = string_arg(info[2], "to");
-  return Run(info, std::move(b), [](auto& where, Baton& b) { ipset::rename(where, b.name, b.other); });
+  return Run(info, std::move(b), [](ipset::Socket& s, Baton& b) { ipset::rename(s, b.name, b.other); });
 }
 
 Napi::Value Swap(const Napi::CallbackInfo& info) {
   auto b = named(info);
   b->other = string_arg(info[2], "other");
-  return Run(info, std::move(b), [](auto& where, Baton& b) { ipset::swap(where, b.name, b.other); });
+  return Run(info, std::move(b), [](ipset::Socket& s, Baton& b) { ipset::swap(s, b.name, b.other); });
 }
 
 Napi::Value Add(const Napi::CallbackInfo& info) {
   auto b = named(info);
   b->members = members_arg(info[2]);
-  return Run(info, std::move(b), [](auto& where, Baton& b) { ipset::add(where, b.name, b.members); });
+  return Run(info, std::move(b), [](ipset::Socket& s, Baton& b) { ipset::add(s, b.name, b.members); });
 }
 
 Napi::Value Del(const Napi::CallbackInfo& info) {
   auto b = named(info);
   b->members = members_arg(info[2]);
-  return Run(info, std::move(b), [](auto& where, Baton& b) { ipset::del(where, b.name, b.members); });
+  return Run(info, std::move(b), [](ipset::Socket& s, Baton& b) { ipset::del(s, b.name, b.members); });
 }
 
 Napi::Value Test(const Napi::CallbackInfo& info) {
   auto b = named(info);
   b->members = members_arg(info[2]);
   return Run(
-      info, std::move(b), [](auto& where, Baton& b) { b.found = ipset::test(where, b.name, b.members); },
+      info, std::move(b), [](ipset::Socket& s, Baton& b) { b.found = ipset::test(s, b.name, b.members); },
       [](Napi::Env env, Baton& b) -> Napi::Value {
         return Napi::Buffer<uint8_t>::Copy(env, b.found.data(), b.found.size());
       });
@@ -148,7 +153,7 @@ Napi::Value List(const Napi::CallbackInfo& info) {
   if (!info[1].IsUndefined() && !info[1].IsNull()) b->name = string_arg(info[1], "name");
   b->headers_only = info[2].ToBoolean();
   return Run(
-      info, std::move(b), [](auto& where, Baton& b) { b.text = ipset::list(where, b.name, b.headers_only); },
+      info, std::move(b), [](ipset::Socket& s, Baton& b) { b.text = ipset::list(s, b.name, b.headers_only); },
       [](Napi::Env env, Baton& b) -> Napi::Value { return Napi::String::New(env, b.text); });
 }
 

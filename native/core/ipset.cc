@@ -169,13 +169,6 @@ class Session {
   const int unwinding_;
 };
 
-// A call on a socket of its own, opened in `netns` and closed when the call ends.
-template <typename F>
-auto per_call(const std::string& netns, F f) {
-  Socket sock(netns);
-  return f(sock);
-}
-
 // Checks members against the set before anything is sent, so that a bad one changes nothing.
 void check_members(const ipset_type* t, uint8_t set_family, const std::string& name,
                    const std::vector<Member>& members) {
@@ -308,29 +301,6 @@ std::string list(Socket& sock, const std::string& name, bool headers_only) {
   ipset_session_output(s.get(), IPSET_LIST_PLAIN);
   s.run(IPSET_CMD_LIST, "ipset list " + name);
   return std::move(s.output());
-}
-
-// The same calls on a socket of their own in `netns`, closed when the call ends.
-void create(const std::string& netns, const CreateOptions& o) { per_call(netns, [&](Socket& s) { create(s, o); }); }
-void destroy(const std::string& netns, const std::string& name) { per_call(netns, [&](Socket& s) { destroy(s, name); }); }
-void flush(const std::string& netns, const std::string& name) { per_call(netns, [&](Socket& s) { flush(s, name); }); }
-void rename(const std::string& netns, const std::string& from, const std::string& to) {
-  per_call(netns, [&](Socket& s) { rename(s, from, to); });
-}
-void swap(const std::string& netns, const std::string& a, const std::string& b) {
-  per_call(netns, [&](Socket& s) { swap(s, a, b); });
-}
-void add(const std::string& netns, const std::string& name, const std::vector<Member>& members) {
-  per_call(netns, [&](Socket& s) { add(s, name, members); });
-}
-void del(const std::string& netns, const std::string& name, const std::vector<Member>& members) {
-  per_call(netns, [&](Socket& s) { del(s, name, members); });
-}
-std::vector<uint8_t> test(const std::string& netns, const std::string& name, const std::vector<Member>& members) {
-  return per_call(netns, [&](Socket& s) { return test(s, name, members); });
-}
-std::string list(const std::string& netns, const std::string& name, bool headers_only) {
-  return per_call(netns, [&](Socket& s) { return list(s, name, headers_only); });
 }
 
 }  // namespace portwall::ipset

@@ -59,32 +59,22 @@ struct Member {
   std::string iface;        // hash:net,iface only
 };
 
+// Each call on a Socket: a held one, or one opened in the namespace for the call alone (Socket sock(netns)).
 void create(Socket& sock, const CreateOptions& opts);
 void destroy(Socket& sock, const std::string& name);
 void flush(Socket& sock, const std::string& name);
 void rename(Socket& sock, const std::string& from, const std::string& to);
-void swap(Socket& sock, const std::string& a, const std::string& b);
-void add(Socket& sock, const std::string& name, const std::vector<Member>& members);
-void del(Socket& sock, const std::string& name, const std::vector<Member>& members);
-std::vector<uint8_t> test(Socket& sock, const std::string& name, const std::vector<Member>& members);
-std::string list(Socket& sock, const std::string& name, bool headers_only);
-
-// The same on a socket opened in `netns` for the call alone.
-void create(const std::string& netns, const CreateOptions& opts);
-void destroy(const std::string& netns, const std::string& name);
-void flush(const std::string& netns, const std::string& name);
-void rename(const std::string& netns, const std::string& from, const std::string& to);
 // Atomically exchanges the contents (and names) of two sets of compatible types.
-void swap(const std::string& netns, const std::string& a, const std::string& b);
+void swap(Socket& sock, const std::string& a, const std::string& b);
 
 // Adds (existing members are fine) or deletes (absent members are fine) in bulk: libipset packs the members
 // into as few netlink messages as fit, one round trip each, like `ipset restore` but without parsing text.
-void add(const std::string& netns, const std::string& name, const std::vector<Member>& members);
-void del(const std::string& netns, const std::string& name, const std::vector<Member>& members);
+void add(Socket& sock, const std::string& name, const std::vector<Member>& members);
+void del(Socket& sock, const std::string& name, const std::vector<Member>& members);
 // One flag per member: 1 if the set contains it.
-std::vector<uint8_t> test(const std::string& netns, const std::string& name, const std::vector<Member>& members);
+std::vector<uint8_t> test(Socket& sock, const std::string& name, const std::vector<Member>& members);
 
 // `ipset list` plain output of one set ("" = all sets); headers_only skips the members.
-std::string list(const std::string& netns, const std::string& name, bool headers_only);
+std::string list(Socket& sock, const std::string& name, bool headers_only);
 
 }  // namespace portwall::ipset

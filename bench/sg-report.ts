@@ -207,8 +207,9 @@ export function judge(rows: Row[], sizes: number[], changeSize: number): { targe
     const measured = wide ? `only ${wide.size} ports × ${String(wide.info?.rulesPerPort)} rules run` : 'not run';
     targets.push({ target: wideTarget, measured, status: 'not measured' }, { target: wideFlat, measured, status: 'not measured' });
   }
-  for (const [tool, kase] of [['portwall apply', 'adopt'], [AGENT_PROCESS, 'adopt-ready']] as const) {
-    const target = `adopt-on-start ≤ 1 s at 5000 ports (${tool === AGENT_PROCESS ? 'agent process, spawn to ready' : 'library, a fresh handle\'s apply'})`;
+  const startWhat = { adopt: 'library, a fresh handle\'s apply', 'adopt-ready': 'agent process, spawn to ready', 'adopt-ready-after-kill': 'agent process after kill -9, spawn to ready' };
+  for (const [tool, kase] of [['portwall apply', 'adopt'], [AGENT_PROCESS, 'adopt-ready'], [AGENT_PROCESS, 'adopt-ready-after-kill']] as const) {
+    const target = `adopt-on-start ≤ 1 s at 5000 ports (${startWhat[kase]})`;
     const r = find('start', kase, 5000, tool);
     if (r) bound(target, r, (x) => x.p50, 1000);
     else targets.push({ target, measured: 'size not run', status: 'not measured' });

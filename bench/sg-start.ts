@@ -8,7 +8,8 @@
  *   commits that port (`adopt-first-change`);
  * - by a freshly spawned `portwall agent` with the same state file: from the spawn to its first 200 on
  *   GET /v1/status (`adopt-ready`; it listens once it has adopted), and to the answer of its first
- *   PUT /v1/ports right after (`adopt-first-change`).
+ *   PUT /v1/ports right after (`adopt-first-change`); that agent then deletes the port again, is left quiet until
+ *   it has written its adopt record, and is killed with SIGKILL: the next agent's start is `adopt-ready-after-kill`.
  * Commits made while adopting are counted from the ruleset generation (none expected: spec S12).
  */
 import { spawnSync } from 'node:child_process';
@@ -16,7 +17,8 @@ import { spawnSync } from 'node:child_process';
 import { Portwall } from '../src/apply/portwall.js';
 import { binding } from '../src/native.js';
 import { AGENT_PROCESS, CLI, agentCall, startAgent } from './sg-agent.js';
-import { type Cleanup, type Progress, type Row, errorText, finish, newRow, repeat, timed } from './sg-harness.js';
+import { type Cleanup, type Progress, type Row, errorText, finish, newRow, repeat, sleep, timed } from './sg-harness.js';
+import type { Netns } from '../test/helpers/netns.js';
 import type { Workload } from './workload.js';
 
 export interface StartOptions {
@@ -31,7 +33,10 @@ export async function startCases(cleanup: Cleanup, w: Workload, opts: StartOptio
   const ns = cleanup.netns(`sg-start${size}`);
   const [adopt, libFirst] = ['adopt', 'adopt-first-change'].map((c) => newRow('start', c, size, 'portwall apply', 'ms', { handle: 'fresh, in the benchmark\'s warm process' }));
   const [ready, agentFirst] = ['adopt-ready', 'adopt-first-change'].map((c) => newRow('start', c, size, AGENT_PROCESS, 'ms', { process: 'spawned per round, same state file' }));
-  const rows = [adopt!, libFirst!, ready!, agentFirst!];
+  const afterKill = newRow('start', 'adopt-ready-after-kill', size, AGENT_PROCESS, 'ms', {
+    process: 'spawned after the last one was killed with SIGKILL, once it had been quiet (its adopt record written, --record-idle-ms)',
+  });
+  const rows = [adopt!, libFirst!, ready!, agentFirst!, afterKill];
   const genid = () => binding().nftGenid(ns.name);
   try {
     opts.progress.update(`start @${size}: loading the state to adopt`);
@@ -90,18 +95,45 @@ export async function startCases(cleanup: Cleanup, w: Workload, opts: StartOptio
         const putMs = await timed(async () => { status = (await agentCall(agent.socketPath, 'PUT', url, extra)).status; });
         if (status !== 200) throw new Error(`PUT ${url}: HTTP ${status}`);
         agentFirst!.samples.push(agent.startMs + putMs);
+        // Back to the file's state, then quiet until the agent has collected the port's profile and written the
+        // record of what it holds; then killed, as by the OOM killer: its successor adopts from that record.
+        const gone = (await agentCall(agent.socketPath, 'DELETE', url)).status;
+        if (gone !== 200) throw new Error(`DELETE ${url}: HTTP ${gone}`);
+        await recordWritten(ns, genid);
+        agent.child.kill('SIGKILL');
+        await new Promise((res) => (agent.child.exitCode !== null || agent.child.signalCode !== null ? res(undefined) : agent.child.once('exit', res)));
       } finally {
         await agent.stop();
+      }
+      const g1 = await genid();
+      const next = await startAgent(cleanup, w, '', w.state, { ns });
+      try {
+        afterKill.samples.push(next.startMs);
+        agentCommits += (await genid()) - g1;
+      } finally {
+        await next.stop();
       }
       await settle();
     });
     for (const row of [adopt!, libFirst!]) row.info = { ...row.info, loadMs: Math.round(loadMs), commitsWhileAdopting: libCommits };
     adopt!.info = { ...adopt!.info, fromRecord: adoptedFrom.record, byListing: adoptedFrom.listing };
-    for (const row of [ready!, agentFirst!]) row.info = { ...row.info, cliVersionMs: Math.round(cliVersionMs), commitsWhileAdopting: agentCommits };
+    for (const row of [ready!, agentFirst!, afterKill]) row.info = { ...row.info, cliVersionMs: Math.round(cliVersionMs), commitsWhileAdopting: agentCommits };
   } catch (e) {
     for (const row of rows) if (row.status === 'ok') row.status = errorText(e);
   } finally {
     cleanup.drop(ns);
   }
   return rows.map(finish);
+}
+
+/**
+ * Waits (bounded, 15 s) until the inet table's adopt record names the kernel's generation: the agent wrote it
+ * after its last commit and has nothing more to commit (read with the nft tool, the benchmark's oracle).
+ */
+async function recordWritten(ns: Netns, genid: () => Promise<number>): Promise<void> {
+  for (const t0 = Date.now(); Date.now() - t0 < 15_000; await sleep(50)) {
+    const listed = ns.exec('nft', ['list', 'set', 'inet', 'portwall', 'adopt_record']);
+    if (listed.includes(`comment "gen ${await genid()} `)) return;
+  }
+  throw new Error('the agent wrote no adopt record within 15 s of its last change');
 }

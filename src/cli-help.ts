@@ -172,10 +172,12 @@ ${PRIVILEGE}
 Exit codes: 0 nothing of portwall's is left; 1 something could not be removed (named on stderr), or a
 system error; 2 usage error.`,
   agent: `portwall agent [--netns NAME] [--config FILE] [--state FILE] [--socket PATH] [--metrics HOST:PORT]
-               [--log-level LEVEL] [--check-interval SECONDS] [--body-limit BYTES] [--drop-log]
+               [--log-level LEVEL] [--check-interval SECONDS] [--record-idle-ms MS] [--body-limit BYTES]
+               [--drop-log]
 
 Runs until SIGTERM or SIGINT, which stop it and leave the rules in place (and, after changes, the adopt record:
-the next start with the same FILE then skips listing every element). On start it adopts what portwall's
+the next start with the same FILE then skips listing every element). The record is also written once the
+agent has committed nothing for --record-idle-ms, so that kill -9 or a crash leaves one too. On start it adopts what portwall's
 tables hold (no flush, no traffic gap) and makes them match FILE; SIGHUP, or a change of FILE, reloads FILE
 through the same incremental diff (an invalid file is logged and the running state kept). Keys the schema does
 not know are logged at warn, one line each; in API answers they are listed in "warnings". Changes also come
@@ -199,6 +201,8 @@ Options:
   --metrics HOST:PORT      also serve GET /metrics over TCP on this address
   --log-level LEVEL        fatal, error, warn, info (default), debug or trace
   --check-interval SECONDS the periodic check (default 60; 0 turns it off)
+  --record-idle-ms MS      write the adopt record this long after the last commit (one small batch; default
+                           1000; 0: only when stopped by a signal)
   --body-limit BYTES       the largest request body (default 8388608); larger ones are answered 413
   --drop-log               read the drop log (NFLOG group logGroup of the config) and write one line per
                            packet the policy dropped on a network with log_drops: {"event":"drop",

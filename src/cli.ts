@@ -84,7 +84,8 @@ async function config(file: string | undefined): Promise<PortwallConfig> {
 
 async function handle(values: { netns?: string; config?: string }): Promise<Portwall> {
   const cfg = await config(values.config);
-  return Portwall.open({ ...(values.netns === undefined ? {} : { netns: values.netns }), config: cfg });
+  // A one-shot command exits right after its change, before any quiet period: no adopt record from a timer.
+  return Portwall.open({ ...(values.netns === undefined ? {} : { netns: values.netns }), config: cfg, recordIdleMs: false });
 }
 
 /** Reads and validates FILE ("-": stdin); the keys the schema does not know are printed as warnings. */
@@ -393,6 +394,7 @@ const AGENT_OPTIONS = {
   metrics: { type: 'string' },
   'log-level': { type: 'string' },
   'check-interval': { type: 'string' },
+  'record-idle-ms': { type: 'string' },
   'drop-log': { type: 'boolean' },
   'body-limit': { type: 'string' },
 } as const;
@@ -409,6 +411,7 @@ async function agent(io: Io, args: string[]): Promise<number> {
   };
   const every = number('check-interval', values['check-interval']);
   const bodyLimit = number('body-limit', values['body-limit']);
+  const recordIdleMs = number('record-idle-ms', values['record-idle-ms']);
   const cfg = await config(values.config);
   // The host's problems, once, before the JSON log starts (an invalid file is the agent's to report). The
   // file read here is the one the agent starts from: not read and validated twice.
@@ -419,7 +422,7 @@ async function agent(io: Io, args: string[]): Promise<number> {
   const logger = pino({ level, base: { pid: process.pid } });
   const running = await startAgent({
     netns: values.netns, config: cfg, stateFile: values.state, ...(loaded ? { loadedState: loaded } : {}), socketPath: values.socket, metricsAddress: values.metrics, logger,
-    checkIntervalMs: every === undefined ? undefined : every * 1000, bodyLimit, dropLog: values['drop-log'] ?? false,
+    checkIntervalMs: every === undefined ? undefined : every * 1000, recordIdleMs, bodyLimit, dropLog: values['drop-log'] ?? false,
   });
   await new Promise<void>((done) => {
     const stop = (signal: string) => {

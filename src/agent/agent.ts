@@ -44,6 +44,11 @@ export interface AgentOptions {
   logger: Logger;
   /** The periodic full check (list and compare), in milliseconds; default 60 000; 0 turns it off. */
   checkIntervalMs?: number;
+  /**
+   * How long after its last commit the agent writes the adopt record (so that even kill -9 leaves one), in
+   * milliseconds; default 1000; 0: only when it stops gracefully.
+   */
+  recordIdleMs?: number;
   /** How long a repair waits for more drift events of the same burst, in milliseconds (default 20). */
   repairDelayMs?: number;
   bodyLimit?: number;
@@ -92,7 +97,10 @@ export { DEFAULT_SOCKET };
 export async function startAgent(o: AgentOptions): Promise<Agent> {
   const log = o.logger;
   const metrics = new AgentMetrics();
-  const handle = Portwall.open({ ...(o.netns === undefined ? {} : { netns: o.netns }), ...(o.config ? { config: o.config } : {}) });
+  const handle = Portwall.open({
+    ...(o.netns === undefined ? {} : { netns: o.netns }), ...(o.config ? { config: o.config } : {}),
+    ...(o.recordIdleMs === undefined ? {} : { recordIdleMs: o.recordIdleMs === 0 ? false : o.recordIdleMs }),
+  });
   const core = new AgentCore(handle, metrics, log);
   metrics.watchCounters(() => handle.counters());
   const closers: (() => Promise<void> | void)[] = [];

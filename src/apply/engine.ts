@@ -9,6 +9,7 @@
  * The engine trusts that the kernel holds what it last committed; the handle guarantees that with the
  * generation id. After a failed commit it is thrown away and rebuilt from the model (see {@link Engine.undo}).
  */
+import { DigestSum } from './adopt-record.js';
 import { diff, type Diff } from './diff.js';
 import { prefixRange, type AddrRange } from '../compile/addr.js';
 import { ClaimStore } from '../compile/claims.js';
@@ -137,6 +138,13 @@ export class Engine implements StateIndex {
   #fipChanges = new Map<string, FipChange>();
   #undo: (() => void)[] = [];
   #membersView: GroupMembers[] | undefined;
+  /**
+   * The digest of what the kernel holds as of the last settle ({@link digest}), once computed: kept up to date
+   * by each change's delta, which {@link pending} computes and {@link settle} adds (undefined: none, or the
+   * digest is not known to be current — it is computed again when next asked for).
+   */
+  #digest: DigestSum | undefined;
+  #digestDelta: DigestSum | undefined;
 
   private constructor(readonly model: Model, readonly config: PortwallConfig) {
     this.#rules = new RuleCache(model.groups);
@@ -193,6 +201,7 @@ export class Engine implements StateIndex {
    * when tags, profile numbers and versions are the same (see {@link sameNumbering}).
    */
   relistGroups(listed: ReadonlyMap<string, readonly Element[]>): void {
+    this.#digest = undefined;
     for (const [id, g] of this.#groups) {
       // Only a group whose listed sets lose too much to its objects now is laid out again (with a new version).
       const objects = this.#units.get(`group:${id}`) ?? [];
@@ -203,6 +212,20 @@ export class Engine implements StateIndex {
   /** The desired objects of portwall's tables. */
   objects(): NftObject[] {
     return withElements([...this.#skeleton().objects, ...[...this.#units.values()].flat()], this.#store);
+  }
+
+  /**
+   * {@link digestOf} the {@link objects}, for the adopt record: from the sum kept since it was first computed
+   * (each change adds its delta: O(change), where hashing every element costs ~40 ms at 5000 ports). Asked for
+   * between a settle and the next change only (what the kernel holds).
+   */
+  digest(): string {
+    if (!this.#digest) {
+      this.#digest = new DigestSum().objects(this.objects());
+      // Current as of now: a settle that follows with no change in between keeps it.
+      this.#digestDelta = new DigestSum();
+    }
+    return this.#digest.text();
   }
 
   /**
@@ -421,6 +444,8 @@ export class Engine implements StateIndex {
       const before = [...(committed?.objects ?? []), ...[...this.#unitsCommitted.values()].flat()];
       const current = withBefore(before, this.#store);
       this.#store.takeDelta();
+      // (Rare: the digest is computed again when next asked for.)
+      this.#digestDelta = undefined;
       return { ...diff(withElements(next, this.#store), current), skeleton: true };
     }
     // The chains and sets of the groups and profiles that changed: one diff of the old against the new, its
@@ -428,6 +453,8 @@ export class Engine implements StateIndex {
     // Most changes (a port's) leave every unit as it was: no diff to build then.
     const dirty = [...this.#unitsDirty];
     const unitDiff = dirty.length === 0 ? NO_CHANGE : diff(dirty.flatMap((u) => this.#units.get(u) ?? []), dirty.flatMap((u) => this.#unitsCommitted.get(u) ?? []));
+    const delta = this.#digest ? new DigestSum() : undefined;
+    for (const u of delta ? dirty : []) delta!.objects(this.#units.get(u) ?? []).objects(this.#unitsCommitted.get(u) ?? [], -1);
     const ops: Operation[] = unitDiff.operations.filter((op) => !isLate(op));
     const adds: Operation[] = [];
     const removed: Diff['removed'] = [];
@@ -438,12 +465,15 @@ export class Engine implements StateIndex {
       if (d.removed) {
         ops.push({ verb: 'delete', object: elementsOf(s, d.removed) });
         removed.push({ set: s, elements: d.removed });
+        delta?.elements(s.family, s.table, s.name, d.removed, -1);
       }
       if (d.added) {
         adds.push({ verb: 'add', object: elementsOf(s, d.added) });
         elementsAdded += d.added.length;
+        delta?.elements(s.family, s.table, s.name, d.added, 1);
       }
     }
+    this.#digestDelta = delta;
     return {
       operations: [...ops, ...adds, ...unitDiff.operations.filter(isLate)],
       removed: [...unitDiff.removed, ...removed], elementsAdded: elementsAdded + unitDiff.elementsAdded, skeleton: false,
@@ -453,6 +483,10 @@ export class Engine implements StateIndex {
   /** The kernel now holds the engine's state (a commit succeeded, or there was nothing to commit). */
   settle(): void {
     this.#store.takeDelta();
+    // The digest follows the change whose delta pending() computed; without one it is not known to be current.
+    if (this.#digest && this.#digestDelta) this.#digest.add(this.#digestDelta);
+    else this.#digest = undefined;
+    this.#digestDelta = undefined;
     for (const u of this.#unitsDirty) {
       const objects = this.#units.get(u);
       if (objects) this.#unitsCommitted.set(u, objects);

@@ -37,7 +37,7 @@ import { Nft } from '../nft/client.js';
 import type { NftBinding } from '../native.js';
 import type { Family, NftObject, Operation } from '../nft/types.js';
 import { affectedPorts, cleanup, mayShrink, type CleanupResult, type ConntrackLike } from './cleanup.js';
-import { ADOPT_RECORD, digestOf, namespaceInstance, readRecord, recordOperations, withoutRecord, type AdoptRecord } from './adopt-record.js';
+import { ADOPT_RECORD, namespaceInstance, readRecord, recordOperations, withoutRecord, type AdoptRecord } from './adopt-record.js';
 import { diff, type Diff } from './diff.js';
 import { Engine, NO_PEERS, countObjects, fipMoved, hintsFrom, sameNumbering, type ChangeSet, type FipChange, type Hints, type PortChange } from './engine.js';
 import { hostAddress } from '../compile/addr.js';
@@ -68,11 +68,18 @@ export interface PortwallOptions {
    */
   profileGc?: { delayMs: number; max: number } | false;
   /**
-   * The adopt record (docs/dataplane.md, "Adopting from the record"): a handle that committed writes, as it
-   * closes, the generation and a digest of what it programmed; a new handle whose state compiles to that
-   * digest, with nobody having committed since, adopts without listing every element. Default true.
+   * The adopt record (docs/dataplane.md, "Adopting from the record"): a handle that committed writes, once
+   * quiet ({@link recordIdleMs}) and as it closes, the generation and a digest of what it programmed; a new
+   * handle whose state compiles to that digest, with nobody having committed since, adopts without listing
+   * every element. Default true.
    */
   adoptRecord?: boolean;
+  /**
+   * Also write the adopt record once the handle has been quiet (no commit) for this many milliseconds after
+   * a commit, so that a process killed without closing (SIGKILL, a crash) still leaves a record its successor
+   * can adopt from. `false`: only as the handle closes. Default 1000.
+   */
+  recordIdleMs?: number | false;
 }
 
 /** Options of {@link Portwall.apply}. */
@@ -165,6 +172,7 @@ const MAX_CONFLICTS = 5;
 // Operations beyond which an apply's plan is summarized at once rather than on first read (see #change).
 const LAZY_PLAN_MAX = 64;
 const GC_DEFAULT = { delayMs: 1000, max: 64 };
+const RECORD_IDLE_DEFAULT_MS = 1000;
 
 /** How a change is computed: from the handle's memory, or by a full rebuild. */
 type Mutation =
@@ -202,6 +210,10 @@ export class Portwall {
   readonly #adoptRecord: boolean;
   /** A commit since the last adopt record was written (or since opening). */
   #recordOwed = false;
+  readonly #recordIdleMs: number | false;
+  #recordTimer: NodeJS.Timeout | undefined;
+  /** When the last batch committed, for the record's quiet period. */
+  #lastCommit = 0;
 
   private constructor(options: PortwallOptions) {
     this.config = { ...DEFAULT_CONFIG, ...options.config, tables: { ...DEFAULT_CONFIG.tables, ...options.config?.tables } };
@@ -214,6 +226,7 @@ export class Portwall {
     }
     this.#gc = options.profileGc === undefined ? GC_DEFAULT : options.profileGc;
     this.#adoptRecord = options.adoptRecord ?? true;
+    this.#recordIdleMs = options.recordIdleMs ?? RECORD_IDLE_DEFAULT_MS;
   }
 
   /** A handle on portwall's tables in one namespace. Opening touches nothing (the socket opens on first use). */
@@ -459,13 +472,14 @@ export class Portwall {
 
   /**
    * Waits for pending changes, stops the profile collector, writes the adopt record if this handle committed
-   * (best effort: one small batch, refused if anyone else committed since) and releases the netlink sockets
+   * since it last wrote one (best effort: one small batch, refused if anyone else committed since) and releases the netlink sockets
    * (nftables, conntrack, and the ipset socket of a handle that publishes ipsets with its own client).
    */
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#gcTimer) clearTimeout(this.#gcTimer);
-    this.#gcTimer = undefined;
+    if (this.#recordTimer) clearTimeout(this.#recordTimer);
+    this.#gcTimer = this.#recordTimer = undefined;
     await this.#queue;
     if (this.#recordOwed) await this.#writeRecord().catch(() => undefined);
     await this.#nft.close();
@@ -531,12 +545,35 @@ export class Portwall {
     if (!this.#adoptRecord || !e || base === undefined || instance === undefined) return;
     // Only a handle that cleans up can vouch for the flows: not one without a conntrack client.
     const clean = this.#ct !== null && !this.#cleanDebt && this.#pending.length === 0 && !this.#uncleaned;
-    const record = { genid: nextGen(base), instance, ports: e.model.ports.size, groups: e.model.groups.size, digest: digestOf(e.objects()), clean };
+    const record = { genid: nextGen(base), instance, ports: e.model.ports.size, groups: e.model.groups.size, digest: e.digest(), clean };
     const tx = this.#nft.transaction();
     for (const op of recordOperations(record, this.config)) tx.canonical(op.verb, op.object);
     if (tx.error) throw tx.error;
-    await tx.commit({ genid: base });
+    const { genid } = await tx.commit({ genid: base });
     this.#recordOwed = false;
+    // The handle still vouches when the record's commit was the only one since its last.
+    this.#genid = genid === record.genid ? genid : undefined;
+  }
+
+  /**
+   * Writes the adopt record once the handle has been quiet for {@link PortwallOptions.recordIdleMs} after a
+   * commit (a change since then starts the wait again), as close does.
+   */
+  #scheduleRecord(): void {
+    const idleMs = this.#recordIdleMs;
+    if (idleMs === false || !this.#adoptRecord || this.#closed || !this.#recordOwed || this.#recordTimer) return;
+    const quiet = () => now() - this.#lastCommit >= idleMs;
+    this.#recordTimer = setTimeout(() => {
+      this.#recordTimer = undefined;
+      if (!quiet()) return this.#scheduleRecord();
+      // Behind any change queued meanwhile (which starts the wait again). Errors here belong to no caller: the
+      // record stays as it was, and the next commit or close tries again.
+      this.#serial(async () => {
+        if (!quiet()) return this.#scheduleRecord();
+        if (!this.#closed && this.#recordOwed) await this.#writeRecord();
+      }).catch(() => undefined);
+    }, Math.max(0, idleMs - (now() - this.#lastCommit)));
+    this.#recordTimer.unref();
   }
 
   /**
@@ -560,7 +597,7 @@ export class Portwall {
     if (!vouches(r, look.genid)) return undefined;
     const hints = hintsFrom(look.objects, this.config);
     const e = Engine.build(model, this.config, hints);
-    return { engine: e, genid: look.genid, listMs, clean: r.clean, matches: digestOf(e.objects()) === r.digest, hints };
+    return { engine: e, genid: look.genid, listMs, clean: r.clean, matches: e.digest() === r.digest, hints };
   }
 
   #state(op: string): Engine {
@@ -674,6 +711,7 @@ export class Portwall {
         t.commit = now() - mark;
         committed = { size: tx.size, operations: tx.operations };
         this.#recordOwed = true;
+        this.#lastCommit = now();
       }
       e.settle();
       this.#engine = e;
@@ -696,6 +734,7 @@ export class Portwall {
       if (options.cleanup ?? true) cleaned.deleted += await this.#natCleanup(moved);
       if (adopt) this.#lastChange = now();
       this.#scheduleGc();
+      this.#scheduleRecord();
       const removed = d.removed.reduce((n, r) => n + r.elements.length, 0);
       const published = (ipsets?.published.length ?? 0) + (ipsets?.destroyed.length ?? 0) > 0;
       // A small change's plan is written out when first read (most callers of a one-port change never look at

@@ -9,6 +9,7 @@ import { binding, type NftBinding } from '../../src/native.js';
 import { openNft } from '../../src/nft/client.js';
 import type { NftObject } from '../../src/nft/types.js';
 import { realBinding } from '../helpers/bindings.js';
+import { sleep } from '../helpers/probes.js';
 import { Netns, isRoot, ping, veth } from '../helpers/netns.js';
 import { ip4, mac, port, state, webGroup, type Mode } from '../helpers/states.js';
 import type { StateInput } from '../../src/model/schema.js';
@@ -196,6 +197,55 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
       const status = await off.status();
       expect(status.objects.some((o) => (o.kind === 'set' && o.name === 'adopt_record') || (o.kind === 'elements' && o.set === 'adopt_record'))).toBe(false);
     }, { binding: spy.binding, adoptRecord: false });
+  });
+
+  test('a handle never closed (a process killed) leaves the record once quiet; it still vouches after writing it; recordIdleMs false waits for close', async () => {
+    /** Polls the kernel's generation until it is `want` (bounded), then returns it. */
+    const reach = async (want: number): Promise<number> => {
+      for (const t0 = Date.now(); Date.now() - t0 < 5000; await sleep(20)) if ((await genid()) >= want) break;
+      return genid();
+    };
+    const changed = doc(mode);
+    changed.ports = changed.ports!.map((p) => (p.id === 'port-00003' ? port(3, ['sg-web']) : p));
+    const spy = spying();
+    // Left open until the end, as a process killed with SIGKILL leaves its handle: only the quiet period writes.
+    const open = Portwall.open({ netns: ns.name, conntrack: null, profileGc: false, recordIdleMs: 150, binding: spy.binding });
+    try {
+      await open.apply(doc(mode, [9]));
+      await open.removePort('port-00009');
+      const committed = await genid();
+      // One commit after the quiet period, of the record alone, naming the generation it leaves.
+      expect(await reach(committed + 1)).toBe(committed + 1);
+      expect(record()).toContain(`comment "gen ${committed + 1} `);
+      // Its writer still vouches for the kernel: the next change commits from memory (no listing), and the
+      // record follows it after another quiet period.
+      const listed = spy.lists.length;
+      expect(await open.upsertPort(port(3, ['sg-web']))).toMatchObject({ adopted: false, changed: true, genid: committed + 2 });
+      // (Port 3's old rule profile is unused now: collected, or a successor's compile would differ.)
+      await open.collectProfiles();
+      expect(spy.lists.length).toBe(listed);
+      const last = await genid();
+      expect(await reach(last + 1)).toBe(last + 1);
+      expect(record()).toContain(`comment "gen ${last + 1} `);
+      // A successor (the open handle never closed) adopts from that record: nothing listed in full, committed.
+      const next = spying();
+      await withHandle(ns.name, async (pw) => {
+        expect(await pw.apply(changed)).toMatchObject({ adoptedFrom: 'record', changed: false });
+      }, { binding: next.binding });
+      expect(next.lists.every((l) => l === 'look')).toBe(true);
+      expect(await genid()).toBe(last + 1);
+    } finally {
+      await open.close();
+    }
+    // With recordIdleMs false, a handle's commits are not followed by a record until it closes.
+    await withHandle(ns.name, async (pw) => {
+      expect((await pw.apply(changed)).adoptedFrom).toBe('record');
+      const r = await pw.upsertPort(port(3, ['sg-db']));
+      await sleep(400);
+      expect(await genid()).toBe(r.genid);
+      expect(record()).not.toContain(`gen ${r.genid} `);
+    }, { recordIdleMs: false });
+    expect(record()).toContain(`comment "gen ${await genid()} `);
   });
 
   test('conntrack after adopting: no full pass from a record whose writer owed none; one when it skipped a cleanup or had no conntrack; a profile collection owes none', async () => {

@@ -4,9 +4,13 @@
  * moving and leaving, a group starting and stopping to name a remote group, address-pair prefixes that bring
  * sets and rules into the skeleton and take them away, stateless ports — its counts equal those of a listing
  * (status()). Seeded (PW_SUMMARY_SEED); the kernel side is test/kernel/status.test.ts.
+ * The same changes keep the engine's digest (the adopt record's) by deltas: after each, it equals the digest of
+ * every object hashed afresh.
  */
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 
+import { digestOf } from '../../src/apply/adopt-record.js';
+import { Engine } from '../../src/apply/engine.js';
 import { Portwall, type Edit } from '../../src/apply/portwall.js';
 import { InvalidStateError } from '../../src/model/problems.js';
 import type { StateInput } from '../../src/model/schema.js';
@@ -22,8 +26,13 @@ type Port = NonNullable<StateInput['ports']>[number];
 type Group = NonNullable<StateInput['security_groups']>[number];
 
 describe.each<Mode>(['routed', 'bridged'])('summary from memory, %s', (mode) => {
-  test(`${STEPS} random changes: always the counts of a listing, never a listing (seed ${SEED})`, async () => {
+  test(`${STEPS} random changes: always the counts of a listing, never a listing; the digest kept by deltas (seed ${SEED})`, async () => {
     const r = rng(SEED);
+    // The handle's engine (the one each commit settles), and whether its digest() hashed every object again.
+    const settled = vi.spyOn(Engine.prototype, 'settle');
+    const listed = vi.spyOn(Engine.prototype, 'objects');
+    const engine = () => settled.mock.contexts.at(-1) as Engine;
+    let byDelta = 0;
     const pw = Portwall.open({ binding: new FakeNft(), conntrack: null, profileGc: false });
     const networks = [network(mode), network(mode, 'net-b', 102, 'br-b')];
     const ports = new Map<string, Port>();
@@ -51,6 +60,7 @@ describe.each<Mode>(['routed', 'bridged'])('summary from memory, %s', (mode) => 
     };
     try {
       await pw.apply(doc());
+      engine().digest();
       let refused = 0;
       for (let step = 0; step < STEPS; step++) {
         const what = `seed ${SEED}, step ${step} (PW_SUMMARY_SEED=${SEED} reproduces it)`;
@@ -64,11 +74,19 @@ describe.each<Mode>(['routed', 'bridged'])('summary from memory, %s', (mode) => 
         }
         const quick = await pw.summary();
         expect(quick.listed, what).toBe(false);
-        const listed = await pw.status();
-        expect({ tables: quick.tables, counts: quick.counts, genid: quick.genid }, what).toEqual({ tables: listed.tables, counts: listed.counts, genid: listed.genid });
+        const status = await pw.status();
+        expect({ tables: quick.tables, counts: quick.counts, genid: quick.genid }, what).toEqual({ tables: status.tables, counts: status.counts, genid: status.genid });
+        const e = engine();
+        const calls = listed.mock.calls.length;
+        const kept = e.digest();
+        if (listed.mock.calls.length === calls) byDelta++;
+        expect(kept, what).toBe(digestOf(e.objects()));
       }
       expect(refused, 'most edits are taken').toBeLessThan(STEPS);
+      expect(byDelta, 'most digests come from deltas (a skeleton change hashes afresh)').toBeGreaterThan(STEPS / 2);
     } finally {
+      settled.mockRestore();
+      listed.mockRestore();
       await pw.close();
     }
   });

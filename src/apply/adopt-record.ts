@@ -2,7 +2,7 @@
  * The adopt record (docs/dataplane.md, "Adopting from the record"): what lets a new handle take over the kernel
  * without listing every element. A handle that committed writes, when it closes, one element into the inet
  * table's set `adopt_record` whose comment says the generation its last commit left and a digest of everything
- * it programmed. A new handle given a state peeks at the record, then looks only at the set definitions and a
+ * it programmed. A new handle given a state peeks at the record, then looks only at the set names and a
  * few small sets: if the kernel's generation is still the recorded one (nobody committed since) and its own
  * compile of the state has the recorded digest, the kernel holds exactly that compile, and the full listing
  * (about a second at 5000 ports) is skipped. Anything else — another writer, a different state, an older portwall, no record — and

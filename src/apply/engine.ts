@@ -214,6 +214,14 @@ export class Engine implements StateIndex {
     return withElements([...this.#skeleton().objects, ...[...this.#units.values()].flat()], this.#store);
   }
 
+  /** The set definitions among the {@link objects} (what a client must know to encode their elements). */
+  sets(): NftSet[] {
+    const out: NftSet[] = [];
+    for (const o of this.#skeleton().objects) if (o.kind === 'set') out.push(o);
+    for (const objects of this.#units.values()) for (const o of objects) if (o.kind === 'set') out.push(o);
+    return out;
+  }
+
   /**
    * {@link digestOf} the {@link objects}, for the adopt record: from the sum kept since it was first computed
    * (each change adds its delta: O(change), where hashing every element costs ~40 ms at 5000 ports). Asked for

@@ -100,14 +100,20 @@ export class Nft {
    * Lists the ruleset, or one family, or one table. The sets it returns replace what the client knew about
    * that scope. With `elementsOf`, a cheap look: tables and set definitions (with `namedSetsOnly`, only of
    * the sets named), and the elements of the sets of those names only (no chains, no rules; a binding may
-   * return more).
+   * return more). With `namesOnly` too, the sets not named come as their names alone (`key` empty) and the
+   * client learns nothing from the look but the named sets' definitions.
    */
-  async list(filter: { family?: Family; table?: string; elementsOf?: readonly string[]; namedSetsOnly?: boolean } = {}): Promise<Listing> {
+  async list(filter: { family?: Family; table?: string; elementsOf?: readonly string[]; namedSetsOnly?: boolean; namesOnly?: boolean } = {}): Promise<Listing> {
     const only = filter.elementsOf ? { elementsOf: filter.elementsOf, namedSetsOnly: filter.namedSetsOnly ?? false } : null;
+    const full = only && filter.namesOnly ? new Set(only.elementsOf) : undefined;
     const result = filter.table !== undefined && filter.family === undefined
-      ? await this.#dumpTableOfEveryFamily(filter.table, only)
-      : await this.#dump(filter.family === undefined ? 0 : FAMILIES.code(filter.family), filter.table ?? null, only);
+      ? await this.#dumpTableOfEveryFamily(filter.table, only, full)
+      : await this.#dump(filter.family === undefined ? 0 : FAMILIES.code(filter.family), filter.table ?? null, only, full);
     const objects = result.objects;
+    if (full) {
+      for (const o of objects) if (o.kind === 'set' && full.has(o.name)) this.#sets.set(o.family, o.table, o.name, o);
+      return { genid: result.genid, objects };
+    }
     // The listing replaces what the client knew in its scope.
     const named = only?.namedSetsOnly ? new Set(only.elementsOf) : undefined;
     this.#sets.dropWhere(filter.family, filter.table, (name) => named !== undefined && !named.has(name));
@@ -115,10 +121,10 @@ export class Nft {
     return { genid: result.genid, objects };
   }
 
-  async #dump(family: number, table: string | null, only: NftLook | null): Promise<Listing> {
+  async #dump(family: number, table: string | null, only: NftLook | null, full?: ReadonlySet<string>): Promise<Listing> {
     try {
       const result = await this.#call((native, target) => (only ? native.nftList(target, family, table, only.elementsOf, only.namedSetsOnly) : native.nftList(target, family, table)));
-      return { genid: result.genid, objects: decodeRecords(result.records) };
+      return { genid: result.genid, objects: decodeRecords(result.records, full) };
     } catch (err) {
       throw fromNative(err, this.netns);
     }
@@ -126,13 +132,13 @@ export class Nft {
 
   // A rule dump filtered by table name stops at the first table of that name, whatever its family (the
   // kernel's nf_tables_dump_rules), so tables of one name in several families are dumped family by family.
-  async #dumpTableOfEveryFamily(table: string, only: NftLook | null): Promise<Listing> {
+  async #dumpTableOfEveryFamily(table: string, only: NftLook | null, full?: ReadonlySet<string>): Promise<Listing> {
     for (let attempt = 0; ; attempt++) {
-      const all = await this.#dump(0, table, only);
+      const all = await this.#dump(0, table, only, full);
       const families = [...new Set(all.objects.filter((o) => o.kind === 'table').map((o) => o.family))];
       if (families.length <= 1) return all;
       const parts: Listing[] = [];
-      for (const f of families) parts.push(await this.#dump(FAMILIES.code(f), table, only));
+      for (const f of families) parts.push(await this.#dump(FAMILIES.code(f), table, only, full));
       if (parts.every((p) => p.genid === all.genid) || attempt >= 3) {
         // Parts of different generations (writers kept committing): report the oldest, so a batch computed from
         // this listing and committed with its genid is refused rather than built on a stale part.

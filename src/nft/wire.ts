@@ -278,15 +278,17 @@ function rbtreeRecords(set: NftSet, el: Element, identityOnly: boolean, memo: El
  * earlier in the same stream (the addon emits each table's sets before their elements). Anonymous sets
  * (nft's `{ … }` literals) and their elements are skipped: portwall never creates them.
  */
-export function decodeRecords(buf: Buffer): NftObject[] {
-  return decodeOperations(buf).map((op) => op.object);
+export function decodeRecords(buf: Buffer, definitions?: ReadonlySet<string>): NftObject[] {
+  return decodeOperations(buf, undefined, definitions).map((op) => op.object);
 }
 
 /**
  * Decodes any stream (a batch or a dump) into operations; dump records get the verb 'add'. Elements of sets
- * the stream does not define are resolved through `resolveSet`.
+ * the stream does not define are resolved through `resolveSet`. With `definitions`, only the sets of those
+ * names are decoded in full: any other set comes as its identity alone (family, table, name; no key, as a
+ * delete carries), and its elements are skipped (a look that wants set names only, not ~3000 definitions).
  */
-export function decodeOperations(buf: Buffer, resolveSet: SetResolver = () => undefined): Operation[] {
+export function decodeOperations(buf: Buffer, resolveSet: SetResolver = () => undefined, definitions?: ReadonlySet<string>): Operation[] {
   const sets = new SetRegistry();
   const anonymous = new SetRegistry<true>();
   const out: Operation[] = [];
@@ -297,6 +299,11 @@ export function decodeOperations(buf: Buffer, resolveSet: SetResolver = () => un
       anonymous.set(family, rec.table ?? '', rec.name ?? '', true);
       continue;
     }
+    if (definitions && rec.kind === 'set' && !definitions.has(rec.name ?? '')) {
+      out.push({ verb, object: { kind: 'set', family, table: rec.table ?? '', name: rec.name ?? '', key: [] } });
+      continue;
+    }
+    if (definitions && rec.kind === 'elements' && !definitions.has(rec.set ?? '')) continue;
     if (rec.kind === 'elements' && anonymous.get(family, rec.table ?? '', rec.set ?? '')) continue;
     if (rec.kind === 'elements' && rec.verb === VERB_CODES.dump && rec.elements.length === 0) continue; // an empty set
     const findSet = (table: string, name: string) => sets.get(family, table, name) ?? resolveSet(family, table, name);

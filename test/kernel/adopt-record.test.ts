@@ -130,6 +130,17 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('adopt record, %s
     const peek = await nft.list({ table: 'portwall', elementsOf: ['profiles'], namedSetsOnly: true });
     expect(peek.objects.filter((o) => o.kind !== 'table').map((o) => o.kind).sort()).toEqual(['elements', 'set']);
     expect(profiles(peek.objects)).toEqual(profiles(full.objects));
+    // Names only (the adopting handle's look): every set named, only the named sets defined, and a fresh client
+    // learns only those definitions from it.
+    const fresh = openNft({ netns: ns.name });
+    const names = await fresh.list({ table: 'portwall', elementsOf: ['profiles', 'adopt_record'], namesOnly: true });
+    expect(sets(names.objects)).toEqual(sets(full.objects));
+    const defined = (os: NftObject[]) => os.flatMap((o) => (o.kind === 'set' && o.key.length > 0 ? [o] : []));
+    expect(defined(names.objects).map((o) => o.name).sort()).toEqual(['adopt_record', 'profiles']);
+    expect(defined(names.objects)).toEqual(defined(full.objects).filter((o) => o.name === 'profiles' || o.name === 'adopt_record'));
+    expect(profiles(names.objects)).toEqual(profiles(full.objects));
+    expect(fresh.knownSet('inet', 'portwall', 'profiles')).toBeDefined();
+    expect(fresh.knownSet('inet', 'portwall', 'ports_dev')).toBeUndefined();
   });
 
   test('another writer since the record: a full listing, and the foreign element goes', async () => {

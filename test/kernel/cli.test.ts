@@ -254,15 +254,20 @@ describe.skipIf(!isRoot)('portwall CLI', () => {
     }
   });
 
-  test('agent --config: programs the tables by the names it gives', async () => {
+  test('agent --config: programs the tables by the names it gives; --record-idle-ms sets when its adopt record follows', async () => {
     const fresh = new Netns('cliagent');
     const child = spawn(process.execPath, [CLI, 'agent', '--netns', fresh.name, '--config', file('agent-config.json', { tables: { inet: 'pw_agent' } }),
-      '--state', file('agent-state.json', state('routed', [webGroup()], [port(1, ['sg-web'])])), '--socket', path.join(dir, 'agent.sock'), '--check-interval', '0'],
+      '--state', file('agent-state.json', state('routed', [webGroup()], [port(1, ['sg-web'])])), '--socket', path.join(dir, 'agent.sock'), '--check-interval', '0',
+      '--record-idle-ms', '50'],
     { stdio: ['ignore', 'pipe', 'pipe'] });
     const bg = new Bg(child);
     try {
       await bg.waitFor((l) => l.includes('agent ready'), 20_000);
       expect(fresh.exec('nft', ['list', 'tables']).trim()).toBe('table inet pw_agent');
+      // 50 ms after its first commit, not the default second: well within 600 ms of being ready.
+      const record = () => String(spawnSync('ip', ['netns', 'exec', fresh.name, 'nft', 'list', 'set', 'inet', 'pw_agent', 'adopt_record']).stdout);
+      for (const t0 = Date.now(); Date.now() - t0 < 600 && !record().includes('comment "gen ');) await new Promise((r) => setTimeout(r, 20));
+      expect(record()).toContain('comment "gen ');
     } finally {
       child.kill('SIGTERM');
       await bg.done;

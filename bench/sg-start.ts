@@ -127,13 +127,19 @@ export async function startCases(cleanup: Cleanup, w: Workload, opts: StartOptio
 }
 
 /**
- * Waits (bounded, 15 s) until the inet table's adopt record names the kernel's generation: the agent wrote it
- * after its last commit and has nothing more to commit (read with the nft tool, the benchmark's oracle).
+ * Waits (bounded, 15 s) until the inet table's adopt record names the kernel's generation and the generation
+ * has then stayed put for 1.5 s: the agent wrote the record after its last commit, its profile collector (which
+ * also waits for a quiet second) has run, and nothing more is coming (read with the nft tool, the benchmark's
+ * oracle).
  */
 async function recordWritten(ns: Netns, genid: () => Promise<number>): Promise<void> {
+  let since: { gen: number; at: number } | undefined;
   for (const t0 = Date.now(); Date.now() - t0 < 15_000; await sleep(50)) {
-    const listed = ns.exec('nft', ['list', 'set', 'inet', 'portwall', 'adopt_record']);
-    if (listed.includes(`comment "gen ${await genid()} `)) return;
+    const gen = await genid();
+    const named = ns.exec('nft', ['list', 'set', 'inet', 'portwall', 'adopt_record']).includes(`comment "gen ${gen} `);
+    if (!named) since = undefined;
+    else if (since?.gen !== gen) since = { gen, at: Date.now() };
+    else if (Date.now() - since.at >= 1500) return;
   }
-  throw new Error('the agent wrote no adopt record within 15 s of its last change');
+  throw new Error('the agent wrote no lasting adopt record within 15 s of its last change');
 }

@@ -412,6 +412,7 @@ async function agent(io: Io, args: string[]): Promise<number> {
   const every = number('check-interval', values['check-interval']);
   const bodyLimit = number('body-limit', values['body-limit']);
   const recordIdleMs = number('record-idle-ms', values['record-idle-ms']);
+  if (recordIdleMs !== undefined && recordIdleMs > 2 ** 31 - 1) throw new UsageError(`--record-idle-ms must be at most ${2 ** 31 - 1}`, 'agent');
   const cfg = await config(values.config);
   // The host's problems, once, before the JSON log starts (an invalid file is the agent's to report). The
   // file read here is the one the agent starts from: not read and validated twice.

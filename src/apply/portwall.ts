@@ -77,7 +77,8 @@ export interface PortwallOptions {
   /**
    * Also write the adopt record once the handle has been quiet (no commit) for this many milliseconds after
    * a commit, so that a process killed without closing (SIGKILL, a crash) still leaves a record its successor
-   * can adopt from. `false`: only as the handle closes. Default 1000.
+   * can adopt from. `0`: right after each commit (one more small batch each); `false`: only as the handle
+   * closes. Default 1000. A whole number up to 2^31 − 1, else `open()` throws ERR_INVALID_VALUE.
    */
   recordIdleMs?: number | false;
 }
@@ -173,6 +174,9 @@ const MAX_CONFLICTS = 5;
 const LAZY_PLAN_MAX = 64;
 const GC_DEFAULT = { delayMs: 1000, max: 64 };
 const RECORD_IDLE_DEFAULT_MS = 1000;
+const RECORD_TRIES = 3;
+/** The longest quiet period a timer can wait (Node clamps larger delays to 1 ms). */
+const RECORD_IDLE_MAX_MS = 2 ** 31 - 1;
 
 /** How a change is computed: from the handle's memory, or by a full rebuild. */
 type Mutation =
@@ -214,6 +218,8 @@ export class Portwall {
   #recordTimer: NodeJS.Timeout | undefined;
   /** When the last batch committed, for the record's quiet period. */
   #lastCommit = 0;
+  /** Quiet-period writes of the record that failed since the last commit. */
+  #recordFailures = 0;
 
   private constructor(options: PortwallOptions) {
     this.config = { ...DEFAULT_CONFIG, ...options.config, tables: { ...DEFAULT_CONFIG.tables, ...options.config?.tables } };
@@ -226,7 +232,11 @@ export class Portwall {
     }
     this.#gc = options.profileGc === undefined ? GC_DEFAULT : options.profileGc;
     this.#adoptRecord = options.adoptRecord ?? true;
-    this.#recordIdleMs = options.recordIdleMs ?? RECORD_IDLE_DEFAULT_MS;
+    const idle = options.recordIdleMs ?? RECORD_IDLE_DEFAULT_MS;
+    if (idle !== false && !(Number.isInteger(idle) && idle >= 0 && idle <= RECORD_IDLE_MAX_MS)) {
+      throw new PortwallError('ERR_INVALID_VALUE', `recordIdleMs: a whole number of milliseconds from 0 to ${RECORD_IDLE_MAX_MS}, or false (got ${String(idle)})`);
+    }
+    this.#recordIdleMs = idle;
   }
 
   /** A handle on portwall's tables in one namespace. Opening touches nothing (the socket opens on first use). */
@@ -459,8 +469,10 @@ export class Portwall {
     const ir = this.#state('explainLive').ir();
     // The trace's two commits touch only its own tables: when each is the one commit after the generation the
     // handle trusts, the handle trusts the new one (else its next change adopts, as after any other writer).
+    // The kernel then holds a generation no record names: one is owed, as after a change.
     const onCommit = (genid: number) => {
       if (this.#genid !== undefined && genid === nextGen(this.#genid)) this.#genid = genid;
+      this.#owe();
     };
     return explainLive(ir, portId, packet, { ...options, netns: this.netns, tables: this.config.tables, onCommit });
   }
@@ -549,10 +561,21 @@ export class Portwall {
     const tx = this.#nft.transaction();
     for (const op of recordOperations(record, this.config)) tx.canonical(op.verb, op.object);
     if (tx.error) throw tx.error;
+    // Refused when someone committed since (a live trace's own commits included, which move the generation the
+    // handle trusts): a later try may find it current again.
     const { genid } = await tx.commit({ genid: base });
     this.#recordOwed = false;
+    this.#recordFailures = 0;
     // The handle still vouches when the record's commit was the only one since its last.
     this.#genid = genid === record.genid ? genid : undefined;
+  }
+
+  /** A commit since the last record: the record is owed, and written once the handle is quiet. */
+  #owe(): void {
+    this.#recordOwed = true;
+    this.#recordFailures = 0;
+    this.#lastCommit = now();
+    this.#scheduleRecord();
   }
 
   /**
@@ -567,11 +590,14 @@ export class Portwall {
       this.#recordTimer = undefined;
       if (!quiet()) return this.#scheduleRecord();
       // Behind any change queued meanwhile (which starts the wait again). Errors here belong to no caller: the
-      // record stays as it was, and the next commit or close tries again.
+      // record stays as it was and the wait starts again, a few times (another writer's commit fails every
+      // try); after that, the next commit or close tries again.
       this.#serial(async () => {
         if (!quiet()) return this.#scheduleRecord();
         if (!this.#closed && this.#recordOwed) await this.#writeRecord();
-      }).catch(() => undefined);
+      }).catch(() => {
+        if (++this.#recordFailures < RECORD_TRIES) this.#scheduleRecord();
+      });
     }, Math.max(0, idleMs - (now() - this.#lastCommit)));
     this.#recordTimer.unref();
   }
@@ -715,8 +741,8 @@ export class Portwall {
         }
         t.commit = now() - mark;
         committed = { size: tx.size, operations: tx.operations };
-        this.#recordOwed = true;
-        this.#lastCommit = now();
+        // (Here, not at the end: a cleanup that throws below still leaves the record owed and written.)
+        this.#owe();
       }
       e.settle();
       this.#engine = e;
@@ -739,7 +765,6 @@ export class Portwall {
       if (options.cleanup ?? true) cleaned.deleted += await this.#natCleanup(moved);
       if (adopt) this.#lastChange = now();
       this.#scheduleGc();
-      this.#scheduleRecord();
       const removed = d.removed.reduce((n, r) => n + r.elements.length, 0);
       const published = (ipsets?.published.length ?? 0) + (ipsets?.destroyed.length ?? 0) > 0;
       // A small change's plan is written out when first read (most callers of a one-port change never look at

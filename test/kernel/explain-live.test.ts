@@ -18,7 +18,8 @@ import { startAgent } from '../../src/agent/agent.js';
 import type { Portwall } from '../../src/apply/portwall.js';
 import { call } from '../helpers/agent-api.js';
 import { formatTrace } from '../../src/trace.js';
-import { isRoot } from '../helpers/netns.js';
+import { binding } from '../../src/native.js';
+import { isRoot, tryRun } from '../helpers/netns.js';
 import { ComputeHost, MODES, OUTSIDE, group, openFirewall, pingCount, probe, sleep, state, type Bg, type Mode, type Vm } from '../helpers/hosts.js';
 import { CLI } from '../helpers/cli.js';
 
@@ -111,6 +112,13 @@ describe.skipIf(!isRoot).each(MODES)('explain --live (%s)', (mode: Mode) => {
     expect(Date.now() - t0).toBeLessThan(3000);
     expect(formatTrace(a.live, a)).toMatch(/^live: no packet .* came within 0\.\d s\nstatic: ALLOWED/);
     expect(await pingCount(h.outside, vm.ip4, { count: 1, src: OUTSIDE.b4, waitS: 2 })).toBe(1);
+    // The trace's commits left the kernel at a generation no adopt record names: the handle owes one, and
+    // writes it once quiet (a successor of a killed process would otherwise list everything).
+    const record = () => tryRun('ip', ['netns', 'exec', h.host.name, 'nft', 'list', 'set', 'inet', 'portwall', 'adopt_record']).out;
+    const named = async () => record().includes(`comment "gen ${await binding().nftGenid(h.host.name)} `);
+    for (const t1 = Date.now(); Date.now() - t1 < 5000 && !(await named());) await sleep(50);
+    expect(await named()).toBe(true);
+    expect(await fw.current()).toBe(true);
   });
 
   it('the CLI: explain --live --state prints the path and exits 3 for a dropped packet, 1 on timeout', async () => {

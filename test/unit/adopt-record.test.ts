@@ -170,3 +170,13 @@ describe('with the fake binding', () => {
     expect(kernel).not.toMatch(/"name":"i4t0_/);
   });
 });
+
+describe('recordIdleMs', () => {
+  test('a whole number of milliseconds up to 2^31 - 1, or false; anything else is refused at open, by name', () => {
+    for (const ok of [0, 1000, 2 ** 31 - 1, false] as const) expect(() => Portwall.open({ binding: new FakeNft(), conntrack: null, recordIdleMs: ok })).not.toThrow();
+    // Past 2^31 - 1 a timer fires at once (Node clamps it to 1 ms), over and over: refused like NaN and the rest.
+    for (const bad of [-1, 1.5, Number.NaN, Infinity, 2 ** 31]) {
+      expect(() => Portwall.open({ binding: new FakeNft(), conntrack: null, recordIdleMs: bad })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_VALUE', message: expect.stringContaining('recordIdleMs') }));
+    }
+  });
+});

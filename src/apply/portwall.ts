@@ -216,7 +216,7 @@ export class Portwall {
   #recordOwed = false;
   readonly #recordIdleMs: number | false;
   #recordTimer: NodeJS.Timeout | undefined;
-  /** When the last batch committed, for the record's quiet period. */
+  /** When the last batch committed (or a record's write last failed), for the record's quiet period. */
   #lastCommit = 0;
   /** Quiet-period writes of the record that failed since the last commit. */
   #recordFailures = 0;
@@ -596,7 +596,9 @@ export class Portwall {
         if (!quiet()) return this.#scheduleRecord();
         if (!this.#closed && this.#recordOwed) await this.#writeRecord();
       }).catch(() => {
-        if (++this.#recordFailures < RECORD_TRIES) this.#scheduleRecord();
+        if (++this.#recordFailures >= RECORD_TRIES) return;
+        this.#lastCommit = now();
+        this.#scheduleRecord();
       });
     }, Math.max(0, idleMs - (now() - this.#lastCommit)));
     this.#recordTimer.unref();

@@ -180,3 +180,52 @@ describe('recordIdleMs', () => {
     }
   });
 });
+
+describe('the record written once quiet', () => {
+  /** A fake kernel whose next `failing` commits are refused (a transient error, as ENOBUFS would be). */
+  class Flaky extends FakeNft {
+    failing = 0;
+    tries = 0;
+    override async nftCommit(...args: Parameters<FakeNft['nftCommit']>): ReturnType<FakeNft['nftCommit']> {
+      if (this.failing > 0) {
+        this.failing--;
+        this.tries++;
+        throw Object.assign(new Error('No buffer space available'), { errno: 105, code: 'ENOBUFS' });
+      }
+      return super.nftCommit(...args);
+    }
+  }
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  test('a write that fails is tried after another quiet period, three tries in all; the next commit owes it again', async () => {
+    const kernel = new Flaky();
+    const one = state('routed', [webGroup()], [port(1, ['sg-web'])]);
+    const two = state('routed', [webGroup()], [port(1, ['sg-web']), port(4, ['sg-web'])]);
+    const h = Portwall.open({ binding: kernel, conntrack: null, profileGc: false, recordIdleMs: 40 });
+    let before = 0;
+    try {
+      await h.apply(one);
+      kernel.failing = 10;
+      // Three tries ~40 ms apart, then none: the handle does not spin on a kernel that keeps refusing.
+      for (const t0 = Date.now(); kernel.tries < 3 && Date.now() - t0 < 2000;) await sleep(10);
+      await sleep(200);
+      expect(kernel.tries).toBe(3);
+      kernel.failing = 0;
+      before = await kernel.nftGenid(null);
+      await h.upsertPort(port(4, ['sg-web']));
+      // The change, then its record once quiet (the fake's generation moves by one per commit) …
+      for (const t0 = Date.now(); (await kernel.nftGenid(null)) < before + 2 && Date.now() - t0 < 2000;) await sleep(10);
+      expect(await kernel.nftGenid(null)).toBe(before + 2);
+    } finally {
+      await h.close();
+    }
+    // … so closing owed nothing and committed nothing; a successor adopts from that record.
+    expect(await kernel.nftGenid(null)).toBe(before + 2);
+    const next = Portwall.open({ binding: kernel, conntrack: null, profileGc: false, recordIdleMs: false });
+    try {
+      expect((await next.apply(two)).adoptedFrom).toBe('record');
+    } finally {
+      await next.close();
+    }
+  });
+});

@@ -220,6 +220,8 @@ export class Portwall {
   #lastCommit = 0;
   /** Quiet-period writes of the record that failed since the last commit. */
   #recordFailures = 0;
+  /** Live traces under way ({@link explainLive}): no record is written meanwhile. */
+  #tracing = 0;
 
   private constructor(options: PortwallOptions) {
     this.config = { ...DEFAULT_CONFIG, ...options.config, tables: { ...DEFAULT_CONFIG.tables, ...options.config?.tables } };
@@ -474,7 +476,12 @@ export class Portwall {
       if (this.#genid !== undefined && genid === nextGen(this.#genid)) this.#genid = genid;
       this.#owe();
     };
-    return explainLive(ir, portId, packet, { ...options, netns: this.netns, tables: this.config.tables, onCommit });
+    // No adopt record is written while the trace's commits come and go (a record's batch between them would leave
+    // the handle trusting a generation behind the kernel's); one already under way finishes first.
+    this.#tracing++;
+    return this.#queue
+      .then(() => explainLive(ir, portId, packet, { ...options, netns: this.netns, tables: this.config.tables, onCommit }))
+      .finally(() => this.#tracing--);
   }
 
   /** The compiled policy the handle programmed (undefined before its first apply). */
@@ -588,11 +595,14 @@ export class Portwall {
     const quiet = () => now() - this.#lastCommit >= idleMs;
     this.#recordTimer = setTimeout(() => {
       this.#recordTimer = undefined;
+      // (A live trace's last commit owes the record again, and sets the wait going.)
+      if (this.#tracing > 0) return;
       if (!quiet()) return this.#scheduleRecord();
       // Behind any change queued meanwhile (which starts the wait again). Errors here belong to no caller: the
       // record stays as it was and the wait starts again, a few times (another writer's commit fails every
       // try); after that, the next commit or close tries again.
       this.#serial(async () => {
+        if (this.#tracing > 0) return;
         if (!quiet()) return this.#scheduleRecord();
         if (!this.#closed && this.#recordOwed) await this.#writeRecord();
       }).catch(() => {

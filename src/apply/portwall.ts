@@ -595,10 +595,8 @@ export class Portwall {
     const quiet = () => now() - this.#lastCommit >= idleMs;
     this.#recordTimer = setTimeout(() => {
       this.#recordTimer = undefined;
-      // (A live trace's last commit owes the record again, and sets the wait going.)
-      if (this.#tracing > 0) return;
-      if (!quiet()) return this.#scheduleRecord();
-      // Behind any change queued meanwhile (which starts the wait again). Errors here belong to no caller: the
+      // Behind any change queued meanwhile (which starts the wait again). Not while a live trace is under way:
+      // its last commit owes the record again and sets the wait going. Errors here belong to no caller: the
       // record stays as it was and the wait starts again, a few times (another writer's commit fails every
       // try); after that, the next commit or close tries again.
       this.#serial(async () => {
@@ -627,11 +625,11 @@ export class Portwall {
     const instance = namespaceInstance(this.netns);
     const vouches = (r: AdoptRecord | undefined, genid: number): r is AdoptRecord =>
       r !== undefined && r.genid === genid && r.instance === instance && r.ports === model.ports.size && r.groups === model.groups.size;
-    const peek = await this.#list([ADOPT_RECORD], true);
+    const peek = await this.#list({ elementsOf: [ADOPT_RECORD], namedSetsOnly: true });
     if (!vouches(peek.record, peek.genid)) return undefined;
     // Of the other sets, their names alone (group set versions): decoding ~2700 definitions took ~50 ms of an
     // agent's start at 5000 ports.
-    const look = await this.#list([INET.profiles, BRIDGE.portTag, ADOPT_RECORD], false, true);
+    const look = await this.#list({ elementsOf: [INET.profiles, BRIDGE.portTag, ADOPT_RECORD], namesOnly: true });
     const listMs = now() - mark;
     const r = look.record;
     if (!vouches(r, look.genid)) return undefined;
@@ -898,13 +896,13 @@ export class Portwall {
    * adopt record (given apart). With `elementsOf`: set definitions (with `namedSetsOnly`, of those sets only;
    * with `namesOnly`, of the others their names alone) and the elements of those sets only.
    */
-  async #list(elementsOf?: readonly string[], namedSetsOnly = false, namesOnly = false): Promise<{ objects: NftObject[]; genid: number; record?: AdoptRecord }> {
+  async #list(look?: { elementsOf: readonly string[]; namedSetsOnly?: boolean; namesOnly?: boolean }): Promise<{ objects: NftObject[]; genid: number; record?: AdoptRecord }> {
     const { inet, bridge, nat } = this.config.tables;
     const wanted: [Family, string][] = [['inet', inet], ['bridge', bridge], ['ip', nat]];
     const names = [...new Set(wanted.map(([, name]) => name))];
     for (let attempt = 0; ; attempt++) {
       // One dump per distinct name (a dump by name alone returns that name in every family).
-      const lists = await Promise.all(names.map((table) => this.#nft.list(elementsOf ? { table, elementsOf, namedSetsOnly, namesOnly } : { table })));
+      const lists = await Promise.all(names.map((table) => this.#nft.list({ table, ...look })));
       const genids = new Set(lists.map((l) => l.genid));
       // Still different after retries (writers kept committing): the first (oldest) generation, so that a batch
       // computed from this listing is refused by the kernel instead of resting on a stale part.

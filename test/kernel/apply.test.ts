@@ -17,6 +17,8 @@ import type { StateInput } from '../../src/model/schema.js';
 import { openNft } from '../../src/nft/client.js';
 import { decodeOperations } from '../../src/nft/wire.js';
 import { Netns, isRoot, startTcpServer, tcpConnect, veth } from '../helpers/netns.js';
+import { probe, type ProbeResult } from '../helpers/probes.js';
+import { traceLive } from '../../src/trace.js';
 import { busyGroup, network, port, state, webGroup, type Mode } from '../helpers/states.js';
 
 const EXAMPLE = JSON.parse(readFileSync(new URL('../../examples/state.json', import.meta.url), 'utf8')) as StateInput;
@@ -333,6 +335,19 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
       const ct = host.exec('conntrack', ['-L', '-p', 'tcp', '--dport', '80']).split('\n').filter((l) => l.includes('dport=80'));
       expect(ct).toHaveLength(2);
       for (const line of ct) expect(line).toContain('zone=301');
+      // Traced live: a packet from the higher network's port to the lower one's address meets one rule in
+      // zone_cross — the lower network's, which sets the zone and returns — not also the rules of the networks
+      // after it (its own device matches there too: without the return it is two rules, and a packet between
+      // two ports looked up the sets of every network).
+      let sent: Promise<ProbeResult[]> | undefined;
+      const live = await traceLive({ family: 4, protocol: 6, src: '203.0.113.10', dst: '192.0.2.10', dport: 82 }, {
+        netns: host.name, iifname: 'tapvm0', timeoutMs: 8000,
+        onArmed: () => { sent = probe(vms[0]!, [{ proto: 'tcp', host: '192.0.2.10', port: 82 }], 1); },
+      });
+      await sent;
+      expect(live.timedOut).toBe(false);
+      const cross = live.trace!.steps.filter((x) => x.table === 'portwall' && x.chain === 'zone_cross');
+      expect(cross.map((x) => [x.kind, x.verdict, x.comment])).toEqual([['rule', 'return', 'zone of network net-lo']]);
     } finally {
       for (const s of servers) s.kill();
       for (const ns of [host, ...vms]) ns.destroy();

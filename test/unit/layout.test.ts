@@ -259,7 +259,9 @@ describe('layout details', () => {
     // port owns a prefix wider than a host, and none does here).
     const cross = text(rules(objs, 'zone_cross'));
     expect([...cross.matchAll(/ct zone set (\d+)/g)].map((m) => Number(m[1]))).toEqual([200, 200, 200, 300, 300, 300]);
-    expect(cross).toContain(`ip daddr @${zoneSetName('net-r2', 'ip4')} ct zone set 200`);
+    expect(cross).toContain(`ip daddr @${zoneSetName('net-r2', 'ip4')} ct zone set 200 return`);
+    // Each rule returns once it set the zone (the kernel ignores later ones): a packet stops at its lower network.
+    expect(inChain(objs, 'zone_cross').every((r) => r.endsWith('ct zone set 200 return') || r.endsWith('ct zone set 300 return'))).toBe(true);
     expect(sets(objs).map((x) => x.name).filter((n) => n.startsWith('znet'))).toEqual([]);
     // A port of net-r2 with an IPv4 prefix pair: that network's IPv4 prefix set, and its rule.
     const paired = { ...doc, ports: [doc.ports[0]!, port(2, [], { allowed_address_pairs: [{ ip_address: '203.0.113.128/26' }] }, 'net-r2'), doc.ports[2]!] };

@@ -47,9 +47,10 @@ class Path {
   #lines: string[] = [];
   #onLine: (() => void) | undefined;
 
-  constructor(private readonly cleanup: Cleanup, port: PortInput) {
+  /** With `peer`, the client is a second VM on that port (east-west, through the host) instead of the uplink's. */
+  constructor(private readonly cleanup: Cleanup, port: PortInput, peer?: PortInput) {
     this.host = cleanup.netns('sg-dp-host');
-    this.client = cleanup.netns('sg-dp-cli');
+    this.client = cleanup.netns(peer ? 'sg-dp-peer' : 'sg-dp-cli');
     this.vm = cleanup.netns('sg-dp-vm');
     this.vmAddr = port.fixed_ips![0]!.ip_address;
     const h = this.host, c = this.client, vm = this.vm;
@@ -58,21 +59,28 @@ class Path {
     // The client's ephemeral ports cover a whole round without reuse.
     c.exec('sysctl', ['-qw', 'net.ipv4.ip_local_port_range=1024 65535']);
     h.exec('ip', ['addr', 'add', `${GW4}/32`, 'dev', 'lo']);
-    veth(h, 'uplink', c, 'eth0', { a: ['198.51.100.1/24'], b: ['198.51.100.2/24'] });
-    c.exec('ip', ['route', 'add', '198.18.0.0/15', 'via', '198.51.100.1']);
-    h.exec('ip', ['link', 'add', port.device, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', vm.name]);
-    vm.exec('ip', ['link', 'set', 'eth0', 'address', port.mac_address]);
-    vm.exec('ip', ['addr', 'add', `${this.vmAddr}/32`, 'dev', 'eth0']);
-    vm.exec('ip', ['link', 'set', 'eth0', 'up']);
-    vm.exec('ip', ['route', 'add', GW4, 'dev', 'eth0', 'scope', 'link']);
-    vm.exec('ip', ['route', 'add', 'default', 'via', GW4, 'dev', 'eth0']);
-    h.exec('ip', ['link', 'set', port.device, 'up']);
-    h.exec('ip', ['route', 'add', `${this.vmAddr}/32`, 'dev', port.device]);
     const macOf = (ns: Netns, dev: string) => ns.exec('cat', [`/sys/class/net/${dev}/address`]).trim();
-    h.exec('ip', ['neigh', 'replace', this.vmAddr, 'lladdr', port.mac_address, 'dev', port.device, 'nud', 'permanent']);
-    vm.exec('ip', ['neigh', 'replace', GW4, 'lladdr', macOf(h, port.device), 'dev', 'eth0', 'nud', 'permanent']);
-    h.exec('ip', ['neigh', 'replace', '198.51.100.2', 'lladdr', macOf(c, 'eth0'), 'dev', 'uplink', 'nud', 'permanent']);
-    c.exec('ip', ['neigh', 'replace', '198.51.100.1', 'lladdr', macOf(h, 'uplink'), 'dev', 'eth0', 'nud', 'permanent']);
+    const plug = (ns: Netns, p: PortInput) => {
+      const addr = p.fixed_ips![0]!.ip_address;
+      h.exec('ip', ['link', 'add', p.device, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.name]);
+      ns.exec('ip', ['link', 'set', 'eth0', 'address', p.mac_address]);
+      ns.exec('ip', ['addr', 'add', `${addr}/32`, 'dev', 'eth0']);
+      ns.exec('ip', ['link', 'set', 'eth0', 'up']);
+      ns.exec('ip', ['route', 'add', GW4, 'dev', 'eth0', 'scope', 'link']);
+      ns.exec('ip', ['route', 'add', 'default', 'via', GW4, 'dev', 'eth0']);
+      h.exec('ip', ['link', 'set', p.device, 'up']);
+      h.exec('ip', ['route', 'add', `${addr}/32`, 'dev', p.device]);
+      h.exec('ip', ['neigh', 'replace', addr, 'lladdr', p.mac_address, 'dev', p.device, 'nud', 'permanent']);
+      ns.exec('ip', ['neigh', 'replace', GW4, 'lladdr', macOf(h, p.device), 'dev', 'eth0', 'nud', 'permanent']);
+    };
+    plug(vm, port);
+    if (peer) plug(c, peer);
+    else {
+      veth(h, 'uplink', c, 'eth0', { a: ['198.51.100.1/24'], b: ['198.51.100.2/24'] });
+      c.exec('ip', ['route', 'add', '198.18.0.0/15', 'via', '198.51.100.1']);
+      h.exec('ip', ['neigh', 'replace', '198.51.100.2', 'lladdr', macOf(c, 'eth0'), 'dev', 'uplink', 'nud', 'permanent']);
+      c.exec('ip', ['neigh', 'replace', '198.51.100.1', 'lladdr', macOf(h, 'uplink'), 'dev', 'eth0', 'nud', 'permanent']);
+    }
   }
 
   /** The VM's TCP server, for at most `seconds`; it answers each connection ("accept") until told to sink. */
@@ -152,85 +160,122 @@ class Path {
   }
 }
 
+/** The east-west case: new connections between two routed ports of one network (from one VM to another). */
+export const EAST_WEST_CASE = 'new-tcp-conn-ew';
+
+/**
+ * Two ports of one routed network for the east-west case: the network with two ports sharing a group whose place
+ * in the zone order is nearest the middle (a packet between two routed ports looks up the networks' zone sets
+ * before its own: docs/dataplane.md, "Zones"). Undefined when no network has two such ports.
+ */
+export function eastWestPair(state: Workload['state']): { server: PortInput; client: PortInput; network: string; rank: number; networks: number } | undefined {
+  const routed = [...(state.networks ?? [])].filter((n) => n.mode !== 'bridged').sort((a, b) => a.zone - b.zone);
+  const candidates = routed.flatMap((n, rank) => {
+    const ports = (state.ports ?? []).filter((p) => p.network_id === n.id);
+    const [server, client] = ports;
+    const shared = server && client && (server.security_groups ?? []).some((g) => (client.security_groups ?? []).includes(g));
+    return shared ? [{ server: server!, client: client!, network: n.id, rank, networks: routed.length }] : [];
+  });
+  const middle = (routed.length - 1) / 2;
+  return candidates.sort((a, b) => Math.abs(a.rank - middle) - Math.abs(b.rank - middle) || a.rank - b.rank)[0];
+}
+
 /**
  * At each size, for portwall, the floor and legacy iptables, over `rounds` alternating rounds: each
- * configuration loaded, then the new-connection rate (server answering), then one bulk stream (server sinking).
+ * configuration loaded, then the new-connection rate (server answering), then one bulk stream (server sinking);
+ * then, where the workload has two ports of one routed network, the new-connection rate between them.
  */
 export async function datapathCases(cleanup: Cleanup, workloads: Workload[], opts: DatapathOptions): Promise<Row[]> {
   const rows: Row[] = [];
   for (const w of workloads) {
-    const size = w.opts.ports;
     const port = w.state.ports![0]!;
-    const p = new Path(cleanup, port);
-    const loaded = new Loaded(p.host);
-    try {
-      const budgetS = opts.rounds * 3 * (2 * opts.seconds + 60) + 60;
-      await p.serve(budgetS);
-      const rendered = renderFor(w.state);
-      const configs: { tool: string; load: () => Promise<void> }[] = [
-        { tool: 'portwall', load: async () => {
-          loaded.nft = true;
-          const pw = Portwall.open({ netns: p.host.name });
-          await pw.apply(w.state);
-          await pw.close();
-        } },
-        { tool: 'conntrack floor', load: async () => { loaded.nft = true; p.host.nftLoad(FLOOR); } },
-        ...(BACKENDS.includes('legacy') ? [{ tool: 'iptables-legacy', load: async () => loaded.restore('legacy', rendered) }] : []),
-      ];
-      const alone = size === 1 ? { otherPorts: 0 } : {};
-      const info = { seconds: opts.seconds, concurrency: opts.concurrency, port: port.device, ...alone };
-      const bulkInfo = { maxSeconds: opts.seconds, maxBytes: opts.bulkBytes, streams: 1, port: port.device, ...alone };
-      const byTool = configs.map((c) => newRow('datapath', 'new-tcp-conn', size, c.tool, 'conn/s', { ...info }));
-      const bulkRows = configs.map((c) => newRow('datapath', 'bulk-tcp', size, c.tool, 'Mbit/s', { ...bulkInfo }));
-      if (!BACKENDS.includes('legacy')) {
-        for (const kase of ['new-tcp-conn', 'bulk-tcp']) rows.push({ ...newRow('datapath', kase, size, 'iptables-legacy', kase === 'bulk-tcp' ? 'Mbit/s' : 'conn/s'), status: 'skipped: tool missing' });
-      }
-      rows.push(...byTool, ...bulkRows);
-      const failures = configs.map(() => 0);
-      const bytes = configs.map(() => [] as number[]);
-      for (let round = 0; round < opts.rounds; round++) {
-        for (const [k, c] of configs.entries()) {
-          const row = byTool[k]!;
-          const bulkRow = bulkRows[k]!;
-          if (row.status !== 'ok' && bulkRow.status !== 'ok') continue;
-          opts.progress.update(`datapath @${size}`, `round ${round + 1}/${opts.rounds}: ${c.tool}`);
-          try {
-            loaded.reset();
-            await c.load();
-            p.flushConntrack();
-            await sleep(200);
-            // The port must really admit the client, or the rate would measure timeouts.
-            const probe = await p.connect(1, 1, 3);
-            if (probe.connections === 0) throw new Error(`no connection passed ${c.tool}`);
-            if (row.status === 'ok') {
-              await p.connect(Math.min(0.5, opts.seconds), opts.concurrency);
-              p.flushConntrack();
-              const r = await p.connect(opts.seconds, opts.concurrency);
-              row.samples.push(r.rate);
-              failures[k]! += r.failures;
-            }
-            await p.mode('sink');
-            try {
-              const b = await p.bulk(opts.seconds, opts.bulkBytes);
-              if (b.bytes <= 0) throw new Error(`no byte passed ${c.tool}`);
-              bulkRow.samples.push(b.mbps);
-              bytes[k]!.push(b.bytes);
-            } catch (e) {
-              bulkRow.status = errorText(e);
-            } finally {
-              await p.mode('accept');
-            }
-          } catch (e) {
-            if (row.status === 'ok') row.status = errorText(e);
-            if (bulkRow.status === 'ok') bulkRow.status = errorText(e);
-          }
-        }
-      }
-      byTool.forEach((row, k) => { row.info = { ...row.info, failures: failures[k] }; });
-      bulkRows.forEach((row, k) => { row.info = { ...row.info, bytesP50: bytes[k]!.length ? [...bytes[k]!].sort((a, b) => a - b)[Math.ceil(bytes[k]!.length / 2) - 1] : undefined }; });
-    } finally {
-      p.close();
+    const alone = w.opts.ports === 1 ? { otherPorts: 0 } : {};
+    rows.push(...await measurePath(new Path(cleanup, port), w, 'new-tcp-conn', { port: port.device, ...alone }, opts));
+    const pair = eastWestPair(w.state);
+    if (pair) {
+      const info = { port: pair.server.device, from: pair.client.device, network: pair.network, zoneRank: pair.rank, routedNetworks: pair.networks };
+      rows.push(...await measurePath(new Path(cleanup, pair.server, pair.client), w, EAST_WEST_CASE, info, opts));
     }
   }
   return rows.map(finish);
+}
+
+/**
+ * One path's rounds: each configuration loaded in turn, its new-connection rate (`kase`), and for the
+ * north-south case one bulk stream too.
+ */
+async function measurePath(p: Path, w: Workload, kase: string, where: Record<string, unknown>, opts: DatapathOptions): Promise<Row[]> {
+  const rows: Row[] = [];
+  const size = w.opts.ports;
+  const withBulk = kase !== EAST_WEST_CASE;
+  const loaded = new Loaded(p.host);
+  try {
+    const budgetS = opts.rounds * 3 * (2 * opts.seconds + 60) + 60;
+    await p.serve(budgetS);
+    const rendered = renderFor(w.state);
+    const configs: { tool: string; load: () => Promise<void> }[] = [
+      { tool: 'portwall', load: async () => {
+        loaded.nft = true;
+        const pw = Portwall.open({ netns: p.host.name });
+        await pw.apply(w.state);
+        await pw.close();
+      } },
+      { tool: 'conntrack floor', load: async () => { loaded.nft = true; p.host.nftLoad(FLOOR); } },
+      ...(BACKENDS.includes('legacy') ? [{ tool: 'iptables-legacy', load: async () => loaded.restore('legacy', rendered) }] : []),
+    ];
+    const info = { seconds: opts.seconds, concurrency: opts.concurrency, ...where };
+    const bulkInfo = { maxSeconds: opts.seconds, maxBytes: opts.bulkBytes, streams: 1, ...where };
+    const byTool = configs.map((c) => newRow('datapath', kase, size, c.tool, 'conn/s', { ...info }));
+    const bulkRows = withBulk ? configs.map((c) => newRow('datapath', 'bulk-tcp', size, c.tool, 'Mbit/s', { ...bulkInfo })) : [];
+    if (!BACKENDS.includes('legacy')) {
+      for (const k of withBulk ? [kase, 'bulk-tcp'] : [kase]) rows.push({ ...newRow('datapath', k, size, 'iptables-legacy', k === 'bulk-tcp' ? 'Mbit/s' : 'conn/s'), status: 'skipped: tool missing' });
+    }
+    rows.push(...byTool, ...bulkRows);
+    const failures = configs.map(() => 0);
+    const bytes = configs.map(() => [] as number[]);
+    for (let round = 0; round < opts.rounds; round++) {
+      for (const [k, c] of configs.entries()) {
+        const row = byTool[k]!;
+        const bulkRow = bulkRows[k];
+        if (row.status !== 'ok' && bulkRow?.status !== 'ok') continue;
+        opts.progress.update(`datapath${withBulk ? '' : ' east-west'} @${size}`, `round ${round + 1}/${opts.rounds}: ${c.tool}`);
+        try {
+          loaded.reset();
+          await c.load();
+          p.flushConntrack();
+          await sleep(200);
+          // The port must really admit the client, or the rate would measure timeouts.
+          const probe = await p.connect(1, 1, 3);
+          if (probe.connections === 0) throw new Error(`no connection passed ${c.tool}`);
+          if (row.status === 'ok') {
+            await p.connect(Math.min(0.5, opts.seconds), opts.concurrency);
+            p.flushConntrack();
+            const r = await p.connect(opts.seconds, opts.concurrency);
+            row.samples.push(r.rate);
+            failures[k]! += r.failures;
+          }
+          if (!bulkRow) continue;
+          await p.mode('sink');
+          try {
+            const b = await p.bulk(opts.seconds, opts.bulkBytes);
+            if (b.bytes <= 0) throw new Error(`no byte passed ${c.tool}`);
+            bulkRow.samples.push(b.mbps);
+            bytes[k]!.push(b.bytes);
+          } catch (e) {
+            bulkRow.status = errorText(e);
+          } finally {
+            await p.mode('accept');
+          }
+        } catch (e) {
+          if (row.status === 'ok') row.status = errorText(e);
+          if (bulkRow?.status === 'ok') bulkRow.status = errorText(e);
+        }
+      }
+    }
+    byTool.forEach((row, k) => { row.info = { ...row.info, failures: failures[k] }; });
+    bulkRows.forEach((row, k) => { row.info = { ...row.info, bytesP50: bytes[k]!.length ? [...bytes[k]!].sort((a, b) => a - b)[Math.ceil(bytes[k]!.length / 2) - 1] : undefined }; });
+  } finally {
+    p.close();
+  }
+  return rows;
 }

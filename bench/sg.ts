@@ -14,7 +14,8 @@
  *    after a full sync of --wide-ports ports with --wide-rules rules each;
  *  - start: a fresh handle and a fresh agent adopting a kernel that already holds the state (sg-start.ts);
  *  - the datapath: new TCP connections/s and one bulk stream's Mbit/s through one routed port, with the port
- *    alone (size 1) and at --dp-sizes, portwall vs the conntrack floor vs legacy iptables of the same state;
+ *    alone (size 1) and at --dp-sizes, and new connections/s between two routed ports of one network
+ *    (east-west), portwall vs the conntrack floor vs legacy iptables of the same state;
  *  - conntrack cleanup of 1k matching entries among --ct-entries (by zone, by zone + source /24): portwall's
  *    list + deleteEntries vs `conntrack -D` (section `conntrack`);
  *  - sustained churn through an agent serving --churn-size ports: --churn-rate mixed changes per second for
@@ -112,8 +113,8 @@ function settings(argv: string[]) {
     widePorts: num(a['wide-ports'], 10_000, 200),
     wideRules: num(a['wide-rules'], 50, 50),
     startReps: num(a['start-reps'], 5, 1),
-    // Size 1: the port alone, no other port loaded.
-    dpSizes: list(a['dp-sizes'], [1, ...sizes], [1]),
+    // Size 1: the port alone, no other port loaded (and no east-west case: that needs two ports of a network).
+    dpSizes: list(a['dp-sizes'], [1, ...sizes], [1, 100]),
     dpRounds: num(a['dp-rounds'], 5, 1),
     dpSeconds: num(a['dp-seconds'], 2, 1),
     dpMB: num(a['dp-mb'], 4000, 500),

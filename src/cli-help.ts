@@ -255,7 +255,8 @@ and times, sections:
             highest RSS, and the one-port add p50)
   start     adopt-on-start: a fresh handle and a fresh agent taking over a kernel that holds the state
   datapath  new TCP connections per second and one bulk stream's Mbit/s through one port, alone (size 1)
-            and among --dp-sizes ports: portwall, the conntrack floor, legacy iptables
+            and among --dp-sizes ports, and new connections between two ports of one network (east-west,
+            its network the middle one in zone order): portwall, the conntrack floor, legacy iptables
   conntrack 1k matching conntrack entries deleted among --ct-entries (by zone, by zone and source /24):
             portwall's list + delete vs conntrack -D
   churn     sustained churn through an agent serving --churn-size ports: --churn-rate mixed changes per
@@ -272,7 +273,8 @@ A full run takes about 25 minutes on 2 cores, --quick about a minute. Ctrl-C rem
 still writes what was measured.
 
 Options:
-  --quick               size 100, a few repetitions, a one-second datapath of the port alone: a smoke test
+  --quick               size 100, a few repetitions, a one-second datapath (the port alone and at 100): a smoke
+                        test
   --sizes N,N,...       host sizes in ports (default 100,1000,5000)
   --out DIR             where the report goes (default bench/reports under the current directory)
   --only S,S,...        run only these sections (default all)
@@ -292,7 +294,7 @@ Options:
   --wide-ports N        ports of the wide memory case (default 10000; --quick 200)
   --wide-rules N        rules per port of the wide memory case (default 50, at least 21)
   --start-reps N        adopt-on-start rounds per size, library and agent (default 5; --quick 1)
-  --dp-sizes N,...      datapath sizes, 1 = the port alone (default 1 and the sizes; --quick 1)
+  --dp-sizes N,...      datapath sizes, 1 = the port alone (default 1 and the sizes; --quick 1,100)
   --dp-rounds N         datapath rounds per configuration (default 5; --quick 1)
   --dp-seconds S        seconds per datapath measurement, the bulk stream's limit too (default 2; --quick 1)
   --dp-mb N             the bulk stream's limit in MB (default 4000; --quick 500)

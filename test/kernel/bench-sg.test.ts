@@ -113,8 +113,8 @@ const AGENT = 'portwall agent (socket API)';
 type Expected = [section: string, kase: string, tool: string, size?: number];
 const each = (section: string, cases: string[], tools: string[], size?: number): Expected[] =>
   cases.flatMap((c) => tools.map((t): Expected => [section, c, t, size]));
-// At --quick's size (100 ports) unless a size is given: the datapath's is the port alone (1), the wide memory
-// case's is --wide-ports (200 with --quick).
+// At --quick's size (100 ports) unless a size is given: the datapath's also the port alone (1; no east-west
+// case there, it needs two ports of one network), the wide memory case's is --wide-ports (200 with --quick).
 const EXPECTED: Expected[] = [
   ...each('one-port', ONE_PORT, ['portwall incremental', 'portwall apply', 'iptables-legacy-restore', 'iptables-nft-restore']),
   ...each('group-rule', ['rule-add', 'rule-remove'], ['portwall incremental', 'portwall apply']),
@@ -126,6 +126,7 @@ const EXPECTED: Expected[] = [
   ...each('start', ['adopt', 'adopt-first-change'], ['portwall apply']),
   ...each('start', ['adopt-ready', 'adopt-first-change'], ['portwall agent']),
   ...each('datapath', ['new-tcp-conn', 'bulk-tcp'], ['portwall', 'conntrack floor', 'iptables-legacy'], 1),
+  ...each('datapath', ['new-tcp-conn', 'bulk-tcp', 'new-tcp-conn-ew'], ['portwall', 'conntrack floor', 'iptables-legacy']),
 ];
 
 describe.skipIf(!isRoot)('portwall bench --quick', () => {
@@ -170,6 +171,11 @@ describe.skipIf(!isRoot)('portwall bench --quick', () => {
         expect(row!.p99).toEqual(expect.any(Number));
       }
     }
+    // East-west: two ports of one routed network, named with its place in the zone order; none for the port alone.
+    const ew = report.rows.find((r) => r.section === 'datapath' && r.case === 'new-tcp-conn-ew' && r.tool === 'portwall')!;
+    expect(ew.info).toMatchObject({ network: expect.any(String), zoneRank: expect.any(Number), routedNetworks: expect.any(Number) });
+    expect(report.rows.some((r) => r.case === 'new-tcp-conn-ew' && r.size === 1)).toBe(false);
+    expect(md).toContain('## Datapath: new TCP connections per second between two routed ports of one network (east-west)');
     // Conntrack cleanup (size = entries in the table) and churn through the agent (size = ports).
     for (const [section, kase, tool] of [
       ...['zone', 'zone+prefix'].flatMap((c) => ['portwall', 'conntrack -D'].map((t): [string, string, string] => ['conntrack', c, t])),

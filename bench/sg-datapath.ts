@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 
 import { Portwall } from '../src/apply/portwall.js';
 import type { PortInput } from '../src/model/schema.js';
+import type { IptablesRender } from '../src/render/iptables.js';
 import { type Netns, veth } from '../test/helpers/netns.js';
 import { Loaded, renderFor, BACKENDS } from './sg-competitors.js';
 import { type Cleanup, type Progress, type Row, errorText, finish, newRow, sleep } from './sg-harness.js';
@@ -190,11 +191,13 @@ export async function datapathCases(cleanup: Cleanup, workloads: Workload[], opt
   for (const w of workloads) {
     const port = w.state.ports![0]!;
     const alone = w.opts.ports === 1 ? { otherPorts: 0 } : {};
-    rows.push(...await measurePath(new Path(cleanup, port), w, 'new-tcp-conn', { port: port.device, ...alone }, opts));
+    // Legacy iptables of the state, rendered once for both paths (seconds at 5000 ports).
+    const rendered = renderFor(w.state);
+    rows.push(...await measurePath(new Path(cleanup, port), w, rendered, 'new-tcp-conn', { port: port.device, ...alone }, opts));
     const pair = eastWestPair(w.state);
     if (pair) {
       const info = { port: pair.server.device, from: pair.client.device, network: pair.network, zoneRank: pair.rank, routedNetworks: pair.networks };
-      rows.push(...await measurePath(new Path(cleanup, pair.server, pair.client), w, EAST_WEST_CASE, info, opts));
+      rows.push(...await measurePath(new Path(cleanup, pair.server, pair.client), w, rendered, EAST_WEST_CASE, info, opts));
     }
   }
   return rows.map(finish);
@@ -204,7 +207,7 @@ export async function datapathCases(cleanup: Cleanup, workloads: Workload[], opt
  * One path's rounds: each configuration loaded in turn, its new-connection rate (`kase`), and for the
  * north-south case one bulk stream too.
  */
-async function measurePath(p: Path, w: Workload, kase: string, where: Record<string, unknown>, opts: DatapathOptions): Promise<Row[]> {
+async function measurePath(p: Path, w: Workload, rendered: IptablesRender, kase: string, where: Record<string, unknown>, opts: DatapathOptions): Promise<Row[]> {
   const rows: Row[] = [];
   const size = w.opts.ports;
   const withBulk = kase !== EAST_WEST_CASE;
@@ -212,7 +215,6 @@ async function measurePath(p: Path, w: Workload, kase: string, where: Record<str
   try {
     const budgetS = opts.rounds * 3 * (2 * opts.seconds + 60) + 60;
     await p.serve(budgetS);
-    const rendered = renderFor(w.state);
     const configs: { tool: string; load: () => Promise<void> }[] = [
       { tool: 'portwall', load: async () => {
         loaded.nft = true;

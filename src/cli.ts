@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
-import { Portwall } from './apply/portwall.js';
+import { Portwall, RECORD_IDLE_MAX_MS } from './apply/portwall.js';
 import { teardown } from './apply/teardown.js';
 import { COMMAND_HELP, GENERAL_USAGE, HELP, USAGE } from './cli-help.js';
 import { PortwallError, isPortwallError } from './errors.js';
@@ -412,7 +412,7 @@ async function agent(io: Io, args: string[]): Promise<number> {
   const every = number('check-interval', values['check-interval']);
   const bodyLimit = number('body-limit', values['body-limit']);
   const recordIdleMs = number('record-idle-ms', values['record-idle-ms']);
-  if (recordIdleMs !== undefined && recordIdleMs > 2 ** 31 - 1) throw new UsageError(`--record-idle-ms must be at most ${2 ** 31 - 1}`, 'agent');
+  if (recordIdleMs !== undefined && recordIdleMs > RECORD_IDLE_MAX_MS) throw new UsageError(`--record-idle-ms must be at most ${RECORD_IDLE_MAX_MS}`, 'agent');
   const cfg = await config(values.config);
   // The host's problems, once, before the JSON log starts (an invalid file is the agent's to report). The
   // file read here is the one the agent starts from: not read and validated twice.

@@ -176,7 +176,7 @@ const GC_DEFAULT = { delayMs: 1000, max: 64 };
 const RECORD_IDLE_DEFAULT_MS = 1000;
 const RECORD_TRIES = 3;
 /** The longest quiet period a timer can wait (Node clamps larger delays to 1 ms). */
-const RECORD_IDLE_MAX_MS = 2 ** 31 - 1;
+export const RECORD_IDLE_MAX_MS = 2 ** 31 - 1;
 
 /** How a change is computed: from the handle's memory, or by a full rebuild. */
 type Mutation =

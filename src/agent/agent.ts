@@ -22,6 +22,7 @@ import { AgentCore } from './core.js';
 import { startApiServer, type ApiServer } from './http.js';
 import { AgentMetrics } from './metrics.js';
 import { DEFAULT_SOCKET } from './socket-path.js';
+import { ownTables } from '../compile/names.js';
 
 /** Options of {@link startAgent}. */
 export interface AgentOptions {
@@ -176,10 +177,10 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
  */
 function onEvents(txs: readonly NftTransactionEvent[], lost: number, handle: Portwall, repairs: Repairs): void {
   if (lost > 0) repairs.schedule('events-lost');
-  const { inet, bridge, nat } = handle.config.tables;
+  const tables = ownTables(handle.config.tables);
   for (const tx of txs) {
     if (tx.self) continue;
-    const ours = tx.events.some((e) => (e.family === 'inet' && e.table === inet) || (e.family === 'bridge' && e.table === bridge) || (e.family === 'ip' && e.table === nat));
+    const ours = tx.events.some((e) => tables.some(([family, table]) => e.family === family && e.table === table));
     if (ours) repairs.schedule('drift');
   }
 }

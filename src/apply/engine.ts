@@ -944,6 +944,8 @@ export function countObjects(objects: readonly NftObject[]): ObjectCounts {
     else if (o.kind === 'set') counts.sets++;
     else if (o.kind === 'elements') counts.elements += o.elements.length;
   }
+  // By name, then family: the same order whether counted from memory or from a listing.
+  tables.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.family < b.family ? -1 : a.family > b.family ? 1 : 0));
   return { tables, counts };
 }
 

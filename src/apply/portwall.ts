@@ -41,7 +41,7 @@ import { ADOPT_RECORD, namespaceInstance, readRecord, recordOperations, withoutR
 import { diff, type Diff } from './diff.js';
 import { Engine, NO_PEERS, countObjects, fipMoved, hintsFrom, sameNumbering, type ChangeSet, type FipChange, type Hints, type PortChange } from './engine.js';
 import { hostAddress } from '../compile/addr.js';
-import { BRIDGE, INET } from '../compile/names.js';
+import { BRIDGE, INET, ownTables } from '../compile/names.js';
 import { IpsetMirror, type IpsetLike, type PublishResult } from './ipsets.js';
 import { summarize } from './summary.js';
 import { explain, type Explanation } from '../explain.js';
@@ -897,8 +897,7 @@ export class Portwall {
    * with `namesOnly`, of the others their names alone) and the elements of those sets only.
    */
   async #list(look?: { elementsOf: readonly string[]; namedSetsOnly?: boolean; namesOnly?: boolean }): Promise<{ objects: NftObject[]; genid: number; record?: AdoptRecord }> {
-    const { inet, bridge, nat } = this.config.tables;
-    const wanted: [Family, string][] = [['inet', inet], ['bridge', bridge], ['ip', nat]];
+    const wanted: [Family, string][] = ownTables(this.config.tables);
     const names = [...new Set(wanted.map(([, name]) => name))];
     for (let attempt = 0; ; attempt++) {
       // One dump per distinct name (a dump by name alone returns that name in every family).

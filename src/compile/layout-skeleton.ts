@@ -1,6 +1,7 @@
 /**
  * The skeleton of portwall's tables (docs/dataplane.md): chains, rules and set declarations, plus the few
- * constant elements (ICMPv6 types, bridges, EtherTypes). It depends only on the networks, the attachment
+ * constant elements (ICMPv6 types, bridges, EtherTypes). The raw chains (zones, untracking) and the sets only
+ * they read go to a second inet table (`rawTableName`), so that their sets are not in the filter table's walk. It depends only on the networks, the attachment
  * modes in use, which remote groups the groups' rules name per family, and a few facts of the ports as a
  * whole (whether any is stateless; which groups and networks have a prefix wider than a host) — never on one
  * port, profile or rule, so a port, a profile, a rule or a member coming or going leaves it alone, except
@@ -18,7 +19,7 @@ import { hasNat, natTable, natZoneRules } from './layout-nat.js';
 import { clip } from './layout-ports.js';
 import { markBits } from './policy.js';
 import {
-  BRIDGE, GUARD_SETS, INET, memberNetSetName, memberSetName, zoneSetName, type KeyKind, type Shape,
+  BRIDGE, GUARD_SETS, INET, memberNetSetName, memberSetName, rawTableName, zoneSetName, type KeyKind, type Shape,
 } from './names.js';
 import { TableBuilder } from './tables.js';
 import { allowedMark } from './layout-groups.js';
@@ -102,9 +103,10 @@ function networksSignature(config: PortwallConfig, networks: readonly Network[])
   return text;
 }
 
-/** The skeleton objects of both tables (the bridge table only when a network is bridged). */
+/** The skeleton objects of the tables (the bridge table only when a network is bridged, NAT's only with NAT). */
 export function skeleton(input: SkeletonInput): NftObject[] {
-  const out = inetSkeleton(input).objects();
+  const { t, raw } = inetSkeleton(input);
+  const out = [...t.objects(), ...raw.objects()];
   if (input.networks.some((n) => n.mode === 'bridged')) out.push(...bridgeSkeleton(input.config).objects());
   const nat = { nat: input.nat, floating: !!input.floating };
   if (hasNat(nat)) out.push(...natTable(input.config.tables.nat, nat).objects());
@@ -114,9 +116,11 @@ export function skeleton(input: SkeletonInput): NftObject[] {
 const addrType = (f: 4 | 6) => (f === 4 ? 'ipv4_addr' as const : 'ipv6_addr' as const);
 const daddrOf = (f: 4 | 6) => (f === 4 ? F.ip.daddr : F.ip6.daddr);
 
-function inetSkeleton(input: SkeletonInput): TableBuilder {
+function inetSkeleton(input: SkeletonInput): { t: TableBuilder; raw: TableBuilder } {
   const { config, networks } = input;
   const t = new TableBuilder('inet', config.tables.inet);
+  // The raw chains and the sets only they read, in a table of their own (rawTableName).
+  const raw = new TableBuilder('inet', rawTableName(config.tables));
   const modes: KeyKind[] = [];
   if (networks.some((n) => n.mode === 'routed')) modes.push('dev');
   if (networks.some((n) => n.mode === 'bridged')) modes.push('tag');
@@ -127,23 +131,26 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
   const KEY: Record<KeyKind, Operand> = { dev: F.meta.iifname, tag: tagKey };
   const KEY_TO: Record<KeyKind, Operand> = { dev: F.meta.oifname, tag: tagKey };
 
-  const rawPre = t.chain(INET.rawPre, { hook: 'prerouting', priority: -300 });
-  const rawOut = t.chain(INET.rawOut, { hook: 'output', priority: -300 });
+  const rawPre = raw.chain(INET.rawPre, { hook: 'prerouting', priority: -300 });
+  const rawOut = raw.chain(INET.rawOut, { hook: 'output', priority: -300 });
   const preFilter = t.chain(INET.preFilter, { hook: 'prerouting', priority: 0 });
   const fwdFilter = t.chain(INET.fwdFilter, { hook: 'forward', priority: 0 });
   const inFilter = t.chain(INET.inFilter, { hook: 'input', priority: 0 });
   const outFilter = t.chain(INET.outFilter, { hook: 'output', priority: 0 });
-  if (modes.length === 0) return t;
+  if (modes.length === 0) return { t, raw };
 
   const bridgedNets = networks.filter((n) => n.mode === 'bridged' && n.bridge !== undefined);
   const bridgeNames = [...new Set(bridgedNets.map((n) => n.bridge!))].sort();
   let bridges: SetRef | undefined;
+  let rawBridges: SetRef | undefined;
   if (modes.includes('tag')) {
     bridges = t.set(INET.bridges, ['ifname'], { comment: 'bridges of bridged networks' });
     t.fill(INET.bridges, bridgeNames.map((b) => ({ key: [b] })));
+    rawBridges = raw.set(INET.rawBridges, ['ifname'], { comment: 'bridges of bridged networks' });
+    raw.fill(INET.rawBridges, bridgeNames.map((b) => ({ key: [b] })));
   }
-  statelessRules(input, t, rawPre, rawOut, tagKey, bridges);
-  zoneRules(input, t, rawPre, rawOut, bridges);
+  statelessRules(input, raw, rawPre, rawOut, tagKey, rawBridges);
+  zoneRules(input, raw, rawPre, rawOut, rawBridges);
 
   const ndOut = t.set(INET.ndOut, ['icmpv6_type'], { comment: 'ICMPv6 a port sends without a rule' });
   const ndIn = t.set(INET.ndIn, ['icmpv6_type'], { comment: 'ICMPv6 a port receives without a rule' });
@@ -265,7 +272,7 @@ function inetSkeleton(input: SkeletonInput): TableBuilder {
       stop(chain, [], 'no rule allows it');
     }
   }
-  return t;
+  return { t, raw };
 }
 
 /**

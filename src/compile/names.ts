@@ -75,10 +75,26 @@ function deriveName(prefix: string, id: string, withSlug: boolean): string {
 /** Port key kinds: routed ports by device name, bridged ports by their mark tag. */
 export type KeyKind = 'dev' | 'tag';
 
-/** The fixed names of the inet table. */
+/**
+ * The inet table that holds the raw chains (conntrack zones and untracking) and the sets only they read:
+ * `<tables.inet>_raw`. A table of its own, so that a port change's element messages for the zone sets walk
+ * past those sets alone, not the security groups' (docs/dataplane.md, "Set order").
+ */
+export function rawTableName(tables: { inet: string }): string {
+  return `${tables.inet}_raw`;
+}
+
+/** Every table portwall owns, by family and name (the raw table with the inet one). */
+export function ownTables(tables: { inet: string; bridge: string; nat: string }): ['inet' | 'bridge' | 'ip', string][] {
+  return [['inet', tables.inet], ['inet', rawTableName(tables)], ['bridge', tables.bridge], ['ip', tables.nat]];
+}
+
+/** The fixed names of the inet tables (the raw table's too: set names are unique across both). */
 export const INET = {
   rawPre: 'raw_pre',
   rawOut: 'raw_out',
+  /** The raw table's copy of `bridges` (a rule reads only sets of its own table). */
+  rawBridges: 'raw_bridges',
   preFilter: 'pre_filter',
   fwdFilter: 'fwd_filter',
   inFilter: 'in_filter',

@@ -120,7 +120,7 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
         `${status.counts.elements} elements, ${status.counts.rules} rules`);
 
       const nft = openNft({ netns: ns.name });
-      await nft.list({ table: 'portwall' });
+      for (const table of ['portwall', 'portwall_raw']) await nft.list({ table });
       const newcomer = port(2500, ['sg-web', 'sg-busy']);
       // The group every port has: a rule added (elements in place), then its first rule taken away (its small
       // set loses one element in place). A group with a set too big for that (more than IN_PLACE_MAX_SET
@@ -346,7 +346,7 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
       });
       await sent;
       expect(live.timedOut).toBe(false);
-      const cross = live.trace!.steps.filter((x) => x.table === 'portwall' && x.chain === 'zone_cross');
+      const cross = live.trace!.steps.filter((x) => x.table === 'portwall_raw' && x.chain === 'zone_cross');
       expect(cross.map((x) => [x.kind, x.verdict, x.comment])).toEqual([['rule', 'return', 'zone of network net-lo']]);
     } finally {
       for (const s of servers) s.kill();

@@ -117,9 +117,9 @@ describe.skipIf(!isRoot)('portwall CLI', () => {
     const r = await cli('status', '--netns', ns.name, '--json');
     expect(r.code).toBe(0);
     const s = JSON.parse(r.out) as { tables: unknown[]; counts: { elements: number } };
-    expect(s.tables).toEqual([{ family: 'inet', name: 'portwall' }]);
+    expect(s.tables).toEqual([{ family: 'inet', name: 'portwall' }, { family: 'inet', name: 'portwall_raw' }]);
     expect(s.counts.elements).toBeGreaterThan(0);
-    expect((await cli('status', '--netns', ns.name)).out).toMatch(/^table inet portwall\n\d+ chains, \d+ rules/);
+    expect((await cli('status', '--netns', ns.name)).out).toMatch(/^table inet portwall\ntable inet portwall_raw\n\d+ chains, \d+ rules/);
   });
 
   test('usage errors exit 2; --help documents the exit codes', async () => {
@@ -177,7 +177,7 @@ describe.skipIf(!isRoot)('portwall CLI', () => {
       expect(fresh.nftText()).toContain('table inet pw_filter');
       const gone = await cli('teardown', '--config', config, '--netns', fresh.name);
       expect(gone).toMatchObject({ code: 0, err: '' });
-      expect(gone.out).toBe(`deleted table inet pw_filter, table bridge pw_l2, table ip pw_nat in one batch, generation ${status.genid + 1}\n`);
+      expect(gone.out).toBe(`deleted table inet pw_filter, table inet pw_filter_raw, table bridge pw_l2, table ip pw_nat in one batch, generation ${status.genid + 1}\n`);
       expect(fresh.nftText()).toMatch(/^table inet someone_else \{\s*\}\s*$/);
       expect(fresh.exec('ipset', ['list', '-n']).trim()).toBe('');
       expect(await cli('teardown', '--config', config, '--netns', fresh.name)).toEqual({ code: 0, out: 'no portwall tables\n', err: '' });
@@ -196,7 +196,7 @@ describe.skipIf(!isRoot)('portwall CLI', () => {
       fresh.exec('iptables', ['-A', 'INPUT', '-m', 'set', '--match-set', set!, 'src', '-j', 'ACCEPT']);
       const r = await cli('teardown', '--netns', fresh.name);
       expect(r.code).toBe(1);
-      expect(r.out).toMatch(/^deleted table inet portwall, table ip portwall_nat in one batch, generation \d+\n$/);
+      expect(r.out).toMatch(/^deleted table inet portwall, table inet portwall_raw, table ip portwall_nat in one batch, generation \d+\n$/);
       expect(r.err).toBe(`portwall: ipset ${set} is kept: an iptables rule still references it\n`);
       expect(fresh.exec('nft', ['list', 'tables'])).not.toMatch(/portwall/);
       fresh.exec('iptables', ['-F', 'INPUT']);
@@ -263,7 +263,7 @@ describe.skipIf(!isRoot)('portwall CLI', () => {
     const bg = new Bg(child);
     try {
       await bg.waitFor((l) => l.includes('agent ready'), 20_000);
-      expect(fresh.exec('nft', ['list', 'tables']).trim()).toBe('table inet pw_agent');
+      expect(fresh.exec('nft', ['list', 'tables']).trim()).toBe('table inet pw_agent\ntable inet pw_agent_raw');
       // 50 ms after its first commit, not the default second: well within 600 ms of being ready.
       const record = () => String(spawnSync('ip', ['netns', 'exec', fresh.name, 'nft', 'list', 'set', 'inet', 'pw_agent', 'adopt_record']).stdout);
       for (const t0 = Date.now(); Date.now() - t0 < 600 && !record().includes('comment "gen ');) await new Promise((r) => setTimeout(r, 20));

@@ -35,7 +35,7 @@ const why = (what: string, i: number) => `seed ${SEED}, ${what} ${i} (PW_HOSTILE
 /** portwall's tables as listed, without the adopt record (bookkeeping the agent writes once quiet, not policy). */
 async function listing(netns: string): Promise<string> {
   const nft = openNft({ netns });
-  const tables = await Promise.all(['portwall', 'portwall_nat'].map((table) => nft.list({ table })));
+  const tables = await Promise.all(['portwall', 'portwall_raw', 'portwall_nat'].map((table) => nft.list({ table })));
   return json(comparable(withoutRecord(tables.flatMap((t) => t.objects), DEFAULT_CONFIG)));
 }
 

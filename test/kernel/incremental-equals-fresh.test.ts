@@ -308,6 +308,7 @@ describe('S13: incremental = fresh', () => {
       await Portwall.open({ netns: fresh.name, conntrack: null }).apply(e.doc());
       const listing = async (netns: string) => normalise([
         ...(await openNft({ netns }).list({ table: 'portwall' })).objects,
+        ...(await openNft({ netns }).list({ table: 'portwall_raw' })).objects,
         ...(await openNft({ netns }).list({ table: 'portwall_nat' })).objects,
       ]);
       const mine = await listing(h.host.name);

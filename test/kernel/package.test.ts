@@ -100,7 +100,7 @@ describe.skipIf(!isRoot)('npm package', () => {
       const file = path.join(project, 'state.json');
       writeFileSync(file, JSON.stringify(state('routed', [webGroup()], [port(1, ['sg-web'])])));
       expect(run(cli, ['apply', '--netns', ns.name, file], { env })).toMatch(/applied \d+ operations/);
-      expect(JSON.parse(run(cli, ['status', '--netns', ns.name, '--json'], { env })).tables).toEqual([{ family: 'inet', name: 'portwall' }]);
+      expect(JSON.parse(run(cli, ['status', '--netns', ns.name, '--json'], { env })).tables).toEqual([{ family: 'inet', name: 'portwall' }, { family: 'inet', name: 'portwall_raw' }]);
       expect(ns.nftText()).toContain('table inet portwall');
     } finally {
       ns.destroy();

@@ -37,7 +37,7 @@ describe.skipIf(!isRoot).each(['routed', 'bridged'] as Mode[])('summary, %s', (m
       expect(afterStatus).toBeGreaterThan(before); // a listing (one request per table)
       expect({ tables: quick.tables, counts: quick.counts, genid: quick.genid }).toEqual({ tables: listed.tables, counts: listed.counts, genid: listed.genid });
       expect(quick.tables.map((t) => `${t.family} ${t.name}`).sort()).toEqual(
-        ['inet portwall', 'ip portwall_nat', ...(mode === 'bridged' ? ['bridge portwall'] : [])].sort());
+        ['inet portwall', 'inet portwall_raw', 'ip portwall_nat', ...(mode === 'bridged' ? ['bridge portwall'] : [])].sort());
 
       // Another writer: an element added by hand. The generation moved, so the summary lists — and sees it.
       const other = openNft({ netns: ns.name });

@@ -193,7 +193,7 @@ describe('diff repairs and adopts', () => {
     expect((await pw.status()).tables).toEqual([]);
     await pw.apply(doc);
     const s = await pw.status();
-    expect(s.tables).toEqual([{ family: 'inet', name: 'portwall' }]);
+    expect(s.tables).toEqual([{ family: 'inet', name: 'portwall' }, { family: 'inet', name: 'portwall_raw' }]);
     expect(s.counts.rules).toBeGreaterThan(20);
     expect(s.counts.elements).toBeGreaterThan(10);
   });

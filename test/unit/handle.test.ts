@@ -276,7 +276,7 @@ describe('the incremental API', () => {
     const znet = zoneSetName('net-a', 'net4');
     await pw.upsertPort(zoned);
     expect((await fresh.plan(state('routed', groups, [port(1, ['sg-web']), port(2, ['sg-web']), zoned]))).operations).toEqual([]);
-    expect((await fresh.plan(base())).text).toContain(`delete set inet portwall ${znet}`);
+    expect((await fresh.plan(base())).text).toContain(`delete set inet portwall_raw ${znet}`);
     await pw.removePort(zoned.id);
     // (Its rule profile, of no group, stays until profiles are collected; the zone set is gone.)
     expect((await fresh.plan(base())).text).not.toContain(znet);
@@ -292,10 +292,10 @@ describe('the incremental API', () => {
     const without = state('routed', groups(false), ports);
     await pw.apply(without);
     expect((await fresh.plan(without)).operations).toEqual([]);
-    expect((await fresh.plan(state('routed', groups(false), [...ports, slPort]))).text).toContain('add set inet portwall stateless_dev');
+    expect((await fresh.plan(state('routed', groups(false), [...ports, slPort]))).text).toContain('add set inet portwall_raw stateless_dev');
     await pw.upsertPort(slPort);
     expect((await fresh.plan(state('routed', groups(false), [...ports, slPort]))).operations).toEqual([]);
-    expect((await fresh.plan(without)).text).toContain('delete set inet portwall stateless_dev');
+    expect((await fresh.plan(without)).text).toContain('delete set inet portwall_raw stateless_dev');
     // The group turning stateful makes its port stateful: nothing is stateless any more.
     await pw.upsertGroup({ ...sl, stateful: true });
     expect((await fresh.plan(state('routed', groups(true), [...ports, slPort]))).operations).toEqual([]);

@@ -56,11 +56,15 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     expect(new Set(names).size).toBe(names.length);
   });
 
-  test('set order: the sets every port change touches first, per-network and per-group sets last', () => {
-    // The kernel finds an element operation's set by walking the table's sets in creation order.
-    const names = sets(withPair).map((s) => s.name);
+  test('set order: the sets every port change touches first, per-network and per-group sets last; zone sets in the raw table', () => {
+    // The kernel finds an element operation's set by walking its table's sets in creation order.
+    const names = sets(withPair).filter((s) => s.table === 'portwall').map((s) => s.name);
+    const rawNames = sets(withPair).filter((s) => s.table === 'portwall_raw').map((s) => s.name);
+    // The zone and untracking sets are the raw table's alone: a port change's zone messages walk past them only.
+    expect(names.filter((n) => /^(z(dev|tag|ip4|ip6|net4|net6)_|zone_|stateless)/.test(n))).toEqual([]);
+    expect(rawNames).toEqual(expect.arrayContaining(mode === 'routed' ? ['zone_dev', 'zone_ip4'] : ['zone_br', 'zone_bip4']));
     const perPort = [`ports_${k}`, `profile_${k}`, `spoof4_${k}`, `spoof6_${k}`, `dhcp4_${k}`, `ra6_${k}`].map((n) => names.indexOf(n));
-    const perNetworkOrGroup = names.flatMap((n, i) => (/^(z(dev|tag|ip4|ip6|net4|net6)|m4|m6|n4|n6|[io][46][ta]0|r[io][46][ta]0)_/.test(n) ? [i] : []));
+    const perNetworkOrGroup = names.flatMap((n, i) => (/^(m4|m6|n4|n6|[io][46][ta]0|r[io][46][ta]0)_/.test(n) ? [i] : []));
     expect(perPort.every((i) => i >= 0)).toBe(true);
     expect(perNetworkOrGroup.length).toBeGreaterThan(0);
     // Sets that change only with rule profiles: after the per-port ones, before the per-network ones.
@@ -68,24 +72,30 @@ describe.each<Mode>(['routed', 'bridged'])('layout, %s', (mode) => {
     expect(profileSets.every((i) => i >= 0)).toBe(true);
     expect(Math.max(...perPort)).toBeLessThan(Math.min(...profileSets));
     expect(Math.max(...profileSets)).toBeLessThan(Math.min(...perNetworkOrGroup));
-    // Member host sets (all a member joining or leaving touches) ahead of the other per-network and per-group sets.
+    // Member host sets (all a member joining or leaving touches) ahead of the other per-group sets.
     const memberSets = names.flatMap((n, i) => (/^m[46]_/.test(n) ? [i] : []));
-    const otherSets = names.flatMap((n, i) => (/^(z(dev|tag|ip4|ip6|net4|net6)|n4|n6|[io][46][ta]0|r[io][46][ta]0)_/.test(n) ? [i] : []));
+    const otherSets = names.flatMap((n, i) => (/^(n4|n6|[io][46][ta]0|r[io][46][ta]0)_/.test(n) ? [i] : []));
     expect(memberSets.length).toBeGreaterThan(0);
     expect(Math.max(...memberSets)).toBeLessThan(Math.min(...otherSets));
-    // Prefix sets (address-pair prefixes: few ports touch them) after the per-network sets of host addresses.
-    const hostSets = names.flatMap((n, i) => (/^(zdev|zip4|zip6|m4|m6)_/.test(n) ? [i] : []));
-    const prefixSets = names.flatMap((n, i) => (/^(znet4|znet6|n4|n6)_/.test(n) ? [i] : []));
-    expect(hostSets.length).toBeGreaterThan(0);
+    // Prefix sets (address-pair prefixes: few ports touch them) after the per-group sets of host addresses.
+    const prefixSets = names.flatMap((n, i) => (/^(n4|n6)_/.test(n) ? [i] : []));
     expect(prefixSets.length).toBeGreaterThan(0);
-    expect(Math.max(...hostSets)).toBeLessThan(Math.min(...prefixSets));
+    expect(Math.max(...memberSets)).toBeLessThan(Math.min(...prefixSets));
+    // In the raw table: the zone maps every port change touches first, then the networks' zone sets (hosts
+    // before prefixes).
+    const maps = rawNames.flatMap((n, i) => (/^zone_/.test(n) ? [i] : []));
+    const netHosts = rawNames.flatMap((n, i) => (/^z(dev|tag|ip4|ip6)_/.test(n) ? [i] : []));
+    const netPrefixes = rawNames.flatMap((n, i) => (/^znet[46]_/.test(n) ? [i] : []));
+    expect(netHosts.length).toBeGreaterThan(0);
+    expect(Math.max(...maps)).toBeLessThan(Math.min(...netHosts));
+    if (mode === 'routed') expect(Math.max(...netHosts)).toBeLessThan(Math.min(...netPrefixes));
   });
 
   test('the skeleton: base chains, port chains ending in the profile\'s chain; jumps only to profile chains', () => {
-    const base = chains(objs).filter((c) => c.hook !== undefined).map((c) => `${c.name}:${c.hook}:${c.priority}`);
+    const base = chains(objs).filter((c) => c.hook !== undefined).map((c) => `${c.table} ${c.name}:${c.hook}:${c.priority}`);
     expect(base).toEqual(mode === 'routed'
-      ? ['raw_pre:prerouting:-300', 'raw_out:output:-300', 'fwd_filter:forward:0', 'in_filter:input:0', 'out_filter:output:0']
-      : ['raw_pre:prerouting:-300', 'raw_out:output:-300', 'pre_filter:prerouting:0', 'fwd_filter:forward:0', 'out_filter:output:0']);
+      ? ['portwall fwd_filter:forward:0', 'portwall in_filter:input:0', 'portwall out_filter:output:0', 'portwall_raw raw_pre:prerouting:-300', 'portwall_raw raw_out:output:-300']
+      : ['portwall pre_filter:prerouting:0', 'portwall fwd_filter:forward:0', 'portwall out_filter:output:0', 'portwall_raw raw_pre:prerouting:-300', 'portwall_raw raw_out:output:-300']);
     expect(chains(objs).map((c) => c.name)).toEqual(expect.arrayContaining([`egress_${k}`, `ingress_${k}`]));
     // Each port chain ends: the port's profile into the mark, its group through the verdict map of the one group
     // slot its profile fills, "allowed?", drop.
@@ -234,22 +244,22 @@ describe('layout details', () => {
       security_groups: [], ports: [port(1, [], {}, 'net-r1'), port(2, [], {}, 'net-r2'), port(3, [], {}, 'net-b')],
     };
     const objs = objects(doc);
-    const pre = rules(objs, 'raw_pre').map((r) => text([r]).trim().replace(/^add rule inet portwall raw_pre /, '').replace(/ comment .*$/, ''))
+    const pre = rules(objs, 'raw_pre').map((r) => text([r]).trim().replace(/^add rule inet portwall_raw raw_pre /, '').replace(/ comment .*$/, ''))
       .filter((r) => r.includes('zone'));
     // No stateless port: no untracking rules. Then a constant number of rules whatever the number of networks,
     // one map lookup each; a packet from a routed port looks its device up once and goes to zone_port.
     expect(rules(objs, 'raw_pre').length).toBe(pre.length);
     expect(pre).toEqual([
       'ct zone set iifname map @zone_br',
-      'iifname != @bridges ct zone set ip daddr map @zone_bip4',
-      'iifname != @bridges ct zone set ip daddr map @zone_bnet4',
-      'iifname != @bridges ct zone set ip6 daddr map @zone_bip6',
-      'iifname != @bridges ct zone set ip6 daddr map @zone_bnet6',
+      'iifname != @raw_bridges ct zone set ip daddr map @zone_bip4',
+      'iifname != @raw_bridges ct zone set ip daddr map @zone_bnet4',
+      'iifname != @raw_bridges ct zone set ip6 daddr map @zone_bip6',
+      'iifname != @raw_bridges ct zone set ip6 daddr map @zone_bnet6',
       'iifname @zone_dev goto zone_port',
-      'iifname != @bridges ct zone set ip daddr map @zone_ip4',
-      'iifname != @bridges ct zone set ip6 daddr map @zone_ip6',
+      'iifname != @raw_bridges ct zone set ip daddr map @zone_ip4',
+      'iifname != @raw_bridges ct zone set ip6 daddr map @zone_ip6',
     ]);
-    const inChain = (o: NftObject[], chain: string) => rules(o, chain).map((r) => text([r]).trim().replace(/^add rule inet portwall \S+ /, '').replace(/ comment .*$/, ''));
+    const inChain = (o: NftObject[], chain: string) => rules(o, chain).map((r) => text([r]).trim().replace(/^add rule inet portwall\S* \S+ /, '').replace(/ comment .*$/, ''));
     expect(inChain(objs, 'zone_port')).toEqual([
       'ip daddr @zone_ip4 jump zone_cross',
       'ip6 daddr @zone_ip6 jump zone_cross',
@@ -277,7 +287,7 @@ describe('layout details', () => {
       'ip6 daddr @zone_ip6 jump zone_cross',
       'ct zone set iifname map @zone_dev',
     ]);
-    expect(inChain(withPair, 'raw_pre')).toContain('iifname != @bridges ct zone set ip daddr map @zone_net4');
+    expect(inChain(withPair, 'raw_pre')).toContain('iifname != @raw_bridges ct zone set ip daddr map @zone_net4');
     expect(sets(withPair).map((x) => x.name).filter((n) => /^zone_b?net/.test(n)).sort()).toEqual(['zone_bnet4', 'zone_bnet6', 'zone_net4']);
     expect(elements(withPair, zoneSetName('net-r2', 'net4')).map((e) => e.key)).toEqual([['203.0.113.128/26']]);
     expect(elements(objs, 'zone_br')).toEqual([{ key: ['br-b'], data: 250 }]);

@@ -23,6 +23,8 @@ import { DEFAULT_CONFIG, type PortwallConfig } from './types.js';
 const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 const KEYS = ['tables', 'markMask', 'zoneRange', 'publishIpsets', 'logGroup'] as const;
 const TABLE_KEYS = ['inet', 'bridge', 'nat'] as const;
+// The longest suffix portwall adds to the inet table's name: `_trace` (the raw table's is `_raw`).
+const INET_SUFFIX = '_trace'.length;
 
 /** Thrown for an invalid configuration: code `ERR_INVALID_CONFIG`, every problem in `problems`. */
 export class InvalidConfigError extends PortwallError {
@@ -51,6 +53,8 @@ export function parseConfig(doc: unknown, source = 'config'): PortwallConfig {
         if (v === undefined) continue;
         if (typeof v !== 'string' || !TABLE_NAME.test(v)) problems.add(`tables.${k}`, `not a table name (letters, digits, _ . -): ${JSON.stringify(v)}`);
         else if (Buffer.byteLength(v) > NFT_NAME_MAXLEN) problems.add(`tables.${k}`, `longer than ${NFT_NAME_MAXLEN} bytes`);
+        // The inet name also names the raw table (`<inet>_raw`) and the trace's table (`<inet>_trace`).
+        else if (k === 'inet' && Buffer.byteLength(v) > NFT_NAME_MAXLEN - INET_SUFFIX) problems.add('tables.inet', `longer than ${NFT_NAME_MAXLEN - INET_SUFFIX} bytes (portwall also names tables after it with "_raw" and "_trace")`);
         else config.tables[k] = v;
       }
     }

@@ -159,10 +159,9 @@ Exit codes:
 
 Removes everything portwall owns in the namespace: its nftables tables (inet "portwall" and "portwall_raw",
 bridge "portwall", ip "portwall_nat", or the names --config gives; the raw table is the inet name with
-"_raw") deleted together in one batch, then the remote-group ipsets
-it publishes (pw4-... and pw6-...). Traffic through the ports is then unfiltered. Nothing else is touched;
-running it again changes nothing. An ipset an iptables rule still references cannot be destroyed: it is
-named on stderr and the exit code is 1.
+"_raw") deleted together in one batch, then the remote-group ipsets it publishes (pw4-... and pw6-...).
+Traffic through the ports is then unfiltered. Nothing else is touched; running it again changes nothing. An
+ipset an iptables rule still references cannot be destroyed: it is named on stderr and the exit code is 1.
 
 Options:
   --netns NAME   the network namespace; default: the current one

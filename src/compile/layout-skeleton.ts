@@ -1,13 +1,13 @@
 /**
  * The skeleton of portwall's tables (docs/dataplane.md): chains, rules and set declarations, plus the few
  * constant elements (ICMPv6 types, bridges, EtherTypes). The raw chains (zones, untracking) and the sets only
- * they read go to a second inet table (`rawTableName`), so that their sets are not in the filter table's walk. It depends only on the networks, the attachment
- * modes in use, which remote groups the groups' rules name per family, and a few facts of the ports as a
- * whole (whether any is stateless; which groups and networks have a prefix wider than a host) — never on one
- * port, profile or rule, so a port, a profile, a rule or a member coming or going leaves it alone, except
- * the first or last port of such a fact (SkeletonInput). Every lookup it makes is a set
- * whose elements the claims of `./layout-units.ts` provide; the groups' and profiles' own chains and sets come
- * from `./layout-groups.ts`.
+ * they read go to a second inet table (`rawTableName`), so that their sets are not in the filter table's walk
+ * (docs/dataplane.md, "Set order"). It depends only on the networks, the attachment modes in use, which remote
+ * groups the groups' rules name per family, and a few facts of the ports as a whole (whether any is stateless;
+ * which groups and networks have a prefix wider than a host) — never on one port, profile or rule, so a port,
+ * a profile, a rule or a member coming or going leaves it alone, except the first or last port of such a fact
+ * (SkeletonInput). Every lookup it makes is a set whose elements the claims of `./layout-units.ts` provide;
+ * the groups' and profiles' own chains and sets come from `./layout-groups.ts`.
  */
 import {
   F, and, counter, drop, eq, goto, inSet, jump, limit, log, mapOf, ne, notInSet, notrack, accept, or, ret, set, vmap,

@@ -138,7 +138,10 @@ export interface Model {
 
 /** Agent/library configuration that is not part of the state file. */
 export interface PortwallConfig {
-  /** nftables table names (families inet and bridge; `nat` is the `ip` table of floating IPs and SNAT). */
+  /**
+   * nftables table names (families inet and bridge; `nat` is the `ip` table of floating IPs and SNAT). The
+   * inet name also names `<inet>_raw`, the inet table of the raw chains (conntrack zones, untracking).
+   */
   tables: { inet: string; bridge: string; nat: string };
   /** Bridged mode: skb mark bits portwall uses to tag bridge ports (low 16 bits by default). */
   markMask: number;

@@ -193,24 +193,23 @@ export async function datapathCases(cleanup: Cleanup, workloads: Workload[], opt
     const alone = w.opts.ports === 1 ? { otherPorts: 0 } : {};
     // Legacy iptables of the state, rendered once for both paths (seconds at 5000 ports).
     const rendered = renderFor(w.state);
-    rows.push(...await measurePath(new Path(cleanup, port), w, rendered, 'new-tcp-conn', { port: port.device, ...alone }, opts));
+    rows.push(...await measurePath(new Path(cleanup, port), w, rendered, { kase: 'new-tcp-conn', bulk: true }, { port: port.device, ...alone }, opts));
     const pair = eastWestPair(w.state);
     if (pair) {
       const info = { port: pair.server.device, from: pair.client.device, network: pair.network, zoneRank: pair.rank, routedNetworks: pair.networks };
-      rows.push(...await measurePath(new Path(cleanup, pair.server, pair.client), w, rendered, EAST_WEST_CASE, info, opts));
+      rows.push(...await measurePath(new Path(cleanup, pair.server, pair.client), w, rendered, { kase: EAST_WEST_CASE, bulk: false }, info, opts));
     }
   }
   return rows.map(finish);
 }
 
 /**
- * One path's rounds: each configuration loaded in turn, its new-connection rate (`kase`), and for the
- * north-south case one bulk stream too.
+ * One path's rounds: each configuration loaded in turn, its new-connection rate (row case `kase`), and with
+ * `bulk` one bulk stream too.
  */
-async function measurePath(p: Path, w: Workload, rendered: IptablesRender, kase: string, where: Record<string, unknown>, opts: DatapathOptions): Promise<Row[]> {
+async function measurePath(p: Path, w: Workload, rendered: IptablesRender, { kase, bulk: withBulk }: { kase: string; bulk: boolean }, where: Record<string, unknown>, opts: DatapathOptions): Promise<Row[]> {
   const rows: Row[] = [];
   const size = w.opts.ports;
-  const withBulk = kase !== EAST_WEST_CASE;
   const loaded = new Loaded(p.host);
   try {
     const budgetS = opts.rounds * 3 * (2 * opts.seconds + 60) + 60;

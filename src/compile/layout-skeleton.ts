@@ -141,14 +141,15 @@ function inetSkeleton(input: SkeletonInput): { t: TableBuilder; raw: TableBuilde
 
   const bridgedNets = networks.filter((n) => n.mode === 'bridged' && n.bridge !== undefined);
   const bridgeNames = [...new Set(bridgedNets.map((n) => n.bridge!))].sort();
-  let bridges: SetRef | undefined;
-  let rawBridges: SetRef | undefined;
-  if (modes.includes('tag')) {
-    bridges = t.set(INET.bridges, ['ifname'], { comment: 'bridges of bridged networks' });
-    t.fill(INET.bridges, bridgeNames.map((b) => ({ key: [b] })));
-    rawBridges = raw.set(INET.rawBridges, ['ifname'], { comment: 'bridges of bridged networks' });
-    raw.fill(INET.rawBridges, bridgeNames.map((b) => ({ key: [b] })));
-  }
+  // The bridges, in each table that looks them up (a rule reads only sets of its own table).
+  const bridgeSet = (b: TableBuilder, name: string): SetRef => {
+    const s = b.set(name, ['ifname'], { comment: 'bridges of bridged networks' });
+    b.fill(name, bridgeNames.map((n) => ({ key: [n] })));
+    return s;
+  };
+  const bridged = modes.includes('tag');
+  const bridges = bridged ? bridgeSet(t, INET.bridges) : undefined;
+  const rawBridges = bridged ? bridgeSet(raw, INET.rawBridges) : undefined;
   statelessRules(input, raw, rawPre, rawOut, tagKey, rawBridges);
   zoneRules(input, raw, rawPre, rawOut, rawBridges);
 

@@ -12,8 +12,8 @@ namespace portwall {
 
 namespace {
 
-const char* const kPoints[] = {"encode",     "commit.send", "commit.reject", "commit.recv", "commit.ack",
-                               "genid.send", "genid.recv",  "dump.send",     "dump.recv",   "dump.intr"};
+const char* const kPoints[] = {"encode",     "commit.send", "commit.reject", "commit.recv", "commit.ack", "genid.send",
+                               "genid.recv", "dump.send",   "dump.recv",     "dump.intr",   "dump.repeat"};
 
 int int_field(const Napi::Object& o, const char* name, int fallback) {
   Napi::Value v = o.Get(name);

@@ -4,10 +4,14 @@
 #include <linux/netfilter/nf_tables.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/error.h"
+#include "core/faults.h"
 #include "core/nft_expr.h"
 #include "core/nft_handles.h"
 #include "core/nft_socket.h"
@@ -18,6 +22,8 @@ namespace portwall::nft {
 namespace {
 
 constexpr int kMaxAttempts = 16;
+// A set's element dump that repeats elements is taken again after 1, 2, 4 … this many milliseconds.
+constexpr int kRepeatPauseMaxMs = 64;
 
 using ElemIterPtr = std::unique_ptr<nftnl_set_elems_iter, Deleter<nftnl_set_elems_iter_destroy>>;
 
@@ -64,6 +70,64 @@ void dump_into(NftSocket& s, const nlmsghdr* req, std::vector<Ptr>& out, Make ma
   if (!complete) throw Restart{};
 }
 
+// Whether a set's dumped elements name one element twice (key, end of range and whether it ends an interval).
+bool repeats(nftnl_set* elems) {
+  ElemIterPtr it = checked<ElemIterPtr>(nftnl_set_elems_iter_create(elems), "nftnl_set_elems_iter");
+  std::unordered_set<std::string> seen;
+  std::string id;
+  for (nftnl_set_elem* e = nftnl_set_elems_iter_next(it.get()); e; e = nftnl_set_elems_iter_next(it.get())) {
+    id.clear();
+    for (uint16_t attr : {NFTNL_SET_ELEM_KEY, NFTNL_SET_ELEM_KEY_END}) {
+      uint32_t len = 0;
+      const void* p = nftnl_set_elem_is_set(e, attr) ? nftnl_set_elem_get(e, attr, &len) : nullptr;
+      id.push_back(static_cast<char>(len));
+      if (p) id.append(static_cast<const char*>(p), len);
+    }
+    const bool end = nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_FLAGS) &&
+                     (nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_FLAGS) & NFT_SET_ELEM_INTERVAL_END);
+    id.push_back(end ? 1 : 0);
+    if (!seen.insert(id).second) return true;
+  }
+  return false;
+}
+
+// One set's elements. The kernel walks a hash set afresh for every receive, skipping what it sent before; a
+// resize of the table (a kernel worker does it some time after the commit that grew or shrank the set) reorders
+// that walk, so the dump repeats some elements and leaves out as many, and nothing flags it. A repeated element
+// is the sign: take the set again, after a pause that lets the resize finish (docs/netlink.md, "Dumps of a hash
+// set that is being resized").
+SetPtr dump_elements(NftSocket& s, const nftnl_set* set) {
+  const char* table = nftnl_set_get_str(set, NFTNL_SET_TABLE);
+  const char* name = nftnl_set_get_str(set, NFTNL_SET_NAME);
+  const auto family = static_cast<uint8_t>(nftnl_set_get_u32(set, NFTNL_SET_FAMILY));
+  // Interval sets (rbtree, pipapo) keep their order between commits, which the generation check covers.
+  const bool hashed = !(nftnl_set_get_u32(set, NFTNL_SET_FLAGS) & NFT_SET_INTERVAL);
+  std::vector<char> buf(4096 + std::strlen(table) + std::strlen(name));
+  for (int pause_ms = 1; pause_ms <= kRepeatPauseMaxMs; pause_ms *= 2) {
+    SetPtr elems = make_set();
+    nftnl_set_set_str(elems.get(), NFTNL_SET_TABLE, table);
+    nftnl_set_set_str(elems.get(), NFTNL_SET_NAME, name);
+    nlmsghdr* req = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETSETELEM, family, NLM_F_DUMP, s.next_seq());
+    nftnl_set_elems_nlmsg_build_payload(req, elems.get());
+    try {
+      bool complete = s.dump(req, [&](const nlmsghdr* nlh) {
+        parsed(nftnl_set_elems_nlmsg_parse(nlh, elems.get()), "set element list");
+#ifdef PORTWALL_FAULTS
+        // As if the kernel's walk had sent this part of a hash set twice.
+        if (hashed && faults::at("repeat")) parsed(nftnl_set_elems_nlmsg_parse(nlh, elems.get()), "set element list");
+#endif
+      });
+      if (!complete) throw Restart{};
+    } catch (const Error& e) {
+      if (e.err() == ENOENT) throw Restart{};  // the set went away after the set dump
+      throw;
+    }
+    if (!hashed || !repeats(elems.get())) return elems;
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+  }
+  throw Restart{};
+}
+
 void dump_all(NftSocket& s, const Filter& want, Snapshot& snap) {
   std::vector<char> buf(4096);
   auto request = [&](uint16_t type, uint8_t family) {
@@ -103,29 +167,11 @@ void dump_all(NftSocket& s, const Filter& want, Snapshot& snap) {
   }
 
   for (const SetPtr& set : snap.sets) {
-    const char* table = nftnl_set_get_str(set.get(), NFTNL_SET_TABLE);
     const char* name = nftnl_set_get_str(set.get(), NFTNL_SET_NAME);
-    if (!table || !name) throw Error(ErrorKind::kNetlink, EBADMSG, "a dumped set has no table or name");
-    if (!want.wants_elements(name)) {
-      snap.elements.push_back(nullptr);
-      continue;
+    if (!nftnl_set_get_str(set.get(), NFTNL_SET_TABLE) || !name) {
+      throw Error(ErrorKind::kNetlink, EBADMSG, "a dumped set has no table or name");
     }
-    SetPtr elems = make_set();
-    nftnl_set_set_str(elems.get(), NFTNL_SET_TABLE, table);
-    nftnl_set_set_str(elems.get(), NFTNL_SET_NAME, name);
-    buf.assign(4096 + std::strlen(table) + std::strlen(name), 0);
-    nlmsghdr* req = request(NFT_MSG_GETSETELEM, static_cast<uint8_t>(nftnl_set_get_u32(set.get(), NFTNL_SET_FAMILY)));
-    nftnl_set_elems_nlmsg_build_payload(req, elems.get());
-    try {
-      bool complete = s.dump(req, [&](const nlmsghdr* nlh) {
-        parsed(nftnl_set_elems_nlmsg_parse(nlh, elems.get()), "set element list");
-      });
-      if (!complete) throw Restart{};
-    } catch (const Error& e) {
-      if (e.err() == ENOENT) throw Restart{};  // the set went away after the set dump
-      throw;
-    }
-    snap.elements.push_back(std::move(elems));
+    snap.elements.push_back(want.wants_elements(name) ? dump_elements(s, set.get()) : nullptr);
   }
 }
 
@@ -384,7 +430,8 @@ ListResult list(NftSocket& s, uint8_t family, const std::string& table, const Lo
     return ListResult{before, write_records(snap)};
   }
   throw Error(ErrorKind::kSystem, EAGAIN,
-              "the ruleset kept changing: no consistent dump in " + std::to_string(kMaxAttempts) + " attempts");
+              "the ruleset kept changing (commits, or hash sets being resized): no consistent dump in " +
+                  std::to_string(kMaxAttempts) + " attempts");
 }
 
 uint32_t genid(const std::string& netns) {

@@ -148,6 +148,8 @@ describe.skipIf(!isRoot || (!present && !process.env.CI))('injected faults leave
     { label: 'dump receive ENOBUFS', arm: { point: 'dump.recv', errno: E.ENOBUFS }, expect: 'error', bump: true },
     { label: 'dump interrupted once (restarted)', arm: { point: 'dump.intr' }, expect: 'success', bump: true },
     { label: 'dump interrupted every time', arm: { point: 'dump.intr', times: 0 }, expect: 'error', bump: true },
+    { label: 'hash set dump repeats a part (taken again)', arm: { point: 'dump.repeat' }, expect: 'success', bump: true },
+    { label: 'hash set dump repeats every time', arm: { point: 'dump.repeat', times: 0 }, expect: 'error', bump: true },
     { label: 'second writer between adopt and commit', expect: 'success', writer: true },
   ];
 

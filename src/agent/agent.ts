@@ -12,6 +12,7 @@ import { basename, dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 
 import { Portwall } from '../apply/portwall.js';
+import { ownTables } from '../compile/names.js';
 import { PortwallError } from '../errors.js';
 import { readStateFile, type LoadedState } from '../model/load.js';
 import { InvalidStateError, type Problem } from '../model/problems.js';
@@ -22,7 +23,6 @@ import { AgentCore } from './core.js';
 import { startApiServer, type ApiServer } from './http.js';
 import { AgentMetrics } from './metrics.js';
 import { DEFAULT_SOCKET } from './socket-path.js';
-import { ownTables } from '../compile/names.js';
 
 /** Options of {@link startAgent}. */
 export interface AgentOptions {

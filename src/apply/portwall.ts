@@ -897,7 +897,7 @@ export class Portwall {
    * with `namesOnly`, of the others their names alone) and the elements of those sets only.
    */
   async #list(look?: { elementsOf: readonly string[]; namedSetsOnly?: boolean; namesOnly?: boolean }): Promise<{ objects: NftObject[]; genid: number; record?: AdoptRecord }> {
-    const wanted: [Family, string][] = ownTables(this.config.tables);
+    const wanted = ownTables(this.config.tables);
     const names = [...new Set(wanted.map(([, name]) => name))];
     for (let attempt = 0; ; attempt++) {
       // One dump per distinct name (a dump by name alone returns that name in every family).

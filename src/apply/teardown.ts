@@ -3,13 +3,13 @@
  * bridge tables and the `ip` NAT table, under the configured names — deleted together in one batch, then the
  * remote-group ipsets it publishes (`pw4-…`/`pw6-…`, config `publishIpsets`). Nothing else is touched.
  */
+import { ownTables } from '../compile/names.js';
 import { PortwallError } from '../errors.js';
 import { IpsetClient } from '../ipset.js';
 import { DEFAULT_CONFIG, type PortwallConfig } from '../model/types.js';
 import { Nft } from '../nft/client.js';
 import type { Family, Table } from '../nft/types.js';
 import { OURS as PUBLISHED_SET, type IpsetLike } from './ipsets.js';
-import { ownTables } from '../compile/names.js';
 
 export interface TeardownOptions {
   /** Network namespace (a name under /run/netns or a path); default: the caller's. */
@@ -37,7 +37,7 @@ const MAX_CONFLICTS = 5;
 
 /** Deletes portwall's tables in one batch and destroys its published ipsets. Running it twice is harmless. */
 export async function teardown(options: TeardownOptions = {}): Promise<TeardownResult> {
-  const ours: [Family, string][] = ownTables((options.config ?? DEFAULT_CONFIG).tables);
+  const ours = ownTables((options.config ?? DEFAULT_CONFIG).tables);
   const nft = options.nft ?? new Nft(options.netns === undefined ? {} : { netns: options.netns });
   const result: TeardownResult = { tables: [], ipsets: [], inUse: [] };
   for (let attempt = 0; ; attempt++) {

@@ -8,6 +8,8 @@
  */
 import { createHash } from 'node:crypto';
 
+import type { Family } from '../nft/types.js';
+
 /** Longest name portwall derives (older kernels allowed 32 bytes with the NUL). */
 export const MAX_NAME = 31;
 
@@ -85,7 +87,7 @@ export function rawTableName(tables: { inet: string }): string {
 }
 
 /** Every table portwall owns, by family and name (the raw table with the inet one). */
-export function ownTables(tables: { inet: string; bridge: string; nat: string }): ['inet' | 'bridge' | 'ip', string][] {
+export function ownTables(tables: { inet: string; bridge: string; nat: string }): [Family, string][] {
   return [['inet', tables.inet], ['inet', rawTableName(tables)], ['bridge', tables.bridge], ['ip', tables.nat]];
 }
 

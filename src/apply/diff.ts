@@ -4,7 +4,7 @@
  * are compared by meaning, not by text (LP 1976323; docs/requirements.md): rules by expressions and comment with handles
  * and counter values ignored, elements by canonical key with data and comment.
  *
- * What changes how: tables, chains and sets are added when missing; a chain whose rules differ is flushed and
+ * What changes how: tables and chains are added when missing, sets created (each followed by its elements); a chain whose rules differ is flushed and
  * refilled; a set whose definition changed is rebuilt (the chains that use it are flushed first, in the same
  * batch); elements are deleted, added, or deleted and re-added when their data or comment changed; objects
  * of our tables that are not desired are deleted. Other tables are never looked at.
@@ -220,12 +220,16 @@ export function diff(desired: readonly NftObject[], current: readonly NftObject[
 
   const chainsNew = new Set([...want.chains.keys()].filter((key) => !have.chains.has(key) || chainsGone.has(key) || dropped(key)));
   for (const key of chainsNew) ops.push({ verb: 'add', object: want.chains.get(key)! });
+  // A set the kernel lacks is created (it cannot exist: the batch is computed against what the kernel holds
+  // and committed only at that generation) and filled right after: the kernel then finds it by its batch id
+  // at the tail of the batch's new sets instead of by name through every set of the table (docs/netlink.md,
+  // "Elements of a set the batch creates").
   for (const [key, s] of want.sets) {
     if (have.sets.has(key) && !setsGone.has(key) && !dropped(key)) continue;
-    ops.push({ verb: 'add', object: s });
+    ops.push({ verb: 'create', object: s });
     const elements = allElements(want.elements.get(key));
     if (elements.length) {
-      adds.push({ verb: 'add', object: { kind: 'elements', family: s.family, table: s.table, set: s.name, elements } });
+      ops.push({ verb: 'add', object: { kind: 'elements', family: s.family, table: s.table, set: s.name, elements } });
       elementsAdded += elements.length;
     }
   }

@@ -73,8 +73,14 @@ const identity = (e: RawElement): string => `${hex(e.key)}-${hex(e.keyEnd)}-${is
 const sameData = (a: RawElement, b: RawElement): boolean =>
   hex(a.data) === hex(b.data) && a.verdict?.code === b.verdict?.code && a.verdict?.chain === b.verdict?.chain;
 
-/** Applies one record to `rs` (a clone the caller discards on error). */
-export function applyRecord(rs: Ruleset, rec: RawRecord): void {
+/**
+ * The sets one batch has created so far, by `family/table/batch id` → name: the kernel finds a set by its batch
+ * id when an element list names no set (or a set it cannot find by name).
+ */
+export type BatchSets = Map<string, string>;
+
+/** Applies one record of a batch to `rs` (a clone the caller discards on error). */
+export function applyRecord(rs: Ruleset, rec: RawRecord, batch: BatchSets = new Map()): void {
   switch (rec.kind) {
     case 'table':
       return applyTable(rs, rec);
@@ -83,9 +89,9 @@ export function applyRecord(rs: Ruleset, rec: RawRecord): void {
     case 'rule':
       return applyRule(findTable(rs, rec.family, rec.table), rec);
     case 'set':
-      return applySet(findTable(rs, rec.family, rec.table), rec);
+      return applySet(findTable(rs, rec.family, rec.table), rec, batch);
     case 'elements':
-      return applyElements(findTable(rs, rec.family, rec.table), rec);
+      return applyElements(findTable(rs, rec.family, rec.table), rec, batch);
   }
 }
 
@@ -242,7 +248,7 @@ function applyRule(t: FakeTable, rec: RawRecord & RawRule): void {
 const setShape = (s: RawSet): string =>
   [s.flags ?? 0, s.keyType, s.keyLen, s.dataType ?? '', s.dataType === undefined ? '' : s.dataLen].join('/');
 
-function applySet(t: FakeTable, rec: RawRecord & RawSet): void {
+function applySet(t: FakeTable, rec: RawRecord & RawSet, batch: BatchSets): void {
   const existing = t.sets.get(rec.name ?? '');
   switch (rec.verb) {
     case VERB_CODES.add:
@@ -260,6 +266,7 @@ function applySet(t: FakeTable, rec: RawRecord & RawSet): void {
       delete set.id;
       if (rec.dataType === NFT_DATA_VERDICT) set.dataLen = 16; // sizeof(struct nft_verdict), as the kernel reports
       t.sets.set(rec.name ?? '', { set, elements: [] });
+      if (rec.id !== undefined) batch.set(`${rec.family}/${rec.table}/${rec.id}`, rec.name ?? '');
       return;
     }
     case VERB_CODES.flush:
@@ -296,8 +303,11 @@ function checkElement(t: FakeTable, s: RawSet, e: RawElement): void {
   }
 }
 
-function applyElements(t: FakeTable, rec: RawRecord & RawElements): void {
-  const s = t.sets.get(rec.set ?? '') ?? refuse(ENOENT, `set ${rec.set} does not exist`);
+function applyElements(t: FakeTable, rec: RawRecord & RawElements, batch: BatchSets): void {
+  // By name; else (no such name, or none given) by the batch id of a set this batch created, as the kernel.
+  const byId = rec.setId === undefined ? undefined : batch.get(`${rec.family}/${rec.table}/${rec.setId}`);
+  const s = t.sets.get(rec.set ?? '') ?? (byId === undefined ? undefined : t.sets.get(byId)) ??
+    refuse(ENOENT, `set ${rec.set ?? `with batch id ${rec.setId}`} does not exist`);
   // By identity, in the set's order (a Map keeps insertion order): one lookup per element, not a scan of the
   // set, so a batch of n elements into a set of n costs n, not n².
   const held = new Map(s.elements.map((x) => [identity(x), x]));

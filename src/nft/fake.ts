@@ -12,7 +12,7 @@
 import type { CommitResult, ListResult, NativeNftSocket, NftBinding, NftLook, NftTarget } from '../native.js';
 import { NFT_SET_ELEM_INTERVAL_END, SET_FLAGS } from './constants.js';
 import { KernelRefusal, applyRecord, emptyRuleset } from './fake-ruleset.js';
-import type { Ruleset } from './fake-ruleset.js';
+import type { BatchSets, Ruleset } from './fake-ruleset.js';
 import { errnoName, strerror } from '../native-errors.js';
 import { VERB_CODES, readRecords, writeRecords } from './wire-records.js';
 import type { RawElement, RawRecord, RawSet } from './wire-records.js';
@@ -121,10 +121,11 @@ export class FakeNft implements NftBinding {
     }
     // All or nothing: work on a copy and keep it only if every record applies.
     const next = structuredClone(current);
+    const created: BatchSets = new Map();
     records.forEach((rec, opIndex) => {
       if (!sendsMessage(rec)) return; // the kernel never sees it
       try {
-        applyRecord(next, rec);
+        applyRecord(next, rec, created);
       } catch (err) {
         if (!(err instanceof KernelRefusal)) throw err;
         throw nativeError('netlink', err.errno, `${strerror(err.errno)} (${err.message})`, opIndex);

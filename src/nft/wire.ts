@@ -61,12 +61,12 @@ export function encodeOperations(ops: readonly Operation[], resolveSet: SetResol
   const ids = new SetRegistry<number>();
   let created = 0;
   for (const { verb, object: o } of ops) if (o.kind === 'set' && (verb === 'add' || verb === 'create')) ids.set(o.family, o.table, o.name, ++created);
-  const batchSets = new SetRegistry<{ set: NftSet; id: number }>();
+  const batchSets = new SetRegistry<{ set: NftSet; id: number; created: boolean }>();
   let seen = 0;
   const find: FindSet = (family, table, name) => {
     const inBatch = batchSets.get(family, table, name);
     const set = inBatch?.set ?? resolveSet(family, table, name);
-    return set && { set, id: inBatch?.id ?? 0 };
+    return set && { set, id: inBatch?.id ?? 0, created: inBatch?.created ?? false };
   };
   const batchId = (family: number, table: string, name: string): number => ids.get(FAMILIES.name(family), table, name) ?? 0;
   // Each record is written as soon as it is built, so the records of a large batch never all live at once.
@@ -74,7 +74,7 @@ export function encodeOperations(ops: readonly Operation[], resolveSet: SetResol
   const memo: ElementMemo = { userdata: new Map(), data: new Map() };
   ops.forEach((op, opIndex) => {
     const o = op.object;
-    if (o.kind === 'set' && (op.verb === 'add' || op.verb === 'create')) batchSets.set(o.family, o.table, o.name, { set: o, id: ++seen });
+    if (o.kind === 'set' && (op.verb === 'add' || op.verb === 'create')) batchSets.set(o.family, o.table, o.name, { set: o, id: ++seen, created: op.verb === 'create' });
     out.write(toRecord(op, opIndex, find, memo), batchId);
   });
   return out.finish();
@@ -92,7 +92,8 @@ function sizeGuess(ops: readonly Operation[]): number {
   return n;
 }
 
-type FindSet = (family: Family, table: string, name: string) => { set: NftSet; id: number } | undefined;
+/** A set's definition, its batch id (0: not added in this batch) and whether this batch `create`s it. */
+type FindSet = (family: Family, table: string, name: string) => { set: NftSet; id: number; created: boolean } | undefined;
 
 // Records of one kind are built with the same literal shape (absent fields undefined), which keeps a
 // 50k-rule encode monomorphic. Identity-only verbs send names and handles alone.
@@ -143,7 +144,11 @@ function toRecord(op: Operation, opIndex: number, find: FindSet, memo: ElementMe
         });
       }
       const elements = elementWriter(found.set, o.elements, !full, memo);
-      return { verb, family, kind: 'elements', table: o.table, set: o.set, setId: found.id || undefined, elements };
+      // The elements of a set this batch created are named by its batch id alone: the kernel looks a set up
+      // by name first, walking every set of the table, and by id only when the name is missing. A created set
+      // is new (or the batch fails), so its id always finds it; an added one may have existed before.
+      const set = found.created ? undefined : o.set;
+      return { verb, family, kind: 'elements', table: o.table, set, setId: found.id || undefined, elements };
     }
   }
 }
@@ -284,17 +289,22 @@ export function decodeRecords(buf: Buffer, definitions?: ReadonlySet<string>): N
 
 /**
  * Decodes any stream (a batch or a dump) into operations; dump records get the verb 'add'. Elements of sets
- * the stream does not define are resolved through `resolveSet`. With `definitions`, only the sets of those
+ * the stream does not define are resolved through `resolveSet`; element lists that name their set by batch id
+ * alone get the name of the set the stream added with that id. With `definitions`, only the sets of those
  * names are decoded in full: any other set comes as its identity alone (family, table, name; no key, as a
  * delete carries), and its elements are skipped (a look that wants set names only, not ~3000 definitions).
  */
 export function decodeOperations(buf: Buffer, resolveSet: SetResolver = () => undefined, definitions?: ReadonlySet<string>): Operation[] {
   const sets = new SetRegistry();
   const anonymous = new SetRegistry<true>();
+  // Batch id → name of the sets the stream adds, for element lists that name their set by id alone.
+  const ids = new Map<string, string>();
   const out: Operation[] = [];
-  for (const rec of readRecords(buf)) {
+  for (let rec of readRecords(buf)) {
     const verb = verbName(rec.verb);
     const family = FAMILIES.name(rec.family);
+    if (rec.kind === 'set' && rec.id !== undefined) ids.set(`${family}/${rec.table}/${rec.id}`, rec.name ?? '');
+    if (rec.kind === 'elements' && rec.set === undefined && rec.setId !== undefined) rec = { ...rec, set: ids.get(`${family}/${rec.table}/${rec.setId}`) };
     if (rec.kind === 'set' && (rec.flags ?? 0) & NFT_SET_ANONYMOUS) {
       anonymous.set(family, rec.table ?? '', rec.name ?? '', true);
       continue;

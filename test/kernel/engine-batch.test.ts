@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { PortwallError } from '../../src/errors.js';
 import { Nft, openNft } from '../../src/nft/client.js';
 import { F, accept, counter, eq, rule } from '../../src/nft/match.js';
+import { readRecords } from '../../src/nft/wire-records.js';
 import type { NftObject, Rule } from '../../src/nft/types.js';
 import { neutronShape } from '../../bench/ruleset.js';
 import { comparable } from '../helpers/compare.js';
@@ -102,6 +103,29 @@ describe.skipIf(!isRoot)('transactions against the kernel', () => {
     expect(listed.objects.filter((o) => o.kind === 'rule')).toHaveLength(50_000);
     expect(listed.genid).toBe(genBefore + 1);
     await nft.transaction().delete({ kind: 'table', family, name: 'big' }).commit();
+  });
+
+  test('elements of a set the batch creates name it by batch id alone, and the kernel fills that set', async () => {
+    const set = (name: string) => ({ kind: 'set', family, table: 'ids', name, key: ['ipv4_addr'] }) as const;
+    const els = (name: string, ...hosts: number[]) => ({ kind: 'elements', family, table: 'ids', set: name, elements: hosts.map((h) => ({ key: [`192.0.2.${h}`] })) }) as const;
+    const members = (name: string) => ns.exec('nft', ['-j', 'list', 'set', 'inet', 'ids', name]).match(/192\.0\.2\.\d+/g)?.sort() ?? [];
+    // Two created sets, the first filled after the second was created (the kernel walks back to it by id).
+    const tx = nft.transaction().add({ kind: 'table', family, name: 'ids' })
+      .create(set('a')).create(set('b')).add(els('b', 2)).add(els('a', 1, 3));
+    const records = readRecords(tx.encode()).filter((r) => r.kind === 'elements');
+    expect(records.map((r) => [r.kind === 'elements' && r.set, r.kind === 'elements' && r.setId])).toEqual([[undefined, 2], [undefined, 1]]);
+    await tx.commit();
+    expect([members('a'), members('b')]).toEqual([['192.0.2.1', '192.0.2.3'], ['192.0.2.2']]);
+    // A set only added (it may exist: here it does) is named: the kernel finds it by name.
+    const again = nft.transaction().add(set('a')).add(els('a', 4));
+    expect(readRecords(again.encode()).find((r) => r.kind === 'elements')).toMatchObject({ set: 'a' });
+    await again.commit();
+    expect(members('a')).toEqual(['192.0.2.1', '192.0.2.3', '192.0.2.4']);
+    // Created again, it exists: the batch fails whole, so an element list can never miss its set.
+    const before = ns.nftText();
+    await expect(nft.transaction().create(set('a')).add(els('a', 5)).commit()).rejects.toMatchObject({ code: 'ERR_KERNEL', errnoName: 'EEXIST', opIndex: 0 });
+    expect(ns.nftText()).toBe(before);
+    await nft.transaction().delete({ kind: 'table', family, name: 'ids' }).commit();
   });
 
   test('toString() loads with nft -f and lists the same as the native commit', async () => {

@@ -169,10 +169,12 @@ describe('diff repairs and adopts', () => {
     const lines = d.operations.map((op) => `${op.verb} ${op.object.kind} ${'name' in op.object ? op.object.name : 'set' in op.object ? op.object.set : op.object.chain}`);
     const flushFwd = lines.indexOf('flush chain fwd_filter');
     const del = lines.indexOf('delete set ports_dev');
-    const add = lines.indexOf('add set ports_dev');
+    const add = lines.indexOf('create set ports_dev');
     expect(flushFwd).toBeGreaterThanOrEqual(0);
     expect(del).toBeGreaterThan(flushFwd);
     expect(add).toBeGreaterThan(del);
+    // Created (it cannot exist once deleted) and filled at once, so the kernel finds it by its batch id.
+    expect(lines[add + 1]).toBe('add elements ports_dev');
     expect(lines.lastIndexOf('add rule fwd_filter')).toBeGreaterThan(add);
     expect(d.removed.find((r) => r.set.name === 'ports_dev')!.elements).toHaveLength(3);
   });

@@ -86,6 +86,7 @@ describe('fake nftables', () => {
     ['a jump to a base chain', (n: Nft) => n.transaction().add({ ...lookupRule, chain: 'other', exprs: [{ type: 'immediate', dreg: 0, verdict: { code: 'goto', chain: 'in' } }] }), 'EOPNOTSUPP', 0],
     ['replacing a missing rule', (n: Nft) => n.transaction().add(table).replace({ ...lookupRule, handle: 999n }), 'ENOENT', 1],
     ['a set redefined with another key', (n: Nft) => n.transaction().add({ ...ports, key: ['ipv4_addr'] }), 'EEXIST', 0],
+    ['create of an existing set (its elements would go by batch id)', (n: Nft) => n.transaction().create(ports).add(elements('ports', [{ key: [8] }])), 'EEXIST', 0],
     ['a base chain re-added with another hook', (n: Nft) => n.transaction().add({ ...base, hook: 'output' }), 'EOPNOTSUPP', 0],
     ['a regular chain re-added as a base chain', (n: Nft) => n.transaction().add({ ...base, name: 'other' }), 'EEXIST', 0],
   ] as const)('kernel errors: %s → %s', async (_name, build, errnoName, opIndex) => {
@@ -101,6 +102,14 @@ describe('fake nftables', () => {
       .destroy(elements('ports', [{ key: [9] }]))
       .commit();
     expect((await nft.list()).objects).toEqual(before);
+  });
+
+  test('elements of a set the batch creates reach it by batch id, as in the kernel', async () => {
+    await skeleton().commit();
+    const fresh: NftSet = { ...ports, name: 'fresh' };
+    await nft.transaction().create(fresh).add(elements('fresh', [{ key: [7] }])).add(elements('ports', [{ key: [8] }])).commit();
+    const listed = (await nft.list()).objects.filter((o) => o.kind === 'elements' && (o.set === 'fresh' || o.set === 'ports')) as Elements[];
+    expect(listed.map((e) => [e.set, e.elements.map((x) => x.key[0])])).toEqual([['ports', [22, 443, 8]], ['fresh', [7]]]);
   });
 
   test('deleting a table removes everything in it', async () => {

@@ -146,7 +146,7 @@ describe('the incremental API', () => {
     expect(await slotMaps()).toEqual(['prof_in', 'prof_in_s1', 'prof_out', 'prof_out_s1']);
     // Three groups: a third slot, its elements jumping to each group's chain in turn.
     const r = await pw.upsertPort(port(3, ['sg-web', 'sg-busy', 'sg-c']));
-    expect(r.plan).toMatch(/add set inet portwall prof_in_s2/);
+    expect(r.plan).toMatch(/create set inet portwall prof_in_s2/);
     expect(await slotMaps()).toEqual(['prof_in', 'prof_in_s1', 'prof_in_s2', 'prof_out', 'prof_out_s1', 'prof_out_s2']);
     // The port gone, its profile is unused but not collected: the slot stays until it is.
     await pw.removePort('port-00003');
@@ -270,7 +270,7 @@ describe('the incremental API', () => {
     await pw.upsertPort(paired);
     await pw.removePort(paired.id);
     expect((await fresh.plan(base())).operations).toEqual([]);
-    expect((await fresh.plan(withPair)).text).toContain(`add set inet portwall ${net}`);
+    expect((await fresh.plan(withPair)).text).toContain(`create set inet portwall ${net}`);
     // A port in no group owning a prefix: its network's zone set of prefix ranges alone comes and goes.
     const zoned = port(4, [], { allowed_address_pairs: [{ ip_address: '203.0.113.192/26' }] });
     const znet = zoneSetName('net-a', 'net4');
@@ -292,7 +292,7 @@ describe('the incremental API', () => {
     const without = state('routed', groups(false), ports);
     await pw.apply(without);
     expect((await fresh.plan(without)).operations).toEqual([]);
-    expect((await fresh.plan(state('routed', groups(false), [...ports, slPort]))).text).toContain('add set inet portwall_raw stateless_dev');
+    expect((await fresh.plan(state('routed', groups(false), [...ports, slPort]))).text).toContain('create set inet portwall_raw stateless_dev');
     await pw.upsertPort(slPort);
     expect((await fresh.plan(state('routed', groups(false), [...ports, slPort]))).operations).toEqual([]);
     expect((await fresh.plan(without)).text).toContain('delete set inet portwall_raw stateless_dev');

@@ -91,6 +91,16 @@ describe('wire round trip', () => {
     expect(elements).toEqual(tx.operations[10]!.object);
   });
 
+  test('elements of a set the batch creates carry its batch id alone, and decode with its name', () => {
+    const set = (name: string) => ({ kind: 'set', family: 'inet', table: 'pw', name, key: ['ipv4_addr'] }) as const;
+    const els = (name: string, ip: string) => ({ kind: 'elements', family: 'inet', table: 'pw', set: name, elements: [{ key: [ip] }] }) as const;
+    const tx = new Transaction().create(set('made')).add(set('added')).add(els('made', '192.0.2.1')).add(els('added', '192.0.2.2'));
+    const elements = readRecords(tx.encode()).filter((r) => r.kind === 'elements');
+    // 'made' cannot exist before the batch (a create fails if it does): its id finds it. 'added' may have.
+    expect(elements.map((r) => r.kind === 'elements' && [r.set, r.setId])).toEqual([[undefined, 1], ['added', 2]]);
+    expect(decodeOperations(tx.encode())).toEqual(tx.operations);
+  });
+
   test('dump-only fields (use, expiration, counters, handles) are read', () => {
     const dump: RawRecord[] = [
       { verb: 0, family: 1, kind: 'table', name: 'pw', handle: 4n, use: 3, flags: 0 },

@@ -8,7 +8,7 @@ import { PortwallError } from '../../src/errors.js';
 import { Nft, openNft } from '../../src/nft/client.js';
 import { F, accept, counter, eq, rule } from '../../src/nft/match.js';
 import { readRecords } from '../../src/nft/wire-records.js';
-import type { NftObject, Rule } from '../../src/nft/types.js';
+import type { Elements, NftObject, NftSet, Rule } from '../../src/nft/types.js';
 import { neutronShape } from '../../bench/ruleset.js';
 import { comparable } from '../helpers/compare.js';
 import { Netns, isRoot, run } from '../helpers/netns.js';
@@ -106,8 +106,8 @@ describe.skipIf(!isRoot)('transactions against the kernel', () => {
   });
 
   test('elements of a set the batch creates name it by batch id alone, and the kernel fills that set', async () => {
-    const set = (name: string) => ({ kind: 'set', family, table: 'ids', name, key: ['ipv4_addr'] }) as const;
-    const els = (name: string, ...hosts: number[]) => ({ kind: 'elements', family, table: 'ids', set: name, elements: hosts.map((h) => ({ key: [`192.0.2.${h}`] })) }) as const;
+    const set = (name: string): NftSet => ({ kind: 'set', family, table: 'ids', name, key: ['ipv4_addr'] });
+    const els = (name: string, ...hosts: number[]): Elements => ({ kind: 'elements', family, table: 'ids', set: name, elements: hosts.map((h) => ({ key: [`192.0.2.${h}`] })) });
     const members = (name: string) => ns.exec('nft', ['-j', 'list', 'set', 'inet', 'ids', name]).match(/192\.0\.2\.\d+/g)?.sort() ?? [];
     // Two created sets, the first filled after the second was created (the kernel walks back to it by id).
     const tx = nft.transaction().add({ kind: 'table', family, name: 'ids' })

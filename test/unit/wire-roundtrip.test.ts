@@ -6,7 +6,7 @@ import { Transaction } from '../../src/nft/transaction.js';
 import { decodeOperations, decodeRecords } from '../../src/nft/wire.js';
 import { readRecords, writeRecords } from '../../src/nft/wire-records.js';
 import type { RawRecord } from '../../src/nft/wire-records.js';
-import type { Expr, NftSet, Rule } from '../../src/nft/types.js';
+import type { Elements, Expr, NftSet, Rule } from '../../src/nft/types.js';
 import { EVERY_EXPR } from '../helpers/every-expr.js';
 
 const b = (...v: number[]) => Uint8Array.from(v);
@@ -92,8 +92,8 @@ describe('wire round trip', () => {
   });
 
   test('elements of a set the batch creates carry its batch id alone, and decode with its name', () => {
-    const set = (name: string) => ({ kind: 'set', family: 'inet', table: 'pw', name, key: ['ipv4_addr'] }) as const;
-    const els = (name: string, ip: string) => ({ kind: 'elements', family: 'inet', table: 'pw', set: name, elements: [{ key: [ip] }] }) as const;
+    const set = (name: string): NftSet => ({ kind: 'set', family: 'inet', table: 'pw', name, key: ['ipv4_addr'] });
+    const els = (name: string, ip: string): Elements => ({ kind: 'elements', family: 'inet', table: 'pw', set: name, elements: [{ key: [ip] }] });
     const tx = new Transaction().create(set('made')).add(set('added')).add(els('made', '192.0.2.1')).add(els('added', '192.0.2.2'));
     const elements = readRecords(tx.encode()).filter((r) => r.kind === 'elements');
     // 'made' cannot exist before the batch (a create fails if it does): its id finds it. 'added' may have.

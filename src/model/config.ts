@@ -23,8 +23,9 @@ import { DEFAULT_CONFIG, type PortwallConfig } from './types.js';
 const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 const KEYS = ['tables', 'markMask', 'zoneRange', 'publishIpsets', 'logGroup'] as const;
 const TABLE_KEYS = ['inet', 'bridge', 'nat'] as const;
-// The longest suffix portwall adds to the inet table's name: `_trace` (the raw table's is `_raw`).
-const INET_SUFFIX = '_trace'.length;
+// The names portwall gives tables of its own after a configured one: the inet table's raw and trace tables,
+// the bridge table's trace table (`explain --live` on a bridged port).
+const SUFFIXES: Partial<Record<(typeof TABLE_KEYS)[number], readonly string[]>> = { inet: ['_raw', '_trace'], bridge: ['_trace'] };
 
 /** Thrown for an invalid configuration: code `ERR_INVALID_CONFIG`, every problem in `problems`. */
 export class InvalidConfigError extends PortwallError {
@@ -35,6 +36,11 @@ export class InvalidConfigError extends PortwallError {
     super('ERR_INVALID_CONFIG', [head, ...problems.map((p) => `  ${p.path}: ${p.message}`)].join('\n'), { field: problems[0]?.path });
     this.problems = problems;
   }
+}
+
+/** The longest name table `k` may have, so that the tables named after it fit too. */
+function roomFor(k: (typeof TABLE_KEYS)[number]): number {
+  return NFT_NAME_MAXLEN - Math.max(0, ...(SUFFIXES[k] ?? []).map((x) => x.length));
 }
 
 /** Validates a configuration document and fills in the defaults; throws {@link InvalidConfigError}. */
@@ -53,9 +59,10 @@ export function parseConfig(doc: unknown, source = 'config'): PortwallConfig {
         if (v === undefined) continue;
         if (typeof v !== 'string' || !TABLE_NAME.test(v)) problems.add(`tables.${k}`, `not a table name (letters, digits, _ . -): ${JSON.stringify(v)}`);
         else if (Buffer.byteLength(v) > NFT_NAME_MAXLEN) problems.add(`tables.${k}`, `longer than ${NFT_NAME_MAXLEN} bytes`);
-        // The inet name also names the raw table (`<inet>_raw`) and the trace's table (`<inet>_trace`).
-        else if (k === 'inet' && Buffer.byteLength(v) > NFT_NAME_MAXLEN - INET_SUFFIX) problems.add('tables.inet', `longer than ${NFT_NAME_MAXLEN - INET_SUFFIX} bytes (portwall also names tables after it with "_raw" and "_trace")`);
-        else config.tables[k] = v;
+        else if (Buffer.byteLength(v) > roomFor(k)) {
+          const names = SUFFIXES[k]!.map((x) => JSON.stringify(x)).join(' and ');
+          problems.add(`tables.${k}`, `longer than ${roomFor(k)} bytes (portwall also names tables after it with ${names})`);
+        } else config.tables[k] = v;
       }
     }
   }

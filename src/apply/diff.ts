@@ -4,10 +4,11 @@
  * are compared by meaning, not by text (LP 1976323; docs/requirements.md): rules by expressions and comment with handles
  * and counter values ignored, elements by canonical key with data and comment.
  *
- * What changes how: tables and chains are added when missing, sets created (each followed by its elements); a chain whose rules differ is flushed and
- * refilled; a set whose definition changed is rebuilt (the chains that use it are flushed first, in the same
- * batch); elements are deleted, added, or deleted and re-added when their data or comment changed; objects
- * of our tables that are not desired are deleted. Other tables are never looked at.
+ * What changes how: tables and chains are added when missing, sets created (each followed by its elements); a
+ * chain whose rules differ is flushed and refilled; a set whose definition changed is rebuilt (the chains that
+ * use it are flushed first, in the same batch); elements are deleted, added, or deleted and re-added when their
+ * data or comment changed; objects of our tables that are not desired are deleted. Other tables are never
+ * looked at.
  */
 import type { Chain, Element, Expr, NftObject, NftSet, Operation, Rule } from '../nft/types.js';
 import { natAsSent } from '../nft/raise.js';

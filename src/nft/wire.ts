@@ -74,7 +74,9 @@ export function encodeOperations(ops: readonly Operation[], resolveSet: SetResol
   const memo: ElementMemo = { userdata: new Map(), data: new Map() };
   ops.forEach((op, opIndex) => {
     const o = op.object;
-    if (o.kind === 'set' && (op.verb === 'add' || op.verb === 'create')) batchSets.set(o.family, o.table, o.name, { set: o, id: ++seen, created: op.verb === 'create' });
+    if (o.kind === 'set' && (op.verb === 'add' || op.verb === 'create')) {
+      batchSets.set(o.family, o.table, o.name, { set: o, id: ++seen, created: op.verb === 'create' });
+    }
     out.write(toRecord(op, opIndex, find, memo), batchId);
   });
   return out.finish();
@@ -304,7 +306,9 @@ export function decodeOperations(buf: Buffer, resolveSet: SetResolver = () => un
     const verb = verbName(rec.verb);
     const family = FAMILIES.name(rec.family);
     if (rec.kind === 'set' && rec.id !== undefined) ids.set(`${family}/${rec.table}/${rec.id}`, rec.name ?? '');
-    if (rec.kind === 'elements' && rec.set === undefined && rec.setId !== undefined) rec = { ...rec, set: ids.get(`${family}/${rec.table}/${rec.setId}`) };
+    if (rec.kind === 'elements' && rec.set === undefined && rec.setId !== undefined) {
+      rec = { ...rec, set: ids.get(`${family}/${rec.table}/${rec.setId}`) };
+    }
     if (rec.kind === 'set' && (rec.flags ?? 0) & NFT_SET_ANONYMOUS) {
       anonymous.set(family, rec.table ?? '', rec.name ?? '', true);
       continue;

@@ -15,7 +15,11 @@ import { Portwall, type ApplyResult } from '../../src/apply/portwall.js';
 import { binding, type NftBinding } from '../../src/native.js';
 import type { StateInput } from '../../src/model/schema.js';
 import { openNft } from '../../src/nft/client.js';
+import type { NftObject } from '../../src/nft/types.js';
 import { decodeOperations } from '../../src/nft/wire.js';
+import { readRecords } from '../../src/nft/wire-records.js';
+import { diff } from '../../src/apply/diff.js';
+import { comparable } from '../helpers/compare.js';
 import { Netns, isRoot, startTcpServer, tcpConnect, veth } from '../helpers/netns.js';
 import { probe, type ProbeResult } from '../helpers/probes.js';
 import { traceLive } from '../../src/trace.js';
@@ -187,6 +191,41 @@ describe.skipIf(!isRoot)('Portwall.apply in a namespace', () => {
       expect((await Portwall.open({ netns: ns.name, conntrack: null }).plan({ ...base, security_groups: [webLess, groups[1]!, wide(IN_PLACE_MAX_SET + 1)] })).operations).toEqual([]);
       await pw.close();
     });
+  });
+
+  test('a set rebuilt under its own name (deleted and created in one batch) is filled again through its batch id', async () => {
+    const ns = new Netns('rebuild');
+    try {
+      devices(ns, 'routed');
+      const pw = Portwall.open({ netns: ns.name, conntrack: null });
+      await pw.apply(example('routed'));
+      await pw.close();
+      const nft = openNft({ netns: ns.name });
+      const before = await nft.list({ family: 'inet', table: 'portwall' });
+      // What portwall wants (as listed, without the kernel's handles and counters' values).
+      const listed = before.objects.filter((o) => o.kind !== 'elements' || o.elements.length > 0)
+        .map((o) => { const { handle: _h, ...rest } = o as NftObject & { handle?: bigint }; return rest as NftObject; });
+      // The diff believes the kernel's ports_dev has another definition: it flushes the chains that use it,
+      // deletes it, creates it again and fills it, all in one batch.
+      const current = listed.map((o) => (o.kind === 'set' && o.name === 'ports_dev' ? { ...o, comment: 'edited' } : o));
+      const ops = diff(listed, current).operations;
+      const lines = ops.map((op) => `${op.verb} ${op.object.kind} ${'name' in op.object ? op.object.name : 'set' in op.object ? op.object.set : ''}`);
+      const at = lines.indexOf('create set ports_dev');
+      expect(lines.indexOf('delete set ports_dev')).toBeGreaterThanOrEqual(0);
+      expect(lines.slice(at, at + 2)).toEqual(['create set ports_dev', 'add elements ports_dev']);
+      const tx = nft.transaction();
+      for (const op of ops) tx.canonical(op.verb, op.object);
+      // Its one element list names it by batch id alone (no other set is created here).
+      const lists = readRecords(tx.encode()).flatMap((r) => (r.kind === 'elements' ? [[r.set, r.setId]] : []));
+      expect(lists.filter(([, id]) => id !== undefined)).toEqual([[undefined, 1]]);
+      expect(lists.some(([name]) => name === 'ports_dev')).toBe(false);
+      await tx.commit({ genid: before.genid });
+      const after = await nft.list({ family: 'inet', table: 'portwall' });
+      expect(comparable(after.objects)).toEqual(comparable(before.objects));
+      expect(ns.exec('nft', ['list', 'set', 'inet', 'portwall', 'ports_dev'])).toContain(`"${EXAMPLE.ports![0]!.device}"`);
+    } finally {
+      ns.destroy();
+    }
   });
 
   test('a state using every part of the layout lists, reloads with nft -f into an empty namespace, and the reload lists the same', async () => {

@@ -58,10 +58,9 @@ export function parseConfig(doc: unknown, source = 'config'): PortwallConfig {
         const v = doc.tables[k];
         if (v === undefined) continue;
         if (typeof v !== 'string' || !TABLE_NAME.test(v)) problems.add(`tables.${k}`, `not a table name (letters, digits, _ . -): ${JSON.stringify(v)}`);
-        else if (Buffer.byteLength(v) > NFT_NAME_MAXLEN) problems.add(`tables.${k}`, `longer than ${NFT_NAME_MAXLEN} bytes`);
         else if (Buffer.byteLength(v) > roomFor(k)) {
-          const names = SUFFIXES[k]!.map((x) => JSON.stringify(x)).join(' and ');
-          problems.add(`tables.${k}`, `longer than ${roomFor(k)} bytes (portwall also names tables after it with ${names})`);
+          const after = (SUFFIXES[k] ?? []).map((x) => JSON.stringify(x)).join(' and ');
+          problems.add(`tables.${k}`, `longer than ${roomFor(k)} bytes${after ? ` (portwall also names tables after it with ${after})` : ''}`);
         } else config.tables[k] = v;
       }
     }

@@ -53,10 +53,9 @@ export interface ChangeSet {
 /** The `peers` of a change set without peers. */
 export const NO_PEERS = (): PortChange[] => [];
 
-/** A floating IP moved or removed since the last settle: its old mapping and the zone its flows were in. */
+/** A floating IP moved or removed since the last settle: its old mapping (whose NATed flows are deleted). */
 export interface FipChange {
   fip: FloatingIp;
-  zone: number;
 }
 
 /** Whether floating IP `before` (associated) no longer maps the same way in `after` (moved, changed or gone). */
@@ -327,10 +326,7 @@ export class Engine implements StateIndex {
   setFloatingIp(id: string, fip: FloatingIp | undefined): void {
     const map = (this.model.floatingIps ??= new Map());
     const before = this.#replace(map, id, fip, (f, add) => this.#fipIndex(f, add));
-    if (before?.fixedIp !== undefined && fipMoved(before, fip)) {
-      const zone = this.#policies.get(before.portId!)?.zone;
-      if (zone !== undefined && !this.#fipChanges.has(id)) this.#fipChanges.set(id, { fip: before, zone });
-    }
+    if (before?.fixedIp !== undefined && fipMoved(before, fip) && !this.#fipChanges.has(id)) this.#fipChanges.set(id, { fip: before });
     this.#fipClaims(id);
     this.#shapeDirty = true;
   }

@@ -860,18 +860,21 @@ export class Portwall {
   }
 
   /**
-   * Deletes the flows NATed through floating IPs that moved or went, in the zone they were in: DNATed ones
-   * (original destination the floating IP) and SNATed ones (reply destination the floating IP), so an old
-   * session stops at once instead of reaching the old VM (or leaving from its address) until it times out.
+   * Deletes the flows NATed through floating IPs that moved or went: DNATed ones (original destination the
+   * floating IP, reply source its fixed IP) and SNATed ones (original source the fixed IP, reply destination
+   * the floating IP), so an old session stops at once instead of reaching the old VM (or leaving from its
+   * address) until it times out. In every zone: a VM of another routed network reaching the floating IP is
+   * tracked in the lower of the two zones (docs/dataplane.md, "Conntrack zones"), maybe not its port's; the
+   * reply tuple names the translation, so the same addresses in another tenant's zone, not NATed, stay.
    */
   async #natCleanup(moved: readonly FipChange[]): Promise<number> {
     if (!this.#ct || moved.length === 0) return 0;
     let deleted = 0;
-    for (const { fip, zone } of moved) {
+    for (const { fip } of moved) {
       const floating = hostAddress(fip.floatingIp);
       const fixed = hostAddress(fip.fixedIp!);
-      const entries = await this.#ct.list([{ zone, family: 'ipv4', dst: floating }, { zone, family: 'ipv4', src: fixed }]);
-      const natted = entries.filter((x) => x.orig.dst === floating || x.reply.dst === floating);
+      const entries = await this.#ct.list([{ family: 'ipv4', dst: floating }, { family: 'ipv4', src: fixed }]);
+      const natted = entries.filter((x) => (x.orig.dst === floating && x.reply.src === fixed) || (x.orig.src === fixed && x.reply.dst === floating));
       if (natted.length > 0) deleted += await this.#ct.deleteEntries(natted);
     }
     return deleted;
@@ -986,11 +989,7 @@ function floatingIpsLost(e: Engine, portId: string, port: Port | undefined): { p
 /** The floating IPs whose mapping a rebuild moved or removed, for the NAT cleanup. */
 function rebuiltFips(old: Engine, now: Engine): FipChange[] {
   const out: FipChange[] = [];
-  for (const [id, f] of old.model.floatingIps ?? []) {
-    const zone = f.portId === undefined ? undefined : old.policy(f.portId)?.zone;
-    if (f.fixedIp === undefined || zone === undefined) continue;
-    if (fipMoved(f, now.model.floatingIps?.get(id))) out.push({ fip: f, zone });
-  }
+  for (const [id, f] of old.model.floatingIps ?? []) if (f.fixedIp !== undefined && fipMoved(f, now.model.floatingIps?.get(id))) out.push({ fip: f });
   return out;
 }
 

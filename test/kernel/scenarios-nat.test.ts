@@ -182,3 +182,62 @@ describe.skipIf(!isRoot).each(MODES)('S8: floating IPs, metadata redirect, defau
     expect(await seenFrom(vm1, servers[2]!, REMOTE, 7002)).toBe(RSI);
   });
 });
+
+/**
+ * A VM of another network reaching a VM by its floating IP: between routed ports the flow takes the lower of
+ * the two zones (docs/dataplane.md, "Conntrack zones"), so with the peer's network in the lower zone the NATed
+ * flow is not in the floating IP's port's zone. Moving the floating IP must end it all the same.
+ */
+describe.skipIf(!isRoot)('S8: a floating IP reached from a lower-zone network (routed)', () => {
+  let h: ComputeHost;
+  let vm1: Vm, vm2: Vm, peer: Vm;
+  let fw: Portwall;
+
+  const st = (fipOn: Vm): StateInput => ({
+    ...state(
+      [h.networkState('net-a'), h.networkState('net-low')],
+      [group('sg', [{ direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7000, port_range_max: 7100 }, ...EGRESS_ANY])],
+      [h.port(vm1, { security_groups: ['sg'] }), h.port(vm2, { security_groups: ['sg'] }), h.port(peer, { security_groups: ['sg'] })],
+    ),
+    floatingips: [{ id: 'fip-1', floating_ip_address: FIP, fixed_ip_address: fipOn.ip4, port_id: `port-${fipOn.name}` }],
+  });
+
+  beforeAll(async () => {
+    h = new ComputeHost('routed', [{ id: 'net-a', zone: 101, macByte: 1 }, { id: 'net-low', zone: 100, macByte: 2 }]);
+    vm1 = h.addVm('n8x', { n: 10 });
+    vm2 = h.addVm('n8y', { n: 11 });
+    peer = h.addVm('n8z', { network: 'net-low', n: 12 });
+    fw = openFirewall(h);
+    await fw.apply(st(vm1));
+  }, 60_000);
+
+  afterAll(async () => {
+    await fw?.close();
+    h?.destroy();
+  });
+
+  it("moving the floating IP ends the peer's session through it, which lives in the peer's (lower) zone", async () => {
+    const echo = await h.serveEcho(vm1.ns, [7010], 60);
+    const session = h.longTcp(peer.ns, FIP, 7010, 20);
+    try {
+      await session.waitReplies(5);
+      // The oracle: the DNATed flow is in zone 100, none in the floating IP's port's zone 101.
+      const natted = (zone: number) => h.conntrackLines(zone, ['-d', FIP]).filter((l) => l.includes(`src=${vm1.ip4}`));
+      expect(natted(100)).toHaveLength(1);
+      expect(natted(101)).toEqual([]);
+      // The same addresses in another tenant's zone, not NATed (their replies keep the addresses): they stay.
+      const other = { zone: 300, protocol: 'udp' as const, dport: 53, timeout: 600 };
+      await h.conntrack.create([{ ...other, src: vm1.ip4, dst: FIP, sport: 40000 }, { ...other, src: vm1.ip4, dst: REMOTE, sport: 40001 }]);
+      const r = await fw.apply(st(vm2));
+      expect(r.cleanup.deleted).toBe(1);
+      const t0 = Date.now();
+      await sleep(1500);
+      expect(session.repliesAfter(t0 + 300)).toEqual([]);
+      expect(natted(100)).toEqual([]);
+      expect(h.conntrackLines(300)).toHaveLength(2);
+    } finally {
+      session.stop();
+      echo.stop();
+    }
+  });
+});

@@ -65,6 +65,10 @@ export interface ConntrackEntry {
   family: IpFamily;
   /** IANA protocol number. */
   protocol: number;
+  /**
+   * The zone of the original direction: the entry's zone, or the one set for that direction alone (`ct
+   * original zone set`, as default SNAT's flows have; the kernel then reports it inside the original tuple).
+   */
   zone: number;
   mark: number;
   /** IPS_* bits; see {@link STATUS}. */

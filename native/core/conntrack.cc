@@ -85,7 +85,10 @@ void fill_entry(const nf_conntrack* ct, Entry& e) {
   bool v4 = nfct_get_attr_u8(ct, ATTR_L3PROTO) == AF_INET;
   e.family = v4 ? 4 : 6;
   e.proto = nfct_get_attr_u8(ct, ATTR_L4PROTO);
-  e.zone = nfct_attr_is_set(ct, ATTR_ZONE) ? nfct_get_attr_u16(ct, ATTR_ZONE) : 0;
+  // A zone set for the original direction only comes inside the original tuple, not as CTA_ZONE.
+  e.zone = nfct_attr_is_set(ct, ATTR_ZONE)        ? nfct_get_attr_u16(ct, ATTR_ZONE)
+           : nfct_attr_is_set(ct, ATTR_ORIG_ZONE) ? nfct_get_attr_u16(ct, ATTR_ORIG_ZONE)
+                                                  : 0;
   e.mark = nfct_attr_is_set(ct, ATTR_MARK) ? nfct_get_attr_u32(ct, ATTR_MARK) : 0;
   e.status = nfct_attr_is_set(ct, ATTR_STATUS) ? nfct_get_attr_u32(ct, ATTR_STATUS) : 0;
   e.timeout = nfct_attr_is_set(ct, ATTR_TIMEOUT) ? nfct_get_attr_u32(ct, ATTR_TIMEOUT) : 0;
@@ -269,7 +272,7 @@ void each_nested(const nlattr* nest, F f) {
   each_attr(begin, begin + mnl_attr_get_payload_len(nest), f);
 }
 
-// The fields filters look at (family, zone, mark, original tuple), read straight from the attributes: cheap
+// The fields filters look at (family, zone of the original direction, mark, original tuple), read straight from the attributes: cheap
 // enough to run on every dumped entry, so that only matches pay for a full libnetfilter_conntrack parse.
 void peek_tuple(const nlattr* tuple, Entry& e) {
   each_nested(tuple, [&](const nlattr* a) {
@@ -283,6 +286,9 @@ void peek_tuple(const nlattr* tuple, Entry& e) {
           case CTA_IP_V6_DST: if (len >= 16) std::memcpy(e.orig_dst, mnl_attr_get_payload(b), 16); break;
         }
       });
+    } else if (mnl_attr_get_type(a) == CTA_TUPLE_ZONE) {
+      // The zone of the original direction alone (the entry then has no CTA_ZONE).
+      if (mnl_attr_get_payload_len(a) >= 2) e.zone = ntohs(mnl_attr_get_u16(a));
     } else if (mnl_attr_get_type(a) == CTA_TUPLE_PROTO) {
       each_nested(a, [&](const nlattr* b) {
         uint16_t len = mnl_attr_get_payload_len(b);

@@ -41,7 +41,7 @@ using Addr = uint8_t[16];
 struct Entry {
   uint8_t family = 0;      // 4 or 6
   uint8_t proto = 0;       // IPPROTO_*
-  uint16_t zone = 0;
+  uint16_t zone = 0;       // of the original direction (a zone set for that direction only included)
   uint32_t mark = 0;
   uint32_t status = 0;     // IPS_* bits
   uint32_t timeout = 0;    // seconds
@@ -58,7 +58,7 @@ struct Filter {
     kZone = 1, kFamily = 2, kProto = 4, kMark = 8, kSrc = 16, kDst = 32, kSport = 64, kDport = 128,
   };
   uint32_t fields = 0;
-  uint16_t zone = 0;
+  uint16_t zone = 0;       // of the original direction (a zone set for that direction only included)
   uint8_t family = 0;  // 4 or 6; required by kSrc/kDst
   uint8_t proto = 0;
   uint32_t mark = 0, mark_mask = 0xffffffff;

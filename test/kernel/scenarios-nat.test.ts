@@ -181,6 +181,29 @@ describe.skipIf(!isRoot).each(MODES)('S8: floating IPs, metadata redirect, defau
     expect(r).not.toBe('open');
     expect(await seenFrom(vm1, servers[2]!, REMOTE, 7002)).toBe(RSI);
   });
+
+  it("removing vm2's egress ends its default-SNAT session, tracked in vm2's zone for the original direction only", async () => {
+    const echoOut = await h.serveEcho(wan, [7022], 60);
+    const outbound = h.longTcp(vm2.ns, REMOTE, 7022, 20);
+    try {
+      await outbound.waitReplies(5);
+      // The oracle: the original direction in zone 101, the reply (to routing_source_ip) in zone 0.
+      const flow = () => h.host.exec('conntrack', ['-L', '-p', 'tcp', '--dport', '7022']).split('\n').filter((l) => l.includes('src='));
+      expect(flow()).toEqual([expect.stringMatching(/zone-orig=101/)]);
+      const noEgress = s8(null);
+      noEgress.security_groups!.push(group('sg-in', [{ direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7000, port_range_max: 7100 }]));
+      noEgress.ports = noEgress.ports!.map((p) => (p.id === `port-${vm2.name}` ? { ...p, security_groups: ['sg-in'] } : p));
+      const r = await fw.apply(noEgress);
+      expect(r.cleanup.deleted).toBeGreaterThanOrEqual(1);
+      const t0 = Date.now();
+      await sleep(1500);
+      expect(outbound.repliesAfter(t0 + 300)).toEqual([]);
+      expect(flow()).toEqual([]);
+    } finally {
+      outbound.stop();
+      echoOut.stop();
+    }
+  });
 });
 
 /**

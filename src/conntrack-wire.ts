@@ -18,7 +18,7 @@ export const TCP_STATES = [
 ] as const;
 
 /** IPS_* status bits worth naming. */
-export const STATUS = { SEEN_REPLY: 1 << 1, ASSURED: 1 << 2, CONFIRMED: 1 << 3 } as const;
+export const STATUS = { SEEN_REPLY: 1 << 1, ASSURED: 1 << 2, CONFIRMED: 1 << 3, SRC_NAT: 1 << 4, DST_NAT: 1 << 5 } as const;
 
 export const ENTRY_BYTES = 96;
 export const FILTER_BYTES = 64;

@@ -23,8 +23,13 @@
  * (two routed networks) or bridged (docs/dataplane.md, "Zones and conntrack"), so they are looked for there
  * too (see {@link foreignZones}) — there an endpoint is the routed port's only if no port of that zone owns the
  * address and the other endpoint is a port of that zone.
+ *
+ * An entry is judged as the port chains saw its first packet: after DNAT, before SNAT. A flow to a floating IP
+ * (or to the metadata address) is judged with the destination it was translated to, its reply's source, so
+ * it belongs to the port behind the floating IP and is weighed against that port's addresses and against the
+ * peer's rules naming that port; a port's floating IPs are dumped as destinations beside its addresses.
  */
-import type { ConntrackEntry, ConntrackFilter } from '../conntrack.js';
+import { STATUS, type ConntrackEntry, type ConntrackFilter } from '../conntrack.js';
 import { familyOf, prefixContains, prefixRange, type AddrRange } from '../compile/addr.js';
 import { allows, type Members, type Packet } from '../compile/evaluate.js';
 import { lostRules, type GroupMembers, type PolicyIR, type PortPolicy } from '../compile/ir.js';
@@ -54,6 +59,8 @@ export interface CleanupView {
   hostOwners(family: 4 | 6, lo: bigint): readonly PortPolicy[];
   /** The current ports' prefixes wider than a host. */
   wideOwners(): readonly { r: AddrRange; port: PortPolicy }[];
+  /** The floating IPs (host prefixes) associated with a port now; none when left out. */
+  floatingOf?(portId: string): readonly string[];
 }
 
 /** A {@link CleanupView} of a whole compiled policy (indexes built once). */
@@ -87,6 +94,8 @@ export interface AffectedPort {
   zones: number[];
   /** Its old and new addresses (prefixes). */
   addresses: string[];
+  /** Its floating IPs now (host prefixes): its DNATed flows have them as their original destination. */
+  floating: string[];
 }
 
 /**
@@ -132,7 +141,7 @@ export function affectedPorts(view: CleanupView, changes: readonly { old?: PortP
   for (const { old, now } of changes) {
     const id = (now ?? old)?.portId;
     if (id === undefined) continue;
-    const a = byId.get(id) ?? { portId: id, zones: [], addresses: [] };
+    const a = byId.get(id) ?? { portId: id, zones: [], addresses: [], floating: [...(view.floatingOf?.(id) ?? [])] };
     if (old && !a.old) a.old = old;
     if (now) a.port = now;
     else delete a.port;
@@ -167,15 +176,15 @@ export async function cleanup(ct: ConntrackLike, view: CleanupView, affected: re
   const doomed = new Map<number, ConntrackEntry>();
   let examined = 0;
   for (const e of entries) {
-    let from = owners.find(e.zone, e.orig.src);
-    let to = owners.find(e.zone, e.orig.dst);
+    const pkt = packetOf(e);
+    let from = owners.find(e.zone, pkt.src);
+    let to = owners.find(e.zone, pkt.dst);
     // A flow between a port of this zone and a routed port of another network, tracked in this zone.
-    if (from.length === 0 && to.length > 0) from = owners.foreign(e.zone, e.orig.src, to);
-    else if (to.length === 0 && from.length > 0) to = owners.foreign(e.zone, e.orig.dst, from);
+    if (from.length === 0 && to.length > 0) from = owners.foreign(e.zone, pkt.src, to);
+    else if (to.length === 0 && from.length > 0) to = owners.foreign(e.zone, pkt.dst, from);
     const judgeFrom = from.some((o) => o.affected), judgeTo = to.some((o) => o.affected);
     if (!judgeFrom && !judgeTo) continue;
     examined++;
-    const pkt = packetOf(e);
     const refused = (judgeFrom && from.every((o) => refuses(view, o, 'egress', pkt))) ||
       (judgeTo && to.every((o) => refuses(view, o, 'ingress', pkt)));
     if (refused) doomed.set(e.id, e);
@@ -191,7 +200,7 @@ export async function cleanup(ct: ConntrackLike, view: CleanupView, affected: re
  */
 function filtersOf(ports: readonly AffectedPort[]): ConntrackFilter[] {
   let n = 0;
-  for (const a of ports) if ((n += 2 * a.zones.length * a.addresses.length) > MAX_FILTERS) break;
+  for (const a of ports) if ((n += a.zones.length * (2 * a.addresses.length + a.floating.length)) > MAX_FILTERS) break;
   if (n > MAX_FILTERS) {
     const zones = new Set<number>();
     for (const a of ports) for (const zone of a.zones) zones.add(zone);
@@ -204,6 +213,7 @@ function filtersOf(ports: readonly AffectedPort[]): ConntrackFilter[] {
         const family = FAMILY[familyOf(addr)];
         filters.push({ zone, family, src: addr }, { zone, family, dst: addr });
       }
+      for (const addr of a.floating) filters.push({ zone, family: FAMILY[familyOf(addr)], dst: addr });
     }
   }
   return filters;
@@ -312,10 +322,16 @@ function longest(list: readonly { r: AddrRange; o: Owner }[], x: AddrRange, wher
   return out;
 }
 
+/**
+ * The entry's original direction as the port chains saw it: DNAT (prerouting, output) has run, SNAT
+ * (postrouting) has not — a DNATed flow's destination and port are its reply's source.
+ */
 function packetOf(e: ConntrackEntry): Packet {
-  const pkt: Packet = { family: e.family === 'ipv4' ? 4 : 6, protocol: e.protocol, src: e.orig.src, dst: e.orig.dst };
+  const dnat = (e.status & STATUS.DST_NAT) !== 0;
+  const pkt: Packet = { family: e.family === 'ipv4' ? 4 : 6, protocol: e.protocol, src: e.orig.src, dst: dnat ? e.reply.src : e.orig.dst };
   if (e.orig.sport !== undefined) pkt.sport = e.orig.sport;
-  if (e.orig.dport !== undefined) pkt.dport = e.orig.dport;
+  const dport = dnat && e.reply.sport !== undefined ? e.reply.sport : e.orig.dport;
+  if (dport !== undefined) pkt.dport = dport;
   if (e.icmp) pkt.icmp = { type: e.icmp.type, code: e.icmp.code };
   return pkt;
 }

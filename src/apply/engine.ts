@@ -533,6 +533,16 @@ export class Engine implements StateIndex {
     return this.#ruleGroup.get(ruleId);
   }
 
+  /** For the conntrack cleanup: the addresses of the floating IPs that NAT to a port now. */
+  floatingOf(portId: string): Prefix[] {
+    const out: Prefix[] = [];
+    for (const id of this.#fipsOf.get(portId) ?? []) {
+      const f = this.model.floatingIps?.get(id);
+      if (f?.fixedIp !== undefined && f.family === 4) out.push(f.floatingIp);
+    }
+    return out;
+  }
+
   /** The ids of the floating IPs associated with a port. */
   floatingIpsOf(portId: string): Iterable<string> {
     return this.#fipsOf.get(portId) ?? [];

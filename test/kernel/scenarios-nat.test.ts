@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Portwall } from '../../src/apply/portwall.js';
 import type { StateInput } from '../../src/model/schema.js';
 import { Netns, isRoot, veth } from '../helpers/netns.js';
-import { ComputeHost, EGRESS_ANY, MODES, group, openFirewall, probe, sleep, state, type Bg, type Mode, type Vm } from '../helpers/hosts.js';
+import { ComputeHost, EGRESS_ANY, MODES, group, openFirewall, probe, sleep, state, type Bg, type Mode, type RuleSpec, type Vm } from '../helpers/hosts.js';
 
 const FIP = '203.0.113.50';
 const RSI = '203.0.113.1';
@@ -204,6 +204,25 @@ describe.skipIf(!isRoot).each(MODES)('S8: floating IPs, metadata redirect, defau
       echoOut.stop();
     }
   });
+
+  it("narrowing vm1's ingress ends the wan's session to it through its floating IP (judged after DNAT)", async () => {
+    await fw.apply(s8(vm1));
+    const echo = await h.serveEcho(vm1.ns, [7012], 60);
+    const inbound = h.longTcp(wan, FIP, 7012, 20);
+    try {
+      await inbound.waitReplies(5);
+      const narrowed = s8(vm1);
+      narrowed.security_groups = [group('sg', [{ direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7050, port_range_max: 7100 }, ...EGRESS_ANY])];
+      const r = await fw.apply(narrowed);
+      expect(r.cleanup.deleted).toBeGreaterThanOrEqual(1);
+      const t0 = Date.now();
+      await sleep(1500);
+      expect(inbound.repliesAfter(t0 + 300)).toEqual([]);
+    } finally {
+      inbound.stop();
+      echo.stop();
+    }
+  });
 });
 
 /**
@@ -216,11 +235,15 @@ describe.skipIf(!isRoot)('S8: a floating IP reached from a lower-zone network (r
   let vm1: Vm, vm2: Vm, peer: Vm;
   let fw: Portwall;
 
-  const st = (fipOn: Vm): StateInput => ({
+  /** The peer's own egress rules, when given: its group `peer-sg` instead of `sg`. */
+  const st = (fipOn: Vm, peerEgress?: RuleSpec[]): StateInput => ({
     ...state(
       [h.networkState('net-a'), h.networkState('net-low')],
-      [group('sg', [{ direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7000, port_range_max: 7100 }, ...EGRESS_ANY])],
-      [h.port(vm1, { security_groups: ['sg'] }), h.port(vm2, { security_groups: ['sg'] }), h.port(peer, { security_groups: ['sg'] })],
+      [
+        group('sg', [{ direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7000, port_range_max: 7100 }, ...EGRESS_ANY]),
+        ...(peerEgress ? [group('peer-sg', peerEgress)] : []),
+      ],
+      [h.port(vm1, { security_groups: ['sg'] }), h.port(vm2, { security_groups: ['sg'] }), h.port(peer, { security_groups: [peerEgress ? 'peer-sg' : 'sg'] })],
     ),
     floatingips: [{ id: 'fip-1', floating_ip_address: FIP, fixed_ip_address: fipOn.ip4, port_id: `port-${fipOn.name}` }],
   });
@@ -258,6 +281,33 @@ describe.skipIf(!isRoot)('S8: a floating IP reached from a lower-zone network (r
       expect(session.repliesAfter(t0 + 300)).toEqual([]);
       expect(natted(100)).toEqual([]);
       expect(h.conntrackLines(300)).toHaveLength(2);
+    } finally {
+      session.stop();
+      echo.stop();
+    }
+  });
+
+  it("the peer's session to the floating IP is judged by the port behind it: kept while its rules admit that port, ended when they stop", async () => {
+    const toSg: RuleSpec = { direction: 'egress', ethertype: 'IPv4', protocol: 'tcp', remote_group_id: 'sg' };
+    const dns: RuleSpec = { direction: 'egress', ethertype: 'IPv4', protocol: 'udp', port_range_min: 53, port_range_max: 53 };
+    await fw.apply(st(vm1, [toSg, dns]));
+    const echo = await h.serveEcho(vm1.ns, [7013], 60);
+    const session = h.longTcp(peer.ns, FIP, 7013, 20);
+    try {
+      await session.waitReplies(5);
+      // An unrelated rule goes: the peer's flows are judged, and vm1 (behind the floating IP) is still in sg.
+      const kept = await fw.apply(st(vm1, [toSg]));
+      expect(kept.cleanup.examined).toBeGreaterThanOrEqual(1);
+      expect(kept.cleanup.deleted).toBe(0);
+      const t0 = Date.now();
+      await sleep(1000);
+      expect(session.repliesAfter(t0 + 200).length).toBeGreaterThan(2);
+      // Now no rule admits vm1: the session ends.
+      const ended = await fw.apply(st(vm1, [dns]));
+      expect(ended.cleanup.deleted).toBe(1);
+      const t1 = Date.now();
+      await sleep(1500);
+      expect(session.repliesAfter(t1 + 300)).toEqual([]);
     } finally {
       session.stop();
       echo.stop();

@@ -7,7 +7,7 @@ import { describe, expect, test } from 'vitest';
 import { affectedPorts, mayShrink, viewOf, type ConntrackLike } from '../../src/apply/cleanup.js';
 import { Portwall } from '../../src/apply/portwall.js';
 import { prefixContains } from '../../src/compile/addr.js';
-import type { ConntrackEntry, ConntrackFilter } from '../../src/conntrack.js';
+import { STATUS, type ConntrackEntry, type ConntrackFilter } from '../../src/conntrack.js';
 import { FakeNft } from '../../src/nft/fake.js';
 import { network, port, state, webGroup } from '../helpers/states.js';
 
@@ -71,6 +71,7 @@ function open() {
 }
 
 const two = () => state('routed', [webGroup()], [port(1, ['sg-web']), port(2, ['sg-web'])]);
+const FIP = '203.0.113.50';
 
 describe('conntrack cleanup', () => {
   test('a removed rule cuts only the flows it allowed, in the port\'s zone only', async () => {
@@ -176,6 +177,22 @@ describe('conntrack cleanup', () => {
     const r = await pw.apply({ ...two(), security_groups: [g] }, { cleanup: false });
     expect(r.cleanup.deleted).toBe(0);
     expect(ct.entries).toHaveLength(1);
+  });
+
+  test('a flow to a floating IP is judged after DNAT: as the port behind it, with its fixed address', async () => {
+    const { ct, pw } = open();
+    const withFip = <T extends object>(doc: T) => ({ ...doc, floatingips: [{ id: 'fip-1', floating_ip_address: FIP, fixed_ip_address: '192.0.2.2', port_id: 'port-00001' }] });
+    await pw.apply(withFip(two()));
+    // As the kernel tracks them: original destination the floating IP, reply source the fixed IP.
+    const natted = (src: string, extra: Partial<ConntrackEntry>) => ct.entries.push({
+      family: 'ipv4', protocol: 6, zone: 101, mark: 0, status: 6 | STATUS.DST_NAT, timeout: 100, id: 900 + ct.entries.length,
+      orig: { src, dst: FIP, sport: 41000, dport: 80 }, reply: { src: '192.0.2.2', dst: src, sport: 80, dport: 41000 }, ...extra,
+    });
+    natted('198.51.100.7', {}); // http, allowed by sg-web-http only: goes with it
+    natted('203.0.113.5', { protocol: 1, orig: { src: '203.0.113.5', dst: FIP }, reply: { src: '192.0.2.2', dst: '203.0.113.5' }, icmp: { type: 8, code: 0, id: 7 } }); // ping: stays
+    const r = await pw.apply(withFip(withoutHttp()));
+    expect(r.cleanup.deleted).toBe(1);
+    expect(ct.entries.map((e) => e.orig.src)).toEqual(['203.0.113.5']);
   });
 
   test('affectedPorts: every changed port with its zones and its addresses before and after', async () => {

@@ -21,8 +21,9 @@
  *
  * A routed port's flows with a local port of another network live in that network's zone when it is lower
  * (two routed networks) or bridged (docs/dataplane.md, "Zones and conntrack"), so they are looked for there
- * too (see {@link foreignZones}) — there an endpoint is the routed port's only if no port of that zone owns the
- * address and the other endpoint is a port of that zone.
+ * too (see {@link foreignZones}) — there an endpoint is the routed port's when the other endpoint is a port of
+ * that zone and no port of that zone owns the address as a host (a wider prefix there loses to the routed
+ * port's host address, as the host's routes decide).
  *
  * An entry is judged as the port chains saw its first packet: after DNAT, before SNAT. A flow to a floating IP
  * (or to the metadata address) is judged with the destination it was translated to, its reply's source, so
@@ -177,11 +178,13 @@ export async function cleanup(ct: ConntrackLike, view: CleanupView, affected: re
   let examined = 0;
   for (const e of entries) {
     const pkt = packetOf(e);
-    let from = owners.find(e.zone, pkt.src);
-    let to = owners.find(e.zone, pkt.dst);
-    // A flow between a port of this zone and a routed port of another network, tracked in this zone.
-    if (from.length === 0 && to.length > 0) from = owners.foreign(e.zone, pkt.src, to);
-    else if (to.length === 0 && from.length > 0) to = owners.foreign(e.zone, pkt.dst, from);
+    const src = owners.find(e.zone, pkt.src), dst = owners.find(e.zone, pkt.dst);
+    let from = src.owners, to = dst.owners;
+    // A flow between a port of this zone and a routed port of another network, tracked in this zone: an
+    // endpoint no port of this zone owns, or owns only by a prefix wider than that port's host address (the
+    // longest prefix over every port wins, as in the dataplane).
+    if (!src.host && dst.owners.length > 0) from = owners.foreign(e.zone, pkt.src, dst.owners, src.owners);
+    if (!dst.host && src.owners.length > 0) to = owners.foreign(e.zone, pkt.dst, src.owners, dst.owners);
     const judgeFrom = from.some((o) => o.affected), judgeTo = to.some((o) => o.affected);
     if (!judgeFrom && !judgeTo) continue;
     examined++;
@@ -239,7 +242,7 @@ class Owners {
   readonly #oldHosts = new Map<string, Owner[]>();
   readonly #nets: { r: AddrRange; o: Owner }[] = [];
   readonly #hit: Set<string>;
-  readonly #found = new Map<string, Owner[]>();
+  readonly #found = new Map<string, { owners: Owner[]; host: boolean }>();
 
   constructor(readonly view: CleanupView, affected: readonly AffectedPort[]) {
     this.#hit = new Set(affected.map((a) => a.portId));
@@ -276,15 +279,18 @@ class Owners {
     return out;
   }
 
-  /** The owners of `address` in `zone` (several only when their prefixes are equally long). */
-  find(zone: number, address: string): Owner[] {
+  /**
+   * The owners of `address` in `zone` (several only when their prefixes are equally long), and whether they
+   * own it as a host address.
+   */
+  find(zone: number, address: string): { owners: Owner[]; host: boolean } {
     // A port's address is an endpoint of many of its flows: each (zone, address) is worked out once.
     const k = `${zone} ${address}`;
     let found = this.#found.get(k);
     if (found === undefined) {
       const x = prefixRange(address);
       const hosts = this.#hosts(x, (o) => o.zone === zone);
-      found = hosts.length ? hosts : longest(this.#nets, x, (o) => o.zone === zone);
+      found = hosts.length ? { owners: hosts, host: true } : { owners: longest(this.#nets, x, (o) => o.zone === zone), host: false };
       this.#found.set(k, found);
     }
     return found;
@@ -293,14 +299,16 @@ class Owners {
   /**
    * The routed ports of other networks owning `address`, for an entry in `zone` whose other endpoint is
    * `peer` (ports of `zone`): a flow with a routed peer is in the lower of two routed zones, a flow with a
-   * bridged peer in the bridged zone.
+   * bridged peer in the bridged zone. `near`: the ports of `zone` owning it by a wider prefix, which keep it
+   * unless another network's port has it as a host address.
    */
-  foreign(zone: number, address: string, peer: readonly Owner[]): Owner[] {
+  foreign(zone: number, address: string, peer: readonly Owner[], near: Owner[]): Owner[] {
     const bridged = peer.some((o) => !o.routed);
     const where = (o: Owner) => o.routed && o.zone !== zone && (bridged || o.zone > zone);
     const x = prefixRange(address);
     const hosts = this.#hosts(x, where);
-    return hosts.length ? hosts : longest(this.#nets, x, where);
+    if (hosts.length || near.length) return hosts.length ? hosts : near;
+    return longest(this.#nets, x, where);
   }
 }
 

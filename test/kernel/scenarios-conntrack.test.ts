@@ -351,3 +351,49 @@ function memberOnly(batch: string): boolean {
   const lines = batch.split('\n').filter(Boolean);
   return lines.some((l) => / m[46]_/.test(l)) && lines.every((l) => /^(add|delete) element inet portwall (m[46]_\S+|profile_(dev|tag)) /.test(l));
 }
+
+/**
+ * Two routed networks: net-a (zone 101) holds a port that also answers for 192.0.2.0/24 (an address pair),
+ * net-b (zone 102) a VM at 192.0.2.6 inside that prefix. Between routed ports a flow takes the lower zone, 101,
+ * where the pair covers the peer's address; the peer's host route wins in the dataplane, and so must it when the
+ * cleanup attributes the flow.
+ */
+describe.skipIf(!isRoot)("cutting a flow to another network's port whose address a lower zone's pair covers (routed)", () => {
+  let h: ComputeHost;
+  let fw: Portwall;
+  let a: Vm, b: Vm;
+  const st = (bIngress: boolean) =>
+    state(
+      [h.networkState('net-a'), h.networkState('net-b')],
+      [group('sg-a', [...EGRESS_ANY]), group('sg-b', [...(bIngress ? [{ ...ICMP_IN, id: 'b-icmp' }] : []), ...EGRESS_ANY])],
+      [h.port(a, { security_groups: ['sg-a'], allowed_address_pairs: [{ ip_address: '192.0.2.0/24' }] }), h.port(b, { security_groups: ['sg-b'] })],
+    );
+
+  beforeAll(async () => {
+    h = new ComputeHost('routed', [{ id: 'net-a', zone: 101, macByte: 0x31 }, { id: 'net-b', zone: 102, macByte: 0x32 }]);
+    a = h.addVm('cpa', { network: 'net-a', n: 2 });
+    b = h.addVm('cpb', { network: 'net-b', n: 6 });
+    fw = openFirewall(h);
+    await fw.apply(st(true));
+  }, 60_000);
+  afterAll(async () => {
+    await fw?.close();
+    h?.destroy();
+  });
+
+  it("removing the peer's ingress stops the ping at once", async () => {
+    const ping = h.longPing(a.ns, b.ip4, { intervalS: 0.1, count: 150 });
+    try {
+      await ping.waitReplies(5);
+      // The oracle: the flow is in the lower zone.
+      expect(h.conntrackLines(101, ['-p', 'icmp', '-d', b.ip4])).toHaveLength(1);
+      const r = await fw.apply(st(false));
+      expect(r.cleanup.deleted).toBe(1);
+      const t0 = Date.now();
+      await new Promise((res) => setTimeout(res, 1500));
+      expect(ping.repliesAfter(t0 + 300)).toEqual([]);
+    } finally {
+      ping.stop();
+    }
+  });
+});

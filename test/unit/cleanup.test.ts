@@ -273,6 +273,23 @@ describe('conntrack cleanup: attribution, identity, retries', () => {
     expect(ct.has('203.0.113.2', '192.0.2.10', 80, 102)).toBe(false);
   });
 
+  test("a lower zone's wide address pair does not take another network's host address from its port", async () => {
+    const { ct, pw } = open();
+    const doc = (bRules: Group['security_group_rules']) => ({
+      networks: [network('routed', 'net-a', 101), network('routed', 'net-b', 102)],
+      security_groups: [group('sg-a', [egressAny('a-out')]), group('sg-b', bRules)],
+      // Port 1 (192.0.2.2) also answers for 192.0.2.0/24; port 5 of net-b is 192.0.2.6.
+      ports: [port(1, ['sg-a'], { allowed_address_pairs: [{ ip_address: '192.0.2.0/24' }] }, 'net-a'), port(5, ['sg-b'], {}, 'net-b')],
+    });
+    await pw.apply(doc([tcpIn('b-http', 80)]));
+    ct.add(101, 6, '192.0.2.2', '192.0.2.6', 80); // port 1 → port 5 (the host route wins): in the lower zone
+    ct.add(101, 6, '192.0.2.2', '192.0.2.7', 80); // port 1 → behind its own pair: not port 5's, stays
+    const r = await pw.apply(doc([]));
+    expect(r.cleanup.deleted).toBe(1);
+    expect(ct.has('192.0.2.2', '192.0.2.6', 80)).toBe(false);
+    expect(ct.has('192.0.2.2', '192.0.2.7', 80)).toBe(true);
+  });
+
   test('a routed flow between two networks, tracked in the lower zone, is still cut', async () => {
     const { ct, pw } = open();
     const doc = (bRules: Group['security_group_rules']) => ({

@@ -272,8 +272,9 @@ void each_nested(const nlattr* nest, F f) {
   each_attr(begin, begin + mnl_attr_get_payload_len(nest), f);
 }
 
-// The fields filters look at (family, zone of the original direction, mark, original tuple), read straight from the attributes: cheap
-// enough to run on every dumped entry, so that only matches pay for a full libnetfilter_conntrack parse.
+// The fields filters look at (family, zone of the original direction, mark, original tuple), read straight
+// from the attributes: cheap enough to run on every dumped entry, so that only matches pay for a full
+// libnetfilter_conntrack parse.
 void peek_tuple(const nlattr* tuple, Entry& e) {
   each_nested(tuple, [&](const nlattr* a) {
     if (mnl_attr_get_type(a) == CTA_TUPLE_IP) {

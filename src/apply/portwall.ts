@@ -864,7 +864,7 @@ export class Portwall {
    * floating IP, reply source its fixed IP) and SNATed ones (original source the fixed IP, reply destination
    * the floating IP), so an old session stops at once instead of reaching the old VM (or leaving from its
    * address) until it times out. In every zone: a VM of another routed network reaching the floating IP is
-   * tracked in the lower of the two zones (docs/dataplane.md, "Conntrack zones"), maybe not its port's; the
+   * tracked in the lower of the two zones (docs/dataplane.md, "Zones and conntrack"), maybe not its port's; the
    * reply tuple names the translation, so the same addresses in another tenant's zone, not NATed, stay.
    */
   async #natCleanup(moved: readonly FipChange[]): Promise<number> {

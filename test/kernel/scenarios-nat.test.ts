@@ -16,13 +16,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Portwall } from '../../src/apply/portwall.js';
 import type { StateInput } from '../../src/model/schema.js';
 import { Netns, isRoot, veth } from '../helpers/netns.js';
-import { ComputeHost, EGRESS_ANY, MODES, group, openFirewall, probe, sleep, state, type Bg, type Mode, type RuleSpec, type Vm } from '../helpers/hosts.js';
+import {
+  ComputeHost, EGRESS_ANY, MODES, group, openFirewall, probe, sleep, state, type Bg, type Mode, type RuleSpec, type Vm,
+} from '../helpers/hosts.js';
 
 const FIP = '203.0.113.50';
 const RSI = '203.0.113.1';
 const DMZ_HOST = '198.51.100.2';
 const REMOTE = '203.0.113.2';
 const METADATA = '203.0.113.200';
+/** Ingress TCP to ports min–max from anywhere. */
+const tcpIn = (min: number, max: number): RuleSpec =>
+  ({ direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: min, port_range_max: max });
 
 describe.skipIf(!isRoot).each(MODES)('S8: floating IPs, metadata redirect, default SNAT with exemptions (%s)', (mode: Mode) => {
   let h: ComputeHost;
@@ -36,7 +41,7 @@ describe.skipIf(!isRoot).each(MODES)('S8: floating IPs, metadata redirect, defau
   const s8 = (fipOn: Vm | null): StateInput => ({
     ...state(
       [h.networkState('net-a')],
-      [group('sg', [{ direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7000, port_range_max: 7100 }, ...EGRESS_ANY])],
+      [group('sg', [tcpIn(7000, 7100), ...EGRESS_ANY])],
       [h.port(vm1, { security_groups: ['sg'] }), h.port(vm2, { security_groups: ['sg'] })],
     ),
     floatingips: [{ id: 'fip-1', floating_ip_address: FIP, fixed_ip_address: fipOn?.ip4 ?? null, port_id: fipOn ? `port-${fipOn.name}` : null }],
@@ -191,7 +196,7 @@ describe.skipIf(!isRoot).each(MODES)('S8: floating IPs, metadata redirect, defau
       const flow = () => h.host.exec('conntrack', ['-L', '-p', 'tcp', '--dport', '7022']).split('\n').filter((l) => l.includes('src='));
       expect(flow()).toEqual([expect.stringMatching(/zone-orig=101/)]);
       const noEgress = s8(null);
-      noEgress.security_groups!.push(group('sg-in', [{ direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7000, port_range_max: 7100 }]));
+      noEgress.security_groups!.push(group('sg-in', [tcpIn(7000, 7100)]));
       noEgress.ports = noEgress.ports!.map((p) => (p.id === `port-${vm2.name}` ? { ...p, security_groups: ['sg-in'] } : p));
       const r = await fw.apply(noEgress);
       expect(r.cleanup.deleted).toBeGreaterThanOrEqual(1);
@@ -212,7 +217,7 @@ describe.skipIf(!isRoot).each(MODES)('S8: floating IPs, metadata redirect, defau
     try {
       await inbound.waitReplies(5);
       const narrowed = s8(vm1);
-      narrowed.security_groups = [group('sg', [{ direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7050, port_range_max: 7100 }, ...EGRESS_ANY])];
+      narrowed.security_groups = [group('sg', [tcpIn(7050, 7100), ...EGRESS_ANY])];
       const r = await fw.apply(narrowed);
       expect(r.cleanup.deleted).toBeGreaterThanOrEqual(1);
       const t0 = Date.now();
@@ -240,10 +245,13 @@ describe.skipIf(!isRoot)('S8: a floating IP reached from a lower-zone network (r
     ...state(
       [h.networkState('net-a'), h.networkState('net-low')],
       [
-        group('sg', [{ direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7000, port_range_max: 7100 }, ...EGRESS_ANY]),
+        group('sg', [tcpIn(7000, 7100), ...EGRESS_ANY]),
         ...(peerEgress ? [group('peer-sg', peerEgress)] : []),
       ],
-      [h.port(vm1, { security_groups: ['sg'] }), h.port(vm2, { security_groups: ['sg'] }), h.port(peer, { security_groups: [peerEgress ? 'peer-sg' : 'sg'] })],
+      [
+        h.port(vm1, { security_groups: ['sg'] }), h.port(vm2, { security_groups: ['sg'] }),
+        h.port(peer, { security_groups: [peerEgress ? 'peer-sg' : 'sg'] }),
+      ],
     ),
     floatingips: [{ id: 'fip-1', floating_ip_address: FIP, fixed_ip_address: fipOn.ip4, port_id: `port-${fipOn.name}` }],
   });
@@ -287,7 +295,7 @@ describe.skipIf(!isRoot)('S8: a floating IP reached from a lower-zone network (r
     }
   });
 
-  it("the peer's session to the floating IP is judged by the port behind it: kept while its rules admit that port, ended when they stop", async () => {
+  it("the peer's session to the floating IP is judged by the port behind it: kept while the peer's rules admit it, ended after", async () => {
     const toSg: RuleSpec = { direction: 'egress', ethertype: 'IPv4', protocol: 'tcp', remote_group_id: 'sg' };
     const dns: RuleSpec = { direction: 'egress', ethertype: 'IPv4', protocol: 'udp', port_range_min: 53, port_range_max: 53 };
     await fw.apply(st(vm1, [toSg, dns]));

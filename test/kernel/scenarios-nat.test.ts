@@ -232,7 +232,7 @@ describe.skipIf(!isRoot).each(MODES)('S8: floating IPs, metadata redirect, defau
 
 /**
  * A VM of another network reaching a VM by its floating IP: between routed ports the flow takes the lower of
- * the two zones (docs/dataplane.md, "Conntrack zones"), so with the peer's network in the lower zone the NATed
+ * the two zones (docs/dataplane.md, "Zones and conntrack"), so with the peer's network in the lower zone the NATed
  * flow is not in the floating IP's port's zone. Moving the floating IP must end it all the same.
  */
 describe.skipIf(!isRoot)('S8: a floating IP reached from a lower-zone network (routed)', () => {

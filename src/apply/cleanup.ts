@@ -177,17 +177,20 @@ export async function cleanup(ct: ConntrackLike, view: CleanupView, affected: re
   const doomed = new Map<number, ConntrackEntry>();
   let examined = 0;
   for (const e of entries) {
-    const pkt = packetOf(e);
-    const src = owners.find(e.zone, pkt.src), dst = owners.find(e.zone, pkt.dst);
+    // After DNAT, as the port chains saw it (see packetOf).
+    const dnat = (e.status & STATUS.DST_NAT) !== 0;
+    const target = dnat ? e.reply.src : e.orig.dst;
+    const src = owners.find(e.zone, e.orig.src), dst = owners.find(e.zone, target);
     let from = src.owners, to = dst.owners;
     // A flow between a port of this zone and a routed port of another network, tracked in this zone: an
     // endpoint no port of this zone owns, or owns only by a prefix wider than that port's host address (the
     // longest prefix over every port wins, as in the dataplane).
-    if (!src.host && dst.owners.length > 0) from = owners.foreign(e.zone, pkt.src, dst.owners, src.owners);
-    if (!dst.host && src.owners.length > 0) to = owners.foreign(e.zone, pkt.dst, src.owners, dst.owners);
+    if (!src.host && dst.owners.length > 0) from = owners.foreign(e.zone, e.orig.src, dst.owners, src.owners);
+    if (!dst.host && src.owners.length > 0) to = owners.foreign(e.zone, target, src.owners, dst.owners);
     const judgeFrom = from.some((o) => o.affected), judgeTo = to.some((o) => o.affected);
     if (!judgeFrom && !judgeTo) continue;
     examined++;
+    const pkt = packetOf(e, target, dnat);
     const refused = (judgeFrom && from.every((o) => refuses(view, o, 'egress', pkt))) ||
       (judgeTo && to.every((o) => refuses(view, o, 'ingress', pkt)));
     if (refused) doomed.set(e.id, e);
@@ -307,8 +310,8 @@ class Owners {
     const where = (o: Owner) => o.routed && o.zone !== zone && (bridged || o.zone > zone);
     const x = prefixRange(address);
     const hosts = this.#hosts(x, where);
-    if (hosts.length || near.length) return hosts.length ? hosts : near;
-    return longest(this.#nets, x, where);
+    if (hosts.length) return hosts;
+    return near.length ? near : longest(this.#nets, x, where);
   }
 }
 
@@ -332,11 +335,10 @@ function longest(list: readonly { r: AddrRange; o: Owner }[], x: AddrRange, wher
 
 /**
  * The entry's original direction as the port chains saw it: DNAT (prerouting, output) has run, SNAT
- * (postrouting) has not — a DNATed flow's destination and port are its reply's source.
+ * (postrouting) has not — a DNATed flow's destination (`dst`, given) and port are its reply's source.
  */
-function packetOf(e: ConntrackEntry): Packet {
-  const dnat = (e.status & STATUS.DST_NAT) !== 0;
-  const pkt: Packet = { family: e.family === 'ipv4' ? 4 : 6, protocol: e.protocol, src: e.orig.src, dst: dnat ? e.reply.src : e.orig.dst };
+function packetOf(e: ConntrackEntry, dst: string, dnat: boolean): Packet {
+  const pkt: Packet = { family: e.family === 'ipv4' ? 4 : 6, protocol: e.protocol, src: e.orig.src, dst };
   if (e.orig.sport !== undefined) pkt.sport = e.orig.sport;
   const dport = dnat && e.reply.sport !== undefined ? e.reply.sport : e.orig.dport;
   if (dport !== undefined) pkt.dport = dport;

@@ -53,11 +53,6 @@ export interface ChangeSet {
 /** The `peers` of a change set without peers. */
 export const NO_PEERS = (): PortChange[] => [];
 
-/** A floating IP moved or removed since the last settle: its old mapping (whose NATed flows are deleted). */
-export interface FipChange {
-  fip: FloatingIp;
-}
-
 /** Whether floating IP `before` (associated) no longer maps the same way in `after` (moved, changed or gone). */
 export function fipMoved(before: FloatingIp, after: FloatingIp | undefined): boolean {
   return after?.portId !== before.portId || after?.fixedIp !== before.fixedIp || after?.floatingIp !== before.floatingIp;
@@ -134,7 +129,7 @@ export class Engine implements StateIndex {
   /** Floating address → floating IP id. */
   readonly #floatingAt = new Map<Prefix, string>();
   /** Floating IPs whose old mapping went since the last settle (their NATed flows are deleted). */
-  #fipChanges = new Map<string, FipChange>();
+  #fipChanges = new Map<string, FloatingIp>();
   #undo: (() => void)[] = [];
   #membersView: GroupMembers[] | undefined;
   /**
@@ -326,7 +321,7 @@ export class Engine implements StateIndex {
   setFloatingIp(id: string, fip: FloatingIp | undefined): void {
     const map = (this.model.floatingIps ??= new Map());
     const before = this.#replace(map, id, fip, (f, add) => this.#fipIndex(f, add));
-    if (before?.fixedIp !== undefined && fipMoved(before, fip) && !this.#fipChanges.has(id)) this.#fipChanges.set(id, { fip: before });
+    if (before?.fixedIp !== undefined && fipMoved(before, fip) && !this.#fipChanges.has(id)) this.#fipChanges.set(id, before);
     this.#fipClaims(id);
     this.#shapeDirty = true;
   }
@@ -342,8 +337,8 @@ export class Engine implements StateIndex {
     this.#shapeDirty = true;
   }
 
-  /** Floating IPs whose mapping moved or went since the last settle. */
-  fipChanges(): FipChange[] {
+  /** Floating IPs whose mapping moved or went since the last settle, as they were (their NATed flows go). */
+  fipChanges(): FloatingIp[] {
     return [...this.#fipChanges.values()];
   }
 

@@ -39,7 +39,7 @@ import type { Family, NftObject, Operation } from '../nft/types.js';
 import { affectedPorts, cleanup, mayShrink, type CleanupResult, type ConntrackLike } from './cleanup.js';
 import { ADOPT_RECORD, namespaceInstance, readRecord, recordOperations, withoutRecord, type AdoptRecord } from './adopt-record.js';
 import { diff, type Diff } from './diff.js';
-import { Engine, NO_PEERS, countObjects, fipMoved, hintsFrom, sameNumbering, type ChangeSet, type FipChange, type Hints, type PortChange } from './engine.js';
+import { Engine, NO_PEERS, countObjects, fipMoved, hintsFrom, sameNumbering, type ChangeSet, type Hints, type PortChange } from './engine.js';
 import { hostAddress } from '../compile/addr.js';
 import { BRIDGE, INET, ownTables } from '../compile/names.js';
 import { IpsetMirror, type IpsetLike, type PublishResult } from './ipsets.js';
@@ -867,10 +867,10 @@ export class Portwall {
    * tracked in the lower of the two zones (docs/dataplane.md, "Zones and conntrack"), maybe not its port's; the
    * reply tuple names the translation, so the same addresses in another tenant's zone, not NATed, stay.
    */
-  async #natCleanup(moved: readonly FipChange[]): Promise<number> {
+  async #natCleanup(moved: readonly FloatingIp[]): Promise<number> {
     if (!this.#ct || moved.length === 0) return 0;
     let deleted = 0;
-    for (const { fip } of moved) {
+    for (const fip of moved) {
       const floating = hostAddress(fip.floatingIp);
       const fixed = hostAddress(fip.fixedIp!);
       const entries = await this.#ct.list([{ family: 'ipv4', dst: floating }, { family: 'ipv4', src: fixed }]);
@@ -987,10 +987,8 @@ function floatingIpsLost(e: Engine, portId: string, port: Port | undefined): { p
 }
 
 /** The floating IPs whose mapping a rebuild moved or removed, for the NAT cleanup. */
-function rebuiltFips(old: Engine, now: Engine): FipChange[] {
-  const out: FipChange[] = [];
-  for (const [id, f] of old.model.floatingIps ?? []) if (f.fixedIp !== undefined && fipMoved(f, now.model.floatingIps?.get(id))) out.push({ fip: f });
-  return out;
+function rebuiltFips(old: Engine, now: Engine): FloatingIp[] {
+  return [...(old.model.floatingIps?.values() ?? [])].filter((f) => f.fixedIp !== undefined && fipMoved(f, now.model.floatingIps?.get(f.id)));
 }
 
 function isModel(x: unknown): x is Model {

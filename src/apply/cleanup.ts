@@ -96,7 +96,7 @@ export interface AffectedPort {
   /** Its old and new addresses (prefixes). */
   addresses: string[];
   /** Its floating IPs now (host prefixes): its DNATed flows have them as their original destination. */
-  floating: string[];
+  floating: readonly string[];
 }
 
 /**
@@ -142,7 +142,7 @@ export function affectedPorts(view: CleanupView, changes: readonly { old?: PortP
   for (const { old, now } of changes) {
     const id = (now ?? old)?.portId;
     if (id === undefined) continue;
-    const a = byId.get(id) ?? { portId: id, zones: [], addresses: [], floating: [...(view.floatingOf?.(id) ?? [])] };
+    const a = byId.get(id) ?? { portId: id, zones: [], addresses: [], floating: view.floatingOf?.(id) ?? [] };
     if (old && !a.old) a.old = old;
     if (now) a.port = now;
     else delete a.port;

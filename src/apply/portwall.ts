@@ -25,7 +25,7 @@
  * soon): a timer collects a few per batch after a quiet delay ({@link PortwallOptions.profileGc}), or call
  * {@link Portwall.collectProfiles}. Removing one is cheap (hash elements and two chains).
  */
-import { ConntrackClient } from '../conntrack.js';
+import { ConntrackClient, type ConntrackFilter } from '../conntrack.js';
 import { PortwallError } from '../errors.js';
 import { IpsetClient } from '../ipset.js';
 import type { PolicyIR } from '../compile/ir.js';
@@ -869,15 +869,18 @@ export class Portwall {
    */
   async #natCleanup(moved: readonly FloatingIp[]): Promise<number> {
     if (!this.#ct || moved.length === 0) return 0;
-    let deleted = 0;
+    // One dump for all of them: each walks the whole conntrack hash, whatever it filters.
+    const pairs = new Set<string>();
+    const filters: ConntrackFilter[] = [];
     for (const fip of moved) {
       const floating = hostAddress(fip.floatingIp);
       const fixed = hostAddress(fip.fixedIp!);
-      const entries = await this.#ct.list([{ family: 'ipv4', dst: floating }, { family: 'ipv4', src: fixed }]);
-      const natted = entries.filter((x) => (x.orig.dst === floating && x.reply.src === fixed) || (x.orig.src === fixed && x.reply.dst === floating));
-      if (natted.length > 0) deleted += await this.#ct.deleteEntries(natted);
+      pairs.add(`${floating} ${fixed}`);
+      filters.push({ family: 'ipv4', dst: floating }, { family: 'ipv4', src: fixed });
     }
-    return deleted;
+    const entries = await this.#ct.list(filters);
+    const natted = entries.filter((x) => pairs.has(`${x.orig.dst} ${x.reply.src}`) || pairs.has(`${x.reply.dst} ${x.orig.src}`));
+    return natted.length > 0 ? this.#ct.deleteEntries(natted) : 0;
   }
 
   #scheduleGc(gap = 0): void {

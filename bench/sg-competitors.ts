@@ -125,6 +125,9 @@ export async function fullSyncCases(cleanup: Cleanup, w: Workload, opts: SyncOpt
     const rows = tools.map((t) => newRow('full-sync', 'full-sync', size, t.tool, 'ms', info));
     const gcMs: number[] = [];
     const gcCount: number[] = [];
+    // The process's minor page faults in each portwall round: on a virtual machine each costs ~10 µs
+    // (docs/wire.md, "Fresh memory"), so they explain much of a round's spread.
+    const pageFaults: number[] = [];
     // One round of one tool into the emptied namespace: its time, or its error marked on its row.
     const round = async (k: number, label: string): Promise<number | undefined> => {
       const row = rows[k]!;
@@ -132,10 +135,12 @@ export async function fullSyncCases(cleanup: Cleanup, w: Workload, opts: SyncOpt
       loaded.reset();
       await sleep(opts.settleMs);
       opts.progress.update(`full sync @${size}`, `${label}: ${tools[k]!.tool}`);
+      const faults = process.resourceUsage().minorPageFault;
       const t0 = performance.now();
       try {
         const ms = await timed(tools[k]!.run);
         if (k === 0) {
+          pageFaults.push(process.resourceUsage().minorPageFault - faults);
           const paused = await gc.between(t0, t0 + ms);
           gcMs.push(Math.round(paused.ms));
           gcCount.push(paused.count);
@@ -157,6 +162,7 @@ export async function fullSyncCases(cleanup: Cleanup, w: Workload, opts: SyncOpt
       if (ms !== undefined) warmUpMs.push(Math.round(ms));
     }
     const warmUpGc = { warmUpGcMs: gcMs.splice(0), warmUpGcCount: gcCount.splice(0) };
+    pageFaults.splice(0);
     await repeat(opts.reps, opts.budgetMs, async (r) => {
       // Side by side in every round, each into an emptied namespace.
       for (let k = 0; k < tools.length; k++) {
@@ -164,7 +170,7 @@ export async function fullSyncCases(cleanup: Cleanup, w: Workload, opts: SyncOpt
         if (ms !== undefined) rows[k]!.samples.push(ms);
       }
     });
-    rows[0]!.info = { ...rows[0]!.info, warmUpMs, ...warmUpGc, gcMs, gcCount };
+    rows[0]!.info = { ...rows[0]!.info, warmUpMs, ...warmUpGc, gcMs, gcCount, pageFaults };
     for (const b of BACKENDS) missingBackendRow(rows, size, b);
     if (withChange) rows.push(...await iptablesChange(loaded, w, rendered, opts));
     return rows.map(finish);

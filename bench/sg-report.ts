@@ -399,6 +399,7 @@ export function markdown(report: Report, charts: readonly ChartLink[] = []): str
   const list = (v: unknown) => (Array.isArray(v) ? v.join(', ') : '—');
   const roundsOf = (r: Row) => [`rounds ${r.samples.map((x) => Math.round(x)).join(', ')} ms`,
     ...(r.info?.gcMs ? [`GC pauses ${list(r.info.gcMs)} ms (${list(r.info.gcCount)} collections)`,
+      ...(r.info.pageFaults ? [`page faults ${list(r.info.pageFaults)}`] : []),
       `untimed warm-up rounds ${list(r.info.warmUpMs)} ms, GC pauses ${list(r.info.warmUpGcMs)} ms`] : [])].join(' · ');
   // Rows whose facts (peak memory, start time, commits while adopting) say as much as the figure.
   const allFacts = (r: Row) => Object.entries(r.info ?? {}).map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' · ');

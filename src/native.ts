@@ -96,8 +96,10 @@ export interface NftBinding {
    * `nftList` reported it) the batch's BEGIN carries NFNL_BATCH_GENID and the kernel refuses all of it unless
    * the ruleset is still at that generation: the rejection is kind 'netlink', errno 85, errnoName
    * 'ERESTART', opIndex -1 (the batch envelope), and nothing is applied. See {@link CommitResult.genid}.
-   * With `release` the batch is copied and its ArrayBuffer detached at once (length 0 afterwards): only for a
-   * Buffer that owns its ArrayBuffer (never a slice of Node's pool) and that the caller does not read again.
+   * Without `release` the batch is copied, and the caller may reuse its Buffer at once. With `release` it is
+   * read in place and, once the commit is done (either way), its ArrayBuffer detached (length 0 afterwards):
+   * only for a Buffer that owns its ArrayBuffer (never a slice of Node's pool) and that the caller neither
+   * reads nor writes again (docs/wire.md, "Fresh memory").
    */
   nftCommit(target: NftTarget, batch: Buffer, genid?: number, release?: boolean): Promise<CommitResult>;
   /**
@@ -108,7 +110,10 @@ export interface NftBinding {
   nftCommitSync?(target: NftTarget, batch: Buffer, genid?: number): CommitResult | undefined;
   /** The netlink bytes of a batch (BEGIN … END), for replay by nftSendEncoded. */
   nftEncode(batch: Buffer): Promise<Buffer>;
-  /** Sends already encoded netlink bytes as one batch; errors carry the message index as opIndex. */
+  /**
+   * Sends already encoded netlink bytes as one batch; errors carry the message index as opIndex. The bytes are
+   * sent in place: the caller leaves `netlink` unchanged until the call settles.
+   */
   nftSendEncoded(target: NftTarget, netlink: Buffer): Promise<CommitResult>;
   /**
    * family 0 = all families; table null = all tables. With `elementsOf`, a look: only tables and set

@@ -22,10 +22,12 @@ class PromiseWorker : public Napi::AsyncWorker {
  public:
   using Work = std::function<void(Baton&)>;
   using Result = std::function<Napi::Value(Napi::Env, Baton&)>;
+  using Done = std::function<void(Baton&)>;
 
-  // Queues the work and returns its promise.
-  static Napi::Promise Run(Napi::Env env, std::unique_ptr<Baton> baton, Work work, Result result) {
-    auto* w = new PromiseWorker(env, std::move(baton), std::move(work), std::move(result));
+  // Queues the work and returns its promise. `done`, if given, runs on the JS thread once the work is over,
+  // before the promise settles either way (e.g. to let go of what the work borrowed).
+  static Napi::Promise Run(Napi::Env env, std::unique_ptr<Baton> baton, Work work, Result result, Done done = {}) {
+    auto* w = new PromiseWorker(env, std::move(baton), std::move(work), std::move(result), std::move(done));
     auto promise = w->deferred_.Promise();
     w->Queue();
     return promise;
@@ -46,19 +48,26 @@ class PromiseWorker : public Napi::AsyncWorker {
   // Building the result or the error may throw (a JS exception, such as a property setter a caller put on
   // Object.prototype, or an allocation failure); the promise then rejects with that instead of staying pending.
   void OnOK() override {
-    Settle([this] { deferred_.Resolve(result_(Env(), *baton_)); });
+    Settle([this] {
+      if (done_) done_(*baton_);
+      deferred_.Resolve(result_(Env(), *baton_));
+    });
   }
   void OnError(const Napi::Error&) override {
-    Settle([this] { deferred_.Reject(to_js_error(Env(), *error_).Value()); });
+    Settle([this] {
+      if (done_) done_(*baton_);
+      deferred_.Reject(to_js_error(Env(), *error_).Value());
+    });
   }
 
  private:
-  PromiseWorker(Napi::Env env, std::unique_ptr<Baton> baton, Work work, Result result)
+  PromiseWorker(Napi::Env env, std::unique_ptr<Baton> baton, Work work, Result result, Done done)
       : Napi::AsyncWorker(env, "portwall"),
         deferred_(Napi::Promise::Deferred::New(env)),
         baton_(std::move(baton)),
         work_(std::move(work)),
-        result_(std::move(result)) {}
+        result_(std::move(result)),
+        done_(std::move(done)) {}
 
   template <typename Fn>
   void Settle(Fn settle) {
@@ -75,6 +84,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   std::unique_ptr<Baton> baton_;
   Work work_;
   Result result_;
+  Done done_;
   std::unique_ptr<Error> error_;
 };
 

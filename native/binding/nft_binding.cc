@@ -23,6 +23,38 @@ std::vector<uint8_t> buffer_arg(const Napi::Value& v, const char* name) {
   return std::vector<uint8_t>(buf.Data(), buf.Data() + buf.Length());
 }
 
+// A batch the pool thread reads in place: the caller's Buffer, held until the call settles, for callers that
+// leave it unchanged meanwhile. A full sync's batch is megabytes, and a copy of it is as many megabytes of
+// fresh pages, which cost ~2.5 ms each on a virtual machine (docs/wire.md, "Fresh memory").
+class LentBuffer {
+ public:
+  LentBuffer() = default;
+  LentBuffer(const Napi::Value& v, const char* name) {
+    if (!v.IsBuffer()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a Buffer");
+    auto buf = v.As<Napi::Buffer<uint8_t>>();
+    ref_ = Napi::Persistent(buf);
+    data_ = buf.Data();
+    size_ = buf.Length();
+  }
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+  // On the JS thread, once the call is done with it: a Buffer that owns its ArrayBuffer (nftCommit's `release`)
+  // is detached, so its memory goes back now instead of when the collector gets to it; a slice of something
+  // larger is left alone. An ArrayBuffer that cannot be detached is simply left to the collector.
+  void release() {
+    if (ref_.IsEmpty()) return;
+    Napi::Buffer<uint8_t> buf = ref_.Value();
+    if (buf.ByteOffset() == 0) napi_detach_arraybuffer(buf.Env(), buf.ArrayBuffer());
+    ref_.Reset();
+  }
+
+ private:
+  Napi::Reference<Napi::Buffer<uint8_t>> ref_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 uint8_t family_arg(const Napi::Value& v) {
   if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), "family must be a number (an NFPROTO value, 0 = all)");
   double d = v.As<Napi::Number>().DoubleValue();
@@ -73,34 +105,34 @@ Napi::Value commit_value(Napi::Env env, const nft::CommitResult& r) {
 
 struct CommitBaton {
   NftTarget target;
-  std::vector<uint8_t> input;  // wire batch (nftCommit, nftEncode) or netlink bytes (nftSendEncoded)
+  std::vector<uint8_t> input;  // wire batch (nftCommit without `release`, nftEncode)
+  LentBuffer lent;             // wire batch (nftCommit with `release`) or netlink bytes (nftSendEncoded)
   uint32_t genid = 0;          // nftCommit: the generation the batch is conditional on (0 = none)
   nft::CommitResult result{};
   ByteBuffer encoded;            // nftEncode's result
 };
 
-// nftCommit's optional `release`: the caller's Buffer was copied into the baton and is never read again, and
-// its ArrayBuffer is its own (a Transaction's encoding, allocated unpooled): its memory goes back now instead of
-// when the collector gets to it — a full sync's batch is tens of MB (docs/wire.md, "Writing").
-void release_buffer(const Napi::Value& v) {
-  auto buf = v.As<Napi::Buffer<uint8_t>>();
-  if (buf.ByteOffset() != 0) return;  // a slice of something larger: not the caller's own
-  // An ArrayBuffer that cannot be detached is simply left to the collector (the call reports it, throws nothing).
-  napi_detach_arraybuffer(v.Env(), buf.ArrayBuffer());
-}
-
+// nftCommit's optional `release`: the caller's Buffer is its own (a Transaction's encoding, allocated unpooled)
+// and never read or written again, so it is read in place and its memory goes back once the commit is done —
+// a full sync's batch is megabytes (docs/wire.md, "Writing"). Without it the batch is copied.
 Napi::Value NftCommit(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<CommitBaton>();
   b->target = nft_target(info[0]);
-  b->input = buffer_arg(info[1], "batch");
+  const bool release = info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
+  if (release) {
+    b->lent = LentBuffer(info[1], "batch");
+  } else {
+    b->input = buffer_arg(info[1], "batch");
+  }
   b->genid = genid_arg(info[2]);
-  if (info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value()) release_buffer(info[1]);
   return PromiseWorker<CommitBaton>::Run(
       info.Env(), std::move(b),
       [](CommitBaton& b) {
         // Encoded before the socket is taken: a held socket is busy only while the kernel works.
-        nft::EncodedBatch enc = nft::encode(b.input.data(), b.input.size(), b.genid);
-        std::vector<uint8_t>().swap(b.input);  // the wire copy is no longer needed while the kernel works
+        const bool copied = b.lent.data() == nullptr;
+        nft::EncodedBatch enc = copied ? nft::encode(b.input.data(), b.input.size(), b.genid)
+                                       : nft::encode(b.lent.data(), b.lent.size(), b.genid);
+        std::vector<uint8_t>().swap(b.input);  // a wire copy is no longer needed while the kernel works
         b.target.run(
             [&](nft::NftSocket& s) {
               b.result = nft::send_batch(s, enc.bytes.data(), enc.bytes.size(), &enc.record_of_message);
@@ -109,7 +141,8 @@ Napi::Value NftCommit(const Napi::CallbackInfo& info) {
               b.result = nft::send_batch(b.target.netns, enc.bytes.data(), enc.bytes.size(), &enc.record_of_message);
             });
       },
-      [](Napi::Env env, CommitBaton& b) { return commit_value(env, b.result); });
+      [](Napi::Env env, CommitBaton& b) { return commit_value(env, b.result); },
+      [](CommitBaton& b) { b.lent.release(); });
 }
 
 // nftCommitSync(socket, batch, genid?): the commit on the JS thread, for small batches whose kernel work is
@@ -144,16 +177,17 @@ Napi::Value NftEncode(const Napi::CallbackInfo& info) {
       });
 }
 
+// The caller leaves `netlink` unchanged until the call settles: it is sent in place, as the kernel reads it.
 Napi::Value NftSendEncoded(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<CommitBaton>();
   b->target = nft_target(info[0]);
-  b->input = buffer_arg(info[1], "netlink");
+  b->lent = LentBuffer(info[1], "netlink");
   return PromiseWorker<CommitBaton>::Run(
       info.Env(), std::move(b),
       [](CommitBaton& b) {
         b.target.run(
-            [&](nft::NftSocket& s) { b.result = nft::send_batch(s, b.input.data(), b.input.size(), nullptr); },
-            [&] { b.result = nft::send_batch(b.target.netns, b.input.data(), b.input.size(), nullptr); });
+            [&](nft::NftSocket& s) { b.result = nft::send_batch(s, b.lent.data(), b.lent.size(), nullptr); },
+            [&] { b.result = nft::send_batch(b.target.netns, b.lent.data(), b.lent.size(), nullptr); });
       },
       [](Napi::Env env, CommitBaton& b) { return commit_value(env, b.result); });
 }

@@ -1,8 +1,8 @@
 // A growable byte buffer for encoded netlink batches.
 //
 // It grows with realloc, which remaps large blocks instead of copying them: an encoded 50k-rule batch is
-// ~25 MB. New memory is zeroed: libmnl before 1.0.5 leaves the padding of attributes unwritten, and those
-// bytes are sent to the kernel.
+// ~25 MB. Memory is zeroed before it is written: libmnl before 1.0.5 leaves the padding of attributes
+// unwritten, and those bytes are sent to the kernel.
 #pragma once
 
 #include <algorithm>
@@ -23,28 +23,43 @@ class ByteBuffer {
   const uint8_t* data() const { return data_.get(); }
   size_t size() const { return size_; }
 
-  // Makes `n` writable bytes available at tail(); earlier pointers into the buffer become invalid.
+  // Room for `total` bytes in all, not yet zeroed: only what reserve_more() hands out is written, so pages
+  // past the end of the batch are never touched (docs/wire.md, "Fresh memory").
+  void reserve_total(size_t total) {
+    if (total > cap_) grow(total);
+  }
+  // Makes `n` writable zeroed bytes available at tail(); earlier pointers into the buffer become invalid.
+  // Bytes are zeroed once, the first time they are handed out: a message's bound is far more than it uses,
+  // and the next message is built over the rest.
   void reserve_more(size_t n) {
-    if (cap_ - size_ >= n) return;
-    size_t cap = std::max(cap_ * 2, size_ + n);
-    void* p = std::realloc(data_.get(), cap);
-    if (p == nullptr) throw Error(ErrorKind::kSystem, ENOMEM, "out of memory for " + std::to_string(cap) + " bytes");
-    data_.release();
-    data_.reset(static_cast<uint8_t*>(p));
-    std::memset(data_.get() + cap_, 0, cap - cap_);
-    cap_ = cap;
+    if (cap_ - size_ < n) grow(std::max(cap_ * 2, size_ + n));
+    const size_t end = size_ + n;
+    if (end > zeroed_) {
+      const size_t from = std::max(zeroed_, size_);
+      std::memset(data_.get() + from, 0, end - from);
+      zeroed_ = end;
+    }
   }
   uint8_t* tail() { return data_.get() + size_; }
   // Accounts for `n` bytes written at tail().
   void commit(size_t n) { size_ += n; }
 
  private:
+  void grow(size_t cap) {
+    void* p = std::realloc(data_.get(), cap);
+    if (p == nullptr) throw Error(ErrorKind::kSystem, ENOMEM, "out of memory for " + std::to_string(cap) + " bytes");
+    data_.release();
+    data_.reset(static_cast<uint8_t*>(p));
+    cap_ = cap;
+  }
+
   struct Free {
     void operator()(uint8_t* p) const { std::free(p); }
   };
   std::unique_ptr<uint8_t, Free> data_;
   size_t size_ = 0;
   size_t cap_ = 0;
+  size_t zeroed_ = 0;  // bytes [0, zeroed_) have been zeroed or written
 };
 
 }  // namespace portwall

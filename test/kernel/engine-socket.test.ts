@@ -145,15 +145,23 @@ describe.skipIf(!isRoot)('a persistent netlink socket', () => {
     }
   });
 
-  test('nftCommit with `release` gives the batch\'s memory back at once: its own ArrayBuffer is detached, a slice is left alone', async () => {
+  test('nftCommit with `release` reads the batch in place and gives its memory back once done: its own ArrayBuffer is detached, a slice is left alone', async () => {
     const native = binding();
     const records = writeRecords([{ verb: 1, family: 1, kind: 'table', name: 'rel' }]);
     const own = Buffer.allocUnsafeSlow(records.length);
     records.copy(own);
     const kept = Buffer.from(own);
-    await expect(native.nftCommit(ns.name, own, undefined, true)).resolves.toMatchObject({ messages: 3 });
-    expect(own.length).toBe(0); // detached: the copy went to the kernel
+    const committing = native.nftCommit(ns.name, own, undefined, true);
+    expect(own.length).toBe(records.length); // lent to the pool thread, not copied: held until the commit is done
+    await expect(committing).resolves.toMatchObject({ messages: 3 });
+    expect(own.length).toBe(0); // detached
     expect(ns.nftText()).toContain('table inet rel');
+    // A refused batch is given back as well.
+    const absent = writeRecords([{ verb: 5, family: 1, kind: 'table', name: 'absent' }]);
+    const refused = Buffer.allocUnsafeSlow(absent.length);
+    absent.copy(refused);
+    await expect(native.nftCommit(ns.name, refused, undefined, true)).rejects.toMatchObject({ kind: 'netlink', errnoName: 'ENOENT' });
+    expect(refused.length).toBe(0);
     // Without the flag, or a view that does not start its ArrayBuffer, the caller's bytes stay.
     const del = writeRecords([{ verb: 5, family: 1, kind: 'table', name: 'rel' }]);
     const padded = Buffer.concat([Buffer.alloc(8), del]).subarray(8);

@@ -97,6 +97,28 @@ describe.skipIf(!isRoot)('native input guards', () => {
     expect(nonZero).toEqual([]);
   });
 
+  test('an element list split over several messages leaves no stale bytes where the next message is built', async () => {
+    // More elements than one message's 64 KiB list holds: the element that overflows is taken back and the next
+    // message is built over its bytes. Every byte of its userdata is 0xff, so padding that the next message's
+    // attributes leave unwritten would show it.
+    const elements = Array.from({ length: 4000 }, (_, i) => ({
+      key: Uint8Array.of(198, 18, i >> 8, i & 0xff),
+      userdata: new Uint8Array(33 + (i % 7)).fill(0xff),
+    }));
+    const batch = writeRecords([{ verb: 1, family: 1, kind: 'elements', table: 'keep', set: 'plain', elements }]);
+    const bytes = await binding().nftEncode(batch);
+    const nonZero: string[] = [];
+    let lists = 0;
+    for (let at = 0; at < bytes.length;) {
+      const len = bytes.readUInt32LE(at);
+      if ((bytes.readUInt16LE(at + 4) & 0xff) === 12) lists++; // NFT_MSG_NEWSETELEM
+      checkAttributes(bytes.subarray(at + 20, at + len), `message at ${at}`, nonZero);
+      at += (len + 3) & ~3;
+    }
+    expect(lists).toBeGreaterThan(1);
+    expect(nonZero).toEqual([]);
+  });
+
   test('an ipset member buffer whose count exceeds its length is refused, not allocated', () => {
     const buf = Buffer.alloc(4);
     buf.writeUInt32LE(0x7fffffff, 0);

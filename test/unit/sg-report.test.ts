@@ -68,13 +68,13 @@ describe('the report judges the conntrack cleanup targets', () => {
 });
 
 describe('the report\'s full-sync table', () => {
-  it('lists every round, and for portwall the collector\'s pauses in each', () => {
-    const pw = row('full-sync', 'full-sync', 1000, 'portwall apply', [205.4, 231.2], { gcMs: [63, 73], gcCount: [4, 5], warmUpMs: [179, 214], warmUpGcMs: [48, 63] });
+  it('lists every round, and for portwall the collector\'s pauses and the page faults in each', () => {
+    const pw = row('full-sync', 'full-sync', 1000, 'portwall apply', [205.4, 231.2], { gcMs: [63, 73], gcCount: [4, 5], pageFaults: [3100, 5200], warmUpMs: [179, 214], warmUpGcMs: [48, 63] });
     const floor = row('full-sync', 'full-sync', 1000, 'replay floor', [51.2, 47]);
     const md = markdown({ started: 'now', durationS: 1, args: {}, machine: {}, workloads: [], rows: [pw, floor], ratios: [], targets: [], notes: [] });
     const lines = md.split('\n');
     expect(lines.find((l) => l.includes('| portwall apply |'))).toContain(
-      'rounds 205, 231 ms · GC pauses 63, 73 ms (4, 5 collections) · untimed warm-up rounds 179, 214 ms, GC pauses 48, 63 ms');
+      'rounds 205, 231 ms · GC pauses 63, 73 ms (4, 5 collections) · page faults 3100, 5200 · untimed warm-up rounds 179, 214 ms, GC pauses 48, 63 ms');
     expect(lines.find((l) => l.includes('| replay floor |'))).toMatch(/\| rounds 51, 47 ms \|$/);
   });
 });

@@ -1,7 +1,7 @@
-// A growable byte buffer for encoded netlink batches.
+// A growable byte buffer for encoded netlink batches and listings' record streams.
 //
 // It grows with realloc, which remaps large blocks instead of copying them: an encoded 50k-rule batch is
-// ~25 MB. Memory is zeroed before it is written: libmnl before 1.0.5 leaves the padding of attributes
+// ~25 MB, and a copy would be as many megabytes of fresh pages (docs/wire.md, "Fresh memory"). Memory is zeroed before it is written: libmnl before 1.0.5 leaves the padding of attributes
 // unwritten, and those bytes are sent to the kernel.
 #pragma once
 
@@ -21,7 +21,13 @@ namespace portwall {
 class ByteBuffer {
  public:
   const uint8_t* data() const { return data_.get(); }
+  uint8_t* data() { return data_.get(); }
   size_t size() const { return size_; }
+  // Hands the bytes over (to be released with std::free); the buffer is empty afterwards.
+  uint8_t* release() {
+    size_ = cap_ = zeroed_ = 0;
+    return data_.release();
+  }
 
   // Room for `total` bytes in all, not yet zeroed: only what reserve_more() hands out is written, so pages
   // past the end of the batch are never touched (docs/wire.md, "Fresh memory").
@@ -32,7 +38,7 @@ class ByteBuffer {
   // Bytes are zeroed once, the first time they are handed out: a message's bound is far more than it uses,
   // and the next message is built over the rest.
   void reserve_more(size_t n) {
-    if (cap_ - size_ < n) grow(std::max(cap_ * 2, size_ + n));
+    if (cap_ - size_ < n) grow(std::max({cap_ * 2, size_ + n, kMinCapacity}));
     const size_t end = size_ + n;
     if (end > zeroed_) {
       const size_t from = std::max(zeroed_, size_);
@@ -52,6 +58,8 @@ class ByteBuffer {
     data_.reset(static_cast<uint8_t*>(p));
     cap_ = cap;
   }
+
+  static constexpr size_t kMinCapacity = 256;
 
   struct Free {
     void operator()(uint8_t* p) const { std::free(p); }

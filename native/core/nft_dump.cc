@@ -30,11 +30,12 @@ using ElemIterPtr = std::unique_ptr<nftnl_set_elems_iter, Deleter<nftnl_set_elem
 // Thrown while dumping when the snapshot can no longer be consistent; list() starts over.
 struct Restart {};
 
+// Tables, chains, set definitions and rules; the sets' elements are dumped (GETSETELEM is per set) as the
+// records are written, one set at a time, so their libnftnl objects never all live at once.
 struct Snapshot {
   std::vector<TablePtr> tables;
   std::vector<ChainPtr> chains;
   std::vector<SetPtr> sets;
-  std::vector<SetPtr> elements;  // parallel to sets: each set's elements (GETSETELEM is per set)
   std::vector<RulePtr> rules;
 };
 
@@ -167,11 +168,9 @@ void dump_all(NftSocket& s, const Filter& want, Snapshot& snap) {
   }
 
   for (const SetPtr& set : snap.sets) {
-    const char* name = nftnl_set_get_str(set.get(), NFTNL_SET_NAME);
-    if (!nftnl_set_get_str(set.get(), NFTNL_SET_TABLE) || !name) {
+    if (!nftnl_set_get_str(set.get(), NFTNL_SET_TABLE) || !nftnl_set_get_str(set.get(), NFTNL_SET_NAME)) {
       throw Error(ErrorKind::kNetlink, EBADMSG, "a dumped set has no table or name");
     }
-    snap.elements.push_back(want.wants_elements(name) ? dump_elements(s, set.get()) : nullptr);
   }
 }
 
@@ -350,8 +349,11 @@ std::string table_key(uint32_t family, const char* table) {
   return std::to_string(family) + '/' + (table ? table : "");
 }
 
-// Per table, in kernel order: table, chains, sets each followed by its elements, rules.
-std::vector<uint8_t> write_records(const Snapshot& snap) {
+// Per table, in kernel order: table, chains, sets each followed by its elements, rules. Each set's elements
+// are dumped here, written, and let go before the next set's: a 5000-port listing's ~100k elements as libnftnl
+// objects were tens of MB of fresh memory, each page of which costs a fault (docs/wire.md, "Fresh memory").
+// Throws Restart as dump_all does.
+ByteBuffer write_records(NftSocket& sock, const Filter& want, const Snapshot& snap) {
   struct Bucket {
     std::vector<const nftnl_chain*> chains;
     std::vector<size_t> sets;
@@ -393,10 +395,12 @@ std::vector<uint8_t> write_records(const Snapshot& snap) {
       ++count;
     }
     for (size_t s : buckets[i].sets) {
-      write_set(w, snap.sets[s].get());
+      const nftnl_set* set = snap.sets[s].get();
+      write_set(w, set);
       ++count;
-      if (!snap.elements[s]) continue;  // a listing of set definitions that leaves this set's elements out
-      write_elements(w, snap.sets[s].get(), snap.elements[s].get());
+      // A listing of set definitions leaves the elements of the sets it does not name out.
+      if (!want.wants_elements(nftnl_set_get_str(set, NFTNL_SET_NAME))) continue;
+      write_elements(w, set, dump_elements(sock, set).get());
       ++count;
     }
     for (const nftnl_rule* r : buckets[i].rules) {
@@ -421,13 +425,15 @@ ListResult list(NftSocket& s, uint8_t family, const std::string& table, const Lo
     // Several dumps make one snapshot only if no commit landed in between: compare generations around them.
     const uint32_t before = s.genid();
     Snapshot snap;
+    ByteBuffer records;
     try {
       dump_all(s, want, snap);
+      records = write_records(s, want, snap);
     } catch (const Restart&) {
       continue;
     }
     if (s.genid() != before) continue;
-    return ListResult{before, write_records(snap)};
+    return ListResult{before, std::move(records)};
   }
   throw Error(ErrorKind::kSystem, EAGAIN,
               "the ruleset kept changing (commits, or hash sets being resized): no consistent dump in " +

@@ -5,13 +5,14 @@
 #include <string>
 #include <vector>
 
+#include "core/byte_buffer.h"
 #include "core/nft_socket.h"
 
 namespace portwall::nft {
 
 struct ListResult {
-  uint32_t genid;                // the generation the records belong to
-  std::vector<uint8_t> records;  // magic, count, records
+  uint32_t genid;      // the generation the records belong to
+  ByteBuffer records;  // magic, count, records
 };
 
 // Tables of `family` (0 = all) named `table` ("" = all), each followed by its chains, its sets (each followed

@@ -42,12 +42,14 @@ uint32_t Reader::mask(unsigned fields, const char* what) {
 }
 
 void Writer::u16(uint16_t v) {
-  buf_.push_back(static_cast<uint8_t>(v));
-  buf_.push_back(static_cast<uint8_t>(v >> 8));
+  const uint8_t b[2] = {static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8)};
+  put(b, 2);
 }
 
 void Writer::u32(uint32_t v) {
-  for (int i = 0; i < 4; ++i) buf_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  uint8_t b[4];
+  for (int i = 0; i < 4; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
+  put(b, 4);
 }
 
 void Writer::u64(uint64_t v) {
@@ -60,13 +62,12 @@ void Writer::str(const char* s) {
   // Kernel object names are far shorter; a longer one would be a kernel we do not understand.
   if (n > 0xffff) throw Error(ErrorKind::kWire, E2BIG, "string of " + std::to_string(n) + " bytes in a dump");
   u16(static_cast<uint16_t>(n));
-  buf_.insert(buf_.end(), s, s + n);
+  if (n) put(s, n);
 }
 
 void Writer::bytes(const void* data, uint32_t len) {
   u32(len);
-  const auto* p = static_cast<const uint8_t*>(data);
-  buf_.insert(buf_.end(), p, p + len);
+  if (len) put(data, len);
 }
 
 size_t Writer::begin_mask() {
@@ -75,10 +76,12 @@ size_t Writer::begin_mask() {
   return pos;
 }
 
-void Writer::set_bit(size_t mask_pos, unsigned bit) { buf_[mask_pos + bit / 8] |= static_cast<uint8_t>(1u << (bit % 8)); }
+void Writer::set_bit(size_t mask_pos, unsigned bit) {
+  buf_.data()[mask_pos + bit / 8] |= static_cast<uint8_t>(1u << (bit % 8));
+}
 
 void Writer::patch_u32(size_t pos, uint32_t v) {
-  for (int i = 0; i < 4; ++i) buf_[pos + i] = static_cast<uint8_t>(v >> (8 * i));
+  for (int i = 0; i < 4; ++i) buf_.data()[pos + i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
 }  // namespace portwall::wire

@@ -7,8 +7,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
+
+#include "core/byte_buffer.h"
 
 namespace portwall::wire {
 
@@ -79,7 +82,7 @@ class Reader {
 
 class Writer {
  public:
-  void u8(uint8_t v) { buf_.push_back(v); }
+  void u8(uint8_t v) { put(&v, 1); }
   void u16(uint16_t v);
   void u32(uint32_t v);
   void i32(int32_t v) { u32(static_cast<uint32_t>(v)); }
@@ -93,10 +96,16 @@ class Writer {
   void patch_u32(size_t pos, uint32_t v);
 
   size_t size() const { return buf_.size(); }
-  std::vector<uint8_t>& buffer() { return buf_; }
+  ByteBuffer& buffer() { return buf_; }
 
  private:
-  std::vector<uint8_t> buf_;
+  void put(const void* p, size_t n) {
+    buf_.reserve_more(n);
+    std::memcpy(buf_.tail(), p, n);
+    buf_.commit(n);
+  }
+
+  ByteBuffer buf_;
 };
 
 }  // namespace portwall::wire

@@ -24,8 +24,8 @@ std::vector<uint8_t> buffer_arg(const Napi::Value& v, const char* name) {
 }
 
 // A batch the pool thread reads in place: the caller's Buffer, held until the call settles, for callers that
-// leave it unchanged meanwhile. A full sync's batch is megabytes, and a copy of it is as many megabytes of
-// fresh pages, which cost ~2.5 ms each on a virtual machine (docs/wire.md, "Fresh memory").
+// leave it unchanged meanwhile. A full sync's batch is megabytes, and a copy of it as many megabytes of fresh
+// pages, ~2.5 ms a megabyte on a virtual machine (docs/wire.md, "Fresh memory").
 class LentBuffer {
  public:
   LentBuffer() = default;

@@ -1,8 +1,9 @@
 // A growable byte buffer for encoded netlink batches and listings' record streams.
 //
 // It grows with realloc, which remaps large blocks instead of copying them: an encoded 50k-rule batch is
-// ~25 MB, and a copy would be as many megabytes of fresh pages (docs/wire.md, "Fresh memory"). Memory is zeroed before it is written: libmnl before 1.0.5 leaves the padding of attributes
-// unwritten, and those bytes are sent to the kernel.
+// ~25 MB, and a copy would be as many megabytes of fresh pages (docs/wire.md, "Fresh memory"). Memory is
+// zeroed before it is written: libmnl before 1.0.5 leaves the padding of attributes unwritten, and those bytes
+// are sent to the kernel.
 #pragma once
 
 #include <algorithm>
@@ -20,6 +21,20 @@ namespace portwall {
 
 class ByteBuffer {
  public:
+  ByteBuffer() = default;
+  // A moved-from buffer is empty (not a null pointer with the old sizes).
+  ByteBuffer(ByteBuffer&& o) noexcept : data_(std::move(o.data_)), size_(o.size_), cap_(o.cap_), zeroed_(o.zeroed_) {
+    o.size_ = o.cap_ = o.zeroed_ = 0;
+  }
+  ByteBuffer& operator=(ByteBuffer&& o) noexcept {
+    data_ = std::move(o.data_);
+    size_ = o.size_;
+    cap_ = o.cap_;
+    zeroed_ = o.zeroed_;
+    o.size_ = o.cap_ = o.zeroed_ = 0;
+    return *this;
+  }
+
   const uint8_t* data() const { return data_.get(); }
   uint8_t* data() { return data_.get(); }
   size_t size() const { return size_; }

@@ -16,43 +16,53 @@ namespace portwall {
 
 namespace {
 
-// Copied on the JS thread: the caller may reuse its Buffer as soon as the call returns.
-std::vector<uint8_t> buffer_arg(const Napi::Value& v, const char* name) {
-  if (!v.IsBuffer()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a Buffer");
-  auto buf = v.As<Napi::Buffer<uint8_t>>();
-  return std::vector<uint8_t>(buf.Data(), buf.Data() + buf.Length());
-}
-
-// A batch the pool thread reads in place: the caller's Buffer, held until the call settles, for callers that
-// leave it unchanged meanwhile. A full sync's batch is megabytes, and a copy of it as many megabytes of fresh
-// pages, ~2.5 ms a megabyte on a virtual machine (docs/wire.md, "Fresh memory").
-class LentBuffer {
+// The bytes a call works on off the JS thread. Copied (the caller may reuse its Buffer as soon as the call
+// returns), or lent: the caller's Buffer itself, held until the call settles, for callers that leave it
+// unchanged meanwhile. A full sync's batch is megabytes, and a copy of it as many megabytes of fresh pages,
+// ~2.5 ms a megabyte on a virtual machine (docs/wire.md, "Fresh memory").
+class InputBytes {
  public:
-  LentBuffer() = default;
-  LentBuffer(const Napi::Value& v, const char* name) {
-    if (!v.IsBuffer()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a Buffer");
-    auto buf = v.As<Napi::Buffer<uint8_t>>();
-    ref_ = Napi::Persistent(buf);
-    data_ = buf.Data();
-    size_ = buf.Length();
+  InputBytes() = default;
+  static InputBytes copy(const Napi::Value& v, const char* name) {
+    auto buf = buffer(v, name);
+    InputBytes in;
+    in.copy_.assign(buf.Data(), buf.Data() + buf.Length());
+    return in;
   }
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
+  static InputBytes lend(const Napi::Value& v, const char* name) {
+    auto buf = buffer(v, name);
+    InputBytes in;
+    in.lent_ = Napi::Persistent(buf);
+    in.lent_data_ = buf.Data();
+    in.lent_size_ = buf.Length();
+    return in;
+  }
 
-  // On the JS thread, once the call is done with it: a Buffer that owns its ArrayBuffer (nftCommit's `release`)
-  // is detached, so its memory goes back now instead of when the collector gets to it; a slice of something
-  // larger is left alone. An ArrayBuffer that cannot be detached is simply left to the collector.
-  void release() {
-    if (ref_.IsEmpty()) return;
-    Napi::Buffer<uint8_t> buf = ref_.Value();
+  const uint8_t* data() const { return lent_.IsEmpty() ? copy_.data() : lent_data_; }
+  size_t size() const { return lent_.IsEmpty() ? copy_.size() : lent_size_; }
+  // Frees a copy once it has been read (any thread); lent bytes stay the caller's.
+  void drop_copy() { std::vector<uint8_t>().swap(copy_); }
+
+  // On the JS thread, once the call is done with lent bytes: a Buffer that owns its ArrayBuffer (nftCommit's
+  // `release`) is detached, so its memory goes back now instead of when the collector gets to it; a slice of
+  // something larger is left alone. An ArrayBuffer that cannot be detached is simply left to the collector.
+  void detach() {
+    if (lent_.IsEmpty()) return;
+    Napi::Buffer<uint8_t> buf = lent_.Value();
     if (buf.ByteOffset() == 0) napi_detach_arraybuffer(buf.Env(), buf.ArrayBuffer());
-    ref_.Reset();
+    lent_.Reset();
   }
 
  private:
-  Napi::Reference<Napi::Buffer<uint8_t>> ref_;
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
+  static Napi::Buffer<uint8_t> buffer(const Napi::Value& v, const char* name) {
+    if (!v.IsBuffer()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a Buffer");
+    return v.As<Napi::Buffer<uint8_t>>();
+  }
+
+  std::vector<uint8_t> copy_;
+  Napi::Reference<Napi::Buffer<uint8_t>> lent_;
+  const uint8_t* lent_data_ = nullptr;
+  size_t lent_size_ = 0;
 };
 
 uint8_t family_arg(const Napi::Value& v) {
@@ -105,11 +115,10 @@ Napi::Value commit_value(Napi::Env env, const nft::CommitResult& r) {
 
 struct CommitBaton {
   NftTarget target;
-  std::vector<uint8_t> input;  // wire batch (nftCommit without `release`, nftEncode)
-  LentBuffer lent;             // wire batch (nftCommit with `release`) or netlink bytes (nftSendEncoded)
-  uint32_t genid = 0;          // nftCommit: the generation the batch is conditional on (0 = none)
+  InputBytes input;     // wire batch (nftCommit, nftEncode) or netlink bytes (nftSendEncoded)
+  uint32_t genid = 0;   // nftCommit: the generation the batch is conditional on (0 = none)
   nft::CommitResult result{};
-  ByteBuffer encoded;            // nftEncode's result
+  ByteBuffer encoded;   // nftEncode's result
 };
 
 // nftCommit's optional `release`: the caller's Buffer is its own (a Transaction's encoding, allocated unpooled)
@@ -119,20 +128,14 @@ Napi::Value NftCommit(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<CommitBaton>();
   b->target = nft_target(info[0]);
   const bool release = info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
-  if (release) {
-    b->lent = LentBuffer(info[1], "batch");
-  } else {
-    b->input = buffer_arg(info[1], "batch");
-  }
+  b->input = release ? InputBytes::lend(info[1], "batch") : InputBytes::copy(info[1], "batch");
   b->genid = genid_arg(info[2]);
   return PromiseWorker<CommitBaton>::Run(
       info.Env(), std::move(b),
       [](CommitBaton& b) {
         // Encoded before the socket is taken: a held socket is busy only while the kernel works.
-        const bool copied = b.lent.data() == nullptr;
-        nft::EncodedBatch enc = copied ? nft::encode(b.input.data(), b.input.size(), b.genid)
-                                       : nft::encode(b.lent.data(), b.lent.size(), b.genid);
-        std::vector<uint8_t>().swap(b.input);  // a wire copy is no longer needed while the kernel works
+        nft::EncodedBatch enc = nft::encode(b.input.data(), b.input.size(), b.genid);
+        b.input.drop_copy();  // a wire copy is no longer needed while the kernel works
         b.target.run(
             [&](nft::NftSocket& s) {
               b.result = nft::send_batch(s, enc.bytes.data(), enc.bytes.size(), &enc.record_of_message);
@@ -142,7 +145,7 @@ Napi::Value NftCommit(const Napi::CallbackInfo& info) {
             });
       },
       [](Napi::Env env, CommitBaton& b) { return commit_value(env, b.result); },
-      [](CommitBaton& b) { b.lent.release(); });
+      [](CommitBaton& b) { b.input.detach(); });
 }
 
 // nftCommitSync(socket, batch, genid?): the commit on the JS thread, for small batches whose kernel work is
@@ -168,7 +171,7 @@ Napi::Value NftCommitSync(const Napi::CallbackInfo& info) {
 
 Napi::Value NftEncode(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<CommitBaton>();
-  b->input = buffer_arg(info[0], "batch");
+  b->input = InputBytes::copy(info[0], "batch");
   return PromiseWorker<CommitBaton>::Run(
       info.Env(), std::move(b),
       [](CommitBaton& b) { b.encoded = std::move(nft::encode(b.input.data(), b.input.size()).bytes); },
@@ -181,13 +184,13 @@ Napi::Value NftEncode(const Napi::CallbackInfo& info) {
 Napi::Value NftSendEncoded(const Napi::CallbackInfo& info) {
   auto b = std::make_unique<CommitBaton>();
   b->target = nft_target(info[0]);
-  b->lent = LentBuffer(info[1], "netlink");
+  b->input = InputBytes::lend(info[1], "netlink");
   return PromiseWorker<CommitBaton>::Run(
       info.Env(), std::move(b),
       [](CommitBaton& b) {
         b.target.run(
-            [&](nft::NftSocket& s) { b.result = nft::send_batch(s, b.lent.data(), b.lent.size(), nullptr); },
-            [&] { b.result = nft::send_batch(b.target.netns, b.lent.data(), b.lent.size(), nullptr); });
+            [&](nft::NftSocket& s) { b.result = nft::send_batch(s, b.input.data(), b.input.size(), nullptr); },
+            [&] { b.result = nft::send_batch(b.target.netns, b.input.data(), b.input.size(), nullptr); });
       },
       [](Napi::Env env, CommitBaton& b) { return commit_value(env, b.result); });
 }

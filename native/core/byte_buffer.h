@@ -14,6 +14,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "core/error.h"
 
@@ -23,15 +24,12 @@ class ByteBuffer {
  public:
   ByteBuffer() = default;
   // A moved-from buffer is empty (not a null pointer with the old sizes).
-  ByteBuffer(ByteBuffer&& o) noexcept : data_(std::move(o.data_)), size_(o.size_), cap_(o.cap_), zeroed_(o.zeroed_) {
-    o.size_ = o.cap_ = o.zeroed_ = 0;
-  }
+  ByteBuffer(ByteBuffer&& o) noexcept { *this = std::move(o); }
   ByteBuffer& operator=(ByteBuffer&& o) noexcept {
     data_ = std::move(o.data_);
-    size_ = o.size_;
-    cap_ = o.cap_;
-    zeroed_ = o.zeroed_;
-    o.size_ = o.cap_ = o.zeroed_ = 0;
+    size_ = std::exchange(o.size_, 0);
+    cap_ = std::exchange(o.cap_, 0);
+    zeroed_ = std::exchange(o.zeroed_, 0);
     return *this;
   }
 
@@ -53,7 +51,7 @@ class ByteBuffer {
   // Bytes are zeroed once, the first time they are handed out: a message's bound is far more than it uses,
   // and the next message is built over the rest.
   void reserve_more(size_t n) {
-    if (cap_ - size_ < n) grow(std::max({cap_ * 2, size_ + n, kMinCapacity}));
+    room(n);
     const size_t end = size_ + n;
     if (end > zeroed_) {
       const size_t from = std::max(zeroed_, size_);
@@ -61,11 +59,23 @@ class ByteBuffer {
       zeroed_ = end;
     }
   }
+  // Appends `n` bytes (nothing to zero: every byte is written).
+  void append(const void* p, size_t n) {
+    if (n == 0) return;
+    room(n);
+    std::memcpy(data_.get() + size_, p, n);
+    size_ += n;
+    zeroed_ = std::max(zeroed_, size_);
+  }
   uint8_t* tail() { return data_.get() + size_; }
   // Accounts for `n` bytes written at tail().
   void commit(size_t n) { size_ += n; }
 
  private:
+  // Capacity for `n` more bytes, doubling.
+  void room(size_t n) {
+    if (cap_ - size_ < n) grow(std::max({cap_ * 2, size_ + n, kMinCapacity}));
+  }
   void grow(size_t cap) {
     void* p = std::realloc(data_.get(), cap);
     if (p == nullptr) throw Error(ErrorKind::kSystem, ENOMEM, "out of memory for " + std::to_string(cap) + " bytes");

@@ -7,7 +7,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -99,11 +98,7 @@ class Writer {
   ByteBuffer& buffer() { return buf_; }
 
  private:
-  void put(const void* p, size_t n) {
-    buf_.reserve_more(n);
-    std::memcpy(buf_.tail(), p, n);
-    buf_.commit(n);
-  }
+  void put(const void* p, size_t n) { buf_.append(p, n); }
 
   ByteBuffer buf_;
 };

@@ -110,6 +110,12 @@ export class Engine implements StateIndex {
   /** Uniqueness indexes of the model: `device:…`, `mac:<net> <mac>`, `ip:<net> <prefix>` → port id. */
   readonly #unique = new Map<string, string>();
   readonly #ruleGroup = new Map<string, string>();
+  /**
+   * What a fresh {@link build} left of those three indexes (`#hosts`, `#unique`, `#ruleGroup`), which its
+   * first batch does not need: built by {@link completeIndexes} while that batch is in the kernel, or by
+   * whatever reads or changes them first ({@link #indexes}). Undefined once built.
+   */
+  #deferred: (() => void) | undefined;
   /** Something the skeleton depends on may have changed since the last settle (remote-group use). */
   #shapeDirty = true;
   /** Group slots per profile id, how many profiles fill each number, and the most (docs/dataplane.md). */
@@ -154,8 +160,6 @@ export class Engine implements StateIndex {
     const e = new Engine(model, config);
     // Its first batch comes from a full diff: no element changes to record while it fills.
     e.#store.untracked();
-    for (const p of model.ports.values()) e.#indexPort(p, true);
-    for (const g of model.groups.values()) e.#indexGroup(g, true);
     // Numbering as compilePolicy does it: hinted tags and profile numbers kept, the rest lowest free first.
     const tags = assignTags(model, config, hints.tags);
     for (const t of tags.values()) e.#tagSpace.claim(t);
@@ -164,8 +168,15 @@ export class Engine implements StateIndex {
       const p = compilePort(port, model.networks.get(port.networkId)!, model.groups, e.#rules, tags.get(port.id));
       policies.push(p);
       e.#policies.set(p.portId, p);
-      e.#index(p, true);
+      e.#indexGroups(p, true);
+      e.#indexWide(p.portId, portNets(p), true);
     }
+    // Who owns each host address, and the uniqueness indexes: for changes and cleanups after the first batch.
+    e.#deferred = () => {
+      for (const p of model.ports.values()) e.#indexPort(p, true);
+      for (const g of model.groups.values()) e.#indexGroup(g, true);
+      for (const p of policies) e.#indexHosts(p.portId, portHosts(p), true);
+    };
     // The group units after the ports: a group's chain looks remote groups up in member-prefix sets only
     // where some port makes one a member with a prefix.
     e.#nets = new Set(e.#netCounts.keys());
@@ -290,8 +301,23 @@ export class Engine implements StateIndex {
     return this.#policies.get(portId);
   }
 
+  /**
+   * Builds what {@link build} left for later (docs/dataplane.md, "The JavaScript of a full sync"): a caller
+   * that has handed the first batch to the kernel calls this while the kernel works. Anything that needs
+   * those indexes builds them itself first, so calling it is never required.
+   */
+  completeIndexes(): void {
+    this.#indexes();
+  }
+
+  /** Whether {@link completeIndexes} has anything left to do. */
+  get indexesPending(): boolean {
+    return this.#deferred !== undefined;
+  }
+
   /** Current ports owning a host address (any zone). */
   hostOwners(family: 4 | 6, lo: bigint): PortPolicy[] {
+    this.#indexes();
     const owners = this.#hosts.get(`${family}|${lo}`) ?? [];
     return (typeof owners === 'string' ? [owners] : [...owners]).map((id) => this.#policies.get(id)!);
   }
@@ -520,11 +546,13 @@ export class Engine implements StateIndex {
 
   /** {@link StateIndex}: the port holding a device, a `network MAC` or a `network prefix`. */
   portWith(what: 'device' | 'mac' | 'ip', key: string): string | undefined {
+    this.#indexes();
     return this.#unique.get(`${what}:${key}`);
   }
 
   /** {@link StateIndex}: the group a rule id belongs to. */
   groupOfRule(ruleId: string): string | undefined {
+    this.#indexes();
     return this.#ruleGroup.get(ruleId);
   }
 
@@ -571,7 +599,15 @@ export class Engine implements StateIndex {
 
   // ---- internals ---------------------------------------------------------------------------------------
 
+  /** Builds the indexes a fresh build deferred, once (see {@link #deferred}). */
+  #indexes(): void {
+    const build = this.#deferred;
+    this.#deferred = undefined;
+    build?.();
+  }
+
   #indexPort(p: Port, add: boolean): void {
+    this.#indexes();
     const keys = [`device:${p.device}`, `mac:${p.networkId} ${p.mac}`, ...p.fixedIps.map((ip) => `ip:${p.networkId} ${ip}`)];
     for (const k of keys) {
       if (add) this.#unique.set(k, p.id);
@@ -580,6 +616,7 @@ export class Engine implements StateIndex {
   }
 
   #indexGroup(g: SecurityGroup, add: boolean): void {
+    this.#indexes();
     for (const r of g.rules) {
       if (add) this.#ruleGroup.set(r.id, g.id);
       else if (this.#ruleGroup.get(r.id) === g.id) this.#ruleGroup.delete(r.id);
@@ -591,6 +628,8 @@ export class Engine implements StateIndex {
    * index in step. Returns the entry it replaced.
    */
   #replace<T>(map: Map<string, T>, id: string, value: T | undefined, index: (x: T, add: boolean) => void): T | undefined {
+    // Deferred indexes are built from the model as it was before this edit.
+    this.#indexes();
     const before = map.get(id);
     this.#undo.push(() => (before ? map.set(id, before) : map.delete(id)));
     if (before) index(before, false);
@@ -619,13 +658,15 @@ export class Engine implements StateIndex {
     const moved = !sameStrings(before.hosts, after.hosts) || !sameStrings(before.nets, after.nets);
     if (old) {
       this.#indexGroups(old, false);
-      if (moved) this.#indexHosts(old.portId, before, false);
+      if (moved) this.#indexHosts(old.portId, before.hosts, false);
+      if (moved) this.#indexWide(old.portId, before.nets, false);
       if (old.filtered) this.#release(old);
     }
     if (now) {
       this.#policies.set(id, now);
       this.#indexGroups(now, true);
-      if (moved) this.#indexHosts(now.portId, after, true);
+      if (moved) this.#indexHosts(now.portId, after.hosts, true);
+      if (moved) this.#indexWide(now.portId, after.nets, true);
       if (now.filtered) this.#use(now);
     } else this.#policies.delete(id);
     this.#membersView = undefined;
@@ -679,11 +720,6 @@ export class Engine implements StateIndex {
     this.#store.set(`fip:${id}`, f ? fipClaims(f, port, this.model.nat !== undefined) : []);
   }
 
-  #index(p: PortPolicy, add: boolean): void {
-    this.#indexGroups(p, add);
-    this.#indexHosts(p.portId, { hosts: portHosts(p), nets: portNets(p) }, add);
-  }
-
   #indexGroups(p: PortPolicy, add: boolean): void {
     for (const g of new Set(p.groupIds)) {
       let s = this.#groupPorts.get(g);
@@ -721,9 +757,10 @@ export class Engine implements StateIndex {
     }
   }
 
-  /** The port's host addresses (who owns address X) and its prefixes wider than a host. */
-  #indexHosts(portId: string, a: { hosts: readonly string[]; nets: readonly string[] }, add: boolean): void {
-    for (const h of a.hosts) {
+  /** The port's host addresses: who owns address X. */
+  #indexHosts(portId: string, hosts: readonly string[], add: boolean): void {
+    this.#indexes();
+    for (const h of hosts) {
       const r = prefixRange(h);
       const k = `${r.family}|${r.lo}`;
       const s = this.#hosts.get(k);
@@ -734,7 +771,11 @@ export class Engine implements StateIndex {
       } else if (s === portId) this.#hosts.delete(k);
       else if (typeof s !== 'string' && s?.delete(portId) && s.size === 1) this.#hosts.set(k, [...s][0]!);
     }
-    if (add && a.nets.length) this.#wide.set(portId, a.nets.map(prefixRange));
+  }
+
+  /** The port's prefixes wider than a host (the prefix unit's input). */
+  #indexWide(portId: string, nets: readonly string[], add: boolean): void {
+    if (add && nets.length) this.#wide.set(portId, nets.map(prefixRange));
     else if (!add) this.#wide.delete(portId);
   }
 

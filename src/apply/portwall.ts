@@ -732,7 +732,15 @@ export class Portwall {
         mark = now();
         try {
           if (tx.error) throw tx.error;
-          genid = (await tx.commit({ genid: base })).genid;
+          const sent = tx.commit({ genid: base });
+          if (e.indexesPending) {
+            // A fresh engine's batch is a large one, on a pool thread: build what the engine left for later
+            // while the kernel works (once the call has reached the pool: microtasks first, then this).
+            sent.catch(() => undefined);
+            await new Promise((resolve) => setImmediate(resolve));
+            e.completeIndexes();
+          }
+          genid = (await sent).genid;
         } catch (err) {
           // ERR_SYSTEM once the batch may have been sent (an acknowledgement lost or unreadable, the generation
           // read after the commit failing) leaves the outcome unknown: a listing says whether the kernel holds
@@ -755,6 +763,8 @@ export class Portwall {
         this.#owe();
       }
       e.settle();
+      // (Without a commit to overlap, e.g. an adoption from the record: here, before the change returns.)
+      e.completeIndexes();
       this.#engine = e;
       // Exactly one generation further: ours alone. Anything else: someone else committed too; adopt next time.
       this.#genid = d.operations.length === 0 || genid === nextGen(base) ? genid : undefined;

@@ -158,6 +158,29 @@ export function fastIPv4(out: Uint8Array, off: number, s: string, endOff: number
   return len === 32 || endOff !== 0;
 }
 
+// The value of a hexadecimal digit's character code, or -1.
+function hexDigit(c: number): number {
+  return c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+}
+
+/**
+ * A MAC spelled `aa:bb:cc:dd:ee:ff` (any case) into 6 bytes at `off` (and, for an interval key, the same at
+ * `off + endOff`), as {@link fastIPv4} does; anything else (a range, another spelling) takes the general path.
+ */
+export function fastMac(out: Uint8Array, off: number, s: string, endOff: number): boolean {
+  if (s.length !== 17) return false;
+  for (let k = 0; k < 6; k++) {
+    const at = 3 * k;
+    if (k < 5 && s.charCodeAt(at + 2) !== 58) return false;
+    const hi = hexDigit(s.charCodeAt(at));
+    const lo = hexDigit(s.charCodeAt(at + 1));
+    if (hi < 0 || lo < 0) return false;
+    out[off + k] = (hi << 4) | lo;
+    if (endOff) out[off + endOff + k] = (hi << 4) | lo;
+  }
+  return true;
+}
+
 /**
  * Plain hexadecimal groups with at most one `::`, optionally `/len`, into 16 bytes as {@link fastIPv4} does
  * (an embedded dotted quad, a zone or anything else takes the general path).
@@ -178,8 +201,7 @@ export function fastIPv6(out: Uint8Array, off: number, s: string, endOff: number
     let g = 0;
     let digits = 0;
     for (; i < end && digits <= 4; i++, digits++) {
-      const c = s.charCodeAt(i);
-      const h = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+      const h = hexDigit(s.charCodeAt(i));
       if (h < 0) break;
       g = g * 16 + h;
     }

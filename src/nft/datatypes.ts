@@ -13,7 +13,7 @@
  * full-length prefix becomes the plain address, and a range that is exactly a prefix is written as one.
  */
 import { PortwallError } from '../errors.js';
-import { fastIPv4, fastIPv6, formatIPv4, formatIPv6, formatIPv6Bytes, formatMac, parseIPv4, parseIPv6, parseMac } from './addresses.js';
+import { fastIPv4, fastIPv6, fastMac, formatIPv4, formatIPv6, formatIPv6Bytes, formatMac, parseIPv4, parseIPv6, parseMac } from './addresses.js';
 import { NFT_DATA_VERDICT } from './constants.js';
 import type { DataTypeName, Value } from './types.js';
 import { SYMBOLS, symbolName, symbolValue } from './symbols.js';
@@ -425,8 +425,8 @@ export function encodeKeyInto(types: DataTypeName[], values: Value[], interval: 
   }
 }
 
-// The common spellings of a key field — a number, a plain or prefixed IPv4/IPv6 address, a plain interface
-// name — written straight into the key (and, for intervals, its end `endOff` bytes further on) without the
+// The common spellings of a key field — a number, a plain or prefixed IPv4/IPv6 address, a MAC, a plain
+// interface name — written straight into the key (and, for intervals, its end `endOff` bytes further on) without the
 // big-integer interval a parse builds: a full sync encodes 100k keys. Returns false to take the general path,
 // which also names whatever is invalid; both write the same bytes (test/unit/datatypes.test.ts).
 function fastField(out: Uint8Array, off: number, t: DataType, v: Value, endOff: number, order: ByteOrder): boolean {
@@ -442,6 +442,8 @@ function fastField(out: Uint8Array, off: number, t: DataType, v: Value, endOff: 
       return typeof v === 'string' && fastIPv6(out, off, v, endOff);
     case 'ifname':
       return typeof v === 'string' && fastIfname(out, off, v, endOff);
+    case 'mac':
+      return typeof v === 'string' && fastMac(out, off, v, endOff);
     default:
       return false;
   }

@@ -221,7 +221,7 @@ describe('element keys', () => {
   });
 
   test('every spelling encodes as its parsed interval: the short path for common ones writes the same bytes', () => {
-    // encodeKey writes numbers, plain and prefixed addresses and plain interface names without parsing them
+    // encodeKey writes numbers, plain and prefixed addresses, MACs and plain interface names without parsing them
     // into an interval first. The reference here is the interval itself; invalid values must fail alike.
     let seed = 7; // mulberry32: a seeded generator whose low bits are as random as its high ones
     const rnd = (n: number): number => {
@@ -257,10 +257,18 @@ describe('element keys', () => {
       const text = rnd(20) === 0 ? pick(['.', '..', '']) : name.join('');
       return text + (rnd(6) === 0 ? '*' : '');
     };
+    // Mostly valid MACs, any case; a flaw (a short or long group, a wrong separator, a range) in about every third.
+    const mac = (): string => {
+      const gs = Array.from({ length: 6 }, () => pick(['00', '0a', 'fa', 'FA', 'fE', '16', 'ff']));
+      if (rnd(3) === 0) gs[rnd(6)] = pick(['0', '000', 'g0', '', '0:', ' a', '-1']);
+      if (rnd(12) === 0) gs.splice(rnd(6), 1);
+      const text = gs.join(rnd(15) === 0 ? pick(['-', '.', '::']) : ':');
+      return text + (rnd(12) === 0 ? '-fa:16:3e:00:00:01' : '');
+    };
     const integer = (): Value => pick([0, 1, 80, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, -1, 1.5, -0, '80', '22-80', 'ssh', NaN]);
     const makers: [DataTypeName, () => Value][] = [
       ['ipv4_addr', ipv4], ['ipv6_addr', ipv6], ['ifname', ifname], ['inet_service', integer], ['inet_proto', integer],
-      ['mark', integer], ['integer', integer],
+      ['mark', integer], ['integer', integer], ['ether_addr', mac],
     ];
     const outcome = (fn: () => Uint8Array[]): string => {
       try {

@@ -113,7 +113,7 @@ export class Engine implements StateIndex {
   /**
    * What a fresh {@link build} left of those three indexes (`#hosts`, `#unique`, `#ruleGroup`), which its
    * first batch does not need: built by {@link completeIndexes} while that batch is in the kernel, or by
-   * whatever reads or changes them first ({@link #indexes}). Undefined once built.
+   * whatever reads them or edits the model first (every edit starts in {@link #replace}). Undefined once built.
    */
   #deferred: (() => void) | undefined;
   /** Something the skeleton depends on may have changed since the last settle (remote-group use). */
@@ -307,7 +307,9 @@ export class Engine implements StateIndex {
    * those indexes builds them itself first, so calling it is never required.
    */
   completeIndexes(): void {
-    this.#indexes();
+    const build = this.#deferred;
+    this.#deferred = undefined;
+    build?.();
   }
 
   /** Whether {@link completeIndexes} has anything left to do. */
@@ -317,7 +319,7 @@ export class Engine implements StateIndex {
 
   /** Current ports owning a host address (any zone). */
   hostOwners(family: 4 | 6, lo: bigint): PortPolicy[] {
-    this.#indexes();
+    this.completeIndexes();
     const owners = this.#hosts.get(`${family}|${lo}`) ?? [];
     return (typeof owners === 'string' ? [owners] : [...owners]).map((id) => this.#policies.get(id)!);
   }
@@ -546,13 +548,13 @@ export class Engine implements StateIndex {
 
   /** {@link StateIndex}: the port holding a device, a `network MAC` or a `network prefix`. */
   portWith(what: 'device' | 'mac' | 'ip', key: string): string | undefined {
-    this.#indexes();
+    this.completeIndexes();
     return this.#unique.get(`${what}:${key}`);
   }
 
   /** {@link StateIndex}: the group a rule id belongs to. */
   groupOfRule(ruleId: string): string | undefined {
-    this.#indexes();
+    this.completeIndexes();
     return this.#ruleGroup.get(ruleId);
   }
 
@@ -599,15 +601,7 @@ export class Engine implements StateIndex {
 
   // ---- internals ---------------------------------------------------------------------------------------
 
-  /** Builds the indexes a fresh build deferred, once (see {@link #deferred}). */
-  #indexes(): void {
-    const build = this.#deferred;
-    this.#deferred = undefined;
-    build?.();
-  }
-
   #indexPort(p: Port, add: boolean): void {
-    this.#indexes();
     const keys = [`device:${p.device}`, `mac:${p.networkId} ${p.mac}`, ...p.fixedIps.map((ip) => `ip:${p.networkId} ${ip}`)];
     for (const k of keys) {
       if (add) this.#unique.set(k, p.id);
@@ -616,7 +610,6 @@ export class Engine implements StateIndex {
   }
 
   #indexGroup(g: SecurityGroup, add: boolean): void {
-    this.#indexes();
     for (const r of g.rules) {
       if (add) this.#ruleGroup.set(r.id, g.id);
       else if (this.#ruleGroup.get(r.id) === g.id) this.#ruleGroup.delete(r.id);
@@ -629,7 +622,7 @@ export class Engine implements StateIndex {
    */
   #replace<T>(map: Map<string, T>, id: string, value: T | undefined, index: (x: T, add: boolean) => void): T | undefined {
     // Deferred indexes are built from the model as it was before this edit.
-    this.#indexes();
+    this.completeIndexes();
     const before = map.get(id);
     this.#undo.push(() => (before ? map.set(id, before) : map.delete(id)));
     if (before) index(before, false);
@@ -658,15 +651,19 @@ export class Engine implements StateIndex {
     const moved = !sameStrings(before.hosts, after.hosts) || !sameStrings(before.nets, after.nets);
     if (old) {
       this.#indexGroups(old, false);
-      if (moved) this.#indexHosts(old.portId, before.hosts, false);
-      if (moved) this.#indexWide(old.portId, before.nets, false);
+      if (moved) {
+        this.#indexHosts(old.portId, before.hosts, false);
+        this.#indexWide(old.portId, before.nets, false);
+      }
       if (old.filtered) this.#release(old);
     }
     if (now) {
       this.#policies.set(id, now);
       this.#indexGroups(now, true);
-      if (moved) this.#indexHosts(now.portId, after.hosts, true);
-      if (moved) this.#indexWide(now.portId, after.nets, true);
+      if (moved) {
+        this.#indexHosts(now.portId, after.hosts, true);
+        this.#indexWide(now.portId, after.nets, true);
+      }
       if (now.filtered) this.#use(now);
     } else this.#policies.delete(id);
     this.#membersView = undefined;
@@ -759,7 +756,6 @@ export class Engine implements StateIndex {
 
   /** The port's host addresses: who owns address X. */
   #indexHosts(portId: string, hosts: readonly string[], add: boolean): void {
-    this.#indexes();
     for (const h of hosts) {
       const r = prefixRange(h);
       const k = `${r.family}|${r.lo}`;

@@ -175,8 +175,9 @@ export function fastMac(out: Uint8Array, off: number, s: string, endOff: number)
     const hi = hexDigit(s.charCodeAt(at));
     const lo = hexDigit(s.charCodeAt(at + 1));
     if (hi < 0 || lo < 0) return false;
-    out[off + k] = (hi << 4) | lo;
-    if (endOff) out[off + endOff + k] = (hi << 4) | lo;
+    const byte = (hi << 4) | lo;
+    out[off + k] = byte;
+    if (endOff) out[off + endOff + k] = byte;
   }
   return true;
 }

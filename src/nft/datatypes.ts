@@ -426,9 +426,9 @@ export function encodeKeyInto(types: DataTypeName[], values: Value[], interval: 
 }
 
 // The common spellings of a key field — a number, a plain or prefixed IPv4/IPv6 address, a MAC, a plain
-// interface name — written straight into the key (and, for intervals, its end `endOff` bytes further on) without the
-// big-integer interval a parse builds: a full sync encodes 100k keys. Returns false to take the general path,
-// which also names whatever is invalid; both write the same bytes (test/unit/datatypes.test.ts).
+// interface name — written straight into the key (and, for intervals, its end `endOff` bytes further on)
+// without the big-integer interval a parse builds: a full sync encodes 100k keys. Returns false to take the
+// general path, which also names whatever is invalid; both write the same bytes (test/unit/datatypes.test.ts).
 function fastField(out: Uint8Array, off: number, t: DataType, v: Value, endOff: number, order: ByteOrder): boolean {
   switch (t.kind) {
     case 'integer':

@@ -1,8 +1,9 @@
 /**
  * Floating IPs and NAT options (docs/requirements.md, "Model"): Neutron's floating IP shape and nova-network's
  * option names. A floating IP is a unique host address; when associated, `fixed_ip_address` is a fixed IP of
- * `port_id` of the same family (no NAT between families), and a fixed IP has at most one floating IP. The NAT
- * options are canonical prefixes and host addresses; the metadata host is IPv4 (169.254.169.254 is).
+ * `port_id` of the same family (no NAT between families), and a fixed IP address has at most one floating IP
+ * on the host, whichever network's port holds it. The NAT options are canonical prefixes and host addresses;
+ * the metadata host is IPv4 (169.254.169.254 is).
  */
 import { elements, type CheckContext } from './context.js';
 import { elementPath, show } from './problems.js';
@@ -12,16 +13,23 @@ import { parseHostAddress, parseIpPrefix, textProblem } from './values.js';
 
 /**
  * Whether `fip` clashes with `other` (named `otherName` in the message): the same floating address, or the
- * same fixed IP of the same port mapped again. The field and message, or undefined.
+ * same fixed IP mapped again — of the same port, or of a port of another network that holds the same address
+ * (the host's one NAT table maps each fixed address to one floating IP, docs/dataplane.md). The field and message,
+ * or undefined.
  */
 export function floatingIpClash(fip: FloatingIp, f: FloatingIpInput, other: FloatingIp, otherName: string): { field: string; message: string } | undefined {
   if (other.floatingIp === fip.floatingIp) {
     return { field: 'floating_ip_address', message: `${show(f.floating_ip_address)} is also ${otherName}'s; a floating IP is unique on the host` };
   }
-  if (fip.portId !== undefined && other.portId === fip.portId && other.fixedIp === fip.fixedIp) {
+  if (fip.portId === undefined || other.portId === undefined || other.fixedIp !== fip.fixedIp) return undefined;
+  if (other.portId === fip.portId) {
     return { field: 'fixed_ip_address', message: `port ${show(fip.portId)}'s ${show(fip.fixedIp)} already has ${otherName}` };
   }
-  return undefined;
+  return {
+    field: 'fixed_ip_address',
+    message: `${show(fip.fixedIp)} is also port ${show(other.portId)}'s (another network), which has ${otherName}: ` +
+      'the host\'s NAT maps a fixed IP to one floating IP',
+  };
 }
 
 /** Checks `floatingips` against the ports; returns the valid ones by id. */
@@ -30,7 +38,7 @@ export function checkFloatingIps(ctx: CheckContext, raw: unknown, ports: Readonl
   const idPaths = new Map<string, string>();
   // The floating IPs seen so far by address and by mapped fixed IP: the only ones a new one can clash with.
   const byAddress = new Map<Prefix, [FloatingIp, string]>();
-  const byFixed = new Map<string, [FloatingIp, string]>();
+  const byFixed = new Map<Prefix, [FloatingIp, string]>();
   // Which port holds an address as a fixed IP: indexed once, on the first floating IP.
   let owners: Map<Prefix, string> | undefined;
   const owner = (address: Prefix) => (owners ??= fixedIpOwners(ports)).get(address);
@@ -47,11 +55,10 @@ export function checkFloatingIps(ctx: CheckContext, raw: unknown, ports: Readonl
     const sameAddress = clash(byAddress.get(fip.floatingIp));
     if (sameAddress) return fail(sameAddress.field, sameAddress.message);
     byAddress.set(fip.floatingIp, [fip, path]);
-    if (fip.portId !== undefined) {
-      const key = `${fip.portId} ${fip.fixedIp}`;
-      const sameFixed = clash(byFixed.get(key));
+    if (fip.fixedIp !== undefined) {
+      const sameFixed = clash(byFixed.get(fip.fixedIp));
       if (sameFixed) return fail(sameFixed.field, sameFixed.message);
-      byFixed.set(key, [fip, path]);
+      byFixed.set(fip.fixedIp, [fip, path]);
     }
     out.set(fip.id, fip);
   });

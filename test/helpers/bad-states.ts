@@ -226,6 +226,13 @@ export const BAD_STATES: readonly BadState[] = [
     ({ ...s, ports: [...s.ports, port2()], floatingips: [fip('fip-1', '203.0.113.50'), fip('fip-2', '203.0.113.50', { port_id: 'port-2', fixed_ip_address: '192.0.2.15' })] })),
   bad('two floating IPs for one fixed IP', 'floatingips[1] (fip-2).fixed_ip_address', /already has floatingips\[0\]/, (s) =>
     ({ ...s, floatingips: [fip('fip-1', '203.0.113.50'), fip('fip-2', '203.0.113.51')] })),
+  bad('two floating IPs for one fixed address, of ports in two networks', 'floatingips[1] (fip-2).fixed_ip_address',
+    /"192\.0\.2\.14\/32" is also port "6e3f2eda-3230-45e8-9be5-f382af5b83ea"'s \(another network\), which has floatingips\[0\] \(fip-1\): the host's NAT maps a fixed IP to one floating IP/,
+    (s) => {
+      s.networks.push(routedNet('net-b', 102));
+      return { ...s, ports: [...s.ports, port2({ network_id: 'net-b', fixed_ips: [{ ip_address: '192.0.2.14' }] })],
+        floatingips: [fip('fip-1', '203.0.113.50'), fip('fip-2', '203.0.113.51', { port_id: 'port-2' })] };
+    }),
   bad('floating IP of an unknown port', 'floatingips[0] (fip-1).port_id', /unknown port "port-9"/, (s) =>
     ({ ...s, floatingips: [fip('fip-1', '203.0.113.50', { port_id: 'port-9' })] })),
   bad('IPv4 floating IP to an IPv6 fixed IP', 'floatingips[0] (fip-1).fixed_ip_address', /no NAT between families/, (s) =>

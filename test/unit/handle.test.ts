@@ -10,7 +10,7 @@ import { openNft } from '../../src/nft/client.js';
 import { FakeNft } from '../../src/nft/fake.js';
 import { validateState } from '../../src/model/validate.js';
 import { memberNetSetName, zoneSetName } from '../../src/compile/names.js';
-import { busyGroup, port, state, webGroup } from '../helpers/states.js';
+import { busyGroup, network, port, state, webGroup } from '../helpers/states.js';
 
 function open(config = {}) {
   const fake = new FakeNft();
@@ -66,6 +66,26 @@ describe('the incremental API', () => {
     // Elsewhere both go through: the checks refuse the clash, not the objects.
     await expect(pw.upsertFloatingIp(fip('fip-2', '203.0.113.241', 'port-00002'))).resolves.toMatchObject({ changed: true });
     await expect(pw.upsertPort(port(5, ['sg-web'], { fixed_ips: [{ ip_address: '198.51.100.51' }] }))).resolves.toMatchObject({ changed: true });
+  });
+
+  test('one fixed address has one floating IP on the host, even when ports of two networks hold it', async () => {
+    const { fake, pw } = open();
+    const fip = (id: string, address: string, portId: string) => ({ id, floating_ip_address: address, port_id: portId });
+    // port-00001 (net-a) and port-00003 (net-b) both hold 192.0.2.2 (overlapping tenants).
+    const twin = port(3, ['sg-web'], { fixed_ips: [{ ip_address: '192.0.2.2' }] }, 'net-b');
+    const start = { ...base(), networks: [network('routed'), network('routed', 'net-b', 102, 'br-b')], floatingips: [fip('fip-1', '203.0.113.240', 'port-00001')] };
+    await pw.apply({ ...start, ports: [...start.ports!, twin] });
+    const commits = fake.commits;
+    const second = fip('fip-2', '203.0.113.241', 'port-00003');
+    const message = '"192.0.2.2/32" is also port "port-00001"\'s (another network), which has floating IP "fip-1": the host\'s NAT maps a fixed IP to one floating IP';
+    await expect(pw.upsertFloatingIp(second)).rejects.toMatchObject({
+      code: 'ERR_INVALID_STATE', problems: [{ path: 'floatingips[0] (fip-2).fixed_ip_address', message }],
+    });
+    expect(fake.commits).toBe(commits);
+    expect(() => validateState({ ...start, ports: [...start.ports!, twin], floatingips: [...start.floatingips, second] })).toThrow(/is also port "port-00001"'s \(another network\)/);
+    // Once the first is disassociated, the other network's port may have it.
+    await pw.upsertFloatingIp({ ...fip('fip-1', '203.0.113.240', 'port-00001'), port_id: null });
+    await expect(pw.upsertFloatingIp(second)).resolves.toMatchObject({ changed: true });
   });
 
   test('a port change that would strand a floating IP is refused, naming each one; moved or disassociated, it is not', async () => {

@@ -23,5 +23,5 @@ if [ ! -f "$prebuild" ] || [ -n "$(find native binding.gyp -newer "$prebuild" -p
   log "building $prebuild"
   nodedir=$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")
   if [ -f "$nodedir/include/node/node_api.h" ]; then export npm_config_nodedir="$nodedir"; fi
-  npx --no-install prebuildify --napi --strip
+  JOBS=$(nproc) npx --no-install prebuildify --napi --strip
 fi

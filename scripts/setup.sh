@@ -22,7 +22,7 @@ fi
 
 # Build against the headers of the node that runs us; nothing is downloaded.
 nodedir=$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")
-gyp_args=(rebuild --loglevel=error)
+gyp_args=(rebuild --loglevel=error --jobs="$(nproc)")
 if [ -f "$nodedir/include/node/node_api.h" ]; then gyp_args+=(--nodedir="$nodedir"); fi
 
 stamp=node_modules/.portwall-lock

@@ -286,9 +286,9 @@ export class ComputeHost {
     return this.netprobe(ns, ['sniff', '--dev', dev, '--seconds', String(seconds)]);
   }
 
-  /** Sends a hand-made frame out of `dev` in `ns`. */
-  async sendFrame(ns: Netns, dev: string, f: FrameSpec | ArpFrameSpec): Promise<void> {
-    const r = await execIn(ns, 'python3', [NETPROBE, 'frame', '--dev', dev, '--json', JSON.stringify(f)]);
+  /** Sends hand-made frames out of `dev` in `ns`, in order (one process for them all). */
+  async sendFrame(ns: Netns, dev: string, ...frames: (FrameSpec | ArpFrameSpec)[]): Promise<void> {
+    const r = await execIn(ns, 'python3', [NETPROBE, 'frame', '--dev', dev, '--json', JSON.stringify(frames)]);
     if (r.status !== 0) throw new Error(`frame failed: ${r.out}`);
   }
 

@@ -25,6 +25,8 @@ export class Bg {
   private buf = '';
   private exited = false;
   readonly done: Promise<number | null>;
+  /** Resolves once the process has exited and its output is read to the end. */
+  private readonly closed: Promise<void>;
 
   constructor(readonly child: ChildProcess) {
     child.stdout!.on('data', (d: Buffer) => {
@@ -40,6 +42,28 @@ export class Bg {
       this.exited = true;
       resolve(code);
     }));
+    this.closed = new Promise((resolve) => child.on('close', () => resolve()));
+  }
+
+  /**
+   * Ends a listening netprobe mode (serve, sniff, listen-*, dhcp-*) without losing what already arrived: on
+   * SIGTERM it reads on until its sockets have been quiet for 0.2 s. Resolves once its output is all read;
+   * killed if it has not ended after `timeoutMs`.
+   */
+  async finish(timeoutMs = 5000): Promise<void> {
+    if (!this.exited && this.child.pid !== undefined) {
+      try {
+        process.kill(this.child.pid, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+    }
+    const timer = setTimeout(() => this.stop(), timeoutMs);
+    try {
+      await this.closed;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Resolves when a line satisfies `pred`; rejects after `timeoutMs`. */

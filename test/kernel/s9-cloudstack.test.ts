@@ -56,13 +56,13 @@ describe.skipIf(!isRoot)('S9: CloudStack flavour (bridged)', () => {
 
   /** Frames `dev` in `ns` received while `send` ran (a bounded sniffer). */
   async function sniffDuring(at: { ns: Vm['ns']; dev: string }, send: () => Promise<unknown>): Promise<Frame[]> {
-    // A generous window (stop() ends it once `send` is done): each frame sent is a python3 start.
+    // A generous window (finish() ends it once `send` is done and what arrived is read): each sendFrame is a
+    // python3 start.
     const sniff = await h.sniff(at.ns, at.dev, 12);
     try {
       await send();
-      await sleep(300);
     } finally {
-      sniff.stop();
+      await sniff.finish();
     }
     return sniff.records<Frame>();
   }

@@ -56,16 +56,25 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
     smac: from.mac, dmac: from.gwMac, src: from.ip4, dst: OUTSIDE.a4, proto: 'udp', sport: 4000, dport: 9, ...f,
   });
 
+  /** Sends the frames in order, one process for each run of frames from the same VM. */
+  async function sendAll(sends: [Vm, FrameSpec][]): Promise<void> {
+    for (let i = 0; i < sends.length;) {
+      const vm = sends[i]![0];
+      const frames: FrameSpec[] = [];
+      for (; i < sends.length && sends[i]![0] === vm; i++) frames.push(sends[i]![1]);
+      await h.sendFrame(vm.ns, 'eth0', ...frames);
+    }
+  }
+
   /** Sends frames and returns what the sniffer in `at` saw arrive on `dev`. */
   async function sendAndSniff(at: { ns: Vm['ns']; dev: string }, sends: [Vm, FrameSpec][]): Promise<Frame[]> {
-    // Each frame is a python3 start (0.3-0.5 s on a loaded 2-core machine): the sniffer's window covers them
-    // all, however slow, and stop() ends it as soon as they are sent.
+    // A python3 start per VM (0.3-0.5 s on a loaded 2-core machine): the sniffer's window covers them all,
+    // however slow, and finish() ends it once they are sent and everything that arrived is read.
     const sniff = await h.sniff(at.ns, at.dev, 3 + 2 * sends.length);
     try {
-      for (const [vm, f] of sends) await h.sendFrame(vm.ns, 'eth0', f);
-      await sleep(300);
+      await sendAll(sends);
     } finally {
-      sniff.stop();
+      await sniff.finish();
     }
     return sniff.records<Frame>();
   }
@@ -80,12 +89,11 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
     if (mode === 'bridged') {
       return (await sendAndSniff(outsideEnd(), sends)).filter((f) => f.dport === port).map((f) => ({ src: f.src!, sport: f.sport! }));
     }
-    const rx = await h.netprobe(h.host, ['listen-udp', '--port', String(port), '--family', String(family), '--seconds', '3']);
+    const rx = await h.netprobe(h.host, ['listen-udp', '--port', String(port), '--family', String(family), '--seconds', String(3 + 2 * sends.length)]);
     try {
-      for (const [vm, f] of sends) await h.sendFrame(vm.ns, 'eth0', f);
-      await sleep(300);
+      await sendAll(sends);
     } finally {
-      rx.stop();
+      await rx.finish();
     }
     return rx.records<{ src: string; sport: number }>().map((r) => ({ src: r.src.split('%')[0]!, sport: r.sport }));
   }
@@ -184,12 +192,11 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
     // towards vm2, whose group admits tcp/80
     const eth = h.outsideFrameTo(vm2);
     const toVm = (sport: number, flags: string): [Vm, FrameSpec] => [vm2, { ...eth, src: OUTSIDE.a4, dst: vm2.ip4, proto: 'tcp', sport, dport: 80, flags }];
-    const sniffVm = await h.sniff(vm2.ns, 'eth0', 3);
+    const sniffVm = await h.sniff(vm2.ns, 'eth0', 5);
     try {
-      for (const [, f] of [toVm(4300, 'S'), toVm(4301, 'SF'), toVm(4302, 'FPU')]) await h.sendFrame(h.outside, h.outsideDev, f);
-      await sleep(300);
+      await h.sendFrame(h.outside, h.outsideDev, ...[toVm(4300, 'S'), toVm(4301, 'SF'), toVm(4302, 'FPU')].map(([, f]) => f));
     } finally {
-      sniffVm.stop();
+      await sniffVm.finish();
     }
     const inn = [...new Set(sniffVm.records<Frame>().filter((f) => f.proto === 'tcp' && f.dport === 80).map((f) => f.sport))].sort();
     console.log(`[${mode}] S3 INVALID: arrived outside ${out.join(',')}; arrived at the port ${inn.join(',')}`);
@@ -231,13 +238,12 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
     const ra = (smac: string, src: string): FrameSpec => ({ smac, dmac: '33:33:00:00:00:01', src, dst: 'ff02::1', proto: 'icmpv6', icmp: 'ra', ttl: 255 });
     // into a port: from the router, and from another link-local address on the port's link
     const rogue = h.rogueLinkLocal(vm4);
-    const sniffVm = await h.sniff(vm4.ns, 'eth0', 3);
+    const sniffVm = await h.sniff(vm4.ns, 'eth0', 5);
     const sent: string[] = [];
     try {
       sent.push(await h.sendRa(vm4), await h.sendRa(vm4, rogue));
-      await sleep(300);
     } finally {
-      sniffVm.stop();
+      await sniffVm.finish();
     }
     expect(sent[0]).toBe('sent'); // the router's RA is not refused on its way out of the host (routed)
     const inVm = sniffVm.records<Frame>().filter((f) => f.icmpType === 134).map((f) => f.src);
@@ -247,13 +253,11 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
       fromPorts = (await sendAndSniff(outsideEnd(), [[vm2, ra(vm2.mac, vm2.ll6)], [vm3, ra(vm3.mac, vm3.ll6)]]))
         .filter((f) => f.icmpType === 134).map((f) => f.src!);
     } else {
-      const rx = await h.netprobe(h.host, ['listen-icmp6', '--seconds', '3']);
+      const rx = await h.netprobe(h.host, ['listen-icmp6', '--seconds', '5']);
       try {
-        await h.sendFrame(vm2.ns, 'eth0', ra(vm2.mac, vm2.ll6));
-        await h.sendFrame(vm3.ns, 'eth0', ra(vm3.mac, vm3.ll6));
-        await sleep(300);
+        await sendAll([[vm2, ra(vm2.mac, vm2.ll6)], [vm3, ra(vm3.mac, vm3.ll6)]]);
       } finally {
-        rx.stop();
+        await rx.finish();
       }
       fromPorts = rx.records<{ src: string; icmpType: number }>().filter((f) => f.icmpType === 134).map((f) => f.src.split('%')[0]!);
     }
@@ -291,7 +295,7 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
         await Promise.all([join(vm4), join(vm3)]);
         await sleep(300);
       } finally {
-        sniff.stop();
+        await sniff.finish();
       }
       reports = sniff.records<Frame>();
     } else {
@@ -303,7 +307,7 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
         await Promise.all([join(vm4), join(vm3)]);
         await sleep(300);
       } finally {
-        rx.stop();
+        await rx.finish();
         members.forEach((m) => m.stop());
       }
       reports = rx.records<Frame>().map((f) => ({ ...f, src: f.src!.split('%')[0] }));

@@ -40,7 +40,8 @@ function runStep(lane, step) {
   return new Promise((resolve) => {
     const t0 = Date.now();
     let counts;
-    const child = spawn(step.argv[0], step.argv.slice(1), { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The lane's letter ends its namespaces' prefix (test/helpers/global-setup.ts).
+    const child = spawn(step.argv[0], step.argv.slice(1), { cwd: root, env: { ...env, PORTWALL_TEST_LANE: lane[0] }, stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(child);
     const prefix = `${lane.padEnd(width)} │ `;
     for (const [stream, out] of [[child.stdout, process.stdout], [child.stderr, process.stderr]]) {

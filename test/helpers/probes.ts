@@ -96,6 +96,11 @@ export class Bg {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Resolves once `pred()` holds, checking every 20 ms; after `timeoutMs` resolves anyway (the caller asserts). */
+export async function until(pred: () => boolean, timeoutMs = 5000): Promise<void> {
+  for (const t0 = Date.now(); !pred() && Date.now() - t0 < timeoutMs;) await sleep(20);
+}
+
 /** Runs a command in `ns` without blocking the event loop. */
 export function execIn(ns: Netns, cmd: string, args: string[], timeoutMs = 10_000): Promise<{ status: number; out: string }> {
   return new Promise((resolve) => {

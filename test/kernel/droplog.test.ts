@@ -11,7 +11,7 @@ import type { Portwall } from '../../src/apply/portwall.js';
 import { subscribeDropLog, type LogRecord } from '../../src/droplog.js';
 import type { EventSubscription } from '../../src/subscription.js';
 import { isRoot } from '../helpers/netns.js';
-import { ComputeHost, MODES, OUTSIDE, group, openFirewall, probe, sleep, state, type Mode, type Vm } from '../helpers/hosts.js';
+import { ComputeHost, MODES, OUTSIDE, group, openFirewall, probe, sleep, state, until, type Mode, type Vm } from '../helpers/hosts.js';
 
 const RATE = 5;
 
@@ -45,7 +45,8 @@ describe.skipIf(!isRoot)('drop log (routed)', () => {
     const [allowed] = await probe(h.outside, [{ proto: 'tcp', host: vm.ip4, port: 22, src: OUTSIDE.a4, sport: 43001 }], 1);
     const [dropped] = await probe(h.outside, [{ proto: 'tcp', host: vm.ip4, port: 22, src: OUTSIDE.b4, sport: 43002 }], 1);
     expect([allowed, dropped]).toEqual(['open', 'timeout']);
-    await sleep(300);
+    // The log keeps the kernel's order: once the drop is in, a record of the allowed connection would be too.
+    await until(() => records.some((r) => r.src === OUTSIDE.b4 && r.sport === 43002));
     console.log(`drop log: ${JSON.stringify(records[0])}`);
     // The allowed connection leaves no record: neither a drop nor an accept (log_accepts is off).
     expect(records.filter((r) => r.src === OUTSIDE.a4)).toEqual([]);
@@ -66,7 +67,7 @@ describe.skipIf(!isRoot)('drop log (routed)', () => {
     } finally {
       vm.ns.exec('ip', ['addr', 'del', '192.0.2.99/32', 'dev', 'eth0']);
     }
-    await sleep(300);
+    await until(() => records.some((r) => r.src === '192.0.2.99'));
     expect(records.find((r) => r.src === '192.0.2.99')).toMatchObject({ step: 'IPv4 anti-spoof', zone: 101, network: 'net-a', protocol: 17, dport: 5000 });
   });
 
@@ -126,7 +127,8 @@ describe.skipIf(!isRoot).each(MODES)('accept log (%s)', (mode: Mode) => {
     const [dropped] = await probe(h.outside, [{ proto: 'tcp', host: vm.ip4, port: 22, src: OUTSIDE.b4, sport: 45002 }], 1);
     const [out] = await probe(vm.ns, [{ proto: 'tcp', host: OUTSIDE.b4, port: 7000, sport: 45003 }], 1);
     expect([allowed, dropped, out]).toEqual(['open', 'timeout', 'open']);
-    await sleep(300);
+    // In the kernel's order: once the last connection's record is in, the others' would be too.
+    await until(() => accepts((r) => r.sport === 45003).length > 0);
     console.log(`[${mode}] accept log: ${JSON.stringify(accepts()[0])}`);
     // Once per connection: the handshake's later packets and the reply direction are not new.
     expect(accepts((r) => r.sport === 45001)).toEqual([{

@@ -26,7 +26,7 @@ export const CONTROL_KERNEL_TESTS = [
 const control = CONTROL_KERNEL_TESTS.map((t) => `test/kernel/${t}.test.ts`);
 
 // Two lanes, each one file at a time. `npm test` (scripts/test.mjs) runs them side by side, a lane a core, so
-// two files that send packets never run at once; `npx vitest run` runs them one after the other.
+// two of the suite's files that send packets never run at once; `npx vitest run` runs them one after the other.
 export default defineConfig({
   test: {
     reporters: ['default', './test/helpers/summary-reporter.ts'],

@@ -1,7 +1,7 @@
 // `npm test`: the suite's two lanes (vitest.config.ts: "traffic" and "control") side by side, one vitest
-// process each, one test file at a time in each, so that the two cores are both used and two files that time
-// packets never run at once. `--memory` (`npm run test:all`, the README's test command) runs the memory checks
-// (scripts/memcheck.sh asan, then valgrind) in the control lane once its files are done.
+// process each, one test file at a time in each, so that the two cores are both used and two of the suite's
+// files that send packets never run at once. `--memory` (`npm run test:all`, the README's test command) runs
+// the memory checks (scripts/memcheck.sh asan, then valgrind) in the control lane once its files are done.
 //
 // Every output line is prefixed with its lane; the closing lines give each step's outcome and add up both
 // lanes' `Tests:` lines. Other arguments go to both vitest runs (`npm test -- test/kernel/apply.test.ts`); a

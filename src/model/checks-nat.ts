@@ -14,8 +14,8 @@ import { parseHostAddress, parseIpPrefix, textProblem } from './values.js';
 /**
  * Whether `fip` clashes with `other` (named `otherName` in the message): the same floating address, or the
  * same fixed IP mapped again — of the same port, or of a port of another network that holds the same address
- * (the host's one NAT table maps each fixed address to one floating IP, docs/dataplane.md). The field and message,
- * or undefined.
+ * (the host's one NAT table maps each fixed address to one floating IP, docs/dataplane.md). The field and
+ * message, or undefined.
  */
 export function floatingIpClash(fip: FloatingIp, f: FloatingIpInput, other: FloatingIp, otherName: string): { field: string; message: string } | undefined {
   if (other.floatingIp === fip.floatingIp) {

@@ -66,6 +66,15 @@ export class Bg {
     }
   }
 
+  /** Runs `send`, then {@link finish} (also when `send` throws): the lines are then what arrived meanwhile. */
+  async during(send: () => Promise<unknown>): Promise<void> {
+    try {
+      await send();
+    } finally {
+      await this.finish();
+    }
+  }
+
   /** Resolves when a line satisfies `pred`; rejects after `timeoutMs`. */
   async waitFor(pred: (line: string) => boolean, timeoutMs = 5000): Promise<string> {
     const t0 = Date.now();

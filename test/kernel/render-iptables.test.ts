@@ -210,14 +210,12 @@ describe.skipIf(!isRoot || BACKENDS.length === 0)('traffic through the rendered 
   it('bridged: DHCP replies and RAs reach the port only from the network\'s servers and routers, despite "any UDP/ICMPv6" rules', async () => {
     const smac = cli.exec('cat', ['/sys/class/net/eth0/address']).trim();
     const sniff = new Bg(spawnIn(vmb, 'python3', [NETPROBE, 'sniff', '--dev', 'eth0', '--seconds', '10']));
-    try {
+    const dhcp = (src: string) => ({ smac, dmac: MAC_B, src, dst: '192.0.2.10', proto: 'udp', sport: 67, dport: 68, payload: `offer from ${src}` });
+    const ra = (src: string) => ({ smac, dmac: '33:33:00:00:00:01', src, dst: 'ff02::1', proto: 'icmpv6', icmp: 'ra', ttl: 255 });
+    await sniff.during(async () => {
       await sniff.waitFor((l) => l === 'ready');
-      const dhcp = (src: string) => ({ smac, dmac: MAC_B, src, dst: '192.0.2.10', proto: 'udp', sport: 67, dport: 68, payload: `offer from ${src}` });
-      const ra = (src: string) => ({ smac, dmac: '33:33:00:00:00:01', src, dst: 'ff02::1', proto: 'icmpv6', icmp: 'ra', ttl: 255 });
       cli.exec('python3', [NETPROBE, 'frame', '--dev', 'eth0', '--json', JSON.stringify([dhcp('192.0.2.254'), dhcp('192.0.2.21'), ra('fe80::1'), ra('fe80::99')])]);
-    } finally {
-      await sniff.finish();
-    }
+    });
     const got = sniff.records<{ src?: string; sport?: number; icmpType?: number }>();
     const dhcpFrom = [...new Set(got.filter((r) => r.sport === 67).map((r) => r.src))];
     const raFrom = [...new Set(got.filter((r) => r.icmpType === 134).map((r) => r.src))];

@@ -59,11 +59,7 @@ describe.skipIf(!isRoot)('S9: CloudStack flavour (bridged)', () => {
     // A generous window (finish() ends it once `send` is done and what arrived is read): each sendFrame is a
     // python3 start.
     const sniff = await h.sniff(at.ns, at.dev, 12);
-    try {
-      await send();
-    } finally {
-      await sniff.finish();
-    }
+    await sniff.during(send);
     return sniff.records<Frame>();
   }
   const outside = () => ({ ns: h.outside, dev: h.outsideDev });

@@ -71,11 +71,7 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
     // A python3 start per VM (0.3-0.5 s on a loaded 2-core machine): the sniffer's window covers them all,
     // however slow, and finish() ends it once they are sent and everything that arrived is read.
     const sniff = await h.sniff(at.ns, at.dev, 3 + 2 * sends.length);
-    try {
-      await sendAll(sends);
-    } finally {
-      await sniff.finish();
-    }
+    await sniff.during(() => sendAll(sends));
     return sniff.records<Frame>();
   }
   const outsideEnd = () => ({ ns: h.outside, dev: h.outsideDev });
@@ -90,11 +86,7 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
       return (await sendAndSniff(outsideEnd(), sends)).filter((f) => f.dport === port).map((f) => ({ src: f.src!, sport: f.sport! }));
     }
     const rx = await h.netprobe(h.host, ['listen-udp', '--port', String(port), '--family', String(family), '--seconds', String(3 + 2 * sends.length)]);
-    try {
-      await sendAll(sends);
-    } finally {
-      await rx.finish();
-    }
+    await rx.during(() => sendAll(sends));
     return rx.records<{ src: string; sport: number }>().map((r) => ({ src: r.src.split('%')[0]!, sport: r.sport }));
   }
 
@@ -193,11 +185,7 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
     const eth = h.outsideFrameTo(vm2);
     const toVm = (sport: number, flags: string): [Vm, FrameSpec] => [vm2, { ...eth, src: OUTSIDE.a4, dst: vm2.ip4, proto: 'tcp', sport, dport: 80, flags }];
     const sniffVm = await h.sniff(vm2.ns, 'eth0', 5);
-    try {
-      await h.sendFrame(h.outside, h.outsideDev, ...[toVm(4300, 'S'), toVm(4301, 'SF'), toVm(4302, 'FPU')].map(([, f]) => f));
-    } finally {
-      await sniffVm.finish();
-    }
+    await sniffVm.during(() => h.sendFrame(h.outside, h.outsideDev, ...[toVm(4300, 'S'), toVm(4301, 'SF'), toVm(4302, 'FPU')].map(([, f]) => f)));
     const inn = [...new Set(sniffVm.records<Frame>().filter((f) => f.proto === 'tcp' && f.dport === 80).map((f) => f.sport))].sort();
     console.log(`[${mode}] S3 INVALID: arrived outside ${out.join(',')}; arrived at the port ${inn.join(',')}`);
     expect(out).toEqual([4200, 4203]);
@@ -240,11 +228,7 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
     const rogue = h.rogueLinkLocal(vm4);
     const sniffVm = await h.sniff(vm4.ns, 'eth0', 5);
     const sent: string[] = [];
-    try {
-      sent.push(await h.sendRa(vm4), await h.sendRa(vm4, rogue));
-    } finally {
-      await sniffVm.finish();
-    }
+    await sniffVm.during(async () => sent.push(await h.sendRa(vm4), await h.sendRa(vm4, rogue)));
     expect(sent[0]).toBe('sent'); // the router's RA is not refused on its way out of the host (routed)
     const inVm = sniffVm.records<Frame>().filter((f) => f.icmpType === 134).map((f) => f.src);
     // out of ports: vm2 (filtered) and vm3 (unfiltered control) both claim to be routers
@@ -254,11 +238,7 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
         .filter((f) => f.icmpType === 134).map((f) => f.src!);
     } else {
       const rx = await h.netprobe(h.host, ['listen-icmp6', '--seconds', '5']);
-      try {
-        await sendAll([[vm2, ra(vm2.mac, vm2.ll6)], [vm3, ra(vm3.mac, vm3.ll6)]]);
-      } finally {
-        await rx.finish();
-      }
+      await rx.during(() => sendAll([[vm2, ra(vm2.mac, vm2.ll6)], [vm3, ra(vm3.mac, vm3.ll6)]]));
       fromPorts = rx.records<{ src: string; icmpType: number }>().filter((f) => f.icmpType === 134).map((f) => f.src.split('%')[0]!);
     }
     console.log(`[${mode}] S11 RAs reaching vm4 from: ${[...new Set(inVm)].join(',')} (sent from fe80::1 and ${rogue}: ${sent.join('/')}); ` +
@@ -291,12 +271,10 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
     let reports: Frame[];
     if (mode === 'bridged') {
       const sniff = await h.sniff(h.outside, h.outsideDev, 3);
-      try {
+      await sniff.during(async () => {
         await Promise.all([join(vm4), join(vm3)]);
         await sleep(300);
-      } finally {
-        await sniff.finish();
-      }
+      });
       reports = sniff.records<Frame>();
     } else {
       // The host hears MLDv2 reports (sent to ff02::16) only while it is a member of that group on the tap.
@@ -304,10 +282,11 @@ describe.skipIf(!isRoot).each(MODES)('S3, S10, S11: base policy (%s)', (mode) =>
         h.netprobe(h.host, ['listen-udp', '--family', '6', '--port', '10', '--dev', v.device, '--join', 'ff02::16', '--seconds', '3'])));
       const rx = await h.netprobe(h.host, ['listen-icmp6', '--seconds', '3']);
       try {
-        await Promise.all([join(vm4), join(vm3)]);
-        await sleep(300);
+        await rx.during(async () => {
+          await Promise.all([join(vm4), join(vm3)]);
+          await sleep(300);
+        });
       } finally {
-        await rx.finish();
         members.forEach((m) => m.stop());
       }
       reports = rx.records<Frame>().map((f) => ({ ...f, src: f.src!.split('%')[0] }));

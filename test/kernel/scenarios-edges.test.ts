@@ -80,9 +80,10 @@ describe.skipIf(!isRoot)('anti-spoof on a routed port that is a tun device (rout
   /** Writes packets from `srcs` into the tun; returns the sources the outside namespace received. */
   async function send(srcs: string[]): Promise<string[]> {
     const sniff = await h.sniff(h.outside, h.outsideDev, 5);
-    for (const s of srcs) tun.child.stdin!.write(`${s} ${OUTSIDE.a4} 9\n`);
-    await sleep(400); // the tun writer takes its lines in its own time
-    await sniff.finish();
+    await sniff.during(async () => {
+      for (const s of srcs) tun.child.stdin!.write(`${s} ${OUTSIDE.a4} 9\n`);
+      await sleep(400); // the tun writer takes its lines in its own time
+    });
     return sniff.records<Frame>().filter((f) => f.dport === 9).map((f) => f.src!);
   }
 
@@ -129,12 +130,11 @@ describe.skipIf(!isRoot)('0.0.0.0 passes anti-spoof only for DHCP discover (brid
   it('UDP and TCP from 0.0.0.0 to an allowed destination are dropped; the same from the port address pass', async () => {
     const sniff = await h.sniff(h.outside, h.outsideDev, 5);
     const base = { smac: vm1.mac, dmac: vm1.gwMac, dst: OUTSIDE.a4 };
-    await h.sendFrame(vm1.ns, 'eth0',
+    await sniff.during(() => h.sendFrame(vm1.ns, 'eth0',
       { ...base, src: '0.0.0.0', proto: 'udp', sport: 4000, dport: 9 },
       { ...base, src: '0.0.0.0', proto: 'tcp', flags: 'S', sport: 4001, dport: 22 },
       { ...base, src: vm1.ip4, proto: 'udp', sport: 4002, dport: 9 },
-      { ...base, src: vm1.ip4, proto: 'tcp', flags: 'S', sport: 4003, dport: 22 });
-    await sniff.finish();
+      { ...base, src: vm1.ip4, proto: 'tcp', flags: 'S', sport: 4003, dport: 22 }));
     const seen = sniff.records<Frame>().filter((f) => f.sport !== undefined && f.sport >= 4000 && f.sport <= 4003).map((f) => `${f.src}:${f.sport}`);
     expect(new Set(seen)).toEqual(new Set([`${vm1.ip4}:4002`, `${vm1.ip4}:4003`]));
   });

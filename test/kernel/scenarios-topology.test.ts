@@ -42,11 +42,10 @@ describe.skipIf(!isRoot).each(MODES)('scenario topology without a firewall (%s)'
   it('delivers hand-made frames: spoofed source IP and MAC, TCP with invalid flags', async () => {
     const sniff = await h.sniff(h.outside, h.outsideDev, 5);
     const base = { dmac: vm1.gwMac, dst: OUTSIDE.a4, proto: 'udp' as const, sport: 4000, dport: 9 };
-    await h.sendFrame(vm1.ns, 'eth0',
+    await sniff.during(() => h.sendFrame(vm1.ns, 'eth0',
       { ...base, smac: vm1.mac, src: '192.0.2.99' },
       { ...base, smac: 'fa:16:3e:99:99:99', src: vm1.ip4, sport: 4001 },
-      { ...base, smac: vm1.mac, src: vm1.ip4, proto: 'tcp', flags: 'SF', dport: 22 });
-    await sniff.finish();
+      { ...base, smac: vm1.mac, src: vm1.ip4, proto: 'tcp', flags: 'SF', dport: 22 }));
     const seen = sniff.records<{ src?: string; sport?: number; flags?: string }>();
     expect(seen.some((f) => f.src === '192.0.2.99')).toBe(true);
     expect(seen.some((f) => f.sport === 4001)).toBe(true);
@@ -63,9 +62,10 @@ describe.skipIf(!isRoot).each(MODES)('scenario topology without a firewall (%s)'
       expect(client.records<{ src: string }>()[0]!.src.split('%')[0]).toBe(srv.addr);
     }
     const sniff = await h.sniff(vm1.ns, 'eth0', 5);
-    await h.sendRa(vm1);
-    await h.sendRa(vm1, h.rogueLinkLocal(vm1));
-    await sniff.finish();
+    await sniff.during(async () => {
+      await h.sendRa(vm1);
+      await h.sendRa(vm1, h.rogueLinkLocal(vm1));
+    });
     const ras = sniff.records<{ icmpType?: number; src?: string }>().filter((f) => f.icmpType === 134).map((f) => f.src);
     expect(new Set(ras)).toEqual(new Set(['fe80::1', h.rogueLinkLocal(vm1)]));
     // rogue DHCP servers answer too, when nothing filters
